@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on the bundled example vault: load concept cards and evidence, build the
+# index, ask which concepts to try on a few tasks (symbolic and hybrid), then verify.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+V="${1:-/tmp/vault-demo}"
+rm -rf "$V"
+export VAULT_DIR="$V"
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; "$@"; }
+
+step vault init
+step vault add "$here/cards.jsonl"
+step vault evidence add "$here/evidence.jsonl"
+step vault index build
+step vault retrieve --mode symbolic --task "$here/tasks/rotate.json" -k 5
+step vault retrieve --mode hybrid --task "$here/tasks/rotate.json" -k 5
+step vault retrieve --mode hybrid --task "$here/tasks/fill.json" -k 5
+step vault retrieve --mode hybrid --strategy weighted --task "$here/tasks/scale.json" -k 5
+step vault retrieve --mode hybrid --query "$here/queries/same-dims.json" -k 5
+step vault index status
+printf '\ndemo vault left in %s (try: VAULT_DIR=%s vault log)\n' "$V" "$V" >&2

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vault.core import Vault, fixed_clock
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Vault:
+    """A fresh empty vault in this test's own directory, with a frozen clock."""
+    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000))
+    return v
+
+
+def card(cid: str, keys: list[str], version: str = "1.0.0", dsl: str = "(x grid)",
+         **extra: Any) -> dict[str, Any]:  # fmt: skip
+    c: dict[str, Any] = {"schema_version": 1, "id": cid, "version": version, "domain": "grid_2d",
+                         "signature": {"keys": keys}, "template": {"template_dsl": dsl}}  # fmt: skip
+    c.update(extra)
+    return c
+
+
+def example_cards() -> list[tuple[Any, str]]:
+    lines = (EXAMPLES / "cards.jsonl").read_text().splitlines()
+    return [(json.loads(line), f"cards.jsonl:{i}") for i, line in enumerate(lines, 1)]
+
+
+def example_evidence() -> list[tuple[Any, str]]:
+    lines = (EXAMPLES / "evidence.jsonl").read_text().splitlines()
+    return [(json.loads(line), f"evidence.jsonl:{i}") for i, line in enumerate(lines, 1)]
+
+
+@pytest.fixture
+def example_vault(vault: Vault) -> Vault:
+    vault.add(example_cards())
+    vault.add_evidence(example_evidence())
+    return vault

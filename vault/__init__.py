@@ -1,0 +1,31 @@
+"""vault: a content-addressed concept vault with symbolic and hybrid retrieval.
+
+Open or create a vault with ``Vault.open`` / ``Vault.init``, write back concept cards
+and evidence, and ask ``retrieve`` which concepts to try on a new task.
+"""
+
+from .config import Config
+from .core import BuildResult, Vault, WriteResult
+from .errors import VaultError
+from .records import Query, normalize_query, task_query
+from .reprs import grid_to_repr, repr_id
+from .retrieve import Hit, RetrievalResult, retrieve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BuildResult",
+    "Config",
+    "Hit",
+    "Query",
+    "RetrievalResult",
+    "Vault",
+    "VaultError",
+    "WriteResult",
+    "__version__",
+    "grid_to_repr",
+    "normalize_query",
+    "repr_id",
+    "retrieve",
+    "task_query",
+]

@@ -1,0 +1,121 @@
+"""Canonical JSON: the one byte form every record, index and hash is taken over.
+
+Canonical = sorted keys, no insignificant whitespace, UTF-8, no NaN/Infinity.
+Parsing is strict: duplicate keys, NaN/Infinity and integers beyond ±(2**53 - 1)
+(the range every JSON reader agrees on) are refused with the line and column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import InvalidInputError
+
+MAX_SAFE_INT = 2**53 - 1
+
+
+def canonical_bytes(obj: Any) -> bytes:
+    """Canonical JSON bytes of ``obj`` (no trailing newline)."""
+    _check_finite(obj)
+    try:
+        text = json.dumps(
+            obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+        return text.encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise InvalidInputError(f"cannot be written as canonical JSON ({exc})") from None
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def content_id(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj``."""
+    return sha256_hex(canonical_bytes(obj))
+
+
+def _check_finite(obj: Any) -> None:
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list | tuple):
+            stack.extend(x)
+        elif isinstance(x, float) and not math.isfinite(x):
+            raise InvalidInputError("NaN and Infinity are not allowed")
+        elif isinstance(x, int) and not isinstance(x, bool) and abs(x) > MAX_SAFE_INT:
+            raise InvalidInputError(f"integer {x} is too large (limit ±{MAX_SAFE_INT})")
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Strict(f"duplicate key '{key}'")
+        out[key] = value
+    return out
+
+
+class _Strict(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Strict(f"{name} is not allowed")
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_SAFE_INT:
+        raise _Strict(f"integer {text[:30]} is too large (limit ±{MAX_SAFE_INT})")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Strict(f"number {text[:30]} is out of range")
+    return value
+
+
+def loads(text: str | bytes, source: str = "<input>") -> Any:
+    """Parse one JSON document strictly; errors name ``source``, line and column."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"not UTF-8 ({exc.reason} at byte {exc.start})", source=source)
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_pairs_hook,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", source=source
+        ) from None
+    except _Strict as exc:
+        raise InvalidInputError(f"invalid JSON: {exc}", source=source) from None
+    except (ValueError, RecursionError) as exc:  # e.g. int digit limit, absurd nesting
+        raise InvalidInputError(f"invalid JSON: {exc}", source=source) from None
+
+
+def iter_json_lines(text: str, source: str = "<input>") -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, value)`` for each non-blank line of a JSON-lines text."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            yield number, loads(line, source=f"{source}:{number}")
+
+
+def dumps_line(obj: Any) -> bytes:
+    """One canonical JSON line, newline-terminated."""
+    return canonical_bytes(obj) + b"\n"

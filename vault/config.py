@@ -1,0 +1,121 @@
+"""Retrieval configuration: a value object resolved once at the edge (flag > file > default).
+
+``config.toml`` in the vault root is written by ``vault init`` with every default spelled
+out; unknown keys and invalid values are refused with the key's name.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+MODES = ("symbolic", "hybrid", "soft")
+STRATEGIES = ("tiebreak", "weighted")
+SIMILARITIES = ("cosine", "euclidean")
+
+DEFAULT_MODE = "hybrid"
+DEFAULT_K = 10
+DEFAULT_SHORTLIST_MIN = 10
+DEFAULT_SHORTLIST_MAX = 200
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str = DEFAULT_MODE
+    k: int = DEFAULT_K
+    shortlist_min: int = DEFAULT_SHORTLIST_MIN
+    shortlist_max: int = DEFAULT_SHORTLIST_MAX
+    similarity: str = "cosine"
+    strategy: str = "tiebreak"
+    alpha: float = 0.65
+    beta: float = 0.20
+    gamma: float = 0.10
+    delta: float = 0.05
+    mmr_lambda: float = 0.7
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        """A copy with the non-None overrides applied and checked."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return check(replace(self, **given), "option")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fail(key: str, expected: str, value: Any, where: str) -> ConfigError:
+    return ConfigError(f"{where}: invalid value for '{key}': expected {expected}, got {value!r}")
+
+
+def check(cfg: Config, where: str = "config") -> Config:
+    """Raise ``ConfigError`` naming the key if any value is out of range."""
+    if cfg.mode not in MODES:
+        raise _fail("mode", " | ".join(MODES), cfg.mode, where)
+    if cfg.strategy not in STRATEGIES:
+        raise _fail("strategy", " | ".join(STRATEGIES), cfg.strategy, where)
+    if cfg.similarity not in SIMILARITIES:
+        raise _fail("similarity", " | ".join(SIMILARITIES), cfg.similarity, where)
+    for key, low, high in (("k", 1, 10_000), ("shortlist_min", 1, 100_000),
+                           ("shortlist_max", 1, 100_000)):  # fmt: skip
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _fail(key, f"an integer {low}..{high}", value, where)
+    if cfg.shortlist_min > cfg.shortlist_max:
+        raise _fail("shortlist_min", f"<= shortlist_max ({cfg.shortlist_max})", cfg.shortlist_min,
+                    where)  # fmt: skip
+    for key in ("alpha", "beta", "gamma", "delta", "mmr_lambda"):
+        value = getattr(cfg, key)
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or not 0.0 <= value <= 1.0):  # fmt: skip
+            raise _fail(key, "a number in [0, 1]", value, where)
+    return cfg
+
+
+def load(path: Path) -> Config:
+    """Read ``config.toml``; a missing file means the defaults."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return Config()
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    unknown_tables = set(data) - {"retrieval"}
+    if unknown_tables:
+        raise ConfigError(f"{path}: unknown table or key '{sorted(unknown_tables)[0]}' "
+                          "(expected [retrieval])")  # fmt: skip
+    table = data.get("retrieval", {})
+    names = {f.name for f in fields(Config)}
+    for key in table:
+        if key not in names:
+            raise ConfigError(f"{path}: unknown key 'retrieval.{key}' "
+                              f"(known: {', '.join(sorted(names))})")  # fmt: skip
+    values = dict(table)
+    for key in ("alpha", "beta", "gamma", "delta", "mmr_lambda"):
+        if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
+            values[key] = float(values[key])
+    return check(replace(Config(), **values), str(path))
+
+
+def default_text() -> str:
+    d = Config()
+    return f"""\
+# vault configuration. Command-line flags override these values.
+[retrieval]
+mode = "{d.mode}"            # symbolic | hybrid | soft
+k = {d.k}                       # results returned
+shortlist_min = {d.shortlist_min}           # hybrid: top up from embedding neighbours below this
+shortlist_max = {d.shortlist_max}          # hybrid: symbolic shortlist cut
+similarity = "{d.similarity}"      # cosine | euclidean (exact integer arithmetic)
+strategy = "{d.strategy}"      # tiebreak | weighted
+alpha = {d.alpha}                # weighted: similarity
+beta = {d.beta}                  # weighted: utility from evidence
+gamma = {d.gamma}                 # weighted: class match (share of query keys matched)
+delta = {d.delta}                 # weighted: duplicate penalty
+mmr_lambda = {d.mmr_lambda}            # weighted: MMR relevance vs diversity
+"""

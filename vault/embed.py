@@ -1,0 +1,48 @@
+"""``vault embed``: vectors for reprs, grids, queries and ARC tasks (cached per repr/pair)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from . import embedder
+from .canonical import content_id
+from .core import Vault
+from .embeddings import embed_repr, query_vector
+from .errors import InvalidInputError
+from .grid import parse_grid
+from .records import Query, is_arc_task, normalize_query, task_query
+from .reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance
+
+
+def query_id(query: Query) -> str:
+    """A stable id of a query's content."""
+    return content_id({
+        "domain": query.domain,
+        "repr": repr_id(query.repr) if query.repr else None,
+        "constraints": list(query.constraints),
+        "pairs": [[repr_id(p.input), repr_id(p.output)] for p in query.pairs],
+    })  # fmt: skip
+
+
+def embed_records(vault: Vault, records: Iterable[tuple[Any, str]]) -> Iterator[dict[str, Any]]:
+    """One output line per input record; every record is validated before any output."""
+    parsed: list[tuple[str, Any]] = []
+    for value, source in records:
+        if isinstance(value, list):
+            parsed.append(("repr", grid_to_repr(parse_grid(value, source))))
+        elif is_arc_task(value):
+            parsed.append(("query", task_query(value, 0, source)))
+        elif isinstance(value, dict) and (value.get("kind") == "repr" or "globals" in value):
+            parsed.append(("repr", strip_provenance(normalize_repr(value, source))))
+        elif isinstance(value, dict):
+            parsed.append(("query", normalize_query(value, source)))
+        else:
+            raise InvalidInputError("expected a grid, a repr, a query or an ARC task", source=source)
+    ident = {"embedder": embedder.VERSION, "weights_hash": embedder.WEIGHTS_HASH}
+    for kind, item in parsed:
+        if kind == "repr":
+            yield {"kind": "repr", "id": repr_id(item), "vector": embed_repr(item, vault.cache), **ident}
+        else:
+            yield {"kind": "query", "id": query_id(item), "vector": query_vector(item, vault.cache),
+                   **ident}  # fmt: skip

@@ -1,0 +1,168 @@
+"""Index generations: content-addressed snapshots of the whole index, and the ref to one.
+
+A generation is a manifest object naming the symbolic index, ``embedder.json``,
+``concept_vectors.jsonl`` and ``ann.index.sha256`` objects; its id is the manifest's
+sha256, so the same index content is the same generation. ``index/generations.jsonl``
+lists generations in the order they were made (number, time, audit position, counts,
+embedder); ``index/CURRENT`` names the current one. Moving ``CURRENT`` is one atomic
+file replace: rollback is O(1) and reversible.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import embedder
+from .canonical import canonical_bytes, dumps_line, loads
+from .embeddings import ann_hash, embedder_bytes, vectors_bytes
+from .errors import CorruptionError, InvalidInputError, NotFoundError
+from .store import ObjectStore, atomic_write, is_digest
+
+GENERATION_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IndexGeneration:
+    """One entry of ``index/generations.jsonl``."""
+
+    number: int
+    generation: str
+    time: str
+    audit_seq: int
+    op: str
+    counts: dict[str, int]
+    embedder: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"number": self.number, "generation": self.generation, "time": self.time,
+                "audit_seq": self.audit_seq, "op": self.op, "counts": self.counts,
+                "embedder": self.embedder}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CurrentRef:
+    generation: str
+    number: int
+    audit_seq: int
+
+
+def counts(index: dict[str, Any]) -> dict[str, int]:
+    concepts = index["concepts"].values()
+    return {
+        "concepts": len(index["concepts"]),
+        "active": sum(1 for c in concepts if c["status"] == "active"),
+        "evidence": sum(len(c["evidence"]) for c in concepts),
+        "keys": len(index["by_key"]),
+    }
+
+
+def write_generation(
+    objects: ObjectStore, index: dict[str, Any], vectors: dict[str, tuple[str, str, list[int]]]
+) -> tuple[str, dict[str, Any]]:
+    """Store the index and its embedding files as objects; return (generation id, manifest)."""
+    emb = embedder_bytes()
+    vec = vectors_bytes(vectors)
+    digest = ann_hash(emb, vec)
+    manifest = {
+        "kind": "generation",
+        "schema_version": GENERATION_SCHEMA_VERSION,
+        "symbolic": objects.put(canonical_bytes(index)),
+        "embedder": objects.put(emb),
+        "vectors": objects.put(vec),
+        "ann_hash": digest,
+        "ann_hash_file": objects.put(f"{digest}\n".encode()),
+        "counts": counts(index),
+        "embedder_id": embedder.identity(),
+    }
+    return objects.put_json(manifest), manifest
+
+
+def read_manifest(objects: ObjectStore, generation: str) -> dict[str, Any]:
+    try:
+        manifest = objects.get_json(generation)
+    except InvalidInputError as exc:
+        raise CorruptionError(f"generation {generation}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != "generation":
+        raise CorruptionError(f"object {generation} is not a generation manifest")
+    return manifest
+
+
+class Generations:
+    """``index/CURRENT`` and ``index/generations.jsonl``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.current_path = root / "CURRENT"
+        self.log_path = root / "generations.jsonl"
+
+    def current(self) -> CurrentRef | None:
+        try:
+            data = self.current_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            obj = loads(data, source=str(self.current_path))
+            ref = CurrentRef(obj["generation"], int(obj["number"]), int(obj["audit_seq"]))
+        except (InvalidInputError, KeyError, TypeError, ValueError):
+            raise CorruptionError(
+                f"{self.current_path} is corrupted; `vault rollback --to N` or "
+                "`vault index build` writes a good one"
+            ) from None
+        if not is_digest(ref.generation):
+            raise CorruptionError(f"{self.current_path} names no generation")
+        return ref
+
+    def set_current(self, ref: CurrentRef) -> None:
+        data = dumps_line({"generation": ref.generation, "number": ref.number,
+                           "audit_seq": ref.audit_seq})  # fmt: skip
+        atomic_write(self.current_path, data)
+
+    def history(self) -> list[IndexGeneration]:
+        try:
+            data = self.log_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        out = []
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        for i, line in enumerate(lines, start=1):
+            try:
+                o = loads(line, source=f"{self.log_path}:{i}")
+                out.append(IndexGeneration(o["number"], o["generation"], o["time"],
+                                           o["audit_seq"], o["op"], o["counts"], o["embedder"]))  # fmt: skip
+            except (InvalidInputError, KeyError, TypeError):
+                if i == len(lines):  # torn tail from a crash: the generation never became current
+                    break
+                raise CorruptionError(f"{self.log_path}:{i}: malformed line") from None
+        return out
+
+    def append(self, gen: IndexGeneration) -> None:
+        history = self.history()
+        good = sum(len(dumps_line(g.to_json())) for g in history)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as f:
+            if f.tell() != good:
+                f.truncate(good)
+            f.write(dumps_line(gen.to_json()))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def find(self, spec: str) -> IndexGeneration:
+        """A generation by number (``3``) or by id or unique id prefix (at least 6 hex digits)."""
+        history = self.history()
+        if spec.isdigit():
+            for g in history:
+                if g.number == int(spec):
+                    return g
+            raise NotFoundError(f"unknown generation {spec} (have 1..{len(history)})")
+        matches = {g.generation for g in history if len(spec) >= 6 and g.generation.startswith(spec)}
+        if len(matches) == 1:
+            found = [g for g in history if g.generation in matches]
+            return found[-1]
+        if len(matches) > 1:
+            raise NotFoundError(f"generation prefix {spec!r} is ambiguous")
+        raise NotFoundError(f"unknown generation {spec!r}; `vault rollback --list` shows them")

@@ -1,0 +1,110 @@
+"""Grids: validation and the small set of exact grid operations the tool needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InvalidInputError
+
+MAX_SIDE = 30
+Grid = tuple[tuple[int, ...], ...]
+
+
+def parse_grid(value: Any, source: str | None = None, field: str = "grid") -> Grid:
+    """Check ``value`` is a non-empty rectangular list of rows of ints 0-9, at most 30x30."""
+
+    def bad(message: str) -> InvalidInputError:
+        return InvalidInputError(message, source=source, field=field)
+
+    if not isinstance(value, list) or not value:
+        raise bad("expected a non-empty list of rows")
+    if len(value) > MAX_SIDE:
+        raise bad(f"grid has {len(value)} rows; at most {MAX_SIDE} allowed")
+    width = None
+    rows = []
+    for r, row in enumerate(value):
+        if not isinstance(row, list) or not row:
+            raise bad(f"row {r}: expected a non-empty list of colours")
+        if width is None:
+            width = len(row)
+            if width > MAX_SIDE:
+                raise bad(f"grid has {width} columns; at most {MAX_SIDE} allowed")
+        elif len(row) != width:
+            raise bad(f"ragged grid: row {r} has {len(row)} cells, row 0 has {width}")
+        for c, cell in enumerate(row):
+            if isinstance(cell, bool) or not isinstance(cell, int) or not 0 <= cell <= 9:
+                raise bad(f"cell [{r}][{c}] = {cell!r}: expected an integer colour 0-9")
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+def to_lists(grid: Grid) -> list[list[int]]:
+    return [list(row) for row in grid]
+
+
+def dims(grid: Grid) -> tuple[int, int]:
+    return len(grid), len(grid[0])
+
+
+def rot90(g: Grid) -> Grid:
+    """Rotate clockwise by 90 degrees."""
+    return tuple(zip(*g[::-1], strict=True))
+
+
+def flip_lr(g: Grid) -> Grid:
+    return tuple(row[::-1] for row in g)
+
+
+def flip_ud(g: Grid) -> Grid:
+    return g[::-1]
+
+
+def transpose(g: Grid) -> Grid:
+    return tuple(zip(*g, strict=True))
+
+
+# The seven non-identity symmetries of the square, by the name used in transform keys.
+D4: dict[str, Any] = {
+    "rotate_90": rot90,
+    "rotate_180": lambda g: rot90(rot90(g)),
+    "rotate_270": lambda g: rot90(rot90(rot90(g))),
+    "flip_h": flip_lr,  # mirror left-right
+    "flip_v": flip_ud,  # mirror top-bottom
+    "transpose": transpose,
+    "anti_transpose": lambda g: rot90(rot90(transpose(g))),
+}
+
+
+def colour_counts(g: Grid) -> list[int]:
+    counts = [0] * 10
+    for row in g:
+        for cell in row:
+            counts[cell] += 1
+    return counts
+
+
+def background_colour(g: Grid) -> int:
+    """The most frequent colour; ties go to the lowest colour."""
+    counts = colour_counts(g)
+    return max(range(10), key=lambda c: (counts[c], -c))
+
+
+def find_subgrid(small: Grid, big: Grid) -> bool:
+    """True when ``small`` occurs as a contiguous block of ``big``."""
+    sh, sw = dims(small)
+    bh, bw = dims(big)
+    if sh > bh or sw > bw or (sh, sw) == (bh, bw):
+        return False
+    for top in range(bh - sh + 1):
+        for left in range(bw - sw + 1):
+            if all(big[top + r][left : left + sw] == small[r] for r in range(sh)):
+                return True
+    return False
+
+
+def upscale(g: Grid, fh: int, fw: int) -> Grid:
+    return tuple(tuple(cell for cell in row for _ in range(fw)) for row in g for _ in range(fh))
+
+
+def tile(g: Grid, th: int, tw: int) -> Grid:
+    return tuple(tuple(row) * tw for _ in range(th) for row in g)

@@ -1,0 +1,157 @@
+"""The one key vocabulary shared by concepts and queries.
+
+Keys are ``family:name`` strings in four families: ``domain:``, ``transform:``,
+``invariant:`` and ``feature:``. Concepts get keys from their signature, their proof
+obligations and the operators of their template; queries get keys from their repr,
+their constraints and their demonstration pairs. A proof obligation and the query
+constraint that mean the same thing are the same name and map to the same key
+(``same_dims`` -> ``invariant:same_dims``); historical aliases map there too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .errors import InvalidInputError
+from .pairs import PairFacts
+
+FAMILIES = ("domain", "transform", "invariant", "feature")
+
+# Constraint / obligation name -> key. Both vocabularies are this one table.
+INVARIANTS: dict[str, str] = {
+    "same_dims": "invariant:same_dims",
+    "palette_preserved": "invariant:palette_preserved",
+    "fixed_dims": "invariant:fixed_dims",
+    "object_count_preserved": "invariant:object_count_preserved",
+    "colour_count_preserved": "invariant:colour_count_preserved",
+    "background_preserved": "invariant:background_preserved",
+}
+# Names of the original design, accepted on input and mapped to the same key.
+ALIASES: dict[str, str] = {
+    "shape_preserved": "same_dims",
+    "dims_preserved": "same_dims",
+    "same_shape": "same_dims",
+    "colors_preserved": "palette_preserved",
+    "color_count_preserved": "colour_count_preserved",
+}
+
+# Transform names that can be inferred exactly from pairs or named in a template.
+TRANSFORMS = (
+    "identity", "rotate_90", "rotate_180", "rotate_270", "flip_h", "flip_v", "transpose",
+    "anti_transpose", "scale_up", "scale_down", "tile", "crop", "recolor", "fill", "erase",
+    "symmetrize", "move", "extend",
+)  # fmt: skip
+
+_IDENT = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def obligation_key(name: str, source: str | None = None, field: str = "") -> str:
+    """The key of a proof obligation or query constraint name."""
+    canonical = ALIASES.get(name, name)
+    key = INVARIANTS.get(canonical)
+    if key is None:
+        known = ", ".join(sorted(INVARIANTS))
+        raise InvalidInputError(
+            f"unknown constraint {name!r} (known: {known})", source=source, field=field or None
+        )
+    return key
+
+
+def template_keys(template_dsl: str) -> set[str]:
+    """``transform:`` keys for the known operators named in a template."""
+    names = set(_IDENT.findall(template_dsl))
+    return {f"transform:{t}" for t in TRANSFORMS if t in names}
+
+
+def concept_keys(card: dict[str, Any]) -> list[str]:
+    """All keys of a concept card, sorted: signature, obligations, template operators."""
+    keys = set(card["signature"]["keys"])
+    keys.update(obligation_key(o) for o in card.get("proof_obligations", ()))
+    keys.update(template_keys(card["template"]["template_dsl"]))
+    keys.add(f"domain:{card['domain']}")
+    return sorted(keys)
+
+
+def repr_keys(rep: dict[str, Any]) -> set[str]:
+    """``feature:`` keys describing one grid repr."""
+    g = rep["globals"]
+    keys = {f"domain:{rep['domain']}"}
+    for name, flag in g.get("symmetry", {}).items():
+        if flag:
+            keys.add(f"feature:symmetry_{name}")
+    n = g.get("component_count")
+    if n is not None:
+        keys.add("feature:no_object" if n == 0 else "feature:single_object" if n == 1 else
+                 "feature:multi_object")  # fmt: skip
+    if g["height"] == g["width"]:
+        keys.add("feature:square")
+    if any(e["type"] == "contained_in" for e in rep.get("edges", ())):
+        keys.add("feature:has_containment")
+    comps = [x for x in rep.get("nodes", ()) if x["type"] == "component"]
+    if len(comps) > 1 and len({x.get("colour") for x in comps}) == 1:
+        keys.add("feature:monochrome_objects")
+    return keys
+
+
+def pair_keys(facts: PairFacts) -> set[str]:
+    """``transform:``, ``invariant:`` and ``feature:`` keys true of one pair."""
+    keys: set[str] = set()
+    if facts.identity:
+        keys.add("transform:identity")
+    if facts.d4:
+        keys.add(f"transform:{facts.d4}")
+    for flag, name in (
+        (facts.scale_up, "scale_up"), (facts.scale_down, "scale_down"), (facts.tiled, "tile"),
+        (facts.crop, "crop"), (facts.recolor, "recolor"), (facts.fill, "fill"),
+        (facts.erase, "erase"), (facts.symmetrized, "symmetrize"),
+    ):  # fmt: skip
+        if flag:
+            keys.add(f"transform:{name}")
+    if facts.same_dims and facts.counts_preserved and not facts.identity and not facts.d4:
+        keys.add("transform:move")
+    if facts.embed and not facts.tiled and not facts.scale_up:
+        keys.add("transform:extend")
+    if facts.same_dims:
+        keys.add(INVARIANTS["same_dims"])
+    if facts.colours_in == facts.colours_out:
+        keys.add(INVARIANTS["palette_preserved"])
+    if facts.objects_in == facts.objects_out:
+        keys.add(INVARIANTS["object_count_preserved"])
+    if facts.counts_preserved:
+        keys.add(INVARIANTS["colour_count_preserved"])
+    if facts.background_in == facts.background_out:
+        keys.add(INVARIANTS["background_preserved"])
+    hi, wi = facts.in_dims
+    ho, wo = facts.out_dims
+    if ho * wo > hi * wi:
+        keys.add("feature:output_larger")
+    elif ho * wo < hi * wi:
+        keys.add("feature:output_smaller")
+    if facts.colours_out - facts.colours_in:
+        keys.add("feature:colours_added")
+    if facts.colours_in - facts.colours_out:
+        keys.add("feature:colours_removed")
+    if facts.objects_out > facts.objects_in:
+        keys.add("feature:objects_added")
+    elif facts.objects_out < facts.objects_in:
+        keys.add("feature:objects_removed")
+    return keys
+
+
+def task_keys(facts: Sequence[PairFacts], input_reprs: Iterable[dict[str, Any]]) -> set[str]:
+    """Keys true of every demonstration pair and every input grid of a task."""
+    per_pair = [pair_keys(f) for f in facts]
+    keys = set.intersection(*per_pair) if per_pair else set()
+    if len(facts) > 1 and len({f.out_dims for f in facts}) == 1:
+        keys.add(INVARIANTS["fixed_dims"])
+    per_input = [repr_keys(r) for r in input_reprs]
+    if per_input:
+        keys |= set.intersection(*per_input)
+    return keys
+
+
+def matchable(keys: Iterable[str]) -> list[str]:
+    """Keys that count towards overlap: every family except ``domain:`` (a filter)."""
+    return sorted(k for k in keys if not k.startswith("domain:"))

@@ -1,0 +1,132 @@
+"""Validation against the JSON Schemas shipped in ``vault/schemas/``.
+
+A small validator for the subset of JSON Schema those files use (type, const, enum,
+pattern, length and size bounds, properties/required/additionalProperties, items).
+Errors name the field path and say what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .errors import InvalidInputError
+
+SCHEMAS = ("concept", "evidence", "status", "repr", "query")
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """The shipped JSON Schema ``name`` (one of ``SCHEMAS``)."""
+    text = resources.files("vault").joinpath("schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def validate(value: Any, schema_name: str, source: str | None = None) -> None:
+    """Raise ``InvalidInputError`` naming source, field and expectation if ``value`` is invalid."""
+    _check(value, load_schema(schema_name), "", source)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return json.dumps(shown)
+    return repr(value)
+
+
+def _fail(path: str, expected: str, value: Any, source: str | None) -> None:
+    raise InvalidInputError(
+        f"expected {expected}, got {_describe(value)}", source=source, field=path or "(top level)"
+    )
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name in ("integer", "number") and isinstance(value, bool):
+        return False
+    if name == "integer" and isinstance(value, float):
+        return False
+    return isinstance(value, _TYPES[name])
+
+
+def _check(value: Any, schema: dict[str, Any], path: str, source: str | None) -> None:
+    desc = schema.get("description")
+    if "const" in schema and value != schema["const"] or (
+        "const" in schema and type(value) is not type(schema["const"])
+    ):
+        _fail(path, desc or json.dumps(schema["const"]), value, source)
+    if "enum" in schema and value not in schema["enum"]:
+        _fail(path, desc or "one of " + ", ".join(json.dumps(e) for e in schema["enum"]), value, source)
+    kind = schema.get("type")
+    if kind is not None and not _is_type(value, kind):
+        article = "an" if kind[0] in "aeiou" else "a"
+        _fail(path, desc or f"{article} {kind}", value, source)
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            _fail(path, desc or f"at least {schema['minLength']} characters", value, source)
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            _fail(path, desc or f"at most {schema['maxLength']} characters", value, source)
+        if "pattern" in schema and not _regex(schema["pattern"]).search(value):
+            _fail(path, desc or f"a string matching {schema['pattern']}", value, source)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            _fail(path, desc or f"a number >= {schema['minimum']}", value, source)
+        if "maximum" in schema and value > schema["maximum"]:
+            _fail(path, desc or f"a number <= {schema['maximum']}", value, source)
+    elif isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            _fail(path, f"at least {schema['minItems']} items", value, source)
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            _fail(path, f"at most {schema['maxItems']} items", value, source)
+        if "items" in schema:
+            for i, item in enumerate(value):
+                _check(item, schema["items"], f"{path}[{i}]", source)
+    elif isinstance(value, dict):
+        props: dict[str, Any] = schema.get("properties", {})
+        for name in schema.get("required", ()):
+            if name not in value:
+                raise InvalidInputError(
+                    "missing required field", source=source, field=_join(path, name)
+                )
+        extra = schema.get("additionalProperties", True)
+        for name, item in value.items():
+            sub = props.get(name)
+            if sub is not None:
+                _check(item, sub, _join(path, name), source)
+            elif extra is False:
+                allowed = ", ".join(sorted(props))
+                raise InvalidInputError(
+                    f"unknown field (allowed: {allowed})", source=source, field=_join(path, name)
+                )
+            elif isinstance(extra, dict):
+                _check(item, extra, _join(path, name), source)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name

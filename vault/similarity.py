@@ -1,0 +1,52 @@
+"""Exact, deterministic similarity over int8 vectors.
+
+Dot products are computed as float32 matrix products of int8 values: with d = 64 every
+partial sum is at most 64 * 127**2 < 2**24, so the float32 result is the exact integer
+under any BLAS kernel or thread count. Scores are then formed in float64 from exact
+integers with one correctly rounded sqrt and one division, so they are bit-identical on
+every IEEE 754 machine. Ties are broken by the caller (by id).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .embedder import DIM
+
+MAX_DISTANCE = 2.0 * 127.0 * np.sqrt(DIM)  # two opposite vectors of all ±127
+
+
+def exact_dots(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Integer dot products of each row of ``matrix`` (n, d) with ``query`` (d,), as int64."""
+    if matrix.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    prod = matrix.astype(np.float32) @ query.astype(np.float32)
+    return prod.astype(np.int64)
+
+
+def squared_norms(matrix: np.ndarray) -> np.ndarray:
+    m = matrix.astype(np.int64)
+    return (m * m).sum(axis=1)
+
+
+def cosine(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Cosine similarity in [-1, 1]; 0 where either vector is zero."""
+    dots = exact_dots(matrix, query)
+    q = query.astype(np.int64)
+    denom = np.sqrt((squared_norms(matrix) * int((q * q).sum())).astype(np.float64))
+    out = np.zeros(len(dots), dtype=np.float64)
+    nz = denom > 0
+    out[nz] = dots[nz].astype(np.float64) / denom[nz]
+    return out
+
+
+def euclidean(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Euclidean similarity 1 - |a - b| / MAX_DISTANCE in [0, 1] (1 = identical)."""
+    dots = exact_dots(matrix, query)
+    q = query.astype(np.int64)
+    d2 = squared_norms(matrix) + int((q * q).sum()) - 2 * dots
+    return 1.0 - np.sqrt(d2.astype(np.float64)) / MAX_DISTANCE
+
+
+def similarity(matrix: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
+    return cosine(matrix, query) if metric == "cosine" else euclidean(matrix, query)

@@ -1,0 +1,163 @@
+"""The on-disk store: immutable objects addressed by sha256, crash-safe writes, the lock.
+
+Layout (see FORMAT.md): ``objects/ab/cdef...`` holds the bytes whose sha256 is
+``abcdef...``; an object is written once (temp file, fsync, hard link into place, fsync
+the directory) and never overwritten. Mutable files (refs, logs) are replaced atomically
+with ``atomic_write`` under the vault's write lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .canonical import canonical_bytes, loads, sha256_hex
+from .errors import CorruptionError, LockError, NotFoundError
+
+HEX = frozenset("0123456789abcdef")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` all at once: a reader sees the old or the new bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def is_digest(text: str) -> bool:
+    return len(text) == 64 and set(text) <= HEX
+
+
+class ObjectStore:
+    """Content-addressed, write-once object files under ``root/objects``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest[2:]
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def put(self, data: bytes) -> str:
+        """Store ``data``; return its sha256. Existing objects are left untouched."""
+        digest = sha256_hex(data)
+        final = self.path(digest)
+        if final.exists():
+            return digest
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, final)  # fails if present: an object is never overwritten
+            except FileExistsError:
+                pass
+            except OSError as exc:  # filesystems without hard links
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                    raise
+                if not final.exists():
+                    os.replace(tmp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        fsync_dir(final.parent)
+        return digest
+
+    def put_json(self, obj: Any) -> str:
+        return self.put(canonical_bytes(obj))
+
+    def get(self, digest: str, *, check: bool = False) -> bytes:
+        if not is_digest(digest):
+            raise NotFoundError(f"not an object address: {digest!r}")
+        try:
+            data = self.path(digest).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"object {digest} is missing") from None
+        if check and sha256_hex(data) != digest:
+            raise CorruptionError(f"object {self.path(digest)} does not match its address")
+        return data
+
+    def get_json(self, digest: str, *, check: bool = False) -> Any:
+        return loads(self.get(digest, check=check), source=str(self.path(digest)))
+
+    def __iter__(self) -> Iterator[str]:
+        """Every object address, sorted."""
+        if not self.root.is_dir():
+            return
+        for fan in sorted(self.root.iterdir()):
+            if len(fan.name) == 2 and fan.is_dir():
+                for f in sorted(fan.iterdir()):
+                    if not f.name.startswith("."):
+                        yield fan.name + f.name
+
+
+class WriteLock:
+    """An exclusive advisory lock (flock) serializing writers across processes."""
+
+    def __init__(self, path: Path, timeout: float = 30.0):
+        self.path = path
+        self.timeout = timeout
+        self._fd: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> WriteLock:
+        if self._depth == 0:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        os.close(fd)
+                        raise LockError(
+                            f"another vault process holds {self.path} (waited {self.timeout:g}s)"
+                        ) from None
+                    time.sleep(0.01)
+            self._fd = fd
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._depth > 0

@@ -1,0 +1,1 @@
+"""The `vault` command line: thin commands over the `vault` library."""

@@ -1,0 +1,3 @@
+from vault_cli.app import main
+
+main()
