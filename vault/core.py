@@ -41,7 +41,7 @@ from .records import (
     status_event,
     version_text,
 )
-from .reprs import repr_id
+from .reprs import repr_id, strip_provenance
 from .store import ObjectStore, WriteLock, atomic_write
 
 FORMAT_NAME = "concept-vault"
@@ -224,36 +224,69 @@ class Vault:
         An id+version already stored with the same content is left as is; with different
         content it is refused. ``fork`` stores each card as the next minor version of its id.
         """
-        normalized = [(normalize_card(obj, src), src) for obj, src in cards]
+        return self.write_back(cards=cards, fork=fork, op="fork" if fork else "add")
+
+    def add_evidence(self, items: Iterable[tuple[Any, str]]) -> WriteResult:
+        """Store evidence records (positive or negative) about stored concept versions."""
+        return self.write_back(evidence=items, op="evidence")
+
+    def write_back(
+        self,
+        cards: Iterable[tuple[Any, str]] = (),
+        evidence: Iterable[tuple[Any, str]] = (),
+        *,
+        fork: bool = False,
+        op: str = "add",
+        detail: dict[str, Any] | None = None,
+        reprs: Iterable[dict[str, Any]] = (),
+    ) -> WriteResult:
+        """One write-back: cards and evidence (which may cite those cards) as one audit entry
+        and one new index generation. Everything is validated before anything is written.
+        ``reprs`` are reprs made by ``grid_to_repr`` that the evidence cites by id."""
+        norm_cards = [(normalize_card(obj, src), src) for obj, src in cards]
+        norm_ev = [(normalize_evidence(obj, src), src) for obj, src in evidence]
         with self.lock:
-            loaded = self._catch_up()
-            concepts = loaded.index["concepts"]
-            new: dict[str, tuple[dict[str, Any], bytes]] = {}
-            unchanged = []
-            for card, src in normalized:
-                if fork:
-                    card = self._forked(loaded.index, card, src, new)
-                name = ref(card["id"], card["version"])
-                data = canonical_bytes(card)
-                if name in new:
-                    if new[name][1] != data:
-                        raise ConflictError(f"{src}: {name} appears twice with different content")
+            index = self._catch_up().index
+            new_cards, unchanged = self._plan_cards(index, norm_cards, fork)
+            known = set(index["concepts"]) | set(new_cards)
+            given = {repr_id(r): canonical_bytes(strip_provenance(r)) for r in reprs}
+            new_ev, new_reprs, unchanged_ev = self._plan_evidence(index, known, norm_ev, given)
+            added = list(new_cards) + list(new_ev)
+            if not added:
+                return WriteResult(op, [], unchanged + unchanged_ev)
+            digests = self.objects.put_many(
+                list(new_reprs.values()) + [d for _, d in new_cards.values()] + list(new_ev.values())
+            )
+            info = detail or ({"concepts": list(new_cards)} if new_cards else {})
+            if new_ev:
+                info = {**info, "evidence": len(new_ev)}
+            return self._commit(op, digests, added, unchanged + unchanged_ev, info)
+
+    def _plan_cards(self, index: dict[str, Any], cards: list[tuple[dict[str, Any], str]],
+                    fork: bool) -> tuple[dict[str, tuple[dict[str, Any], bytes]], list[str]]:  # fmt: skip
+        concepts = index["concepts"]
+        new: dict[str, tuple[dict[str, Any], bytes]] = {}
+        unchanged = []
+        for card, src in cards:
+            if fork:
+                card = self._forked(index, card, src, new)
+            name = ref(card["id"], card["version"])
+            data = canonical_bytes(card)
+            if name in new:
+                if new[name][1] != data:
+                    raise ConflictError(f"{src}: {name} appears twice with different content")
+                continue
+            existing = concepts.get(name)
+            if existing is not None:
+                if self.objects.get(existing["card"]) == data:
+                    unchanged.append(name)
                     continue
-                existing = concepts.get(name)
-                if existing is not None:
-                    if self.objects.get(existing["card"]) == data:
-                        unchanged.append(name)
-                        continue
-                    raise ConflictError(
-                        f"{src}: {name} is already stored with different content; a changed card "
-                        f"is a new version: bump 'version' or use --fork"
-                    )
-                new[name] = (card, data)
-            if not new:
-                return WriteResult("fork" if fork else "add", [], unchanged)
-            digests = [self.objects.put(data) for _, data in new.values()]
-            return self._commit("fork" if fork else "add", digests, list(new), unchanged,
-                                {"concepts": list(new)})  # fmt: skip
+                raise ConflictError(
+                    f"{src}: {name} is already stored with different content; a changed card "
+                    f"is a new version: bump 'version' or use --fork"
+                )
+            new[name] = (card, data)
+        return new, unchanged
 
     def _forked(self, index: dict[str, Any], card: dict[str, Any], src: str,
                 pending: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
@@ -267,37 +300,30 @@ class Vault:
         forked["provenance"] = {**card["provenance"], "forked_from": ref(card["id"], version_text(top))}
         return normalize_card(forked, src)
 
-    def add_evidence(self, items: Iterable[tuple[Any, str]]) -> WriteResult:
-        """Store evidence records (positive or negative) about stored concept versions."""
-        normalized = [(normalize_evidence(obj, src), src) for obj, src in items]
-        with self.lock:
-            loaded = self._catch_up()
-            concepts = loaded.index["concepts"]
-            new: dict[str, bytes] = {}
-            reprs: dict[str, bytes] = {}
-            unchanged = []
-            for ev, src in normalized:
-                name = ref(ev.record["concept"], ev.record["version"])
-                if name not in concepts:
-                    raise NotFoundError(f"{src}: evidence for unknown concept version {name}")
-                for rid in _repr_refs(ev.record):
-                    if rid not in reprs and not any(repr_id(r) == rid for r in ev.reprs) \
-                            and not self.objects.has(rid):  # fmt: skip
-                        raise NotFoundError(f"{src}: unknown repr id {rid}")
-                for rep in ev.reprs:
-                    reprs[repr_id(rep)] = canonical_bytes(rep)
-                data = canonical_bytes(ev.record)
-                digest = sha256_hex(data)
-                if digest in concepts[name]["evidence"] or digest in new:
-                    unchanged.append(digest)
-                    continue
-                new[digest] = data
-            if not new:
-                return WriteResult("evidence", [], unchanged)
-            repr_digests = [self.objects.put(data) for data in reprs.values()]
-            digests = [self.objects.put(data) for data in new.values()]
-            return self._commit("evidence", repr_digests + digests, list(new), unchanged,
-                                {"evidence": len(new)})  # fmt: skip
+    def _plan_evidence(self, index: dict[str, Any], known: set[str], items: list[tuple[Any, str]],
+                       given: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes], list[str]]:  # fmt: skip
+        new: dict[str, bytes] = {}
+        reprs: dict[str, bytes] = {}
+        unchanged = []
+        for ev, src in items:
+            name = ref(ev.record["concept"], ev.record["version"])
+            if name not in known:
+                raise NotFoundError(f"{src}: evidence for unknown concept version {name}")
+            for rep in ev.reprs:
+                reprs[repr_id(rep)] = canonical_bytes(rep)
+            for rid in _repr_refs(ev.record):
+                if rid in given:
+                    reprs[rid] = given[rid]
+                elif rid not in reprs and not self.objects.has(rid):
+                    raise NotFoundError(f"{src}: unknown repr id {rid}")
+            data = canonical_bytes(ev.record)
+            digest = sha256_hex(data)
+            stored = index["concepts"].get(name, {}).get("evidence", ())
+            if digest in stored or digest in new:
+                unchanged.append(digest)
+                continue
+            new[digest] = data
+        return new, reprs, unchanged
 
     def set_status(self, concept: str, version: str, status: str, reason: str | None = None) -> WriteResult:
         event = status_event(concept, version, status, reason)
@@ -311,17 +337,6 @@ class Vault:
                 return WriteResult("status", [], [name])
             digest = self.objects.put(canonical_bytes(event))
             return self._commit("status", [digest], [name], [], {"concept": name, "status": status})
-
-    def put_objects(self, datas: Iterable[bytes]) -> list[str]:
-        return [self.objects.put(d) for d in datas]
-
-    def commit_records(self, op: str, records: list[bytes], names: list[str],
-                       detail: dict[str, Any]) -> WriteResult:  # fmt: skip
-        """Store pre-validated records and commit them as one write-back (used by importers)."""
-        with self.lock:
-            self._catch_up()
-            digests = [self.objects.put(d) for d in records]
-            return self._commit(op, digests, names, [], detail)
 
     def _commit(self, op: str, digests: list[str], added: list[str], unchanged: list[str],
                 detail: dict[str, Any]) -> WriteResult:  # fmt: skip

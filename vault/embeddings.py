@@ -127,21 +127,21 @@ def concept_vector(
     entry: dict[str, Any], objects: ObjectStore, cache: EmbeddingCache | None
 ) -> list[int]:
     """A concept's vector: its keys plus the reprs and pairs it was validated on."""
-    card = objects.get_json(entry["card"])
+    card = objects.get_record(entry["card"])
     repr_ids: list[str] = [
         v for v in card.get("provenance", {}).get("validated_on", ()) if objects.has(v)
     ]
     pair_ids: list[tuple[str, str]] = []
     for digest in entry["evidence"]:
-        ev = objects.get_json(digest)
+        ev = objects.get_record(digest)
         if ev["polarity"] != "positive":
             continue
         if "repr_id" in ev:
             repr_ids.append(ev["repr_id"])
         if "pair" in ev:
             pair_ids.append((ev["pair"]["input"], ev["pair"]["output"]))
-    apps = [embed_repr(objects.get_json(r), cache) for r in repr_ids]
-    pairs = [embed_pair(objects.get_json(a), objects.get_json(b), cache) for a, b in pair_ids]
+    apps = [embed_repr(objects.get_record(r), cache) for r in repr_ids]
+    pairs = [embed_pair(objects.get_record(a), objects.get_record(b), cache) for a, b in pair_ids]
     return embedder.combine(apps + pairs, pairs, entry["keys"])
 
 

@@ -45,7 +45,7 @@ def apply(index: dict[str, Any], entry: AuditEntry, objects: ObjectStore) -> set
         return touched
     concepts = index["concepts"]
     for digest in entry.records:
-        obj = objects.get_json(digest)
+        obj = objects.get_record(digest)
         kind = obj.get("kind")
         if kind == "concept":
             name = ref(obj["id"], obj["version"])

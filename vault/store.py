@@ -58,8 +58,13 @@ def is_digest(text: str) -> bool:
 class ObjectStore:
     """Content-addressed, write-once object files under ``root/objects``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, memo_size: int = 4096):
         self.root = root
+        # Parsed objects are immutable, so a small memo saves re-reading them within one
+        # process (a build reads each repr once per concept that cites it). verify reads
+        # with check=True, which bypasses the memo.
+        self._memo: dict[str, Any] = {}
+        self._memo_size = memo_size
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:]
@@ -68,11 +73,30 @@ class ObjectStore:
         return self.path(digest).is_file()
 
     def put(self, data: bytes) -> str:
-        """Store ``data``; return its sha256. Existing objects are left untouched."""
+        """Store ``data`` durably; return its sha256. Existing objects are left untouched."""
+        digest, new_dir = self._put(data)
+        if new_dir is not None:
+            fsync_dir(new_dir)
+        return digest
+
+    def put_many(self, datas: list[bytes]) -> list[str]:
+        """Store several objects; each file is fsynced, each fan-out directory once."""
+        dirs: set[Path] = set()
+        digests = []
+        for data in datas:
+            digest, new_dir = self._put(data)
+            digests.append(digest)
+            if new_dir is not None:
+                dirs.add(new_dir)
+        for d in sorted(dirs):
+            fsync_dir(d)
+        return digests
+
+    def _put(self, data: bytes) -> tuple[str, Path | None]:
         digest = sha256_hex(data)
         final = self.path(digest)
         if final.exists():
-            return digest
+            return digest, None
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
         try:
@@ -92,8 +116,7 @@ class ObjectStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        fsync_dir(final.parent)
-        return digest
+        return digest, final.parent
 
     def put_json(self, obj: Any) -> str:
         return self.put(canonical_bytes(obj))
@@ -111,6 +134,16 @@ class ObjectStore:
 
     def get_json(self, digest: str, *, check: bool = False) -> Any:
         return loads(self.get(digest, check=check), source=str(self.path(digest)))
+
+    def get_record(self, digest: str) -> Any:
+        """A parsed record, memoized (records are immutable: callers must not mutate it)."""
+        value = self._memo.get(digest)
+        if value is None:
+            value = self.get_json(digest)
+            if len(self._memo) >= self._memo_size:
+                self._memo.clear()
+            self._memo[digest] = value
+        return value
 
     def __iter__(self) -> Iterator[str]:
         """Every object address, sorted."""

