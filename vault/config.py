@@ -59,18 +59,26 @@ def check(cfg: Config, where: str = "config") -> Config:
         raise _fail("strategy", " | ".join(STRATEGIES), cfg.strategy, where)
     if cfg.similarity not in SIMILARITIES:
         raise _fail("similarity", " | ".join(SIMILARITIES), cfg.similarity, where)
-    for key, low, high in (("k", 1, 10_000), ("shortlist_min", 1, 100_000),
-                           ("shortlist_max", 1, 100_000)):  # fmt: skip
+    for key, low, high in (
+        ("k", 1, 10_000),
+        ("shortlist_min", 1, 100_000),
+        ("shortlist_max", 1, 100_000),
+    ):
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise _fail(key, f"an integer {low}..{high}", value, where)
     if cfg.shortlist_min > cfg.shortlist_max:
-        raise _fail("shortlist_min", f"<= shortlist_max ({cfg.shortlist_max})", cfg.shortlist_min,
-                    where)  # fmt: skip
+        raise _fail(
+            "shortlist_min", f"<= shortlist_max ({cfg.shortlist_max})", cfg.shortlist_min, where
+        )
     for key in ("alpha", "beta", "gamma", "delta", "mmr_lambda"):
         value = getattr(cfg, key)
-        if (isinstance(value, bool) or not isinstance(value, int | float)
-                or not math.isfinite(value) or not 0.0 <= value <= 1.0):  # fmt: skip
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0.0 <= value <= 1.0
+        ):
             raise _fail(key, "a number in [0, 1]", value, where)
     return cfg
 
@@ -87,14 +95,16 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     unknown_tables = set(data) - {"retrieval"}
     if unknown_tables:
-        raise ConfigError(f"{path}: unknown table or key '{sorted(unknown_tables)[0]}' "
-                          "(expected [retrieval])")  # fmt: skip
+        raise ConfigError(
+            f"{path}: unknown table or key '{sorted(unknown_tables)[0]}' (expected [retrieval])"
+        )
     table = data.get("retrieval", {})
     names = {f.name for f in fields(Config)}
     for key in table:
         if key not in names:
-            raise ConfigError(f"{path}: unknown key 'retrieval.{key}' "
-                              f"(known: {', '.join(sorted(names))})")  # fmt: skip
+            raise ConfigError(
+                f"{path}: unknown key 'retrieval.{key}' (known: {', '.join(sorted(names))})"
+            )
     values = dict(table)
     for key in ("alpha", "beta", "gamma", "delta", "mmr_lambda"):
         if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):

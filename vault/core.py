@@ -9,6 +9,9 @@ generation per command, byte-identical to what ``vault index build`` makes from 
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +45,7 @@ from .records import (
     version_text,
 )
 from .reprs import repr_id, strip_provenance
-from .store import ObjectStore, WriteLock, atomic_write
+from .store import ObjectStore, WriteLock, atomic_write, fsync_dir
 
 FORMAT_NAME = "concept-vault"
 FORMAT_VERSION = 1
@@ -73,8 +76,13 @@ class WriteResult:
     generation: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"op": self.op, "added": self.added, "unchanged": self.unchanged,
-                "audit_seq": self.audit_seq, "generation": self.generation}  # fmt: skip
+        return {
+            "op": self.op,
+            "added": self.added,
+            "unchanged": self.unchanged,
+            "audit_seq": self.audit_seq,
+            "generation": self.generation,
+        }
 
 
 @dataclass(frozen=True)
@@ -86,8 +94,31 @@ class BuildResult:
     counts: dict[str, int]
 
     def to_json(self) -> dict[str, Any]:
-        return {"generation": self.generation, "number": self.number, "concepts": self.concepts,
-                "changed": self.changed, "counts": self.counts}  # fmt: skip
+        return {
+            "generation": self.generation,
+            "number": self.number,
+            "concepts": self.concepts,
+            "changed": self.changed,
+            "counts": self.counts,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An index computed but not yet stored: what a generation will hold."""
+
+    index: dict[str, Any]
+    vectors: dict[str, tuple[str, str, list[int]]]
+    audit_seq: int
+    reverted: tuple[int, ...]
+
+
+def reverted_in_effect(entries: list[AuditEntry]) -> frozenset[int]:
+    """Audit seqs left out of the state by the last rollback among ``entries``."""
+    for e in reversed(entries):
+        if e.op == "rollback":
+            return frozenset(e.detail.get("reverted", ()))
+    return frozenset()
 
 
 @dataclass
@@ -134,7 +165,9 @@ class Vault:
         cls._refuse_package(root)
         fmt = root / FORMAT_FILE
         if not fmt.is_file():
-            raise NotAVaultError(f"{root} is not a vault (no {FORMAT_FILE}); run `vault init {root}`")
+            raise NotAVaultError(
+                f"{root} is not a vault (no {FORMAT_FILE}); run `vault init {root}`"
+            )
         try:
             info = loads(fmt.read_bytes(), source=str(fmt))
             name, version = info["format"], info["version"]
@@ -151,7 +184,10 @@ class Vault:
 
     @classmethod
     def init(cls, root: Path | str, *, clock: Clock | None = None) -> tuple[Vault, bool]:
-        """Create a vault (or open the existing one); returns (vault, created)."""
+        """Create a vault (or open the existing one); returns (vault, created).
+
+        The vault is built in a temporary sibling directory and renamed into place, so a
+        crash never leaves a half-made vault behind."""
         root = Path(root)
         if (root / FORMAT_FILE).exists():
             return cls.open(root, clock=clock), False
@@ -161,18 +197,30 @@ class Vault:
             cls._refuse_package(root)
             if any(root.iterdir()):
                 raise NotAVaultError(f"{root} is not empty and not a vault; choose another path")
-        root.mkdir(parents=True, exist_ok=True)
-        vault = cls(root, clock=clock)
-        with vault.lock:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.init-"))
+        try:
+            os.chmod(tmp, 0o755)
+            staged = cls(tmp, clock=clock)
             for sub in ("objects", "audit", "index", "refs", "embeddings/cache"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-            atomic_write(vault.config_path, default_config_text().encode())
-            vault.audit.append("init", vault.clock(), [], {"format": FORMAT_VERSION})
-            vault._refresh("init")
-            # format.json last: a vault is only a vault once it is complete
-            atomic_write(root / FORMAT_FILE, dumps_line({"format": FORMAT_NAME,
-                                                         "version": FORMAT_VERSION}))  # fmt: skip
-        return vault, True
+                (tmp / sub).mkdir(parents=True, exist_ok=True)
+            atomic_write(staged.config_path, default_config_text().encode())
+            staged.audit.append("init", staged.clock(), [], {"format": FORMAT_VERSION})
+            staged._publish(staged.full_index(), "init")
+            atomic_write(
+                tmp / FORMAT_FILE, dumps_line({"format": FORMAT_NAME, "version": FORMAT_VERSION})
+            )
+            try:
+                os.rename(tmp, root)  # replaces an empty directory, fails on a non-empty one
+            except OSError:
+                if (root / FORMAT_FILE).exists():  # another process made it meanwhile
+                    return cls.open(root, clock=clock), False
+                raise
+            fsync_dir(root.parent)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return cls(root, clock=clock), True
 
     # ----------------------------------------------------------------- reading
     def config(self) -> Config:
@@ -196,15 +244,21 @@ class Vault:
     def load_current(self) -> Loaded:
         cur = self.generations.current()
         if cur is None:
-            raise CorruptionError(f"{self.root}: no current index generation; run `vault index build`")
+            raise CorruptionError(
+                f"{self.root}: no current index generation; run `vault index build`"
+            )
         manifest = read_manifest(self.objects, cur.generation)
         try:
             index = self.objects.get_json(manifest["symbolic"])
         except (InvalidInputError, NotFoundError) as exc:
-            raise CorruptionError(f"generation {cur.generation}: symbolic index unreadable ({exc})") from None
+            raise CorruptionError(
+                f"generation {cur.generation}: symbolic index unreadable ({exc})"
+            ) from None
         return Loaded(cur, manifest, index)
 
-    def concept_card(self, concept: str, version: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def concept_card(
+        self, concept: str, version: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """(index entry, card) of ``concept`` at ``version`` (default: the newest)."""
         index = self.load_current().index
         if version is None:
@@ -255,15 +309,18 @@ class Vault:
             if not added:
                 return WriteResult(op, [], unchanged + unchanged_ev)
             digests = self.objects.put_many(
-                list(new_reprs.values()) + [d for _, d in new_cards.values()] + list(new_ev.values())
+                list(new_reprs.values())
+                + [d for _, d in new_cards.values()]
+                + list(new_ev.values())
             )
             info = detail or ({"concepts": list(new_cards)} if new_cards else {})
             if new_ev:
                 info = {**info, "evidence": len(new_ev)}
             return self._commit(op, digests, added, unchanged + unchanged_ev, info)
 
-    def _plan_cards(self, index: dict[str, Any], cards: list[tuple[dict[str, Any], str]],
-                    fork: bool) -> tuple[dict[str, tuple[dict[str, Any], bytes]], list[str]]:  # fmt: skip
+    def _plan_cards(
+        self, index: dict[str, Any], cards: list[tuple[dict[str, Any], str]], fork: bool
+    ) -> tuple[dict[str, tuple[dict[str, Any], bytes]], list[str]]:
         concepts = index["concepts"]
         new: dict[str, tuple[dict[str, Any], bytes]] = {}
         unchanged = []
@@ -288,20 +345,31 @@ class Vault:
             new[name] = (card, data)
         return new, unchanged
 
-    def _forked(self, index: dict[str, Any], card: dict[str, Any], src: str,
-                pending: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def _forked(
+        self, index: dict[str, Any], card: dict[str, Any], src: str, pending: dict[str, Any]
+    ) -> dict[str, Any]:
         versions = [parse_version(v) for v in symbolic.versions_of(index, card["id"])]
-        versions += [parse_version(c["version"]) for c, _ in pending.values() if c["id"] == card["id"]]
+        versions += [
+            parse_version(c["version"]) for c, _ in pending.values() if c["id"] == card["id"]
+        ]
         if not versions:
             raise NotFoundError(f"{src}: cannot fork {card['id']!r}: no stored version (use add)")
         top = max(versions)
         forked = dict(card)
         forked["version"] = version_text((top[0], top[1] + 1, 0))
-        forked["provenance"] = {**card["provenance"], "forked_from": ref(card["id"], version_text(top))}
+        forked["provenance"] = {
+            **card["provenance"],
+            "forked_from": ref(card["id"], version_text(top)),
+        }
         return normalize_card(forked, src)
 
-    def _plan_evidence(self, index: dict[str, Any], known: set[str], items: list[tuple[Any, str]],
-                       given: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes], list[str]]:  # fmt: skip
+    def _plan_evidence(
+        self,
+        index: dict[str, Any],
+        known: set[str],
+        items: list[tuple[Any, str]],
+        given: dict[str, bytes],
+    ) -> tuple[dict[str, bytes], dict[str, bytes], list[str]]:
         new: dict[str, bytes] = {}
         reprs: dict[str, bytes] = {}
         unchanged = []
@@ -311,11 +379,11 @@ class Vault:
                 raise NotFoundError(f"{src}: evidence for unknown concept version {name}")
             for rep in ev.reprs:
                 reprs[repr_id(rep)] = canonical_bytes(rep)
-            for rid in _repr_refs(ev.record):
+            for rid, needs_grid in _repr_refs(ev.record):
                 if rid in given:
                     reprs[rid] = given[rid]
-                elif rid not in reprs and not self.objects.has(rid):
-                    raise NotFoundError(f"{src}: unknown repr id {rid}")
+                elif rid not in reprs:
+                    self._check_stored_repr(rid, needs_grid, src)
             data = canonical_bytes(ev.record)
             digest = sha256_hex(data)
             stored = index["concepts"].get(name, {}).get("evidence", ())
@@ -325,7 +393,9 @@ class Vault:
             new[digest] = data
         return new, reprs, unchanged
 
-    def set_status(self, concept: str, version: str, status: str, reason: str | None = None) -> WriteResult:
+    def set_status(
+        self, concept: str, version: str, status: str, reason: str | None = None
+    ) -> WriteResult:
         event = status_event(concept, version, status, reason)
         with self.lock:
             loaded = self._catch_up()
@@ -338,85 +408,154 @@ class Vault:
             digest = self.objects.put(canonical_bytes(event))
             return self._commit("status", [digest], [name], [], {"concept": name, "status": status})
 
-    def _commit(self, op: str, digests: list[str], added: list[str], unchanged: list[str],
-                detail: dict[str, Any]) -> WriteResult:  # fmt: skip
-        entry = self.audit.append(op, self.clock(), digests, detail)
-        build = self._refresh(op)
+    def _check_stored_repr(self, rid: str, needs_grid: bool, src: str) -> None:
+        if not self.objects.has(rid):
+            raise NotFoundError(f"{src}: unknown repr id {rid}")
+        rep = self.objects.get_record(rid)
+        if not isinstance(rep, dict) or rep.get("kind") != "repr":
+            raise InvalidInputError(f"{rid} is not a repr", source=src)
+        if needs_grid and "grid" not in rep:
+            raise InvalidInputError(f"repr {rid} has no grid; a pair needs grids", source=src)
+
+    def _commit(
+        self,
+        op: str,
+        digests: list[str],
+        added: list[str],
+        unchanged: list[str],
+        detail: dict[str, Any],
+    ) -> WriteResult:
+        """Compute the new index first (bad data fails here, before anything is
+        acknowledged), then append the audit line, then publish the generation."""
+        entry = AuditEntry(self.audit.last_seq() + 1, op, self.clock(), tuple(digests), detail)
+        plan = self._plan(extra=entry)
+        self.audit.append_entry(entry)
+        build = self._publish(plan, op)
         return WriteResult(op, added, unchanged, entry.seq, build.generation)
 
     # ----------------------------------------------------------------- index
     def _catch_up(self) -> Loaded:
         """Under the lock: the current generation, first brought up to the audit log."""
         if self.stale():
-            self._refresh("catch-up")
+            self._publish(self._plan(), "catch-up")
         return self.load_current()
 
     def build_index(self, progress: Progress | None = None) -> BuildResult:
         """``vault index build``: the whole index from scratch, as a new generation."""
         with self.lock:
-            result = self._refresh("build", full=True, progress=progress)
-            self.audit.append("index_build", self.clock(), [],
-                              {"generation": result.generation, "changed": result.changed})  # fmt: skip
+            result = self._publish(self.full_index(progress), "build")
+            self.audit.append(
+                "index_build",
+                self.clock(),
+                [],
+                {"generation": result.generation, "changed": result.changed},
+            )
             return result
 
-    def full_index(self, progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, tuple[str, str, list[int]]], int]:
-        """(symbolic index, vectors, audit seq) built from scratch, without writing anything."""
-        entries = self.audit.entries()
-        index = symbolic.build(entries, self.objects)
+    def full_index(
+        self,
+        progress: Progress | None = None,
+        *,
+        upto: int | None = None,
+        cache: EmbeddingCache | None | bool = True,
+        extra: AuditEntry | None = None,
+    ) -> Plan:
+        """The index built from scratch without writing anything: the audit log (up to
+        ``upto``; plus ``extra``) folded, minus entries a rollback reverted, every concept
+        embedded."""
+        entries = [e for e in self.audit.entries() if upto is None or e.seq <= upto]
+        if extra is not None:
+            entries.append(extra)
+        use = self.cache if cache is True else None if cache is False else cache
+        reverted = reverted_in_effect(entries)
+        index = symbolic.build([e for e in entries if e.seq not in reverted], self.objects)
         vectors = {}
         total = len(index["concepts"])
         for i, (name, entry) in enumerate(sorted(index["concepts"].items()), start=1):
-            vectors[name] = (entry["id"], entry["version"], concept_vector(entry, self.objects, self.cache))
+            vectors[name] = (
+                entry["id"],
+                entry["version"],
+                concept_vector(entry, self.objects, use),
+            )
             if progress:
                 progress(i, total)
-        return index, vectors, entries[-1].seq if entries else 0
+        return Plan(index, vectors, entries[-1].seq if entries else 0, tuple(sorted(reverted)))
 
-    def _refresh(self, op: str, *, full: bool = False, progress: Progress | None = None) -> BuildResult:
-        """Bring the index up to the audit log (under the lock) and make it current."""
+    def _plan(self, extra: AuditEntry | None = None) -> Plan:
+        """The index brought up to the audit log (plus ``extra``): incrementally from the
+        current generation when it can be, else from scratch."""
         cur = self.generations.current() if self.generations.current_path.exists() else None
-        plan = None if full or cur is None else self._incremental_plan(cur)
-        if plan is None:
-            index, vectors, seq = self.full_index(progress)
-        else:
-            index, vectors, seq = plan
-        gen, manifest = write_generation(self.objects, index, vectors)
-        self.files.write(self.objects, manifest["embedder"], manifest["vectors"], manifest["ann_hash_file"])
+        plan = None if cur is None else self._incremental(cur, extra)
+        return plan if plan is not None else self.full_index(extra=extra)
+
+    def _publish(self, plan: Plan, op: str) -> BuildResult:
+        """Store ``plan`` as a generation and make it current (under the lock)."""
+        gen, manifest = write_generation(self.objects, plan.index, plan.vectors)
+        self.files.write(
+            self.objects, manifest["embedder"], manifest["vectors"], manifest["ann_hash_file"]
+        )
         history = self.generations.history()
+        cur = self.generations.current() if self.generations.current_path.exists() else None
         if cur is not None and cur.generation == gen:
             number, changed = cur.number, False
         elif history and history[-1].generation == gen:
-            number, changed = history[-1].number, cur is None or cur.generation != gen
+            number, changed = history[-1].number, True
         else:
             number, changed = len(history) + 1, True
-            self.generations.append(IndexGeneration(number, gen, self.clock(), seq, op,
-                                                    manifest["counts"], embedder.identity()))  # fmt: skip
-        self.generations.set_current(CurrentRef(gen, number, seq))
-        return BuildResult(gen, number, len(index["concepts"]), changed, manifest["counts"])
+            self.generations.append(
+                IndexGeneration(
+                    number,
+                    gen,
+                    self.clock(),
+                    plan.audit_seq,
+                    op,
+                    manifest["counts"],
+                    embedder.identity(),
+                    plan.reverted,
+                )
+            )
+        self.generations.set_current(CurrentRef(gen, number, plan.audit_seq))
+        return BuildResult(gen, number, len(plan.index["concepts"]), changed, manifest["counts"])
 
-    def _incremental_plan(self, cur: CurrentRef) -> tuple[dict[str, Any], dict[str, tuple[str, str, list[int]]], int] | None:
-        """Index and vectors of ``cur`` with the newer audit entries applied; None means
-        a full build is needed (other embedder, unreadable generation)."""
+    def _incremental(self, cur: CurrentRef, extra: AuditEntry | None) -> Plan | None:
+        """``cur`` with the newer audit entries applied, re-embedding only the concepts they
+        touch; None when a full build is needed (other embedder, unreadable generation,
+        a rollback among the new entries)."""
+        entries = self._entries_after(cur.audit_seq) + ([extra] if extra is not None else [])
+        if any(e.op == "rollback" for e in entries):
+            return None
         try:
             manifest = read_manifest(self.objects, cur.generation)
             if manifest.get("embedder_id") != embedder.identity():
                 return None
             index = self.objects.get_json(manifest["symbolic"], check=True)
-            refs, matrix = parse_vectors(self.objects.get(manifest["vectors"], check=True), "vectors")
+            refs, matrix = parse_vectors(
+                self.objects.get(manifest["vectors"], check=True), "vectors"
+            )
+            reverted = self._reverted_at(cur)
         except VaultError:
             return None
         vectors = {}
         for name, row in zip(refs, matrix.tolist(), strict=True):
             cid, ver = name.rsplit("@", 1)
             vectors[name] = (cid, ver, row)
-        entries = [e for e in self._entries_after(cur.audit_seq)]
         touched: set[str] = set()
         for entry in entries:
             touched |= symbolic.apply(index, entry, self.objects)
         for name in sorted(touched):
             entry_ = index["concepts"][name]
-            vectors[name] = (entry_["id"], entry_["version"], concept_vector(entry_, self.objects, self.cache))
+            vectors[name] = (
+                entry_["id"],
+                entry_["version"],
+                concept_vector(entry_, self.objects, self.cache),
+            )
         seq = entries[-1].seq if entries else cur.audit_seq
-        return index, vectors, seq
+        return Plan(index, vectors, seq, reverted)
+
+    def _reverted_at(self, cur: CurrentRef) -> tuple[int, ...]:
+        return tuple(
+            sorted(reverted_in_effect([e for e in self.audit.entries() if e.seq <= cur.audit_seq]))
+        )
 
     def _entries_after(self, seq: int) -> list[AuditEntry]:
         return [e for e in self.audit.entries() if e.seq > seq]
@@ -441,9 +580,9 @@ class Vault:
             self.audit.append("mode", self.clock(), [], {"mode": mode})
 
 
-def _repr_refs(ev: dict[str, Any]) -> list[str]:
-    out = [ev["repr_id"]] if "repr_id" in ev else []
+def _repr_refs(ev: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(repr id, whether its grid is needed) for each repr an evidence record cites."""
+    out = [(ev["repr_id"], False)] if "repr_id" in ev else []
     if "pair" in ev:
-        out += [ev["pair"]["input"], ev["pair"]["output"]]
+        out += [(ev["pair"]["input"], True), (ev["pair"]["output"], True)]
     return out
-

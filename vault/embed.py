@@ -17,12 +17,14 @@ from .reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance
 
 def query_id(query: Query) -> str:
     """A stable id of a query's content."""
-    return content_id({
-        "domain": query.domain,
-        "repr": repr_id(query.repr) if query.repr else None,
-        "constraints": list(query.constraints),
-        "pairs": [[repr_id(p.input), repr_id(p.output)] for p in query.pairs],
-    })  # fmt: skip
+    return content_id(
+        {
+            "domain": query.domain,
+            "repr": repr_id(query.repr) if query.repr else None,
+            "constraints": list(query.constraints),
+            "pairs": [[repr_id(p.input), repr_id(p.output)] for p in query.pairs],
+        }
+    )
 
 
 def embed_records(vault: Vault, records: Iterable[tuple[Any, str]]) -> Iterator[dict[str, Any]]:
@@ -38,11 +40,22 @@ def embed_records(vault: Vault, records: Iterable[tuple[Any, str]]) -> Iterator[
         elif isinstance(value, dict):
             parsed.append(("query", normalize_query(value, source)))
         else:
-            raise InvalidInputError("expected a grid, a repr, a query or an ARC task", source=source)
+            raise InvalidInputError(
+                "expected a grid, a repr, a query or an ARC task", source=source
+            )
     ident = {"embedder": embedder.VERSION, "weights_hash": embedder.WEIGHTS_HASH}
     for kind, item in parsed:
         if kind == "repr":
-            yield {"kind": "repr", "id": repr_id(item), "vector": embed_repr(item, vault.cache), **ident}
+            yield {
+                "kind": "repr",
+                "id": repr_id(item),
+                "vector": embed_repr(item, vault.cache),
+                **ident,
+            }
         else:
-            yield {"kind": "query", "id": query_id(item), "vector": query_vector(item, vault.cache),
-                   **ident}  # fmt: skip
+            yield {
+                "kind": "query",
+                "id": query_id(item),
+                "vector": query_vector(item, vault.cache),
+                **ident,
+            }

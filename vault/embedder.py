@@ -93,8 +93,11 @@ SPEC: dict[str, Any] = {
     "blocks": {
         "appearance": [list(f) for f in APPEARANCE],
         "transform": [list(f) for f in TRANSFORM],
-        "keys": {"dims": KEY_DIMS, "hash": "sha256(key)[0] % dims, sign from bit 0 of byte 1",
-                 "family_weight": FAMILY_WEIGHT},  # fmt: skip
+        "keys": {
+            "dims": KEY_DIMS,
+            "hash": "sha256(key)[0] % dims, sign from bit 0 of byte 1",
+            "family_weight": FAMILY_WEIGHT,
+        },
     },
     "block_weight": BLOCK_WEIGHT,
 }
@@ -103,8 +106,13 @@ WEIGHTS_HASH = sha256_hex(canonical_bytes(SPEC))
 
 def identity() -> dict[str, Any]:
     """The content of ``embedder.json``."""
-    return {"name": NAME, "version": VERSION, "dim": DIM, "quantization": "int8",
-            "weights_hash": WEIGHTS_HASH}  # fmt: skip
+    return {
+        "name": NAME,
+        "version": VERSION,
+        "dim": DIM,
+        "quantization": "int8",
+        "weights_hash": WEIGHTS_HASH,
+    }
 
 
 def _clip(x: float) -> float:
@@ -140,8 +148,10 @@ def appearance_block(rep: dict[str, Any]) -> list[int]:
     n = len(comps)
     areas = [x.get("area", 0) for x in comps]
     edges = rep.get("edges", ())
-    count = {t: sum(1 for e in edges if e.get("type") == t)
-             for t in ("adjacent_to", "contained_in", "aligned_with")}  # fmt: skip
+    count = {
+        t: sum(1 for e in edges if e.get("type") == t)
+        for t in ("adjacent_to", "contained_in", "aligned_with")
+    }
     sym = g.get("symmetry", {})
     bg = g.get("background")
     raw = [
@@ -154,12 +164,14 @@ def appearance_block(rep: dict[str, Any]) -> list[int]:
         (sum(areas) / n / cells) if n else 0.0,
         (max(areas) / cells) if n else 0.0,
         (sum(1 for a in areas if a == 1) / n) if n else 0.0,
-        *(1.0 if sym.get(s) else 0.0
-          for s in ("horizontal", "vertical", "diagonal", "anti_diagonal", "rot180")),
+        *(
+            1.0 if sym.get(s) else 0.0
+            for s in ("horizontal", "vertical", "diagonal", "anti_diagonal", "rot180")
+        ),
         count["adjacent_to"] / max(1, n),
         count["contained_in"] / max(1, n),
         count["aligned_with"] / max(1, n),
-    ]  # fmt: skip
+    ]
     return _quantize(_normalize(raw, APPEARANCE), BLOCK_WEIGHT["appearance"])
 
 
@@ -170,7 +182,9 @@ def _ratio(a: float, b: float) -> float:
 
 def transform_block(f: PairFacts) -> list[int]:
     (hi, wi), (ho, wo) = f.in_dims, f.out_dims
-    b = lambda flag: 1.0 if flag else 0.0  # noqa: E731
+    def b(flag: bool) -> float:
+        return 1.0 if flag else 0.0
+
     raw = [
         b(f.same_dims),
         _ratio(ho, hi),

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,20 +61,19 @@ class EmbeddingCache:
             entry = loads(self.path(key).read_bytes())
         except (FileNotFoundError, InvalidInputError):
             return None
-        vector = entry.get("vector") if isinstance(entry, dict) else None
-        if entry.get("key") != key or not _is_vector(vector):  # type: ignore[union-attr]
+        if not isinstance(entry, dict) or entry.get("key") != key:
             return None
-        return list(vector)  # type: ignore[arg-type]
+        vector = entry.get("vector")
+        return [int(x) for x in vector] if vector is not None and _is_vector(vector) else None
 
     def put(self, content: str, source: dict[str, Any], vector: list[int]) -> None:
         if not self.writable:
             return
         key = self.key(content)
         entry = {"key": key, "source": source, "vector": vector}
-        try:  # a cache is rebuildable: atomic, but no fsync on the hot path
+        # a cache is rebuildable: atomic, but no fsync on the hot path; a full disk is a miss
+        with contextlib.suppress(OSError):
             atomic_write(self.path(key), canonical_bytes(entry), durable=False)
-        except OSError:
-            pass
 
     def entries(self) -> Iterable[Path]:
         if self.root.is_dir():
@@ -81,8 +81,11 @@ class EmbeddingCache:
 
 
 def _is_vector(v: Any) -> bool:
-    return (isinstance(v, list) and len(v) == embedder.DIM
-            and all(isinstance(x, int) and not isinstance(x, bool) and -127 <= x <= 127 for x in v))  # fmt: skip
+    return (
+        isinstance(v, list)
+        and len(v) == embedder.DIM
+        and all(isinstance(x, int) and not isinstance(x, bool) and -127 <= x <= 127 for x in v)
+    )
 
 
 def source_vector(source: dict[str, Any]) -> tuple[str, list[int]]:
@@ -128,8 +131,11 @@ def concept_vector(
 ) -> list[int]:
     """A concept's vector: its keys plus the reprs and pairs it was validated on."""
     card = objects.get_record(entry["card"])
+    # validated_on may name tasks or anything else; only stored reprs feed the vector
     repr_ids: list[str] = [
-        v for v in card.get("provenance", {}).get("validated_on", ()) if objects.has(v)
+        v
+        for v in card.get("provenance", {}).get("validated_on", ())
+        if objects.has(v) and objects.get_record(v).get("kind") == "repr"
     ]
     pair_ids: list[tuple[str, str]] = []
     for digest in entry["evidence"]:
@@ -177,8 +183,9 @@ def parse_vectors(data: bytes, source: str) -> tuple[list[str], np.ndarray]:
         if not isinstance(obj, dict) or set(obj) != {"id", "version", "vector"}:
             raise InvalidInputError("expected {id, version, vector}", source=f"{source}:{number}")
         if not _is_vector(obj["vector"]):
-            raise InvalidInputError(f"expected {embedder.DIM} int8 values", source=f"{source}:{number}",
-                                    field="vector")  # fmt: skip
+            raise InvalidInputError(
+                f"expected {embedder.DIM} int8 values", source=f"{source}:{number}", field="vector"
+            )
         refs.append(f"{obj['id']}@{obj['version']}")
         rows.append(obj["vector"])
     matrix = np.array(rows, dtype=np.int8).reshape(len(rows), embedder.DIM)
@@ -194,19 +201,27 @@ class EmbeddingFiles:
     def paths(self) -> dict[str, Path]:
         return {n: self.root / n for n in (EMBEDDER_FILE, VECTORS_FILE, HASH_FILE)}
 
-    def write(self, objects: ObjectStore, embedder_obj: str, vectors_obj: str, hash_obj: str) -> None:
+    def write(
+        self, objects: ObjectStore, embedder_obj: str, vectors_obj: str, hash_obj: str
+    ) -> None:
         """Point the three files at the generation's objects (hard links; copies if needed)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for name, digest in ((EMBEDDER_FILE, embedder_obj), (VECTORS_FILE, vectors_obj),
-                             (HASH_FILE, hash_obj)):  # fmt: skip
+        for name, digest in (
+            (EMBEDDER_FILE, embedder_obj),
+            (VECTORS_FILE, vectors_obj),
+            (HASH_FILE, hash_obj),
+        ):
             target = self.root / name
+            source = objects.path(digest)
             tmp = self.root / f".{name}.link"
             try:
-                if tmp.exists():
-                    tmp.unlink()
-                os.link(objects.path(digest), tmp)
+                if target.exists() and os.path.samefile(source, target):
+                    continue
+                tmp.unlink(missing_ok=True)
+                os.link(source, tmp)
                 os.replace(tmp, target)
             except OSError:
+                tmp.unlink(missing_ok=True)
                 atomic_write(target, objects.get(digest))
 
     def load(self, expected_hash: str | None) -> LoadedVectors:
@@ -214,8 +229,9 @@ class EmbeddingFiles:
         paths = self.paths()
         missing = [n for n, p in paths.items() if not p.is_file()]
         if missing:
-            raise EmbeddingError(f"embedding index missing ({', '.join(missing)}): "
-                                 "run `vault index build`")  # fmt: skip
+            raise EmbeddingError(
+                f"embedding index missing ({', '.join(missing)}): run `vault index build`"
+            )
         emb = paths[EMBEDDER_FILE].read_bytes()
         vec = paths[VECTORS_FILE].read_bytes()
         stored = paths[HASH_FILE].read_text("ascii", errors="replace").strip()
@@ -230,11 +246,14 @@ class EmbeddingFiles:
             raise EmbeddingError("embedder drift: run `vault index build`")
         actual = ann_hash(emb, vec)
         if actual != stored:
-            raise EmbeddingError("index hash mismatch: ann.index.sha256 does not match "
-                                 "embedder.json + concept_vectors.jsonl")  # fmt: skip
+            raise EmbeddingError(
+                "index hash mismatch: ann.index.sha256 does not match "
+                "embedder.json + concept_vectors.jsonl"
+            )
         if expected_hash is not None and actual != expected_hash:
-            raise EmbeddingError("embedding files are not the current generation's: "
-                                 "run `vault index build`")  # fmt: skip
+            raise EmbeddingError(
+                "embedding files are not the current generation's: run `vault index build`"
+            )
         try:
             refs, matrix = parse_vectors(vec, str(paths[VECTORS_FILE]))
         except InvalidInputError as exc:

@@ -10,7 +10,6 @@ file replace: rollback is O(1) and reversible.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from . import embedder
 from .canonical import canonical_bytes, dumps_line, loads
 from .embeddings import ann_hash, embedder_bytes, vectors_bytes
 from .errors import CorruptionError, InvalidInputError, NotFoundError
+from .jsonl import append_line, complete_lines
 from .store import ObjectStore, atomic_write, is_digest
 
 GENERATION_SCHEMA_VERSION = 1
@@ -35,11 +35,19 @@ class IndexGeneration:
     op: str
     counts: dict[str, int]
     embedder: dict[str, Any]
+    reverted: tuple[int, ...] = ()  # state entries (audit seqs) left out by a rollback
 
     def to_json(self) -> dict[str, Any]:
-        return {"number": self.number, "generation": self.generation, "time": self.time,
-                "audit_seq": self.audit_seq, "op": self.op, "counts": self.counts,
-                "embedder": self.embedder}  # fmt: skip
+        return {
+            "number": self.number,
+            "generation": self.generation,
+            "time": self.time,
+            "audit_seq": self.audit_seq,
+            "op": self.op,
+            "counts": self.counts,
+            "embedder": self.embedder,
+            "reverted": list(self.reverted),
+        }
 
 
 @dataclass(frozen=True)
@@ -116,40 +124,35 @@ class Generations:
         return ref
 
     def set_current(self, ref: CurrentRef) -> None:
-        data = dumps_line({"generation": ref.generation, "number": ref.number,
-                           "audit_seq": ref.audit_seq})  # fmt: skip
+        data = dumps_line(
+            {"generation": ref.generation, "number": ref.number, "audit_seq": ref.audit_seq}
+        )
         atomic_write(self.current_path, data)
 
     def history(self) -> list[IndexGeneration]:
-        try:
-            data = self.log_path.read_bytes()
-        except FileNotFoundError:
-            return []
+        lines, _ = complete_lines(self.log_path)
         out = []
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
         for i, line in enumerate(lines, start=1):
             try:
                 o = loads(line, source=f"{self.log_path}:{i}")
-                out.append(IndexGeneration(o["number"], o["generation"], o["time"],
-                                           o["audit_seq"], o["op"], o["counts"], o["embedder"]))  # fmt: skip
+                out.append(
+                    IndexGeneration(
+                        o["number"],
+                        o["generation"],
+                        o["time"],
+                        o["audit_seq"],
+                        o["op"],
+                        o["counts"],
+                        o["embedder"],
+                        tuple(o.get("reverted", ())),
+                    )
+                )
             except (InvalidInputError, KeyError, TypeError):
-                if i == len(lines):  # torn tail from a crash: the generation never became current
-                    break
                 raise CorruptionError(f"{self.log_path}:{i}: malformed line") from None
         return out
 
     def append(self, gen: IndexGeneration) -> None:
-        history = self.history()
-        good = sum(len(dumps_line(g.to_json())) for g in history)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as f:
-            if f.tell() != good:
-                f.truncate(good)
-            f.write(dumps_line(gen.to_json()))
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.log_path, gen.to_json())
 
     def find(self, spec: str) -> IndexGeneration:
         """A generation by number (``3``) or by id or unique id prefix (at least 6 hex digits)."""
@@ -159,7 +162,9 @@ class Generations:
                 if g.number == int(spec):
                     return g
             raise NotFoundError(f"unknown generation {spec} (have 1..{len(history)})")
-        matches = {g.generation for g in history if len(spec) >= 6 and g.generation.startswith(spec)}
+        matches = {
+            g.generation for g in history if len(spec) >= 6 and g.generation.startswith(spec)
+        }
         if len(matches) == 1:
             found = [g for g in history if g.generation in matches]
             return found[-1]

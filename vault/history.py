@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import embedder
+from .audit import STATE_OPS
 from .core import Vault
 from .errors import CorruptionError, NotFoundError, VaultError
 from .generations import CurrentRef, IndexGeneration, read_manifest
@@ -25,10 +26,18 @@ class IndexStatus:
     problem: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"generation": self.generation, "number": self.number, "audit_seq": self.audit_seq,
-                "stale": self.stale, "drift": self.drift, "counts": self.counts,
-                "embedder": self.embedder, "running_embedder": self.running_embedder,
-                "mode_default": self.mode_default, "problem": self.problem}  # fmt: skip
+        return {
+            "generation": self.generation,
+            "number": self.number,
+            "audit_seq": self.audit_seq,
+            "stale": self.stale,
+            "drift": self.drift,
+            "counts": self.counts,
+            "embedder": self.embedder,
+            "running_embedder": self.running_embedder,
+            "mode_default": self.mode_default,
+            "problem": self.problem,
+        }
 
 
 def index_status(vault: Vault) -> IndexStatus:
@@ -41,10 +50,17 @@ def index_status(vault: Vault) -> IndexStatus:
     ident = loaded.manifest.get("embedder_id")
     drift = ident != running
     return IndexStatus(
-        loaded.ref.generation, loaded.ref.number, loaded.ref.audit_seq, vault.stale(), drift,
-        loaded.manifest.get("counts", {}), ident, running, mode,
+        loaded.ref.generation,
+        loaded.ref.number,
+        loaded.ref.audit_seq,
+        vault.stale(),
+        drift,
+        loaded.manifest.get("counts", {}),
+        ident,
+        running,
+        mode,
         "embedder drift: run `vault index build`" if drift else None,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -66,9 +82,10 @@ def list_generations(vault: Vault) -> tuple[list[IndexGeneration], str | None]:
 
 
 def rollback(vault: Vault, to: str | None = None) -> RollbackResult:
-    """Make an earlier generation current: one step back, or ``to`` (number or id prefix)."""
+    """Make an earlier (or, to undo, a later) generation current: one step back, or ``to``
+    (number or id prefix). The state entries the target does not hold are recorded as
+    reverted, so later write-backs and full builds build on the target, not around it."""
     with vault.lock:
-        history = vault.generations.history()
         cur = None
         try:
             cur = vault.generations.current()
@@ -86,10 +103,24 @@ def rollback(vault: Vault, to: str | None = None) -> RollbackResult:
         for name in ("symbolic", "embedder", "vectors", "ann_hash_file"):
             if not vault.objects.has(manifest[name]):
                 raise CorruptionError(f"generation {target.number} is incomplete ({name} missing)")
-        vault.files.write(vault.objects, manifest["embedder"], manifest["vectors"],
-                          manifest["ann_hash_file"])  # fmt: skip
-        vault.generations.set_current(CurrentRef(target.generation, target.number, target.audit_seq))
-        vault.audit.append("rollback", vault.clock(), [], {
-            "from": cur.generation if cur else None, "to": target.generation,
-            "number": target.number})  # fmt: skip
+        entries = vault.audit.entries()
+        reverted = set(target.reverted) | {
+            e.seq for e in entries if e.op in STATE_OPS and e.seq > target.audit_seq
+        }
+        vault.audit.append(
+            "rollback",
+            vault.clock(),
+            [],
+            {
+                "from": cur.generation if cur else None,
+                "to": target.generation,
+                "number": target.number,
+                "reverted": sorted(reverted),
+            },
+        )
+        vault.files.write(
+            vault.objects, manifest["embedder"], manifest["vectors"], manifest["ann_hash_file"]
+        )
+        seq = vault.audit.last_seq()
+        vault.generations.set_current(CurrentRef(target.generation, target.number, seq))
         return RollbackResult(cur.generation if cur else None, target)

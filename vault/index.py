@@ -53,10 +53,17 @@ def apply(index: dict[str, Any], entry: AuditEntry, objects: ObjectStore) -> set
                 continue
             keys = concept_keys(obj)
             concepts[name] = {
-                "id": obj["id"], "version": obj["version"], "card": digest,
-                "status": obj["status"], "domain": obj["domain"], "keys": keys,
-                "evidence": [], "positive": 0, "negative": 0, "penalty": 0,
-            }  # fmt: skip
+                "id": obj["id"],
+                "version": obj["version"],
+                "card": digest,
+                "status": obj["status"],
+                "domain": obj["domain"],
+                "keys": keys,
+                "evidence": [],
+                "positive": 0,
+                "negative": 0,
+                "penalty": 0,
+            }
             for key in matchable(keys):
                 _insert(index["by_key"], key, name)
             _insert(index["by_domain"], obj["domain"], name)
@@ -94,7 +101,8 @@ def build(entries: list[AuditEntry], objects: ObjectStore) -> dict[str, Any]:
 
 def utility(entry: dict[str, Any]) -> float:
     """Laplace-smoothed success rate from evidence: (pos + 1) / (pos + neg + 2)."""
-    return (entry["positive"] + 1) / (entry["positive"] + entry["negative"] + 2)
+    positive, negative = int(entry["positive"]), int(entry["negative"])
+    return (positive + 1) / (positive + negative + 2)
 
 
 def version_key(entry: dict[str, Any]) -> tuple[int, int, int]:

@@ -39,10 +39,25 @@ ALIASES: dict[str, str] = {
 
 # Transform names that can be inferred exactly from pairs or named in a template.
 TRANSFORMS = (
-    "identity", "rotate_90", "rotate_180", "rotate_270", "flip_h", "flip_v", "transpose",
-    "anti_transpose", "scale_up", "scale_down", "tile", "crop", "recolor", "fill", "erase",
-    "symmetrize", "move", "extend",
-)  # fmt: skip
+    "identity",
+    "rotate_90",
+    "rotate_180",
+    "rotate_270",
+    "flip_h",
+    "flip_v",
+    "transpose",
+    "anti_transpose",
+    "scale_up",
+    "scale_down",
+    "tile",
+    "crop",
+    "recolor",
+    "fill",
+    "erase",
+    "symmetrize",
+    "move",
+    "extend",
+)
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 
@@ -57,6 +72,11 @@ def obligation_key(name: str, source: str | None = None, field: str = "") -> str
             f"unknown constraint {name!r} (known: {known})", source=source, field=field or None
         )
     return key
+
+
+def canonical_name(name: str) -> str:
+    """The canonical constraint / obligation name (aliases of the original design mapped)."""
+    return ALIASES.get(name, name)
 
 
 def template_keys(template_dsl: str) -> set[str]:
@@ -83,8 +103,13 @@ def repr_keys(rep: dict[str, Any]) -> set[str]:
             keys.add(f"feature:symmetry_{name}")
     n = g.get("component_count")
     if n is not None:
-        keys.add("feature:no_object" if n == 0 else "feature:single_object" if n == 1 else
-                 "feature:multi_object")  # fmt: skip
+        keys.add(
+            "feature:no_object"
+            if n == 0
+            else "feature:single_object"
+            if n == 1
+            else "feature:multi_object"
+        )
     if g["height"] == g["width"]:
         keys.add("feature:square")
     if any(e["type"] == "contained_in" for e in rep.get("edges", ())):
@@ -103,10 +128,15 @@ def pair_keys(facts: PairFacts) -> set[str]:
     if facts.d4:
         keys.add(f"transform:{facts.d4}")
     for flag, name in (
-        (facts.scale_up, "scale_up"), (facts.scale_down, "scale_down"), (facts.tiled, "tile"),
-        (facts.crop, "crop"), (facts.recolor, "recolor"), (facts.fill, "fill"),
-        (facts.erase, "erase"), (facts.symmetrized, "symmetrize"),
-    ):  # fmt: skip
+        (facts.scale_up, "scale_up"),
+        (facts.scale_down, "scale_down"),
+        (facts.tiled, "tile"),
+        (facts.crop, "crop"),
+        (facts.recolor, "recolor"),
+        (facts.fill, "fill"),
+        (facts.erase, "erase"),
+        (facts.symmetrized, "symmetrize"),
+    ):
         if flag:
             keys.add(f"transform:{name}")
     if facts.same_dims and facts.counts_preserved and not facts.identity and not facts.d4:

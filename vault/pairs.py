@@ -52,7 +52,7 @@ def analyze_pair(in_rep: dict[str, Any], out_rep: dict[str, Any]) -> PairFacts:
     ho, wo = dims(go)
     same = (hi, wi) == (ho, wo)
     d4 = None
-    if not gi == go:
+    if gi != go:
         for name, fn in D4.items():
             if dims(gi) == dims(go)[::-1] or name in ("rotate_180", "flip_h", "flip_v"):
                 try:

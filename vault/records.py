@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import InvalidInputError
 from .grid import parse_grid
-from .keys import obligation_key, task_keys
+from .keys import canonical_name, obligation_key, task_keys
 from .pairs import PairFacts, analyze_pair
 from .reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance
 from .schema import validate
@@ -28,7 +28,7 @@ def parse_version(text: str) -> tuple[int, int, int]:
 
 
 def version_text(v: tuple[int, int, int]) -> str:
-    return "%d.%d.%d" % v
+    return f"{v[0]}.{v[1]}.{v[2]}"
 
 
 def ref(concept: str, version: str) -> str:
@@ -38,10 +38,14 @@ def ref(concept: str, version: str) -> str:
 
 def _kind(obj: Any, kind: str, source: str | None) -> dict[str, Any]:
     if not isinstance(obj, dict):
-        raise InvalidInputError(f"expected a {kind} object, got {type(obj).__name__}", source=source)
+        raise InvalidInputError(
+            f"expected a {kind} object, got {type(obj).__name__}", source=source
+        )
     out = dict(obj)
     if out.setdefault("kind", kind) != kind:
-        raise InvalidInputError(f"expected kind {kind!r}, got {out['kind']!r}", source=source, field="kind")
+        raise InvalidInputError(
+            f"expected kind {kind!r}, got {out['kind']!r}", source=source, field="kind"
+        )
     return out
 
 
@@ -53,9 +57,13 @@ def normalize_card(obj: Any, source: str | None = None) -> dict[str, Any]:
         obligation_key(name, source, f"proof_obligations[{i}]")
     card.setdefault("status", "active")
     card["signature"] = {"keys": sorted(set(card["signature"]["keys"]))}
-    card["template"] = {"template_dsl": card["template"]["template_dsl"],
-                        "params": card["template"].get("params", {})}  # fmt: skip
-    card["proof_obligations"] = sorted(set(card.get("proof_obligations", ())))
+    card["template"] = {
+        "template_dsl": card["template"]["template_dsl"],
+        "params": card["template"].get("params", {}),
+    }
+    card["proof_obligations"] = sorted(
+        {canonical_name(o) for o in card.get("proof_obligations", ())}
+    )
     card.setdefault("counterexamples", [])
     card.setdefault("provenance", {})
     card.setdefault("compatibility", {})
@@ -74,8 +82,9 @@ def _repr_ref(value: Any, source: str | None, fname: str, out: list[dict[str, An
     """A repr id from a hex id, a grid or a repr object (grids/reprs are queued to store)."""
     if isinstance(value, str):
         if not is_digest(value):
-            raise InvalidInputError("expected a repr id (64 hex digits), a grid or a repr",
-                                    source=source, field=fname)  # fmt: skip
+            raise InvalidInputError(
+                "expected a repr id (64 hex digits), a grid or a repr", source=source, field=fname
+            )
         return value
     if isinstance(value, list):
         rep = grid_to_repr(parse_grid(value, source, fname))
@@ -83,8 +92,9 @@ def _repr_ref(value: Any, source: str | None, fname: str, out: list[dict[str, An
         try:
             rep = strip_provenance(normalize_repr(value, source))
         except InvalidInputError as exc:
-            raise InvalidInputError(exc.detail, source=source,
-                                    field=f"{fname}.{exc.field}" if exc.field else fname) from None
+            raise InvalidInputError(
+                exc.detail, source=source, field=f"{fname}.{exc.field}" if exc.field else fname
+            ) from None
     out.append(rep)
     return repr_id(rep)
 
@@ -104,22 +114,42 @@ def normalize_evidence(obj: Any, source: str | None = None) -> NormalizedEvidenc
         ev["repr_id"] = _repr_ref(ev.pop("repr"), source, "repr", reprs)
     pair = ev.get("pair")
     if isinstance(pair, dict) and set(pair) == {"input", "output"}:
-        ev["pair"] = {k: _repr_ref(pair[k], source, f"pair.{k}", reprs) for k in ("input", "output")}
+        for k in ("input", "output"):
+            if isinstance(pair[k], dict) and "grid" not in pair[k]:
+                raise InvalidInputError(
+                    "a pair's reprs must carry their grid (give the grid itself)",
+                    source=source,
+                    field=f"pair.{k}",
+                )
+        ev["pair"] = {
+            k: _repr_ref(pair[k], source, f"pair.{k}", reprs) for k in ("input", "output")
+        }
     validate(ev, "evidence", source)
     if ev["polarity"] == "negative":
         for name in ("tier", "reason"):
             if name not in ev:
-                raise InvalidInputError("negative evidence needs a tier and a reason code",
-                                        source=source, field=name)  # fmt: skip
+                raise InvalidInputError(
+                    "negative evidence needs a tier and a reason code", source=source, field=name
+                )
     elif "tier" in ev or "reason" in ev:
-        raise InvalidInputError("tier and reason belong to negative evidence only", source=source,
-                                field="tier" if "tier" in ev else "reason")  # fmt: skip
+        raise InvalidInputError(
+            "tier and reason belong to negative evidence only",
+            source=source,
+            field="tier" if "tier" in ev else "reason",
+        )
     return NormalizedEvidence(ev, reprs)
 
 
-def status_event(concept: str, version: str, status: str, reason: str | None = None) -> dict[str, Any]:
-    ev: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "status",
-                          "concept": concept, "version": version, "status": status}  # fmt: skip
+def status_event(
+    concept: str, version: str, status: str, reason: str | None = None
+) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "status",
+        "concept": concept,
+        "version": version,
+        "status": status,
+    }
     if reason:
         ev["reason"] = reason
     validate(ev, "status")
@@ -163,16 +193,20 @@ def normalize_query(obj: Any, source: str | None = None) -> Query:
         rep = grid_to_repr(parse_grid(q["grid"], source, "grid"))
     elif "repr" in q:
         rep = strip_provenance(normalize_repr(q["repr"], source))
-    constraints = tuple(sorted(set(q.get("constraints", ()))))
-    for i, name in enumerate(constraints):
+    for i, name in enumerate(q.get("constraints", ())):
         obligation_key(name, source, f"constraints[{i}]")
+    constraints = tuple(sorted({canonical_name(c) for c in q.get("constraints", ())}))
     pairs = tuple(
-        Pair(grid_to_repr(parse_grid(p["input"], source, f"pairs[{i}].input")),
-             grid_to_repr(parse_grid(p["output"], source, f"pairs[{i}].output")))  # fmt: skip
+        Pair(
+            grid_to_repr(parse_grid(p["input"], source, f"pairs[{i}].input")),
+            grid_to_repr(parse_grid(p["output"], source, f"pairs[{i}].output")),
+        )
         for i, p in enumerate(q.get("pairs", ()))
     )
     if rep is None and not pairs:
-        raise InvalidInputError("a query needs a repr, a grid or demonstration pairs", source=source)
+        raise InvalidInputError(
+            "a query needs a repr, a grid or demonstration pairs", source=source
+        )
     return Query(domain=q.get("domain", "grid_2d"), repr=rep, constraints=constraints, pairs=pairs)
 
 
@@ -183,28 +217,38 @@ def is_arc_task(obj: Any) -> bool:
 def parse_task(obj: Any, source: str | None = None) -> tuple[list[Pair], list[dict[str, Any]]]:
     """An ARC task file: its train pairs (as reprs) and its test input reprs."""
     if not isinstance(obj, dict) or not isinstance(obj.get("train"), list):
-        raise InvalidInputError("expected an ARC task: {\"train\": [{\"input\", \"output\"}...], "
-                                "\"test\": [{\"input\"}...]}", source=source)  # fmt: skip
+        raise InvalidInputError(
+            'expected an ARC task: {"train": [{"input", "output"}...], "test": [{"input"}...]}',
+            source=source,
+        )
     unknown = set(obj) - {"train", "test", "name", "id"}
     if unknown:
-        raise InvalidInputError(f"unknown field (allowed: train, test)", source=source,
-                                field=sorted(unknown)[0])  # fmt: skip
+        raise InvalidInputError(
+            "unknown field (allowed: train, test)", source=source, field=sorted(unknown)[0]
+        )
     if not obj["train"]:
-        raise InvalidInputError("a task needs at least one train pair", source=source, field="train")
+        raise InvalidInputError(
+            "a task needs at least one train pair", source=source, field="train"
+        )
     pairs = []
     for i, p in enumerate(obj["train"]):
         if not isinstance(p, dict) or "input" not in p or "output" not in p:
-            raise InvalidInputError("expected {\"input\": grid, \"output\": grid}", source=source,
-                                    field=f"train[{i}]")  # fmt: skip
-        pairs.append(Pair(grid_to_repr(parse_grid(p["input"], source, f"train[{i}].input")),
-                          grid_to_repr(parse_grid(p["output"], source, f"train[{i}].output"))))  # fmt: skip
+            raise InvalidInputError(
+                'expected {"input": grid, "output": grid}', source=source, field=f"train[{i}]"
+            )
+        pairs.append(
+            Pair(
+                grid_to_repr(parse_grid(p["input"], source, f"train[{i}].input")),
+                grid_to_repr(parse_grid(p["output"], source, f"train[{i}].output")),
+            )
+        )
     tests = []
     test = obj.get("test", [])
     if not isinstance(test, list):
-        raise InvalidInputError("expected a list of {\"input\": grid}", source=source, field="test")
+        raise InvalidInputError('expected a list of {"input": grid}', source=source, field="test")
     for i, t in enumerate(test):
         if not isinstance(t, dict) or "input" not in t:
-            raise InvalidInputError("expected {\"input\": grid}", source=source, field=f"test[{i}]")
+            raise InvalidInputError('expected {"input": grid}', source=source, field=f"test[{i}]")
         tests.append(grid_to_repr(parse_grid(t["input"], source, f"test[{i}].input")))
     return pairs, tests
 
@@ -213,6 +257,8 @@ def task_query(obj: Any, test_index: int = 0, source: str | None = None) -> Quer
     """An ARC task as a query: all train pairs plus test input ``test_index`` as the repr."""
     pairs, tests = parse_task(obj, source)
     if tests and not 0 <= test_index < len(tests):
-        raise InvalidInputError(f"--test-index {test_index} out of range (task has {len(tests)} "
-                                "test inputs)", source=source)  # fmt: skip
+        raise InvalidInputError(
+            f"--test-index {test_index} out of range (task has {len(tests)} test inputs)",
+            source=source,
+        )
     return Query(repr=tests[test_index] if tests else None, pairs=tuple(pairs))

@@ -147,10 +147,10 @@ def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[st
             if all(cell in enclosure[b] for cell in comps[a]):
                 edges.append({"type": "contained_in", "src": f"c{a}", "dst": f"c{b}"})
     # aligned_with: chain the components sharing an identical row span / column span.
-    for axis, span in (("row", lambda bx: (bx[0], bx[2])), ("col", lambda bx: (bx[1], bx[3]))):
+    for axis, (lo, hi) in (("row", (0, 2)), ("col", (1, 3))):
         groups: dict[tuple[int, int], list[int]] = {}
         for i, box in enumerate(boxes):
-            groups.setdefault(span(box), []).append(i)
+            groups.setdefault((box[lo], box[hi]), []).append(i)
         for members_ in groups.values():
             for x, y in zip(members_, members_[1:], strict=False):
                 edges.append({"type": "aligned_with", "src": f"c{x}", "dst": f"c{y}", "axis": axis})

@@ -23,7 +23,7 @@ import numpy as np
 
 from .config import Config
 from .core import Vault
-from .embeddings import EmbeddingCache, LoadedVectors, query_vector
+from .embeddings import LoadedVectors, query_vector
 from .errors import EmbeddingError
 from .index import utility
 from .keys import matchable
@@ -44,9 +44,17 @@ class Hit:
     status: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"rank": self.rank, "id": self.id, "version": self.version, "score": self.score,
-                "key_overlap": self.key_overlap, "penalty": self.penalty,
-                "similarity": self.similarity, "utility": self.utility, "status": self.status}  # fmt: skip
+        return {
+            "rank": self.rank,
+            "id": self.id,
+            "version": self.version,
+            "score": self.score,
+            "key_overlap": self.key_overlap,
+            "penalty": self.penalty,
+            "similarity": self.similarity,
+            "utility": self.utility,
+            "status": self.status,
+        }
 
 
 @dataclass(frozen=True)
@@ -59,13 +67,20 @@ class RetrievalResult:
     strategy: str | None
     similarity: str | None
     generation: str
+    index_stale: bool = False  # acknowledged write-backs not yet in the index (after a crash)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode_requested": self.mode_requested, "mode_used": self.mode_used,
-                "fallback_reason": self.fallback_reason, "keys": self.keys,
-                "strategy": self.strategy, "similarity_metric": self.similarity,
-                "generation": self.generation,
-                "results": [h.to_json() for h in self.results]}  # fmt: skip
+        return {
+            "mode_requested": self.mode_requested,
+            "mode_used": self.mode_used,
+            "fallback_reason": self.fallback_reason,
+            "keys": self.keys,
+            "strategy": self.strategy,
+            "similarity_metric": self.similarity,
+            "generation": self.generation,
+            "index_stale": self.index_stale,
+            "results": [h.to_json() for h in self.results],
+        }
 
 
 @dataclass
@@ -117,8 +132,19 @@ def _hits(cands: list[_Cand], score: str) -> list[Hit]:
     out = []
     for rank, c in enumerate(cands, start=1):
         value = float(c.overlap) if score == "overlap" else c.sim if score == "sim" else c.score
-        out.append(Hit(rank, c.entry["id"], c.entry["version"], float(value or 0.0), c.overlap,
-                       c.entry["penalty"], c.sim, utility(c.entry), c.entry["status"]))  # fmt: skip
+        out.append(
+            Hit(
+                rank,
+                c.entry["id"],
+                c.entry["version"],
+                float(value or 0.0),
+                c.overlap,
+                c.entry["penalty"],
+                c.sim,
+                utility(c.entry),
+                c.entry["status"],
+            )
+        )
     return out
 
 
@@ -127,6 +153,7 @@ def retrieve(vault: Vault, query: Query, cfg: Config, mode: str | None = None) -
     mode = mode or cfg.mode
     loaded = vault.load_current()
     index = loaded.index
+    stale = loaded.ref.audit_seq != vault.audit.last_seq() and vault.stale()
     keys = query.keys()
     ranked = symbolic_candidates(index, keys, query.domain)
     fallback = None
@@ -139,15 +166,25 @@ def retrieve(vault: Vault, query: Query, cfg: Config, mode: str | None = None) -
                 hits = _soft(index, vectors, sims, query.domain, cfg.k)
             else:
                 hits = _hybrid(index, vectors, sims, ranked, keys, query.domain, cfg)
-            return RetrievalResult(mode, mode, None, keys, hits,
-                                   cfg.strategy if mode == "hybrid" else None, cfg.similarity,
-                                   loaded.ref.generation)  # fmt: skip
+            return RetrievalResult(
+                mode,
+                mode,
+                None,
+                keys,
+                hits,
+                cfg.strategy if mode == "hybrid" else None,
+                cfg.similarity,
+                loaded.ref.generation,
+                stale,
+            )
         except EmbeddingError as exc:
             fallback = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure of the embedding path falls back
             fallback = f"embedding error: {type(exc).__name__}: {exc}"
     hits = _hits(_dedupe(ranked, cfg.k), "overlap")
-    return RetrievalResult(mode, "symbolic", fallback, keys, hits, None, None, loaded.ref.generation)
+    return RetrievalResult(
+        mode, "symbolic", fallback, keys, hits, None, None, loaded.ref.generation, stale
+    )
 
 
 def _sim_of(vectors: LoadedVectors, sims: np.ndarray, name: str) -> float:
@@ -157,8 +194,9 @@ def _sim_of(vectors: LoadedVectors, sims: np.ndarray, name: str) -> float:
     return float(sims[row])
 
 
-def _soft(index: dict[str, Any], vectors: LoadedVectors, sims: np.ndarray, domain: str,
-          k: int) -> list[Hit]:  # fmt: skip
+def _soft(
+    index: dict[str, Any], vectors: LoadedVectors, sims: np.ndarray, domain: str, k: int
+) -> list[Hit]:
     cands = []
     for name, row in vectors.row.items():
         entry = index["concepts"].get(name)
@@ -170,8 +208,15 @@ def _soft(index: dict[str, Any], vectors: LoadedVectors, sims: np.ndarray, domai
     return _hits(_dedupe(cands, k), "sim")
 
 
-def _hybrid(index: dict[str, Any], vectors: LoadedVectors, sims: np.ndarray, ranked: list[_Cand],
-            keys: list[str], domain: str, cfg: Config) -> list[Hit]:  # fmt: skip
+def _hybrid(
+    index: dict[str, Any],
+    vectors: LoadedVectors,
+    sims: np.ndarray,
+    ranked: list[_Cand],
+    keys: list[str],
+    domain: str,
+    cfg: Config,
+) -> list[Hit]:
     shortlist = ranked[: cfg.shortlist_max]
     if len(shortlist) < cfg.shortlist_min:
         have = {c.name for c in shortlist}
@@ -187,30 +232,38 @@ def _hybrid(index: dict[str, Any], vectors: LoadedVectors, sims: np.ndarray, ran
     for c in shortlist:
         c.sim = _sim_of(vectors, sims, c.name)
     if cfg.strategy == "tiebreak":
-        shortlist.sort(key=lambda c: (_status_rank(c.entry), -c.overlap, c.entry["penalty"],
-                                      -(c.sim or 0.0), *c.order))  # fmt: skip
+        shortlist.sort(
+            key=lambda c: (
+                _status_rank(c.entry),
+                -c.overlap,
+                c.entry["penalty"],
+                -(c.sim or 0.0),
+                *c.order,
+            )
+        )
         return _hits(_dedupe(shortlist, cfg.k), "overlap")
     return _hits(_weighted_mmr(vectors, shortlist, len(matchable(keys)), cfg), "score")
 
 
-def _weighted_mmr(vectors: LoadedVectors, shortlist: list[_Cand], n_keys: int,
-                  cfg: Config) -> list[_Cand]:  # fmt: skip
+def _weighted_mmr(
+    vectors: LoadedVectors, shortlist: list[_Cand], n_keys: int, cfg: Config
+) -> list[_Cand]:
     """Greedy selection: value = lambda*score - (1 - lambda)*dup, where score = alpha*sim +
     beta*utility + gamma*class_match - delta*dup and dup = max similarity to those chosen."""
     rows = np.array([vectors.row[c.name] for c in shortlist], dtype=np.int64)
     sub = vectors.matrix[rows] if len(rows) else vectors.matrix[:0]
     pair = np.stack([similarity(sub, v, cfg.similarity) for v in sub]) if len(sub) else None
     base = [
-        cfg.alpha * (c.sim or 0.0) + cfg.beta * utility(c.entry)
+        cfg.alpha * (c.sim or 0.0)
+        + cfg.beta * utility(c.entry)
         + cfg.gamma * (c.overlap / n_keys if n_keys else 0.0)
         for c in shortlist
-    ]  # fmt: skip
-    chosen: list[int] = []
+    ]
     ids: set[str] = set()
     dup = [0.0] * len(shortlist)
     remaining = [i for i in range(len(shortlist))]
     remaining.sort(key=lambda i: (_status_rank(shortlist[i].entry), *shortlist[i].order))
-    out = []
+    out: list[_Cand] = []
     while remaining and len(out) < cfg.k:
         best, best_value = None, 0.0
         for i in remaining:
@@ -226,13 +279,8 @@ def _weighted_mmr(vectors: LoadedVectors, shortlist: list[_Cand], n_keys: int,
             continue
         c.score = base[best] - cfg.delta * dup[best]
         ids.add(c.entry["id"])
-        chosen.append(best)
         out.append(c)
         if pair is not None:
             for i in remaining:
                 dup[i] = max(dup[i], float(pair[best][i]))
     return out
-
-
-def default_cache(vault: Vault) -> EmbeddingCache:
-    return vault.cache

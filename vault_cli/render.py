@@ -33,7 +33,9 @@ def json_out(obj: Any) -> None:
 
 
 def json_line(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n")
+    sys.stdout.write(
+        json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+    )
 
 
 @contextlib.contextmanager
@@ -66,8 +68,10 @@ def write_result(result: Any, as_json: bool) -> None:
         return
     if result.added:
         shown = ", ".join(a if "@" in a else a[:12] for a in result.added[:5])
-        note(f"{result.op}: {len(result.added)} new ({shown}"
-             f"{', ...' if len(result.added) > 5 else ''}); generation {result.generation[:12]}")  # fmt: skip
+        note(
+            f"{result.op}: {len(result.added)} new ({shown}"
+            f"{', ...' if len(result.added) > 5 else ''}); generation {result.generation[:12]}"
+        )
     if result.unchanged:
         note(f"{result.op}: {len(result.unchanged)} already stored, unchanged")
 
@@ -76,8 +80,10 @@ def build_result(result: Any, as_json: bool) -> None:
     if as_json:
         json_out(result.to_json())
     else:
-        note(f"generation {result.number} ({result.generation[:12]}): {result.concepts} concepts"
-             f"{'' if result.changed else ', unchanged'}")  # fmt: skip
+        note(
+            f"generation {result.number} ({result.generation[:12]}): {result.concepts} concepts"
+            f"{'' if result.changed else ', unchanged'}"
+        )
 
 
 def retrieval(result: Any, as_json: bool) -> None:
@@ -86,9 +92,13 @@ def retrieval(result: Any, as_json: bool) -> None:
         return
     if result.fallback_reason:
         note(f"fell back to symbolic: {result.fallback_reason}")
-    table = Table(title=f"mode {result.mode_used}" + (f" ({result.strategy})" if result.strategy else ""))
-    width = max((len(h.id) + (0 if h.status == "active" else len(h.status) + 3)
-                 for h in result.results), default=2)  # fmt: skip
+    table = Table(
+        title=f"mode {result.mode_used}" + (f" ({result.strategy})" if result.strategy else "")
+    )
+    width = max(
+        (len(h.id) + (0 if h.status == "active" else len(h.status) + 3) for h in result.results),
+        default=2,
+    )
     for col in ("#", "id", "version", "score", "keys", "penalty", "sim", "utility"):
         if col == "id":
             table.add_column(col, no_wrap=True, min_width=width)
@@ -97,8 +107,16 @@ def retrieval(result: Any, as_json: bool) -> None:
     for h in result.results:
         sim = "" if h.similarity is None else f"{h.similarity:.4f}"
         name = h.id if h.status == "active" else f"{h.id} ({h.status})"
-        table.add_row(str(h.rank), name, h.version, f"{h.score:.4f}", str(h.key_overlap),
-                      str(h.penalty), sim, f"{h.utility:.3f}")  # fmt: skip
+        table.add_row(
+            str(h.rank),
+            name,
+            h.version,
+            f"{h.score:.4f}",
+            str(h.key_overlap),
+            str(h.penalty),
+            sim,
+            f"{h.utility:.3f}",
+        )
     out.print(table)
     if not result.results:
         note("no concept matches")
@@ -113,20 +131,33 @@ def log(entries: list[Any], as_json: bool) -> None:
         table.add_column(col)
     for e in entries:
         detail = json.dumps(e.detail, sort_keys=True)
-        table.add_row(str(e.seq), e.time, e.op, str(len(e.records)),
-                      detail if len(detail) < 80 else detail[:77] + "...")  # fmt: skip
+        table.add_row(
+            str(e.seq),
+            e.time,
+            e.op,
+            str(len(e.records)),
+            detail if len(detail) < 80 else detail[:77] + "...",
+        )
     out.print(table)
 
 
 def show(entry: dict[str, Any], card: dict[str, Any], as_json: bool) -> None:
-    info = {"card": card, "status": entry["status"], "keys": entry["keys"],
-            "positive": entry["positive"], "negative": entry["negative"],
-            "penalty": entry["penalty"], "object": entry["card"]}  # fmt: skip
+    info = {
+        "card": card,
+        "status": entry["status"],
+        "keys": entry["keys"],
+        "positive": entry["positive"],
+        "negative": entry["negative"],
+        "penalty": entry["penalty"],
+        "object": entry["card"],
+    }
     if as_json:
         json_out(info)
         return
-    out.print(f"[bold]{card['id']}[/bold] {card['version']}  status={entry['status']}  "
-              f"evidence +{entry['positive']} -{entry['negative']}")  # fmt: skip
+    out.print(
+        f"[bold]{card['id']}[/bold] {card['version']}  status={entry['status']}  "
+        f"evidence +{entry['positive']} -{entry['negative']}"
+    )
     out.print("keys: " + " ".join(entry["keys"]), markup=False)
     out.print("template: " + card["template"]["template_dsl"], markup=False)
 
@@ -136,8 +167,16 @@ def index_status(status: Any, as_json: bool) -> None:
         json_out(status.to_json())
         return
     s = status.to_json()
-    for key in ("generation", "number", "stale", "drift", "mode_default", "counts", "embedder",
-                "running_embedder"):  # fmt: skip
+    for key in (
+        "generation",
+        "number",
+        "stale",
+        "drift",
+        "mode_default",
+        "counts",
+        "embedder",
+        "running_embedder",
+    ):
         out.print(f"{key}: {json.dumps(s.get(key))}", markup=False)
 
 
@@ -150,8 +189,15 @@ def generations(history: list[Any], current: str | None, as_json: bool) -> None:
         table.add_column(col)
     for g in history:
         mark = "*" if g.generation == current else ""
-        table.add_row(mark, str(g.number), g.generation[:12], g.time, g.op,
-                      str(g.counts.get("concepts", "")), f"{g.embedder.get('version')}")  # fmt: skip
+        table.add_row(
+            mark,
+            str(g.number),
+            g.generation[:12],
+            g.time,
+            g.op,
+            str(g.counts.get("concepts", "")),
+            f"{g.embedder.get('version')}",
+        )
     out.print(table)
 
 
@@ -168,3 +214,23 @@ def rollback_result(result: Any, as_json: bool) -> None:
     else:
         g = result.current
         note(f"current generation: {g.number} ({g.generation[:12]}, {g.time})")
+
+
+@contextlib.contextmanager
+def status(label: str, *, enabled: bool = True) -> Iterator[Callable[[str], None]]:
+    """A one-line status on stderr naming the current step (terminals only)."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda step: None
+        return
+    with err.status(label) as live:
+        yield lambda step: live.update(f"{label}: {step}")
+
+
+def verify_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        json_out(report.to_json())
+        return
+    checked = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.checked.items())
+    for p in report.problems:
+        note(f"{p.severity}: {p.kind}: {p.path}: {p.detail}")
+    note(("ok: " if report.ok else "FAILED: ") + checked)

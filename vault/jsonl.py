@@ -1,0 +1,81 @@
+"""Append-only JSON-lines files (the audit log, the generations log).
+
+A line is acknowledged once it is newline-terminated and fsynced. Readers ignore an
+unterminated tail (a crash mid-append); the next append cuts it off first.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .canonical import dumps_line
+from .store import fsync_dir
+
+
+def complete_lines(path: Path) -> tuple[list[bytes], bool]:
+    """The newline-terminated lines of ``path`` (without newlines), and whether a torn tail
+    follows them."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], False
+    lines = data.split(b"\n")
+    tail = lines.pop()
+    return lines, bool(tail)
+
+
+def tail_offset(path: Path) -> int:
+    """Byte offset just after the last newline (the end of the acknowledged part)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    with open(path, "rb") as f:
+        pos = size
+        while pos > 0:
+            start = max(0, pos - (1 << 16))
+            f.seek(start)
+            chunk = f.read(pos - start)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                return start + i + 1
+            pos = start
+    return 0
+
+
+def append_line(path: Path, obj: Any) -> None:
+    """Append one canonical line durably, first cutting off a torn tail."""
+    good = tail_offset(path)
+    created = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        if f.tell() != good:
+            f.truncate(good)
+        f.write(dumps_line(obj))
+        f.flush()
+        os.fsync(f.fileno())
+    if created:
+        fsync_dir(path.parent)
+
+
+def last_line(path: Path) -> bytes | None:
+    """The last complete line, reading only the end of the file."""
+    end = tail_offset(path)
+    if end == 0:
+        return None
+    with open(path, "rb") as f:
+        pos = end - 1  # the newline ending the last line
+        start = pos
+        while start > 0:
+            lo = max(0, start - (1 << 16))
+            f.seek(lo)
+            chunk = f.read(start - lo)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                start = lo + i + 1
+                break
+            start = lo
+        f.seek(start)
+        return f.read(pos - start)
