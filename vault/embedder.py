@@ -182,6 +182,7 @@ def _ratio(a: float, b: float) -> float:
 
 def transform_block(f: PairFacts) -> list[int]:
     (hi, wi), (ho, wo) = f.in_dims, f.out_dims
+
     def b(flag: bool) -> float:
         return 1.0 if flag else 0.0
 

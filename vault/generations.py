@@ -161,7 +161,10 @@ class Generations:
             for g in history:
                 if g.number == int(spec):
                     return g
-            raise NotFoundError(f"unknown generation {spec} (have 1..{len(history)})")
+            have = ", ".join(str(g.number) for g in history) or "none"
+            raise NotFoundError(
+                f"unknown generation {spec} (have: {have}; `vault gc` removes old ones)"
+            )
         matches = {
             g.generation for g in history if len(spec) >= 6 and g.generation.startswith(spec)
         }

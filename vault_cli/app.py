@@ -384,3 +384,20 @@ def verify(
     render.verify_report(report, json_out)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def gc(
+    keep: Annotated[
+        int | None, typer.Option(help="Keep the N newest generations (and the current).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would go; delete nothing.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove old index generations and unreferenced objects (needs --keep N)."""
+    from vault.gc import gc as run
+
+    render.gc_result(run(open_vault(), keep, dry_run=dry_run), json_out)

@@ -234,3 +234,15 @@ def verify_report(report: Any, as_json: bool) -> None:
     for p in report.problems:
         note(f"{p.severity}: {p.kind}: {p.path}: {p.detail}")
     note(("ok: " if report.ok else "FAILED: ") + checked)
+
+
+def gc_result(result: Any, as_json: bool) -> None:
+    if as_json:
+        json_out(result.to_json())
+        return
+    verb = "would remove" if result.dry_run else "removed"
+    note(
+        f"{verb} {len(result.removed_generations)} generation(s), {result.removed_objects} "
+        f"object(s) ({result.removed_bytes} bytes), {result.removed_cache_entries} cache entries; "
+        f"kept generations {result.kept_generations}"
+    )

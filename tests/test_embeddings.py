@@ -1,0 +1,211 @@
+"""The embedder, exact similarity, the cache, and the hybrid/soft rankings built on them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vault import embedder
+from vault.core import Vault, fixed_clock
+from vault.embeddings import EmbeddingCache, embed_pair, embed_repr, query_vector
+from vault.records import Query
+from vault.reprs import grid_to_repr, repr_id
+from vault.retrieve import retrieve
+from vault.similarity import cosine, euclidean, exact_dots
+
+from .conftest import card, example_cards, example_evidence
+
+GRIDS = {
+    "tiny-mono": [[5, 5], [5, 5]],
+    "checker": [[(r + c) % 2 * 3 for c in range(8)] for r in range(8)],
+    "big-sparse": [[7 if (r, c) in {(2, 3), (15, 15), (9, 1)} else 0 for c in range(18)] for r in range(18)],
+    "stripes": [[c % 4 for c in range(12)] for _ in range(5)],
+    "ring": [[0] * 7] + [[0, 2, 2, 2, 2, 2, 0]] + [[0, 2, 0, 0, 0, 2, 0]] * 3 + [[0, 2, 2, 2, 2, 2, 0], [0] * 7],
+}
+
+
+def test_vector_shape_range_and_determinism() -> None:
+    for grid in GRIDS.values():
+        rep = grid_to_repr(grid)
+        v1 = embedder.repr_vector(rep)
+        v2 = embedder.repr_vector(grid_to_repr(grid))
+        assert v1 == v2
+        assert len(v1) == embedder.DIM == 64
+        assert all(isinstance(x, int) and -127 <= x <= 127 for x in v1)
+        assert any(v1)
+
+
+def test_same_vectors_in_a_fresh_process() -> None:
+    grids = list(GRIDS.values())
+    here = [embedder.repr_vector(grid_to_repr(g)) for g in grids]
+    code = (
+        "import json,sys; from vault import embedder; from vault.reprs import grid_to_repr;"
+        "print(json.dumps([embedder.repr_vector(grid_to_repr(g)) for g in json.load(sys.stdin)]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(grids), capture_output=True,
+                         text=True, check=True).stdout
+    assert json.loads(out) == here
+
+
+def test_cache_hit_equals_miss_and_checks_key(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "cache")
+    a, b = grid_to_repr(GRIDS["checker"]), grid_to_repr(GRIDS["stripes"])
+    miss = embed_repr(a, cache)
+    assert miss == embedder.repr_vector(a)
+    assert cache.get(repr_id(a)) == miss
+    assert embed_repr(a, cache) == miss
+    pair_miss = embed_pair(a, b, cache)
+    assert embed_pair(a, b, cache) == pair_miss == embed_pair(a, b, None)
+    # an entry whose key does not match is a miss, never a wrong vector
+    path = cache.path(cache.key(repr_id(a)))
+    entry = json.loads(path.read_text())
+    entry["key"] = "something else"
+    path.write_text(json.dumps(entry))
+    assert cache.get(repr_id(a)) is None
+    assert embed_repr(a, cache) == miss
+
+
+def test_concept_is_nearest_to_the_reprs_it_was_validated_on(tmp_path: Path) -> None:
+    """One shared space: each concept (same keys for all) is the nearest to its own reprs."""
+    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    cards, evidence = [], []
+    for name, grid in GRIDS.items():
+        cards.append((card(name, ["invariant:same_dims"]), name))
+        evidence.append(({"schema_version": 1, "concept": name, "version": "1.0.0",
+                          "polarity": "positive", "grid": grid}, name))
+    v.write_back(cards, evidence)
+    for name, grid in GRIDS.items():
+        result = retrieve(v, Query(repr=grid_to_repr(grid)), v.config(), "soft")
+        assert result.results[0].id == name, (name, [(h.id, h.similarity) for h in result.results])
+        assert (result.results[0].similarity or 0) > (result.results[1].similarity or 0)
+
+
+def test_exact_dots_match_integer_arithmetic() -> None:
+    rng = np.random.default_rng(0)
+    m = rng.integers(-127, 128, size=(500, 64)).astype(np.int8)
+    q = rng.integers(-127, 128, size=64).astype(np.int8)
+    assert (exact_dots(m, q) == m.astype(np.int64) @ q.astype(np.int64)).all()
+    extreme = np.full((3, 64), 127, dtype=np.int8)
+    assert exact_dots(extreme, extreme[0])[0] == 64 * 127 * 127
+
+
+def test_cosine_and_euclidean_parity_on_trivial_cases() -> None:
+    q = np.array([10, -20, 30] + [0] * 61, dtype=np.int8)
+    m = np.stack([q, -q, np.zeros(64, dtype=np.int8), np.roll(q, 3)])
+    cos, euc = cosine(m, q), euclidean(m, q)
+    assert cos[0] == 1.0 and euc[0] == 1.0
+    assert cos[1] == -1.0 and euc[1] < euc[3] < euc[0]
+    assert cos[2] == 0.0  # zero vector: defined as 0, no NaN
+    assert cos[3] == 0.0
+    # on vectors of equal norm both metrics order candidates identically
+    rng = np.random.default_rng(1)
+    base = rng.integers(-60, 60, size=(50, 64))
+    perms = np.stack([rng.permutation(base[0]) for _ in range(50)]).astype(np.int8)
+    qq = base[0].astype(np.int8)
+    assert list(np.argsort(-cosine(perms, qq), kind="stable")) == list(
+        np.argsort(-euclidean(perms, qq), kind="stable")
+    )
+
+
+def _task_vault(tmp_path: Path) -> Vault:
+    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    v.add(example_cards())
+    v.add_evidence(example_evidence())
+    return v
+
+
+def _rotate_query() -> Query:
+    from vault.records import Pair
+
+    a = grid_to_repr([[1, 2, 0], [0, 2, 0], [0, 0, 3]])
+    b = grid_to_repr([[0, 0, 1], [0, 2, 2], [3, 0, 0]])
+    return Query(repr=a, pairs=(Pair(a, b),))
+
+
+def test_weighted_rerank_is_monotone_in_utility(tmp_path: Path) -> None:
+    """Adding positive evidence to a concept never moves it down; negative never up."""
+    v = _task_vault(tmp_path)
+    cfg = v.config().with_overrides(strategy="weighted", k=17, mmr_lambda=1.0)
+    q = _rotate_query()
+
+    def rank(cid: str) -> int:
+        return [h.id for h in retrieve(v, q, cfg, "hybrid").results].index(cid)
+
+    target = "transpose"
+    r0 = rank(target)
+    for _ in range(3):
+        v.add_evidence([({"schema_version": 1, "concept": target, "version": "1.0.0",
+                          "polarity": "positive", "task": f"t{_}"}, "ev")])
+        r1 = rank(target)
+        assert r1 <= r0
+        r0 = r1
+    for i in range(3):
+        v.add_evidence([({"schema_version": 1, "concept": target, "version": "1.0.0",
+                          "polarity": "negative", "tier": "test", "reason": "wrong_output",
+                          "task": f"n{i}"}, "ev")])
+        r1 = rank(target)
+        assert r1 >= r0
+        r0 = r1
+
+
+def _mean_pairwise(v: Vault, ids: list[str]) -> float:
+    vectors = v.files.load(None)
+    rows = vectors.matrix[[vectors.row[f"{i}@1.0.0"] for i in ids]]
+    sims = [cosine(rows, rows[i]) for i in range(len(ids))]
+    total = sum(float(s[j]) for i, s in enumerate(sims) for j in range(len(ids)) if j != i)
+    return total / (len(ids) * (len(ids) - 1))
+
+
+def test_mmr_increases_dispersion_of_top_k(tmp_path: Path) -> None:
+    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    # five near-duplicates of one idea and five distinct ideas, all sharing the query key
+    cards: list[tuple[Any, str]] = []
+    evidence: list[tuple[Any, str]] = []
+    base = GRIDS["checker"]
+    for i in range(5):
+        cid = f"dup-{i}"
+        cards.append((card(cid, ["invariant:same_dims"]), cid))
+        g = [row[:] for row in base]
+        g[i][(i + 1) % 8] = 5  # a one-cell variation of the same checkerboard
+        evidence.append(({"schema_version": 1, "concept": cid, "version": "1.0.0",
+                          "polarity": "positive", "grid": g}, cid))
+    for name, grid in GRIDS.items():
+        if name == "checker":
+            continue
+        cards.append((card(f"other-{name}", ["invariant:same_dims"]), name))
+        evidence.append(({"schema_version": 1, "concept": f"other-{name}", "version": "1.0.0",
+                          "polarity": "positive", "grid": grid}, name))
+    v.write_back(cards, evidence)
+    q = Query(repr=grid_to_repr(base), constraints=("same_dims",))
+    plain = v.config().with_overrides(strategy="weighted", k=4, mmr_lambda=1.0, delta=0.0)
+    mmr = plain.with_overrides(mmr_lambda=0.5, delta=0.05)
+    top_plain = [h.id for h in retrieve(v, q, plain, "hybrid").results]
+    top_mmr = [h.id for h in retrieve(v, q, mmr, "hybrid").results]
+    assert all(i.startswith("dup-") for i in top_plain)
+    assert top_mmr[0] == top_plain[0]
+    assert _mean_pairwise(v, top_mmr) < _mean_pairwise(v, top_plain)
+
+
+def test_hybrid_tiebreak_keeps_symbolic_order_and_breaks_ties_by_similarity(tmp_path: Path) -> None:
+    v = _task_vault(tmp_path)
+    q = _rotate_query()
+    sym = retrieve(v, q, v.config(), "symbolic").results
+    hyb = retrieve(v, q, v.config(), "hybrid").results
+    assert [h.key_overlap for h in hyb] == sorted((h.key_overlap for h in hyb), reverse=True)
+    assert hyb[0].id == sym[0].id == "rotate-90"
+    for a, b in zip(hyb, hyb[1:], strict=False):
+        if (a.key_overlap, a.penalty) == (b.key_overlap, b.penalty):
+            assert (a.similarity or 0) >= (b.similarity or 0)
+
+
+def test_query_vector_uses_pairs_and_repr() -> None:
+    q = _rotate_query()
+    with_pairs = query_vector(q, None)
+    only_repr = query_vector(Query(repr=q.repr), None)
+    assert with_pairs[embedder.TRN] != [0] * 24 and only_repr[embedder.TRN] == [0] * 24

@@ -1,0 +1,264 @@
+"""Generations, incremental write-back == full build, rollback, gc, fallback, drift."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vault import embedder
+from vault.canonical import canonical_bytes, loads
+from vault.core import Vault, fixed_clock
+from vault.errors import CorruptionError, NotFoundError, UsageError
+from vault.gc import gc
+from vault.history import index_status, rollback
+from vault.records import task_query
+from vault.retrieve import retrieve
+
+from .conftest import EXAMPLES, card, example_cards, example_evidence
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "lock" and "cache" not in p.parts
+    }
+
+
+def index_files(v: Vault) -> tuple[bytes, bytes, bytes]:
+    loaded = v.load_current()
+    return (
+        v.objects.get(loaded.manifest["symbolic"]),
+        (v.embeddings_dir / "concept_vectors.jsonl").read_bytes(),
+        (v.embeddings_dir / "ann.index.sha256").read_bytes(),
+    )
+
+
+def rotate_task() -> Any:
+    return loads((EXAMPLES / "tasks" / "rotate.json").read_bytes())
+
+
+def test_one_write_back_makes_one_generation(vault: Vault) -> None:
+    before = len(vault.generations.history())
+    result = vault.write_back(example_cards(), example_evidence())
+    assert len(vault.generations.history()) == before + 1
+    assert result.generation == vault.generations.current().generation  # type: ignore[union-attr]
+
+
+def test_identical_re_add_writes_nothing(example_vault: Vault) -> None:
+    before = tree(example_vault.root)
+    result = example_vault.add(example_cards())
+    assert result.added == [] and len(result.unchanged) == 17
+    assert tree(example_vault.root) == before
+
+
+def test_incremental_equals_full_build(example_vault: Vault) -> None:
+    incremental = index_files(example_vault)
+    gen = example_vault.generations.current()
+    result = example_vault.build_index()
+    assert index_files(example_vault) == incremental
+    assert result.generation == gen.generation and not result.changed  # type: ignore[union-attr]
+
+
+def _random_ops(rng: random.Random) -> list[tuple[str, Any]]:
+    ops: list[tuple[str, Any]] = []
+    ids = [f"c{i}" for i in range(6)]
+    keys = ["transform:rotate_90", "transform:flip_h", "invariant:same_dims", "feature:square",
+            "transform:crop", "invariant:palette_preserved"]
+    added: list[str] = []
+    for _ in range(rng.randint(4, 10)):
+        kind = rng.choice(["add", "add", "fork", "status", "evidence", "neg"])
+        cid = rng.choice(ids)
+        if kind == "add" or not added:
+            ops.append(("add", card(cid, rng.sample(keys, rng.randint(1, 3)))))
+            added.append(cid)
+        elif kind == "fork":
+            ops.append(("fork", card(rng.choice(added), rng.sample(keys, 2), dsl="(fork x)")))
+        elif kind == "status":
+            ops.append(("status", (rng.choice(added), rng.choice(["deprecated", "suppressed", "active"]))))
+        else:
+            grid = [[rng.randint(0, 3) for _ in range(3)] for _ in range(rng.randint(2, 4))]
+            out = [row[::-1] for row in grid]
+            ev: dict[str, Any] = {"schema_version": 1, "concept": rng.choice(added), "version": "1.0.0"}
+            if kind == "neg":
+                ev.update(polarity="negative", tier="train", reason="wrong_output")
+            else:
+                ev.update(polarity="positive", pair={"input": grid, "output": out})
+            ops.append(("evidence", ev))
+    return ops
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_write_backs_match_full_build(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    for kind, arg in _random_ops(rng):
+        try:
+            if kind == "add":
+                v.add([(arg, "op")])
+            elif kind == "fork":
+                v.add([(arg, "op")], fork=True)
+            elif kind == "status":
+                cid = arg[0]
+                v.set_status(cid, "1.0.0", arg[1])
+            else:
+                v.add_evidence([(arg, "op")])
+        except (NotFoundError, Exception) as exc:  # conflicts are expected in random sequences
+            if "different content" not in str(exc) and "unknown" not in str(exc):
+                raise
+    incremental = index_files(v)
+    plan = v.full_index(cache=False)
+    assert canonical_bytes(plan.index) == incremental[0]
+    v.build_index()
+    assert index_files(v) == incremental
+
+
+def test_two_vaults_same_inputs_byte_identical(tmp_path: Path) -> None:
+    trees = []
+    for name in ("a", "b"):
+        v, _ = Vault.init(tmp_path / name, clock=fixed_clock(1_700_000_000))
+        v.add(example_cards())
+        v.add_evidence(example_evidence())
+        v.build_index()
+        trees.append(tree(v.root))
+    assert trees[0] == trees[1]
+
+
+def test_rollback_restores_earlier_ranking_and_is_reversible(example_vault: Vault) -> None:
+    v = example_vault
+    cfg = v.config()
+    q = task_query(rotate_task())
+    before = [h.id for h in retrieve(v, q, cfg).results]
+    gen_before = v.generations.current()
+    # a bad write-back: a concept that claims every key of the query
+    v.add([(card("zz-junk", [k for k in q.keys() if not k.startswith("domain:")]), "junk")])
+    assert retrieve(v, q, cfg).results[0].id == "zz-junk"
+    rollback(v)
+    assert [h.id for h in retrieve(v, q, cfg).results] == before
+    assert v.generations.current().generation == gen_before.generation  # type: ignore[union-attr]
+    # sticky: the next write-back builds on the rolled-back generation
+    v.set_status("rotate-270", "1.0.0", "deprecated")
+    assert "zz-junk" not in [h.id for h in retrieve(v, q, cfg).results]
+    assert "zz-junk@1.0.0" not in v.load_current().index["concepts"]
+    # and a full build agrees with it
+    sym = index_files(v)
+    v.build_index()
+    assert index_files(v) == sym
+    # reversible: roll forward to the generation that had the junk concept
+    junk_gen = [g for g in v.generations.history() if g.counts["concepts"] == 18][0]
+    rollback(v, str(junk_gen.number))
+    assert retrieve(v, q, cfg).results[0].id == "zz-junk"
+
+
+def test_rollback_past_first_and_unknown_generation(vault: Vault) -> None:
+    with pytest.raises(NotFoundError, match="first generation"):
+        rollback(vault)
+    with pytest.raises(NotFoundError, match="unknown generation 99"):
+        rollback(vault, "99")
+    with pytest.raises(NotFoundError, match="unknown generation"):
+        rollback(vault, "abcdef")
+
+
+def test_corrupted_ref_is_reported_and_rollback_to_repairs(example_vault: Vault) -> None:
+    v = example_vault
+    v.generations.current_path.write_text("{not json")
+    with pytest.raises(CorruptionError, match="CURRENT is corrupted"):
+        v.load_current()
+    with pytest.raises(CorruptionError):
+        rollback(v)
+    rollback(v, "2")
+    assert v.generations.current().number == 2  # type: ignore[union-attr]
+
+
+def test_half_written_generation_is_invisible(example_vault: Vault) -> None:
+    """A killed build leaves objects and maybe a log line, but CURRENT still names a whole one."""
+    v = example_vault
+    cur = v.generations.current()
+    # simulate: new objects written and a torn generations-log line, then the process died
+    v.objects.put(b"orphan blob of a half-made generation")
+    with open(v.generations.log_path, "ab") as f:
+        f.write(b'{"number": 99, "generation": "abc')
+    assert v.generations.current() == cur
+    assert len(v.generations.history()) == 3
+    q = task_query(rotate_task())
+    assert retrieve(v, q, v.config()).mode_used == "hybrid"
+    v.set_status("rotate-270", "1.0.0", "deprecated")  # the next write repairs the log
+    assert [g.number for g in v.generations.history()] == [1, 2, 3, 4]
+
+
+def test_kill_switch_and_restore(example_vault: Vault) -> None:
+    v = example_vault
+    q = task_query(rotate_task())
+    assert retrieve(v, q, v.config()).mode_used == "hybrid"
+    v.set_mode("symbolic")
+    assert retrieve(v, q, v.config()).mode_used == "symbolic"
+    assert index_status(v).mode_default == "symbolic"
+    v.set_mode("hybrid")
+    assert retrieve(v, q, v.config()).mode_used == "hybrid"
+    ops = [e.op for e in v.audit.entries()]
+    assert ops.count("mode") == 2
+
+
+def test_fallback_when_files_missing_or_hash_mismatch(example_vault: Vault) -> None:
+    v = example_vault
+    q = task_query(rotate_task())
+    vec = v.embeddings_dir / "concept_vectors.jsonl"
+    data = vec.read_bytes()
+    vec.unlink()
+    r = retrieve(v, q, v.config())
+    assert r.mode_used == "symbolic" and "missing" in (r.fallback_reason or "")
+    vec.write_bytes(data.replace(b"[", b"[ ", 1))  # different bytes, same vectors
+    r = retrieve(v, q, v.config())
+    assert r.mode_used == "symbolic" and "hash mismatch" in (r.fallback_reason or "")
+    assert r.results[0].id == "rotate-90"  # symbolic still answers
+
+
+def test_drift_falls_back_and_status_says_so(example_vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    v = example_vault
+    monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
+    r = retrieve(v, task_query(rotate_task()), v.config())
+    assert r.mode_used == "symbolic"
+    assert r.fallback_reason == "embedder drift: run `vault index build`"
+    status = index_status(v)
+    assert status.drift and "drift" in (status.problem or "")
+
+
+def test_error_in_embedding_path_falls_back(example_vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    r_mod = importlib.import_module("vault.retrieve")
+
+    def boom(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(r_mod, "query_vector", boom)
+    r = retrieve(example_vault, task_query(rotate_task()), example_vault.config())
+    assert r.mode_used == "symbolic" and "kaput" in (r.fallback_reason or "")
+
+
+def test_gc_needs_scope_keeps_current_and_supports_dry_run(example_vault: Vault) -> None:
+    v = example_vault
+    with pytest.raises(UsageError, match="scope"):
+        gc(v, None)
+    before = tree(v.root)
+    dry = gc(v, 1, dry_run=True)
+    assert tree(v.root) == before
+    assert dry.removed_generations == [1, 2]
+    done = gc(v, 1)
+    assert done.removed_objects == dry.removed_objects
+    assert [g.number for g in v.generations.history()] == [3]
+    from vault.verify import verify
+
+    assert verify(v).ok
+    with pytest.raises(NotFoundError, match="gc"):
+        rollback(v)
+
+
+def test_index_status_reports_counts_and_staleness(example_vault: Vault) -> None:
+    s = index_status(example_vault).to_json()
+    assert s["counts"]["concepts"] == 17 and s["stale"] is False and s["drift"] is False
+    json.dumps(s)

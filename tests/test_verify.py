@@ -1,0 +1,105 @@
+"""`vault verify`: exit 0 on a healthy vault; one flipped byte anywhere is found and named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vault.core import Vault
+from vault.verify import verify
+
+from .test_generations import tree
+
+
+def flip(path: Path, offset: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2 if offset is None else offset
+    # keep JSON digits as digits / letters as letters, so the damage is silent to a parser
+    c = data[i]
+    data[i] = c + 1 if chr(c) in "012345678abcdefghijklmnopqrstuvwxy" else c ^ 1
+    path.write_bytes(bytes(data))
+
+
+def test_healthy_vault_verifies_and_verify_changes_nothing(example_vault: Vault) -> None:
+    example_vault.build_index()
+    before = tree(example_vault.root)
+    report = verify(example_vault)
+    assert report.ok, report.to_json()
+    assert report.checked["concepts"] == 17 and report.checked["objects"] > 17
+    assert report.checked["cache_entries"] > 0
+    assert tree(example_vault.root) == before
+
+
+def test_fresh_empty_vault_verifies(vault: Vault) -> None:
+    assert verify(vault).ok
+
+
+def _paths(report_json: dict[str, object]) -> str:
+    return " ".join(p["path"] + ":" + p["kind"] for p in report_json["problems"])  # type: ignore[index,operator,attr-defined]
+
+
+def test_flipped_object_byte_is_named(example_vault: Vault) -> None:
+    entry = example_vault.load_current().index["concepts"]["rotate-90@1.0.0"]
+    path = example_vault.objects.path(entry["card"])
+    flip(path, path.read_bytes().index(b"rotate_90"))
+    report = verify(example_vault)
+    assert not report.ok
+    assert str(path) in _paths(report.to_json())
+    assert "object_hash_mismatch" in _paths(report.to_json())
+
+
+@pytest.mark.parametrize("name", ["concept_vectors.jsonl", "ann.index.sha256", "embedder.json"])
+def test_flipped_embedding_file_byte_is_named(example_vault: Vault, name: str) -> None:
+    path = example_vault.embeddings_dir / name
+    data = path.read_bytes()
+    offset = data.index(b"[") + 2 if name == "concept_vectors.jsonl" else 5
+    flip(path, offset)
+    report = verify(example_vault)
+    assert not report.ok
+    assert str(path) in _paths(report.to_json()), report.to_json()
+
+
+def test_flipped_cache_entry_is_named(example_vault: Vault) -> None:
+    entry = next(iter(example_vault.cache.entries()))
+    data = entry.read_bytes()
+    flip(entry, data.index(b'"vector":[') + 11)
+    report = verify(example_vault)
+    assert not report.ok
+    assert f"{entry}:cache_entry_bad" in _paths(report.to_json())
+
+
+def test_sampled_cache_check(example_vault: Vault) -> None:
+    report = verify(example_vault, sample=3)
+    assert report.ok and report.checked["cache_entries"] == 3
+
+
+def test_symbolic_index_mismatch_detected(example_vault: Vault) -> None:
+    """A generation whose symbolic index disagrees with the audit log is reported."""
+    from vault.canonical import canonical_bytes
+    from vault.generations import CurrentRef, IndexGeneration, write_generation
+
+    v = example_vault
+    loaded = v.load_current()
+    index = loaded.index
+    index["concepts"]["rotate-90@1.0.0"]["penalty"] = 7  # a doctored index
+    plan = v.full_index()
+    gen, manifest = write_generation(v.objects, index, plan.vectors)
+    v.files.write(v.objects, manifest["embedder"], manifest["vectors"], manifest["ann_hash_file"])
+    v.generations.append(IndexGeneration(9, gen, "t", loaded.ref.audit_seq, "x", manifest["counts"],
+                                         manifest["embedder_id"]))
+    v.generations.set_current(CurrentRef(gen, 9, loaded.ref.audit_seq))
+    report = verify(v)
+    assert "symbolic_index_mismatch" in _paths(report.to_json())
+    assert canonical_bytes(index) != canonical_bytes(plan.index)
+
+
+def test_torn_audit_tail_is_a_warning_not_a_failure(example_vault: Vault) -> None:
+    with open(example_vault.audit.path, "ab") as f:
+        f.write(b'{"seq": 99, "op": "ad')
+    report = verify(example_vault)
+    assert report.ok
+    assert [p.kind for p in report.problems] == ["audit_torn_tail"]
+    # the next write repairs it
+    example_vault.set_status("rotate-90", "1.0.0", "deprecated")
+    assert verify(example_vault).problems == []
