@@ -25,6 +25,7 @@ check: install
 	$(BIN)/mypy
 
 bench: install
+	$(BIN)/python -m pip install -q -e '.[dev,arc]'
 	$(BIN)/python benchmarks/bench.py
 
 clean:

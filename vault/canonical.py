@@ -19,8 +19,10 @@ MAX_SAFE_INT = 2**53 - 1
 
 
 def canonical_bytes(obj: Any) -> bytes:
-    """Canonical JSON bytes of ``obj`` (no trailing newline)."""
-    _check_finite(obj)
+    """Canonical JSON bytes of ``obj`` (no trailing newline).
+
+    NaN/Infinity are refused here; integer range is enforced where values enter (``loads``
+    and ``check_bounds`` on free-form user fields), not on every write (it is hot)."""
     try:
         text = json.dumps(
             obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
@@ -39,7 +41,8 @@ def content_id(obj: Any) -> str:
     return sha256_hex(canonical_bytes(obj))
 
 
-def _check_finite(obj: Any) -> None:
+def check_bounds(obj: Any) -> None:
+    """Refuse NaN/Infinity and integers outside ±(2**53 - 1) anywhere inside ``obj``."""
     stack = [obj]
     while stack:
         x = stack.pop()
@@ -82,6 +85,12 @@ def _parse_float(text: str) -> float:
     if not math.isfinite(value):
         raise _Strict(f"number {text[:30]} is out of range")
     return value
+
+
+def loads_trusted(data: bytes) -> Any:
+    """Parse bytes this library wrote (objects, logs): plain, fast JSON; integrity is the
+    caller's business (addresses are checked by ``verify`` or ``get(check=True)``)."""
+    return json.loads(data)
 
 
 def loads(text: str | bytes, source: str = "<input>") -> Any:

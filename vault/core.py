@@ -20,11 +20,18 @@ from typing import Any
 from . import embedder
 from . import index as symbolic
 from .audit import STATE_OPS, AuditEntry, AuditLog
-from .canonical import canonical_bytes, dumps_line, loads, sha256_hex
+from .canonical import canonical_bytes, dumps_line, loads, loads_trusted, sha256_hex
 from .config import MODES, Config
 from .config import default_text as default_config_text
 from .config import load as load_config
-from .embeddings import EmbeddingCache, EmbeddingFiles, concept_vector, parse_vectors
+from .embeddings import (
+    EmbeddingCache,
+    EmbeddingFiles,
+    VectorLines,
+    concept_vector,
+    split_vector_lines,
+    vector_line,
+)
 from .errors import (
     ConflictError,
     CorruptionError,
@@ -108,7 +115,7 @@ class Plan:
     """An index computed but not yet stored: what a generation will hold."""
 
     index: dict[str, Any]
-    vectors: dict[str, tuple[str, str, list[int]]]
+    vectors: VectorLines
     audit_seq: int
     reverted: tuple[int, ...]
 
@@ -248,8 +255,12 @@ class Vault:
                 f"{self.root}: no current index generation; run `vault index build`"
             )
         manifest = read_manifest(self.objects, cur.generation)
-        try:
-            index = self.objects.get_json(manifest["symbolic"])
+        try:  # not memoized: a write-back updates this index in place
+            data = self.objects.get(manifest["symbolic"])
+            try:
+                index = loads_trusted(data)
+            except ValueError:
+                index = self.objects.get_json(manifest["symbolic"])
         except (InvalidInputError, NotFoundError) as exc:
             raise CorruptionError(
                 f"generation {cur.generation}: symbolic index unreadable ({exc})"
@@ -300,7 +311,8 @@ class Vault:
         norm_cards = [(normalize_card(obj, src), src) for obj, src in cards]
         norm_ev = [(normalize_evidence(obj, src), src) for obj, src in evidence]
         with self.lock:
-            index = self._catch_up().index
+            loaded = self._catch_up()
+            index = loaded.index
             new_cards, unchanged = self._plan_cards(index, norm_cards, fork)
             known = set(index["concepts"]) | set(new_cards)
             given = {repr_id(r): canonical_bytes(strip_provenance(r)) for r in reprs}
@@ -316,7 +328,7 @@ class Vault:
             info = detail or ({"concepts": list(new_cards)} if new_cards else {})
             if new_ev:
                 info = {**info, "evidence": len(new_ev)}
-            return self._commit(op, digests, added, unchanged + unchanged_ev, info)
+            return self._commit(op, digests, added, unchanged + unchanged_ev, info, loaded)
 
     def _plan_cards(
         self, index: dict[str, Any], cards: list[tuple[dict[str, Any], str]], fork: bool
@@ -406,7 +418,9 @@ class Vault:
             if entry["status"] == status:
                 return WriteResult("status", [], [name])
             digest = self.objects.put(canonical_bytes(event))
-            return self._commit("status", [digest], [name], [], {"concept": name, "status": status})
+            return self._commit(
+                "status", [digest], [name], [], {"concept": name, "status": status}, loaded
+            )
 
     def _check_stored_repr(self, rid: str, needs_grid: bool, src: str) -> None:
         if not self.objects.has(rid):
@@ -424,11 +438,13 @@ class Vault:
         added: list[str],
         unchanged: list[str],
         detail: dict[str, Any],
+        base: Loaded,
     ) -> WriteResult:
         """Compute the new index first (bad data fails here, before anything is
-        acknowledged), then append the audit line, then publish the generation."""
+        acknowledged), then append the audit line, then publish the generation.
+        ``base`` is the caught-up current generation (its index is updated in place)."""
         entry = AuditEntry(self.audit.last_seq() + 1, op, self.clock(), tuple(digests), detail)
-        plan = self._plan(extra=entry)
+        plan = self._incremental(base.ref, entry, base) or self.full_index(extra=entry)
         self.audit.append_entry(entry)
         build = self._publish(plan, op)
         return WriteResult(op, added, unchanged, entry.seq, build.generation)
@@ -469,22 +485,28 @@ class Vault:
         use = self.cache if cache is True else None if cache is False else cache
         reverted = reverted_in_effect(entries)
         index = symbolic.build([e for e in entries if e.seq not in reverted], self.objects)
-        vectors = {}
+        vectors: VectorLines = {}
         total = len(index["concepts"])
         for i, (name, entry) in enumerate(sorted(index["concepts"].items()), start=1):
-            vectors[name] = (
-                entry["id"],
-                entry["version"],
-                concept_vector(entry, self.objects, use),
-            )
+            vector = concept_vector(entry, self.objects, use)
+            vectors[name] = vector_line(entry["id"], entry["version"], vector)
             if progress:
                 progress(i, total)
         return Plan(index, vectors, entries[-1].seq if entries else 0, tuple(sorted(reverted)))
 
+    def _current(self, *, tolerant: bool = False) -> CurrentRef | None:
+        """The current ref; with ``tolerant`` a corrupted ref counts as none (rebuilds)."""
+        try:
+            return self.generations.current()
+        except CorruptionError:
+            if tolerant:
+                return None
+            raise
+
     def _plan(self, extra: AuditEntry | None = None) -> Plan:
         """The index brought up to the audit log (plus ``extra``): incrementally from the
         current generation when it can be, else from scratch."""
-        cur = self.generations.current() if self.generations.current_path.exists() else None
+        cur = self._current(tolerant=True)
         plan = None if cur is None else self._incremental(cur, extra)
         return plan if plan is not None else self.full_index(extra=extra)
 
@@ -494,14 +516,14 @@ class Vault:
         self.files.write(
             self.objects, manifest["embedder"], manifest["vectors"], manifest["ann_hash_file"]
         )
-        history = self.generations.history()
-        cur = self.generations.current() if self.generations.current_path.exists() else None
+        last = self.generations.last()
+        cur = self._current(tolerant=True)
         if cur is not None and cur.generation == gen:
             number, changed = cur.number, False
-        elif history and history[-1].generation == gen:
-            number, changed = history[-1].number, True
+        elif last is not None and last.generation == gen:
+            number, changed = last.number, True
         else:
-            number, changed = len(history) + 1, True
+            number, changed = (last.number + 1 if last else 1), True
             self.generations.append(
                 IndexGeneration(
                     number,
@@ -514,55 +536,45 @@ class Vault:
                     plan.reverted,
                 )
             )
-        self.generations.set_current(CurrentRef(gen, number, plan.audit_seq))
+        self.generations.set_current(CurrentRef(gen, number, plan.audit_seq, plan.reverted))
         return BuildResult(gen, number, len(plan.index["concepts"]), changed, manifest["counts"])
 
-    def _incremental(self, cur: CurrentRef, extra: AuditEntry | None) -> Plan | None:
-        """``cur`` with the newer audit entries applied, re-embedding only the concepts they
-        touch; None when a full build is needed (other embedder, unreadable generation,
-        a rollback among the new entries)."""
+    def _incremental(
+        self, cur: CurrentRef, extra: AuditEntry | None, base: Loaded | None = None
+    ) -> Plan | None:
+        """``cur`` with the newer audit entries (and ``extra``) applied, re-embedding only the
+        concepts they touch; None when a full build is needed (other embedder, unreadable
+        generation, a rollback among the new entries). ``base``, if given, is ``cur``
+        already loaded; its index is updated in place."""
         entries = self._entries_after(cur.audit_seq) + ([extra] if extra is not None else [])
         if any(e.op == "rollback" for e in entries):
             return None
         try:
-            manifest = read_manifest(self.objects, cur.generation)
+            manifest = base.manifest if base else read_manifest(self.objects, cur.generation)
             if manifest.get("embedder_id") != embedder.identity():
                 return None
-            index = self.objects.get_json(manifest["symbolic"], check=True)
-            refs, matrix = parse_vectors(
-                self.objects.get(manifest["vectors"], check=True), "vectors"
-            )
-            reverted = self._reverted_at(cur)
-        except VaultError:
+            index = base.index if base else self.objects.get_json(manifest["symbolic"], check=True)
+            vectors = split_vector_lines(self.objects.get(manifest["vectors"], check=True))
+        except (VaultError, ValueError):
             return None
-        vectors = {}
-        for name, row in zip(refs, matrix.tolist(), strict=True):
-            cid, ver = name.rsplit("@", 1)
-            vectors[name] = (cid, ver, row)
         touched: set[str] = set()
         for entry in entries:
             touched |= symbolic.apply(index, entry, self.objects)
         for name in sorted(touched):
             entry_ = index["concepts"][name]
-            vectors[name] = (
-                entry_["id"],
-                entry_["version"],
-                concept_vector(entry_, self.objects, self.cache),
-            )
+            vector = concept_vector(entry_, self.objects, self.cache)
+            vectors[name] = vector_line(entry_["id"], entry_["version"], vector)
         seq = entries[-1].seq if entries else cur.audit_seq
-        return Plan(index, vectors, seq, reverted)
-
-    def _reverted_at(self, cur: CurrentRef) -> tuple[int, ...]:
-        return tuple(
-            sorted(reverted_in_effect([e for e in self.audit.entries() if e.seq <= cur.audit_seq]))
-        )
+        return Plan(index, vectors, seq, cur.reverted)
 
     def _entries_after(self, seq: int) -> list[AuditEntry]:
+        if self.audit.last_seq() <= seq:  # the common case: nothing to parse
+            return []
         return [e for e in self.audit.entries() if e.seq > seq]
 
     def stale(self) -> bool:
         """True when state-changing audit entries are not in the current generation."""
-        cur = self.generations.current()
+        cur = self._current(tolerant=True)
         if cur is None:
             return True
         return any(e.op in STATE_OPS for e in self._entries_after(cur.audit_seq))

@@ -23,7 +23,7 @@ import numpy as np
 import xxhash
 
 from . import embedder
-from .canonical import canonical_bytes, dumps_line, loads, sha256_hex
+from .canonical import canonical_bytes, dumps_line, loads, loads_trusted, sha256_hex
 from .errors import EmbeddingError, InvalidInputError
 from .grid import parse_grid
 from .pairs import analyze_pair
@@ -100,8 +100,11 @@ def source_vector(source: dict[str, Any]) -> tuple[str, list[int]]:
     raise InvalidInputError("cache entry source has neither grid nor input/output")
 
 
-def embed_repr(rep: dict[str, Any], cache: EmbeddingCache | None) -> list[int]:
-    rid = repr_id(rep)
+def embed_repr(
+    rep: dict[str, Any], cache: EmbeddingCache | None, rid: str | None = None
+) -> list[int]:
+    """The standalone vector of a repr (``rid``: its id, when the caller knows it)."""
+    rid = rid or repr_id(rep)
     if cache is not None and (hit := cache.get(rid)) is not None:
         return hit
     vector = embedder.repr_vector(rep)
@@ -110,8 +113,14 @@ def embed_repr(rep: dict[str, Any], cache: EmbeddingCache | None) -> list[int]:
     return vector
 
 
-def embed_pair(a: dict[str, Any], b: dict[str, Any], cache: EmbeddingCache | None) -> list[int]:
-    pid = pair_id(repr_id(a), repr_id(b))
+def embed_pair(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    cache: EmbeddingCache | None,
+    ids: tuple[str, str] | None = None,
+) -> list[int]:
+    """The standalone vector of a pair (``ids``: the two repr ids, when known)."""
+    pid = pair_id(*(ids or (repr_id(a), repr_id(b))))
     if cache is not None and (hit := cache.get(pid)) is not None:
         return hit
     vector = embedder.pair_vector(a, analyze_pair(a, b))
@@ -146,15 +155,42 @@ def concept_vector(
             repr_ids.append(ev["repr_id"])
         if "pair" in ev:
             pair_ids.append((ev["pair"]["input"], ev["pair"]["output"]))
-    apps = [embed_repr(objects.get_record(r), cache) for r in repr_ids]
-    pairs = [embed_pair(objects.get_record(a), objects.get_record(b), cache) for a, b in pair_ids]
+    apps = [embed_repr(objects.get_record(r), cache, r) for r in repr_ids]
+    pairs = [
+        embed_pair(objects.get_record(a), objects.get_record(b), cache, (a, b)) for a, b in pair_ids
+    ]
     return embedder.combine(apps + pairs, pairs, entry["keys"])
 
 
-def vectors_bytes(vectors: dict[str, tuple[str, str, list[int]]]) -> bytes:
-    """``concept_vectors.jsonl`` bytes: one line per concept version, sorted."""
-    order = sorted(vectors.values(), key=lambda t: (t[0], parse_version(t[1])))
-    return b"".join(dumps_line({"id": i, "version": v, "vector": vec}) for i, v, vec in order)
+# ref ("id@version") -> its canonical concept_vectors.jsonl line (with the newline)
+VectorLines = dict[str, bytes]
+
+
+def vector_line(concept: str, version: str, vector: list[int]) -> bytes:
+    return dumps_line({"id": concept, "version": version, "vector": vector})
+
+
+def split_vector_lines(data: bytes) -> VectorLines:
+    """Lines of a (trusted, canonical) concept_vectors.jsonl by ref, without parsing vectors:
+    a line is ``{"id":"<id>","vector":[...],"version":"<version>"}`` and ids and versions
+    never need escaping."""
+    out: VectorLines = {}
+    for line in data.splitlines(keepends=True):
+        concept = line[7 : line.index(b'","vector":[')].decode()
+        version = line[line.rindex(b',"version":"') + 12 : -3].decode()
+        out[f"{concept}@{version}"] = line
+    return out
+
+
+def _ref_order(ref: str) -> tuple[str, tuple[int, int, int]]:
+    concept, version = ref.rsplit("@", 1)
+    return concept, parse_version(version)
+
+
+def vectors_bytes(vectors: VectorLines) -> bytes:
+    """``concept_vectors.jsonl`` bytes: one line per concept version, sorted by id then
+    semantic version."""
+    return b"".join(vectors[r] for r in sorted(vectors, key=_ref_order))
 
 
 def embedder_bytes() -> bytes:
@@ -179,7 +215,10 @@ def parse_vectors(data: bytes, source: str) -> tuple[list[str], np.ndarray]:
     refs: list[str] = []
     rows: list[list[int]] = []
     for number, line in enumerate(data.splitlines(), start=1):
-        obj = loads(line, source=f"{source}:{number}")
+        try:  # the file is hash-checked by the caller: fast plain parsing, then shape checks
+            obj = loads_trusted(line)
+        except ValueError:
+            obj = loads(line, source=f"{source}:{number}")
         if not isinstance(obj, dict) or set(obj) != {"id", "version", "vector"}:
             raise InvalidInputError("expected {id, version, vector}", source=f"{source}:{number}")
         if not _is_vector(obj["vector"]):

@@ -16,9 +16,9 @@ from typing import Any
 
 from . import embedder
 from .canonical import canonical_bytes, dumps_line, loads
-from .embeddings import ann_hash, embedder_bytes, vectors_bytes
+from .embeddings import VectorLines, ann_hash, embedder_bytes, vectors_bytes
 from .errors import CorruptionError, InvalidInputError, NotFoundError
-from .jsonl import append_line, complete_lines
+from .jsonl import append_line, complete_lines, last_line
 from .store import ObjectStore, atomic_write, is_digest
 
 GENERATION_SCHEMA_VERSION = 1
@@ -55,6 +55,7 @@ class CurrentRef:
     generation: str
     number: int
     audit_seq: int
+    reverted: tuple[int, ...] = ()  # audit seqs the rollback in effect leaves out
 
 
 def counts(index: dict[str, Any]) -> dict[str, int]:
@@ -68,7 +69,7 @@ def counts(index: dict[str, Any]) -> dict[str, int]:
 
 
 def write_generation(
-    objects: ObjectStore, index: dict[str, Any], vectors: dict[str, tuple[str, str, list[int]]]
+    objects: ObjectStore, index: dict[str, Any], vectors: VectorLines
 ) -> tuple[str, dict[str, Any]]:
     """Store the index and its embedding files as objects; return (generation id, manifest)."""
     emb = embedder_bytes()
@@ -113,7 +114,12 @@ class Generations:
             return None
         try:
             obj = loads(data, source=str(self.current_path))
-            ref = CurrentRef(obj["generation"], int(obj["number"]), int(obj["audit_seq"]))
+            ref = CurrentRef(
+                obj["generation"],
+                int(obj["number"]),
+                int(obj["audit_seq"]),
+                tuple(int(s) for s in obj.get("reverted", ())),
+            )
         except (InvalidInputError, KeyError, TypeError, ValueError):
             raise CorruptionError(
                 f"{self.current_path} is corrupted; `vault rollback --to N` or "
@@ -125,28 +131,26 @@ class Generations:
 
     def set_current(self, ref: CurrentRef) -> None:
         data = dumps_line(
-            {"generation": ref.generation, "number": ref.number, "audit_seq": ref.audit_seq}
+            {
+                "generation": ref.generation,
+                "number": ref.number,
+                "audit_seq": ref.audit_seq,
+                "reverted": list(ref.reverted),
+            }
         )
         atomic_write(self.current_path, data)
+
+    def last(self) -> IndexGeneration | None:
+        """The newest generation, reading only the end of the log."""
+        line = last_line(self.log_path)
+        return None if line is None else _generation(loads(line, source=str(self.log_path)))
 
     def history(self) -> list[IndexGeneration]:
         lines, _ = complete_lines(self.log_path)
         out = []
         for i, line in enumerate(lines, start=1):
             try:
-                o = loads(line, source=f"{self.log_path}:{i}")
-                out.append(
-                    IndexGeneration(
-                        o["number"],
-                        o["generation"],
-                        o["time"],
-                        o["audit_seq"],
-                        o["op"],
-                        o["counts"],
-                        o["embedder"],
-                        tuple(o.get("reverted", ())),
-                    )
-                )
+                out.append(_generation(loads(line, source=f"{self.log_path}:{i}")))
             except (InvalidInputError, KeyError, TypeError):
                 raise CorruptionError(f"{self.log_path}:{i}: malformed line") from None
         return out
@@ -174,3 +178,19 @@ class Generations:
         if len(matches) > 1:
             raise NotFoundError(f"generation prefix {spec!r} is ambiguous")
         raise NotFoundError(f"unknown generation {spec!r}; `vault rollback --list` shows them")
+
+
+def _generation(o: Any) -> IndexGeneration:
+    try:
+        return IndexGeneration(
+            o["number"],
+            o["generation"],
+            o["time"],
+            o["audit_seq"],
+            o["op"],
+            o["counts"],
+            o["embedder"],
+            tuple(o.get("reverted", ())),
+        )
+    except (KeyError, TypeError):
+        raise InvalidInputError("malformed generations log line") from None

@@ -122,5 +122,7 @@ def rollback(vault: Vault, to: str | None = None) -> RollbackResult:
             vault.objects, manifest["embedder"], manifest["vectors"], manifest["ann_hash_file"]
         )
         seq = vault.audit.last_seq()
-        vault.generations.set_current(CurrentRef(target.generation, target.number, seq))
+        vault.generations.set_current(
+            CurrentRef(target.generation, target.number, seq, tuple(sorted(reverted)))
+        )
         return RollbackResult(cur.generation if cur else None, target)

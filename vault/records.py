@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .canonical import check_bounds
 from .errors import InvalidInputError
 from .grid import parse_grid
 from .keys import canonical_name, obligation_key, task_keys
@@ -53,6 +54,10 @@ def normalize_card(obj: Any, source: str | None = None) -> dict[str, Any]:
     """A concept card in normal form (defaults filled, keys sorted), or a clear error."""
     card = _kind(obj, "concept", source)
     validate(card, "concept", source)
+    try:
+        check_bounds(card)  # params is free-form: keep it portable JSON
+    except InvalidInputError as exc:
+        raise InvalidInputError(exc.detail, source=source, field="template.params") from None
     for i, name in enumerate(card.get("proof_obligations", ())):
         obligation_key(name, source, f"proof_obligations[{i}]")
     card.setdefault("status", "active")
