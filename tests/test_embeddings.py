@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from vault import embedder
 from vault.core import Vault, fixed_clock
@@ -24,9 +23,14 @@ from .conftest import card, example_cards, example_evidence
 GRIDS = {
     "tiny-mono": [[5, 5], [5, 5]],
     "checker": [[(r + c) % 2 * 3 for c in range(8)] for r in range(8)],
-    "big-sparse": [[7 if (r, c) in {(2, 3), (15, 15), (9, 1)} else 0 for c in range(18)] for r in range(18)],
+    "big-sparse": [
+        [7 if (r, c) in {(2, 3), (15, 15), (9, 1)} else 0 for c in range(18)] for r in range(18)
+    ],
     "stripes": [[c % 4 for c in range(12)] for _ in range(5)],
-    "ring": [[0] * 7] + [[0, 2, 2, 2, 2, 2, 0]] + [[0, 2, 0, 0, 0, 2, 0]] * 3 + [[0, 2, 2, 2, 2, 2, 0], [0] * 7],
+    "ring": [[0] * 7]
+    + [[0, 2, 2, 2, 2, 2, 0]]
+    + [[0, 2, 0, 0, 0, 2, 0]] * 3
+    + [[0, 2, 2, 2, 2, 2, 0], [0] * 7],
 }
 
 
@@ -48,8 +52,13 @@ def test_same_vectors_in_a_fresh_process() -> None:
         "import json,sys; from vault import embedder; from vault.reprs import grid_to_repr;"
         "print(json.dumps([embedder.repr_vector(grid_to_repr(g)) for g in json.load(sys.stdin)]))"
     )
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(grids), capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(grids),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert json.loads(out) == here
 
 
@@ -77,8 +86,18 @@ def test_concept_is_nearest_to_the_reprs_it_was_validated_on(tmp_path: Path) -> 
     cards, evidence = [], []
     for name, grid in GRIDS.items():
         cards.append((card(name, ["invariant:same_dims"]), name))
-        evidence.append(({"schema_version": 1, "concept": name, "version": "1.0.0",
-                          "polarity": "positive", "grid": grid}, name))
+        evidence.append(
+            (
+                {
+                    "schema_version": 1,
+                    "concept": name,
+                    "version": "1.0.0",
+                    "polarity": "positive",
+                    "grid": grid,
+                },
+                name,
+            )
+        )
     v.write_back(cards, evidence)
     for name, grid in GRIDS.items():
         result = retrieve(v, Query(repr=grid_to_repr(grid)), v.config(), "soft")
@@ -140,15 +159,40 @@ def test_weighted_rerank_is_monotone_in_utility(tmp_path: Path) -> None:
     target = "transpose"
     r0 = rank(target)
     for _ in range(3):
-        v.add_evidence([({"schema_version": 1, "concept": target, "version": "1.0.0",
-                          "polarity": "positive", "task": f"t{_}"}, "ev")])
+        v.add_evidence(
+            [
+                (
+                    {
+                        "schema_version": 1,
+                        "concept": target,
+                        "version": "1.0.0",
+                        "polarity": "positive",
+                        "task": f"t{_}",
+                    },
+                    "ev",
+                )
+            ]
+        )
         r1 = rank(target)
         assert r1 <= r0
         r0 = r1
     for i in range(3):
-        v.add_evidence([({"schema_version": 1, "concept": target, "version": "1.0.0",
-                          "polarity": "negative", "tier": "test", "reason": "wrong_output",
-                          "task": f"n{i}"}, "ev")])
+        v.add_evidence(
+            [
+                (
+                    {
+                        "schema_version": 1,
+                        "concept": target,
+                        "version": "1.0.0",
+                        "polarity": "negative",
+                        "tier": "test",
+                        "reason": "wrong_output",
+                        "task": f"n{i}",
+                    },
+                    "ev",
+                )
+            ]
+        )
         r1 = rank(target)
         assert r1 >= r0
         r0 = r1
@@ -173,14 +217,34 @@ def test_mmr_increases_dispersion_of_top_k(tmp_path: Path) -> None:
         cards.append((card(cid, ["invariant:same_dims"]), cid))
         g = [row[:] for row in base]
         g[i][(i + 1) % 8] = 5  # a one-cell variation of the same checkerboard
-        evidence.append(({"schema_version": 1, "concept": cid, "version": "1.0.0",
-                          "polarity": "positive", "grid": g}, cid))
+        evidence.append(
+            (
+                {
+                    "schema_version": 1,
+                    "concept": cid,
+                    "version": "1.0.0",
+                    "polarity": "positive",
+                    "grid": g,
+                },
+                cid,
+            )
+        )
     for name, grid in GRIDS.items():
         if name == "checker":
             continue
         cards.append((card(f"other-{name}", ["invariant:same_dims"]), name))
-        evidence.append(({"schema_version": 1, "concept": f"other-{name}", "version": "1.0.0",
-                          "polarity": "positive", "grid": grid}, name))
+        evidence.append(
+            (
+                {
+                    "schema_version": 1,
+                    "concept": f"other-{name}",
+                    "version": "1.0.0",
+                    "polarity": "positive",
+                    "grid": grid,
+                },
+                name,
+            )
+        )
     v.write_back(cards, evidence)
     q = Query(repr=grid_to_repr(base), constraints=("same_dims",))
     plain = v.config().with_overrides(strategy="weighted", k=4, mmr_lambda=1.0, delta=0.0)

@@ -67,8 +67,14 @@ def test_incremental_equals_full_build(example_vault: Vault) -> None:
 def _random_ops(rng: random.Random) -> list[tuple[str, Any]]:
     ops: list[tuple[str, Any]] = []
     ids = [f"c{i}" for i in range(6)]
-    keys = ["transform:rotate_90", "transform:flip_h", "invariant:same_dims", "feature:square",
-            "transform:crop", "invariant:palette_preserved"]
+    keys = [
+        "transform:rotate_90",
+        "transform:flip_h",
+        "invariant:same_dims",
+        "feature:square",
+        "transform:crop",
+        "invariant:palette_preserved",
+    ]
     added: list[str] = []
     for _ in range(rng.randint(4, 10)):
         kind = rng.choice(["add", "add", "fork", "status", "evidence", "neg"])
@@ -79,11 +85,17 @@ def _random_ops(rng: random.Random) -> list[tuple[str, Any]]:
         elif kind == "fork":
             ops.append(("fork", card(rng.choice(added), rng.sample(keys, 2), dsl="(fork x)")))
         elif kind == "status":
-            ops.append(("status", (rng.choice(added), rng.choice(["deprecated", "suppressed", "active"]))))
+            ops.append(
+                ("status", (rng.choice(added), rng.choice(["deprecated", "suppressed", "active"])))
+            )
         else:
             grid = [[rng.randint(0, 3) for _ in range(3)] for _ in range(rng.randint(2, 4))]
             out = [row[::-1] for row in grid]
-            ev: dict[str, Any] = {"schema_version": 1, "concept": rng.choice(added), "version": "1.0.0"}
+            ev: dict[str, Any] = {
+                "schema_version": 1,
+                "concept": rng.choice(added),
+                "version": "1.0.0",
+            }
             if kind == "neg":
                 ev.update(polarity="negative", tier="train", reason="wrong_output")
             else:
@@ -135,7 +147,7 @@ def test_rollback_restores_earlier_ranking_and_is_reversible(example_vault: Vaul
     before = [h.id for h in retrieve(v, q, cfg).results]
     gen_before = v.generations.current()
     # a bad write-back: a concept that claims every key of the query
-    v.add([(card("zz-junk", [k for k in q.keys() if not k.startswith("domain:")]), "junk")])
+    v.add([(card("zz-junk", [k for k in q.all_keys() if not k.startswith("domain:")]), "junk")])
     assert retrieve(v, q, cfg).results[0].id == "zz-junk"
     rollback(v)
     assert [h.id for h in retrieve(v, q, cfg).results] == before
@@ -217,7 +229,9 @@ def test_fallback_when_files_missing_or_hash_mismatch(example_vault: Vault) -> N
     assert r.results[0].id == "rotate-90"  # symbolic still answers
 
 
-def test_drift_falls_back_and_status_says_so(example_vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drift_falls_back_and_status_says_so(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
     v = example_vault
     monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
     r = retrieve(v, task_query(rotate_task()), v.config())
@@ -227,7 +241,9 @@ def test_drift_falls_back_and_status_says_so(example_vault: Vault, monkeypatch: 
     assert status.drift and "drift" in (status.problem or "")
 
 
-def test_error_in_embedding_path_falls_back(example_vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_error_in_embedding_path_falls_back(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib
 
     r_mod = importlib.import_module("vault.retrieve")

@@ -86,8 +86,11 @@ def test_symbolic_index_mismatch_detected(example_vault: Vault) -> None:
     plan = v.full_index()
     gen, manifest = write_generation(v.objects, index, plan.vectors)
     v.files.write(v.objects, manifest["embedder"], manifest["vectors"], manifest["ann_hash_file"])
-    v.generations.append(IndexGeneration(9, gen, "t", loaded.ref.audit_seq, "x", manifest["counts"],
-                                         manifest["embedder_id"]))
+    v.generations.append(
+        IndexGeneration(
+            9, gen, "t", loaded.ref.audit_seq, "x", manifest["counts"], manifest["embedder_id"]
+        )
+    )
     v.generations.set_current(CurrentRef(gen, 9, loaded.ref.audit_seq))
     report = verify(v)
     assert "symbolic_index_mismatch" in _paths(report.to_json())

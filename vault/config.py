@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
 MODES = ("symbolic", "hybrid", "soft")
 STRATEGIES = ("tiebreak", "weighted")
@@ -41,7 +41,12 @@ class Config:
     def with_overrides(self, **overrides: Any) -> Config:
         """A copy with the non-None overrides applied and checked."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        return check(replace(self, **given), "option")
+        try:
+            return check(replace(self, **given), "option")
+        except ConfigError as exc:  # a bad flag value is a usage error (exit 2)
+            raise UsageError(
+                str(exc).replace("option: invalid value for '", "invalid --")
+            ) from None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -211,6 +211,7 @@ class Vault:
             staged = cls(tmp, clock=clock)
             for sub in ("objects", "audit", "index", "refs", "embeddings/cache"):
                 (tmp / sub).mkdir(parents=True, exist_ok=True)
+            (tmp / "lock").touch()
             atomic_write(staged.config_path, default_config_text().encode())
             staged.audit.append("init", staged.clock(), [], {"format": FORMAT_VERSION})
             staged._publish(staged.full_index(), "init")

@@ -132,7 +132,7 @@ def embed_pair(
 def query_vector(query: Query, cache: EmbeddingCache | None) -> list[int]:
     pairs = [embed_pair(p.input, p.output, cache) for p in query.pairs]
     apps = pairs + ([embed_repr(query.repr, cache)] if query.repr else [])
-    return embedder.combine(apps, pairs, query.keys())
+    return embedder.combine(apps, pairs, query.all_keys())
 
 
 def concept_vector(

@@ -40,7 +40,9 @@ def ref(concept: str, version: str) -> str:
 def _kind(obj: Any, kind: str, source: str | None) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise InvalidInputError(
-            f"expected a {kind} object, got {type(obj).__name__}", source=source
+            f"expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} object, "
+            f"got {type(obj).__name__}",
+            source=source,
         )
     out = dict(obj)
     if out.setdefault("kind", kind) != kind:
@@ -179,7 +181,7 @@ class Query:
     def facts(self) -> list[PairFacts]:
         return [analyze_pair(p.input, p.output) for p in self.pairs]
 
-    def keys(self) -> list[str]:
+    def all_keys(self) -> list[str]:
         """The query's keys: domain, constraints, pair-inferred keys and repr features."""
         keys = {f"domain:{self.domain}"}
         keys.update(obligation_key(c) for c in self.constraints)
@@ -229,7 +231,9 @@ def parse_task(obj: Any, source: str | None = None) -> tuple[list[Pair], list[di
     unknown = set(obj) - {"train", "test", "name", "id"}
     if unknown:
         raise InvalidInputError(
-            "unknown field (allowed: train, test)", source=source, field=sorted(unknown)[0]
+            "unknown field (allowed: train, test, name, id)",
+            source=source,
+            field=sorted(unknown)[0],
         )
     if not obj["train"]:
         raise InvalidInputError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .canonical import content_id
+from .canonical import check_bounds, content_id
 from .errors import InvalidInputError
 from .grid import Grid, background_colour, colour_counts, dims, parse_grid, to_lists
 from .schema import validate
@@ -193,6 +193,10 @@ def normalize_repr(value: Any, source: str | None = None) -> dict[str, Any]:
     rep = dict(value)
     rep.setdefault("kind", "repr")
     validate(rep, "repr", source)
+    try:
+        check_bounds(rep)
+    except InvalidInputError as exc:
+        raise exc.at(source) if source else exc from None
     if "grid" in rep:
         derived = grid_to_repr(parse_grid(rep["grid"], source, "grid"))
         if strip_provenance(rep) != derived:

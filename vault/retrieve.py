@@ -154,7 +154,7 @@ def retrieve(vault: Vault, query: Query, cfg: Config, mode: str | None = None) -
     loaded = vault.load_current()
     index = loaded.index
     stale = loaded.ref.audit_seq != vault.audit.last_seq() and vault.stale()
-    keys = query.keys()
+    keys = query.all_keys()
     ranked = symbolic_candidates(index, keys, query.domain)
     fallback = None
     if mode != "symbolic":

@@ -237,6 +237,8 @@ def retrieve(
     given = [x for x in (repr_file, query_file, task_file) if x is not None]
     if len(given) != 1:
         raise UsageError("give exactly one of --repr, --query, --task")
+    if test_index != 0 and task_file is None:
+        raise UsageError("--test-index applies to --task only")
     vault = open_vault()
     cfg = vault.config().with_overrides(mode=mode, k=k, strategy=strategy, similarity=similarity)
     if repr_file is not None:

@@ -37,6 +37,13 @@ def read_json(path: str) -> tuple[Any, str]:
     return loads(text, source=source), source
 
 
+def _is_grid(doc: list[Any]) -> bool:
+    """A list of rows of numbers is one grid, not a list of records."""
+    return bool(doc) and all(
+        isinstance(row, list) and all(isinstance(c, int | float) for c in row) for row in doc
+    )
+
+
 def read_records(path: str) -> list[tuple[Any, str]]:
     """Records from one JSON document (an object or a list of objects) or from JSON lines.
 
@@ -56,6 +63,6 @@ def read_records(path: str) -> list[tuple[Any, str]]:
         except InvalidInputError:
             raise whole from None
         return [(value, f"{source}:{n}") for n, value in iter_json_lines(text, source)]
-    if isinstance(doc, list):
+    if isinstance(doc, list) and not _is_grid(doc):
         return [(value, f"{source}[{i}]") for i, value in enumerate(doc)]
     return [(doc, source)]

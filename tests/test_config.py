@@ -1,0 +1,72 @@
+"""config.toml: written with documented defaults; bad values refused with the key's name."""
+
+from __future__ import annotations
+
+import pytest
+
+from vault.config import Config, check, default_text, load
+from vault.core import Vault
+from vault.errors import ConfigError, UsageError
+
+
+def test_init_writes_the_documented_defaults(vault: Vault) -> None:
+    text = vault.config_path.read_text()
+    assert text == default_text()
+    cfg = load(vault.config_path)
+    assert cfg == Config()
+    assert (cfg.alpha, cfg.beta, cfg.gamma, cfg.delta, cfg.mmr_lambda) == (
+        0.65,
+        0.20,
+        0.10,
+        0.05,
+        0.7,
+    )
+    assert (cfg.shortlist_min, cfg.shortlist_max, cfg.similarity, cfg.strategy) == (
+        10,
+        200,
+        "cosine",
+        "tiebreak",
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('mode = "fuzzy"', "mode"),
+        ("k = 0", "k"),
+        ('k = "ten"', "k"),
+        ("alpha = 1.5", "alpha"),
+        ("mmr_lambda = -0.1", "mmr_lambda"),
+        ('similarity = "dot"', "similarity"),
+        ('strategy = "random"', "strategy"),
+        ("shortlist_min = 300", "shortlist_min"),
+        ("colour = 3", "retrieval.colour"),
+        ("beta = true", "beta"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key(vault: Vault, line: str, key: str) -> None:
+    vault.config_path.write_text(f"[retrieval]\n{line}\n")
+    with pytest.raises(ConfigError, match=key):
+        vault.config()
+
+
+def test_malformed_toml_and_unknown_table(vault: Vault) -> None:
+    vault.config_path.write_text("[retrieval\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        vault.config()
+    vault.config_path.write_text("[other]\nx = 1\n")
+    with pytest.raises(ConfigError, match="other"):
+        vault.config()
+
+
+def test_flags_override_file_and_bad_flags_are_usage_errors(vault: Vault) -> None:
+    vault.config_path.write_text('[retrieval]\nk = 3\nstrategy = "weighted"\n')
+    cfg = vault.config()
+    assert (cfg.k, cfg.strategy) == (3, "weighted")
+    assert cfg.with_overrides(k=7, strategy=None).k == 7
+    with pytest.raises(UsageError, match="--k"):
+        cfg.with_overrides(k=0)
+
+
+def test_integers_are_accepted_for_weights() -> None:
+    assert check(Config(alpha=1, beta=0)) == Config(alpha=1, beta=0)
