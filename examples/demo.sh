@@ -19,4 +19,6 @@ step vault retrieve --mode hybrid --task "$here/tasks/fill.json" -k 5
 step vault retrieve --mode hybrid --strategy weighted --task "$here/tasks/scale.json" -k 5
 step vault retrieve --mode hybrid --query "$here/queries/same-dims.json" -k 5
 step vault index status
+step vault verify
+step vault rollback --list
 printf '\ndemo vault left in %s (try: VAULT_DIR=%s vault log)\n' "$V" "$V" >&2
