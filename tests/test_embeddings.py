@@ -273,3 +273,41 @@ def test_query_vector_uses_pairs_and_repr() -> None:
     with_pairs = query_vector(q, None)
     only_repr = query_vector(Query(repr=q.repr), None)
     assert with_pairs[embedder.TRN] != [0] * 24 and only_repr[embedder.TRN] == [0] * 24
+
+
+def test_hybrid_tops_up_a_short_symbolic_list_from_embedding_neighbours(tmp_path: Path) -> None:
+    v = _task_vault(tmp_path)
+    q = Query(repr=grid_to_repr(GRIDS["ring"]), constraints=("background_preserved",))
+    sym = retrieve(v, q, v.config().with_overrides(k=17), "symbolic").results
+    cfg = v.config().with_overrides(k=17, shortlist_min=12, shortlist_max=200)
+    hyb = retrieve(v, q, cfg, "hybrid").results
+    assert len(sym) < 12 <= len(hyb)
+    extra = [h for h in hyb if h.key_overlap == 0]
+    assert len(hyb) - len(extra) == len(sym)
+    order = [(h.penalty, -(h.similarity or 0.0)) for h in extra]  # tiebreak: penalty, then sim
+    assert order == sorted(order)
+    # a bound below the symbolic list cuts it (the rotate query matches all 17 symbolically)
+    bounds = v.config().with_overrides(k=17, shortlist_min=1, shortlist_max=2)
+    cut = retrieve(v, _rotate_query(), bounds, "hybrid")
+    assert len(cut.results) == 2
+
+
+def test_vectors_file_and_hash_identical_when_built_by_a_fresh_process(tmp_path: Path) -> None:
+    from .conftest import EXAMPLES
+
+    here = _task_vault(tmp_path)
+    other = tmp_path / "other"
+    env = {"SOURCE_DATE_EPOCH": "0", "VAULT_DIR": str(other), "PATH": ""}
+    for args in (
+        ["init"],
+        ["add", str(EXAMPLES / "cards.jsonl")],
+        ["evidence", "add", str(EXAMPLES / "evidence.jsonl")],
+        ["index", "build"],
+    ):
+        subprocess.run(
+            [sys.executable, "-m", "vault_cli", *args], env=env, check=True, capture_output=True
+        )
+    for name in ("concept_vectors.jsonl", "ann.index.sha256", "embedder.json"):
+        assert (other / "embeddings" / name).read_bytes() == (
+            here.embeddings_dir / name
+        ).read_bytes()
