@@ -104,3 +104,15 @@ def test_torn_audit_tail_is_repaired_on_append(tmp_path: Path) -> None:
     log.append("status", "t", [], {})
     assert [e.op for e in log.entries()] == ["add", "status"]
     assert log.path.read_bytes().endswith(b"\n")
+
+
+def test_entries_after_reads_the_tail(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "commits.jsonl")
+    for i in range(300):
+        log.append("add", "t", [], {"pad": "x" * (i % 700)})  # lines straddle read chunks
+    with open(log.path, "ab") as f:
+        f.write(b'{"torn')
+    assert [e.seq for e in log.entries_after(295)] == [296, 297, 298, 299, 300]
+    assert [e.seq for e in log.entries_after(0)] == list(range(1, 301))
+    assert log.entries_after(300) == []
+    assert [e.to_json() for e in log.entries_after(0)] == [e.to_json() for e in log.entries()]

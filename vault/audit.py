@@ -14,7 +14,7 @@ from typing import Any
 
 from .canonical import loads
 from .errors import CorruptionError, InvalidInputError
-from .jsonl import append_line, complete_lines, last_line
+from .jsonl import append_line, complete_lines, last_line, lines_from_end
 
 # Operations whose records change the vault's state (and so the index).
 STATE_OPS = frozenset({"add", "fork", "evidence", "status", "import"})
@@ -57,6 +57,20 @@ class AuditLog:
                 raise CorruptionError(
                     f"{self.path}:{number}: expected seq {number}, found {out[-1].seq}"
                 )
+        return out
+
+    def entries_after(self, seq: int) -> list[AuditEntry]:
+        """The entries with a larger ``seq``, in order, reading only the end of the log."""
+        out = []
+        for line in lines_from_end(self.path):
+            try:
+                entry = _entry(loads(line, source=str(self.path)))
+            except (InvalidInputError, KeyError, TypeError) as exc:
+                raise CorruptionError(f"{self.path}: malformed audit line ({exc})") from None
+            if entry.seq <= seq:
+                break
+            out.append(entry)
+        out.reverse()
         return out
 
     def last_seq(self) -> int:

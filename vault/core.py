@@ -569,9 +569,7 @@ class Vault:
         return Plan(index, vectors, seq, cur.reverted)
 
     def _entries_after(self, seq: int) -> list[AuditEntry]:
-        if self.audit.last_seq() <= seq:  # the common case: nothing to parse
-            return []
-        return [e for e in self.audit.entries() if e.seq > seq]
+        return self.audit.entries_after(seq)
 
     def stale(self) -> bool:
         """True when state-changing audit entries are not in the current generation."""

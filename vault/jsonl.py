@@ -7,6 +7,7 @@ unterminated tail (a crash mid-append); the next append cuts it off first.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,27 @@ def append_line(path: Path, obj: Any) -> None:
         os.fsync(f.fileno())
     if created:
         fsync_dir(path.parent)
+
+
+def lines_from_end(path: Path) -> Iterator[bytes]:
+    """Complete lines, last first, reading the file backwards in chunks (a torn tail is
+    skipped): the cost is proportional to how many lines the caller consumes."""
+    end = tail_offset(path)
+    if end == 0:
+        return
+    with open(path, "rb") as f:
+        pos = end
+        rest = b""
+        while pos > 0:
+            start = max(0, pos - (1 << 16))
+            f.seek(start)
+            chunk = f.read(pos - start) + rest
+            pos = start
+            parts = chunk.split(b"\n")
+            rest = parts[0] if pos > 0 else b""
+            for line in reversed(parts[1:] if pos > 0 else parts):
+                if line:
+                    yield line
 
 
 def last_line(path: Path) -> bytes | None:
