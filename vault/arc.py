@@ -115,8 +115,3 @@ def load_dataset(name: str) -> list[TaskItem]:
     version, split = DATASETS[name]
     data = get_data_json(version)[split]
     return [(tid, data[tid], f"{name}:{tid}") for tid in sorted(data)]
-
-
-def task_input_ids(task: Any) -> list[str]:
-    pairs, tests = parse_task(task)
-    return [repr_id(p.input) for p in pairs] + [repr_id(t) for t in tests]

@@ -84,20 +84,4 @@ def lines_from_end(path: Path) -> Iterator[bytes]:
 
 def last_line(path: Path) -> bytes | None:
     """The last complete line, reading only the end of the file."""
-    end = tail_offset(path)
-    if end == 0:
-        return None
-    with open(path, "rb") as f:
-        pos = end - 1  # the newline ending the last line
-        start = pos
-        while start > 0:
-            lo = max(0, start - (1 << 16))
-            f.seek(lo)
-            chunk = f.read(start - lo)
-            i = chunk.rfind(b"\n")
-            if i >= 0:
-                start = lo + i + 1
-                break
-            start = lo
-        f.seek(start)
-        return f.read(pos - start)
+    return next(lines_from_end(path), None)
