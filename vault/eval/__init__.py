@@ -1,0 +1,1 @@
+"""``vault eval``: the validation study (data sets, metrics, runs, report)."""
