@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vault import Vault, retrieve
 from vault.arc import concept_id, import_tasks, load_dataset
-from vault.records import Query, parse_task
+from vault.records.query import Query, parse_task
 
 
 def main() -> None:

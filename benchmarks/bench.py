@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vault.core import Vault, fixed_clock
-from vault.grid import rot90
+from vault.grid.grid import rot90
+from vault.vault import Vault, fixed_clock
 
 HERE = Path(__file__).resolve().parent
 KEYS = [

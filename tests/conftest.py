@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from vault.core import Vault, fixed_clock
+from vault.vault import Vault, fixed_clock
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

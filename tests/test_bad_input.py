@@ -16,7 +16,6 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from vault.canonical import loads
-from vault.core import Vault, fixed_clock
 from vault.errors import (
     ConflictError,
     FormatError,
@@ -25,8 +24,9 @@ from vault.errors import (
     NotFoundError,
     VaultError,
 )
-from vault.grid import parse_grid
-from vault.records import normalize_query
+from vault.grid.grid import parse_grid
+from vault.records.query import normalize_query
+from vault.vault import Vault, fixed_clock
 from vault_cli.app import app
 
 from .conftest import card

@@ -14,8 +14,8 @@ import typer
 from typer.testing import CliRunner, Result
 
 from vault.canonical import canonical_bytes
-from vault.core import Vault, fixed_clock
-from vault.reprs import grid_to_repr, repr_id
+from vault.grid.reprs import grid_to_repr, repr_id
+from vault.vault import Vault, fixed_clock
 from vault_cli.app import app
 
 from .conftest import EXAMPLES, card, example_cards, example_evidence

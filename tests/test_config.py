@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vault.config import Config, check, default_text, load
-from vault.core import Vault
 from vault.errors import ConfigError, UsageError
+from vault.vault import Vault
 
 
 def test_init_writes_the_documented_defaults(vault: Vault) -> None:

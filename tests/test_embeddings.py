@@ -10,13 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from vault import embedder
-from vault.core import Vault, fixed_clock
-from vault.embeddings import EmbeddingCache, embed_pair, embed_repr, query_vector
-from vault.records import Query
-from vault.reprs import grid_to_repr, repr_id
+from vault.embedding import embedder
+from vault.embedding.cache import EmbeddingCache
+from vault.embedding.similarity import cosine, euclidean, exact_dots
+from vault.embedding.vectors import embed_pair, embed_repr, query_vector
+from vault.grid.reprs import grid_to_repr, repr_id
+from vault.records.query import Query
 from vault.retrieve import retrieve
-from vault.similarity import cosine, euclidean, exact_dots
+from vault.vault import Vault, fixed_clock
 
 from .conftest import card, example_cards, example_evidence
 
@@ -49,7 +50,8 @@ def test_same_vectors_in_a_fresh_process() -> None:
     grids = list(GRIDS.values())
     here = [embedder.repr_vector(grid_to_repr(g)) for g in grids]
     code = (
-        "import json,sys; from vault import embedder; from vault.reprs import grid_to_repr;"
+        "import json,sys; from vault.embedding import embedder;"
+        " from vault.grid.reprs import grid_to_repr;"
         "print(json.dumps([embedder.repr_vector(grid_to_repr(g)) for g in json.load(sys.stdin)]))"
     )
     out = subprocess.run(
@@ -140,7 +142,7 @@ def _task_vault(tmp_path: Path) -> Vault:
 
 
 def _rotate_query() -> Query:
-    from vault.records import Pair
+    from vault.records.query import Pair
 
     a = grid_to_repr([[1, 2, 0], [0, 2, 0], [0, 0, 3]])
     b = grid_to_repr([[0, 0, 1], [0, 2, 2], [3, 0, 0]])

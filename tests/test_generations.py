@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from vault import embedder
 from vault.canonical import canonical_bytes, loads
-from vault.core import Vault, fixed_clock
+from vault.embedding import embedder
 from vault.errors import CorruptionError, NotFoundError, UsageError, VaultError
 from vault.gc import gc
-from vault.history import index_status, rollback
-from vault.records import task_query
+from vault.records.query import task_query
 from vault.retrieve import retrieve
+from vault.rollback import index_status, rollback
+from vault.vault import Vault, fixed_clock
 
 from .conftest import EXAMPLES, card, example_cards, example_evidence
 

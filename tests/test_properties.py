@@ -7,10 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault import embedder
 from vault.canonical import canonical_bytes, loads
-from vault.grid import D4, parse_grid
-from vault.reprs import grid_to_repr, repr_id
+from vault.embedding import embedder
+from vault.grid.grid import D4, parse_grid
+from vault.grid.reprs import grid_to_repr, repr_id
 
 grids = st.integers(1, 8).flatmap(
     lambda h: st.integers(1, 8).flatmap(

@@ -12,9 +12,16 @@ from typer.testing import CliRunner
 from vault import Vault, normalize_query, retrieve, task_query
 from vault.canonical import canonical_bytes, sha256_hex
 from vault.errors import ConflictError, InvalidInputError, NotFoundError
-from vault.keys import ALIASES, INVARIANTS, concept_keys, matchable, obligation_key, template_keys
-from vault.records import normalize_card, normalize_evidence, status_event
-from vault.reprs import grid_to_repr, repr_id
+from vault.grid.reprs import grid_to_repr, repr_id
+from vault.records.cards import normalize_card, normalize_evidence, status_event
+from vault.records.keys import (
+    ALIASES,
+    INVARIANTS,
+    concept_keys,
+    matchable,
+    obligation_key,
+    template_keys,
+)
 from vault_cli.app import app
 
 from .conftest import EXAMPLES, card

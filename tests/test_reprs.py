@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from vault.errors import InvalidInputError, VaultError
-from vault.keys import repr_keys
-from vault.reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance, symmetry_flags
+from vault.grid.reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance, symmetry_flags
+from vault.records.keys import repr_keys
 from vault_cli.app import app
 
 from .conftest import EXAMPLES

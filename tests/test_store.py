@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from vault.audit import AuditLog
-from vault.core import Vault
-from vault.store import ObjectStore, sha256_hex
+from vault.canonical import sha256_hex
+from vault.store.audit import AuditLog
+from vault.store.objects import ObjectStore
+from vault.vault import Vault
 from vault.verify import verify
 
 from .conftest import card
@@ -79,7 +80,7 @@ def test_bad_record_fails_before_acknowledgement(
     """If the index cannot be computed, nothing is acknowledged and the vault stays usable."""
     import importlib
 
-    core = importlib.import_module("vault.core")
+    core = importlib.import_module("vault.vault")
     seq = vault.audit.last_seq()
 
     def broken(*args: Any, **kwargs: Any) -> Any:

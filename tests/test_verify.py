@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vault.core import Vault
+from vault.vault import Vault
 from vault.verify import verify
 
 from .test_generations import tree
@@ -77,7 +77,7 @@ def test_sampled_cache_check(example_vault: Vault) -> None:
 def test_symbolic_index_mismatch_detected(example_vault: Vault) -> None:
     """A generation whose symbolic index disagrees with the audit log is reported."""
     from vault.canonical import canonical_bytes
-    from vault.generations import CurrentRef, IndexGeneration, write_generation
+    from vault.index.generations import CurrentRef, IndexGeneration, write_generation
 
     v = example_vault
     loaded = v.load_current()

@@ -4,12 +4,12 @@ Open or create a vault with ``Vault.open`` / ``Vault.init``, write back concept 
 and evidence, and ask ``retrieve`` which concepts to try on a new task.
 """
 
-from .config import Config
-from .core import BuildResult, Vault, WriteResult
-from .errors import VaultError
-from .records import Query, normalize_query, task_query
-from .reprs import grid_to_repr, repr_id
-from .retrieve import Hit, RetrievalResult, retrieve
+from vault.config import Config
+from vault.errors import VaultError
+from vault.grid.reprs import grid_to_repr, repr_id
+from vault.records.query import Query, normalize_query, task_query
+from vault.retrieve import Hit, RetrievalResult, retrieve
+from vault.vault import BuildResult, Vault, WriteResult
 
 __version__ = "0.1.0"
 

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .canonical import loads
-from .core import Vault, WriteResult
-from .errors import InvalidInputError, UsageError
-from .keys import matchable, task_keys
-from .pairs import analyze_pair
-from .records import Pair, parse_task
-from .reprs import repr_id
+from vault.canonical import loads
+from vault.errors import InvalidInputError, UsageError
+from vault.grid.pairs import analyze_pair
+from vault.grid.reprs import repr_id
+from vault.records.keys import matchable, task_keys
+from vault.records.query import Pair, parse_task
+from vault.vault import Vault, WriteResult
 
 DATASETS = {"arc1-train": ("arcagi1", "train"), "arc1-eval": ("arcagi1", "eval")}
 TaskItem = tuple[str, Any, str]  # (task id, task JSON, source for messages)

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import InvalidInputError
+from vault.errors import InvalidInputError
 
 MAX_SAFE_INT = 2**53 - 1
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, UsageError
+from vault.errors import ConfigError, UsageError
 
 MODES = ("symbolic", "hybrid", "soft")
 STRATEGIES = ("tiebreak", "weighted")

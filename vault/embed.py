@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from . import embedder
-from .canonical import content_id
-from .core import Vault
-from .embeddings import embed_repr, query_vector
-from .errors import InvalidInputError
-from .grid import parse_grid
-from .records import Query, is_arc_task, normalize_query, task_query
-from .reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance
+from vault.canonical import content_id
+from vault.embedding import embedder
+from vault.embedding.vectors import embed_repr, query_vector
+from vault.errors import InvalidInputError
+from vault.grid.grid import parse_grid
+from vault.grid.reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance
+from vault.records.query import Query, is_arc_task, normalize_query, task_query
+from vault.vault import Vault
 
 
 def query_id(query: Query) -> str:

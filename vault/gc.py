@@ -12,12 +12,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from . import embedder
-from .canonical import dumps_line, loads
-from .core import Vault
-from .errors import InvalidInputError, UsageError
-from .generations import read_manifest
-from .store import atomic_write
+from vault.canonical import dumps_line, loads
+from vault.embedding import embedder
+from vault.errors import InvalidInputError, UsageError
+from vault.index.generations import read_manifest
+from vault.store.fs import atomic_write
+from vault.vault import Vault
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
-from .core import Vault
-from .embeddings import LoadedVectors, query_vector
-from .errors import EmbeddingError
-from .index import utility
-from .keys import matchable
-from .records import Query, parse_version
-from .similarity import similarity
+from vault.config import Config
+from vault.embedding.similarity import similarity
+from vault.embedding.vectors import LoadedVectors, query_vector
+from vault.errors import EmbeddingError
+from vault.index.symbolic import utility
+from vault.records.cards import parse_version
+from vault.records.keys import matchable
+from vault.records.query import Query
+from vault.vault import Vault
 
 
 @dataclass(frozen=True)

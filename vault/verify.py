@@ -18,10 +18,9 @@ from typing import Any
 
 import xxhash
 
-from . import embedder
-from .canonical import canonical_bytes, dumps_line, loads, sha256_hex
-from .core import Vault
-from .embeddings import (
+from vault.canonical import canonical_bytes, dumps_line, loads, sha256_hex
+from vault.embedding import embedder
+from vault.embedding.vectors import (
     EMBEDDER_FILE,
     HASH_FILE,
     VECTORS_FILE,
@@ -30,8 +29,9 @@ from .embeddings import (
     source_vector,
     vectors_bytes,
 )
-from .errors import InvalidInputError, VaultError
-from .generations import read_manifest
+from vault.errors import InvalidInputError, VaultError
+from vault.index.generations import read_manifest
+from vault.vault import Vault
 
 
 @dataclass(frozen=True)

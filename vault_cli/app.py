@@ -64,8 +64,8 @@ def handle_errors(fn: F) -> F:
 
 def _clock() -> Any:
     """SOURCE_DATE_EPOCH (reproducible builds convention) freezes the audit clock."""
-    from vault.core import fixed_clock
     from vault.errors import UsageError
+    from vault.vault import fixed_clock
 
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is None:
@@ -76,7 +76,7 @@ def _clock() -> Any:
 
 
 def open_vault() -> Any:
-    from vault.core import Vault
+    from vault.vault import Vault
 
     return Vault.open(State.vault_path, clock=_clock())
 
@@ -106,7 +106,7 @@ def init(
     json_out: JsonOpt = False,
 ) -> None:
     """Create an empty vault (config.toml, empty index generation)."""
-    from vault.core import Vault
+    from vault.vault import Vault
 
     root = path or State.vault_path
     vault, created = Vault.init(root, clock=_clock())
@@ -173,14 +173,14 @@ def repr_cmd(
     file: Annotated[str, typer.Argument(help="A grid JSON (list of rows) or an ARC task file.")],
 ) -> None:
     """Print the canonical repr of a grid (one JSON line), or of every grid of a task."""
-    from vault.grid import parse_grid
-    from vault.records import is_arc_task
-    from vault.reprs import grid_to_repr
+    from vault.grid.grid import parse_grid
+    from vault.grid.reprs import grid_to_repr
+    from vault.records.query import is_arc_task
     from vault_cli.io import read_json
 
     value, source = read_json(file)
     if is_arc_task(value):
-        from vault.records import parse_task
+        from vault.records.query import parse_task
 
         parse_task(value, source)  # validates everything first
         for split in ("train", "test"):
@@ -230,7 +230,7 @@ def retrieve(
 ) -> None:
     """Rank concepts for a repr, a query or an ARC task."""
     from vault.errors import UsageError
-    from vault.records import normalize_query, task_query
+    from vault.records.query import normalize_query, task_query
     from vault.retrieve import retrieve as run
     from vault_cli.io import read_json
 
@@ -270,7 +270,7 @@ def index_build(json_out: JsonOpt = False) -> None:
 @handle_errors
 def index_status(json_out: JsonOpt = False) -> None:
     """Show the current generation, embedder identity, counts and staleness."""
-    from vault.history import index_status as run
+    from vault.rollback import index_status as run
 
     render.index_status(run(open_vault()), json_out)
 
@@ -327,8 +327,8 @@ def rollback(
     """Move the current index generation back (O(1), audited, reversible), or flip the
     retrieval default mode (the kill switch)."""
     from vault.errors import UsageError
-    from vault.history import list_generations
-    from vault.history import rollback as run
+    from vault.rollback import list_generations
+    from vault.rollback import rollback as run
 
     vault = open_vault()
     if sum(x for x in (to is not None, list_, mode is not None)) > 1:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .canonical import check_bounds, content_id
-from .errors import InvalidInputError
-from .grid import Grid, background_colour, colour_counts, dims, parse_grid, to_lists
-from .schema import validate
+from vault.canonical import check_bounds, content_id
+from vault.errors import InvalidInputError
+from vault.grid.grid import Grid, background_colour, colour_counts, dims, parse_grid, to_lists
+from vault.records.schema import validate
 
 REPR_SCHEMA_VERSION = 1
 SYMMETRIES = ("horizontal", "vertical", "diagonal", "anti_diagonal", "rot180")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .embedder import DIM
+from vault.embedding.embedder import DIM
 
 MAX_DISTANCE = 2.0 * 127.0 * np.sqrt(DIM)  # two opposite vectors of all ±127
 

@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import InvalidInputError
-from .pairs import PairFacts
+from vault.errors import InvalidInputError
+from vault.grid.pairs import PairFacts
 
 FAMILIES = ("domain", "transform", "invariant", "feature")
 

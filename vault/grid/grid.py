@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import InvalidInputError
+from vault.errors import InvalidInputError
 
 MAX_SIDE = 30
 Grid = tuple[tuple[int, ...], ...]

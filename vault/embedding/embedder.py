@@ -22,9 +22,9 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .canonical import canonical_bytes, sha256_hex
-from .keys import matchable, pair_keys, repr_keys
-from .pairs import PairFacts
+from vault.canonical import canonical_bytes, sha256_hex
+from vault.grid.pairs import PairFacts
+from vault.records.keys import matchable, pair_keys, repr_keys
 
 NAME = "vault-grid-embedder"
 VERSION = "1.0.0"

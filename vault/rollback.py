@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import embedder
-from .audit import STATE_OPS
-from .core import Vault
-from .errors import CorruptionError, NotFoundError, VaultError
-from .generations import CurrentRef, IndexGeneration, read_manifest
+from vault.embedding import embedder
+from vault.errors import CorruptionError, NotFoundError, VaultError
+from vault.index.generations import CurrentRef, IndexGeneration, read_manifest
+from vault.store.audit import STATE_OPS
+from vault.vault import Vault
 
 
 @dataclass(frozen=True)

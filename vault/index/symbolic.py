@@ -18,11 +18,11 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
-from .audit import STATE_OPS, AuditEntry
-from .errors import CorruptionError
-from .keys import concept_keys, matchable
-from .records import parse_version, ref
-from .store import ObjectStore
+from vault.errors import CorruptionError
+from vault.records.cards import parse_version, ref
+from vault.records.keys import concept_keys, matchable
+from vault.store.audit import STATE_OPS, AuditEntry
+from vault.store.objects import ObjectStore
 
 INDEX_SCHEMA_VERSION = 1
 

@@ -1,4 +1,4 @@
-"""Validation against the JSON Schemas shipped in ``vault/schemas/``.
+"""Validation against the JSON Schemas shipped in ``vault/records/schemas/``.
 
 A small validator for the subset of JSON Schema those files use (type, const, enum,
 pattern, length and size bounds, properties/required/additionalProperties, items).
@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from .errors import InvalidInputError
+from vault.errors import InvalidInputError
 
 SCHEMAS = ("concept", "evidence", "status", "repr", "query")
 
@@ -32,7 +32,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 def load_schema(name: str) -> dict[str, Any]:
     """The shipped JSON Schema ``name`` (one of ``SCHEMAS``)."""
     text = (
-        resources.files("vault")
+        resources.files("vault.records")
         .joinpath("schemas")
         .joinpath(f"{name}.schema.json")
         .read_text("utf-8")

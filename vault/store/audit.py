@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .canonical import loads
-from .errors import CorruptionError, InvalidInputError
-from .jsonl import append_line, complete_lines, last_line, lines_from_end
+from vault.canonical import loads
+from vault.errors import CorruptionError, InvalidInputError
+from vault.store.jsonl import append_line, complete_lines, last_line, lines_from_end
 
 # Operations whose records change the vault's state (and so the index).
 STATE_OPS = frozenset({"add", "fork", "evidence", "status", "import"})

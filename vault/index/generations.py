@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import embedder
-from .canonical import canonical_bytes, dumps_line, loads
-from .embeddings import VectorLines, ann_hash, embedder_bytes, vectors_bytes
-from .errors import CorruptionError, InvalidInputError, NotFoundError
-from .jsonl import append_line, complete_lines, last_line
-from .store import ObjectStore, atomic_write, is_digest
+from vault.canonical import canonical_bytes, dumps_line, loads
+from vault.embedding import embedder
+from vault.embedding.vectors import VectorLines, ann_hash, embedder_bytes, vectors_bytes
+from vault.errors import CorruptionError, InvalidInputError, NotFoundError
+from vault.store.fs import atomic_write
+from vault.store.jsonl import append_line, complete_lines, last_line
+from vault.store.objects import ObjectStore, is_digest
 
 GENERATION_SCHEMA_VERSION = 1
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .grid import D4, Grid, colour_counts, dims, find_subgrid, tile, upscale
-from .reprs import SYMMETRIES
+from vault.grid.grid import D4, Grid, colour_counts, dims, find_subgrid, tile, upscale
+from vault.grid.reprs import SYMMETRIES
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .canonical import dumps_line
-from .store import fsync_dir
+from vault.canonical import dumps_line
+from vault.store.fs import fsync_dir
 
 
 def complete_lines(path: Path) -> tuple[list[bytes], bool]:

@@ -17,22 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import embedder
-from . import index as symbolic
-from .audit import STATE_OPS, AuditEntry, AuditLog
-from .canonical import canonical_bytes, dumps_line, loads, loads_trusted, sha256_hex
-from .config import MODES, Config
-from .config import default_text as default_config_text
-from .config import load as load_config
-from .embeddings import (
-    EmbeddingCache,
+from vault.canonical import canonical_bytes, dumps_line, loads, loads_trusted, sha256_hex
+from vault.config import MODES, Config
+from vault.config import default_text as default_config_text
+from vault.config import load as load_config
+from vault.embedding import embedder
+from vault.embedding.cache import EmbeddingCache
+from vault.embedding.vectors import (
     EmbeddingFiles,
     VectorLines,
     concept_vector,
     split_vector_lines,
     vector_line,
 )
-from .errors import (
+from vault.errors import (
     ConflictError,
     CorruptionError,
     FormatError,
@@ -42,8 +40,16 @@ from .errors import (
     UsageError,
     VaultError,
 )
-from .generations import CurrentRef, Generations, IndexGeneration, read_manifest, write_generation
-from .records import (
+from vault.grid.reprs import repr_id, strip_provenance
+from vault.index import symbolic as symbolic
+from vault.index.generations import (
+    CurrentRef,
+    Generations,
+    IndexGeneration,
+    read_manifest,
+    write_generation,
+)
+from vault.records.cards import (
     normalize_card,
     normalize_evidence,
     parse_version,
@@ -51,8 +57,9 @@ from .records import (
     status_event,
     version_text,
 )
-from .reprs import repr_id, strip_provenance
-from .store import ObjectStore, WriteLock, atomic_write, fsync_dir
+from vault.store.audit import STATE_OPS, AuditEntry, AuditLog
+from vault.store.fs import WriteLock, atomic_write, fsync_dir
+from vault.store.objects import ObjectStore
 
 FORMAT_NAME = "concept-vault"
 FORMAT_VERSION = 1

@@ -1,0 +1,1 @@
+"""The embedding space: the embedder, exact similarity, concept vectors and the cache."""

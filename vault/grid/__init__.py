@@ -1,0 +1,1 @@
+"""Grids: parsing, exact grid operations, reprs and the facts of a demonstration pair."""

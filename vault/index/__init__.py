@@ -1,0 +1,1 @@
+"""The index: the fold of the audit log, generations, and the snapshot readers open."""

@@ -1,0 +1,1 @@
+"""Records: concept cards, evidence, status events, queries, the key vocabulary, schemas."""

@@ -1,0 +1,125 @@
+"""Queries: what a solver asks with (a repr, constraints, demonstration pairs), and ARC tasks
+as queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vault.errors import InvalidInputError
+from vault.grid.grid import parse_grid
+from vault.grid.pairs import PairFacts, analyze_pair
+from vault.grid.reprs import grid_to_repr, normalize_repr, strip_provenance
+from vault.records.cards import _kind
+from vault.records.keys import canonical_name, obligation_key, task_keys
+from vault.records.schema import validate
+
+
+@dataclass(frozen=True)
+class Pair:
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the solver asks with: a repr, constraints and optional demonstration pairs."""
+
+    domain: str = "grid_2d"
+    repr: dict[str, Any] | None = None
+    constraints: tuple[str, ...] = ()
+    pairs: tuple[Pair, ...] = ()
+
+    def facts(self) -> list[PairFacts]:
+        return [analyze_pair(p.input, p.output) for p in self.pairs]
+
+    def all_keys(self) -> list[str]:
+        """The query's keys: domain, constraints, pair-inferred keys and repr features."""
+        keys = {f"domain:{self.domain}"}
+        keys.update(obligation_key(c) for c in self.constraints)
+        inputs = [p.input for p in self.pairs] + ([self.repr] if self.repr else [])
+        keys |= task_keys(self.facts(), inputs)
+        return sorted(keys)
+
+
+def normalize_query(obj: Any, source: str | None = None) -> Query:
+    q = _kind(obj, "query", source)
+    validate(q, "query", source)
+    if "repr" in q and "grid" in q:
+        raise InvalidInputError("give either repr or grid, not both", source=source)
+    rep = None
+    if "grid" in q:
+        rep = grid_to_repr(parse_grid(q["grid"], source, "grid"))
+    elif "repr" in q:
+        rep = strip_provenance(normalize_repr(q["repr"], source))
+    for i, name in enumerate(q.get("constraints", ())):
+        obligation_key(name, source, f"constraints[{i}]")
+    constraints = tuple(sorted({canonical_name(c) for c in q.get("constraints", ())}))
+    pairs = tuple(
+        Pair(
+            grid_to_repr(parse_grid(p["input"], source, f"pairs[{i}].input")),
+            grid_to_repr(parse_grid(p["output"], source, f"pairs[{i}].output")),
+        )
+        for i, p in enumerate(q.get("pairs", ()))
+    )
+    if rep is None and not pairs:
+        raise InvalidInputError(
+            "a query needs a repr, a grid or demonstration pairs", source=source
+        )
+    return Query(domain=q.get("domain", "grid_2d"), repr=rep, constraints=constraints, pairs=pairs)
+
+
+def is_arc_task(obj: Any) -> bool:
+    return isinstance(obj, dict) and "train" in obj and "kind" not in obj
+
+
+def parse_task(obj: Any, source: str | None = None) -> tuple[list[Pair], list[dict[str, Any]]]:
+    """An ARC task file: its train pairs (as reprs) and its test input reprs."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("train"), list):
+        raise InvalidInputError(
+            'expected an ARC task: {"train": [{"input", "output"}...], "test": [{"input"}...]}',
+            source=source,
+        )
+    unknown = set(obj) - {"train", "test", "name", "id"}
+    if unknown:
+        raise InvalidInputError(
+            "unknown field (allowed: train, test, name, id)",
+            source=source,
+            field=sorted(unknown)[0],
+        )
+    if not obj["train"]:
+        raise InvalidInputError(
+            "a task needs at least one train pair", source=source, field="train"
+        )
+    pairs = []
+    for i, p in enumerate(obj["train"]):
+        if not isinstance(p, dict) or "input" not in p or "output" not in p:
+            raise InvalidInputError(
+                'expected {"input": grid, "output": grid}', source=source, field=f"train[{i}]"
+            )
+        pairs.append(
+            Pair(
+                grid_to_repr(parse_grid(p["input"], source, f"train[{i}].input")),
+                grid_to_repr(parse_grid(p["output"], source, f"train[{i}].output")),
+            )
+        )
+    tests = []
+    test = obj.get("test", [])
+    if not isinstance(test, list):
+        raise InvalidInputError('expected a list of {"input": grid}', source=source, field="test")
+    for i, t in enumerate(test):
+        if not isinstance(t, dict) or "input" not in t:
+            raise InvalidInputError('expected {"input": grid}', source=source, field=f"test[{i}]")
+        tests.append(grid_to_repr(parse_grid(t["input"], source, f"test[{i}].input")))
+    return pairs, tests
+
+
+def task_query(obj: Any, test_index: int = 0, source: str | None = None) -> Query:
+    """An ARC task as a query: all train pairs plus test input ``test_index`` as the repr."""
+    pairs, tests = parse_task(obj, source)
+    if tests and not 0 <= test_index < len(tests):
+        raise InvalidInputError(
+            f"--test-index {test_index} out of range (task has {len(tests)} test inputs)",
+            source=source,
+        )
+    return Query(repr=tests[test_index] if tests else None, pairs=tuple(pairs))

@@ -1,0 +1,1 @@
+"""The on-disk store: content-addressed objects, atomic files, the lock, append-only logs."""
