@@ -539,7 +539,7 @@ def test_package_with_format_json_still_refused(vault: Vault) -> None:
     assert snapshot(vault.root) == before
 
 
-@pytest.mark.parametrize("version", [99, 2])
+@pytest.mark.parametrize("version", [99, 3])
 def test_newer_format_refused(vault: Vault, version: int) -> None:
     (vault.root / "format.json").write_text(dumps({"format": "concept-vault", "version": version}))
     before = snapshot(vault.root)
@@ -800,7 +800,7 @@ def test_cli_bad_command_changes_nothing(
 
 
 FRESH_REFUSALS = [
-    (["rollback"], "first generation"),
+    (["rollback"], "no earlier generation"),
     (["status", "ghost", "1.0.0", "deprecated"], "unknown concept version ghost@1.0.0"),
     (["evidence", "add", "EV"], "unknown concept version ghost@1.0.0"),
 ]

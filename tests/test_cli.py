@@ -141,12 +141,12 @@ def test_init_creates_a_vault(tmp_path: Path) -> None:
     assert out == {"vault": str(root), "created": True}
     assert json.loads((root / "format.json").read_text()) == {
         "format": "concept-vault",
-        "version": 1,
+        "version": 2,
     }
     assert (root / "config.toml").is_file()
     for sub in ("objects", "audit", "index", "refs"):
         assert (root / sub).is_dir()
-    assert Vault.open(root).load_current().index["concepts"] == {}
+    assert Vault.open(root).snapshot().table.n == 0
 
 
 def test_init_twice_is_fine_and_changes_nothing(tmp_path: Path) -> None:

@@ -201,8 +201,8 @@ def test_weighted_rerank_is_monotone_in_utility(tmp_path: Path) -> None:
 
 
 def _mean_pairwise(v: Vault, ids: list[str]) -> float:
-    vectors = v.files.load(None)
-    rows = vectors.matrix[[vectors.row[f"{i}@1.0.0"] for i in ids]]
+    table = v.snapshot().table
+    rows = table.matrix[[table.find(f"{i}@1.0.0") for i in ids]]
     sims = [cosine(rows, rows[i]) for i in range(len(ids))]
     total = sum(float(s[j]) for i, s in enumerate(sims) for j in range(len(ids)) if j != i)
     return total / (len(ids) * (len(ids) - 1))

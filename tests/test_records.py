@@ -25,6 +25,7 @@ from vault.records.keys import (
 from vault_cli.app import app
 
 from .conftest import EXAMPLES, card
+from .helpers import concepts
 
 runner = CliRunner()
 
@@ -46,7 +47,7 @@ def ev(
 
 
 def entry_of(v: Vault, concept: str, version: str = "1.0.0") -> dict[str, Any]:
-    entry: dict[str, Any] = v.load_current().index["concepts"][f"{concept}@{version}"]
+    entry: dict[str, Any] = concepts(v)[f"{concept}@{version}"]
     return entry
 
 
@@ -120,7 +121,7 @@ def test_same_batch_conflict_refused_and_nothing_added(vault: Vault) -> None:
             [(card("x", ["feature:square"]), "f:1"), (card("x", ["feature:single_object"]), "f:2")]
         )
     assert audit_len(vault) == n
-    assert vault.load_current().index["concepts"] == {}
+    assert concepts(vault) == {}
 
 
 def test_concept_keys_vocabulary() -> None:
@@ -346,7 +347,7 @@ def test_evidence_stores_inline_reprs_and_counts(vault: Vault) -> None:
         rid = repr_id(grid_to_repr(g))
         assert vault.objects.get_json(rid) == grid_to_repr(g)
     e = entry_of(vault, "c")
-    assert (e["positive"], e["negative"], e["penalty"]) == (1, 1, 1)
+    assert (e["positive"], e["negative"]) == (1, 1)
     assert sorted(e["evidence"]) == sorted(r.added)
     # the same evidence again is unchanged, no audit line
     n = audit_len(vault)

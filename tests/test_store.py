@@ -8,13 +8,16 @@ from typing import Any
 
 import pytest
 
+from vault import writeback
 from vault.canonical import sha256_hex
+from vault.errors import CorruptionError
 from vault.store.audit import AuditLog
 from vault.store.objects import ObjectStore
 from vault.vault import Vault
 from vault.verify import verify
 
 from .conftest import card
+from .helpers import concepts
 
 
 def _writer(root: str, worker: int, n: int) -> None:
@@ -31,8 +34,8 @@ def test_concurrent_writers_lose_nothing(vault: Vault) -> None:
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    concepts = vault.load_current().index["concepts"]
-    assert len(concepts) == 20
+    stored = concepts(vault)
+    assert len(stored) == 20
     seqs = [e.seq for e in vault.audit.entries()]
     assert seqs == list(range(1, len(seqs) + 1))
     assert verify(vault).ok
@@ -61,16 +64,16 @@ def test_crash_after_acknowledgement_is_caught_up(
     def die(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(Vault, "_publish", die)
+    monkeypatch.setattr(writeback, "publish", die)
     with pytest.raises(KeyboardInterrupt):
         vault.add([(card("b", ["transform:flip_h"]), "b")])
     monkeypatch.undo()
     assert vault.generations.current() == before
     assert vault.stale()
-    assert "b@1.0.0" not in vault.load_current().index["concepts"]
+    assert "b@1.0.0" not in concepts(vault)
     vault.add([(card("c", ["transform:flip_h"]), "c")])
-    concepts = vault.load_current().index["concepts"]
-    assert {"a@1.0.0", "b@1.0.0", "c@1.0.0"} <= set(concepts)
+    stored = concepts(vault)
+    assert {"a@1.0.0", "b@1.0.0", "c@1.0.0"} <= set(stored)
     assert verify(vault).ok
 
 
@@ -80,19 +83,19 @@ def test_bad_record_fails_before_acknowledgement(
     """If the index cannot be computed, nothing is acknowledged and the vault stays usable."""
     import importlib
 
-    core = importlib.import_module("vault.vault")
+    core = importlib.import_module("vault.index.build")
     seq = vault.audit.last_seq()
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("cannot embed")
 
     monkeypatch.setattr(core, "concept_vector", broken)
-    with pytest.raises(ValueError):
+    with pytest.raises(CorruptionError, match="cannot embed"):
         vault.add([(card("x", ["transform:crop"]), "x")])
     monkeypatch.undo()
     assert vault.audit.last_seq() == seq
     vault.add([(card("y", ["transform:crop"]), "y")])
-    assert set(vault.load_current().index["concepts"]) == {"y@1.0.0"}
+    assert set(concepts(vault)) == {"y@1.0.0"}
     assert verify(vault).ok
 
 

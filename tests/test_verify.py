@@ -9,7 +9,7 @@ import pytest
 from vault.vault import Vault
 from vault.verify import verify
 
-from .test_generations import tree
+from .helpers import concepts, tree
 
 
 def flip(path: Path, offset: int | None = None) -> None:
@@ -40,7 +40,7 @@ def _paths(report_json: dict[str, object]) -> str:
 
 
 def test_flipped_object_byte_is_named(example_vault: Vault) -> None:
-    entry = example_vault.load_current().index["concepts"]["rotate-90@1.0.0"]
+    entry = concepts(example_vault)["rotate-90@1.0.0"]
     path = example_vault.objects.path(entry["card"])
     flip(path, path.read_bytes().index(b"rotate_90"))
     report = verify(example_vault)
@@ -74,27 +74,27 @@ def test_sampled_cache_check(example_vault: Vault) -> None:
     assert report.ok and report.checked["cache_entries"] == 3
 
 
-def test_symbolic_index_mismatch_detected(example_vault: Vault) -> None:
-    """A generation whose symbolic index disagrees with the audit log is reported."""
-    from vault.canonical import canonical_bytes
-    from vault.index.generations import CurrentRef, IndexGeneration, write_generation
+def test_doctored_generation_is_reported(example_vault: Vault) -> None:
+    """A generation whose state disagrees with the audit log is reported, by part."""
+    from vault.index.build import point_current
+    from vault.index.generations import CurrentRef
+    from vault.index.snapshot import Snapshot
+    from vault.index.state import State
 
     v = example_vault
-    loaded = v.load_current()
-    index = loaded.index
-    index["concepts"]["rotate-90@1.0.0"]["penalty"] = 7  # a doctored index
-    plan = v.full_index()
-    gen, manifest = write_generation(v.objects, index, plan.vectors)
-    v.files.write(v.objects, manifest["embedder"], manifest["vectors"], manifest["ann_hash_file"])
-    v.generations.append(
-        IndexGeneration(
-            9, gen, "t", loaded.ref.audit_seq, "x", manifest["counts"], manifest["embedder_id"]
-        )
-    )
-    v.generations.set_current(CurrentRef(gen, 9, loaded.ref.audit_seq))
+    snap = v.snapshot()
+    state = State(v.objects, snap.state_shards)
+    state.edit("rotate-90@1.0.0")["negative"] = 7  # a doctored state entry
+    from vault.index.build import Plan
+
+    plan = Plan(state, snap.table, snap.audit_seq, ())
+    gen, manifest, blobs = plan.materialize()
+    v.objects.put_digested(blobs)
+    point_current(v, CurrentRef(gen, snap.number, snap.audit_seq), manifest)
     report = verify(v)
-    assert "symbolic_index_mismatch" in _paths(report.to_json())
-    assert canonical_bytes(index) != canonical_bytes(plan.index)
+    kinds = {p["kind"] for p in report.to_json()["problems"]}
+    assert not report.ok and "state_mismatch" in kinds
+    assert Snapshot.open(v.objects, CurrentRef(gen, 1, 0)).concept("rotate-90@1.0.0")
 
 
 def test_torn_audit_tail_is_a_warning_not_a_failure(example_vault: Vault) -> None:

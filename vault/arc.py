@@ -18,7 +18,8 @@ from vault.grid.pairs import analyze_pair
 from vault.grid.reprs import repr_id
 from vault.records.keys import matchable, task_keys
 from vault.records.query import Pair, parse_task
-from vault.vault import Vault, WriteResult
+from vault.vault import Vault
+from vault.writeback import WriteResult
 
 DATASETS = {"arc1-train": ("arcagi1", "train"), "arc1-eval": ("arcagi1", "eval")}
 TaskItem = tuple[str, Any, str]  # (task id, task JSON, source for messages)

@@ -1,8 +1,12 @@
-"""``vault gc --keep N``: drop old index generations and objects nothing refers to.
+"""``vault gc --keep N``: drop old generation records and the objects no kept one reaches.
 
-Live objects: every record named by the audit log (cards, evidence, status events,
-reprs), and the manifest and blobs of the kept generations (the N newest and the current
-one). Everything else under ``objects/`` goes, as do cache entries of other embedders.
+Liveness is the union of the kept generations' closures — every object a kept generation
+depends on, reached from its manifest: its own blobs, its state shards, and from those each
+concept's card, evidence and status events and every known repr (see ``closure``). The kept
+generations are the N newest records plus the current one, after catching up (so every
+acknowledged write is in the current generation). Objects no kept generation reaches — old
+index blobs, records of write-backs a rollback reverted, leftovers of write-backs killed
+before their audit line — are deleted, as are cache entries of other embedders.
 ``dry_run`` reports the same numbers and deletes nothing.
 """
 
@@ -12,11 +16,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from vault.canonical import dumps_line, loads
+from vault.canonical import loads
 from vault.embedding import embedder
-from vault.errors import InvalidInputError, UsageError
-from vault.index.generations import read_manifest
-from vault.store.fs import atomic_write
+from vault.errors import CorruptionError, InvalidInputError, UsageError, VaultError
+from vault.index.build import catch_up
+from vault.index.snapshot import Generation
+from vault.store.objects import ObjectStore
 from vault.vault import Vault
 
 
@@ -40,25 +45,68 @@ class GcResult:
         }
 
 
+class Closures:
+    """Closures of generations, sharing the work for shards that generations share."""
+
+    def __init__(self, objects: ObjectStore):
+        self.objects = objects
+        self._shards: dict[str, frozenset[str]] = {}
+
+    def _shard(self, digest: str, kind: str) -> frozenset[str]:
+        done = self._shards.get(digest)
+        if done is not None:
+            return done
+        shard = self.objects.get_record(digest)
+        out: set[str] = set()
+        try:
+            if kind == "concepts":
+                for entry in shard.values():
+                    out.add(entry["card"])
+                    out.update(entry["evidence"])
+                    out.update(entry["events"])
+            else:
+                out.update(shard["known"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CorruptionError(f"state shard {digest} is malformed ({exc})") from None
+        self._shards[digest] = frozenset(out)
+        return self._shards[digest]
+
+    def of(self, generation: str) -> set[str]:
+        """Every object ``generation`` depends on (its manifest included)."""
+        data = Generation(self.objects, generation)
+        m = data.manifest
+        out = {generation, m["state"], m["embedder"], m["vectors"], m["ann_hash_file"]}
+        out.update(m["table"].values())
+        shards = data.state_shards
+        for kind in ("concepts", "reprs"):
+            for digest in shards[kind]:
+                out.add(digest)
+                out |= self._shard(digest, kind)
+        return out
+
+
 def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
     if keep is None:
         raise UsageError("gc needs a scope: --keep N (the N newest generations are kept)")
     if keep < 1:
         raise UsageError("--keep must be at least 1")
     with vault.lock:
+        cur = catch_up(vault).ref
         history = vault.generations.history()
-        cur = vault.generations.current()
         kept = history[-keep:]
-        if cur is not None and all(g.number != cur.number for g in kept):
+        if all(g.number != cur.number for g in kept):
             kept = [g for g in history if g.number == cur.number] + kept
         kept_numbers = {g.number for g in kept}
+        closures = Closures(vault.objects)
         live: set[str] = set()
-        for entry in vault.audit.entries():
-            live.update(entry.records)
         for g in kept:
-            manifest = read_manifest(vault.objects, g.generation)
-            live.add(g.generation)
-            live.update(manifest[k] for k in ("symbolic", "embedder", "vectors", "ann_hash_file"))
+            try:
+                live |= closures.of(g.generation)
+            except VaultError as exc:  # never delete on a guess
+                raise CorruptionError(
+                    f"generation {g.number} cannot be read ({exc}); nothing was removed — "
+                    "`vault verify` tells more"
+                ) from None
         dead = [d for d in vault.objects if d not in live]
         size = sum(vault.objects.path(d).stat().st_size for d in dead)
         stale_cache = []
@@ -67,13 +115,13 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
                 key = loads(path.read_bytes())["key"]
                 if not key.endswith(f":{embedder.VERSION}:{embedder.WEIGHTS_HASH}"):
                     stale_cache.append(path)
-            except (InvalidInputError, KeyError, TypeError):
+            except (InvalidInputError, KeyError, TypeError, OSError):
                 stale_cache.append(path)
         removed = [g.number for g in history if g.number not in kept_numbers]
         if not dry_run:
-            # the log first: a crash after it leaves unreferenced objects, never a dangling entry
-            lines = b"".join(dumps_line(g.to_json()) for g in history if g.number in kept_numbers)
-            atomic_write(vault.generations.log_path, lines)
+            # the records first: a crash after it leaves unreachable objects, never a record
+            # naming a deleted one
+            vault.generations.rewrite([g for g in history if g.number in kept_numbers])
             for d in dead:
                 with contextlib.suppress(FileNotFoundError):
                     vault.objects.path(d).unlink()

@@ -1,7 +1,7 @@
-"""Retrieval: ``symbolic``, ``hybrid`` and ``soft`` modes, with stated fallback.
+"""Retrieval: ``symbolic``, ``hybrid`` and ``soft`` modes over one snapshot, with stated fallback.
 
-* symbolic — query keys -> index buckets -> rank by key overlap (desc), evidence penalty
-  (asc), version (desc), id. Only buckets of the query's keys are read.
+* symbolic — query keys -> key postings -> rank by key overlap (desc), evidence penalty
+  (asc), version (desc), id. Only the postings of the query's keys are read.
 * hybrid — the symbolic ranking cut to ``shortlist_max`` (topped up to ``shortlist_min``
   from embedding neighbours), re-ranked by ``tiebreak`` (overlap, penalty, similarity,
   version, id) or ``weighted`` (alpha*sim + beta*utility + gamma*class_match -
@@ -10,26 +10,30 @@
 
 Suppressed concepts are never returned; deprecated ones only after every active one.
 Each concept id appears once (its best-ranked version). When the embedding path cannot
-be used the result falls back to symbolic and says why in ``fallback_reason``.
+be used the result falls back to symbolic and says why in ``fallback_reason``. Ranking is
+vectorised over the snapshot's table (no Python loop over the vault).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vault.config import Config
-from vault.embedding.similarity import similarity
-from vault.embedding.vectors import LoadedVectors, query_vector
+from vault.embedding.similarity import similarity_rows
+from vault.embedding.vectors import query_vector
 from vault.errors import EmbeddingError
-from vault.index.symbolic import utility
-from vault.records.cards import parse_version
+from vault.index.snapshot import Snapshot
+from vault.index.table import Table
 from vault.records.keys import matchable
 from vault.records.query import Query
-from vault.vault import Vault
+
+if TYPE_CHECKING:
+    from vault.vault import Vault
+
+STATUS_NAMES = ("active", "deprecated", "suppressed")
 
 
 @dataclass(frozen=True)
@@ -84,89 +88,116 @@ class RetrievalResult:
         }
 
 
-@dataclass
-class _Cand:
-    name: str
-    entry: dict[str, Any]
-    overlap: int
-    sim: float | None = None
-    score: float = 0.0
+class _Ranker:
+    """Vectorised ranking over one table for one query."""
 
-    @property
-    def order(self) -> tuple[Any, ...]:
-        """Tail of every ranking: version desc, then id."""
-        major, minor, patch = parse_version(self.entry["version"])
-        return (-major, -minor, -patch, self.entry["id"])
+    def __init__(self, table: Table, keys: list[str], domain: str):
+        self.t = table
+        self.status = table.col("status").astype(np.int64)
+        self.penalty = table.col("negative").astype(np.int64)
+        self.tail = table.col("tail").astype(np.int64)
+        n = table.n
+        eligible = np.zeros(n, dtype=bool)
+        eligible[table.posting(f"domain:{domain}")] = True
+        eligible &= self.status != 2
+        self.eligible = eligible
+        parts = [table.posting(k) for k in matchable(keys)]
+        hits = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        self.overlap = np.bincount(hits, minlength=n).astype(np.int64)
 
-
-def _status_rank(entry: dict[str, Any]) -> int:
-    return 1 if entry["status"] == "deprecated" else 0
-
-
-def symbolic_candidates(index: dict[str, Any], keys: list[str], domain: str) -> list[_Cand]:
-    """Every concept sharing a key with the query, ranked symbolically."""
-    overlap: Counter[str] = Counter()
-    for key in matchable(keys):
-        overlap.update(index["by_key"].get(key, ()))
-    cands = []
-    for name, n in overlap.items():
-        entry = index["concepts"][name]
-        if entry["status"] != "suppressed" and entry["domain"] == domain:
-            cands.append(_Cand(name, entry, n))
-    cands.sort(key=lambda c: (_status_rank(c.entry), -c.overlap, c.entry["penalty"], *c.order))
-    return cands
-
-
-def _dedupe(cands: list[_Cand], k: int) -> list[_Cand]:
-    seen: set[str] = set()
-    out = []
-    for c in cands:
-        if c.entry["id"] not in seen:
-            seen.add(c.entry["id"])
-            out.append(c)
-            if len(out) == k:
-                break
-    return out
-
-
-def _hits(cands: list[_Cand], score: str) -> list[Hit]:
-    out = []
-    for rank, c in enumerate(cands, start=1):
-        value = float(c.overlap) if score == "overlap" else c.sim if score == "sim" else c.score
-        out.append(
-            Hit(
-                rank,
-                c.entry["id"],
-                c.entry["version"],
-                float(value or 0.0),
-                c.overlap,
-                c.entry["penalty"],
-                c.sim,
-                utility(c.entry),
-                c.entry["status"],
-            )
+    def symbolic(self) -> np.ndarray:
+        """Candidate rows (sharing a key), in symbolic order (before per-id dedupe)."""
+        rows = np.nonzero(self.eligible & (self.overlap > 0))[0]
+        order = np.lexsort(
+            (self.tail[rows], self.penalty[rows], -self.overlap[rows], self.status[rows])
         )
-    return out
+        return rows[order]
+
+    def dedupe(self, rows: np.ndarray, k: int) -> np.ndarray:
+        """The first row of each concept id, in order, at most ``k``."""
+        if len(rows) == 0:
+            return rows
+        _, first = np.unique(self.t.groups[rows], return_index=True)
+        return rows[np.sort(first)][:k]
+
+    def hits(
+        self,
+        rows: np.ndarray,
+        scores: np.ndarray | None,
+        sims: dict[int, float] | None,
+        use_overlap_score: bool = False,
+    ) -> list[Hit]:
+        t = self.t
+        pos, neg = t.col("positive"), t.col("negative")
+        out = []
+        for rank, r in enumerate(rows.tolist(), start=1):
+            name = t.ref(r)
+            concept, version = name.rsplit("@", 1)
+            p, q = int(pos[r]), int(neg[r])
+            sim = None if sims is None else sims[r]
+            if use_overlap_score:
+                score = float(self.overlap[r])
+            else:
+                assert scores is not None
+                score = float(scores[rank - 1])
+            out.append(
+                Hit(
+                    rank,
+                    concept,
+                    version,
+                    score,
+                    int(self.overlap[r]),
+                    q,
+                    sim,
+                    (p + 1) / (p + q + 2),
+                    STATUS_NAMES[int(self.status[r])],
+                )
+            )
+        return out
 
 
-def retrieve(vault: Vault, query: Query, cfg: Config, mode: str | None = None) -> RetrievalResult:
-    """Rank the vault's concepts for ``query`` (``mode`` defaults to ``cfg.mode``)."""
+def retrieve(
+    vault: Vault | Snapshot,
+    query: Query,
+    cfg: Config,
+    mode: str | None = None,
+    *,
+    stale: bool | None = None,
+) -> RetrievalResult:
+    """Rank the concepts of ``vault``'s current snapshot (or of ``snapshot``) for ``query``
+    (``mode`` defaults to ``cfg.mode``)."""
+    if isinstance(vault, Snapshot):
+        snap, cache = vault, None
+    else:
+        snap, cache = vault.snapshot(), vault.cache
+        if stale is None:
+            stale = snap.audit_seq != vault.audit.last_seq() and vault.stale()
+    return retrieve_in(snap, query, cfg, mode, cache=cache, stale=bool(stale))
+
+
+def retrieve_in(
+    snap: Snapshot,
+    query: Query,
+    cfg: Config,
+    mode: str | None = None,
+    *,
+    cache: Any = None,
+    stale: bool = False,
+) -> RetrievalResult:
     mode = mode or cfg.mode
-    loaded = vault.load_current()
-    index = loaded.index
-    stale = loaded.ref.audit_seq != vault.audit.last_seq() and vault.stale()
     keys = query.all_keys()
-    ranked = symbolic_candidates(index, keys, query.domain)
+    ranker = _Ranker(snap.table, keys, query.domain)
+    ranked = ranker.symbolic()
     fallback = None
     if mode != "symbolic":
         try:
-            vectors = vault.files.load(loaded.manifest["ann_hash"])
-            qv = np.array(query_vector(query, vault.cache), dtype=np.int8)
-            sims = similarity(vectors.matrix, qv, cfg.similarity)
+            if snap.drift:
+                raise EmbeddingError("embedder drift: run `vault index build`")
+            qv = np.array(query_vector(query, cache), dtype=np.int8)
             if mode == "soft":
-                hits = _soft(index, vectors, sims, query.domain, cfg.k)
+                hits = _soft(ranker, qv, cfg)
             else:
-                hits = _hybrid(index, vectors, sims, ranked, keys, query.domain, cfg)
+                hits = _hybrid(ranker, qv, ranked, keys, cfg)
             return RetrievalResult(
                 mode,
                 mode,
@@ -175,113 +206,103 @@ def retrieve(vault: Vault, query: Query, cfg: Config, mode: str | None = None) -
                 hits,
                 cfg.strategy if mode == "hybrid" else None,
                 cfg.similarity,
-                loaded.ref.generation,
+                snap.generation,
                 stale,
             )
         except EmbeddingError as exc:
             fallback = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure of the embedding path falls back
             fallback = f"embedding error: {type(exc).__name__}: {exc}"
-    hits = _hits(_dedupe(ranked, cfg.k), "overlap")
+    rows = ranker.dedupe(ranked, cfg.k)
+    hits = ranker.hits(rows, None, None, use_overlap_score=True)
     return RetrievalResult(
-        mode, "symbolic", fallback, keys, hits, None, None, loaded.ref.generation, stale
+        mode, "symbolic", fallback, keys, hits, None, None, snap.generation, stale
     )
 
 
-def _sim_of(vectors: LoadedVectors, sims: np.ndarray, name: str) -> float:
-    row = vectors.row.get(name)
-    if row is None:
-        raise EmbeddingError(f"no vector for {name}: run `vault index build`")
-    return float(sims[row])
-
-
-def _soft(
-    index: dict[str, Any], vectors: LoadedVectors, sims: np.ndarray, domain: str, k: int
-) -> list[Hit]:
-    cands = []
-    for name, row in vectors.row.items():
-        entry = index["concepts"].get(name)
-        if entry is None:
-            raise EmbeddingError(f"vector for unknown concept {name}: run `vault index build`")
-        if entry["status"] != "suppressed" and entry["domain"] == domain:
-            cands.append(_Cand(name, entry, 0, float(sims[row])))
-    cands.sort(key=lambda c: (_status_rank(c.entry), -(c.sim or 0.0), *c.order))
-    return _hits(_dedupe(cands, k), "sim")
+def _soft(ranker: _Ranker, qv: np.ndarray, cfg: Config) -> list[Hit]:
+    rows = np.nonzero(ranker.eligible)[0]
+    sims = similarity_rows(ranker.t, rows, qv, cfg.similarity)
+    order = np.lexsort((ranker.tail[rows], -sims, ranker.status[rows]))
+    ordered = ranker.dedupe(rows[order], cfg.k)
+    sim_of = dict(zip(rows.tolist(), sims.tolist(), strict=True))
+    return ranker.hits(ordered, np.array([sim_of[r] for r in ordered.tolist()]), sim_of)
 
 
 def _hybrid(
-    index: dict[str, Any],
-    vectors: LoadedVectors,
-    sims: np.ndarray,
-    ranked: list[_Cand],
-    keys: list[str],
-    domain: str,
-    cfg: Config,
+    ranker: _Ranker, qv: np.ndarray, ranked: np.ndarray, keys: list[str], cfg: Config
 ) -> list[Hit]:
     shortlist = ranked[: cfg.shortlist_max]
     if len(shortlist) < cfg.shortlist_min:
-        have = {c.name for c in shortlist}
-        extra = []
-        for name, row in vectors.row.items():
-            entry = index["concepts"].get(name)
-            if name in have or entry is None:
-                continue
-            if entry["status"] != "suppressed" and entry["domain"] == domain:
-                extra.append(_Cand(name, entry, 0, float(sims[row])))
-        extra.sort(key=lambda c: (-(c.sim or 0.0), *c.order))
-        shortlist = shortlist + extra[: cfg.shortlist_min - len(shortlist)]
-    for c in shortlist:
-        c.sim = _sim_of(vectors, sims, c.name)
+        others = np.nonzero(ranker.eligible & (ranker.overlap == 0))[0]
+        if len(others):
+            osims = similarity_rows(ranker.t, others, qv, cfg.similarity)
+            order = np.lexsort((ranker.tail[others], -osims))
+            shortlist = np.concatenate(
+                [shortlist, others[order][: cfg.shortlist_min - len(shortlist)]]
+            )
+    sims = similarity_rows(ranker.t, shortlist, qv, cfg.similarity)
+    sim_of = dict(zip(shortlist.tolist(), sims.tolist(), strict=True))
     if cfg.strategy == "tiebreak":
-        shortlist.sort(
-            key=lambda c: (
-                _status_rank(c.entry),
-                -c.overlap,
-                c.entry["penalty"],
-                -(c.sim or 0.0),
-                *c.order,
+        order = np.lexsort(
+            (
+                ranker.tail[shortlist],
+                -sims,
+                ranker.penalty[shortlist],
+                -ranker.overlap[shortlist],
+                ranker.status[shortlist],
             )
         )
-        return _hits(_dedupe(shortlist, cfg.k), "overlap")
-    return _hits(_weighted_mmr(vectors, shortlist, len(matchable(keys)), cfg), "score")
+        rows = ranker.dedupe(shortlist[order], cfg.k)
+        return ranker.hits(rows, None, sim_of, use_overlap_score=True)
+    rows, scores = _weighted_mmr(ranker, shortlist, sims, len(matchable(keys)), cfg)
+    return ranker.hits(rows, scores, sim_of)
 
 
 def _weighted_mmr(
-    vectors: LoadedVectors, shortlist: list[_Cand], n_keys: int, cfg: Config
-) -> list[_Cand]:
+    ranker: _Ranker, shortlist: np.ndarray, sims: np.ndarray, n_keys: int, cfg: Config
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy selection: value = lambda*score - (1 - lambda)*dup, where score = alpha*sim +
     beta*utility + gamma*class_match - delta*dup and dup = max similarity to those chosen."""
-    rows = np.array([vectors.row[c.name] for c in shortlist], dtype=np.int64)
-    sub = vectors.matrix[rows] if len(rows) else vectors.matrix[:0]
-    pair = np.stack([similarity(sub, v, cfg.similarity) for v in sub]) if len(sub) else None
+    t = ranker.t
+    m = len(shortlist)
+    if m == 0:
+        return shortlist, np.zeros(0)
+    sub = t.matrix[shortlist]
+    from vault.embedding.similarity import similarity
+
+    pair = np.stack([similarity(sub, v, cfg.similarity) for v in sub])
+    pos = t.col("positive")[shortlist].astype(np.float64)
+    neg = t.col("negative")[shortlist].astype(np.float64)
+    util = (pos + 1.0) / (pos + neg + 2.0)
+    overlap = ranker.overlap[shortlist].astype(np.float64)
+    share = overlap / n_keys if n_keys else np.zeros(m)
     base = [
-        cfg.alpha * (c.sim or 0.0)
-        + cfg.beta * utility(c.entry)
-        + cfg.gamma * (c.overlap / n_keys if n_keys else 0.0)
-        for c in shortlist
+        cfg.alpha * float(sims[i]) + cfg.beta * float(util[i]) + cfg.gamma * float(share[i])
+        for i in range(m)
     ]
-    ids: set[str] = set()
-    dup = [0.0] * len(shortlist)
-    remaining = [i for i in range(len(shortlist))]
-    remaining.sort(key=lambda i: (_status_rank(shortlist[i].entry), *shortlist[i].order))
-    out: list[_Cand] = []
-    while remaining and len(out) < cfg.k:
+    status = ranker.status[shortlist]
+    groups = t.groups[shortlist]
+    remaining = sorted(range(m), key=lambda i: (int(status[i]), int(ranker.tail[shortlist[i]])))
+    dup = [0.0] * m
+    chosen_groups: set[int] = set()
+    out_rows: list[int] = []
+    out_scores: list[float] = []
+    while remaining and len(out_rows) < cfg.k:
         best, best_value = None, 0.0
         for i in remaining:
             score = base[i] - cfg.delta * dup[i]
             value = cfg.mmr_lambda * score - (1.0 - cfg.mmr_lambda) * dup[i]
-            value -= 10.0 * _status_rank(shortlist[i].entry)  # deprecated after active
+            value -= 10.0 * int(status[i])  # deprecated after active
             if best is None or value > best_value:
                 best, best_value = i, value
         assert best is not None
         remaining.remove(best)
-        c = shortlist[best]
-        if c.entry["id"] in ids:
+        if int(groups[best]) in chosen_groups:
             continue
-        c.score = base[best] - cfg.delta * dup[best]
-        ids.add(c.entry["id"])
-        out.append(c)
-        if pair is not None:
-            for i in remaining:
-                dup[i] = max(dup[i], float(pair[best][i]))
-    return out
+        chosen_groups.add(int(groups[best]))
+        out_rows.append(int(shortlist[best]))
+        out_scores.append(base[best] - cfg.delta * dup[best])
+        for i in remaining:
+            dup[i] = max(dup[i], float(pair[best][i]))
+    return np.array(out_rows, dtype=np.int64), np.array(out_scores)

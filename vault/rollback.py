@@ -1,4 +1,12 @@
-"""Generations over time: ``vault index status``, ``vault rollback`` (and ``--list``)."""
+"""Generations over time: ``vault rollback`` (and ``--list``), ``vault index status``.
+
+Plain ``vault rollback`` returns to the record that was current before the current one (its
+``parent``), so repeated rollbacks walk back through what was really current — a write-back
+made after a rollback is undone by the next rollback, never resurrecting what the first one
+undid. ``--to N`` (a number or a generation id prefix) moves to any kept record, later ones
+included (undo of an undo). A rollback is one audit line (the acknowledgement, naming the
+target and the entries it reverts) and one atomic replace of ``CURRENT``: O(1).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,106 @@ from typing import Any
 
 from vault.embedding import embedder
 from vault.errors import CorruptionError, NotFoundError, VaultError
-from vault.index.generations import CurrentRef, IndexGeneration, read_manifest
+from vault.index.build import catch_up, point_current
+from vault.index.generations import CurrentRef, IndexGeneration
+from vault.index.snapshot import Snapshot
 from vault.store.audit import STATE_OPS
 from vault.vault import Vault
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    previous: str | None
+    previous_number: int | None
+    current: IndexGeneration
+    audit_seq: int
+    changed: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "previous": self.previous,
+            "previous_number": self.previous_number,
+            "current": self.current.to_json(),
+            "audit_seq": self.audit_seq,
+            "changed": self.changed,
+        }
+
+
+def list_generations(vault: Vault) -> tuple[list[IndexGeneration], str | None, int | None]:
+    """Every kept record in order, and the current generation id and number (None if the
+    ref is unreadable)."""
+    cur = vault.current_ref(tolerant=True)
+    return vault.generations.history(), cur.generation if cur else None, cur.number if cur else None
+
+
+def rollback(vault: Vault, to: str | None = None) -> RollbackResult:
+    """Make the previous (or ``to``) generation current; see the module docstring."""
+    with vault.lock:
+        cur: CurrentRef | None
+        if to is None:
+            cur = catch_up(vault).ref
+        else:  # an explicit target also repairs an unreadable CURRENT
+            try:
+                cur = catch_up(vault).ref
+            except CorruptionError:
+                cur = None
+        if to is None:
+            assert cur is not None
+            record = vault.generations.record(cur.number)
+            if record is None or record.parent is None:
+                raise NotFoundError(
+                    f"generation {cur.number} has no earlier generation to roll back to"
+                )
+            target = vault.generations.record(record.parent)
+            if target is None:
+                raise NotFoundError(
+                    f"generation {record.parent} (before {cur.number}) was removed by "
+                    "`vault gc`; `vault rollback --list` shows the kept ones"
+                )
+        else:
+            target = vault.generations.find(to)
+        if cur is not None and target.number == cur.number:
+            return RollbackResult(cur.generation, cur.number, target, cur.audit_seq, False)
+        try:  # the target must still be whole (gc, corruption) before anything is written
+            manifest = Snapshot.open(
+                vault.objects, CurrentRef(target.generation, target.number, target.audit_seq)
+            ).manifest
+            complete(vault, manifest)
+        except VaultError as exc:
+            raise CorruptionError(
+                f"cannot roll back to generation {target.number}: {exc}"
+            ) from None
+        later = vault.audit.entries_after(target.audit_seq)
+        reverted = sorted(set(target.reverted) | {e.seq for e in later if e.op in STATE_OPS})
+        entry = vault.audit.append(
+            "rollback",
+            vault.clock(),
+            [],
+            {
+                "from": cur.generation if cur else None,
+                "from_number": cur.number if cur else None,
+                "to": target.generation,
+                "number": target.number,
+                "reverted": reverted,
+            },
+        )
+        point_current(
+            vault,
+            CurrentRef(target.generation, target.number, entry.seq, tuple(reverted)),
+            manifest,
+        )
+        return RollbackResult(
+            cur.generation if cur else None, cur.number if cur else None, target, entry.seq
+        )
+
+
+def complete(vault: Vault, manifest: dict[str, Any]) -> None:
+    """Raise unless every object a manifest names directly is present."""
+    names = [manifest[k] for k in ("state", "embedder", "vectors", "ann_hash_file")]
+    names += list(manifest["table"].values())
+    missing = [d for d in names if not vault.objects.has(d)]
+    if missing:
+        raise CorruptionError(f"{len(missing)} of its objects are missing ({missing[0][:12]}…)")
 
 
 @dataclass(frozen=True)
@@ -18,6 +123,7 @@ class IndexStatus:
     number: int | None
     audit_seq: int | None
     stale: bool
+    pending: int
     drift: bool
     counts: dict[str, int]
     embedder: dict[str, Any] | None
@@ -31,6 +137,7 @@ class IndexStatus:
             "number": self.number,
             "audit_seq": self.audit_seq,
             "stale": self.stale,
+            "pending": self.pending,
             "drift": self.drift,
             "counts": self.counts,
             "embedder": self.embedder,
@@ -41,88 +148,25 @@ class IndexStatus:
 
 
 def index_status(vault: Vault) -> IndexStatus:
+    from vault.index.build import CHANGE_OPS
+
     running = embedder.identity()
     mode = vault.config().mode
     try:
-        loaded = vault.load_current()
+        snap = vault.snapshot()
     except VaultError as exc:
-        return IndexStatus(None, None, None, True, False, {}, None, running, mode, str(exc))
-    ident = loaded.manifest.get("embedder_id")
-    drift = ident != running
+        return IndexStatus(None, None, None, True, 0, False, {}, None, running, mode, str(exc))
+    pending = [e for e in vault.audit.entries_after(snap.audit_seq) if e.op in CHANGE_OPS]
     return IndexStatus(
-        loaded.ref.generation,
-        loaded.ref.number,
-        loaded.ref.audit_seq,
-        vault.stale(),
-        drift,
-        loaded.manifest.get("counts", {}),
-        ident,
+        snap.generation,
+        snap.number,
+        snap.audit_seq,
+        bool(pending),
+        len(pending),
+        snap.drift,
+        snap.counts,
+        snap.embedder_id,
         running,
         mode,
-        "embedder drift: run `vault index build`" if drift else None,
+        "embedder drift: run `vault index build`" if snap.drift else None,
     )
-
-
-@dataclass(frozen=True)
-class RollbackResult:
-    previous: str | None
-    current: IndexGeneration
-
-    def to_json(self) -> dict[str, Any]:
-        return {"previous": self.previous, "current": self.current.to_json()}
-
-
-def list_generations(vault: Vault) -> tuple[list[IndexGeneration], str | None]:
-    """Every generation in order, and the current one's id (None if the ref is unreadable)."""
-    try:
-        cur = vault.generations.current()
-    except CorruptionError:
-        cur = None
-    return vault.generations.history(), cur.generation if cur else None
-
-
-def rollback(vault: Vault, to: str | None = None) -> RollbackResult:
-    """Make an earlier (or, to undo, a later) generation current: one step back, or ``to``
-    (number or id prefix). The state entries the target does not hold are recorded as
-    reverted, so later write-backs and full builds build on the target, not around it."""
-    with vault.lock:
-        cur = None
-        try:
-            cur = vault.generations.current()
-        except CorruptionError:
-            if to is None:
-                raise
-        if to is None:
-            assert cur is not None
-            if cur.number <= 1:
-                raise NotFoundError("already at the first generation: nothing to roll back to")
-            target = vault.generations.find(str(cur.number - 1))
-        else:
-            target = vault.generations.find(to)
-        manifest = read_manifest(vault.objects, target.generation)  # must still exist (gc)
-        for name in ("symbolic", "embedder", "vectors", "ann_hash_file"):
-            if not vault.objects.has(manifest[name]):
-                raise CorruptionError(f"generation {target.number} is incomplete ({name} missing)")
-        entries = vault.audit.entries()
-        reverted = set(target.reverted) | {
-            e.seq for e in entries if e.op in STATE_OPS and e.seq > target.audit_seq
-        }
-        vault.audit.append(
-            "rollback",
-            vault.clock(),
-            [],
-            {
-                "from": cur.generation if cur else None,
-                "to": target.generation,
-                "number": target.number,
-                "reverted": sorted(reverted),
-            },
-        )
-        vault.files.write(
-            vault.objects, manifest["embedder"], manifest["vectors"], manifest["ann_hash_file"]
-        )
-        seq = vault.audit.last_seq()
-        vault.generations.set_current(
-            CurrentRef(target.generation, target.number, seq, tuple(sorted(reverted)))
-        )
-        return RollbackResult(cur.generation if cur else None, target)

@@ -1,37 +1,49 @@
-"""``vault verify``: rehash and recompute everything; never modifies the vault.
+"""``vault verify``: rehash and recompute everything, read-only.
 
-Checks, each problem reported with the file and a kind:
-objects rehashed against their addresses; the current ref, its generation manifest and
-the generations log; the embedding files equal to the current generation's objects and
-``ann.index.sha256`` recomputed; every concept vector re-embedded (without the cache) and
-compared; the symbolic index compared with a fresh fold of the audit log; the index
-built twice in memory (once without, once with the cache) to detect nondeterminism;
-cache entries (all, or a sample) recomputed from their source; the audit log well formed.
+The vault is opened read-only: not one byte changes, the cache included (a corrupt cache
+entry is reported, never repaired). Checks, each problem reported with its file and a kind:
+
+1. cache entries (all, or a sample) recomputed from their source — first, before anything
+   else reads the cache;
+2. ``format.json``, ``config.toml`` and ``refs/mode.json`` parse and hold valid values;
+3. every object rehashed against its address;
+4. the audit log well formed, every record it names present (those of write-backs a
+   rollback reverted may have been collected by ``gc``);
+5. ``generations.jsonl`` and ``CURRENT`` well formed and consistent with each other and with
+   the audit log; every kept generation complete;
+6. the current generation rebuilt from the audit log twice in memory (without and with the
+   cache: any difference is ``nondeterminism``) and compared with what is stored, object by
+   object (state shards, table, vectors file, its binary form, ann hash);
+7. the ``embeddings/`` view: the current generation's objects (a view one generation behind
+   — a crash between ``CURRENT`` and the view — is a warning: the next write repairs it).
+
+Exit 0 when no error is found (warnings do not fail it), 1 otherwise.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xxhash
 
-from vault.canonical import canonical_bytes, dumps_line, loads, sha256_hex
+from vault.canonical import dumps_line, loads, sha256_hex
+from vault.config import load as load_config
 from vault.embedding import embedder
-from vault.embedding.vectors import (
-    EMBEDDER_FILE,
-    HASH_FILE,
-    VECTORS_FILE,
-    ann_hash,
-    embedder_bytes,
-    source_vector,
-    vectors_bytes,
-)
+from vault.embedding.vectors import source_vector
 from vault.errors import InvalidInputError, VaultError
-from vault.index.generations import read_manifest
-from vault.vault import Vault
+from vault.index.build import CHANGE_OPS, plan_full
+from vault.index.generations import CurrentRef, IndexGeneration
+from vault.index.snapshot import Generation
+from vault.index.state import State, reverted_in_effect
+from vault.index.table import TABLE_OBJECTS, parse_line
+from vault.index.view import FILES
+from vault.store.audit import AuditEntry
+from vault.vault import FORMAT_FILE, Vault, format_bytes
 
 
 @dataclass(frozen=True)
@@ -70,191 +82,45 @@ class VerifyReport:
         }
 
 
+class _Context:
+    """What the checks learn and share (never written to disk)."""
+
+    def __init__(self, vault: Vault):
+        self.vault = vault
+        self.bad_objects: set[str] = set()
+        self.objects: set[str] = set()
+        self.entries: list[AuditEntry] | None = None
+        self.current: CurrentRef | None = None
+        self.history: list[IndexGeneration] = []
+
+
 def verify(
     vault: Vault, *, sample: int | None = None, progress: Callable[[str], None] | None = None
 ) -> VerifyReport:
+    """Check ``vault``; never writes (a read-only twin of ``vault`` does the reading)."""
+    ro = Vault(vault.root, clock=vault.clock, readonly=True)
     report = VerifyReport()
+    ctx = _Context(ro)
     step = progress or (lambda _: None)
-    step("objects")
-    _objects(vault, report)
-    step("audit log")
-    entries_ok = _audit(vault, report)
-    step("generation")
-    manifest, audit_seq = _generation(vault, report)
-    if manifest is not None:
-        step("embedding files")
-        _files(vault, manifest, report)
-    if manifest is not None and entries_ok:
-        step("rebuild")
-        _rebuild(vault, manifest, audit_seq, report)
-    step("cache")
-    _cache(vault, report, sample)
+    checks: list[tuple[str, Callable[[], None]]] = [
+        ("cache", lambda: _cache(ro, report, sample)),
+        ("settings", lambda: _settings(ro, report)),
+        ("objects", lambda: _objects(ctx, report)),
+        ("audit log", lambda: _audit(ctx, report)),
+        ("generations", lambda: _generations(ctx, report)),
+        ("rebuild", lambda: _rebuild(ctx, report)),
+        ("embeddings view", lambda: _view(ctx, report)),
+    ]
+    for label, check in checks:
+        step(label)
+        try:
+            check()
+        except Exception as exc:  # noqa: BLE001 - verify reports, it never crashes
+            report.add("check_failed", ro.root, f"{label}: {type(exc).__name__}: {exc}")
     return report
 
 
-def _objects(vault: Vault, report: VerifyReport) -> None:
-    n = 0
-    for digest in vault.objects:
-        n += 1
-        path = vault.objects.path(digest)
-        if sha256_hex(path.read_bytes()) != digest:
-            report.add("object_hash_mismatch", path, "content does not match its address")
-    report.checked["objects"] = n
-
-
-def _audit(vault: Vault, report: VerifyReport) -> bool:
-    path = vault.audit.path
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        report.add("audit_missing", path, "audit log missing")
-        return False
-    lines = data.split(b"\n")
-    tail = lines.pop()
-    if tail:
-        report.add(
-            "audit_torn_tail", path, "unterminated last line (repaired on next write)", "warning"
-        )
-    ok = True
-    for number, line in enumerate(lines, start=1):
-        try:
-            obj = loads(line, source=f"{path}:{number}")
-            if obj.get("seq") != number:
-                raise InvalidInputError(f"expected seq {number}")
-            if dumps_line(obj) != line + b"\n":
-                raise InvalidInputError("not canonical JSON")
-            for digest in obj["records"]:
-                if not vault.objects.has(digest):
-                    report.add(
-                        "audit_missing_object", f"{path}:{number}", f"record {digest} missing"
-                    )
-                    ok = False
-        except (InvalidInputError, KeyError, TypeError, AttributeError) as exc:
-            report.add("audit_malformed", f"{path}:{number}", str(exc))
-            ok = False
-    report.checked["audit_entries"] = len(lines)
-    return ok
-
-
-def _generation(vault: Vault, report: VerifyReport) -> tuple[dict[str, Any] | None, int]:
-    gens = vault.generations
-    try:
-        history = gens.history()
-        cur = gens.current()
-    except VaultError as exc:
-        report.add("ref_corrupt", gens.current_path, str(exc))
-        return None, 0
-    if cur is None:
-        report.add("ref_missing", gens.current_path, "no current generation")
-        return None, 0
-    listed = [g for g in history if g.number == cur.number and g.generation == cur.generation]
-    if not listed:
-        report.add(
-            "ref_inconsistent",
-            gens.current_path,
-            f"generation {cur.number} ({cur.generation[:12]}) is not in {gens.log_path.name}",
-        )
-    elif cur.audit_seq < listed[0].audit_seq:  # (a rollback moves audit_seq forward, never back)
-        report.add(
-            "ref_inconsistent", gens.current_path, "audit_seq is older than its generation's"
-        )
-    try:
-        manifest = read_manifest(vault.objects, cur.generation)
-    except VaultError as exc:
-        report.add("generation_unreadable", vault.objects.path(cur.generation), str(exc))
-        return None, cur.audit_seq
-    for name in ("symbolic", "embedder", "vectors", "ann_hash_file"):
-        if not vault.objects.has(manifest.get(name, "")):
-            report.add(
-                "generation_incomplete",
-                vault.objects.path(cur.generation),
-                f"{name} object missing",
-            )
-            return None, cur.audit_seq
-    report.checked["generations"] = len(history)
-    return manifest, cur.audit_seq
-
-
-def _files(vault: Vault, manifest: dict[str, Any], report: VerifyReport) -> None:
-    paths = vault.files.paths()
-    expected = {
-        EMBEDDER_FILE: manifest["embedder"],
-        VECTORS_FILE: manifest["vectors"],
-        HASH_FILE: manifest["ann_hash_file"],
-    }
-    data: dict[str, bytes] = {}
-    for name, path in paths.items():
-        try:
-            data[name] = path.read_bytes()
-        except FileNotFoundError:
-            report.add("embedding_file_missing", path, "missing")
-            continue
-        if sha256_hex(data[name]) != expected[name]:
-            report.add(
-                "embedding_file_mismatch", path, "differs from the current generation's object"
-            )
-    if len(data) < 3:
-        return
-    actual = ann_hash(data[EMBEDDER_FILE], data[VECTORS_FILE])
-    if data[HASH_FILE] != f"{actual}\n".encode():
-        report.add(
-            "ann_hash_mismatch",
-            paths[HASH_FILE],
-            "does not match embedder.json + concept_vectors.jsonl",
-        )
-    if actual != manifest["ann_hash"]:
-        report.add(
-            "ann_hash_mismatch",
-            paths[VECTORS_FILE],
-            "embedding files are not the current generation's",
-        )
-    if data[EMBEDDER_FILE] != embedder_bytes():
-        report.add(
-            "embedder_drift",
-            paths[EMBEDDER_FILE],
-            "built by another embedder: run `vault index build`",
-        )
-    for number, line in enumerate(data[VECTORS_FILE].splitlines(), start=1):
-        try:
-            obj = loads(line, source=f"{paths[VECTORS_FILE]}:{number}")
-            if canonical_bytes(obj) != line:
-                raise InvalidInputError("not canonical JSON")
-        except InvalidInputError as exc:
-            report.add("vector_line_malformed", f"{paths[VECTORS_FILE]}:{number}", str(exc))
-
-
-def _rebuild(vault: Vault, manifest: dict[str, Any], audit_seq: int, report: VerifyReport) -> None:
-    paths = vault.files.paths()
-    try:
-        plan_a = vault.full_index(upto=audit_seq, cache=False)
-        plan_b = vault.full_index(upto=audit_seq, cache=True)
-    except VaultError as exc:
-        report.add("rebuild_failed", vault.audit.path, str(exc))
-        return
-    sym_a, vec_a = canonical_bytes(plan_a.index), vectors_bytes(plan_a.vectors)
-    if sym_a != canonical_bytes(plan_b.index) or vec_a != vectors_bytes(plan_b.vectors):
-        report.add("nondeterminism", vault.root, "two in-memory builds differ (cache hit vs miss)")
-    if sym_a != vault.objects.get(manifest["symbolic"]):
-        report.add(
-            "symbolic_index_mismatch",
-            vault.objects.path(manifest["symbolic"]),
-            "differs from a fresh build of the audit log",
-        )
-    if manifest.get("embedder_id") == embedder.identity():
-        stored = vault.objects.get(manifest["vectors"]).splitlines()
-        fresh = vec_a.splitlines()
-        if stored != fresh:
-            bad = [i for i, (x, y) in enumerate(zip(stored, fresh, strict=False), 1) if x != y]
-            where = f"{paths[VECTORS_FILE]}:{bad[0]}" if bad else str(paths[VECTORS_FILE])
-            report.add(
-                "vector_mismatch",
-                where,
-                f"{len(bad) + abs(len(stored) - len(fresh))} concept vector(s) differ from "
-                "re-embedding with the current embedder",
-            )
-    report.checked["concepts"] = len(plan_a.index["concepts"])
-
-
+# --------------------------------------------------------------------------- 1. cache
 def _cache(vault: Vault, report: VerifyReport, sample: int | None) -> None:
     entries = list(vault.cache.entries())
     if sample is not None and sample < len(entries):
@@ -277,4 +143,370 @@ def _cache(vault: Vault, report: VerifyReport, sample: int | None) -> None:
                 raise InvalidInputError("vector differs from recomputation")
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
             report.add("cache_entry_bad", path, str(exc))
+        except OSError as exc:
+            report.add("cache_entry_bad", path, f"cannot read ({exc.strerror})")
     report.checked["cache_entries"] = len(entries)
+
+
+# --------------------------------------------------------------------------- 2. settings
+def _settings(vault: Vault, report: VerifyReport) -> None:
+    fmt = vault.root / FORMAT_FILE
+    try:
+        if fmt.read_bytes() != format_bytes():
+            report.add("format_invalid", fmt, "is not the format file of this tool's format")
+    except OSError as exc:
+        report.add("format_invalid", fmt, f"cannot read ({exc.strerror})")
+    try:
+        load_config(vault.config_path)
+    except VaultError as exc:
+        report.add("config_invalid", vault.config_path, str(exc))
+    try:
+        vault.mode_override()
+    except VaultError as exc:
+        report.add("mode_invalid", vault.mode_path, str(exc))
+
+
+# --------------------------------------------------------------------------- 3. objects
+def _walk(root: Path) -> Iterator[Path]:
+    if not root.is_dir():
+        return
+    for fan in sorted(root.iterdir()):
+        if fan.is_dir() and not fan.is_symlink():
+            yield from sorted(fan.iterdir())
+        else:
+            yield fan
+
+
+def _objects(ctx: _Context, report: VerifyReport) -> None:
+    root = ctx.vault.objects.root
+    n = 0
+    for path in _walk(root):
+        name = path.parent.name + path.name
+        if path.name.startswith("."):
+            report.add(
+                "leftover_temporary",
+                path,
+                "temporary file of an interrupted write (swept by `vault gc`)",
+                "warning",
+            )
+            continue
+        if path.parent == root or len(path.parent.name) != 2 or len(name) != 64:
+            report.add("object_unexpected", path, "not an object name")
+            continue
+        if path.is_symlink() or not path.is_file():
+            report.add("object_unexpected", path, "not a regular file")
+            ctx.bad_objects.add(name)
+            continue
+        n += 1
+        ctx.objects.add(name)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            report.add("object_unreadable", path, f"cannot read ({exc.strerror})")
+            ctx.bad_objects.add(name)
+            continue
+        if sha256_hex(data) != name:
+            report.add("object_hash_mismatch", path, "content does not match its address")
+            ctx.bad_objects.add(name)
+    report.checked["objects"] = n
+
+
+# --------------------------------------------------------------------------- 4. audit log
+def _audit(ctx: _Context, report: VerifyReport) -> None:
+    path = ctx.vault.audit.path
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        report.add("audit_missing", path, "audit log missing")
+        return
+    lines = data.split(b"\n")
+    tail = lines.pop()
+    if tail:
+        report.add(
+            "audit_torn_tail", path, "unterminated last line (repaired on next write)", "warning"
+        )
+    ok = True
+    for number, line in enumerate(lines, start=1):
+        try:
+            obj = loads(line, source=f"{path}:{number}")
+            if obj.get("seq") != number:
+                raise InvalidInputError(f"expected seq {number}")
+            if dumps_line(obj) != line + b"\n":
+                raise InvalidInputError("not canonical JSON")
+            if set(obj) != {"seq", "op", "time", "records", "detail"}:
+                raise InvalidInputError("unexpected fields")
+        except (InvalidInputError, KeyError, TypeError, AttributeError) as exc:
+            report.add("audit_malformed", f"{path}:{number}", str(exc))
+            ok = False
+    report.checked["audit_entries"] = len(lines)
+    if not ok:
+        return
+    try:
+        ctx.entries = ctx.vault.audit.entries()
+    except VaultError as exc:
+        report.add("audit_malformed", path, str(exc))
+        return
+    reverted = reverted_in_effect(ctx.entries)
+    for e in ctx.entries:
+        if e.seq in reverted:
+            continue  # gc may have collected a reverted write-back's records
+        for digest in e.records:
+            if digest not in ctx.objects and digest not in ctx.bad_objects:
+                report.add("audit_missing_object", f"{path}:{e.seq}", f"record {digest} missing")
+
+
+# --------------------------------------------------------------------------- 5. generations
+def _generations(ctx: _Context, report: VerifyReport) -> None:
+    vault = ctx.vault
+    gens = vault.generations
+    try:
+        ctx.history = gens.history()
+    except VaultError as exc:
+        report.add("generations_corrupt", gens.log_path, str(exc))
+    try:
+        cur = gens.current()
+    except VaultError as exc:
+        report.add("ref_corrupt", gens.current_path, str(exc))
+        return
+    if cur is None:
+        report.add("ref_missing", gens.current_path, "no current generation")
+        return
+    ctx.current = cur
+    report.checked["generations"] = len(ctx.history)
+    numbers = {g.number for g in ctx.history}
+    listed = [g for g in ctx.history if g.number == cur.number]
+    if ctx.history and not listed:
+        report.add(
+            "ref_inconsistent",
+            gens.current_path,
+            f"generation {cur.number} is not in {gens.log_path.name}",
+        )
+    elif listed and listed[0].generation != cur.generation:
+        report.add(
+            "ref_inconsistent",
+            gens.current_path,
+            f"names {cur.generation[:12]} but record {cur.number} is {listed[0].generation[:12]}",
+        )
+    elif listed and cur.audit_seq < listed[0].audit_seq:
+        report.add("ref_inconsistent", gens.current_path, "audit_seq is older than its record's")
+    for g in ctx.history:
+        if g.parent is not None and g.parent >= g.number:
+            report.add(
+                "generations_corrupt",
+                gens.log_path,
+                f"record {g.number}: parent {g.parent} is not an earlier record",
+            )
+    if ctx.entries is not None:
+        last = ctx.entries[-1].seq if ctx.entries else 0
+        if cur.audit_seq > last:
+            report.add(
+                "ref_inconsistent",
+                gens.current_path,
+                f"audit_seq {cur.audit_seq} is beyond the audit log (last {last})",
+            )
+        upto = [e for e in ctx.entries if e.seq <= cur.audit_seq]
+        if tuple(sorted(reverted_in_effect(upto))) != cur.reverted:
+            report.add(
+                "ref_inconsistent",
+                gens.current_path,
+                "reverted set differs from the audit log's last rollback",
+            )
+        waiting = [e for e in ctx.entries if e.seq > cur.audit_seq and e.op in CHANGE_OPS]
+        if waiting:
+            report.add(
+                "index_stale",
+                gens.current_path,
+                f"{len(waiting)} acknowledged operation(s) not indexed yet (a crash); "
+                "the next write or `vault index build` completes them",
+                "warning",
+            )
+        for g in ctx.history:
+            if g.audit_seq > last:
+                report.add(
+                    "generations_corrupt",
+                    gens.log_path,
+                    f"record {g.number}: audit_seq beyond the audit log",
+                )
+    for g in ctx.history:
+        _complete(ctx, report, g.generation, f"generation {g.number}")
+    if cur.number not in numbers:
+        _complete(ctx, report, cur.generation, "current generation")
+
+
+def _complete(ctx: _Context, report: VerifyReport, generation: str, what: str) -> None:
+    objects = ctx.vault.objects
+    path = objects.path(generation)
+    if generation in ctx.bad_objects or generation not in ctx.objects:
+        report.add("generation_unreadable", path, f"{what}: manifest missing or corrupt")
+        return
+    try:
+        data = Generation(objects, generation)
+        m = data.manifest
+        names = [m["state"], m["embedder"], m["vectors"], m["ann_hash_file"], *m["table"].values()]
+        names += data.state_shards["concepts"] + data.state_shards["reprs"]
+    except VaultError as exc:
+        report.add("generation_unreadable", path, f"{what}: {exc}")
+        return
+    missing = sorted({d for d in names if d not in ctx.objects})
+    if missing:
+        report.add(
+            "generation_incomplete",
+            path,
+            f"{what}: {len(missing)} object(s) missing, e.g. {missing[0]}",
+        )
+
+
+# --------------------------------------------------------------------------- 6. rebuild
+def _rebuild(ctx: _Context, report: VerifyReport) -> None:
+    vault, cur = ctx.vault, ctx.current
+    if cur is None or ctx.entries is None:
+        return
+    path = vault.objects.path(cur.generation)
+    try:
+        stored = Generation(vault.objects, cur.generation)
+    except VaultError:
+        return  # reported by _generations
+    entries = [e for e in ctx.entries if e.seq <= cur.audit_seq]
+    try:
+        plan_a = plan_full(entries, State(vault.objects), vault.records, None)
+        plan_b = plan_full(entries, State(vault.objects), vault.records, vault.cache)
+    except VaultError as exc:
+        report.add("rebuild_failed", vault.audit.path, str(exc))
+        return
+    gen_a, man_a, _ = plan_a.materialize()
+    if gen_a != plan_b.materialize()[0]:
+        report.add("nondeterminism", vault.root, "two in-memory builds differ (cache hit vs miss)")
+    report.checked["concepts"] = plan_a.table.n
+    m = stored.manifest
+    if m["embedder_id"] != embedder.identity():
+        report.add(
+            "embedder_drift",
+            path,
+            "built by another embedder: vectors not re-checked; `vault index build` re-embeds",
+            "warning",
+        )
+        if man_a["state"] != m["state"]:
+            report.add("state_mismatch", path, "differs from a fresh fold of the audit log")
+        return
+    if gen_a == cur.generation:
+        _binary_agrees(ctx, stored, report)
+        return
+    if man_a["state"] != m["state"]:
+        bad = [
+            i
+            for i, (x, y) in enumerate(
+                zip(
+                    plan_a.state.shard_bytes()[0]["concepts"]
+                    + plan_a.state.shard_bytes()[0]["reprs"],
+                    stored.state_shards["concepts"] + stored.state_shards["reprs"],
+                    strict=False,
+                )
+            )
+            if x != y
+        ]
+        report.add(
+            "state_mismatch",
+            path,
+            f"{len(bad)} state shard(s) differ from a fresh fold of the audit log",
+        )
+    for name in TABLE_OBJECTS:
+        if man_a["table"][name] != m["table"][name]:
+            report.add(
+                "table_mismatch",
+                vault.objects.path(m["table"][name]),
+                f"table {name} differs from a fresh build",
+            )
+    if man_a["vectors"] != m["vectors"]:
+        where = vault.objects.path(m["vectors"])
+        try:
+            fresh = plan_a.table.vectors.splitlines()
+            old = vault.objects.get(m["vectors"]).splitlines()
+            bad = [i for i, (x, y) in enumerate(zip(old, fresh, strict=False), 1) if x != y]
+            count = len(bad) + abs(len(old) - len(fresh))
+            where_s = f"{where}:{bad[0]}" if bad else str(where)
+        except VaultError:
+            count, where_s = 0, str(where)
+        report.add(
+            "vector_mismatch",
+            where_s,
+            f"{count} concept vector line(s) differ from re-embedding with the current embedder",
+        )
+    for name in ("embedder", "ann_hash", "ann_hash_file", "counts"):
+        if man_a[name] != m[name]:
+            report.add("manifest_mismatch", path, f"{name} differs from a fresh build")
+    if not [p for p in report.problems if p.kind.endswith("_mismatch")]:
+        report.add("manifest_mismatch", path, "the generation id differs from a fresh build")
+
+
+def _binary_agrees(ctx: _Context, stored: Generation, report: VerifyReport) -> None:
+    """The JSONL (source of truth) and its binary form say the same (the rebuild already
+    matched both byte for byte; this names a disagreement precisely if one slipped in)."""
+    table = stored.table
+    lines = table.vectors.splitlines()
+    if len(lines) != table.n:
+        report.add(
+            "vectors_binary_mismatch",
+            ctx.vault.objects.path(stored.manifest["vectors"]),
+            f"{len(lines)} lines but {table.n} rows",
+        )
+        return
+    matrix = table.matrix
+    for i, line in enumerate(lines):
+        name, vector = parse_line(line)
+        if name != table.ref(i) or not np.array_equal(matrix[i], np.array(vector, np.int8)):
+            report.add(
+                "vectors_binary_mismatch",
+                f"{ctx.vault.objects.path(stored.manifest['vectors'])}:{i + 1}",
+                "differs from the binary matrix",
+            )
+            return
+
+
+# --------------------------------------------------------------------------- 7. view
+def _view(ctx: _Context, report: VerifyReport) -> None:
+    vault, cur = ctx.vault, ctx.current
+    if cur is None:
+        return
+    try:
+        manifest = Generation(vault.objects, cur.generation).manifest
+    except VaultError:
+        return
+    others: dict[str, set[str]] = {name: set() for name in FILES}
+    for g in ctx.history:
+        try:
+            m = Generation(vault.objects, g.generation).manifest
+        except VaultError:
+            continue
+        for name, fieldname in FILES.items():
+            others[name].add(m[fieldname])
+    paths = vault.view.paths()
+    lagging = False
+    for name, fieldname in FILES.items():
+        p = paths[name]
+        try:
+            if p.is_symlink():
+                raise ValueError("is a symbolic link")
+            digest = sha256_hex(p.read_bytes())
+        except (OSError, ValueError) as exc:
+            report.add(
+                "view_file_missing",
+                p,
+                str(exc) if isinstance(exc, ValueError) else f"cannot read ({exc.strerror})",
+                "warning",
+            )
+            lagging = True
+            continue
+        if digest == manifest[fieldname]:
+            continue
+        if digest in others[name]:
+            lagging = True
+        else:
+            report.add("view_file_mismatch", p, "is no generation's file (modified in place?)")
+    if lagging:
+        report.add(
+            "view_behind",
+            vault.view.root,
+            "shows another generation (an interrupted "
+            "publish); the next write or `vault index build` refreshes it",
+            "warning",
+        )

@@ -334,8 +334,8 @@ def rollback(
     if sum(x for x in (to is not None, list_, mode is not None)) > 1:
         raise UsageError("give one of --to, --list, --mode")
     if list_:
-        history, current = list_generations(vault)
-        render.generations(history, current, json_out)
+        history, current, number = list_generations(vault)
+        render.generations(history, current, number, json_out)
     elif mode is not None:
         vault.set_mode(None if mode == "config" else mode)
         render.mode_result(vault.config().mode, json_out)

@@ -16,7 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is not cut to 80 columns: scripts and `less -S` get whole tables.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -148,7 +149,7 @@ def show(entry: dict[str, Any], card: dict[str, Any], as_json: bool) -> None:
         "keys": entry["keys"],
         "positive": entry["positive"],
         "negative": entry["negative"],
-        "penalty": entry["penalty"],
+        "penalty": entry["negative"],
         "object": entry["card"],
     }
     if as_json:
@@ -180,18 +181,25 @@ def index_status(status: Any, as_json: bool) -> None:
         out.print(f"{key}: {json.dumps(s.get(key))}", markup=False)
 
 
-def generations(history: list[Any], current: str | None, as_json: bool) -> None:
+def generations(history: list[Any], current: str | None, number: int | None, as_json: bool) -> None:
     if as_json:
-        json_out({"current": current, "generations": [g.to_json() for g in history]})
+        json_out(
+            {
+                "current": current,
+                "current_number": number,
+                "generations": [g.to_json() for g in history],
+            }
+        )
         return
     table = Table()
-    for col in ("", "number", "generation", "time", "op", "concepts", "embedder"):
+    for col in ("", "number", "parent", "generation", "time", "op", "concepts", "embedder"):
         table.add_column(col)
     for g in history:
-        mark = "*" if g.generation == current else ""
+        mark = "*" if g.number == number else ""
         table.add_row(
             mark,
             str(g.number),
+            "" if g.parent is None else str(g.parent),
             g.generation[:12],
             g.time,
             g.op,

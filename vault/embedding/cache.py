@@ -43,7 +43,7 @@ class EmbeddingCache:
         key = self.key(content)
         try:
             entry = loads(self.path(key).read_bytes())
-        except (FileNotFoundError, InvalidInputError):
+        except (OSError, InvalidInputError):  # missing, unreadable or corrupt: a miss
             return None
         if not isinstance(entry, dict) or entry.get("key") != key:
             return None
@@ -70,5 +70,3 @@ def _is_vector(v: Any) -> bool:
         and len(v) == embedder.DIM
         and all(isinstance(x, int) and not isinstance(x, bool) and -127 <= x <= 127 for x in v)
     )
-
-

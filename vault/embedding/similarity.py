@@ -9,6 +9,8 @@ every IEEE 754 machine. Ties are broken by the caller (by id).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from vault.embedding.embedder import DIM
@@ -52,3 +54,24 @@ def euclidean(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 def similarity(matrix: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
     return cosine(matrix, query) if metric == "cosine" else euclidean(matrix, query)
+
+
+def similarity_rows(table: Any, rows: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
+    """Similarity of ``query`` with the table's vectors at ``rows`` (float64, exact as above;
+    the rows' squared norms come from the table's ``norm2`` column)."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.float64)
+    sub = table.matrix[rows]
+    dots = exact_dots(sub, query)
+    norms = table.col("norm2")[rows].astype(np.int64)
+    q = query.astype(np.int64)
+    qn = int((q * q).sum())
+    if metric == "cosine":
+        denom = np.sqrt((norms * qn).astype(np.float64))
+        out = np.zeros(len(dots), dtype=np.float64)
+        nz = denom > 0
+        out[nz] = dots[nz].astype(np.float64) / denom[nz]
+        return out
+    d2 = norms + qn - 2 * dots
+    sims: np.ndarray = 1.0 - np.sqrt(d2.astype(np.float64)) / MAX_DISTANCE
+    return sims

@@ -1,11 +1,12 @@
-"""Index generations: content-addressed snapshots of the whole index, and the ref to one.
+"""Index generations: the history of what was current, and the ref to the current one.
 
-A generation is a manifest object naming the symbolic index, ``embedder.json``,
-``concept_vectors.jsonl`` and ``ann.index.sha256`` objects; its id is the manifest's
-sha256, so the same index content is the same generation. ``index/generations.jsonl``
-lists generations in the order they were made (number, time, audit position, counts,
-embedder); ``index/CURRENT`` names the current one. Moving ``CURRENT`` is one atomic
-file replace: rollback is O(1) and reversible.
+A generation's *content* is a manifest object (``vault.index.build``); its id is the
+manifest's sha256, so equal index content is the same generation. Its *history* is
+``index/generations.jsonl``: one record per generation made, with the audit position and the
+reverted set it stands for, and its ``parent`` — the record that was current when it was
+made (git's reflog). ``index/CURRENT`` names the current record. Plain ``vault rollback``
+moves to the current record's parent; ``--to`` names any record. Moving ``CURRENT`` is one
+atomic file replace, so rollback is O(1).
 """
 
 from __future__ import annotations
@@ -14,29 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vault.canonical import canonical_bytes, dumps_line, loads
-from vault.embedding import embedder
-from vault.embedding.vectors import VectorLines, ann_hash, embedder_bytes, vectors_bytes
+from vault.canonical import dumps_line, loads
 from vault.errors import CorruptionError, InvalidInputError, NotFoundError
 from vault.store.fs import atomic_write
 from vault.store.jsonl import append_line, complete_lines, last_line
-from vault.store.objects import ObjectStore, is_digest
-
-GENERATION_SCHEMA_VERSION = 1
+from vault.store.objects import is_digest
 
 
 @dataclass(frozen=True)
 class IndexGeneration:
-    """One entry of ``index/generations.jsonl``."""
+    """One record of ``index/generations.jsonl``."""
 
     number: int
     generation: str
     time: str
-    audit_seq: int
-    op: str
+    audit_seq: int  # the last audit entry this generation accounts for
+    op: str  # what made it: init, add, fork, evidence, status, import, build, catch-up
     counts: dict[str, int]
     embedder: dict[str, Any]
-    reverted: tuple[int, ...] = ()  # state entries (audit seqs) left out by a rollback
+    reverted: tuple[int, ...] = ()  # state entries (audit seqs) a rollback left out
+    parent: int | None = None  # the record that was current when this one was made
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,56 +46,41 @@ class IndexGeneration:
             "counts": self.counts,
             "embedder": self.embedder,
             "reverted": list(self.reverted),
+            "parent": self.parent,
         }
 
 
 @dataclass(frozen=True)
 class CurrentRef:
+    """``index/CURRENT``: the current record, and the audit position the index accounts for
+    (after a rollback, the rollback's own entry, later than the record's ``audit_seq``)."""
+
     generation: str
     number: int
     audit_seq: int
-    reverted: tuple[int, ...] = ()  # audit seqs the rollback in effect leaves out
+    reverted: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "number": self.number,
+            "audit_seq": self.audit_seq,
+            "reverted": list(self.reverted),
+        }
 
 
-def counts(index: dict[str, Any]) -> dict[str, int]:
-    concepts = index["concepts"].values()
-    return {
-        "concepts": len(index["concepts"]),
-        "active": sum(1 for c in concepts if c["status"] == "active"),
-        "evidence": sum(len(c["evidence"]) for c in concepts),
-        "keys": len(index["by_key"]),
-    }
+def _ints(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in value
+    ):
+        raise TypeError("expected a list of integers")
+    return tuple(value)
 
 
-def write_generation(
-    objects: ObjectStore, index: dict[str, Any], vectors: VectorLines
-) -> tuple[str, dict[str, Any]]:
-    """Store the index and its embedding files as objects; return (generation id, manifest)."""
-    emb = embedder_bytes()
-    vec = vectors_bytes(vectors)
-    digest = ann_hash(emb, vec)
-    manifest = {
-        "kind": "generation",
-        "schema_version": GENERATION_SCHEMA_VERSION,
-        "symbolic": objects.put(canonical_bytes(index)),
-        "embedder": objects.put(emb),
-        "vectors": objects.put(vec),
-        "ann_hash": digest,
-        "ann_hash_file": objects.put(f"{digest}\n".encode()),
-        "counts": counts(index),
-        "embedder_id": embedder.identity(),
-    }
-    return objects.put_json(manifest), manifest
-
-
-def read_manifest(objects: ObjectStore, generation: str) -> dict[str, Any]:
-    try:
-        manifest = objects.get_json(generation)
-    except InvalidInputError as exc:
-        raise CorruptionError(f"generation {generation}: unreadable manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != "generation":
-        raise CorruptionError(f"object {generation} is not a generation manifest")
-    return manifest
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError("expected a non-negative integer")
+    return value
 
 
 class Generations:
@@ -115,83 +98,106 @@ class Generations:
             return None
         try:
             obj = loads(data, source=str(self.current_path))
-            ref = CurrentRef(
+            if not isinstance(obj, dict) or set(obj) != {
+                "generation",
+                "number",
+                "audit_seq",
+                "reverted",
+            }:
+                raise TypeError("unexpected fields")
+            cur = CurrentRef(
                 obj["generation"],
-                int(obj["number"]),
-                int(obj["audit_seq"]),
-                tuple(int(s) for s in obj.get("reverted", ())),
+                _int(obj["number"]),
+                _int(obj["audit_seq"]),
+                _ints(obj["reverted"]),
             )
+            if not isinstance(cur.generation, str) or not is_digest(cur.generation):
+                raise TypeError("no generation id")
         except (InvalidInputError, KeyError, TypeError, ValueError):
             raise CorruptionError(
                 f"{self.current_path} is corrupted; `vault rollback --to N` or "
                 "`vault index build` writes a good one"
             ) from None
-        if not is_digest(ref.generation):
-            raise CorruptionError(f"{self.current_path} names no generation")
-        return ref
+        if data != dumps_line(cur.to_json()):
+            raise CorruptionError(f"{self.current_path} is not canonical (edited by hand?)")
+        return cur
 
     def set_current(self, ref: CurrentRef) -> None:
-        data = dumps_line(
-            {
-                "generation": ref.generation,
-                "number": ref.number,
-                "audit_seq": ref.audit_seq,
-                "reverted": list(ref.reverted),
-            }
-        )
-        atomic_write(self.current_path, data)
+        atomic_write(self.current_path, dumps_line(ref.to_json()))
 
     def last(self) -> IndexGeneration | None:
-        """The newest generation, reading only the end of the log."""
+        """The newest record, reading only the end of the log."""
         line = last_line(self.log_path)
-        return None if line is None else _generation(loads(line, source=str(self.log_path)))
+        return None if line is None else _generation(line, str(self.log_path))
 
     def history(self) -> list[IndexGeneration]:
         lines, _ = complete_lines(self.log_path)
-        out = []
-        for i, line in enumerate(lines, start=1):
-            try:
-                out.append(_generation(loads(line, source=f"{self.log_path}:{i}")))
-            except (InvalidInputError, KeyError, TypeError):
-                raise CorruptionError(f"{self.log_path}:{i}: malformed line") from None
+        out = [_generation(line, f"{self.log_path}:{i}") for i, line in enumerate(lines, 1)]
+        for a, b in zip(out, out[1:], strict=False):
+            if b.number <= a.number:
+                raise CorruptionError(f"{self.log_path}: generation numbers out of order")
         return out
 
     def append(self, gen: IndexGeneration) -> None:
         append_line(self.log_path, gen.to_json())
 
+    def rewrite(self, kept: list[IndexGeneration]) -> None:
+        atomic_write(self.log_path, b"".join(dumps_line(g.to_json()) for g in kept))
+
+    def record(self, number: int) -> IndexGeneration | None:
+        for g in reversed(self.history()):
+            if g.number == number:
+                return g
+        return None
+
     def find(self, spec: str) -> IndexGeneration:
-        """A generation by number (``3``) or by id or unique id prefix (at least 6 hex digits)."""
+        """A record by number (``3``) or by generation id or unique id prefix (≥ 6 hex digits;
+        the newest record of that generation)."""
         history = self.history()
         if spec.isdigit():
-            for g in history:
-                if g.number == int(spec):
-                    return g
+            found = [g for g in history if g.number == int(spec)]
+            if found:
+                return found[0]
             have = ", ".join(str(g.number) for g in history) or "none"
             raise NotFoundError(
                 f"unknown generation {spec} (have: {have}; `vault gc` removes old ones)"
             )
+        spec = spec.lower()
         matches = {
             g.generation for g in history if len(spec) >= 6 and g.generation.startswith(spec)
         }
         if len(matches) == 1:
-            found = [g for g in history if g.generation in matches]
-            return found[-1]
+            return [g for g in history if g.generation in matches][-1]
         if len(matches) > 1:
             raise NotFoundError(f"generation prefix {spec!r} is ambiguous")
         raise NotFoundError(f"unknown generation {spec!r}; `vault rollback --list` shows them")
 
 
-def _generation(o: Any) -> IndexGeneration:
+def _generation(line: bytes, source: str) -> IndexGeneration:
     try:
-        return IndexGeneration(
-            o["number"],
+        o = loads(line, source=source)
+        if not isinstance(o, dict):
+            raise TypeError("not an object")
+        parent = o["parent"]
+        gen = IndexGeneration(
+            _int(o["number"]),
             o["generation"],
             o["time"],
-            o["audit_seq"],
+            _int(o["audit_seq"]),
             o["op"],
             o["counts"],
             o["embedder"],
-            tuple(o.get("reverted", ())),
+            _ints(o["reverted"]),
+            None if parent is None else _int(parent),
         )
-    except (KeyError, TypeError):
-        raise InvalidInputError("malformed generations log line") from None
+        if not isinstance(gen.generation, str) or not is_digest(gen.generation):
+            raise TypeError("no generation id")
+        if not isinstance(gen.op, str) or not isinstance(gen.time, str):
+            raise TypeError("malformed op or time")
+        if not isinstance(gen.counts, dict) or not isinstance(gen.embedder, dict):
+            raise TypeError("malformed counts or embedder")
+    except (InvalidInputError, KeyError, TypeError) as exc:
+        raise CorruptionError(f"{source}: malformed generation record ({exc})") from None
+    if line + b"\n" != dumps_line(gen.to_json()):
+        raise CorruptionError(f"{source}: generation record is not canonical")
+    return gen

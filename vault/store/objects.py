@@ -31,8 +31,9 @@ def is_digest(text: str) -> bool:
 class ObjectStore:
     """Content-addressed, write-once object files under ``root/objects``."""
 
-    def __init__(self, root: Path, *, memo_size: int = 4096):
+    def __init__(self, root: Path, *, memo_size: int = 4096, readonly: bool = False):
         self.root = root
+        self.readonly = readonly
         # Parsed objects are immutable, so a small memo saves re-reading them within one
         # process (a build reads each repr once per concept that cites it). verify reads
         # with check=True, which bypasses the memo.
@@ -47,39 +48,48 @@ class ObjectStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data`` durably; return its sha256. Existing objects are left untouched."""
-        digest, new_dir = self._put(data)
+        digest = sha256_hex(data)
+        new_dir = self._put(data, digest)
         if new_dir is not None:
             fsync_dir(new_dir)
         return digest
 
     def put_many(self, datas: list[bytes]) -> list[str]:
-        """Store several objects durably. Small batches fsync each file; large ones write
-        all files and then make them durable with one ``sync()`` (much cheaper than one
-        fsync per file). Each new fan-out directory is fsynced once."""
-        batch = len(datas) > SYNC_BATCH
+        """Store several objects durably; return their digests."""
+        items = [(sha256_hex(d), d) for d in datas]
+        self.put_digested(items)
+        return [digest for digest, _ in items]
+
+    def put_digested(self, items: list[tuple[str, bytes]]) -> None:
+        """Store ``(sha256, bytes)`` pairs durably (the caller computed each digest from its
+        bytes). Small batches fsync each file; large ones write all files and then make them
+        durable with one ``sync()`` (much cheaper than one fsync per file). Each new fan-out
+        directory is fsynced once."""
+        batch = len(items) > SYNC_BATCH
         dirs: set[Path] = set()
-        digests = []
-        for data in datas:
-            digest, new_dir = self._put(data, durable=not batch)
-            digests.append(digest)
+        wrote = False
+        for digest, data in items:
+            new_dir = self._put(data, digest, durable=not batch)
             if new_dir is not None:
                 dirs.add(new_dir)
-        if batch:
+                wrote = True
+        if batch and wrote:
             os.sync()
         for d in sorted(dirs):
             fsync_dir(d)
-        return digests
 
-    def _put(self, data: bytes, durable: bool = True) -> tuple[str, Path | None]:
-        digest = sha256_hex(data)
+    def _put(self, data: bytes, digest: str | None = None, durable: bool = True) -> Path | None:
+        if self.readonly:
+            raise PermissionError(f"{self.root}: opened read-only")
+        digest = digest or sha256_hex(data)
         final = self.path(digest)
         if final.exists():
-            return digest, None
+            return None
         if not final.parent.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True)
             fsync_dir(final.parent.parent)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
-        os.fchmod(fd, 0o644)
+        os.fchmod(fd, 0o444)  # objects are read-only: embeddings/ files are links to them
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -98,7 +108,7 @@ class ObjectStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        return digest, final.parent
+        return final.parent
 
     def put_json(self, obj: Any) -> str:
         return self.put(canonical_bytes(obj))
@@ -110,6 +120,10 @@ class ObjectStore:
             data = self.path(digest).read_bytes()
         except FileNotFoundError:
             raise NotFoundError(f"object {digest} is missing") from None
+        except OSError as exc:
+            raise CorruptionError(
+                f"object {self.path(digest)} cannot be read ({exc.strerror or exc})"
+            ) from None
         if check and sha256_hex(data) != digest:
             raise CorruptionError(f"object {self.path(digest)} does not match its address")
         return data

@@ -1,0 +1,352 @@
+"""Making generations: the one path from the audit log to a published index.
+
+* ``plan_full`` — the generation of the audit log up to a seq, from scratch (``vault index
+  build``, verify's rebuild, recovery from an unreadable generation);
+* ``plan_incremental`` — a stored generation with newer acknowledged entries folded in,
+  re-embedding only the concepts they touch (write-back, catch-up);
+* ``publish`` — store a plan's objects and make it current: append its record (with its
+  parent) to ``generations.jsonl``, replace ``CURRENT``, refresh the ``embeddings/`` view.
+  Write-back, build, catch-up and init all publish through it; rollback moves ``CURRENT``
+  to an existing record with ``point_current``;
+* ``catch_up`` — complete every acknowledged operation the index does not reflect yet
+  (write-backs and rollbacks alike), under the write lock, before any write.
+
+A plan is a pure function of (audit entries, embedder): incremental and full plans of the
+same log give the same bytes (property-tested), so every generation can be re-derived and
+checked by ``vault verify``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vault.canonical import canonical_bytes, sha256_hex
+from vault.embedding import embedder
+from vault.embedding.cache import EmbeddingCache
+from vault.embedding.vectors import ann_hash, concept_vector, embedder_bytes
+from vault.errors import CorruptionError, VaultError
+from vault.index import table as tables
+from vault.index.generations import CurrentRef, IndexGeneration
+from vault.index.state import STATUS_CODES, Records, State, apply, fold, reverted_in_effect
+from vault.store.audit import STATE_OPS, AuditEntry
+
+if TYPE_CHECKING:
+    from vault.index.snapshot import Snapshot
+    from vault.vault import Vault
+
+MANIFEST_SCHEMA_VERSION = 2
+CHANGE_OPS = STATE_OPS | {"rollback"}  # entries that change what the index must hold
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    generation: str
+    number: int
+    concepts: int
+    changed: bool
+    counts: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "number": self.number,
+            "concepts": self.concepts,
+            "changed": self.changed,
+            "counts": self.counts,
+        }
+
+
+@dataclass
+class Plan:
+    """A generation computed in memory: every byte it will store, nothing stored yet."""
+
+    state: State
+    table: tables.Table
+    audit_seq: int
+    reverted: tuple[int, ...]
+    _objects: tuple[str, dict[str, Any], list[tuple[str, bytes]]] | None = field(
+        default=None, repr=False
+    )
+
+    def materialize(self) -> tuple[str, dict[str, Any], list[tuple[str, bytes]]]:
+        """(generation id, manifest, [(digest, bytes)] of every object including the
+        manifest) — computed once."""
+        if self._objects is None:
+            self._objects = manifest_objects(self.state, self.table)
+        return self._objects
+
+    @property
+    def generation(self) -> str:
+        return self.materialize()[0]
+
+
+def counts(table: tables.Table) -> dict[str, int]:
+    status = table.col("status")
+    return {
+        "concepts": table.n,
+        "active": int(np.count_nonzero(status == 0)),
+        "evidence": int(table.col("positive").sum(dtype=np.int64))
+        + int(table.col("negative").sum(dtype=np.int64)),
+        "keys": len(table.keys),
+    }
+
+
+def manifest_objects(
+    state: State, table: tables.Table
+) -> tuple[str, dict[str, Any], list[tuple[str, bytes]]]:
+    shard_list, shard_blobs = state.shard_bytes()
+    blobs: list[tuple[str, bytes]] = [(sha256_hex(b), b) for b in shard_blobs]
+    state_obj = canonical_bytes(shard_list)
+    emb = embedder_bytes()
+    vec = table.vectors
+    digest = ann_hash(emb, vec)
+    named: dict[str, bytes] = {
+        "state": state_obj,
+        "embedder": emb,
+        "vectors": vec,
+        "ann_hash_file": f"{digest}\n".encode(),
+    }
+    table_blobs = table.blobs()
+    digests = {name: sha256_hex(data) for name, data in {**named, **table_blobs}.items()}
+    blobs += [(digests[name], data) for name, data in {**named, **table_blobs}.items()]
+    manifest = {
+        "kind": "generation",
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "ann_hash": digest,
+        "ann_hash_file": digests["ann_hash_file"],
+        "counts": counts(table),
+        "embedder": digests["embedder"],
+        "embedder_id": embedder.identity(),
+        "state": digests["state"],
+        "table": {name: digests[name] for name in tables.TABLE_OBJECTS},
+        "vectors": digests["vectors"],
+    }
+    data = canonical_bytes(manifest)
+    gen = sha256_hex(data)
+    blobs.append((gen, data))
+    return gen, manifest, blobs
+
+
+def row(name: str, entry: dict[str, Any], vector: list[int]) -> tables.Row:
+    return tables.Row(
+        name,
+        STATUS_CODES[entry["status"]],
+        int(entry["positive"]),
+        int(entry["negative"]),
+        tuple(entry["keys"]),
+        tuple(vector),
+        tables.vector_line(entry["id"], entry["version"], vector),
+    )
+
+
+def _rows(
+    state: State,
+    names: Iterable[str],
+    records: Records,
+    cache: EmbeddingCache | None,
+    progress: Progress | None = None,
+    total: int = 0,
+) -> dict[str, tables.Row]:
+    out: dict[str, tables.Row] = {}
+    for i, name in enumerate(names, start=1):
+        entry = state.concept(name)
+        if entry is None:
+            raise CorruptionError(f"concept {name} vanished from the state")
+        try:
+            vector = concept_vector(entry, state.known, records, cache)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise CorruptionError(
+                f"concept {name}: a record it is built from is malformed ({exc})"
+            ) from None
+        out[name] = row(name, entry, vector)
+        if progress:
+            progress(i, total)
+    return out
+
+
+def plan_full(
+    entries: list[AuditEntry],
+    state: State,
+    records: Records,
+    cache: EmbeddingCache | None,
+    progress: Progress | None = None,
+) -> Plan:
+    """The generation of ``entries`` (the audit log from seq 1) from scratch; ``state`` is an
+    empty ``State`` over the vault's objects."""
+    fold(entries, state, records)
+    names = sorted(name for name, _ in state.concepts())
+    table = tables.build(_rows(state, names, records, cache, progress, len(names)).values())
+    seq = entries[-1].seq if entries else 0
+    return Plan(state, table, seq, tuple(sorted(reverted_in_effect(entries))))
+
+
+def plan_reembed(
+    base: Snapshot,
+    entries: list[AuditEntry],
+    records: Records,
+    cache: EmbeddingCache | None,
+    audit_seq: int,
+    reverted: tuple[int, ...],
+    progress: Progress | None = None,
+) -> Plan:
+    """``base``'s state with ``entries`` folded in, every concept embedded anew (the base was
+    made by another embedder)."""
+    state = State(base.objects, base.state_shards)
+    for e in entries:
+        apply(state, e, records)
+    names = sorted(name for name, _ in state.concepts())
+    table = tables.build(_rows(state, names, records, cache, progress, len(names)).values())
+    return Plan(state, table, audit_seq, reverted)
+
+
+def plan_incremental(
+    base: Snapshot,
+    entries: list[AuditEntry],
+    records: Records,
+    cache: EmbeddingCache | None,
+    audit_seq: int,
+    reverted: tuple[int, ...],
+) -> Plan:
+    """``base`` with ``entries`` (state-changing, no rollback among them) folded in."""
+    if base.embedder_id != embedder.identity():
+        return plan_reembed(base, entries, records, cache, audit_seq, reverted)
+    state = State(base.objects, base.state_shards)
+    touched: set[str] = set()
+    for e in entries:
+        touched |= apply(state, e, records)
+    changes = _rows(state, sorted(touched), records, cache)
+    return Plan(state, tables.update(base.table, changes), audit_seq, reverted)
+
+
+# --------------------------------------------------------------------------- publishing
+def publish(vault: Vault, plan: Plan, op: str, parent: int | None) -> BuildResult:
+    """Store ``plan`` and make it current (under the write lock). ``parent`` is the record
+    current before it (the record a pending rollback moved to, during catch-up)."""
+    gen, manifest, blobs = plan.materialize()
+    vault.objects.put_digested(blobs)
+    cur = vault.current_ref(tolerant=True)
+    last = vault.last_record(tolerant=True)
+    if cur is not None and cur.generation == gen and cur.number == parent:
+        number, changed = cur.number, False
+    elif last is not None and last.generation == gen and last.parent == parent:
+        number, changed = last.number, True  # a crash after the record, before CURRENT
+    else:
+        number, changed = (last.number + 1 if last else 1), True
+        vault.generations.append(
+            IndexGeneration(
+                number,
+                gen,
+                vault.clock(),
+                plan.audit_seq,
+                op,
+                manifest["counts"],
+                embedder.identity(),
+                plan.reverted,
+                parent,
+            )
+        )
+    point_current(vault, CurrentRef(gen, number, plan.audit_seq, plan.reverted), manifest)
+    return BuildResult(gen, number, plan.table.n, changed, manifest["counts"])
+
+
+def point_current(vault: Vault, ref: CurrentRef, manifest: Mapping[str, Any]) -> None:
+    """Replace ``CURRENT`` with ``ref``, then the ``embeddings/`` view (a crash between the
+    two leaves the view one generation behind: readers never use it, the next write fixes
+    it, and verify reports it as a warning)."""
+    vault.generations.set_current(ref)
+    vault.view.publish(vault.objects, manifest)
+
+
+# --------------------------------------------------------------------------- catch-up
+def pending(vault: Vault, cur: CurrentRef) -> list[AuditEntry]:
+    """Acknowledged entries after ``cur``'s audit position."""
+    return vault.audit.entries_after(cur.audit_seq)
+
+
+def is_stale(entries: Iterable[AuditEntry]) -> bool:
+    return any(e.op in CHANGE_OPS for e in entries)
+
+
+def catch_up(vault: Vault, *, repair: bool = False) -> Snapshot:
+    """Under the lock: the current snapshot, after completing every acknowledged operation
+    the index does not reflect yet (a write-back or a rollback killed after its audit line).
+    Also repairs a view left behind by a crash. An unreadable ``CURRENT`` or current
+    generation is an error — unless ``repair`` (``vault index build``): then the index is
+    rebuilt from the audit log."""
+    from vault.index.snapshot import Snapshot
+
+    cur = vault.current_ref(tolerant=repair)
+    if cur is None or not _readable(vault, cur):
+        if not repair:
+            if cur is None:
+                raise CorruptionError(
+                    f"{vault.root}: no current index generation; run `vault index build`"
+                )
+            Snapshot.open(vault.objects, cur)  # raises the precise error
+        build_all(vault, "build", parent=cur.number if cur else None)
+        return vault.snapshot()
+    todo = pending(vault, cur)
+    if not is_stale(todo):
+        snap = vault.snapshot()
+        vault.view.publish(vault.objects, snap.manifest)  # no-op unless a crash left it behind
+        return snap
+    base = cur
+    ops: list[AuditEntry] = []
+    for e in todo:
+        if e.op == "rollback":
+            base = rollback_target(e)
+            ops = []
+        elif e.op in STATE_OPS:
+            ops.append(e)
+    last_seq = todo[-1].seq
+    if not ops:  # only a rollback to finish
+        target = Snapshot.open(vault.objects, base)
+        point_current(
+            vault,
+            CurrentRef(base.generation, base.number, last_seq, base.reverted),
+            target.manifest,
+        )
+        return vault.snapshot()
+    try:
+        snap = Snapshot.open(vault.objects, base)
+        plan = plan_incremental(snap, ops, vault.records, vault.cache, last_seq, base.reverted)
+    except VaultError:  # an unreadable base: derive everything from the audit log
+        build_all(vault, "catch-up", parent=base.number)
+        return vault.snapshot()
+    publish(vault, plan, "catch-up", base.number)
+    return vault.snapshot()
+
+
+def rollback_target(e: AuditEntry) -> CurrentRef:
+    """The record a rollback entry moves to, as a ref at the rollback's own position."""
+    d = e.detail
+    try:
+        return CurrentRef(
+            str(d["to"]), int(d["number"]), e.seq, tuple(int(s) for s in d["reverted"])
+        )
+    except (KeyError, TypeError, ValueError):
+        raise CorruptionError(f"audit entry {e.seq}: malformed rollback") from None
+
+
+def _readable(vault: Vault, cur: CurrentRef) -> bool:
+    from vault.index.snapshot import Snapshot
+
+    try:
+        Snapshot.open(vault.objects, cur)
+        return True
+    except VaultError:
+        return False
+
+
+def build_all(
+    vault: Vault, op: str, parent: int | None, progress: Progress | None = None
+) -> BuildResult:
+    """The whole index from the audit log, published (under the lock)."""
+    entries = vault.audit.entries()
+    plan = plan_full(entries, State(vault.objects), vault.records, vault.cache, progress)
+    return publish(vault, plan, op, parent)

@@ -1,0 +1,275 @@
+"""Write-back: concept cards, evidence and status changes — one audit entry, one generation.
+
+Every write-back runs the same steps under the write lock:
+
+1. validate all input (before the lock; nothing is written on an error);
+2. catch up: complete any acknowledged operation the index does not reflect yet;
+3. plan the records against the current snapshot (conflicts, duplicates, citations);
+4. store the new objects (durably);
+5. compute the whole new generation in memory — a record that cannot be indexed fails here,
+   before anything is acknowledged;
+6. append the audit line: the **acknowledgement**;
+7. publish the generation (objects, record, ``CURRENT``, view).
+
+A crash after 6 loses nothing: the next writer's catch-up completes the work from the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vault.canonical import canonical_bytes, sha256_hex
+from vault.errors import ConflictError, InvalidInputError, NotFoundError
+from vault.grid.reprs import repr_id, strip_provenance
+from vault.index.build import catch_up, plan_incremental, publish
+from vault.index.snapshot import Snapshot
+from vault.index.state import Records, cited_reprs
+from vault.records.cards import (
+    NormalizedEvidence,
+    normalize_card,
+    normalize_evidence,
+    parse_version,
+    ref,
+    status_event,
+    version_text,
+)
+from vault.store.audit import AuditEntry
+
+if TYPE_CHECKING:
+    from vault.vault import Vault
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write-back did."""
+
+    op: str
+    added: list[str] = field(default_factory=list)  # refs or evidence ids newly stored
+    unchanged: list[str] = field(default_factory=list)
+    audit_seq: int | None = None
+    generation: str | None = None
+    number: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "added": self.added,
+            "unchanged": self.unchanged,
+            "audit_seq": self.audit_seq,
+            "generation": self.generation,
+            "number": self.number,
+        }
+
+
+class _Batch:
+    """The new records of one write-back: bytes to store and parsed values for the fold."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.parsed: dict[str, Any] = {}
+
+    def add(self, obj: dict[str, Any]) -> str:
+        data = canonical_bytes(obj)
+        digest = sha256_hex(data)
+        self.blobs[digest] = data
+        self.parsed[digest] = obj
+        return digest
+
+    def records(self, fallback: Records) -> Records:
+        parsed = self.parsed
+
+        def get(digest: str) -> Any:
+            value = parsed.get(digest)
+            return value if value is not None else fallback(digest)
+
+        return get
+
+
+def write_back(
+    vault: Vault,
+    cards: Iterable[tuple[Any, str]] = (),
+    evidence: Iterable[tuple[Any, str]] = (),
+    *,
+    fork: bool = False,
+    op: str = "add",
+    detail: dict[str, Any] | None = None,
+    reprs: Iterable[dict[str, Any]] = (),
+) -> WriteResult:
+    """Cards and evidence (which may cite those cards) as one audit entry and one new
+    generation. ``reprs``: reprs made by ``grid_to_repr`` that the evidence cites by id."""
+    norm_cards = [(normalize_card(obj, src), src) for obj, src in cards]
+    norm_ev = [(normalize_evidence(obj, src), src) for obj, src in evidence]
+    given = {repr_id(r): strip_provenance(r) for r in reprs}
+    with vault.lock:
+        snap = catch_up(vault)
+        batch = _Batch()
+        repr_digests: list[str] = []
+        card_digests, new_refs, unchanged = _plan_cards(vault, snap, norm_cards, fork, batch)
+        ev_digests, unchanged_ev = _plan_evidence(
+            vault, snap, set(new_refs), norm_ev, given, batch, repr_digests
+        )
+        added = new_refs + ev_digests
+        if not added:
+            return WriteResult(op, [], unchanged + unchanged_ev)
+        info = detail or ({"concepts": new_refs} if new_refs else {})
+        if ev_digests:
+            info = {**info, "evidence": len(ev_digests)}
+        return _commit(
+            vault,
+            snap,
+            op,
+            repr_digests + card_digests + ev_digests,
+            batch,
+            info,
+            added,
+            unchanged + unchanged_ev,
+        )
+
+
+def set_status(
+    vault: Vault, concept: str, version: str, status: str, reason: str | None = None
+) -> WriteResult:
+    """Append a status event (the card itself never changes)."""
+    event = status_event(concept, version, status, reason)
+    with vault.lock:
+        snap = catch_up(vault)
+        name = ref(concept, version)
+        entry = snap.concept(name)
+        if entry is None:
+            raise NotFoundError(f"unknown concept version {name}")
+        if entry["status"] == status:
+            return WriteResult("status", [], [name])
+        batch = _Batch()
+        digest = batch.add(event)
+        return _commit(
+            vault, snap, "status", [digest], batch, {"concept": name, "status": status}, [name], []
+        )
+
+
+def _commit(
+    vault: Vault,
+    snap: Snapshot,
+    op: str,
+    digests: list[str],
+    batch: _Batch,
+    detail: dict[str, Any],
+    added: list[str],
+    unchanged: list[str],
+) -> WriteResult:
+    """Store, plan (everything computed before the acknowledgement), acknowledge, publish."""
+    vault.objects.put_digested([(d, batch.blobs[d]) for d in digests])
+    entry = AuditEntry(vault.audit.last_seq() + 1, op, vault.clock(), tuple(digests), detail)
+    records = batch.records(vault.records)
+    plan = plan_incremental(snap, [entry], records, vault.cache, entry.seq, snap.ref.reverted)
+    plan.materialize()
+    vault.audit.append_entry(entry)  # the acknowledgement
+    build = publish(vault, plan, op, snap.number)
+    return WriteResult(op, added, unchanged, entry.seq, build.generation, build.number)
+
+
+def _plan_cards(
+    vault: Vault,
+    snap: Snapshot,
+    cards: list[tuple[dict[str, Any], str]],
+    fork: bool,
+    batch: _Batch,
+) -> tuple[list[str], list[str], list[str]]:
+    """(card digests, new refs, unchanged refs)."""
+    new: dict[str, tuple[str, bytes]] = {}  # ref -> (digest, bytes)
+    pending_versions: dict[str, list[tuple[int, int, int]]] = {}
+    unchanged = []
+    for card, src in cards:
+        if fork:
+            card = _forked(snap, card, src, pending_versions)
+        name = ref(card["id"], card["version"])
+        data = canonical_bytes(card)
+        if name in new:
+            if new[name][1] != data:
+                raise ConflictError(f"{src}: {name} appears twice with different content")
+            continue
+        existing = snap.concept(name)
+        if existing is not None:
+            if vault.objects.get(existing["card"]) == data:
+                unchanged.append(name)
+                continue
+            raise ConflictError(
+                f"{src}: {name} is already stored with different content; a changed card "
+                f"is a new version: bump 'version' or use --fork"
+            )
+        new[name] = (batch.add(card), data)
+        pending_versions.setdefault(card["id"], []).append(parse_version(card["version"]))
+    return [d for d, _ in new.values()], list(new), unchanged
+
+
+def _forked(
+    snap: Snapshot,
+    card: dict[str, Any],
+    src: str,
+    pending: dict[str, list[tuple[int, int, int]]],
+) -> dict[str, Any]:
+    versions = [parse_version(v) for v in snap.versions(card["id"])]
+    versions += pending.get(card["id"], [])
+    if not versions:
+        raise NotFoundError(f"{src}: cannot fork {card['id']!r}: no stored version (use add)")
+    top = max(versions)
+    forked = dict(card)
+    forked["version"] = version_text((top[0], top[1] + 1, 0))
+    forked["provenance"] = {
+        **card["provenance"],
+        "forked_from": ref(card["id"], version_text(top)),
+    }
+    return normalize_card(forked, src)
+
+
+def _plan_evidence(
+    vault: Vault,
+    snap: Snapshot,
+    new_refs: set[str],
+    items: list[tuple[NormalizedEvidence, str]],
+    given: dict[str, dict[str, Any]],
+    batch: _Batch,
+    repr_digests: list[str],
+) -> tuple[list[str], list[str]]:
+    """(new evidence digests, unchanged evidence digests); the reprs they bring are added to
+    ``batch`` and ``repr_digests``."""
+    new: list[str] = []
+    unchanged: list[str] = []
+    inline: dict[str, dict[str, Any]] = {}
+    for ev, src in items:
+        name = ref(ev.record["concept"], ev.record["version"])
+        entry = snap.concept(name)
+        if entry is None and name not in new_refs:
+            raise NotFoundError(f"{src}: evidence for unknown concept version {name}")
+        for rep in ev.reprs:
+            inline[repr_id(rep)] = rep
+        needs_grid = set(cited_reprs(ev.record)[-2:]) if "pair" in ev.record else set()
+        for rid in cited_reprs(ev.record):
+            carried = inline.get(rid) or given.get(rid)
+            if carried is not None:
+                if rid not in batch.blobs:
+                    batch.add(carried)
+                    repr_digests.append(rid)
+                continue
+            _check_known_repr(vault, snap, rid, rid in needs_grid, src)
+        digest = sha256_hex(canonical_bytes(ev.record))
+        if (entry is not None and digest in entry["evidence"]) or digest in batch.blobs:
+            unchanged.append(digest)
+            continue
+        batch.add(ev.record)
+        new.append(digest)
+    return new, unchanged
+
+
+def _check_known_repr(vault: Vault, snap: Snapshot, rid: str, needs_grid: bool, src: str) -> None:
+    if not snap.known(rid):
+        raise NotFoundError(
+            f"{src}: unknown repr id {rid} (a repr is known once evidence that carries it "
+            "is written back: give its grid or repr here instead)"
+        )
+    rep = vault.records(rid)
+    if not isinstance(rep, dict) or rep.get("kind") != "repr":
+        raise InvalidInputError(f"{rid} is not a repr", source=src)
+    if needs_grid and "grid" not in rep:
+        raise InvalidInputError(f"repr {rid} has no grid; a pair needs grids", source=src)
