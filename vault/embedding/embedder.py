@@ -27,7 +27,7 @@ from vault.grid.pairs import PairFacts
 from vault.records.keys import matchable, pair_keys, repr_keys
 
 NAME = "vault-grid-embedder"
-VERSION = "1.0.0"
+VERSION = "1.1.0"  # 1.1.0: a pair holds every D4 symmetry that maps it (symmetric inputs)
 DIM = 64
 
 # (name, centre, scale): feature = clip((raw - centre) / scale, -1, 1).
@@ -202,10 +202,10 @@ def transform_block(f: PairFacts) -> list[int]:
         b(f.scale_up),
         b(f.scale_down),
         b(f.tiled),
-        b(f.d4 in ("rotate_90", "rotate_270")),
-        b(f.d4 == "rotate_180"),
-        b(f.d4 in ("flip_h", "flip_v")),
-        b(f.d4 in ("transpose", "anti_transpose")),
+        b(bool(f.d4 & {"rotate_90", "rotate_270"})),
+        b("rotate_180" in f.d4),
+        b(bool(f.d4 & {"flip_h", "flip_v"})),
+        b(bool(f.d4 & {"transpose", "anti_transpose"})),
         b(f.recolor),
         b(f.fill),
         b(f.erase),

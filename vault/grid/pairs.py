@@ -20,7 +20,7 @@ class PairFacts:
     out_dims: tuple[int, int]
     same_dims: bool
     identity: bool
-    d4: str | None  # the first D4 symmetry (in D4's order) mapping input to output
+    d4: frozenset[str]  # every D4 symmetry mapping input to output (several on symmetric input)
     scale_up: bool  # output = input with every cell blown up k x l (k or l > 1)
     scale_down: bool  # input = output blown up
     tiled: bool  # output = input repeated k x l times (k or l > 1)
@@ -51,16 +51,14 @@ def analyze_pair(in_rep: dict[str, Any], out_rep: dict[str, Any]) -> PairFacts:
     hi, wi = dims(gi)
     ho, wo = dims(go)
     same = (hi, wi) == (ho, wo)
-    d4 = None
-    if gi != go:
+    d4: set[str] = set()
+    if gi != go and dims(go) in (dims(gi), dims(gi)[::-1]):  # a D4 image keeps or swaps dims
         for name, fn in D4.items():
-            if dims(gi) == dims(go)[::-1] or name in ("rotate_180", "flip_h", "flip_v"):
-                try:
-                    if fn(gi) == go:
-                        d4 = name
-                        break
-                except ValueError:
-                    continue
+            try:
+                if fn(gi) == go:
+                    d4.add(name)
+            except ValueError:
+                continue
     fh, fw = _ratio(ho, hi), _ratio(wo, wi)
     scaled = bool(fh and fw and (fh > 1 or fw > 1) and upscale(gi, fh, fw) == go)
     tiled = bool(fh and fw and (fh > 1 or fw > 1) and tile(gi, fh, fw) == go)
@@ -84,7 +82,7 @@ def analyze_pair(in_rep: dict[str, Any], out_rep: dict[str, Any]) -> PairFacts:
                     changed += 1
                     fill = fill and a == bg_in
                     erase = erase and b == bg_out
-        recolor = consistent and changed > 0 and d4 is None
+        recolor = consistent and changed > 0 and not d4
         fill = fill and changed > 0
         erase = erase and changed > 0
     sym_in = in_rep["globals"].get("symmetry", {})
@@ -94,7 +92,7 @@ def analyze_pair(in_rep: dict[str, Any], out_rep: dict[str, Any]) -> PairFacts:
         out_dims=(ho, wo),
         same_dims=same,
         identity=gi == go,
-        d4=d4,
+        d4=frozenset(d4),
         scale_up=scaled,
         scale_down=down,
         tiled=tiled,

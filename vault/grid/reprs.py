@@ -178,12 +178,19 @@ def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[st
 
 
 def repr_id(rep: dict[str, Any]) -> str:
-    """sha256 of the canonical repr without its provenance block."""
+    """sha256 of the canonical repr without its provenance block (and ``repr_id`` field)."""
     return content_id(strip_provenance(rep))
 
 
 def strip_provenance(rep: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in rep.items() if k != "provenance"}
+    """The stored form of a repr: without ``provenance`` and the informative ``repr_id``."""
+    return {k: v for k, v in rep.items() if k not in ("provenance", "repr_id")}
+
+
+def with_id(rep: dict[str, Any]) -> dict[str, Any]:
+    """The repr as ``vault repr`` prints it: its ``repr_id`` added (to cite it in
+    ``validated_on`` or evidence)."""
+    return {**rep, "repr_id": repr_id(rep)}
 
 
 def normalize_repr(value: Any, source: str | None = None) -> dict[str, Any]:
@@ -197,6 +204,12 @@ def normalize_repr(value: Any, source: str | None = None) -> dict[str, Any]:
         check_bounds(rep)
     except InvalidInputError as exc:
         raise exc.at(source) if source else exc from None
+    if "repr_id" in rep and rep["repr_id"] != repr_id(rep):
+        raise InvalidInputError(
+            "does not match the repr (it is computed: omit it or fix the repr)",
+            source=source,
+            field="repr_id",
+        )
     if "grid" in rep:
         derived = grid_to_repr(parse_grid(rep["grid"], source, "grid"))
         if strip_provenance(rep) != derived:

@@ -14,7 +14,7 @@ from vault.canonical import check_bounds
 from vault.errors import InvalidInputError
 from vault.grid.grid import parse_grid
 from vault.grid.reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance
-from vault.records.keys import canonical_name, obligation_key
+from vault.records.keys import canonical_key, canonical_name, obligation_key
 from vault.records.schema import validate
 from vault.store.objects import is_digest
 
@@ -62,7 +62,14 @@ def normalize_card(obj: Any, source: str | None = None) -> dict[str, Any]:
     for i, name in enumerate(card.get("proof_obligations", ())):
         obligation_key(name, source, f"proof_obligations[{i}]")
     card.setdefault("status", "active")
-    card["signature"] = {"keys": sorted(set(card["signature"]["keys"]))}
+    card["signature"] = {
+        "keys": sorted(
+            {
+                canonical_key(k, source, f"signature.keys[{i}]")
+                for i, k in enumerate(card["signature"]["keys"])
+            }
+        )
+    }
     card["template"] = {
         "template_dsl": card["template"]["template_dsl"],
         "params": card["template"].get("params", {}),

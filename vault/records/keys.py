@@ -10,6 +10,7 @@ constraint that mean the same thing are the same name and map to the same key
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -60,6 +61,8 @@ TRANSFORMS = (
 )
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*")
+# Closed families: a name outside these sets is refused (with the nearest known name).
+CLOSED = {"transform": frozenset(TRANSFORMS), "invariant": frozenset(INVARIANTS)}
 
 
 def obligation_key(name: str, source: str | None = None, field: str = "") -> str:
@@ -74,6 +77,27 @@ def obligation_key(name: str, source: str | None = None, field: str = "") -> str
     return key
 
 
+def canonical_key(key: str, source: str | None = None, field: str | None = None) -> str:
+    """The canonical form of a ``family:name`` key: aliases of the original design mapped
+    (``invariant:shape_preserved`` -> ``invariant:same_dims``); an unknown ``transform:`` or
+    ``invariant:`` name is refused with the nearest known one suggested. ``domain:`` and
+    ``feature:`` names are open (any lower-case name)."""
+    family, _, name = key.partition(":")
+    if family == "invariant":
+        name = ALIASES.get(name, name)
+    known = CLOSED.get(family)
+    if known is not None and name not in known:
+        choices = sorted(known | (set(ALIASES) if family == "invariant" else set()))
+        near = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+        hint = f"; did you mean {family}:{near[0]}?" if near else ""
+        raise InvalidInputError(
+            f"unknown key {key!r}{hint} (known {family}: names: {', '.join(sorted(known))})",
+            source=source,
+            field=field,
+        )
+    return f"{family}:{name}"
+
+
 def canonical_name(name: str) -> str:
     """The canonical constraint / obligation name (aliases of the original design mapped)."""
     return ALIASES.get(name, name)
@@ -85,9 +109,18 @@ def template_keys(template_dsl: str) -> set[str]:
     return {f"transform:{t}" for t in TRANSFORMS if t in names}
 
 
+def stored_key(key: str) -> str:
+    """A stored card's key, canonical: aliases mapped; a name a newer vocabulary dropped is
+    kept as written (it was accepted once, and a fold of stored records never fails on it)."""
+    try:
+        return canonical_key(key)
+    except InvalidInputError:
+        return key
+
+
 def concept_keys(card: dict[str, Any]) -> list[str]:
     """All keys of a concept card, sorted: signature, obligations, template operators."""
-    keys = set(card["signature"]["keys"])
+    keys = {stored_key(k) for k in card["signature"]["keys"]}
     keys.update(obligation_key(o) for o in card.get("proof_obligations", ()))
     keys.update(template_keys(card["template"]["template_dsl"]))
     keys.add(f"domain:{card['domain']}")
@@ -125,8 +158,7 @@ def pair_keys(facts: PairFacts) -> set[str]:
     keys: set[str] = set()
     if facts.identity:
         keys.add("transform:identity")
-    if facts.d4:
-        keys.add(f"transform:{facts.d4}")
+    keys.update(f"transform:{name}" for name in facts.d4)
     for flag, name in (
         (facts.scale_up, "scale_up"),
         (facts.scale_down, "scale_down"),
