@@ -16,7 +16,7 @@ from vault.embedding.similarity import cosine, euclidean, exact_dots
 from vault.embedding.vectors import embed_pair, embed_repr, query_vector
 from vault.grid.reprs import grid_to_repr, repr_id
 from vault.records.query import Query
-from vault.retrieve import retrieve
+from vault.retrieval import retrieve
 from vault.vault import Vault, fixed_clock
 
 from .conftest import card, example_cards, example_evidence

@@ -15,7 +15,7 @@ from vault.errors import CorruptionError, NotFoundError, UsageError, VaultError
 from vault.gc import gc
 from vault.index.snapshot import clear_cache
 from vault.records.query import task_query
-from vault.retrieve import retrieve
+from vault.retrieval import retrieve
 from vault.rollback import index_status, rollback
 from vault.vault import Vault, fixed_clock
 
@@ -251,7 +251,7 @@ def test_error_in_embedding_path_falls_back(
 ) -> None:
     import importlib
 
-    r_mod = importlib.import_module("vault.retrieve")
+    r_mod = importlib.import_module("vault.retrieval")
 
     def boom(*a: Any, **k: Any) -> Any:
         raise RuntimeError("kaput")

@@ -2,27 +2,88 @@
 
 Open or create a vault with ``Vault.open`` / ``Vault.init``, write back concept cards
 and evidence, and ask ``retrieve`` which concepts to try on a new task.
+
+Importing ``vault`` is cheap: the names below are loaded on first use (numpy and the
+embedder only when something needs them).
 """
 
-from vault.config import Config
-from vault.errors import VaultError
-from vault.grid.reprs import grid_to_repr, repr_id
-from vault.index.build import BuildResult
-from vault.records.query import Query, normalize_query, task_query
-from vault.retrieve import Hit, RetrievalResult, retrieve
-from vault.vault import Vault
-from vault.writeback import WriteResult
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from vault.errors import (
+    ConfigError,
+    ConflictError,
+    CorruptionError,
+    EmbeddingError,
+    FormatError,
+    InputError,
+    InvalidInputError,
+    LockError,
+    NotAVaultError,
+    NotFoundError,
+    UsageError,
+    VaultError,
+    VaultStateError,
+)
+
+if TYPE_CHECKING:
+    from vault.config import Config
+    from vault.grid.reprs import grid_to_repr, repr_id
+    from vault.index.build import BuildResult
+    from vault.records.query import Query, normalize_query, task_query
+    from vault.retrieval import Hit, RetrievalResult, retrieve
+    from vault.vault import Vault
+    from vault.writeback import WriteResult
+
+__version__ = "0.2.0"
+
+_LAZY = {
+    "BuildResult": "vault.index.build",
+    "Config": "vault.config",
+    "Hit": "vault.retrieval",
+    "Query": "vault.records.query",
+    "RetrievalResult": "vault.retrieval",
+    "Vault": "vault.vault",
+    "WriteResult": "vault.writeback",
+    "grid_to_repr": "vault.grid.reprs",
+    "normalize_query": "vault.records.query",
+    "repr_id": "vault.grid.reprs",
+    "retrieve": "vault.retrieval",
+    "task_query": "vault.records.query",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vault' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BuildResult",
     "Config",
+    "ConfigError",
+    "ConflictError",
+    "CorruptionError",
+    "EmbeddingError",
+    "FormatError",
     "Hit",
+    "InputError",
+    "InvalidInputError",
+    "LockError",
+    "NotAVaultError",
+    "NotFoundError",
     "Query",
     "RetrievalResult",
+    "UsageError",
     "Vault",
     "VaultError",
+    "VaultStateError",
     "WriteResult",
     "__version__",
     "grid_to_repr",

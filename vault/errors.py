@@ -4,16 +4,18 @@ Every failure a user can cause or meet is a ``VaultError``; the CLI catches it o
 prints ``error: <message>`` on stderr and exits with ``exit_code``::
 
     VaultError (1)
-    ├── UsageError (2)             a bad option value or a conflicting combination
-    ├── InvalidInputError (1)      a record, grid, query or file that breaks its schema
-    ├── NotAVaultError (1)         the directory is not a vault (or is a Python package)
-    ├── FormatError (1)            the vault's on-disk format is newer than this tool
-    ├── ConflictError (1)          id+version already stored with different content
-    ├── NotFoundError (1)          unknown concept, version or generation
-    ├── CorruptionError (1)        an object, ref or index does not match its hash
-    ├── ConfigError (1)            config.toml holds an invalid value
-    ├── LockError (1)              the write lock could not be taken in time
-    └── EmbeddingError (1)         the embedding path failed (retrieval falls back)
+    ├── UsageError (2)              a bad option value or a conflicting combination
+    ├── InputError (1)              what was given is wrong; the vault is untouched
+    │   ├── InvalidInputError       a record, grid, query or file that breaks its schema
+    │   ├── ConflictError           id+version already stored with different content
+    │   └── NotFoundError           unknown concept, version, repr or generation
+    ├── VaultStateError (1)         the vault on disk cannot be used as it is
+    │   ├── NotAVaultError          the directory is not a vault (or is a Python package)
+    │   ├── FormatError             the vault's format is newer (or older) than this tool's
+    │   ├── CorruptionError         an object, ref or index does not match its hash or shape
+    │   └── ConfigError             config.toml holds an invalid value
+    ├── LockError (1)               transient: another process held the write lock too long
+    └── EmbeddingError (1)          the embedding path failed (retrieval falls back)
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ class UsageError(VaultError):
     exit_code = 2
 
 
-class InvalidInputError(VaultError):
+class InputError(VaultError):
+    """What the caller gave is wrong; nothing was written."""
+
+
+class VaultStateError(VaultError):
+    """The vault on disk cannot be used as it is (run ``vault verify`` for details)."""
+
+
+class InvalidInputError(InputError):
     """Bad input; the message names the source (file, line), the field and what was expected."""
 
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
@@ -50,27 +60,27 @@ class InvalidInputError(VaultError):
         return InvalidInputError(self.detail, source=where, field=self.field)
 
 
-class NotAVaultError(VaultError):
+class NotAVaultError(VaultStateError):
     pass
 
 
-class FormatError(VaultError):
+class FormatError(VaultStateError):
     pass
 
 
-class ConflictError(VaultError):
+class ConflictError(InputError):
     pass
 
 
-class NotFoundError(VaultError):
+class NotFoundError(InputError):
     pass
 
 
-class CorruptionError(VaultError):
+class CorruptionError(VaultStateError):
     pass
 
 
-class ConfigError(VaultError):
+class ConfigError(VaultStateError):
     pass
 
 

@@ -156,6 +156,41 @@ class Vault:
                 shutil.rmtree(tmp, ignore_errors=True)
         return cls(root, clock=clock), True
 
+    @classmethod
+    def upgrade(cls, root: Path | str, *, clock: Clock | None = None) -> tuple[int, int]:
+        """Bring a vault of an older format to this tool's: records, the audit log, the
+        config and the cache are kept; the index is rebuilt from the audit log as a new
+        first generation (the old generation list is kept aside in ``index/``). Returns
+        (old format, new format); a vault already current is left untouched."""
+        from vault.index.build import build_all
+
+        root = Path(root)
+        cls._refuse_package(root)
+        fmt = root / FORMAT_FILE
+        if not fmt.is_file():
+            raise NotAVaultError(f"{root} is not a vault (no {FORMAT_FILE})")
+        version = read_format(fmt)
+        if version > FORMAT_VERSION:
+            raise FormatError(
+                f"{root} has vault format {version}; this tool knows {FORMAT_VERSION}: "
+                "upgrade the tool"
+            )
+        if version == FORMAT_VERSION:
+            return version, version
+        vault = cls(root, clock=clock)
+        with vault.lock:
+            index = root / "index"
+            for name in ("generations.jsonl", "CURRENT"):
+                old = index / name
+                if old.exists():
+                    os.replace(old, index / f"format{version}.{name}")
+            build_all(vault, "upgrade", parent=None)
+            vault.audit.append(
+                "upgrade", vault.clock(), [], {"from": version, "to": FORMAT_VERSION}
+            )
+            atomic_write(fmt, format_bytes())
+        return version, FORMAT_VERSION
+
     # ----------------------------------------------------------------- reading
     def config(self) -> Config:
         """config.toml with the kill switch (``vault rollback --mode``) applied to ``mode``."""

@@ -172,9 +172,10 @@ def status(
 def repr_cmd(
     file: Annotated[str, typer.Argument(help="A grid JSON (list of rows) or an ARC task file.")],
 ) -> None:
-    """Print the canonical repr of a grid (one JSON line), or of every grid of a task."""
+    """Print the canonical repr of a grid (one JSON line, with its repr_id), or of every
+    grid of a task."""
     from vault.grid.grid import parse_grid
-    from vault.grid.reprs import grid_to_repr
+    from vault.grid.reprs import grid_to_repr, with_id
     from vault.records.query import is_arc_task
     from vault_cli.io import read_json
 
@@ -188,11 +189,10 @@ def repr_cmd(
                 for side in ("input", "output"):
                     if side in pair:
                         grid = parse_grid(pair[side], source, f"{split}[{i}].{side}")
-                        render.json_line(
-                            grid_to_repr(grid, {"source": source, "path": f"{split}[{i}].{side}"})
-                        )
+                        prov = {"source": source, "path": f"{split}[{i}].{side}"}
+                        render.json_line(with_id(grid_to_repr(grid, prov)))
         return
-    render.json_line(grid_to_repr(parse_grid(value, source, "grid"), {"source": source}))
+    render.json_line(with_id(grid_to_repr(parse_grid(value, source, "grid"), {"source": source})))
 
 
 @app.command()
@@ -230,28 +230,24 @@ def retrieve(
 ) -> None:
     """Rank concepts for a repr, a query or an ARC task."""
     from vault.errors import UsageError
-    from vault.records.query import normalize_query, task_query
-    from vault.retrieve import retrieve as run
+    from vault.records.query import query_from
+    from vault.retrieval import retrieve as run
     from vault_cli.io import read_json
 
-    given = [x for x in (repr_file, query_file, task_file) if x is not None]
+    given = [
+        (kind, path)
+        for kind, path in (("repr", repr_file), ("query", query_file), ("task", task_file))
+        if path is not None
+    ]
     if len(given) != 1:
         raise UsageError("give exactly one of --repr, --query, --task")
     if test_index != 0 and task_file is None:
         raise UsageError("--test-index applies to --task only")
     vault = open_vault()
     cfg = vault.config().with_overrides(mode=mode, k=k, strategy=strategy, similarity=similarity)
-    if repr_file is not None:
-        value, source = read_json(repr_file)
-        key = "grid" if isinstance(value, list) else "repr"
-        query = normalize_query({"schema_version": 1, key: value}, source)
-    elif query_file is not None:
-        value, source = read_json(query_file)
-        query = normalize_query(value, source)
-    else:
-        assert task_file is not None
-        value, source = read_json(task_file)
-        query = task_query(value, test_index, source)
+    kind, path = given[0]
+    value, source = read_json(path)
+    query = query_from(kind, value, source, test_index)
     render.retrieval(run(vault, query, cfg), json_out)
 
 
@@ -386,6 +382,17 @@ def verify(
     render.verify_report(report, json_out)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def upgrade(json_out: JsonOpt = False) -> None:
+    """Bring a vault of an older format to this tool's: every record, the audit log and the
+    config are kept; the index is rebuilt from the audit log."""
+    from vault.vault import Vault
+
+    old, new = Vault.upgrade(State.vault_path, clock=_clock())
+    render.upgrade_result(State.vault_path, old, new, json_out)
 
 
 @app.command()

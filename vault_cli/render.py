@@ -254,3 +254,12 @@ def gc_result(result: Any, as_json: bool) -> None:
         f"object(s) ({result.removed_bytes} bytes), {result.removed_cache_entries} cache entries; "
         f"kept generations {result.kept_generations}"
     )
+
+
+def upgrade_result(root: Path, old: int, new: int, as_json: bool) -> None:
+    if as_json:
+        json_out({"vault": str(root), "from": old, "to": new, "changed": old != new})
+    elif old == new:
+        note(f"{root}: already format {new}")
+    else:
+        note(f"{root}: upgraded from format {old} to {new}")

@@ -123,3 +123,19 @@ def task_query(obj: Any, test_index: int = 0, source: str | None = None) -> Quer
             source=source,
         )
     return Query(repr=tests[test_index] if tests else None, pairs=tuple(pairs))
+
+
+QUERY_KINDS = ("repr", "query", "task")
+
+
+def query_from(kind: str, value: Any, source: str | None = None, test_index: int = 0) -> Query:
+    """A query from user input of ``kind``: ``repr`` (a repr or a bare grid), ``query`` (a
+    query record) or ``task`` (an ARC task; its test input ``test_index`` is the repr)."""
+    if kind == "repr":
+        key = "grid" if isinstance(value, list) else "repr"
+        return normalize_query({"schema_version": 1, key: value}, source)
+    if kind == "query":
+        return normalize_query(value, source)
+    if kind == "task":
+        return task_query(value, test_index, source)
+    raise InvalidInputError(f"unknown query kind {kind!r} (expected {', '.join(QUERY_KINDS)})")
