@@ -471,7 +471,8 @@ def test_retrieve_symbolic_ranking_order(ranked: tuple[Path, str]) -> None:
     assert [h["id"] for h in hits] == SYMBOLIC_ORDER
     by_id = {h["id"]: h for h in hits}
     assert [by_id[i]["key_overlap"] for i in SYMBOLIC_ORDER] == [3, 2, 2, 2, 2, 2, 1, 4]
-    assert by_id["two-neg"]["penalty"] == 1 and by_id["two-a"]["penalty"] == 0
+    assert by_id["two-neg"]["evidence"] == {"positive": 0, "negative": 1}
+    assert by_id["two-neg"]["penalty"] > 0 and by_id["two-a"]["penalty"] == 0
     assert by_id["multi"]["version"] == "1.0.0"  # its best-ranked version, once
     assert by_id["dep"]["status"] == "deprecated"
     assert all(h["status"] == "active" for h in hits if h["id"] != "dep")
@@ -528,7 +529,8 @@ def test_negative_evidence_pushes_concept_down(vault: Vault, tmp_path: Path) -> 
     }
     run(root, "evidence", "add", write(tmp_path / "n.json", neg))
     after = run_json(root, "retrieve", "--mode", "symbolic", "--repr", grid)["results"]
-    assert [(h["id"], h["penalty"]) for h in after] == [("bb", 0), ("aa", 1)]
+    assert [(h["id"], h["evidence"]["negative"]) for h in after] == [("bb", 0), ("aa", 1)]
+    assert after[0]["penalty"] == 0 and after[1]["penalty"] > 0
     assert after[1]["utility"] < after[0]["utility"]
 
 

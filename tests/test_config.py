@@ -14,19 +14,19 @@ def test_init_writes_the_documented_defaults(vault: Vault) -> None:
     assert text == default_text()
     cfg = load(vault.config_path)
     assert cfg == Config()
-    assert (cfg.alpha, cfg.beta, cfg.gamma, cfg.delta, cfg.mmr_lambda) == (
-        0.65,
-        0.20,
-        0.10,
-        0.05,
-        0.7,
-    )
-    assert (cfg.shortlist_min, cfg.shortlist_max, cfg.similarity, cfg.strategy) == (
+    assert (cfg.alpha, cfg.beta, cfg.gamma, cfg.delta) == (0.65, 0.20, 0.20, 0.0)
+    assert (cfg.mode, cfg.shortlist_min, cfg.shortlist_max, cfg.similarity, cfg.strategy) == (
+        "hybrid",
         10,
         200,
-        "cosine",
-        "tiebreak",
+        "structured",
+        "weighted",
     )
+
+
+def test_mmr_lambda_of_older_files_is_accepted_and_has_no_effect(vault: Vault) -> None:
+    vault.config_path.write_text("[retrieval]\nmmr_lambda = 0.7\ndelta = 0.1\n")
+    assert vault.config() == Config(delta=0.1)
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_init_writes_the_documented_defaults(vault: Vault) -> None:
         ("k = 0", "k"),
         ('k = "ten"', "k"),
         ("alpha = 1.5", "alpha"),
-        ("mmr_lambda = -0.1", "mmr_lambda"),
+        ("delta = -0.1", "delta"),
         ('similarity = "dot"', "similarity"),
         ('strategy = "random"', "strategy"),
         ("shortlist_min = 300", "shortlist_min"),

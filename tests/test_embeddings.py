@@ -152,7 +152,7 @@ def _rotate_query() -> Query:
 def test_weighted_rerank_is_monotone_in_utility(tmp_path: Path) -> None:
     """Adding positive evidence to a concept never moves it down; negative never up."""
     v = _task_vault(tmp_path)
-    cfg = v.config().with_overrides(strategy="weighted", k=17, mmr_lambda=1.0)
+    cfg = v.config().with_overrides(strategy="weighted", k=17, delta=0.0)
     q = _rotate_query()
 
     def rank(cid: str) -> int:
@@ -249,8 +249,8 @@ def test_mmr_increases_dispersion_of_top_k(tmp_path: Path) -> None:
         )
     v.write_back(cards, evidence)
     q = Query(repr=grid_to_repr(base), constraints=("same_dims",))
-    plain = v.config().with_overrides(strategy="weighted", k=4, mmr_lambda=1.0, delta=0.0)
-    mmr = plain.with_overrides(mmr_lambda=0.5, delta=0.05)
+    plain = v.config().with_overrides(strategy="weighted", k=4, delta=0.0)
+    mmr = plain.with_overrides(delta=0.5)
     top_plain = [h.id for h in retrieve(v, q, plain, "hybrid").results]
     top_mmr = [h.id for h in retrieve(v, q, mmr, "hybrid").results]
     assert all(i.startswith("dup-") for i in top_plain)
@@ -261,8 +261,9 @@ def test_mmr_increases_dispersion_of_top_k(tmp_path: Path) -> None:
 def test_hybrid_tiebreak_keeps_symbolic_order_and_breaks_ties_by_similarity(tmp_path: Path) -> None:
     v = _task_vault(tmp_path)
     q = _rotate_query()
-    sym = retrieve(v, q, v.config(), "symbolic").results
-    hyb = retrieve(v, q, v.config(), "hybrid").results
+    cfg = v.config().with_overrides(strategy="tiebreak")
+    sym = retrieve(v, q, cfg, "symbolic").results
+    hyb = retrieve(v, q, cfg, "hybrid").results
     assert [h.key_overlap for h in hyb] == sorted((h.key_overlap for h in hyb), reverse=True)
     assert hyb[0].id == sym[0].id == "rotate-90"
     for a, b in zip(hyb, hyb[1:], strict=False):
@@ -274,7 +275,8 @@ def test_query_vector_uses_pairs_and_repr() -> None:
     q = _rotate_query()
     with_pairs = query_vector(q, None)
     only_repr = query_vector(Query(repr=q.repr), None)
-    assert with_pairs[embedder.TRN] != [0] * 24 and only_repr[embedder.TRN] == [0] * 24
+    none = [0] * len(embedder.TRANSFORM)
+    assert with_pairs[embedder.TRN] != none and only_repr[embedder.TRN] == none
 
 
 def test_hybrid_tops_up_a_short_symbolic_list_from_embedding_neighbours(tmp_path: Path) -> None:

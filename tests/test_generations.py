@@ -137,7 +137,7 @@ def test_two_vaults_same_inputs_byte_identical(tmp_path: Path) -> None:
 
 def test_rollback_restores_earlier_ranking_and_is_reversible(example_vault: Vault) -> None:
     v = example_vault
-    cfg = v.config()
+    cfg = v.config().with_overrides(strategy="tiebreak")  # key overlap first
     q = task_query(rotate_task())
     before = [h.id for h in retrieve(v, q, cfg).results]
     gen_before = v.generations.current()

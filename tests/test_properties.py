@@ -61,6 +61,6 @@ def test_vectors_are_int8_and_rotation_changes_nothing_but_dims(grid: list[list[
     assert len(vector) == embedder.DIM and all(-127 <= x <= 127 for x in vector)
     turned = [list(r) for r in D4["rotate_180"](parse_grid(grid))]
     # a 180-degree turn keeps every appearance feature (sizes, colours, components, symmetry)
-    assert embedder.appearance_block(grid_to_repr(turned)) == embedder.appearance_block(
+    assert embedder.appearance_blocks(grid_to_repr(turned)) == embedder.appearance_blocks(
         grid_to_repr(grid)
     )

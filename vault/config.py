@@ -16,12 +16,18 @@ from vault.errors import ConfigError, UsageError
 
 MODES = ("symbolic", "hybrid", "soft")
 STRATEGIES = ("tiebreak", "weighted")
-SIMILARITIES = ("cosine", "euclidean")
+SIMILARITIES = ("cosine", "euclidean", "structured")
 
 DEFAULT_MODE = "hybrid"
 DEFAULT_K = 10
 DEFAULT_SHORTLIST_MIN = 10
 DEFAULT_SHORTLIST_MAX = 200
+
+
+# Chosen by `vault eval` (EVALUATION.md): hybrid `weighted` with the `structured`
+# similarity and class-match weight gamma was best on the cross-task sets and meets the
+# ARC-AGI-1 self-retrieval targets; the diversity term (delta) cost precision and time.
+DEPRECATED_KEYS = {"mmr_lambda": "the weighted strategy's diversity weight is delta"}
 
 
 @dataclass(frozen=True)
@@ -30,13 +36,12 @@ class Config:
     k: int = DEFAULT_K
     shortlist_min: int = DEFAULT_SHORTLIST_MIN
     shortlist_max: int = DEFAULT_SHORTLIST_MAX
-    similarity: str = "cosine"
-    strategy: str = "tiebreak"
+    similarity: str = "structured"
+    strategy: str = "weighted"
     alpha: float = 0.65
     beta: float = 0.20
-    gamma: float = 0.10
-    delta: float = 0.05
-    mmr_lambda: float = 0.7
+    gamma: float = 0.20
+    delta: float = 0.0
 
     def with_overrides(self, **overrides: Any) -> Config:
         """A copy with the non-None overrides applied and checked."""
@@ -76,7 +81,7 @@ def check(cfg: Config, where: str = "config") -> Config:
         raise _fail(
             "shortlist_min", f"<= shortlist_max ({cfg.shortlist_max})", cfg.shortlist_min, where
         )
-    for key in ("alpha", "beta", "gamma", "delta", "mmr_lambda"):
+    for key in ("alpha", "beta", "gamma", "delta"):
         value = getattr(cfg, key)
         if (
             isinstance(value, bool)
@@ -103,15 +108,17 @@ def load(path: Path) -> Config:
         raise ConfigError(
             f"{path}: unknown table or key '{sorted(unknown_tables)[0]}' (expected [retrieval])"
         )
-    table = data.get("retrieval", {})
+    table = dict(data.get("retrieval", {}))
     names = {f.name for f in fields(Config)}
+    for key in DEPRECATED_KEYS:
+        table.pop(key, None)  # written by older versions; accepted, no effect
     for key in table:
         if key not in names:
             raise ConfigError(
                 f"{path}: unknown key 'retrieval.{key}' (known: {', '.join(sorted(names))})"
             )
     values = dict(table)
-    for key in ("alpha", "beta", "gamma", "delta", "mmr_lambda"):
+    for key in ("alpha", "beta", "gamma", "delta"):
         if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
             values[key] = float(values[key])
     return check(replace(Config(), **values), str(path))
@@ -126,11 +133,10 @@ mode = "{d.mode}"            # symbolic | hybrid | soft
 k = {d.k}                       # results returned
 shortlist_min = {d.shortlist_min}           # hybrid: top up from embedding neighbours below this
 shortlist_max = {d.shortlist_max}          # hybrid: symbolic shortlist cut
-similarity = "{d.similarity}"      # cosine | euclidean (exact integer arithmetic)
-strategy = "{d.strategy}"      # tiebreak | weighted
+similarity = "{d.similarity}"  # structured | cosine | euclidean (exact integer arithmetic)
+strategy = "{d.strategy}"      # weighted | tiebreak
 alpha = {d.alpha}                # weighted: similarity
-beta = {d.beta}                  # weighted: utility from evidence
-gamma = {d.gamma}                 # weighted: class match (share of query keys matched)
-delta = {d.delta}                 # weighted: duplicate penalty
-mmr_lambda = {d.mmr_lambda}            # weighted: MMR relevance vs diversity
+beta = {d.beta}                  # weighted: utility from evidence (1 - penalty)
+gamma = {d.gamma}                 # weighted: class match (share of the query's keys held)
+delta = {d.delta}                 # weighted: diversity (MMR: similarity to those chosen)
 """

@@ -2,11 +2,18 @@
 
 * symbolic — query keys -> key postings -> rank by key overlap (desc), evidence penalty
   (asc), version (desc), id. Only the postings of the query's keys are read.
-* hybrid — the symbolic ranking cut to ``shortlist_max`` (topped up to ``shortlist_min``
-  from embedding neighbours), re-ranked by ``tiebreak`` (overlap, penalty, similarity,
-  version, id) or ``weighted`` (alpha*sim + beta*utility + gamma*class_match -
-  delta*dup_penalty, chosen greedily with an MMR pass).
+* hybrid — the symbolic ranking cut to ``shortlist_max`` (symbolic keys stay the primary
+  filter; below ``shortlist_min`` candidates it is topped up from embedding neighbours),
+  re-ranked by ``tiebreak`` (overlap, penalty, similarity, version, id) or ``weighted``
+  (score = alpha*sim + beta*utility + gamma*class_match - delta*dup, chosen greedily: dup is
+  the highest similarity to the concepts already chosen, so delta is the MMR diversity
+  weight; the reported score is the one that ranked).
 * soft — embedding-only nearest neighbours over all concepts.
+
+One evidence model serves every mode: ``penalty`` = how far the failure rate is known (95%
+Wilson lower bound) to exceed a tolerated 5% — 0 for a concept never tried, one that never
+failed, or one that failed once in 51 tries (it ties with them: similarity decides); 0.157
+for one failure in one try; 0.389 for three in three — and ``utility = 1 - penalty``.
 
 Suppressed concepts are never returned; deprecated ones only after every active one.
 Each concept id appears once (its best-ranked version). When the embedding path cannot
@@ -16,13 +23,14 @@ vectorised over the snapshot's table (no Python loop over the vault).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vault.config import Config
-from vault.embedding.similarity import similarity_rows
+from vault.embedding.similarity import pairwise, similarity_rows
 from vault.embedding.vectors import query_vector
 from vault.errors import EmbeddingError
 from vault.index.snapshot import Snapshot
@@ -43,10 +51,12 @@ class Hit:
     version: str
     score: float
     key_overlap: int
-    penalty: int
+    penalty: float  # the Laplace-smoothed failure rate from evidence
     similarity: float | None
-    utility: float
+    utility: float  # 1 - penalty
     status: str
+    positive: int = 0  # evidence counts behind penalty and utility
+    negative: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,7 +69,28 @@ class Hit:
             "similarity": self.similarity,
             "utility": self.utility,
             "status": self.status,
+            "evidence": {"positive": self.positive, "negative": self.negative},
         }
+
+
+WILSON_Z = 1.96
+TOLERATED_FAILURE_RATE = 0.05
+
+
+def failure_rate(positive: Any, negative: Any) -> Any:
+    """The one evidence model: max(0, Wilson lower bound of negative / (positive +
+    negative) - 0.05) — 0 unless failures are significantly more than tolerated; float64
+    arrays in and out, exactly rounded operations only."""
+    positive = np.asarray(positive, dtype=np.float64)
+    negative = np.asarray(negative, dtype=np.float64)
+    total = positive + negative
+    z2 = WILSON_Z * WILSON_Z
+    safe = np.where(total > 0, total, 1.0)
+    p = negative / safe
+    centre = p + z2 / (2.0 * safe)
+    spread = WILSON_Z * np.sqrt(p * (1.0 - p) / safe + z2 / (4.0 * safe * safe))
+    low = (centre - spread) / (1.0 + z2 / safe)
+    return np.where(negative > 0, np.maximum(low - TOLERATED_FAILURE_RATE, 0.0), 0.0)
 
 
 @dataclass(frozen=True)
@@ -91,19 +122,25 @@ class RetrievalResult:
 class _Ranker:
     """Vectorised ranking over one table for one query."""
 
-    def __init__(self, table: Table, keys: list[str], domain: str):
+    def __init__(self, table: Table, keys: list[str], domain: str, exclude: Iterable[str] = ()):
         self.t = table
         self.status = table.col("status").astype(np.int64)
-        self.penalty = table.col("negative").astype(np.int64)
+        self.penalty = failure_rate(
+            table.col("positive").astype(np.float64), table.col("negative").astype(np.float64)
+        )
         self.tail = table.col("tail").astype(np.int64)
         n = table.n
         eligible = np.zeros(n, dtype=bool)
         eligible[table.posting(f"domain:{domain}")] = True
         eligible &= self.status != 2
+        for concept in exclude:
+            rows = table.id_rows(concept)
+            eligible[rows.start : rows.stop] = False
         self.eligible = eligible
         parts = [table.posting(k) for k in matchable(keys)]
         hits = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
         self.overlap = np.bincount(hits, minlength=n).astype(np.int64)
+        self.n_keys = len(parts)
 
     def symbolic(self) -> np.ndarray:
         """Candidate rows (sharing a key), in symbolic order (before per-id dedupe)."""
@@ -140,6 +177,7 @@ class _Ranker:
             else:
                 assert scores is not None
                 score = float(scores[rank - 1])
+            penalty = float(self.penalty[r])
             out.append(
                 Hit(
                     rank,
@@ -147,10 +185,12 @@ class _Ranker:
                     version,
                     score,
                     int(self.overlap[r]),
-                    q,
+                    penalty,
                     sim,
-                    (p + 1) / (p + q + 2),
+                    1.0 - penalty,
                     STATUS_NAMES[int(self.status[r])],
+                    p,
+                    q,
                 )
             )
         return out
@@ -162,17 +202,19 @@ def retrieve(
     cfg: Config,
     mode: str | None = None,
     *,
+    exclude: Iterable[str] = (),
     stale: bool | None = None,
 ) -> RetrievalResult:
-    """Rank the concepts of ``vault``'s current snapshot (or of ``snapshot``) for ``query``
-    (``mode`` defaults to ``cfg.mode``)."""
+    """Rank the concepts of ``vault``'s current snapshot (or of a ``Snapshot``) for ``query``
+    (``mode`` defaults to ``cfg.mode``); concept ids in ``exclude`` (e.g. those a solver
+    already tried) are left out."""
     if isinstance(vault, Snapshot):
         snap, cache = vault, None
     else:
         snap, cache = vault.snapshot(), vault.cache
         if stale is None:
             stale = snap.audit_seq != vault.audit.last_seq() and vault.stale()
-    return retrieve_in(snap, query, cfg, mode, cache=cache, stale=bool(stale))
+    return retrieve_in(snap, query, cfg, mode, cache=cache, exclude=exclude, stale=bool(stale))
 
 
 def retrieve_in(
@@ -182,22 +224,21 @@ def retrieve_in(
     mode: str | None = None,
     *,
     cache: Any = None,
+    exclude: Iterable[str] = (),
     stale: bool = False,
 ) -> RetrievalResult:
+    """``retrieve`` over one snapshot (the solver loop and the evaluation call it)."""
     mode = mode or cfg.mode
     keys = query.all_keys()
-    ranker = _Ranker(snap.table, keys, query.domain)
+    ranker = _Ranker(snap.table, keys, query.domain, exclude)
     ranked = ranker.symbolic()
     fallback = None
     if mode != "symbolic":
         try:
             if snap.drift:
                 raise EmbeddingError("embedder drift: run `vault index build`")
-            qv = np.array(query_vector(query, cache), dtype=np.int8)
-            if mode == "soft":
-                hits = _soft(ranker, qv, cfg)
-            else:
-                hits = _hybrid(ranker, qv, ranked, keys, cfg)
+            qv = np.array(checked_query_vector(query, cache), dtype=np.int8)
+            hits = _soft(ranker, qv, cfg) if mode == "soft" else _hybrid(ranker, qv, ranked, cfg)
             return RetrievalResult(
                 mode,
                 mode,
@@ -229,11 +270,9 @@ def _soft(ranker: _Ranker, qv: np.ndarray, cfg: Config) -> list[Hit]:
     return ranker.hits(ordered, np.array([sim_of[r] for r in ordered.tolist()]), sim_of)
 
 
-def _hybrid(
-    ranker: _Ranker, qv: np.ndarray, ranked: np.ndarray, keys: list[str], cfg: Config
-) -> list[Hit]:
+def _hybrid(ranker: _Ranker, qv: np.ndarray, ranked: np.ndarray, cfg: Config) -> list[Hit]:
     shortlist = ranked[: cfg.shortlist_max]
-    if len(shortlist) < cfg.shortlist_min:
+    if len(shortlist) < cfg.shortlist_min:  # top-up: embedding neighbours sharing no key
         others = np.nonzero(ranker.eligible & (ranker.overlap == 0))[0]
         if len(others):
             osims = similarity_rows(ranker.t, others, qv, cfg.similarity)
@@ -255,54 +294,58 @@ def _hybrid(
         )
         rows = ranker.dedupe(shortlist[order], cfg.k)
         return ranker.hits(rows, None, sim_of, use_overlap_score=True)
-    rows, scores = _weighted_mmr(ranker, shortlist, sims, len(matchable(keys)), cfg)
+    rows, scores = _weighted(ranker, shortlist, sims, cfg)
     return ranker.hits(rows, scores, sim_of)
 
 
-def _weighted_mmr(
-    ranker: _Ranker, shortlist: np.ndarray, sims: np.ndarray, n_keys: int, cfg: Config
+def _weighted(
+    ranker: _Ranker, shortlist: np.ndarray, sims: np.ndarray, cfg: Config
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy selection: value = lambda*score - (1 - lambda)*dup, where score = alpha*sim +
-    beta*utility + gamma*class_match - delta*dup and dup = max similarity to those chosen."""
+    """Greedy selection by score = alpha*sim + beta*utility + gamma*class_match - delta*dup,
+    where class_match is the share of the query's matchable keys the concept holds and dup
+    is its highest similarity to the concepts already chosen (so delta is the MMR weight:
+    0 ranks by relevance alone). Deprecated concepts come after every active one; one
+    version per concept id. Scores never increase down the ranking."""
     t = ranker.t
     m = len(shortlist)
     if m == 0:
         return shortlist, np.zeros(0)
-    sub = t.matrix[shortlist]
-    from vault.embedding.similarity import similarity
-
-    pair = np.stack([similarity(sub, v, cfg.similarity) for v in sub])
-    pos = t.col("positive")[shortlist].astype(np.float64)
-    neg = t.col("negative")[shortlist].astype(np.float64)
-    util = (pos + 1.0) / (pos + neg + 2.0)
-    overlap = ranker.overlap[shortlist].astype(np.float64)
-    share = overlap / n_keys if n_keys else np.zeros(m)
-    base = [
-        cfg.alpha * float(sims[i]) + cfg.beta * float(util[i]) + cfg.gamma * float(share[i])
-        for i in range(m)
-    ]
+    share = ranker.overlap[shortlist] / ranker.n_keys if ranker.n_keys else np.zeros(m)
+    base = cfg.alpha * sims + cfg.beta * (1.0 - ranker.penalty[shortlist]) + cfg.gamma * share
     status = ranker.status[shortlist]
     groups = t.groups[shortlist]
-    remaining = sorted(range(m), key=lambda i: (int(status[i]), int(ranker.tail[shortlist[i]])))
-    dup = [0.0] * m
-    chosen_groups: set[int] = set()
+    tail = ranker.tail[shortlist]
+    if cfg.delta == 0.0:  # no diversity term: a plain sort
+        order = np.lexsort((tail, -base, status))
+        rows = ranker.dedupe(shortlist[order], cfg.k)
+        score_of = dict(zip(shortlist.tolist(), base.tolist(), strict=True))
+        return rows, np.array([score_of[r] for r in rows.tolist()])
+    pair = pairwise(t.matrix[shortlist], cfg.similarity)
+    dup = np.zeros(m)
+    alive = np.ones(m, dtype=bool)
     out_rows: list[int] = []
     out_scores: list[float] = []
-    while remaining and len(out_rows) < cfg.k:
-        best, best_value = None, 0.0
-        for i in remaining:
-            score = base[i] - cfg.delta * dup[i]
-            value = cfg.mmr_lambda * score - (1.0 - cfg.mmr_lambda) * dup[i]
-            value -= 10.0 * int(status[i])  # deprecated after active
-            if best is None or value > best_value:
-                best, best_value = i, value
-        assert best is not None
-        remaining.remove(best)
-        if int(groups[best]) in chosen_groups:
+    chosen: set[int] = set()
+    while alive.any() and len(out_rows) < cfg.k:
+        score = base - cfg.delta * dup
+        # best: active first, then highest score, then version desc / id (tail)
+        cand = np.nonzero(alive)[0]
+        best = cand[np.lexsort((tail[cand], -score[cand], status[cand]))[0]]
+        alive[best] = False
+        if int(groups[best]) in chosen:
             continue
-        chosen_groups.add(int(groups[best]))
+        chosen.add(int(groups[best]))
         out_rows.append(int(shortlist[best]))
-        out_scores.append(base[best] - cfg.delta * dup[best])
-        for i in remaining:
-            dup[i] = max(dup[i], float(pair[best][i]))
+        out_scores.append(float(score[best]))
+        dup = np.maximum(dup, pair[best])
     return np.array(out_rows, dtype=np.int64), np.array(out_scores)
+
+
+def checked_query_vector(query: Query, cache: Any) -> list[int]:
+    """The query's vector, every item computed afresh; where the cache holds an entry for
+    an item that differs from the recomputation, nondeterminism is detected and retrieval
+    falls back (the seed's "nondeterminism detected")."""
+    try:
+        return query_vector(query, cache, check=True)
+    except ValueError as exc:
+        raise EmbeddingError(f"nondeterminism detected: {exc}") from None

@@ -1,12 +1,18 @@
 """The deterministic embedder: reprs, pairs, queries and concepts in ONE 64-d int8 space.
 
-A vector is three blocks, each scaled to a fixed norm before int8 quantization:
+A vector is four blocks, each scaled to a fixed norm before int8 quantization:
 
-* appearance (26 dims) of input grids: size, palette, colour mass, components, symmetry,
-  relations;
-* transformation (24 dims) of demonstration pairs input -> output: size ratios, changed
-  cells, colours added/removed, object count change, crop/scale/tile/D4/recolor/fill...;
-* keys (14 dims): signed feature hashing of the matchable keys (shared vocabulary).
+* shape (16 dims) of input grids, colour-permutation invariant: size, palette size, colour
+  frequency profile, objects (count, sizes, fill of their boxes, border contact), panel
+  separators, multi-colour objects, symmetry, relations between objects;
+* colour (10 dims) of input grids: the mass of each absolute colour (which tasks share
+  colours — strong for "the same task again", weak across tasks, so it has its own weight);
+* transformation (22 dims) of demonstration pairs input -> output: size ratios, changed
+  cells and where they come from / go to, colours added / removed / preserved, objects kept,
+  moved, recoloured, the output as a crop of one input object, a uniform output;
+* keys (16 dims): the matchable keys, each known ``transform:`` key in a slot shared only
+  with a mutually exclusive one (opposite signs), each ``invariant:`` key in its own slot,
+  other keys (``feature:``, user keys) sign-hashed into the last slot.
 
 Features are normalized with fixed constants written in ``SPEC`` (nothing is fitted on
 data) and computed with + - * / and sqrt only, which IEEE 754 rounds correctly on every
@@ -23,67 +29,107 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from vault.canonical import canonical_bytes, sha256_hex
+from vault.grid.grid import Grid
+from vault.grid.objects import blobs, objects, separators
 from vault.grid.pairs import PairFacts
 from vault.records.keys import matchable, pair_keys, repr_keys
 
 NAME = "vault-grid-embedder"
-VERSION = "1.1.0"  # 1.1.0: a pair holds every D4 symmetry that maps it (symmetric inputs)
+# 2.0.0: colour-invariant shape block, absolute colours apart, object-level transformation
+# features, known keys in their own slots; 1.1.0: every D4 symmetry of a pair.
+VERSION = "2.0.0"
 DIM = 64
 
 # (name, centre, scale): feature = clip((raw - centre) / scale, -1, 1).
-APPEARANCE: tuple[tuple[str, float, float], ...] = (
+SHAPE: tuple[tuple[str, float, float], ...] = (
     ("height", 10.0, 10.0),
     ("width", 10.0, 10.0),
     ("palette_size", 3.0, 3.0),
-    *((f"colour_{c}_mass", 0.0, 1.0) for c in range(10)),  # sqrt of the colour's cell fraction
-    ("background_fraction", 0.6, 0.4),
-    ("component_count", 0.5, 0.5),  # n / (n + 4)
-    ("mean_component_fraction", 0.0, 0.25),  # mean area / cells
-    ("max_component_fraction", 0.0, 0.5),
+    ("background_fraction", 0.6, 0.4),  # 0.6 when the repr names no background
+    ("second_colour_fraction", 0.0, 0.5),  # colour-frequency profile, not which colours
+    ("object_count", 0.5, 0.5),  # n / (n + 4)
+    ("mean_object_fraction", 0.0, 0.25),  # mean area / cells
+    ("max_object_fraction", 0.0, 0.5),
     ("singleton_fraction", 0.0, 1.0),
-    ("symmetry_horizontal", 0.0, 1.0),
-    ("symmetry_vertical", 0.0, 1.0),
-    ("symmetry_diagonal", 0.0, 1.0),
-    ("symmetry_anti_diagonal", 0.0, 1.0),
-    ("symmetry_rot180", 0.0, 1.0),
-    ("adjacency_per_component", 0.0, 2.0),
-    ("containment_per_component", 0.0, 0.5),
-    ("alignment_per_component", 0.0, 1.0),
+    ("box_fill", 0.5, 0.5),  # mean area / bounding-box area (1 for rectangles)
+    ("border_objects", 0.5, 0.5),  # share of objects touching the border
+    ("separators", 0.0, 0.2),  # full one-colour rows and columns / (height + width)
+    ("multicolour_objects", 0.0, 1.0),  # share of 8-connected blobs with several colours
+    ("mirror_symmetry", 0.0, 1.0),  # horizontal or vertical
+    ("rot180_symmetry", 0.0, 1.0),
+    ("adjacency_per_object", 0.0, 2.0),
+)
+COLOUR: tuple[tuple[str, float, float], ...] = tuple(
+    (f"colour_{c}_mass", 0.0, 1.0)
+    for c in range(10)  # sqrt of the colour's cell fraction
 )
 TRANSFORM: tuple[tuple[str, float, float], ...] = (
     ("same_dims", 0.5, 0.5),
     ("height_ratio", 0.0, 1.0),  # (r - 1) / (r + 1) for r = out / in
     ("width_ratio", 0.0, 1.0),
     ("cell_ratio", 0.0, 1.0),
-    ("changed_fraction", 0.0, 0.5),
+    ("changed_fraction", 0.0, 0.5),  # same dims only
+    ("changed_from_background", 0.0, 1.0),  # share of changed cells (drawing, filling)
+    ("changed_to_background", 0.0, 1.0),  # (erasing)
     ("colours_added", 0.0, 2.0),
     ("colours_removed", 0.0, 2.0),
     ("palette_preserved", 0.5, 0.5),
     ("colour_counts_preserved", 0.0, 1.0),
     ("object_ratio", 0.0, 1.0),  # (o - i) / (o + i + 2)
-    ("crop", 0.0, 1.0),
-    ("extend", 0.0, 1.0),
-    ("scale_up", 0.0, 1.0),
-    ("scale_down", 0.0, 1.0),
-    ("tile", 0.0, 1.0),
-    ("rotate_quarter", 0.0, 1.0),
+    ("objects_kept", 0.0, 1.0),
+    ("objects_moved", 0.0, 1.0),
+    ("objects_recoloured", 0.0, 1.0),
+    ("output_is_an_object", 0.0, 1.0),
+    ("output_uniform", 0.0, 1.0),
+    ("background_preserved", 0.5, 0.5),
+    ("rotate_quarter", 0.0, 1.0),  # the D4 symmetries that map the pair (any of several)
     ("rotate_half", 0.0, 1.0),
     ("flip", 0.0, 1.0),
     ("diagonal_flip", 0.0, 1.0),
-    ("recolor", 0.0, 1.0),
-    ("fill", 0.0, 1.0),
-    ("erase", 0.0, 1.0),
-    ("symmetrize", 0.0, 1.0),
-    ("background_preserved", 0.5, 0.5),
 )
-KEY_DIMS = 14
+# Known transform keys in pairs that never hold together (the sign tells them apart).
+TRANSFORM_SLOTS: tuple[tuple[str, str], ...] = (
+    ("scale_up", "scale_down"),
+    ("crop", "extend"),
+    ("fill", "erase"),
+    ("tile", "identity"),
+    ("rotate_90", "rotate_180"),
+    ("rotate_270", "recolor"),
+    ("flip_h", "flip_v"),
+    ("transpose", "anti_transpose"),
+    ("move", "symmetrize"),
+)
+INVARIANT_SLOTS: tuple[str, ...] = (
+    "same_dims",
+    "fixed_dims",
+    "palette_preserved",
+    "object_count_preserved",
+    "colour_count_preserved",
+    "background_preserved",
+)
+KEY_DIMS = len(TRANSFORM_SLOTS) + len(INVARIANT_SLOTS) + 1
 FAMILY_WEIGHT = {"transform": 2.0, "invariant": 1.0, "feature": 1.0}
 # Block norms after scaling (fraction of 127); the whole vector's norm is 127 * sqrt(sum w²).
-BLOCK_WEIGHT = {"appearance": 0.55, "transform": 0.65, "keys": 0.5}
-APP = slice(0, len(APPEARANCE))
-TRN = slice(APP.stop, APP.stop + len(TRANSFORM))
+BLOCK_WEIGHT = {"shape": 0.7, "colour": 0.6, "transform": 0.6, "keys": 0.55}
+SHP = slice(0, len(SHAPE))
+COL = slice(SHP.stop, SHP.stop + len(COLOUR))
+TRN = slice(COL.stop, COL.stop + len(TRANSFORM))
 KEY = slice(TRN.stop, TRN.stop + KEY_DIMS)
+APPEARANCE = slice(SHP.start, COL.stop)  # the blocks summed over a concept's input grids
 assert KEY.stop == DIM
+
+
+def _key_slots() -> dict[str, tuple[int, float]]:
+    slots: dict[str, tuple[int, float]] = {}
+    for i, (plus, minus) in enumerate(TRANSFORM_SLOTS):
+        slots[f"transform:{plus}"] = (i, 1.0)
+        slots[f"transform:{minus}"] = (i, -1.0)
+    for j, name in enumerate(INVARIANT_SLOTS):
+        slots[f"invariant:{name}"] = (len(TRANSFORM_SLOTS) + j, 1.0)
+    return slots
+
+
+KEY_SLOTS = _key_slots()
 
 SPEC: dict[str, Any] = {
     "name": NAME,
@@ -91,11 +137,13 @@ SPEC: dict[str, Any] = {
     "dim": DIM,
     "quantization": "int8: round(127 * block_weight * x / |x|) per block, half to even",
     "blocks": {
-        "appearance": [list(f) for f in APPEARANCE],
+        "shape": [list(f) for f in SHAPE],
+        "colour": [list(f) for f in COLOUR],
         "transform": [list(f) for f in TRANSFORM],
         "keys": {
             "dims": KEY_DIMS,
-            "hash": "sha256(key)[0] % dims, sign from bit 0 of byte 1",
+            "slots": sorted([k, s, sign] for k, (s, sign) in KEY_SLOTS.items()),
+            "other": "last slot, sign + if sha256(key)[1] & 1 else -",
             "family_weight": FAMILY_WEIGHT,
         },
     },
@@ -139,7 +187,33 @@ def _requantize(total: Sequence[int], weight: float) -> list[int]:
     return [round(scale * v / norm) for v in total]
 
 
-def appearance_block(rep: dict[str, Any]) -> list[int]:
+def _grid_structure(rep: dict[str, Any]) -> tuple[float, float, float, float]:
+    """(box fill, border objects, separators, multi-colour blobs) from the repr's grid;
+    neutral values for a repr given without one."""
+    cells = rep.get("grid")
+    bg = rep["globals"].get("background")
+    if cells is None or bg is None:
+        return 0.5, 0.5, 0.0, 0.0
+    g: Grid = tuple(tuple(r) for r in cells)
+    h, w = len(g), len(g[0])
+    objs = objects(g, bg)
+    if objs:
+        fill = sum(o.area / o.box_area for o in objs) / len(objs)
+        border = sum(
+            1
+            for o in objs
+            if o.bbox[0] == 0 or o.bbox[1] == 0 or o.bbox[2] == h - 1 or o.bbox[3] == w - 1
+        ) / len(objs)
+    else:
+        fill, border = 0.5, 0.5
+    groups = blobs(g, bg)
+    multi = (
+        sum(1 for b in groups if len({g[r][c] for r, c in b}) > 1) / len(groups) if groups else 0.0
+    )
+    return fill, border, separators(g, bg) / (h + w), multi
+
+
+def shape_block(rep: dict[str, Any]) -> list[int]:
     g = rep["globals"]
     h, w = g["height"], g["width"]
     cells = h * w
@@ -148,31 +222,43 @@ def appearance_block(rep: dict[str, Any]) -> list[int]:
     n = len(comps)
     areas = [x.get("area", 0) for x in comps]
     edges = rep.get("edges", ())
-    count = {
-        t: sum(1 for e in edges if e.get("type") == t)
-        for t in ("adjacent_to", "contained_in", "aligned_with")
-    }
+    count = {"adjacent_to": sum(1 for e in edges if e.get("type") == "adjacent_to")}
     sym = g.get("symmetry", {})
     bg = g.get("background")
+    second = sorted((v / cells for v in hist.values()), reverse=True)[1:2]
+    fill, border, seps, multi = _grid_structure(rep)
     raw = [
         float(h),
         float(w),
         float(g["palette_size"]),
-        *(math.sqrt(hist.get(str(c), 0) / cells) for c in range(10)),
         (hist.get(str(bg), 0) / cells) if bg is not None else 0.6,
+        second[0] if second else 0.0,
         n / (n + 4),
         (sum(areas) / n / cells) if n else 0.0,
         (max(areas) / cells) if n else 0.0,
         (sum(1 for a in areas if a == 1) / n) if n else 0.0,
-        *(
-            1.0 if sym.get(s) else 0.0
-            for s in ("horizontal", "vertical", "diagonal", "anti_diagonal", "rot180")
-        ),
+        fill,
+        border,
+        seps,
+        multi,
+        1.0 if sym.get("horizontal") or sym.get("vertical") else 0.0,
+        1.0 if sym.get("rot180") else 0.0,
         count["adjacent_to"] / max(1, n),
-        count["contained_in"] / max(1, n),
-        count["aligned_with"] / max(1, n),
     ]
-    return _quantize(_normalize(raw, APPEARANCE), BLOCK_WEIGHT["appearance"])
+    return _quantize(_normalize(raw, SHAPE), BLOCK_WEIGHT["shape"])
+
+
+def colour_block(rep: dict[str, Any]) -> list[int]:
+    g = rep["globals"]
+    cells = g["height"] * g["width"]
+    hist = g.get("colour_hist") or {}
+    raw = [math.sqrt(hist.get(str(c), 0) / cells) for c in range(10)]
+    return _quantize(_normalize(raw, COLOUR), BLOCK_WEIGHT["colour"])
+
+
+def appearance_blocks(rep: dict[str, Any]) -> list[int]:
+    """The shape and colour blocks of one grid."""
+    return shape_block(rep) + colour_block(rep)
 
 
 def _ratio(a: float, b: float) -> float:
@@ -192,25 +278,23 @@ def transform_block(f: PairFacts) -> list[int]:
         _ratio(wo, wi),
         _ratio(ho * wo, hi * wi),
         f.changed_fraction if f.same_dims else 0.0,
+        f.from_bg,
+        f.to_bg,
         float(len(f.colours_out - f.colours_in)),
         float(len(f.colours_in - f.colours_out)),
         b(f.colours_in == f.colours_out),
         b(f.counts_preserved),
         (f.objects_out - f.objects_in) / (f.objects_out + f.objects_in + 2),
-        b(f.crop),
-        b(f.embed and not f.tiled and not f.scale_up),
-        b(f.scale_up),
-        b(f.scale_down),
-        b(f.tiled),
+        f.objects_kept,
+        f.objects_moved,
+        f.objects_recoloured,
+        b(f.out_is_object),
+        b(f.out_uniform),
+        b(f.background_in == f.background_out),
         b(bool(f.d4 & {"rotate_90", "rotate_270"})),
         b("rotate_180" in f.d4),
         b(bool(f.d4 & {"flip_h", "flip_v"})),
         b(bool(f.d4 & {"transpose", "anti_transpose"})),
-        b(f.recolor),
-        b(f.fill),
-        b(f.erase),
-        b(f.symmetrized),
-        b(f.background_in == f.background_out),
     ]
     return _quantize(_normalize(raw, TRANSFORM), BLOCK_WEIGHT["transform"])
 
@@ -219,31 +303,36 @@ def keys_block(keys: Iterable[str]) -> list[int]:
     acc = [0.0] * KEY_DIMS
     for key in matchable(keys):
         family = key.split(":", 1)[0]
-        digest = hashlib.sha256(key.encode("utf-8")).digest()
-        sign = 1.0 if digest[1] & 1 else -1.0
-        acc[digest[0] % KEY_DIMS] += sign * FAMILY_WEIGHT[family]
+        weight = FAMILY_WEIGHT.get(family, 1.0)
+        slot = KEY_SLOTS.get(key)
+        if slot is None:
+            digest = hashlib.sha256(key.encode("utf-8")).digest()
+            slot = (KEY_DIMS - 1, 1.0 if digest[1] & 1 else -1.0)
+        acc[slot[0]] += slot[1] * weight
     return _quantize(acc, BLOCK_WEIGHT["keys"])
 
 
 def repr_vector(rep: dict[str, Any]) -> list[int]:
-    """A repr on its own: appearance + its feature keys (no transformation)."""
-    return appearance_block(rep) + [0] * len(TRANSFORM) + keys_block(repr_keys(rep))
+    """A repr on its own: shape + colour + its feature keys (no transformation)."""
+    return appearance_blocks(rep) + [0] * len(TRANSFORM) + keys_block(repr_keys(rep))
 
 
 def pair_vector(in_rep: dict[str, Any], facts: PairFacts) -> list[int]:
-    """A pair on its own: input appearance + transformation + its keys."""
-    return appearance_block(in_rep) + transform_block(facts) + keys_block(pair_keys(facts))
+    """A pair on its own: the input's shape and colour + transformation + its keys."""
+    return appearance_blocks(in_rep) + transform_block(facts) + keys_block(pair_keys(facts))
 
 
 def combine(
     appearance: Sequence[Sequence[int]], transform: Sequence[Sequence[int]], keys: Iterable[str]
 ) -> list[int]:
-    """One vector from item vectors: their appearance and transformation blocks summed
+    """One vector from item vectors: their shape, colour and transformation blocks summed
     (exact integers) and re-normalized, plus the keys block of ``keys``."""
-    app = [sum(v[i] for v in appearance) for i in range(APP.start, APP.stop)]
+    shp = [sum(v[i] for v in appearance) for i in range(SHP.start, SHP.stop)]
+    col = [sum(v[i] for v in appearance) for i in range(COL.start, COL.stop)]
     trn = [sum(v[i] for v in transform) for i in range(TRN.start, TRN.stop)]
     return (
-        _requantize(app, BLOCK_WEIGHT["appearance"])
+        _requantize(shp, BLOCK_WEIGHT["shape"])
+        + _requantize(col, BLOCK_WEIGHT["colour"])
         + _requantize(trn, BLOCK_WEIGHT["transform"])
         + keys_block(keys)
     )

@@ -37,15 +37,27 @@ def source_vector(source: dict[str, Any]) -> tuple[str, list[int]]:
     raise InvalidInputError("cache entry source has neither grid nor input/output")
 
 
+def _checked(cached: list[int] | None, fresh: list[int], what: str) -> None:
+    if cached is not None and cached != fresh:
+        raise ValueError(f"the cached vector of {what} differs from its recomputation")
+
+
 def embed_repr(
-    rep: dict[str, Any], cache: EmbeddingCache | None, rid: str | None = None
+    rep: dict[str, Any],
+    cache: EmbeddingCache | None,
+    rid: str | None = None,
+    *,
+    check: bool = False,
 ) -> list[int]:
-    """The standalone vector of a repr (``rid``: its id, when the caller knows it)."""
+    """The standalone vector of a repr (``rid``: its id, when the caller knows it). With
+    ``check`` it is computed afresh and a differing cache entry raises ``ValueError``."""
     rid = rid or repr_id(rep)
-    if cache is not None and (hit := cache.get(rid)) is not None:
+    hit = cache.get(rid) if cache is not None else None
+    if hit is not None and not check:
         return hit
     vector = embedder.repr_vector(rep)
-    if cache is not None and "grid" in rep:
+    _checked(hit, vector, f"repr {rid[:12]}")
+    if cache is not None and hit is None and "grid" in rep:
         cache.put(rid, {"grid": rep["grid"]}, vector)
     return vector
 
@@ -55,13 +67,18 @@ def embed_pair(
     b: dict[str, Any],
     cache: EmbeddingCache | None,
     ids: tuple[str, str] | None = None,
+    *,
+    check: bool = False,
 ) -> list[int]:
-    """The standalone vector of a pair (``ids``: the two repr ids, when known)."""
+    """The standalone vector of a pair (``ids``: the two repr ids, when known); ``check`` as
+    for ``embed_repr``."""
     pid = pair_id(*(ids or (repr_id(a), repr_id(b))))
-    if cache is not None and (hit := cache.get(pid)) is not None:
+    hit = cache.get(pid) if cache is not None else None
+    if hit is not None and not check:
         return hit
     vector = embedder.pair_vector(a, analyze_pair(a, b))
-    if cache is not None:
+    _checked(hit, vector, f"pair {pid[:12]}")
+    if cache is not None and hit is None:
         cache.put(pid, {"input": a["grid"], "output": b["grid"]}, vector)
     return vector
 
@@ -78,9 +95,10 @@ def _stored_pair(a: str, b: str, records: Records, cache: EmbeddingCache | None)
     return embed_pair(records(a), records(b), cache, (a, b))
 
 
-def query_vector(query: Query, cache: EmbeddingCache | None) -> list[int]:
-    pairs = [embed_pair(p.input, p.output, cache) for p in query.pairs]
-    apps = pairs + ([embed_repr(query.repr, cache)] if query.repr else [])
+def query_vector(query: Query, cache: EmbeddingCache | None, *, check: bool = False) -> list[int]:
+    """A query's vector: its pairs and its repr combined, plus its keys."""
+    pairs = [embed_pair(p.input, p.output, cache, check=check) for p in query.pairs]
+    apps = pairs + ([embed_repr(query.repr, cache, check=check)] if query.repr else [])
     return embedder.combine(apps, pairs, query.all_keys())
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vault.grid.grid import D4, Grid, colour_counts, dims, find_subgrid, tile, upscale
+from vault.grid.objects import blobs, objects
 from vault.grid.reprs import SYMMETRIES
 
 
@@ -38,10 +39,54 @@ class PairFacts:
     objects_in: int
     objects_out: int
     symmetrized: bool  # output has a symmetry the input lacks
+    # object-level structure (see vault.grid.objects); shares of the input's objects
+    from_bg: float  # share of the changed cells that were background in the input
+    to_bg: float  # share of the changed cells that are background in the output
+    objects_kept: float  # found unchanged (colour and cells) in the output
+    objects_moved: float  # not kept, but the same colour and shape appears elsewhere
+    objects_recoloured: float  # not kept, but the same cells form an object of another colour
+    out_is_object: bool  # the output is the bounding-box crop of one input object or blob
+    out_uniform: bool  # the output is one colour
 
 
 def _ratio(a: int, b: int) -> int | None:
     return a // b if b and a % b == 0 and a >= b else None
+
+
+def _object_facts(
+    gi: Grid, go: Grid, bg_in: int, bg_out: int
+) -> tuple[float, float, float, bool]:
+    ins = objects(gi, bg_in)
+    outs = objects(go, bg_out)
+    if not ins:
+        kept = moved = recoloured = 0.0
+    else:
+        exact = {(o.colour, o.cells) for o in outs}
+        shapes = {(o.colour, o.shape) for o in outs}
+        cells = {o.cells: o.colour for o in outs}
+        n_kept = n_moved = n_recol = 0
+        for o in ins:
+            if (o.colour, o.cells) in exact:
+                n_kept += 1
+            elif (o.colour, o.shape) in shapes:
+                n_moved += 1
+            elif o.cells in cells:
+                n_recol += 1
+        kept, moved, recoloured = n_kept / len(ins), n_moved / len(ins), n_recol / len(ins)
+    ho, wo = dims(go)
+    boxes = {o.bbox for o in ins} | {_box(b) for b in blobs(gi, bg_in)}
+    is_object = any(
+        (bottom - top + 1, right - left + 1) == (ho, wo)
+        and all(gi[top + r][left : right + 1] == go[r] for r in range(ho))
+        for top, left, bottom, right in boxes
+    )
+    return kept, moved, recoloured, is_object
+
+
+def _box(cells: frozenset[tuple[int, int]]) -> tuple[int, int, int, int]:
+    rows = [r for r, _ in cells]
+    cols = [c for _, c in cells]
+    return min(rows), min(cols), max(rows), max(cols)
 
 
 def analyze_pair(in_rep: dict[str, Any], out_rep: dict[str, Any]) -> PairFacts:
@@ -68,23 +113,23 @@ def analyze_pair(in_rep: dict[str, Any], out_rep: dict[str, Any]) -> PairFacts:
     co = colour_counts(go)
     bg_in = in_rep["globals"].get("background", max(range(10), key=lambda c: (ci[c], -c)))
     bg_out = out_rep["globals"].get("background", max(range(10), key=lambda c: (co[c], -c)))
-    changed = 0
+    changed = from_bg = to_bg = 0
     recolor = fill = erase = False
     if same:
         mapping: dict[int, int] = {}
         consistent = True
-        fill = erase = True
         for ri, ro in zip(gi, go, strict=True):
             for a, b in zip(ri, ro, strict=True):
                 if mapping.setdefault(a, b) != b:
                     consistent = False
                 if a != b:
                     changed += 1
-                    fill = fill and a == bg_in
-                    erase = erase and b == bg_out
+                    from_bg += a == bg_in
+                    to_bg += b == bg_out
         recolor = consistent and changed > 0 and not d4
-        fill = fill and changed > 0
-        erase = erase and changed > 0
+        fill = changed > 0 and from_bg == changed
+        erase = changed > 0 and to_bg == changed
+    kept, moved, recoloured, is_object = _object_facts(gi, go, bg_in, bg_out)
     sym_in = in_rep["globals"].get("symmetry", {})
     sym_out = out_rep["globals"].get("symmetry", {})
     return PairFacts(
@@ -110,4 +155,11 @@ def analyze_pair(in_rep: dict[str, Any], out_rep: dict[str, Any]) -> PairFacts:
         objects_in=int(in_rep["globals"].get("component_count", 0)),
         objects_out=int(out_rep["globals"].get("component_count", 0)),
         symmetrized=any(sym_out.get(s) and not sym_in.get(s) for s in SYMMETRIES),
+        from_bg=from_bg / changed if changed else 0.0,
+        to_bg=to_bg / changed if changed else 0.0,
+        objects_kept=kept,
+        objects_moved=moved,
+        objects_recoloured=recoloured,
+        out_is_object=is_object,
+        out_uniform=len({x for row in go for x in row}) == 1,
     )

@@ -36,7 +36,20 @@ from vault.store.arrays import load_npy, npy_bytes
 
 # first: 1 where the row's id differs from the previous row's (a new id group)
 # tail: rank of the row ordered by version descending, then id ascending (final tie order)
-COLUMNS = ("first", "status", "positive", "negative", "major", "minor", "patch", "tail", "norm2")
+# norm2_*: squared norms of the vector's appearance dims (shape, colour) and behaviour dims
+# (transformation, keys), for exact cosines of the whole vector or of either part
+COLUMNS = (
+    "first",
+    "status",
+    "positive",
+    "negative",
+    "major",
+    "minor",
+    "patch",
+    "tail",
+    "norm2_appearance",
+    "norm2_behaviour",
+)
 COL = {name: i for i, name in enumerate(COLUMNS)}
 TABLE_OBJECTS = ("columns", "offsets", "matrix", "refs", "keys", "postings")
 
@@ -233,8 +246,11 @@ def _row_columns(rows: Sequence[Row]) -> np.ndarray:
         major, minor, patch = parse_version(r.ref.rsplit("@", 1)[1])
         cols[1:7, j] = (r.status, r.positive, r.negative, major, minor, patch)
     if rows:
+        from vault.embedding.similarity import APPEARANCE_DIMS, BEHAVIOUR_DIMS, squared_norms
+
         vec = np.array([r.vector for r in rows], dtype=np.int64)
-        cols[COL["norm2"]] = (vec * vec).sum(axis=1)
+        cols[COL["norm2_appearance"]] = squared_norms(vec, APPEARANCE_DIMS)
+        cols[COL["norm2_behaviour"]] = squared_norms(vec, BEHAVIOUR_DIMS)
     return cols
 
 

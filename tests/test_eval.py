@@ -1,0 +1,188 @@
+"""The evaluation study and the quality work it chose: data sets, the study, the report,
+the evidence model, the similarity metrics, and the golden vectors that pin the embedder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vault.config import Config
+from vault.embedding import embedder
+from vault.embedding.similarity import APPEARANCE_GATE, similarity
+from vault.errors import InvalidInputError
+from vault.eval import datasets, report, study
+from vault.eval.synthetic import generate
+from vault.grid.pairs import analyze_pair
+from vault.grid.reprs import grid_to_repr
+from vault.records.query import Query
+from vault.retrieval import failure_rate, retrieve
+from vault.vault import Vault
+
+from .conftest import card
+
+GOLDEN = Path(__file__).parent / "golden" / "embedder.json"
+
+
+# --------------------------------------------------------------------------- golden vectors
+def test_golden_vectors_pin_the_embedder_to_its_version() -> None:
+    """A change of any feature, constant or weight changes these vectors: it must come with
+    a new embedder version (and weights_hash), or every vault's vectors silently change
+    meaning. Regenerate the file only together with a version bump."""
+    g = json.loads(GOLDEN.read_text())
+    reprs = {k: embedder.repr_vector(grid_to_repr(v)) for k, v in g["grids"].items()}
+    pairs = {
+        k: embedder.pair_vector(grid_to_repr(a), analyze_pair(grid_to_repr(a), grid_to_repr(b)))
+        for k, (a, b) in g["pair_grids"].items()
+    }
+    keys = embedder.keys_block(
+        ["transform:flip_h", "invariant:same_dims", "feature:square", "user:x"]
+    )
+    changed = reprs != g["reprs"] or pairs != g["pairs"] or keys != g["keys"]["flip+same_dims"]
+    assert not (changed and g["version"] == embedder.VERSION), (
+        "the embedder's output changed but embedder.VERSION did not: bump it"
+    )
+    assert (g["version"], g["weights_hash"]) == (embedder.VERSION, embedder.WEIGHTS_HASH)
+    assert not changed
+
+
+# --------------------------------------------------------------------------- evidence model
+def test_one_evidence_model_orders_as_a_solver_expects() -> None:
+    never, clean, mixed, bad, worse = failure_rate(
+        np.array([0, 9, 50, 0, 0]), np.array([0, 0, 1, 1, 3])
+    )
+    assert never == clean == mixed == 0.0  # one failure in 51 tries is not a reason to demote
+    assert 0 < bad < worse
+    assert failure_rate(1, 1) < failure_rate(0, 1)  # successes mitigate failures
+
+
+def test_penalty_and_utility_come_from_the_same_model(vault: Vault) -> None:
+    vault.add([(card("a", ["feature:square"]), "a"), (card("b", ["feature:square"]), "b")])
+    neg = {
+        "schema_version": 1,
+        "concept": "b",
+        "version": "1.0.0",
+        "polarity": "negative",
+        "tier": "test",
+        "reason": "wrong",
+    }
+    vault.add_evidence([(neg, "n")])
+    q = Query(repr=grid_to_repr([[1, 1], [1, 1]]))
+    for cfg in (Config(strategy="weighted"), Config(strategy="tiebreak")):
+        for mode in ("symbolic", "hybrid"):
+            hits = retrieve(vault, q, cfg, mode).results
+            assert [h.id for h in hits] == ["a", "b"]
+            assert all(h.utility == 1.0 - h.penalty for h in hits) and hits[1].penalty > 0
+
+
+# --------------------------------------------------------------------------- similarity
+def test_euclidean_uses_the_real_range() -> None:
+    rep = grid_to_repr([[1, 2], [3, 4]])
+    v = np.array(embedder.repr_vector(rep), dtype=np.int8)
+    m = np.stack([v, -v, np.zeros_like(v)])
+    sims = similarity(m, v, "euclidean")
+    assert sims[0] == 1.0 and sims[1] == 0.0  # identical, opposite: the ends of [0, 1]
+    assert sims[2] == 0.0  # a zero vector, as for cosine
+    other = np.array(embedder.repr_vector(grid_to_repr([[0, 5, 5], [5, 0, 0]])), dtype=np.int8)
+    assert 0.0 < similarity(other[None, :], v, "euclidean")[0] < 0.95
+
+
+def test_structured_similarity_counts_appearance_only_above_the_gate() -> None:
+    a = grid_to_repr([[1, 0, 0], [0, 1, 0]])
+    pair = analyze_pair(a, grid_to_repr([[0, 0, 1], [0, 1, 0]]))
+    q = np.array(embedder.pair_vector(a, pair), dtype=np.int8)
+    same_look = q.copy()
+    other_look = q.copy()
+    other_look[embedder.APPEARANCE] = -q[embedder.APPEARANCE]
+    s = similarity(np.stack([same_look, other_look]), q, "structured")
+    assert s[0] == pytest.approx(1.0 + 2.0 * (1.0 - APPEARANCE_GATE))
+    assert s[1] == 1.0  # looking different costs nothing: the transformation decides
+    assert similarity(np.stack([other_look]), q, "cosine")[0] < 0.5
+
+
+# --------------------------------------------------------------------------- data sets
+def test_synthetic_cross_task_protocol() -> None:
+    ds = datasets.synthetic(tasks_per_family=3, families=["flip_h", "recolor"])
+    assert ds.protocol == "cross" and len(ds.tasks) == 6 and len(ds.queries) == 6
+    for q in ds.queries:
+        own = f"arc-{q.qid}"
+        assert q.exclude == {own} and own not in q.relevant and len(q.relevant) == 2
+        family = q.qid.rsplit("-", 1)[0]
+        assert all(r.startswith(f"arc-{family}-") for r in q.relevant)
+    again = datasets.synthetic(tasks_per_family=3, families=["flip_h", "recolor"])
+    assert again.fingerprint == ds.fingerprint
+    assert datasets.synthetic(seed=1, tasks_per_family=3).fingerprint != ds.fingerprint
+
+
+def _folder(tmp_path: Path) -> tuple[Path, Path]:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    for t in generate(seed=3, tasks_per_family=2, pairs=3, families=["flip_v", "scale_up"]):
+        (tasks / f"{t.task_id}.json").write_text(json.dumps(t.task))
+    (tasks / "distractor.json").write_text(
+        json.dumps({"train": [{"input": [[1]], "output": [[2]]}], "test": [{"input": [[1]]}]})
+    )
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(
+        "".join(
+            json.dumps({"task": p.stem, "group": p.stem.rsplit("-", 1)[0]}) + "\n"
+            for p in sorted(tasks.glob("*-*.json"))
+        )
+    )
+    return tasks, labels
+
+
+def test_tasks_and_labels_folder(tmp_path: Path) -> None:
+    tasks, labels = _folder(tmp_path)
+    ds = datasets.from_folder(tasks, labels)
+    assert len(ds.tasks) == 5 and len(ds.queries) == 4  # the unlabelled task is a distractor
+    result = study.run(ds, modes=("none", "symbolic", "hybrid-weighted"))
+    s = result.summaries["hybrid-weighted"]
+    assert s.n_queries == 4 and s.precision_at_5 == pytest.approx(0.2)  # 1 relevant of 5
+    assert s.recall_at(1) == 1.0 and s.mrr == 1.0  # the other task of its group ranks first
+    assert result.fallbacks == {"none": 0, "symbolic": 0, "hybrid-weighted": 0}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"task": "nope", "group": "g"}\n', "no task file nope.json"),
+        ('{"task": 1}\n', "expected"),
+        ("not json\n", "line 1"),
+    ],
+)
+def test_bad_labels_are_refused_with_the_line(tmp_path: Path, content: str, message: str) -> None:
+    tasks, labels = _folder(tmp_path)
+    labels.write_text(content)
+    with pytest.raises(InvalidInputError, match=message):
+        datasets.from_folder(tasks, labels)
+
+
+# --------------------------------------------------------------------------- study & report
+def test_study_and_report(tmp_path: Path) -> None:
+    ds = datasets.synthetic(tasks_per_family=3, families=["flip_h", "gravity", "tile"])
+    result = study.run(ds)
+    assert set(result.summaries) == set(study.MODES)
+    none, weighted = result.summaries["none"], result.summaries["hybrid-weighted"]
+    assert weighted.mrr > none.mrr and weighted.precision_at_5 >= none.precision_at_5
+    assert set(result.versus_symbolic) == set(study.MODES) - {"symbolic"}
+    assert len(result.curves["soft"]) == 50
+    curve = result.curves["soft"]
+    assert all(a <= b for a, b in zip(curve, curve[1:], strict=False))
+    out = report.write(result, tmp_path / "out", "vault eval --dataset synthetic")
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert ds.fingerprint in text and "| hybrid-weighted |" in text and "ranks best" in text
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["dataset"]["fingerprint"] == ds.fingerprint
+    assert data["modes"]["hybrid-weighted"]["mrr"] == weighted.mrr
+    assert ("recall_at_k.png" in out["files"]) == out["plot"]
+    # the same inputs give the same numbers (latency aside)
+    again = study.run(ds).to_json()
+    first = result.to_json()
+    for run_ in (again, first):
+        for m in run_["modes"].values():
+            m.pop("latency")
+        run_.pop("seconds"), run_.pop("import_seconds")
+    assert again == first

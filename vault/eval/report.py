@@ -1,0 +1,145 @@
+"""The study's report: ``REPORT.md`` (settings, data-set fingerprint, the table, what it
+says), ``results.json`` (everything, for scripts) and ``recall_at_k.png`` (recall@k curves
+per mode; needs the optional ``matplotlib``, extra ``plot``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vault.eval.study import StudyResult
+from vault.store.fs import atomic_write
+
+COLUMNS = (
+    ("MRR", "mrr"),
+    ("R@1", "recall@1"),
+    ("R@5", "recall@5"),
+    ("R@10", "recall@10"),
+    ("R@50", "recall@50"),
+    ("P@5", "precision@5"),
+    ("MAP@10", "map@10"),
+    ("helpful", "helpful_rate"),
+)
+
+
+def table(result: StudyResult) -> str:
+    """The results table in Markdown."""
+    head = ["mode", *(c for c, _ in COLUMNS), "coverage@10", "vs symbolic", "ms median", "ms p95"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for mode, summary in result.summaries.items():
+        s = summary.to_json()
+        change = result.coverage_change.get(mode)
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    mode,
+                    *(f"{s[key]:.3f}" for _, key in COLUMNS),
+                    str(summary.coverage),
+                    "" if change is None or mode == "symbolic" else f"{change:+.0%}",
+                    f"{summary.latency_median_ms:.2f}",
+                    f"{summary.latency_p95_ms:.2f}",
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def interpretation(result: StudyResult) -> str:
+    """Two sentences the numbers support."""
+    s = result.summaries
+    cross = result.dataset.get("protocol") == "cross"
+    key = "precision_at_5" if cross else "mrr"
+    label = "precision@5" if cross else "MRR"
+    ranked = sorted(
+        (m for m in s if m != "none"), key=lambda m: (-float(getattr(s[m], key)), m)
+    )
+    if not ranked:
+        return "Only the no-retrieval baseline ran."
+    best = ranked[0]
+    first = f"On this data set `{best}` ranks best by {label} ({getattr(s[best], key):.3f}"
+    if "symbolic" in s and best != "symbolic" and best in result.versus_symbolic:
+        b = result.versus_symbolic[best]
+        first += (
+            f" vs {getattr(s['symbolic'], key):.3f} for symbolic; its MRR is "
+            f"{b.mean_diff:+.3f} over symbolic, 95% bootstrap interval "
+            f"[{b.low:+.3f}, {b.high:+.3f}])."
+        )
+    else:
+        first += ")."
+    second = ""
+    if "symbolic" in s and best != "symbolic":
+        change = result.coverage_change.get(best)
+        sym_ms = s["symbolic"].latency_median_ms
+        second = (
+            f" It surfaces {change:+.0%} distinct concepts in the top 10 compared with "
+            f"symbolic, at a median {s[best].latency_median_ms:.2f} ms per query against "
+            f"{sym_ms:.2f} ms."
+            if change is not None
+            else ""
+        )
+    return first + second
+
+
+def markdown(result: StudyResult, command: str | None = None) -> str:
+    d = result.dataset
+    cfg = result.settings["config"]
+    lines = [
+        f"# vault eval — {d['name']}",
+        "",
+        d["description"] + ".",
+        "",
+        f"- data set fingerprint: `{d['fingerprint']}`",
+        f"- concepts: {d['concepts']}, queries: {d['queries']} (protocol: {d['protocol']})",
+        f"- results: top {result.settings['k_max']} per query; modes: "
+        + ", ".join(result.settings["modes"]),
+        "- configuration: " + ", ".join(f"{k} = {v}" for k, v in sorted(cfg.items())),
+        f"- wall clock: {result.seconds:.1f} s (import {result.import_seconds:.1f} s)",
+    ]
+    if command:
+        lines.append(f"- command: `{command}`")
+    lines += ["", table(result), "", interpretation(result), ""]
+    fell = {m: n for m, n in result.fallbacks.items() if n}
+    if fell:
+        lines += [f"Fallbacks to symbolic: {fell}.", ""]
+    return "\n".join(lines)
+
+
+def plot(result: StudyResult, path: Path) -> bool:
+    """Write the recall@k curves; False (and nothing written) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for mode, curve in result.curves.items():
+        ax.plot(range(1, len(curve) + 1), curve, label=mode)
+    ax.set_xscale("log")
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"vault eval — {result.dataset['name']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def write(result: StudyResult, out: Path, command: str | None = None) -> dict[str, Any]:
+    """Write REPORT.md, results.json and (with matplotlib) recall_at_k.png into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n"
+    atomic_write(out / "results.json", data.encode(), durable=False)
+    atomic_write(out / "REPORT.md", markdown(result, command).encode(), durable=False)
+    plotted = plot(result, out / "recall_at_k.png")
+    files = ["REPORT.md", "results.json"] + (["recall_at_k.png"] if plotted else [])
+    return {"out": str(out), "files": files, "plot": plotted}

@@ -1,0 +1,166 @@
+"""The validation study: the same queries, in one process, on one throwaway vault, through
+every retrieval mode (the seed's 3-way study, widened to five):
+
+* ``none`` — no retrieval: the vault's own order (by concept id), as a solver without a
+  vault index would try concepts;
+* ``symbolic``, ``hybrid-tiebreak``, ``hybrid-weighted``, ``soft``.
+
+Every mode ranks with the same snapshot and the same configuration (only the mode and the
+strategy change), returns ``k_max`` results, and is timed per query (query embedding
+included, no cache). The metrics are in ``vault.eval.metrics``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vault.arc import import_tasks
+from vault.config import Config
+from vault.eval.datasets import Dataset, EvalQuery
+from vault.eval.metrics import (
+    BootstrapResult,
+    ModeSummary,
+    QueryOutcome,
+    paired_bootstrap,
+    recall_at,
+    reciprocal_rank,
+    summarize,
+)
+from vault.index.snapshot import Snapshot
+from vault.retrieval import retrieve_in
+from vault.vault import Vault, fixed_clock
+
+# mode name -> (retrieval mode, hybrid strategy)
+MODES: dict[str, tuple[str, str | None]] = {
+    "none": ("none", None),
+    "symbolic": ("symbolic", None),
+    "hybrid-tiebreak": ("hybrid", "tiebreak"),
+    "hybrid-weighted": ("hybrid", "weighted"),
+    "soft": ("soft", None),
+}
+KS = (1, 5, 10, 50)
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    dataset: dict[str, Any]
+    settings: dict[str, Any]
+    summaries: dict[str, ModeSummary]
+    curves: dict[str, list[float]]  # recall@k for k = 1..k_max, per mode
+    coverage_change: dict[str, float | None]  # relative to symbolic
+    versus_symbolic: dict[str, BootstrapResult]  # per-query RR: mode minus symbolic
+    fallbacks: dict[str, int]
+    import_seconds: float
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "settings": self.settings,
+            "modes": {m: s.to_json() for m, s in self.summaries.items()},
+            "recall_curves": self.curves,
+            "coverage_change_vs_symbolic": self.coverage_change,
+            "mrr_difference_vs_symbolic": {m: b.to_json() for m, b in self.versus_symbolic.items()},
+            "fallbacks": self.fallbacks,
+            "import_seconds": self.import_seconds,
+            "seconds": self.seconds,
+        }
+
+
+def _vault_order(snap: Snapshot) -> list[str]:
+    t = snap.table
+    seen: list[str] = []
+    for i in range(t.n):
+        concept = t.ref(i).rsplit("@", 1)[0]
+        if not seen or seen[-1] != concept:
+            seen.append(concept)
+    return seen
+
+
+def run(
+    dataset: Dataset,
+    cfg: Config | None = None,
+    modes: Sequence[str] = tuple(MODES),
+    *,
+    k_max: int = 50,
+    progress: Progress | None = None,
+) -> StudyResult:
+    """Run every mode over ``dataset``'s queries on a throwaway vault."""
+    for m in modes:
+        if m not in MODES:
+            raise ValueError(f"unknown mode {m!r} (known: {', '.join(MODES)})")
+    start = time.perf_counter()
+    base = cfg or Config()
+    total = len(modes) * len(dataset.queries)
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="vault-eval-") as tmp:
+        vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0))
+        t0 = time.perf_counter()
+        import_tasks(vault, dataset.tasks, holdout_last=dataset.holdout_last)
+        import_seconds = time.perf_counter() - t0
+        snap = vault.snapshot()
+        order = _vault_order(snap)
+        outcomes: dict[str, list[QueryOutcome]] = {}
+        fallbacks: dict[str, int] = {}
+        for m in modes:
+            mode, strategy = MODES[m]
+            mcfg = base.with_overrides(k=k_max, strategy=strategy)
+            rows: list[QueryOutcome] = []
+            fallbacks[m] = 0
+            for q in dataset.queries:
+                ranking, seconds, fell = _rank(snap, q, mode, mcfg, order, k_max)
+                fallbacks[m] += fell
+                rows.append(QueryOutcome(q.qid, ranking, q.relevant, seconds))
+                done += 1
+                if progress:
+                    progress(done, total)
+            outcomes[m] = rows
+    summaries = {m: summarize(rows, KS) for m, rows in outcomes.items()}
+    curves = {
+        m: [
+            sum(recall_at(o.ranking, o.relevant, k) for o in rows if o.relevant)
+            / max(1, sum(1 for o in rows if o.relevant))
+            for k in range(1, k_max + 1)
+        ]
+        for m, rows in outcomes.items()
+    }
+    coverage_change: dict[str, float | None] = {}
+    versus: dict[str, BootstrapResult] = {}
+    if "symbolic" in summaries:
+        sym = summaries["symbolic"].coverage
+        sym_rr = [reciprocal_rank(o.ranking, o.relevant) for o in outcomes["symbolic"]]
+        for m, s in summaries.items():
+            coverage_change[m] = (s.coverage - sym) / sym if sym else None
+            if m != "symbolic":
+                rr = [reciprocal_rank(o.ranking, o.relevant) for o in outcomes[m]]
+                versus[m] = paired_bootstrap(sym_rr, rr, resamples=2000, seed=0)
+    settings = {"k_max": k_max, "modes": list(modes), "config": base.to_json()}
+    return StudyResult(
+        dataset.summary(),
+        settings,
+        summaries,
+        curves,
+        coverage_change,
+        versus,
+        fallbacks,
+        import_seconds,
+        time.perf_counter() - start,
+    )
+
+
+def _rank(
+    snap: Snapshot, q: EvalQuery, mode: str, cfg: Config, order: list[str], k: int
+) -> tuple[tuple[str, ...], float, int]:
+    t0 = time.perf_counter()
+    if mode == "none":
+        ranking = tuple([c for c in order if c not in q.exclude][:k])
+        return ranking, time.perf_counter() - t0, 0
+    result = retrieve_in(snap, q.query, cfg, mode, exclude=q.exclude)
+    seconds = time.perf_counter() - t0
+    return tuple(h.id for h in result.results), seconds, int(result.mode_used != mode)
