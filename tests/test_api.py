@@ -23,6 +23,7 @@ PUBLIC = [
     "NotFoundError",
     "Query",
     "RetrievalResult",
+    "Retriever",
     "UsageError",
     "Vault",
     "VaultError",

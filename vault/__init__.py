@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from vault.index.build import BuildResult
     from vault.records.query import Query, normalize_query, task_query
     from vault.retrieval import Hit, RetrievalResult, retrieve
+    from vault.retriever import Retriever
     from vault.vault import Vault
     from vault.writeback import WriteResult
 
@@ -45,6 +46,7 @@ _LAZY = {
     "Hit": "vault.retrieval",
     "Query": "vault.records.query",
     "RetrievalResult": "vault.retrieval",
+    "Retriever": "vault.retriever",
     "Vault": "vault.vault",
     "WriteResult": "vault.writeback",
     "grid_to_repr": "vault.grid.reprs",
@@ -80,6 +82,7 @@ __all__ = [
     "NotFoundError",
     "Query",
     "RetrievalResult",
+    "Retriever",
     "UsageError",
     "Vault",
     "VaultError",

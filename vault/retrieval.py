@@ -119,36 +119,96 @@ class RetrievalResult:
         }
 
 
-class _Ranker:
-    """Vectorised ranking over one table for one query."""
+class _Base:
+    """Per-table arrays every query uses (computed once per loaded generation)."""
 
-    def __init__(self, table: Table, keys: list[str], domain: str, exclude: Iterable[str] = ()):
-        self.t = table
+    def __init__(self, table: Table):
         self.status = table.col("status").astype(np.int64)
         self.penalty = failure_rate(
             table.col("positive").astype(np.float64), table.col("negative").astype(np.float64)
         )
         self.tail = table.col("tail").astype(np.int64)
-        n = table.n
-        eligible = np.zeros(n, dtype=bool)
-        eligible[table.posting(f"domain:{domain}")] = True
-        eligible &= self.status != 2
-        for concept in exclude:
-            rows = table.id_rows(concept)
-            eligible[rows.start : rows.stop] = False
+        # dense rank of the penalty: an exact, order-preserving small integer for packing
+        _, self.penalty_rank = np.unique(self.penalty, return_inverse=True)
+        self.penalty_rank = self.penalty_rank.astype(np.int64)
+        self.packable = table.n < (1 << 32) and int(self.penalty_rank.max(initial=0)) < (1 << 22)
+        self.domains: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def of(table: Table) -> _Base:
+        base: _Base | None = getattr(table, "_rank_base", None)
+        if base is None:
+            base = _Base(table)
+            table._rank_base = base  # type: ignore[attr-defined]
+        return base
+
+    def eligible(self, table: Table, domain: str) -> np.ndarray:
+        mask = self.domains.get(domain)
+        if mask is None:
+            mask = np.zeros(table.n, dtype=bool)
+            mask[table.posting(f"domain:{domain}")] = True
+            mask &= self.status != 2
+            self.domains[domain] = mask
+        return mask
+
+
+class _Ranker:
+    """Vectorised ranking over one table for one query."""
+
+    def __init__(self, table: Table, keys: list[str], domain: str, exclude: Iterable[str] = ()):
+        self.t = table
+        base = _Base.of(table)
+        self.base = base
+        self.status, self.penalty, self.tail = base.status, base.penalty, base.tail
+        eligible = base.eligible(table, domain)
+        excluded = [table.id_rows(concept) for concept in exclude]
+        if any(len(r) for r in excluded):
+            eligible = eligible.copy()
+            for rows in excluded:
+                eligible[rows.start : rows.stop] = False
         self.eligible = eligible
         parts = [table.posting(k) for k in matchable(keys)]
         hits = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-        self.overlap = np.bincount(hits, minlength=n).astype(np.int64)
+        self.overlap = np.bincount(hits, minlength=table.n).astype(np.int64)
         self.n_keys = len(parts)
+        self._candidates: np.ndarray | None = None
 
-    def symbolic(self) -> np.ndarray:
-        """Candidate rows (sharing a key), in symbolic order (before per-id dedupe)."""
-        rows = np.nonzero(self.eligible & (self.overlap > 0))[0]
+    def candidates(self) -> np.ndarray:
+        """Eligible rows sharing at least one key with the query."""
+        if self._candidates is None:
+            self._candidates = np.nonzero(self.eligible & (self.overlap > 0))[0]
+        return self._candidates
+
+    def symbolic(self, m: int | None = None) -> np.ndarray:
+        """The first ``m`` (default: all) candidate rows in symbolic order (status, overlap
+        desc, penalty asc, version desc, id), before per-id dedupe — selected with one
+        packed int64 key and argpartition, so the cost is O(candidates), not a full sort."""
+        rows = self.candidates()
+        if self.base.packable and self.n_keys <= 255:
+            key = (
+                (self.status[rows] << 62)
+                | ((255 - self.overlap[rows]) << 54)
+                | (self.base.penalty_rank[rows] << 32)
+                | self.tail[rows]
+            )
+            if m is not None and m < len(rows):
+                part = np.argpartition(key, m - 1)[:m]
+                return rows[part[np.argsort(key[part], kind="stable")]]
+            return rows[np.argsort(key, kind="stable")]
         order = np.lexsort(
             (self.tail[rows], self.penalty[rows], -self.overlap[rows], self.status[rows])
         )
-        return rows[order]
+        return rows[order] if m is None else rows[order][:m]
+
+    def symbolic_distinct(self, k: int) -> np.ndarray:
+        """The first ``k`` concept ids in symbolic order (one row each)."""
+        m = max(4 * k, 64)
+        while True:
+            rows = self.symbolic(m)
+            out = self.dedupe(rows, k)
+            if len(out) == k or len(rows) < m:
+                return out
+            m *= 4
 
     def dedupe(self, rows: np.ndarray, k: int) -> np.ndarray:
         """The first row of each concept id, in order, at most ``k``."""
@@ -231,14 +291,13 @@ def retrieve_in(
     mode = mode or cfg.mode
     keys = query.all_keys()
     ranker = _Ranker(snap.table, keys, query.domain, exclude)
-    ranked = ranker.symbolic()
     fallback = None
     if mode != "symbolic":
         try:
             if snap.drift:
                 raise EmbeddingError("embedder drift: run `vault index build`")
             qv = np.array(checked_query_vector(query, cache), dtype=np.int8)
-            hits = _soft(ranker, qv, cfg) if mode == "soft" else _hybrid(ranker, qv, ranked, cfg)
+            hits = _soft(ranker, qv, cfg) if mode == "soft" else _hybrid(ranker, qv, cfg)
             return RetrievalResult(
                 mode,
                 mode,
@@ -254,7 +313,7 @@ def retrieve_in(
             fallback = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure of the embedding path falls back
             fallback = f"embedding error: {type(exc).__name__}: {exc}"
-    rows = ranker.dedupe(ranked, cfg.k)
+    rows = ranker.symbolic_distinct(cfg.k)
     hits = ranker.hits(rows, None, None, use_overlap_score=True)
     return RetrievalResult(
         mode, "symbolic", fallback, keys, hits, None, None, snap.generation, stale
@@ -270,8 +329,8 @@ def _soft(ranker: _Ranker, qv: np.ndarray, cfg: Config) -> list[Hit]:
     return ranker.hits(ordered, np.array([sim_of[r] for r in ordered.tolist()]), sim_of)
 
 
-def _hybrid(ranker: _Ranker, qv: np.ndarray, ranked: np.ndarray, cfg: Config) -> list[Hit]:
-    shortlist = ranked[: cfg.shortlist_max]
+def _hybrid(ranker: _Ranker, qv: np.ndarray, cfg: Config) -> list[Hit]:
+    shortlist = ranker.symbolic(cfg.shortlist_max)
     if len(shortlist) < cfg.shortlist_min:  # top-up: embedding neighbours sharing no key
         others = np.nonzero(ranker.eligible & (ranker.overlap == 0))[0]
         if len(others):

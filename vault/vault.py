@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from vault.gc import GcResult
     from vault.index.build import BuildResult, Progress
     from vault.index.snapshot import Snapshot
+    from vault.retriever import Retriever
     from vault.rollback import RollbackResult
     from vault.verify import VerifyReport
     from vault.writeback import WriteResult
@@ -310,6 +311,15 @@ class Vault:
                 {"generation": result.generation, "changed": result.changed},
             )
             return result
+
+    def retriever(
+        self, *, config: Config | None = None, refresh_every: int | None = None
+    ) -> Retriever:
+        """A handle for a solver's loop: the current snapshot, opened once (see
+        ``vault.retriever``)."""
+        from vault.retriever import Retriever
+
+        return Retriever(self, config=config, refresh_every=refresh_every)
 
     def rollback(self, to: str | None = None) -> RollbackResult:
         from vault.rollback import rollback

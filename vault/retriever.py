@@ -1,0 +1,182 @@
+"""The solver-loop API: open the current snapshot once, ask it many questions.
+
+    from vault import Vault
+
+    with Vault.open("my-vault").retriever(refresh_every=100) as r:
+        for task in tasks:                       # ARC task dicts, Query objects, reprs, grids
+            result = r.retrieve(task, mode="hybrid", k=10)
+            try_concepts([hit.id for hit in result.results])
+        r.refresh()                              # pick up concepts written back meanwhile
+
+A ``Retriever`` reads one immutable generation (see ``vault.index.snapshot``): a
+write-back by this or another process never changes what an open retriever sees until it
+refreshes — on ``refresh()`` or every ``refresh_every`` calls. A generation built by
+another embedder is not an error: hybrid and soft requests fall back to symbolic and say
+"embedder drift" in ``fallback_reason``. ``batch`` answers JSON-lines requests, one
+result (or one error) per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from vault.config import MODES, Config
+from vault.errors import InvalidInputError, UsageError, VaultError
+from vault.index.snapshot import Snapshot
+from vault.records.query import Query, query_from
+from vault.retrieval import RetrievalResult, retrieve_in
+
+if TYPE_CHECKING:
+    from vault.vault import Vault
+
+REQUEST_KINDS = ("task", "repr", "query")
+
+
+def as_query(value: Any, source: str | None = None, test_index: int = 0) -> Query:
+    """A ``Query`` from what a solver holds: a Query, an ARC task, a repr, a query record or
+    a grid (list of rows)."""
+    if isinstance(value, Query):
+        return value
+    if isinstance(value, list):
+        return query_from("repr", value, source)
+    if isinstance(value, dict):
+        if "train" in value and "kind" not in value:
+            return query_from("task", value, source, test_index)
+        if value.get("kind") == "repr" or "globals" in value:
+            return query_from("repr", value, source)
+        return query_from("query", value, source)
+    raise InvalidInputError(
+        f"expected a task, a repr, a query or a grid, got {type(value).__name__}", source=source
+    )
+
+
+class Retriever:
+    """Many queries against one snapshot of a vault (see the module docstring)."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        *,
+        config: Config | None = None,
+        refresh_every: int | None = None,
+    ):
+        if refresh_every is not None and refresh_every < 1:
+            raise UsageError("refresh_every must be at least 1")
+        self.vault = vault
+        self.config = config or vault.config()
+        self.refresh_every = refresh_every
+        self._calls = 0
+        self._snapshot: Snapshot | None = vault.snapshot()
+
+    # -------------------------------------------------------------- lifecycle
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._snapshot = None
+
+    @property
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            raise UsageError("this retriever is closed")
+        return self._snapshot
+
+    @property
+    def generation(self) -> str:
+        return self.snapshot.generation
+
+    def refresh(self) -> bool:
+        """Open the vault's current generation; True when it is a newer one."""
+        before = self.snapshot.generation
+        self._snapshot = self.vault.snapshot()
+        self._calls = 0
+        return self._snapshot.generation != before
+
+    @property
+    def stale(self) -> bool:
+        """True when acknowledged write-backs are not in the index yet (after a crash)."""
+        return self.vault.stale()
+
+    # -------------------------------------------------------------- asking
+    def retrieve(
+        self,
+        query: Any,
+        *,
+        mode: str | None = None,
+        k: int | None = None,
+        strategy: str | None = None,
+        similarity: str | None = None,
+        exclude: Iterable[str] = (),
+        test_index: int = 0,
+    ) -> RetrievalResult:
+        """Rank concepts for ``query`` (a task, Query, repr, query record or grid)."""
+        if self.refresh_every is not None and self._calls >= self.refresh_every:
+            self.refresh()
+        self._calls += 1
+        cfg = self.config.with_overrides(k=k, strategy=strategy, similarity=similarity)
+        q = as_query(query, test_index=test_index)
+        return retrieve_in(self.snapshot, q, cfg, mode, cache=self.vault.cache, exclude=exclude)
+
+    def retrieve_many(self, queries: Iterable[Any], **options: Any) -> list[RetrievalResult]:
+        """``retrieve`` for each query, all against the same snapshot."""
+        return [self.retrieve(q, **options) for q in queries]
+
+    def batch(self, requests: Iterable[tuple[int, Any]]) -> Iterator[dict[str, Any]]:
+        """Answer JSON-lines requests: each ``(line number, value)`` with exactly one of
+        ``task``, ``repr``, ``query`` and optionally ``k``, ``mode``, ``id``, ``exclude``.
+        Yields, in input order, the result as ``retrieve --json`` prints it plus ``line``
+        (and ``id`` when given), or ``{"line", "id"?, "error"}`` for a bad request — never
+        stopping the run."""
+        for line, value in requests:
+            out: dict[str, Any] = {"line": line}
+            try:
+                kind, body, options = _request(value, line)
+                if "id" in options:
+                    out["id"] = options.pop("id")
+                result = self.retrieve(query_from(kind, body, f"line {line}"), **options)
+                out.update(result.to_json())
+            except VaultError as exc:
+                out["error"] = str(exc)
+            yield out
+
+
+def _request(value: Any, line: int) -> tuple[str, Any, dict[str, Any]]:
+    where = f"line {line}"
+    if not isinstance(value, dict):
+        raise InvalidInputError('expected an object {"task"|"repr"|"query": ...}', source=where)
+    kinds = [k for k in REQUEST_KINDS if k in value]
+    if len(kinds) != 1:
+        raise InvalidInputError("give exactly one of task, repr, query", source=where)
+    unknown = set(value) - set(REQUEST_KINDS) - {"k", "mode", "id", "exclude"}
+    if unknown:
+        raise InvalidInputError(
+            "unknown field (allowed: task | repr | query, k, mode, id, exclude)",
+            source=where,
+            field=sorted(unknown)[0],
+        )
+    options: dict[str, Any] = {}
+    if "id" in value:
+        if not isinstance(value["id"], str | int) or isinstance(value["id"], bool):
+            raise InvalidInputError("expected a string or an integer", source=where, field="id")
+        options["id"] = value["id"]
+    if "k" in value:
+        options["k"] = value["k"]
+        if not isinstance(value["k"], int) or isinstance(value["k"], bool):
+            raise InvalidInputError("expected an integer", source=where, field="k")
+    if "mode" in value:
+        if value["mode"] not in MODES:
+            raise InvalidInputError(
+                f"expected one of {', '.join(MODES)}", source=where, field="mode"
+            )
+        options["mode"] = value["mode"]
+    if "exclude" in value:
+        ex = value["exclude"]
+        if not isinstance(ex, list) or not all(isinstance(x, str) for x in ex):
+            raise InvalidInputError("expected a list of concept ids", source=where, field="exclude")
+        options["exclude"] = ex
+    kind = kinds[0]
+    return kind, value[kind], options
