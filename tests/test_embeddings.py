@@ -78,8 +78,21 @@ def test_cache_hit_equals_miss_and_checks_key(tmp_path: Path) -> None:
     entry = json.loads(path.read_text())
     entry["key"] = "something else"
     path.write_text(json.dumps(entry))
-    assert cache.get(repr_id(a)) is None
-    assert embed_repr(a, cache) == miss
+    fresh = EmbeddingCache(tmp_path / "cache")  # (an instance remembers what it computed)
+    assert fresh.get(repr_id(a)) is None
+    assert embed_repr(a, fresh) == miss
+
+
+def test_bulk_writes_one_pack_that_full_builds_read(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "cache")
+    reps = [grid_to_repr(g) for g in GRIDS.values()]
+    with cache.bulk():
+        vectors = [embed_repr(r, cache) for r in reps]
+    assert list(cache.entries()) == [] and len(cache.packs()) == 1
+    fresh = EmbeddingCache(tmp_path / "cache")
+    assert fresh.get(repr_id(reps[0])) is None  # packs are read on request (full builds)
+    fresh.load_packs()
+    assert [fresh.get(repr_id(r)) for r in reps] == vectors
 
 
 def test_concept_is_nearest_to_the_reprs_it_was_validated_on(tmp_path: Path) -> None:

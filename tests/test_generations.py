@@ -283,3 +283,31 @@ def test_index_status_reports_counts_and_staleness(example_vault: Vault) -> None
     s = index_status(example_vault).to_json()
     assert s["counts"]["concepts"] == 17 and s["stale"] is False and s["drift"] is False
     json.dumps(s)
+
+
+def test_gc_merges_cache_packs_and_drops_other_embedders(example_vault: Vault) -> None:
+    v = example_vault
+    v.add_evidence(
+        [
+            (
+                {
+                    "schema_version": 1,
+                    "concept": "rotate-90",
+                    "version": "1.0.0",
+                    "polarity": "positive",
+                    "grid": [[7, 0], [0, 7]],
+                },
+                "e",
+            )
+        ]
+    )
+    packs = v.cache.packs()
+    assert len(packs) >= 2
+    stale = v.cache.packs_dir / "0.9.0-0000000000000000-00000000000000000000000000000000.jsonl"
+    stale.write_bytes(b"")
+    entries = sum(len(p.read_bytes().splitlines()) for p in packs)
+    gc(v, 5)
+    after = v.cache.packs()
+    assert len(after) == 1 and not stale.exists()
+    assert len(after[0].read_bytes().splitlines()) <= entries
+    assert_sound(v)

@@ -175,12 +175,13 @@ def test_verify_changes_no_byte_and_reports_a_truncated_cache_entry(example_vaul
     before = tree(v.root)
     assert v.verify().ok
     assert tree(v.root) == before
-    entry = next(iter(v.cache.entries()))
-    entry.write_bytes(entry.read_bytes()[:20])
+    entry = v.cache.packs()[0]
+    entry.chmod(0o644)
+    entry.write_bytes(entry.read_bytes()[:-20])
     before = tree(v.root)
     report = v.verify()
     assert not report.ok
-    assert [p.path for p in report.problems if p.kind == "cache_entry_bad"] == [str(entry)]
+    assert [p.path for p in report.problems if p.kind.startswith("cache_")] == [str(entry)]
     assert tree(v.root) == before  # not repaired, not rewritten
     result = runner.invoke(app, ["--vault", str(v.root), "verify"])
     assert result.exit_code == 1 and str(entry) in result.stderr
@@ -189,12 +190,12 @@ def test_verify_changes_no_byte_and_reports_a_truncated_cache_entry(example_vaul
 
 def test_verify_does_not_repopulate_a_deleted_cache(example_vault: Vault) -> None:
     v = example_vault
-    for entry in list(v.cache.entries()):
+    for entry in list(v.cache.entries()) + v.cache.packs():
         entry.unlink()
     before = tree(v.root)
     assert v.verify().ok
     assert tree(v.root) == before
-    assert list(v.cache.entries()) == []
+    assert list(v.cache.entries()) == [] and v.cache.packs() == []
 
 
 # --------------------------------------------------------------------------- 4. readers

@@ -61,12 +61,25 @@ def test_flipped_embedding_file_byte_is_named(example_vault: Vault, name: str) -
 
 
 def test_flipped_cache_entry_is_named(example_vault: Vault) -> None:
+    from vault.records.query import normalize_query
+    from vault.retrieval import retrieve
+
+    q = normalize_query({"schema_version": 1, "grid": [[1, 2], [3, 4]]})
+    retrieve(example_vault, q, example_vault.config())  # a query item: a single-entry file
     entry = next(iter(example_vault.cache.entries()))
     data = entry.read_bytes()
     flip(entry, data.index(b'"vector":[') + 11)
     report = verify(example_vault)
     assert not report.ok
     assert f"{entry}:cache_entry_bad" in _paths(report.to_json())
+
+
+def test_flipped_cache_pack_is_named(example_vault: Vault) -> None:
+    pack = example_vault.cache.packs()[0]
+    flip(pack, pack.read_bytes().index(b'"vector":[') + 11)
+    report = verify(example_vault)
+    assert not report.ok
+    assert f"{pack}:cache_pack_bad" in _paths(report.to_json())
 
 
 def test_sampled_cache_check(example_vault: Vault) -> None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from vault.canonical import loads
+from vault.canonical import loads, loads_trusted
 from vault.embedding import embedder
+from vault.embedding.cache import pack_belongs_to_running_embedder
 from vault.errors import CorruptionError, InvalidInputError, UsageError, VaultError
 from vault.index.build import catch_up
 from vault.index.snapshot import Generation
@@ -117,6 +119,9 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
                     stale_cache.append(path)
             except (InvalidInputError, KeyError, TypeError, OSError):
                 stale_cache.append(path)
+        packs = vault.cache.packs()
+        stale_cache += [p for p in packs if not pack_belongs_to_running_embedder(p)]
+        ours = [p for p in packs if pack_belongs_to_running_embedder(p)]
         removed = [g.number for g in history if g.number not in kept_numbers]
         if not dry_run:
             # the records first: a crash after it leaves unreachable objects, never a record
@@ -128,6 +133,7 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
             for path in stale_cache:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+            _merge_packs(vault, ours)
             vault.audit.append(
                 "gc",
                 vault.clock(),
@@ -135,3 +141,28 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
                 {"keep": keep, "removed_generations": removed, "removed_objects": len(dead)},
             )
         return GcResult(dry_run, sorted(kept_numbers), removed, len(dead), size, len(stale_cache))
+
+
+def _merge_packs(vault: Vault, packs: list[Path]) -> None:
+    """Many packs of the running embedder become one (a bad line is dropped: a miss)."""
+    if len(packs) < 2:
+        return
+    entries: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    for path in packs:
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                e = loads_trusted(line)
+                entries[e["key"]] = (e["source"], e["vector"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    merged = vault.cache.write_pack(entries)
+    if merged is None:
+        return
+    for path in packs:
+        if path != merged:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()

@@ -34,6 +34,7 @@ import xxhash
 from vault.canonical import dumps_line, loads, sha256_hex
 from vault.config import load as load_config
 from vault.embedding import embedder
+from vault.embedding.cache import pack_belongs_to_running_embedder, pack_name_ok
 from vault.embedding.vectors import source_vector
 from vault.errors import InvalidInputError, VaultError
 from vault.index.build import CHANGE_OPS, plan_full
@@ -122,30 +123,48 @@ def verify(
 
 # --------------------------------------------------------------------------- 1. cache
 def _cache(vault: Vault, report: VerifyReport, sample: int | None) -> None:
-    entries = list(vault.cache.entries())
-    if sample is not None and sample < len(entries):
-        entries = sorted(random.Random(0).sample(entries, sample))
-    for path in entries:
+    """Every single entry and every pack line recomputed from its source (or a sample)."""
+    items: list[tuple[str, bytes | None, Path]] = []  # (where, entry bytes or None, file)
+    for path in vault.cache.entries():
+        items.append((str(path), None, path))
+    for path in vault.cache.packs():
         try:
-            entry = loads(path.read_bytes(), source=str(path))
+            data = path.read_bytes()
+        except OSError as exc:
+            report.add("cache_pack_bad", path, f"cannot read ({exc.strerror})")
+            continue
+        if not pack_name_ok(path, data):
+            report.add("cache_pack_bad", path, "content does not match its name (torn or edited)")
+            continue
+        for number, line in enumerate(data.splitlines(), start=1):
+            items.append((f"{path}:{number}", line, path))
+    if sample is not None and sample < len(items):
+        items = sorted(random.Random(0).sample(items, sample))
+    for where, packed, path in items:
+        try:
+            raw = path.read_bytes() if packed is None else packed
+            entry = loads(raw, source=where)
             key = entry["key"]
             content, version, weights = key.split(":")
             if (version, weights) != (embedder.VERSION, embedder.WEIGHTS_HASH):
-                report.add("cache_stale", path, "entry of another embedder (unused)", "warning")
+                report.add("cache_stale", where, "entry of another embedder (unused)", "warning")
                 continue
-            h = xxhash.xxh3_128_hexdigest(key.encode())
-            if path.parent.name + path.stem != h:
-                raise InvalidInputError("file name does not match the key")
+            if packed is None:
+                h = xxhash.xxh3_128_hexdigest(key.encode())
+                if path.parent.name + path.stem != h:
+                    raise InvalidInputError("file name does not match the key")
+            elif not pack_belongs_to_running_embedder(path):
+                raise InvalidInputError("pack name does not match its entries' embedder")
             cid, vector = source_vector(entry["source"])
             if cid != content:
                 raise InvalidInputError("key does not match the source")
             if vector != entry["vector"]:
                 raise InvalidInputError("vector differs from recomputation")
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            report.add("cache_entry_bad", path, str(exc))
+            report.add("cache_entry_bad", where, str(exc))
         except OSError as exc:
-            report.add("cache_entry_bad", path, f"cannot read ({exc.strerror})")
-    report.checked["cache_entries"] = len(entries)
+            report.add("cache_entry_bad", where, f"cannot read ({exc.strerror})")
+    report.checked["cache_entries"] = len(items)
 
 
 # --------------------------------------------------------------------------- 2. settings

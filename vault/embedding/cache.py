@@ -1,27 +1,53 @@
-"""The per-repr / per-pair embedding cache under ``embeddings/cache/``.
+"""The embedding cache under ``embeddings/cache/``: standalone vectors of reprs and pairs.
 
-``cache/ab/<xxh3-128>.json`` holds ``{"key", "source", "vector"}``; the key
-``content_id:embedder_version:weights_hash`` is checked on every read, so a hash collision or
-a stale entry is a miss, never a wrong vector.
+Two kinds of file, both holding canonical entries ``{"key", "source", "vector"}``; the key
+``content_id:embedder_version:weights_hash`` is checked on every read, so a hash collision
+or a stale entry is a miss, never a wrong vector:
+
+* ``cache/ab/<xxh3-128>.json`` — one entry (what ``retrieve`` and ``embed`` compute);
+* ``cache/packs/<version>-<weights_hash[:16]>-<sha256[:32]>.jsonl`` — many entries, one
+  canonical line each, sorted by key: a write-back or a build writes all it computed as
+  one pack (one file instead of thousands). Packs are read by full builds and verify
+  (``load_packs``); ``vault gc`` merges them and drops other embedders' ones.
+
+The cache is rebuildable: writes are atomic but not fsynced, and any unreadable, torn or
+mismatching entry is a miss. A read-only cache (``vault verify``) never writes.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import xxhash
 
-from vault.canonical import canonical_bytes, loads, sha256_hex
+from vault.canonical import canonical_bytes, loads, loads_trusted, sha256_hex
 from vault.embedding import embedder
 from vault.errors import InvalidInputError
 from vault.store.fs import atomic_write
 
+PACK_NAME = re.compile(
+    r"^(?P<version>[0-9.]+)-(?P<weights>[0-9a-f]{16})-(?P<sha>[0-9a-f]{32})\.jsonl$"
+)
+MEMO_SIZE = 200_000  # vectors remembered in memory per process (a long solver loop stays flat)
+
 
 def pair_id(in_id: str, out_id: str) -> str:
     return sha256_hex(f"pair:{in_id}:{out_id}".encode())
+
+
+def is_vector(v: Any) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) == embedder.DIM
+        and all(isinstance(x, int) and not isinstance(x, bool) and -127 <= x <= 127 for x in v)
+    )
+
+
+_is_vector = is_vector  # the name other modules imported
 
 
 class EmbeddingCache:
@@ -30,6 +56,9 @@ class EmbeddingCache:
     def __init__(self, root: Path, *, writable: bool = True):
         self.root = root
         self.writable = writable
+        self._memo: dict[str, list[int]] = {}
+        self._packed: dict[str, list[int]] | None = None
+        self._pending: dict[str, tuple[dict[str, Any], list[int]]] | None = None
 
     @staticmethod
     def key(content: str) -> str:
@@ -39,8 +68,28 @@ class EmbeddingCache:
         h = xxhash.xxh3_128_hexdigest(key.encode())
         return self.root / h[:2] / f"{h[2:]}.json"
 
+    @property
+    def packs_dir(self) -> Path:
+        return self.root / "packs"
+
+    # -------------------------------------------------------------- reading
     def get(self, content: str) -> list[int] | None:
         key = self.key(content)
+        hit = self._memo.get(key)
+        if hit is None and self._packed is not None:
+            hit = self._packed.get(key)
+        if hit is None:
+            hit = self._read_single(key)
+        if hit is not None:
+            self._remember(key, hit)
+        return hit
+
+    def _remember(self, key: str, vector: list[int]) -> None:
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = vector
+
+    def _read_single(self, key: str) -> list[int] | None:
         try:
             entry = loads(self.path(key).read_bytes())
         except (OSError, InvalidInputError):  # missing, unreadable or corrupt: a miss
@@ -48,25 +97,98 @@ class EmbeddingCache:
         if not isinstance(entry, dict) or entry.get("key") != key:
             return None
         vector = entry.get("vector")
-        return [int(x) for x in vector] if vector is not None and _is_vector(vector) else None
+        return [int(x) for x in vector] if isinstance(vector, list) and is_vector(vector) else None
 
+    def load_packs(self) -> None:
+        """Read every pack of the running embedder (full builds call this once)."""
+        if self._packed is not None:
+            return
+        packed: dict[str, list[int]] = {}
+        for path in self.packs():
+            if not _ours(path):
+                continue
+            try:
+                lines = path.read_bytes().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                try:
+                    entry = loads_trusted(line)
+                    key, vector = entry["key"], entry["vector"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a bad line is a miss (verify reports it)
+                if isinstance(key, str) and is_vector(vector):
+                    packed[key] = vector
+        self._packed = packed
+
+    # -------------------------------------------------------------- writing
     def put(self, content: str, source: dict[str, Any], vector: list[int]) -> None:
+        key = self.key(content)
+        self._remember(key, vector)
         if not self.writable:
             return
-        key = self.key(content)
+        if self._pending is not None:
+            self._pending[key] = (source, vector)
+            return
         entry = {"key": key, "source": source, "vector": vector}
         # a cache is rebuildable: atomic, but no fsync on the hot path; a full disk is a miss
         with contextlib.suppress(OSError):
             atomic_write(self.path(key), canonical_bytes(entry), durable=False)
 
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Collect the entries put meanwhile and write them as one pack at the end."""
+        if self._pending is not None or not self.writable:
+            yield
+            return
+        self._pending = {}
+        try:
+            yield
+            self.write_pack(self._pending)
+        finally:
+            self._pending = None
+
+    def write_pack(self, entries: dict[str, tuple[dict[str, Any], list[int]]]) -> Path | None:
+        if not entries:
+            return None
+        data = b"".join(
+            canonical_bytes({"key": key, "source": src, "vector": vec}) + b"\n"
+            for key, (src, vec) in sorted(entries.items())
+        )
+        name = f"{embedder.VERSION}-{embedder.WEIGHTS_HASH[:16]}-{sha256_hex(data)[:32]}.jsonl"
+        path = self.packs_dir / name
+        with contextlib.suppress(OSError):
+            if not path.exists():
+                atomic_write(path, data, durable=False)
+            if self._packed is not None:
+                for key, (_, vec) in entries.items():
+                    self._packed[key] = vec
+            return path
+        return None
+
+    # -------------------------------------------------------------- listing
     def entries(self) -> Iterable[Path]:
+        """Single-entry files, sorted."""
         if self.root.is_dir():
             yield from sorted(self.root.glob("*/*.json"))
 
+    def packs(self) -> list[Path]:
+        if not self.packs_dir.is_dir():
+            return []
+        return sorted(p for p in self.packs_dir.iterdir() if not p.name.startswith("."))
 
-def _is_vector(v: Any) -> bool:
-    return (
-        isinstance(v, list)
-        and len(v) == embedder.DIM
-        and all(isinstance(x, int) and not isinstance(x, bool) and -127 <= x <= 127 for x in v)
+
+def _ours(path: Path) -> bool:
+    m = PACK_NAME.match(path.name)
+    return bool(
+        m and m["version"] == embedder.VERSION and m["weights"] == embedder.WEIGHTS_HASH[:16]
     )
+
+
+def pack_belongs_to_running_embedder(path: Path) -> bool:
+    return _ours(path)
+
+
+def pack_name_ok(path: Path, data: bytes) -> bool:
+    m = PACK_NAME.match(path.name)
+    return bool(m and m["sha"] == sha256_hex(data)[:32])

@@ -10,7 +10,7 @@ column of one non-background colour (the lines that split many ARC grids into pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from vault.grid.grid import Grid, background_colour, dims
 
@@ -75,18 +75,26 @@ def _flood(g: Grid, bg: int, eight: bool) -> list[list[tuple[int, int]]]:
     return out
 
 
-def objects(g: Grid, bg: int | None = None) -> list[GridObject]:
+def objects(g: Grid, bg: int | None = None) -> tuple[GridObject, ...]:
     """4-connected single-colour components of non-background colours, in reading order."""
-    bg = background_colour(g) if bg is None else bg
-    return [
+    return _objects(g, background_colour(g) if bg is None else bg)
+
+
+@lru_cache(maxsize=4096)  # a pair's input is analysed by both the pair and its appearance
+def _objects(g: Grid, bg: int) -> tuple[GridObject, ...]:
+    return tuple(
         GridObject(g[cells[0][0]][cells[0][1]], frozenset(cells)) for cells in _flood(g, bg, False)
-    ]
+    )
 
 
-def blobs(g: Grid, bg: int | None = None) -> list[frozenset[tuple[int, int]]]:
+def blobs(g: Grid, bg: int | None = None) -> tuple[frozenset[tuple[int, int]], ...]:
     """8-connected components of non-background cells (colours mixed)."""
-    bg = background_colour(g) if bg is None else bg
-    return [frozenset(cells) for cells in _flood(g, bg, True)]
+    return _blobs(g, background_colour(g) if bg is None else bg)
+
+
+@lru_cache(maxsize=4096)
+def _blobs(g: Grid, bg: int) -> tuple[frozenset[tuple[int, int]], ...]:
+    return tuple(frozenset(cells) for cells in _flood(g, bg, True))
 
 
 def separators(g: Grid, bg: int | None = None) -> int:

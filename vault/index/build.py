@@ -18,6 +18,7 @@ checked by ``vault verify``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -153,6 +154,20 @@ def _rows(
     total: int = 0,
 ) -> dict[str, tables.Row]:
     out: dict[str, tables.Row] = {}
+    with cache.bulk() if cache is not None else contextlib.nullcontext():
+        _embed_rows(state, names, records, cache, progress, total, out)
+    return out
+
+
+def _embed_rows(
+    state: State,
+    names: Iterable[str],
+    records: Records,
+    cache: EmbeddingCache | None,
+    progress: Progress | None,
+    total: int,
+    out: dict[str, tables.Row],
+) -> None:
     for i, name in enumerate(names, start=1):
         entry = state.concept(name)
         if entry is None:
@@ -166,7 +181,6 @@ def _rows(
         out[name] = row(name, entry, vector)
         if progress:
             progress(i, total)
-    return out
 
 
 def plan_full(
@@ -178,6 +192,8 @@ def plan_full(
 ) -> Plan:
     """The generation of ``entries`` (the audit log from seq 1) from scratch; ``state`` is an
     empty ``State`` over the vault's objects."""
+    if cache is not None:
+        cache.load_packs()
     fold(entries, state, records)
     names = sorted(name for name, _ in state.concepts())
     table = tables.build(_rows(state, names, records, cache, progress, len(names)).values())
