@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,42 @@ def test_torn_audit_tail_is_a_warning_not_a_failure(example_vault: Vault) -> Non
     # the next write repairs it
     example_vault.set_status("rotate-90", "1.0.0", "deprecated")
     assert verify(example_vault).problems == []
+
+
+def test_a_cache_entry_that_disagrees_with_a_fresh_computation_is_nondeterminism(
+    example_vault: Vault,
+) -> None:
+    """A well-formed pack (its name matches its bytes) whose vector for an item the index
+    uses differs from the item's recomputation: verify says nondeterminism, names the line."""
+    from vault.embedding.cache import EmbeddingCache
+
+    v = example_vault
+    pack = v.cache.packs()[0]
+    first = json.loads(pack.read_bytes().splitlines()[0])
+    first["vector"][0] = (first["vector"][0] + 1) % 100
+    crafted = EmbeddingCache(v.cache.root)
+    path = crafted.write_pack({first["key"]: (first["source"], first["vector"])})
+    assert path is not None
+    report = verify(v)
+    kinds = {(p.kind, p.path) for p in report.problems}
+    assert not report.ok and ("nondeterminism", f"{path}:1") in kinds
+
+
+def test_retrieval_falls_back_when_a_query_item_is_cached_differently(
+    example_vault: Vault,
+) -> None:
+    from vault.grid.reprs import grid_to_repr, repr_id
+    from vault.records.query import normalize_query
+    from vault.retrieval import retrieve
+
+    v = example_vault
+    grid = [[1, 2], [3, 4]]
+    q = normalize_query({"schema_version": 1, "grid": grid})
+    assert retrieve(v, q, v.config()).mode_used == "hybrid"  # writes the query item's entry
+    path = v.cache.path(v.cache.key(repr_id(grid_to_repr(grid))))
+    entry = json.loads(path.read_bytes())
+    entry["vector"][0] += 1
+    path.write_text(json.dumps(entry))
+    fresh = Vault.open(v.root)  # a new process's view (an instance remembers its vectors)
+    r = retrieve(fresh, q, fresh.config())
+    assert r.mode_used == "symbolic" and "nondeterminism detected" in (r.fallback_reason or "")

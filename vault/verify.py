@@ -34,7 +34,7 @@ import xxhash
 from vault.canonical import dumps_line, loads, sha256_hex
 from vault.config import load as load_config
 from vault.embedding import embedder
-from vault.embedding.cache import pack_belongs_to_running_embedder, pack_name_ok
+from vault.embedding.cache import FreshCache, pack_belongs_to_running_embedder, pack_name_ok
 from vault.embedding.vectors import source_vector
 from vault.errors import InvalidInputError, VaultError
 from vault.index.build import CHANGE_OPS, plan_full
@@ -93,6 +93,9 @@ class _Context:
         self.entries: list[AuditEntry] | None = None
         self.current: CurrentRef | None = None
         self.history: list[IndexGeneration] = []
+        # cache entries read first: (where, key, source, vector); fresh vectors of the rebuild
+        self.cache_entries: list[tuple[str, Any, Any, Any]] = []
+        self.fresh = FreshCache()
 
 
 def verify(
@@ -104,13 +107,14 @@ def verify(
     ctx = _Context(ro)
     step = progress or (lambda _: None)
     checks: list[tuple[str, Callable[[], None]]] = [
-        ("cache", lambda: _cache(ro, report, sample)),
+        ("cache", lambda: _read_cache(ctx, report, sample)),
         ("settings", lambda: _settings(ro, report)),
         ("objects", lambda: _objects(ctx, report)),
         ("audit log", lambda: _audit(ctx, report)),
         ("generations", lambda: _generations(ctx, report)),
         ("rebuild", lambda: _rebuild(ctx, report)),
         ("embeddings view", lambda: _view(ctx, report)),
+        ("cache entries", lambda: _check_cache(ctx, report)),
     ]
     for label, check in checks:
         step(label)
@@ -122,12 +126,11 @@ def verify(
 
 
 # --------------------------------------------------------------------------- 1. cache
-def _cache(vault: Vault, report: VerifyReport, sample: int | None) -> None:
-    """Every single entry and every pack line recomputed from its source (or a sample)."""
-    items: list[tuple[str, bytes | None, Path]] = []  # (where, entry bytes or None, file)
-    for path in vault.cache.entries():
-        items.append((str(path), None, path))
-    for path in vault.cache.packs():
+def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None:
+    """Read every single entry and pack line (or a sample) before anything else runs."""
+    cache = ctx.vault.cache
+    raw: list[tuple[str, bytes | None, Path]] = [(str(p), None, p) for p in cache.entries()]
+    for path in cache.packs():
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -136,16 +139,18 @@ def _cache(vault: Vault, report: VerifyReport, sample: int | None) -> None:
         if not pack_name_ok(path, data):
             report.add("cache_pack_bad", path, "content does not match its name (torn or edited)")
             continue
-        for number, line in enumerate(data.splitlines(), start=1):
-            items.append((f"{path}:{number}", line, path))
-    if sample is not None and sample < len(items):
-        items = sorted(random.Random(0).sample(items, sample))
-    for where, packed, path in items:
+        if not pack_belongs_to_running_embedder(path):
+            report.add("cache_stale", path, "pack of another embedder (unused)", "warning")
+            continue
+        raw += [(f"{path}:{n}", line, path) for n, line in enumerate(data.splitlines(), 1)]
+    if sample is not None and sample < len(raw):
+        raw = sorted(random.Random(0).sample(raw, sample))
+    for where, packed, path in raw:
         try:
-            raw = path.read_bytes() if packed is None else packed
-            entry = loads(raw, source=where)
+            data = path.read_bytes() if packed is None else packed
+            entry = loads(data, source=where)
             key = entry["key"]
-            content, version, weights = key.split(":")
+            _, version, weights = key.split(":")
             if (version, weights) != (embedder.VERSION, embedder.WEIGHTS_HASH):
                 report.add("cache_stale", where, "entry of another embedder (unused)", "warning")
                 continue
@@ -153,18 +158,38 @@ def _cache(vault: Vault, report: VerifyReport, sample: int | None) -> None:
                 h = xxhash.xxh3_128_hexdigest(key.encode())
                 if path.parent.name + path.stem != h:
                     raise InvalidInputError("file name does not match the key")
-            elif not pack_belongs_to_running_embedder(path):
-                raise InvalidInputError("pack name does not match its entries' embedder")
-            cid, vector = source_vector(entry["source"])
-            if cid != content:
-                raise InvalidInputError("key does not match the source")
-            if vector != entry["vector"]:
-                raise InvalidInputError("vector differs from recomputation")
+            ctx.cache_entries.append((where, key, entry["source"], entry["vector"]))
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
             report.add("cache_entry_bad", where, str(exc))
         except OSError as exc:
             report.add("cache_entry_bad", where, f"cannot read ({exc.strerror})")
-    report.checked["cache_entries"] = len(items)
+    report.checked["cache_entries"] = len(raw)
+
+
+def _check_cache(ctx: _Context, report: VerifyReport) -> None:
+    """Each entry equals the rebuild's fresh vector of its item (and the item's grids), or,
+    for an item the rebuild did not use, its recomputation from the entry's own source. A
+    difference on an item the index uses is nondeterminism: cache hit and miss disagree."""
+    for where, key, source, vector in ctx.cache_entries:
+        try:
+            content = key.split(":")[0]
+            fresh = ctx.fresh.fresh(key)
+            if fresh is not None:
+                if source != fresh[1]:
+                    raise InvalidInputError("source differs from the stored reprs' grids")
+                if vector != fresh[0]:
+                    report.add(
+                        "nondeterminism", where, "cached vector differs from a fresh computation"
+                    )
+                    raise InvalidInputError("vector differs from recomputation")
+                continue
+            cid, recomputed = source_vector(source)
+            if cid != content:
+                raise InvalidInputError("key does not match the source")
+            if vector != recomputed:
+                raise InvalidInputError("vector differs from recomputation")
+        except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            report.add("cache_entry_bad", where, str(exc))
 
 
 # --------------------------------------------------------------------------- 2. settings
@@ -386,15 +411,12 @@ def _rebuild(ctx: _Context, report: VerifyReport) -> None:
     except VaultError:
         return  # reported by _generations
     entries = [e for e in ctx.entries if e.seq <= cur.audit_seq]
-    try:
-        plan_a = plan_full(entries, State(vault.objects), vault.records, None)
-        plan_b = plan_full(entries, State(vault.objects), vault.records, vault.cache)
+    try:  # every item computed afresh, once (the cache entries are compared with it later)
+        plan_a = plan_full(entries, State(vault.objects), vault.records, ctx.fresh)
     except VaultError as exc:
         report.add("rebuild_failed", vault.audit.path, str(exc))
         return
     gen_a, man_a, _ = plan_a.materialize()
-    if gen_a != plan_b.materialize()[0]:
-        report.add("nondeterminism", vault.root, "two in-memory builds differ (cache hit vs miss)")
     report.checked["concepts"] = plan_a.table.n
     m = stored.manifest
     if m["embedder_id"] != embedder.identity():

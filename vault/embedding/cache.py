@@ -192,3 +192,30 @@ def pack_belongs_to_running_embedder(path: Path) -> bool:
 def pack_name_ok(path: Path, data: bytes) -> bool:
     m = PACK_NAME.match(path.name)
     return bool(m and m["sha"] == sha256_hex(data)[:32])
+
+
+class FreshCache(EmbeddingCache):
+    """An in-memory cache that never reads or writes disk: every item is computed once,
+    afresh, and remembered with its source (what ``vault verify`` compares entries with)."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("/nonexistent"), writable=False)
+        self.sources: dict[str, dict[str, Any]] = {}
+
+    def get(self, content: str) -> list[int] | None:
+        return self._memo.get(self.key(content))
+
+    def put(self, content: str, source: dict[str, Any], vector: list[int]) -> None:
+        key = self.key(content)
+        self._memo[key] = vector
+        self.sources[key] = source
+
+    def _remember(self, key: str, vector: list[int]) -> None:  # never forgets
+        self._memo[key] = vector
+
+    def load_packs(self) -> None:
+        self._packed = {}
+
+    def fresh(self, key: str) -> tuple[list[int], dict[str, Any]] | None:
+        vector = self._memo.get(key)
+        return None if vector is None else (vector, self.sources.get(key, {}))
