@@ -3,6 +3,11 @@
 A small validator for the subset of JSON Schema those files use (type, const, enum,
 pattern, length and size bounds, properties/required/additionalProperties, items).
 Errors name the field path and say what was expected.
+
+A ``pattern`` must match the **whole** string (``re.fullmatch``): with ``re.search`` the
+schemas' ``^…$`` would accept a trailing newline (``$`` matches before a final ``\n``), so
+``"1.0.0\n"`` would pass as a version. Every shipped pattern is anchored anyway, so this is
+the JSON Schema meaning for them, minus that one hole.
 """
 
 from __future__ import annotations
@@ -104,7 +109,7 @@ def _check(value: Any, schema: dict[str, Any], path: str, source: str | None) ->
             _fail(path, desc or f"at least {schema['minLength']} characters", value, source)
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             _fail(path, desc or f"at most {schema['maxLength']} characters", value, source)
-        if "pattern" in schema and not _regex(schema["pattern"]).search(value):
+        if "pattern" in schema and not _regex(schema["pattern"]).fullmatch(value):
             _fail(path, desc or f"a string matching {schema['pattern']}", value, source)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
