@@ -276,7 +276,7 @@ def test_trailing_newline_in_any_field_refused_or_harmless(seeded: Vault, name: 
     for n, (_, path, sub) in enumerate(f for f in E2E if f[0] == name):
         base = get(FULL[name], path)
         accepted = False
-        for j, bad in enumerate((base + "\n", "\n" + base, base + "\r\n")):
+        for j, bad in enumerate((base + "\n", "\n" + base)):
             record = put(FULL[name], path, bad)
             if name == "concept" and path != "id":
                 record["id"] = f"e{n}-{j}"  # a new card each time, never a conflict
@@ -301,7 +301,7 @@ card_fields = [p for n, p, _ in FIELDS if n == "concept"]
 
 
 @settings(
-    max_examples=30,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

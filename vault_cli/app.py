@@ -15,13 +15,12 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from vault_cli import render
+from vault_cli import core, render
 from vault_cli.core import (
     EXIT_CODES_HELP,
     Invocation,
     VaultGroup,
     VaultOpt,
-    can_prompt,
     checked,
     clock,
     confirm,
@@ -496,7 +495,7 @@ def rollback(
         vault.set_mode(None if mode == "config" else mode)
         render.mode_result(vault.config().mode, json_out)
     else:
-        plan = _rollback_plan(vault, to) if not yes else None
+        plan = _rollback_plan(vault, to) if not yes and core.can_prompt() else None
         if plan is not None:
             confirm(f"{plan}\nRoll back?", yes=yes)
         render.rollback_result(run(vault, to), json_out)
@@ -606,7 +605,7 @@ def gc(
     if keep is None:
         raise UsageError("gc needs a scope: --keep N (the N newest generations are kept)")
     vault = open_vault(vault_dir)
-    if not dry_run and not yes and can_prompt():
+    if not dry_run and not yes and core.can_prompt():
         plan = run(vault, keep, dry_run=True)
         if plan.removed_generations or plan.removed_objects or plan.removed_cache_entries:
             confirm(f"gc {render.gc_summary(plan)}\nDelete?", yes=yes)

@@ -45,10 +45,11 @@ def read_bytes(path: str) -> bytes:
 
 
 def read_text(path: str) -> tuple[str, str]:
-    """(text, source name) of a file or of stdin for ``-``."""
+    """(text, source name) of a file or of stdin for ``-``; a leading byte-order mark (as
+    some editors write) is dropped."""
     data, source = read_bytes(path), source_name(path)
     try:
-        return data.decode("utf-8"), source
+        return data.decode("utf-8").removeprefix("\ufeff"), source
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"not UTF-8 (byte {exc.start})", source=source) from None
 
