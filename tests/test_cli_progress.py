@@ -148,3 +148,33 @@ def test_no_bar_is_full_while_its_work_goes_on(
     begins = events.index(("write_back begins", write))
     assert events.index(("full", "analysing tasks")) < begins  # analysis really was done
     assert events.index(("full", write)) > events.index(("write_back ends", write))
+
+
+def test_phases_helpers_for_streams_and_counts() -> None:
+    """What `vault eval` and `vault retrieve --batch` will use: a bar, a count, a chain."""
+    events: list[Any] = []
+    recorder = Recorder(events)
+    ph = render.Phases(recorder)
+    tick = ph.start("known", 2)
+    tick(1, 2)
+    assert recorder.active() == "known"
+    tick(2, 2)
+    counted = ph.count("stream")
+    counted(5)
+    assert recorder.active() == "stream"
+    chained = ph.chain("loop", then="after")
+    chained(3, 3)
+    assert recorder.active() == "after"
+    ph.finish()
+    assert recorder.active() == ""
+    assert [e for e in events if e[0] == "start"] == [
+        ("start", "known"),
+        ("start", "stream"),
+        ("start", "loop"),
+        ("start", "after"),
+    ]
+    off = render.Phases()  # not a terminal: every helper is a no-op
+    off.start("x", 1)(1, 1)
+    off.count("y")(3)
+    off.chain("z", then="w")(1, 1)
+    off.finish()

@@ -262,6 +262,7 @@ class VaultGroup(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
+        Invocation.vault = None  # nothing carries over from an earlier run in this process
         try:
             rv = super().main(
                 args,

@@ -8,6 +8,13 @@ stderr is a terminal (``phases``), so scripts and logs see nothing of it.
 
 Consoles are made per call, from the streams and environment of this run (so a test
 runner's captured streams and ``env=`` are honoured); rich is imported on first use.
+
+For a new command (``vault eval``, ``vault retrieve --batch``)::
+
+    with render.phases(enabled=not json_out) as ph:
+        tick = ph.start("evaluating tasks", len(tasks))   # known length: a bar
+        done = ph.count("retrieving")                      # a stream: a count
+    writer = render.json_lines()                           # one JSON line per result
 """
 
 from __future__ import annotations
@@ -114,6 +121,22 @@ class Phases:
     def step(self, label: str) -> None:
         """A phase of unknown length (e.g. one step of ``verify``)."""
         self.start(label)
+
+    def count(self, label: str) -> Callable[[int], None]:
+        """A phase over a stream of unknown length (``vault retrieve --batch -``): a count,
+        no bar. Call it with the number of items done so far."""
+        bar = self._progress
+        if bar is None:
+            return lambda done: None
+        self.finish()
+        task = bar.add_task(label, total=None)
+        self._task, self._total = task, None
+
+        def counted(done: int) -> None:
+            self._total = done
+            bar.update(task, completed=done, total=None)
+
+        return counted
 
     def chain(self, label: str, *, then: str) -> Tick:
         """A counted phase followed by one of unknown length: when the count is complete the
