@@ -191,6 +191,15 @@ def test_index_status_with_vault_after_the_command(vault: Vault) -> None:
     assert json.loads(result.stdout)["stale"] is False
 
 
+@pytest.mark.parametrize("group", ["index", "evidence", "arc"])
+def test_vault_option_between_a_group_and_its_command(tmp_path: Path, group: str) -> None:
+    args = next(a for n, a in sorted(minimal_args(tmp_path).items()) if n.startswith(group + " "))
+    b = tmp_path / "B"
+    result = invoke(["--vault", str(tmp_path / "A"), group, "--vault", str(b), *args[1:]])
+    assert result.exit_code == 1 and str(b) in result.stderr, result.output
+    assert group in invoke([group, "--help"]).stdout
+
+
 def test_vault_before_the_command_and_vault_dir(vault: Vault, tmp_path: Path) -> None:
     assert invoke(["--vault", str(vault.root), "log"]).exit_code == 0
     assert invoke(["log"], env={"VAULT_DIR": str(vault.root)}).exit_code == 0

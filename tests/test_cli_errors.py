@@ -180,7 +180,6 @@ def test_a_missing_optional_extra_is_a_failure_not_a_usage_error(
 
 def test_no_typo_in_option_messages(stocked: Vault) -> None:
     """The issue: a message said `invalid --mode'` (a stray quote)."""
-    result = invoke(["retrieve", "--like", "c", "--vault", str(stocked.root), "-k", "0"])
     for argv in (["retrieve", "--repr", "x", "--mode", "m"], ["rollback", "--mode", "m"]):
         result = invoke([*argv, "--vault", str(stocked.root)])
         assert "--mode'" not in result.stderr.replace("'--mode'", "")

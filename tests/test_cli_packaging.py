@@ -41,3 +41,20 @@ def test_demo_prints_no_escape_codes_when_not_a_terminal(tmp_path: Path, no_colo
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout and "\x1b" not in proc.stderr
     assert "$ vault verify" in proc.stderr and "ran vault verify" in proc.stdout
+
+
+def test_no_color_means_no_escape_codes_even_when_colour_is_forced(tmp_path: Path) -> None:
+    """Rich keeps bold and italics under NO_COLOR; vault drops every style."""
+    from typer.testing import CliRunner
+
+    from vault.vault import Vault
+    from vault_cli.app import app
+
+    v, _ = Vault.init(tmp_path / "v")
+    runner = CliRunner()
+    args = ["log", "--vault", str(v.root)]
+    forced = runner.invoke(app, args, env={"FORCE_COLOR": "1", "NO_COLOR": None})
+    assert forced.exit_code == 0 and "\x1b[" in forced.stdout  # the check can see codes
+    plain = runner.invoke(app, args, env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert plain.exit_code == 0 and "\x1b" not in plain.output
+    assert "init" in plain.stdout

@@ -39,14 +39,21 @@ Dataset = Literal["arc1-train", "arc1-eval"]
 _SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def _group_options(vault: VaultOpt = None) -> None:
+    if vault is not None:  # `vault index --vault X status`: between the group and its command
+        Invocation.vault = vault
+
+
 def _typer(help_text: str, epilog: str) -> typer.Typer:
-    return typer.Typer(
+    group = typer.Typer(
         help=help_text,
         epilog=epilog,
         no_args_is_help=True,
         rich_markup_mode=None,
         context_settings=_SETTINGS,
     )
+    group.callback()(_group_options)
+    return group
 
 
 app = typer.Typer(
