@@ -31,7 +31,7 @@ from typing import Annotated, Any
 
 import typer
 
-# typer >= 0.20 vendors click as ``typer._click``; its exceptions are what typer raises.
+# typer (>= 0.29, see pyproject.toml) vendors click as ``typer._click``: its exceptions.
 from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
