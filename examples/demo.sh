@@ -7,7 +7,9 @@ V="${1:-/tmp/vault-demo}"
 rm -rf "$V"
 export VAULT_DIR="$V"
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; "$@"; }
+# Bold command lines only on a terminal, and never when NO_COLOR is set (no-color.org).
+if [ -t 2 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain" >&2; "$@"; }
 
 step vault init
 step vault add "$here/cards.jsonl"

@@ -141,8 +141,10 @@ def check_fill_enclosed(p: dict[str, Any], i: Grid, o: Grid) -> None:
             if 0 <= q[0] < h and 0 <= q[1] < w and i[q[0]][q[1]] == bg and q not in reach:
                 reach.add(q)
                 frontier.append(q)
-    expected = [[p["fill"] if v == bg and (y, x) not in reach else v for x, v in enumerate(r)]
-                for y, r in enumerate(i)]
+    expected = [
+        [p["fill"] if v == bg and (y, x) not in reach else v for x, v in enumerate(r)]
+        for y, r in enumerate(i)
+    ]
     assert o == expected
     assert p["fill"] != bg
 
@@ -169,8 +171,9 @@ def check_keep_largest_object(p: dict[str, Any], i: Grid, o: Grid) -> None:
     comps = sorted(objects8(i, p["bg"]), key=len, reverse=True)
     assert len(comps) >= 2 and len(comps[0]) > len(comps[1])
     keep = set(comps[0])
-    assert o == [[v if (y, x) in keep else p["bg"] for x, v in enumerate(r)]
-                 for y, r in enumerate(i)]
+    assert o == [
+        [v if (y, x) in keep else p["bg"] for x, v in enumerate(r)] for y, r in enumerate(i)
+    ]
 
 
 def check_count_to_bar(p: dict[str, Any], i: Grid, o: Grid) -> None:
@@ -323,10 +326,18 @@ def test_tasks_of_a_family_vary() -> None:
 def test_the_defining_parameter_varies_across_tasks() -> None:
     tasks = generate(0)
     defining = {
-        "recolor": "map", "crop_object": "shape", "scale_up": "factor", "tile": "reps",
-        "gravity": "direction", "fill_enclosed": "fill", "draw_line_to_border": "direction",
-        "count_to_bar": "mode", "move_object": "dy", "mirror_complete": "side",
-        "outline_objects": "inner", "flip_h": "style",
+        "recolor": "map",
+        "crop_object": "shape",
+        "scale_up": "factor",
+        "tile": "reps",
+        "gravity": "direction",
+        "fill_enclosed": "fill",
+        "draw_line_to_border": "direction",
+        "count_to_bar": "mode",
+        "move_object": "dy",
+        "mirror_complete": "side",
+        "outline_objects": "inner",
+        "flip_h": "style",
     }
     for family, key in defining.items():
         values = [json.dumps(t.params[key]) for t in tasks if t.family == family]

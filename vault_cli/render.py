@@ -1,61 +1,200 @@
-"""Rendering: rich tables and messages for people, clean JSON for scripts.
+"""Rendering: rich tables and messages for people, clean JSON for scripts, progress.
 
-Human output goes to stdout, messages and progress to stderr; ``NO_COLOR`` is honoured
-by rich. ``--json`` output is plain ``json.dumps`` (no colour, no progress).
+Human output goes to stdout, messages and progress to stderr. ``--json`` output is one JSON
+document, ``--jsonl`` and streaming commands write JSON lines (``json_lines``): no colour,
+no progress. Piped tables are never cut to the terminal's width. ``NO_COLOR`` (any
+non-empty value) turns every escape code off, bold included. Progress is drawn only when
+stderr is a terminal (``phases``), so scripts and logs see nothing of it.
+
+Consoles are made per call, from the streams and environment of this run (so a test
+runner's captured streams and ``env=`` are honoured); rich is imported on first use.
+
+For a new command (``vault eval``, ``vault retrieve --batch``)::
+
+    with render.phases(enabled=not json_out) as ph:
+        tick = ph.start("evaluating tasks", len(tasks))   # known length: a bar
+        done = ph.count("retrieving")                      # a stream: a count
+    writer = render.json_lines()                           # one JSON line per result
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+from vault_cli import core
 
-# Piped output is not cut to 80 columns: scripts and `less -S` get whole tables.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    import jsonlines
+    from rich.console import Console
 
-
-def error(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+WIDE = 10_000  # piped output: whole rows, for scripts and `less -S`
+Tick = Callable[[int, int], None]
 
 
-def note(message: str) -> None:
-    err.print(message, markup=False)
+def _no_color() -> bool:
+    return bool(os.environ.get("NO_COLOR"))
 
 
-def json_out(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+def stdout_console() -> Console:
+    from rich.console import Console
 
-
-def json_line(obj: Any) -> None:
-    sys.stdout.write(
-        json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+    tty = sys.stdout.isatty()
+    return Console(
+        file=sys.stdout,
+        highlight=False,
+        soft_wrap=True,
+        width=None if tty else WIDE,
+        color_system=None if _no_color() else "auto",
     )
 
 
-@contextlib.contextmanager
-def progress(label: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr (only when stderr is a terminal and enabled)."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda done, total: None
-        return
-    from rich.progress import Progress
+def stderr_console() -> Console:
+    from rich.console import Console
 
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task(label, total=None)
+    return Console(
+        file=sys.stderr,
+        highlight=False,
+        soft_wrap=True,
+        color_system=None if _no_color() else "auto",
+    )
+
+
+def progress_console() -> Console:
+    """Where progress is drawn (a test may swap in a recording console)."""
+    return stderr_console()
+
+
+def note(message: str) -> None:
+    """A message for people, on stderr."""
+    sys.stderr.write(f"{message}\n")
+
+
+def json_out(obj: Any) -> None:
+    """One JSON document on stdout (``--json``)."""
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def json_lines() -> jsonlines.Writer:
+    """A JSON-lines writer on stdout: compact, keys sorted, UTF-8, flushed per line (so a
+    consumer reading line by line gets each result as soon as it is made)."""
+    import jsonlines
+
+    return jsonlines.Writer(sys.stdout, compact=True, sort_keys=True, flush=True)
+
+
+def json_line(obj: Any) -> None:
+    json_lines().write(obj)
+
+
+# --------------------------------------------------------------------------- progress
+class Phases:
+    """Progress of a command in phases, one line each, on stderr: a bar with a count where
+    the amount of work is known, a pulse where it is not — never a bar at 100% while work
+    goes on. ``start`` ends the previous phase and returns the new one's ``tick(done, total)``.
+    """
+
+    def __init__(self, progress: Any = None):
+        self._progress = progress
+        self._task: Any = None
+        self._total: int | None = None
+
+    def start(self, label: str, total: int | None = None) -> Tick:
+        bar = self._progress
+        if bar is None:
+            return lambda done, total: None
+        self.finish()
+        task = bar.add_task(label, total=total)
+        self._task, self._total = task, total
 
         def tick(done: int, total: int) -> None:
+            self._total = total
             bar.update(task, completed=done, total=total)
 
-        yield tick
+        return tick
+
+    def step(self, label: str) -> None:
+        """A phase of unknown length (e.g. one step of ``verify``)."""
+        self.start(label)
+
+    def count(self, label: str) -> Callable[[int], None]:
+        """A phase over a stream of unknown length (``vault retrieve --batch -``): a count,
+        no bar. Call it with the number of items done so far."""
+        bar = self._progress
+        if bar is None:
+            return lambda done: None
+        self.finish()
+        task = bar.add_task(label, total=None)
+        self._task, self._total = task, None
+
+        def counted(done: int) -> None:
+            self._total = done
+            bar.update(task, completed=done, total=None)
+
+        return counted
+
+    def chain(self, label: str, *, then: str) -> Tick:
+        """A counted phase followed by one of unknown length: when the count is complete the
+        ``then`` phase starts (the work after the loop a library function reports on)."""
+        tick = self.start(label)
+
+        def chained(done: int, total: int) -> None:
+            tick(done, total)
+            if done >= total:
+                self.start(then)
+
+        return chained
+
+    def finish(self) -> None:
+        """Mark the current phase done (``start`` and the end of ``phases`` do it)."""
+        if self._task is not None:
+            done = self._total or 1
+            self._progress.update(self._task, total=done, completed=done)
+            self._task = None
 
 
+@contextlib.contextmanager
+def phases(*, enabled: bool = True) -> Iterator[Phases]:
+    """``Phases`` drawing on stderr when it is a terminal and ``enabled`` (``not --json``);
+    otherwise one that draws nothing."""
+    if not enabled or not core.stderr_is_terminal():
+        yield Phases()
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        SpinnerColumn(finished_text="✓"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=progress_console(), transient=True) as bar:
+        ph = Phases(bar)
+        yield ph
+        ph.finish()
+
+
+@contextlib.contextmanager
+def progress(label: str, *, enabled: bool = True) -> Iterator[Tick]:
+    """One phase: ``with progress("embedding concepts") as tick: work(progress=tick)``."""
+    with phases(enabled=enabled) as ph:
+        yield ph.start(label)
+
+
+# --------------------------------------------------------------------------- results
 def init_result(root: Path, created: bool, as_json: bool) -> None:
     if as_json:
         json_out({"vault": str(root), "created": created})
@@ -87,15 +226,19 @@ def build_result(result: Any, as_json: bool) -> None:
         )
 
 
-def retrieval(result: Any, as_json: bool) -> None:
+def retrieval(result: Any, as_json: bool, *, like: str | None = None) -> None:
+    """A ranking as a table (or one JSON document); ``like`` names the concept asked about."""
     if as_json:
-        json_out(result.to_json())
+        json_out({"like": like, **result.to_json()} if like else result.to_json())
         return
+    from rich.table import Table
+
     if result.fallback_reason:
         note(f"fell back to symbolic: {result.fallback_reason}")
-    table = Table(
-        title=f"mode {result.mode_used}" + (f" ({result.strategy})" if result.strategy else "")
-    )
+    if result.index_stale:
+        note("the index is stale (acknowledged writes not indexed yet): any write catches up")
+    title = f"like {like}" if like else f"mode {result.mode_used}"
+    table = Table(title=title + (f" ({result.strategy})" if result.strategy else ""))
     width = max(
         (len(h.id) + (0 if h.status == "active" else len(h.status) + 3) for h in result.results),
         default=2,
@@ -118,28 +261,36 @@ def retrieval(result: Any, as_json: bool) -> None:
             sim,
             f"{h.utility:.3f}",
         )
-    out.print(table)
+    stdout_console().print(table)
     if not result.results:
         note("no concept matches")
+
+
+def retrieval_lines(result: Any) -> None:
+    """``--jsonl``: one JSON line per hit (as ``llm similar``); a fallback is told on stderr."""
+    if result.fallback_reason:
+        note(f"fell back to symbolic: {result.fallback_reason}")
+    writer = json_lines()
+    for hit in result.results:
+        writer.write(hit.to_json())
 
 
 def log(entries: list[Any], as_json: bool) -> None:
     if as_json:
         json_out([e.to_json() for e in entries])
         return
+    from rich.table import Table
+
+    cut = sys.stdout.isatty()  # a terminal gets a readable table; a pipe gets every byte
     table = Table()
     for col in ("seq", "time", "op", "records", "detail"):
         table.add_column(col)
     for e in entries:
         detail = json.dumps(e.detail, sort_keys=True)
-        table.add_row(
-            str(e.seq),
-            e.time,
-            e.op,
-            str(len(e.records)),
-            detail if len(detail) < 80 else detail[:77] + "...",
-        )
-    out.print(table)
+        if cut and len(detail) >= 80:
+            detail = detail[:77] + "..."
+        table.add_row(str(e.seq), e.time, e.op, str(len(e.records)), detail)
+    stdout_console().print(table)
 
 
 def show(entry: dict[str, Any], card: dict[str, Any], as_json: bool) -> None:
@@ -155,6 +306,7 @@ def show(entry: dict[str, Any], card: dict[str, Any], as_json: bool) -> None:
     if as_json:
         json_out(info)
         return
+    out = stdout_console()
     out.print(
         f"[bold]{card['id']}[/bold] {card['version']}  status={entry['status']}  "
         f"evidence +{entry['positive']} -{entry['negative']}"
@@ -163,20 +315,35 @@ def show(entry: dict[str, Any], card: dict[str, Any], as_json: bool) -> None:
     out.print("template: " + card["template"]["template_dsl"], markup=False)
 
 
+def index_condition(status: Any) -> str:
+    """``current``, ``stale``, ``drift`` or ``unreadable`` (all but the first exit 1)."""
+    if status.problem and status.generation is None:
+        return "unreadable"
+    if status.stale:
+        return "stale"
+    if status.drift:
+        return "drift"
+    return "current"
+
+
 def index_status(status: Any, as_json: bool) -> None:
     if as_json:
         json_out(status.to_json())
         return
     s = status.to_json()
+    out = stdout_console()
+    out.print(f"index: {index_condition(status)}", markup=False)
     for key in (
         "generation",
         "number",
         "stale",
+        "pending",
         "drift",
         "mode_default",
         "counts",
         "embedder",
         "running_embedder",
+        "problem",
     ):
         out.print(f"{key}: {json.dumps(s.get(key))}", markup=False)
 
@@ -191,6 +358,8 @@ def generations(history: list[Any], current: str | None, number: int | None, as_
             }
         )
         return
+    from rich.table import Table
+
     table = Table()
     for col in ("", "number", "parent", "generation", "time", "op", "concepts", "embedder"):
         table.add_column(col)
@@ -206,7 +375,13 @@ def generations(history: list[Any], current: str | None, number: int | None, as_
             str(g.counts.get("concepts", "")),
             f"{g.embedder.get('version')}",
         )
-    out.print(table)
+    stdout_console().print(table)
+
+
+def generation_line(g: Any) -> str:
+    return f"generation {g.number} ({g.generation[:12]}, {g.time}, {g.op}, " + (
+        f"{g.counts.get('concepts', 0)} concepts)"
+    )
 
 
 def mode_result(mode: str, as_json: bool) -> None:
@@ -219,19 +394,10 @@ def mode_result(mode: str, as_json: bool) -> None:
 def rollback_result(result: Any, as_json: bool) -> None:
     if as_json:
         json_out(result.to_json())
+    elif not result.changed:
+        note(f"already current: {generation_line(result.current)}")
     else:
-        g = result.current
-        note(f"current generation: {g.number} ({g.generation[:12]}, {g.time})")
-
-
-@contextlib.contextmanager
-def status(label: str, *, enabled: bool = True) -> Iterator[Callable[[str], None]]:
-    """A one-line status on stderr naming the current step (terminals only)."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda step: None
-        return
-    with err.status(label) as live:
-        yield lambda step: live.update(f"{label}: {step}")
+        note(f"current: {generation_line(result.current)}")
 
 
 def verify_report(report: Any, as_json: bool) -> None:
@@ -244,16 +410,20 @@ def verify_report(report: Any, as_json: bool) -> None:
     note(("ok: " if report.ok else "FAILED: ") + checked)
 
 
+def gc_summary(result: Any) -> str:
+    verb = "would remove" if result.dry_run else "removed"
+    return (
+        f"{verb} {len(result.removed_generations)} generation(s), {result.removed_objects} "
+        f"object(s) ({result.removed_bytes} bytes), {result.removed_cache_entries} cache "
+        f"entries; kept generations {result.kept_generations}"
+    )
+
+
 def gc_result(result: Any, as_json: bool) -> None:
     if as_json:
         json_out(result.to_json())
-        return
-    verb = "would remove" if result.dry_run else "removed"
-    note(
-        f"{verb} {len(result.removed_generations)} generation(s), {result.removed_objects} "
-        f"object(s) ({result.removed_bytes} bytes), {result.removed_cache_entries} cache entries; "
-        f"kept generations {result.kept_generations}"
-    )
+    else:
+        note(gc_summary(result))
 
 
 def upgrade_result(root: Path, old: int, new: int, as_json: bool) -> None:

@@ -3,6 +3,11 @@
 A small validator for the subset of JSON Schema those files use (type, const, enum,
 pattern, length and size bounds, properties/required/additionalProperties, items).
 Errors name the field path and say what was expected.
+
+A ``pattern`` must match the **whole** string (``re.fullmatch``): with ``re.search`` the
+schemas' ``^…$`` would accept a trailing newline (``$`` matches before a final ``\n``), so
+``"1.0.0\n"`` would pass as a version. Every shipped pattern is anchored anyway, so this is
+the JSON Schema meaning for them, minus that one hole.
 """
 
 from __future__ import annotations
@@ -49,6 +54,14 @@ def _regex(pattern: str) -> re.Pattern[str]:
 def validate(value: Any, schema_name: str, source: str | None = None) -> None:
     """Raise ``InvalidInputError`` naming source, field and expectation if ``value`` is invalid."""
     _check(value, load_schema(schema_name), "", source)
+
+
+def validate_field(
+    value: Any, schema_name: str, field: str, source: str | None = None
+) -> None:
+    """Check one top-level field of schema ``schema_name`` on its own (a concept id or a
+    version given on the command line, before anything is read)."""
+    _check(value, load_schema(schema_name)["properties"][field], field, source)
 
 
 def _describe(value: Any) -> str:
@@ -104,7 +117,7 @@ def _check(value: Any, schema: dict[str, Any], path: str, source: str | None) ->
             _fail(path, desc or f"at least {schema['minLength']} characters", value, source)
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             _fail(path, desc or f"at most {schema['maxLength']} characters", value, source)
-        if "pattern" in schema and not _regex(schema["pattern"]).search(value):
+        if "pattern" in schema and not _regex(schema["pattern"]).fullmatch(value):
             _fail(path, desc or f"a string matching {schema['pattern']}", value, source)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:

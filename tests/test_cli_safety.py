@@ -1,0 +1,161 @@
+"""Point 5 of the CLI issue — safe by default on destructive work: ``gc`` and ``rollback``
+show what they will do and ask on a terminal (``--yes`` skips it; never asked when not a
+terminal, and ``--help`` says so); the kill switch's undo is in the tour; ``vault status``
+is now ``vault set-status``, the old name kept as an alias."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from vault.vault import Vault
+from vault_cli import core
+from vault_cli.app import app
+
+from .conftest import EXAMPLES, card
+from .helpers import tree
+
+runner = CliRunner()
+
+
+def run(root: Path, *args: str, code: int = 0, input: str | None = None) -> Result:
+    result = runner.invoke(app, [*args, "--vault", str(root)], input=input, env={"VAULT_DIR": None})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture
+def history(vault: Vault) -> Vault:
+    """Three generations: init, add a, add b."""
+    vault.add([(card("a", ["feature:square"]), "a")])
+    vault.add([(card("b", ["feature:square"]), "b")])
+    return vault
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if a person ran the command (stdin and stderr are terminals)."""
+    monkeypatch.setattr(core, "can_prompt", lambda: True)
+
+
+def current_number(v: Vault) -> int:
+    cur = Vault.open(v.root).generations.current()
+    assert cur is not None
+    return cur.number
+
+
+# --------------------------------------------------------------------------- rollback
+def test_rollback_asks_on_a_terminal_and_no_changes_nothing(history: Vault, terminal: None) -> None:
+    before = tree(history.root)
+    result = run(history.root, "rollback", input="n\n", code=1)
+    assert "rollback from generation 3" in result.stderr and "to generation 2" in result.stderr
+    assert "Roll back? [y/N]" in result.stderr
+    assert result.stderr.endswith("error: aborted; nothing changed\n")
+    assert result.stdout == ""
+    assert tree(history.root) == before
+    # end of input (Ctrl-D) is a no as well
+    run(history.root, "rollback", input="", code=1)
+    assert tree(history.root) == before
+
+
+def test_rollback_yes_answer_and_yes_flag(history: Vault, terminal: None) -> None:
+    run(history.root, "rollback", input="y\n")
+    assert current_number(history) == 2
+    result = run(history.root, "rollback", "--yes")
+    assert "Roll back?" not in result.stderr
+    assert current_number(history) == 1
+    result = run(history.root, "rollback", "--to", "3", input="yes\n")
+    assert "to generation 3" in result.stderr and current_number(history) == 3
+
+
+def test_rollback_never_asks_when_not_a_terminal(history: Vault) -> None:
+    result = run(history.root, "rollback")  # no input at all: it must not wait for any
+    assert "Roll back?" not in result.stderr
+    assert current_number(history) == 2
+
+
+def test_rollback_with_nothing_to_do_does_not_ask(vault: Vault, terminal: None) -> None:
+    result = run(vault.root, "rollback", code=1)
+    assert "Roll back?" not in result.stderr
+    assert "no earlier generation" in result.stderr
+    assert "Roll back?" not in run(vault.root, "rollback", "--list").stderr
+    assert "Roll back?" not in run(vault.root, "rollback", "--mode", "symbolic").stderr
+
+
+# --------------------------------------------------------------------------- gc
+def test_gc_shows_what_it_will_delete_and_asks(history: Vault, terminal: None) -> None:
+    before = tree(history.root)
+    result = run(history.root, "gc", "--keep", "1", input="n\n", code=1)
+    assert "gc would remove 2 generation(s)" in result.stderr and "Delete? [y/N]" in result.stderr
+    assert tree(history.root) == before
+    out = json.loads(run(history.root, "gc", "--keep", "1", "--json", input="y\n").stdout)
+    assert out["removed_generations"] == [1, 2] and out["dry_run"] is False
+    # nothing left to delete: no question
+    assert "Delete?" not in run(history.root, "gc", "--keep", "1").stderr
+
+
+def test_gc_dry_run_and_yes_never_ask(history: Vault, terminal: None) -> None:
+    before = tree(history.root)
+    dry = run(history.root, "gc", "--keep", "1", "--dry-run")
+    assert "Delete?" not in dry.stderr and "would remove" in dry.stderr
+    assert {k: v for k, v in tree(history.root).items() if "audit" not in k} == {
+        k: v for k, v in before.items() if "audit" not in k
+    }
+    assert "Delete?" not in run(history.root, "gc", "--keep", "1", "-y").stderr
+
+
+def test_gc_never_asks_when_not_a_terminal(history: Vault) -> None:
+    result = run(history.root, "gc", "--keep", "1")
+    assert "Delete?" not in result.stderr and result.stderr.startswith("removed 2 generation(s)")
+
+
+@pytest.mark.parametrize("command", ["gc", "rollback"])
+def test_help_says_when_it_asks(command: str) -> None:
+    text = runner.invoke(app, [command, "--help"]).stdout
+    assert "--yes" in text
+    assert "asks only when stdin and stderr are terminals" in " ".join(text.split())
+    assert "scripts and CI are never asked" in " ".join(text.split())
+
+
+# --------------------------------------------------------------------------- kill switch
+def test_kill_switch_round_trip_is_in_the_tour(example_vault: Vault) -> None:
+    root = example_vault.root
+    assert json.loads(run(root, "rollback", "--mode", "symbolic", "--json").stdout) == {
+        "mode_default": "symbolic"
+    }
+    assert json.loads(run(root, "rollback", "--mode", "config", "--json").stdout) == {
+        "mode_default": "hybrid"
+    }
+    assert not (root / "refs" / "mode.json").exists()
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    tour = readme.split("## A tour of the CLI", 1)[1].split("```", 2)[1]
+    assert "vault rollback --mode config" in tour
+
+
+# --------------------------------------------------------------------------- set-status
+def test_set_status_and_its_alias_do_the_same(vault: Vault, tmp_path: Path) -> None:
+    vault.add([(card("x", []), "x"), (card("y", []), "y")])
+    a = json.loads(run(vault.root, "set-status", "x", "1.0.0", "deprecated", "--json").stdout)
+    b = json.loads(run(vault.root, "status", "y", "1.0.0", "deprecated", "--json").stdout)
+    assert a["op"] == b["op"] == "status"
+    assert a["added"] == ["x@1.0.0"] and b["added"] == ["y@1.0.0"]
+    events = [e for e in Vault.open(vault.root).audit.entries() if e.op == "status"]
+    assert [e.detail for e in events] == [
+        {"concept": "x@1.0.0", "status": "deprecated"},
+        {"concept": "y@1.0.0", "status": "deprecated"},
+    ]
+
+
+def test_the_alias_is_documented_not_listed() -> None:
+    listing = runner.invoke(app, ["--help"]).stdout
+    assert "set-status" in listing
+    assert "\n  status " not in listing
+    assert "vault status" in " ".join(runner.invoke(app, ["set-status", "--help"]).stdout.split())
+    assert "Alias of `vault set-status`" in runner.invoke(app, ["status", "--help"]).stdout
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert "`vault status ID VERSION STATUS` is the old name of\n`vault set-status`" in readme

@@ -1,0 +1,293 @@
+"""What every ``vault`` command shares: exit codes, one-line errors, ``--vault``, finding the
+vault, confirmation prompts and help examples. A new command (``vault eval``, say) uses
+``VaultOpt`` + ``open_vault``, an ``epilog=example(...)``, and raises ``vault.errors``
+exceptions (or ``typer.BadParameter`` from a parameter callback); the rest is done here.
+
+The exit-code rule (also in ``vault --help`` and the README):
+
+* **0** ok.
+* **1** the command ran and failed, or found what it checks for: a bad input file, an
+  unknown concept or generation, a vault it cannot use, a missing optional extra, the write
+  lock held too long, ``verify`` found an error, ``index status`` is not current, a prompt
+  answered no.
+* **2** usage: the command line itself is wrong — an unknown command or option, a missing or
+  extra argument, a value of the wrong form or out of range (a choice, a count, an id, a
+  version), conflicting options, a bad ``SOURCE_DATE_EPOCH``. Told from the command line
+  alone, before any input file or the vault is read.
+* **130** interrupted; **141** stdout closed early (``vault … | head``): quietly, as git.
+
+Errors are one line on stderr, ``error: <message>``; never a traceback (an unexpected one is
+reported as ``error: internal error: …``; ``VAULT_TRACEBACK=1`` shows it). On a terminal a
+usage error is preceded by the command's usage line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+# typer (>= 0.29, see pyproject.toml) vendors click as ``typer._click``: its exceptions.
+from typer._click import exceptions as click_exceptions
+from typer.core import TyperGroup
+
+from vault.errors import UsageError, VaultError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_CLOSED_PIPE = 130, 141
+DEFAULT_VAULT = Path("vault")
+
+EXIT_CODES_HELP = """\b
+Exit codes: 0 ok; 1 failure (bad input, unknown concept, vault problem, missing
+extra; verify found a problem; index status not current; prompt declined);
+2 usage error (bad option or argument value, conflicting options); 130
+interrupted; 141 output pipe closed (quiet).
+Without --vault or VAULT_DIR the vault is the one containing the current
+directory (searched upwards, as git does), else ./vault."""
+
+
+def example(*lines: str) -> str:
+    """A help epilog showing command lines (``\\b`` keeps click from re-wrapping them)."""
+    title = "Example:" if len(lines) == 1 else "Examples:"
+    return "\b\n" + title + "\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# --------------------------------------------------------------------------- the vault
+VaultOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--vault",
+        metavar="PATH",
+        help="Vault directory (also before the command; env VAULT_DIR; default: the vault "
+        "containing the current directory, else ./vault).",
+        show_default=False,
+    ),
+]
+
+
+class Invocation:
+    """Per-run settings from the root options (set by the root callback on every run)."""
+
+    vault: Path | None = None
+
+
+def vault_path(given: Path | None = None) -> Path:
+    """``--vault`` after the command > ``--vault`` before it > ``VAULT_DIR`` > the vault
+    containing the current directory > ``./vault``."""
+    if given is not None:
+        return given
+    if Invocation.vault is not None:
+        return Invocation.vault
+    env = os.environ.get("VAULT_DIR")
+    if env:
+        return Path(env)
+    from vault.discover import find_vault
+
+    try:
+        here = Path.cwd()
+    except OSError:  # the current directory was removed
+        return DEFAULT_VAULT
+    return find_vault(here) or DEFAULT_VAULT
+
+
+def clock() -> Any:
+    """SOURCE_DATE_EPOCH (the reproducible-builds convention) freezes the audit clock."""
+    from vault.vault import fixed_clock
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is None:
+        return None
+    if not epoch.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, got {epoch!r}")
+    return fixed_clock(int(epoch))
+
+
+def open_vault(given: Path | None = None) -> Any:
+    """The vault this command means (see ``vault_path``), opened."""
+    from vault.vault import Vault
+
+    return Vault.open(vault_path(given), clock=clock())
+
+
+# --------------------------------------------------------------------------- values
+def int_range(low: int, high: int | None = None) -> Callable[[str | int], int]:
+    """A parameter parser: an integer in ``low..high``; the message names the value given
+    (use with ``metavar="N"``)."""
+    expected = f"an integer >= {low}" if high is None else f"an integer {low}..{high}"
+
+    def parse(text: str | int) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise typer.BadParameter(f"expected {expected}, got {str(text)!r}") from None
+        if value < low or (high is not None and value > high):
+            raise typer.BadParameter(f"expected {expected}, got {value}")
+        return value
+
+    return parse
+
+
+def checked(schema: str, field: str) -> Callable[[str | None], str | None]:
+    """A parameter callback: the value must be a valid ``field`` of ``schema`` (an id, a
+    version...), so a malformed one is a usage error, told before the vault is read."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        from vault.errors import InvalidInputError
+        from vault.records.schema import validate_field
+
+        try:
+            validate_field(value, schema, field)
+        except InvalidInputError as exc:
+            raise typer.BadParameter(exc.detail) from None
+        return value
+
+    return check
+
+
+# --------------------------------------------------------------------------- prompts
+class Declined(VaultError):
+    """The user answered no to a confirmation prompt (exit 1, nothing changed)."""
+
+
+def stderr_is_terminal() -> bool:
+    """Whether a person watches stderr (progress and the usage line are drawn only then)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def can_prompt() -> bool:
+    """Ask only a person: stdin and stderr are both terminals."""
+    try:
+        return sys.stdin.isatty() and stderr_is_terminal()
+    except (AttributeError, ValueError):
+        return False
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Ask ``question`` on a terminal (unless ``yes``); raise ``Declined`` unless answered y.
+    Never asks when not a terminal: scripts and CI go ahead (say so in the command's help)."""
+    if yes or not can_prompt():
+        return
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if answer.strip().lower() not in ("y", "yes"):
+        if not answer.endswith("\n"):
+            sys.stderr.write("\n")
+        raise Declined("aborted; nothing changed")
+
+
+# --------------------------------------------------------------------------- errors
+def error_line(message: str) -> None:
+    """``error: <message>`` on stderr, always one line."""
+    text = " ".join(str(message).splitlines()) or "unknown error"
+    try:
+        sys.stderr.write(f"error: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed too: nothing more to say
+        pass
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so the interpreter's final flush of
+    what is still buffered cannot fail ("Exception ignored ... BrokenPipeError")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test runner)
+        pass
+
+
+def report(exc: BaseException) -> int:
+    """Say what went wrong in one line (or nothing, for a closed pipe); the exit code."""
+    if isinstance(exc, VaultError):
+        error_line(str(exc))
+        return exc.exit_code
+    if isinstance(exc, BrokenPipeError):
+        _quiet_stdout()
+        return EXIT_CLOSED_PIPE
+    if isinstance(exc, KeyboardInterrupt):
+        error_line("interrupted")
+        return EXIT_INTERRUPTED
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        error_line(f"{where}{exc.strerror or exc}")
+        return EXIT_FAILURE
+    if os.environ.get("VAULT_TRACEBACK"):
+        import traceback
+
+        traceback.print_exception(exc)
+    error_line(
+        f"internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
+        "VAULT_TRACEBACK=1 shows where)"
+    )
+    return EXIT_FAILURE
+
+
+def usage_message(exc: click_exceptions.ClickException) -> str:
+    """A click/typer usage error as one lower-case line."""
+    text = " ".join(exc.format_message().split("\n")).strip()
+    text = text.replace("Value error, ", "")  # typer's validation prefix
+    if text[:1].isupper() and not text[1:2].isupper():
+        text = text[0].lower() + text[1:]
+    return text.removesuffix(".")
+
+
+class VaultGroup(TyperGroup):
+    """The root command group: every failure becomes one line and a documented exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click_exceptions.ClickException, SystemExit):
+            raise  # click's own signals: handled in main()
+        except BaseException as exc:  # noqa: BLE001 - the one place errors are reported
+            raise typer.Exit(report(exc)) from None
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        Invocation.vault = None  # nothing carries over from an earlier run in this process
+        try:
+            rv = super().main(
+                args,
+                prog_name,
+                complete_var,
+                standalone_mode=False,
+                windows_expand_args=windows_expand_args,
+                **extra,
+            )
+            code = rv if isinstance(rv, int) else EXIT_OK
+            sys.stdout.flush()
+        except click_exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except click_exceptions.ClickException as exc:
+            code = exc.exit_code
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None and stderr_is_terminal():
+                sys.stderr.write(f"{ctx.get_usage()}\nTry '{ctx.command_path} -h' for help.\n")
+            error_line(usage_message(exc))
+        except typer.Abort:  # end of input at a prompt
+            error_line("aborted")
+            code = EXIT_FAILURE
+        except BrokenPipeError:
+            code = report(BrokenPipeError())
+        if standalone_mode:
+            sys.exit(code)
+        return code
