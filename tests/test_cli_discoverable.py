@@ -146,6 +146,7 @@ def minimal_args(tmp_path: Path) -> dict[str, list[str]]:
         "add": ["add", str(c)],
         "arc import": ["arc", "import", str(EXAMPLES / "tasks" / "rotate.json")],
         "embed": ["embed", str(grid)],
+        "eval": ["eval", "--dataset", "synthetic", "--tasks-per-family", "2", "--modes", "none"],
         "evidence add": ["evidence", "add", str(c)],
         "gc": ["gc", "--keep", "1"],
         "index build": ["index", "build"],
@@ -173,7 +174,7 @@ def test_vault_option_after_the_command_wins(tmp_path: Path, name: str) -> None:
     argv = minimal_args(tmp_path)[name]
     a, b, env = tmp_path / "A", tmp_path / "B", tmp_path / "ENV"
     result = invoke(["--vault", str(a), *argv, "--vault", str(b)], env={"VAULT_DIR": str(env)})
-    if name == "repr":  # needs no vault; the option is accepted all the same
+    if name in ("repr", "eval"):  # need no vault; the option is accepted all the same
         assert result.exit_code == 0, result.output
     elif name == "init":
         assert result.exit_code == 0, result.output

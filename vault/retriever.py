@@ -133,6 +133,10 @@ class Retriever:
         stopping the run."""
         for line, value in requests:
             out: dict[str, Any] = {"line": line}
+            if isinstance(value, VaultError):  # the line did not even parse
+                out["error"] = str(value)
+                yield out
+                continue
             try:
                 kind, body, options = _request(value, line)
                 if "id" in options:

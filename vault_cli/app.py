@@ -31,8 +31,9 @@ from vault_cli.core import (
 )
 
 Mode = Literal["symbolic", "hybrid", "soft"]
+EvalDataset = Literal["arc1", "synthetic"]
 Strategy = Literal["tiebreak", "weighted"]
-Metric = Literal["cosine", "euclidean"]
+Metric = Literal["structured", "cosine", "euclidean"]
 Status = Literal["active", "deprecated", "suppressed"]
 Dataset = Literal["arc1-train", "arc1-eval"]
 
@@ -278,6 +279,7 @@ def _concept_ref(value: str | None) -> str | None:
     epilog=example(
         "vault retrieve --task examples/tasks/rotate.json -k 5 --json",
         "vault retrieve --like rotate-90 --jsonl",
+        "vault retrieve --batch requests.jsonl > results.jsonl",
     )
 )
 def retrieve(
@@ -289,6 +291,16 @@ def retrieve(
     ] = None,
     task_file: Annotated[
         str | None, typer.Option("--task", metavar="FILE", help="An ARC task JSON file.")
+    ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            "--batch",
+            metavar="FILE|-",
+            help='JSON lines of requests {"task"|"repr"|"query": ..., "k"?, "mode"?, "id"?, '
+            '"exclude"?}; one JSON result per line, in input order (a bad line gives '
+            '{"line", "error"}); the snapshot is opened once.',
+        ),
     ] = None,
     like: Annotated[
         str | None,
@@ -338,11 +350,14 @@ def retrieve(
             ("query", query_file),
             ("task", task_file),
             ("like", like),
+            ("batch", batch),
         )
         if path is not None
     ]
     if len(given) != 1:
-        raise UsageError("give exactly one of --repr, --query, --task, --like")
+        raise UsageError("give exactly one of --repr, --query, --task, --like, --batch")
+    if batch is not None and (json_out or jsonl):
+        raise UsageError("--batch always writes JSON lines: drop --json / --jsonl")
     if json_out and jsonl:
         raise UsageError("give one of --json, --jsonl")
     if test_index != 0 and task_file is None:
@@ -352,6 +367,16 @@ def retrieve(
     vault = open_vault(vault_dir)
     cfg = vault.config().with_overrides(mode=mode, k=k, strategy=strategy, similarity=similarity)
     kind, path = given[0]
+    if kind == "batch":
+        from vault_cli.io import iter_requests
+
+        writer = render.json_lines()
+        with vault.retriever(config=cfg) as r, render.phases() as ph:
+            counted = ph.count("retrieving")
+            for n, out in enumerate(r.batch(iter_requests(path)), start=1):
+                writer.write(out)
+                counted(n)
+        return
     if kind == "like":
         from vault.like import neighbours
 
@@ -617,6 +642,106 @@ def gc(
         if plan.removed_generations or plan.removed_objects or plan.removed_cache_entries:
             confirm(f"gc {render.gc_summary(plan)}\nDelete?", yes=yes)
     render.gc_result(run(vault, keep, dry_run=dry_run), json_out)
+
+
+@app.command(
+    "eval",
+    epilog=example(
+        "vault eval --dataset synthetic --out eval-synthetic",
+        "vault eval --dataset arc1 --json > arc1.json",
+        "vault eval --tasks my-tasks/ --labels groups.jsonl --out eval-mine",
+    ),
+)
+def eval_cmd(
+    dataset: Annotated[
+        EvalDataset | None,
+        typer.Option(
+            help="arc1 (ARC-AGI-1 self-retrieval; needs the arc extra) or synthetic "
+            "(cross-task, shipped)."
+        ),
+    ] = None,
+    tasks: Annotated[
+        Path | None,
+        typer.Option("--tasks", metavar="DIR", help="A folder of ARC-format task files."),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            metavar="FILE",
+            help='JSON lines {"task": <file stem>, "group": <name>}: relevant = same group.',
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help="Write REPORT.md, results.json and recall_at_k.png (plot extra) here.",
+        ),
+    ] = None,
+    modes: Annotated[
+        str | None,
+        typer.Option(
+            metavar="M,M,...",
+            help="Subset of none, symbolic, hybrid-tiebreak, hybrid-weighted, soft.",
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="synthetic: generator seed.", parser=int_range(0), metavar="N")
+    ] = 0,
+    per_family: Annotated[
+        int,
+        typer.Option(
+            "--tasks-per-family",
+            help="synthetic: tasks per family.",
+            parser=int_range(2, 100),
+            metavar="N",
+        ),
+    ] = 6,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="A config.toml whose retrieval settings to evaluate (default: built-in).",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
+) -> None:
+    """Run the validation study on a throwaway vault: the same queries through no retrieval,
+    symbolic, hybrid tiebreak, hybrid weighted and soft; recall@k, MRR, precision@5, MAP@10,
+    coverage, helpful rate, latency, and a bootstrap interval of each mode's MRR difference
+    with symbolic. The vault (--vault) is not used."""
+    from vault.config import Config
+    from vault.config import load as load_config
+    from vault.errors import UsageError
+    from vault.eval import datasets, report, study
+
+    if (dataset is None) == (tasks is None):
+        raise UsageError("give --dataset or --tasks (with --labels)")
+    if (tasks is None) != (labels is None):
+        raise UsageError("--tasks and --labels go together")
+    chosen = tuple(m.strip() for m in modes.split(",")) if modes else tuple(study.MODES)
+    unknown = [m for m in chosen if m not in study.MODES]
+    if unknown:
+        raise UsageError(f"unknown mode {unknown[0]!r} (known: {', '.join(study.MODES)})")
+    cfg = load_config(config_file) if config_file is not None else Config()
+    with render.phases(enabled=not json_out) as ph:
+        ph.start("loading the data set")
+        if dataset == "arc1":
+            ds = datasets.arc1()
+        elif dataset == "synthetic":
+            ds = datasets.synthetic(seed=seed, tasks_per_family=per_family)
+        else:
+            assert tasks is not None and labels is not None
+            ds = datasets.from_folder(tasks, labels)
+        tick = ph.start(f"{len(ds.queries)} queries x {len(chosen)} modes")
+        result = study.run(ds, cfg, chosen, progress=tick)
+    command = "vault eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
+    written = report.write(result, out, command) if out is not None else None
+    render.eval_result(result, written, json_out)
 
 
 def main() -> None:

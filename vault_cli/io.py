@@ -124,6 +124,41 @@ def iter_json_lines(path: str) -> Iterator[Located]:
         yield from json_lines(fp, source)
 
 
+def iter_requests(path: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank JSON line of a file or stdin; a line that
+    is not JSON yields its ``InvalidInputError`` as the value and the stream goes on (for
+    ``retrieve --batch``: one bad request never ends the run)."""
+    source = source_name(path)
+    if path == "-":
+        yield from _requests(sys.stdin.buffer, source)
+        return
+    try:
+        fp: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed below, also on early exit
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    with fp:
+        yield from _requests(fp, source)
+
+
+def _requests(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, Any]]:
+    numbered = _Numbered(lines)
+    reader = jsonlines.Reader(numbered, loads=_strict)
+    while True:
+        try:
+            value = reader.read(allow_none=True, skip_empty=True)
+        except EOFError:
+            return
+        except jsonlines.InvalidLineError as exc:
+            where = f"{source}:{exc.lineno}"
+            cause = exc.__cause__
+            detail = cause.error.detail if isinstance(cause, _LineError) else "not JSON"
+            if isinstance(cause, UnicodeDecodeError):
+                detail = f"not UTF-8 (byte {cause.start})"
+            yield exc.lineno, InvalidInputError(detail, source=where)
+            continue
+        yield numbered.number, value
+
+
 def _is_grid(doc: list[Any]) -> bool:
     """A list of rows of numbers is one grid, not a list of records."""
     return bool(doc) and all(

@@ -433,3 +433,20 @@ def upgrade_result(root: Path, old: int, new: int, as_json: bool) -> None:
         note(f"{root}: already format {new}")
     else:
         note(f"{root}: upgraded from format {old} to {new}")
+
+
+def eval_result(result: Any, written: dict[str, Any] | None, as_json: bool) -> None:
+    if as_json:
+        data = result.to_json()
+        if written is not None:
+            data["report"] = written
+        json_out(data)
+        return
+    from vault.eval.report import interpretation, table
+
+    sys.stdout.write(table(result) + "\n")
+    note(interpretation(result))
+    if written is not None:
+        note(f"wrote {', '.join(written['files'])} to {written['out']}")
+        if not written["plot"]:
+            note("no recall_at_k.png: install the plot extra (pip install 'concept-vault[plot]')")

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from vault.index.snapshot import Snapshot
     from vault.vault import Vault
 
-MANIFEST_SCHEMA_VERSION = 2
+MANIFEST_SCHEMA_VERSION = 3  # 3: the table has per-part norms (10 columns)
 CHANGE_OPS = STATE_OPS | {"rollback"}  # entries that change what the index must hold
 Progress = Callable[[int, int], None]
 
