@@ -116,6 +116,8 @@ def write_back(
         info = detail or ({"concepts": new_refs} if new_refs else {})
         if ev_digests:
             info = {**info, "evidence": len(ev_digests)}
+        if repr_digests:  # the records start with them; the fold need not read them
+            info = {**info, "reprs": len(repr_digests)}
         return _commit(
             vault,
             snap,

@@ -327,9 +327,9 @@ def combine(
 ) -> list[int]:
     """One vector from item vectors: their shape, colour and transformation blocks summed
     (exact integers) and re-normalized, plus the keys block of ``keys``."""
-    shp = [sum(v[i] for v in appearance) for i in range(SHP.start, SHP.stop)]
-    col = [sum(v[i] for v in appearance) for i in range(COL.start, COL.stop)]
-    trn = [sum(v[i] for v in transform) for i in range(TRN.start, TRN.stop)]
+    app = [sum(col) for col in zip(*appearance, strict=True)] if appearance else [0] * DIM
+    trans = [sum(col) for col in zip(*transform, strict=True)] if transform else [0] * DIM
+    shp, col, trn = app[SHP], app[COL], trans[TRN]
     return (
         _requantize(shp, BLOCK_WEIGHT["shape"])
         + _requantize(col, BLOCK_WEIGHT["colour"])

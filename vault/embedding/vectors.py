@@ -127,9 +127,15 @@ def concept_vector(
     known: Callable[[str], bool],
     records: Records,
     cache: EmbeddingCache | None,
+    gathered: tuple[list[str], list[str], list[tuple[str, str]]] | None = None,
 ) -> list[int]:
-    """A concept's vector: its keys plus the known reprs and pairs it was validated on."""
-    reprs, pairs = concept_inputs(entry, known, records)
+    """A concept's vector: its keys plus the known reprs and pairs it was validated on
+    (``gathered``: those inputs as the fold collected them, instead of re-reading)."""
+    if gathered is None:
+        reprs, pairs = concept_inputs(entry, known, records)
+    else:
+        cited, evidence_reprs, pairs = gathered
+        reprs = [r for r in dict.fromkeys(cited) if known(r)] + evidence_reprs
     apps = [_stored_repr(r, records, cache) for r in reprs]
     pair_vectors = [_stored_pair(a, b, records, cache) for a, b in pairs]
     return embedder.combine(apps + pair_vectors, pair_vectors, entry["keys"])

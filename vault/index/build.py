@@ -32,7 +32,15 @@ from vault.embedding.vectors import ann_hash, concept_vector, embedder_bytes
 from vault.errors import CorruptionError, VaultError
 from vault.index import table as tables
 from vault.index.generations import CurrentRef, IndexGeneration
-from vault.index.state import STATUS_CODES, Records, State, apply, fold, reverted_in_effect
+from vault.index.state import (
+    STATUS_CODES,
+    Inputs,
+    Records,
+    State,
+    apply,
+    fold,
+    reverted_in_effect,
+)
 from vault.store.audit import STATE_OPS, AuditEntry
 
 if TYPE_CHECKING:
@@ -152,10 +160,11 @@ def _rows(
     cache: EmbeddingCache | None,
     progress: Progress | None = None,
     total: int = 0,
+    inputs: Inputs | None = None,
 ) -> dict[str, tables.Row]:
     out: dict[str, tables.Row] = {}
     with cache.bulk() if cache is not None else contextlib.nullcontext():
-        _embed_rows(state, names, records, cache, progress, total, out)
+        _embed_rows(state, names, records, cache, progress, total, out, inputs or {})
     return out
 
 
@@ -167,13 +176,14 @@ def _embed_rows(
     progress: Progress | None,
     total: int,
     out: dict[str, tables.Row],
+    inputs: Inputs,
 ) -> None:
     for i, name in enumerate(names, start=1):
         entry = state.concept(name)
         if entry is None:
             raise CorruptionError(f"concept {name} vanished from the state")
         try:
-            vector = concept_vector(entry, state.known, records, cache)
+            vector = concept_vector(entry, state.known, records, cache, inputs.get(name))
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise CorruptionError(
                 f"concept {name}: a record it is built from is malformed ({exc})"
@@ -194,9 +204,11 @@ def plan_full(
     empty ``State`` over the vault's objects."""
     if cache is not None:
         cache.load_packs()
-    fold(entries, state, records)
+    inputs: Inputs = {}
+    fold(entries, state, records, inputs)
     names = sorted(name for name, _ in state.concepts())
-    table = tables.build(_rows(state, names, records, cache, progress, len(names)).values())
+    rows = _rows(state, names, records, cache, progress, len(names), inputs)
+    table = tables.build(rows.values())
     seq = entries[-1].seq if entries else 0
     return Plan(state, table, seq, tuple(sorted(reverted_in_effect(entries))))
 

@@ -187,20 +187,31 @@ class State:
         return out, blobs
 
 
-def apply(state: State, entry: AuditEntry, records: Records) -> set[str]:
+# ref -> what its vector is built from, gathered while folding (so a full build does not
+# read every card and evidence record a second time): validated_on digests, positive
+# evidence repr ids and pairs
+Inputs = dict[str, tuple[list[str], list[str], list[tuple[str, str]]]]
+
+
+def apply(
+    state: State, entry: AuditEntry, records: Records, inputs: Inputs | None = None
+) -> set[str]:
     """Fold one acknowledged audit entry into ``state``; return the refs it touched (whose
-    vector or row may have changed)."""
+    vector or row may have changed). ``inputs``, if given, gathers vector inputs."""
     touched: set[str] = set()
     if entry.op not in STATE_OPS:
         return touched
-    for digest in entry.records:
+    skip = entry.detail.get("reprs", 0) if isinstance(entry.detail, dict) else 0
+    if not isinstance(skip, int) or isinstance(skip, bool) or not 0 <= skip <= len(entry.records):
+        raise CorruptionError(f"audit entry {entry.seq}: malformed 'reprs' count")
+    for digest in entry.records[skip:]:  # the first ``skip`` records are reprs
         try:
             obj = records(digest)
             kind = obj.get("kind") if isinstance(obj, dict) else None
             if kind == "concept":
-                _fold_card(state, digest, obj, touched)
+                _fold_card(state, digest, obj, touched, inputs)
             elif kind == "evidence":
-                _fold_evidence(state, digest, obj, touched, entry.seq)
+                _fold_evidence(state, digest, obj, touched, entry.seq, inputs)
             elif kind == "status":
                 _fold_status(state, digest, obj, touched, entry.seq)
             elif kind != "repr":  # reprs become known when evidence cites them
@@ -213,10 +224,19 @@ def apply(state: State, entry: AuditEntry, records: Records) -> set[str]:
     return touched
 
 
-def _fold_card(state: State, digest: str, card: dict[str, Any], touched: set[str]) -> None:
+def _fold_card(
+    state: State, digest: str, card: dict[str, Any], touched: set[str], inputs: Inputs | None
+) -> None:
     name = ref(card["id"], card["version"])
     if state.concept(name) is not None:
         return
+    cited = [
+        r
+        for r in card.get("provenance", {}).get("validated_on", ())
+        if isinstance(r, str) and is_digest(r)
+    ]
+    if inputs is not None:
+        inputs[name] = (cited, [], [])
     state.insert(
         name,
         {
@@ -232,14 +252,19 @@ def _fold_card(state: State, digest: str, card: dict[str, Any], touched: set[str
             "version": card["version"],
         },
     )
-    for rid in card.get("provenance", {}).get("validated_on", ()):
-        if isinstance(rid, str) and is_digest(rid) and not state.known(rid):
+    for rid in cited:
+        if not state.known(rid):
             state.cite(rid, name)
     touched.add(name)
 
 
 def _fold_evidence(
-    state: State, digest: str, ev: dict[str, Any], touched: set[str], seq: int
+    state: State,
+    digest: str,
+    ev: dict[str, Any],
+    touched: set[str],
+    seq: int,
+    inputs: Inputs | None,
 ) -> None:
     name = ref(ev["concept"], ev["version"])
     if state.concept(name) is None:
@@ -251,6 +276,11 @@ def _fold_evidence(
     field = "positive" if ev["polarity"] == "positive" else "negative"
     entry[field] += 1
     touched.add(name)
+    if inputs is not None and field == "positive" and name in inputs:
+        if "repr_id" in ev:
+            inputs[name][1].append(ev["repr_id"])
+        if "pair" in ev:
+            inputs[name][2].append((ev["pair"]["input"], ev["pair"]["output"]))
     for rid in cited_reprs(ev):
         touched.update(state.know(rid))
 
@@ -278,11 +308,13 @@ def reverted_in_effect(entries: list[AuditEntry]) -> frozenset[int]:
     return frozenset()
 
 
-def fold(entries: list[AuditEntry], state: State, records: Records) -> set[str]:
+def fold(
+    entries: list[AuditEntry], state: State, records: Records, inputs: Inputs | None = None
+) -> set[str]:
     """Fold ``entries`` (minus those the last rollback among them reverts) into ``state``."""
     reverted = reverted_in_effect(entries)
     touched: set[str] = set()
     for e in entries:
         if e.seq not in reverted:
-            touched |= apply(state, e, records)
+            touched |= apply(state, e, records, inputs)
     return touched

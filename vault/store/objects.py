@@ -33,6 +33,7 @@ class ObjectStore:
 
     def __init__(self, root: Path, *, memo_size: int = 4096, readonly: bool = False):
         self.root = root
+        self._prefix = f"{root}/"
         self.readonly = readonly
         # Parsed objects are immutable, so a small memo saves re-reading them within one
         # process (a build reads each repr once per concept that cites it). verify reads
@@ -117,7 +118,8 @@ class ObjectStore:
         if not is_digest(digest):
             raise NotFoundError(f"not an object address: {digest!r}")
         try:
-            data = self.path(digest).read_bytes()
+            with open(f"{self._prefix}{digest[:2]}/{digest[2:]}", "rb") as f:  # (hot: no Path)
+                data = f.read()
         except FileNotFoundError:
             raise NotFoundError(f"object {digest} is missing") from None
         except OSError as exc:
