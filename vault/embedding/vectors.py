@@ -9,10 +9,11 @@ repr and pair vectors go through the cache, which is looked up by id before the 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from vault.canonical import canonical_bytes, sha256_hex
+from vault.canonical import canonical_bytes
 from vault.embedding import embedder
 from vault.embedding.cache import EmbeddingCache, pair_id
 from vault.errors import InvalidInputError
@@ -147,5 +148,8 @@ def embedder_bytes() -> bytes:
 
 
 def ann_hash(embedder_json: bytes, vectors_jsonl: bytes) -> str:
-    """``ann.index.sha256``'s digest: sha256 of embedder.json followed by the vectors file."""
-    return sha256_hex(embedder_json + vectors_jsonl)
+    """``ann.index.sha256``'s digest: sha256 of embedder.json followed by the vectors file
+    (hashed in two updates: no concatenated copy of a large file)."""
+    h = hashlib.sha256(embedder_json)
+    h.update(vectors_jsonl)
+    return h.hexdigest()

@@ -28,6 +28,7 @@ import numpy as np
 from vault.canonical import canonical_bytes, sha256_hex
 from vault.embedding import embedder
 from vault.embedding.cache import EmbeddingCache
+from vault.embedding.prefetch import prefetch
 from vault.embedding.vectors import ann_hash, concept_vector, embedder_bytes
 from vault.errors import CorruptionError, VaultError
 from vault.index import table as tables
@@ -207,10 +208,25 @@ def plan_full(
     inputs: Inputs = {}
     fold(entries, state, records, inputs)
     names = sorted(name for name, _ in state.concepts())
-    rows = _rows(state, names, records, cache, progress, len(names), inputs)
+    if cache is not None:
+        with cache.bulk():
+            prefetch(_items(state, inputs), state.objects, cache)
+            rows = _rows(state, names, records, cache, progress, len(names), inputs)
+    else:
+        rows = _rows(state, names, records, cache, progress, len(names), inputs)
     table = tables.build(rows.values())
     seq = entries[-1].seq if entries else 0
     return Plan(state, table, seq, tuple(sorted(reverted_in_effect(entries))))
+
+
+def _items(state: State, inputs: Inputs) -> list[tuple[str, ...]]:
+    """Every repr and pair the concepts' vectors are built from."""
+    out: list[tuple[str, ...]] = []
+    for cited, reprs, pairs in inputs.values():
+        out += [(r,) for r in cited if state.known(r)]
+        out += [(r,) for r in reprs]
+        out += list(pairs)
+    return out
 
 
 def plan_reembed(

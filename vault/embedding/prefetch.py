@@ -1,0 +1,72 @@
+"""Computing many standalone item vectors at once, on every core (full builds and verify).
+
+A full build needs the vector of every repr and pair its concepts were validated on; those
+the cache lacks are computed here in worker processes (each reads the repr objects itself
+and returns plain int lists), then put into the cache in the parent — so the result is the
+same as computing them one by one, only sooner. Below ``PARALLEL_MIN`` items, or where
+worker processes cannot start, the work runs in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from vault.embedding.cache import EmbeddingCache, pair_id
+from vault.embedding.vectors import embed_pair, embed_repr
+from vault.store.objects import ObjectStore
+
+PARALLEL_MIN = 2000
+Item = tuple[str, ...]  # (repr id,) or (input repr id, output repr id)
+
+
+def _content(item: Item) -> str:
+    return item[0] if len(item) == 1 else pair_id(item[0], item[1])
+
+
+def _compute(root: str, items: list[Item]) -> list[tuple[Item, list[int], dict[str, Any]]]:
+    objects = ObjectStore(Path(root))
+    out = []
+    for item in items:
+        if len(item) == 1:
+            rep = objects.get_record(item[0])
+            if not isinstance(rep, dict):
+                continue
+            vector = embed_repr(rep, None, item[0])
+            source = {"grid": rep["grid"]} if "grid" in rep else {}
+        else:
+            a, b = objects.get_record(item[0]), objects.get_record(item[1])
+            vector = embed_pair(a, b, None, (item[0], item[1]))
+            source = {"input": a["grid"], "output": b["grid"]}
+        out.append((item, vector, source))
+    return out
+
+
+def prefetch(items: Iterable[Item], objects: ObjectStore, cache: EmbeddingCache) -> int:
+    """Compute the vectors of ``items`` missing from ``cache`` and put them there; return
+    how many were computed. Errors (a missing or malformed repr) are left for the caller's
+    own computation to report."""
+    todo = sorted({i for i in items if cache.get(_content(i)) is None})
+    if not todo:
+        return 0
+    workers = min(os.cpu_count() or 1, 8)
+    if len(todo) < PARALLEL_MIN or workers < 2:
+        return 0  # not worth the start-up: the build computes them as it goes
+    chunks = [todo[i::workers] for i in range(workers)]
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            results = pool.starmap(_compute, [(str(objects.root), c) for c in chunks])
+    except (OSError, ValueError, RuntimeError):
+        return 0
+    except Exception:  # noqa: BLE001 - a worker's error: the serial path reports it precisely
+        return 0
+    n = 0
+    for part in results:
+        for item, vector, source in part:
+            if source:  # (a repr without a grid is not cached: the build computes it)
+                cache.put(_content(item), source, vector)
+                n += 1
+    return n
