@@ -328,3 +328,21 @@ def test_vectors_file_and_hash_identical_when_built_by_a_fresh_process(tmp_path:
         assert (other / "embeddings" / name).read_bytes() == (
             here.embeddings_dir / name
         ).read_bytes()
+
+
+def test_parallel_prefetch_gives_the_same_generation(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault.embedding import prefetch
+    from vault.embedding.cache import FreshCache
+    from vault.index.build import plan_full
+    from vault.index.state import State
+
+    v = example_vault
+    entries = v.audit.entries()
+    serial = plan_full(entries, State(v.objects), v.records, None).generation
+    monkeypatch.setattr(prefetch, "PARALLEL_MIN", 1)
+    fresh = FreshCache()
+    parallel = plan_full(entries, State(v.objects), v.records, fresh).generation
+    assert parallel == serial == v.snapshot().generation
+    assert len(fresh.sources) > 0  # the workers' vectors went into the cache
