@@ -345,4 +345,13 @@ def test_parallel_prefetch_gives_the_same_generation(
     fresh = FreshCache()
     parallel = plan_full(entries, State(v.objects), v.records, fresh).generation
     assert parallel == serial == v.snapshot().generation
-    assert len(fresh.sources) > 0  # the workers' vectors went into the cache
+    from vault.index.build import _items
+
+    state = State(v.objects)
+    inputs: dict[str, Any] = {}
+    from vault.index.state import fold
+
+    fold(entries, state, v.records, inputs)
+    again = FreshCache()
+    computed = prefetch.prefetch(_items(state, inputs), v.objects, again)
+    assert computed > 0 and len(again.sources) == computed  # the pool really ran
