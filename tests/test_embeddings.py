@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from vault.embedding import embedder
 from vault.embedding.cache import EmbeddingCache
