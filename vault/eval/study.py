@@ -12,6 +12,7 @@ included, no cache). The metrics are in ``vault.eval.metrics``.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from vault.eval.metrics import (
     reciprocal_rank,
     summarize,
 )
+from vault.grid.objects import clear_caches
 from vault.index.snapshot import Snapshot
 from vault.retrieval import retrieve_in
 from vault.vault import Vault, fixed_clock
@@ -157,10 +159,14 @@ def run(
 def _rank(
     snap: Snapshot, q: EvalQuery, mode: str, cfg: Config, order: list[str], k: int
 ) -> tuple[tuple[str, ...], float, int]:
-    t0 = time.perf_counter()
     if mode == "none":
+        t0 = time.perf_counter()
         ranking = tuple([c for c in order if c not in q.exclude][:k])
         return ranking, time.perf_counter() - t0, 0
-    result = retrieve_in(snap, q.query, cfg, mode, exclude=q.exclude)
+    # a fresh copy and cold grid caches: nothing computed for an earlier mode is reused
+    query = dataclasses.replace(q.query)
+    clear_caches()
+    t0 = time.perf_counter()
+    result = retrieve_in(snap, query, cfg, mode, exclude=q.exclude)
     seconds = time.perf_counter() - t0
     return tuple(h.id for h in result.results), seconds, int(result.mode_used != mode)

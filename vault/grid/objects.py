@@ -104,3 +104,9 @@ def separators(g: Grid, bg: int | None = None) -> int:
     n = sum(1 for row in g if row[0] != bg and all(x == row[0] for x in row))
     n += sum(1 for c in range(w) if g[0][c] != bg and all(g[r][c] == g[0][c] for r in range(h)))
     return n
+
+
+def clear_caches() -> None:
+    """Forget every memoised analysis (the study times each query from a cold start)."""
+    _objects.cache_clear()
+    _blobs.cache_clear()

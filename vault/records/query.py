@@ -4,6 +4,7 @@ as queries."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from vault.errors import InvalidInputError
@@ -31,15 +32,24 @@ class Query:
     pairs: tuple[Pair, ...] = ()
 
     def facts(self) -> list[PairFacts]:
-        return [analyze_pair(p.input, p.output) for p in self.pairs]
+        """The facts of each pair (computed once: keys and the vector both need them)."""
+        return list(self._facts)
+
+    @cached_property
+    def _facts(self) -> tuple[PairFacts, ...]:
+        return tuple(analyze_pair(p.input, p.output) for p in self.pairs)
 
     def all_keys(self) -> list[str]:
         """The query's keys: domain, constraints, pair-inferred keys and repr features."""
+        return list(self._keys)
+
+    @cached_property
+    def _keys(self) -> tuple[str, ...]:
         keys = {f"domain:{self.domain}"}
         keys.update(obligation_key(c) for c in self.constraints)
         inputs = [p.input for p in self.pairs] + ([self.repr] if self.repr else [])
-        keys |= task_keys(self.facts(), inputs)
-        return sorted(keys)
+        keys |= task_keys(list(self._facts), inputs)
+        return tuple(sorted(keys))
 
 
 def normalize_query(obj: Any, source: str | None = None) -> Query:
