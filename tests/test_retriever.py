@@ -151,3 +151,40 @@ def test_solver_loop_example_runs(example_vault: Vault) -> None:
     )
     assert "rotate: try rotate-90" in out.stdout
     assert "picked up a newer generation: True" in out.stdout
+
+
+def test_soft_selection_equals_a_full_sort_with_ties_and_statuses(tmp_path: Path) -> None:
+    """Soft mode selects without sorting the vault: it must equal the reference order
+    (status, similarity desc, version desc, id; one version per id) exactly."""
+    from vault.config import Config
+    from vault.embedding.similarity import similarity_rows
+    from vault.records.query import normalize_query
+    from vault.retrieval import retrieve
+
+    rng = random.Random(3)
+    v, _ = Vault.init(tmp_path / "v")
+    cards = []
+    for i in range(120):  # many share their keys (equal vectors: ties by version, then id)
+        keys = ["feature:a"] if i % 3 else ["feature:b", "transform:flip_h"]
+        cards.append((card(f"c{i % 40:02d}", keys, version=f"1.{i // 40}.0"), "x"))
+    v.add(cards)
+    for i in range(0, 40, 5):
+        v.set_status(f"c{i:02d}", "1.2.0", "deprecated")
+    for i in range(1, 40, 9):
+        v.set_status(f"c{i:02d}", "1.1.0", "suppressed")
+    table = v.snapshot().table
+    ranker = _Ranker(table, [], "grid_2d")
+    q = normalize_query({"schema_version": 1, "grid": [[rng.randint(0, 3) for _ in range(3)]]})
+    from vault.embedding.vectors import query_vector
+
+    qv = np.array(query_vector(q, None), dtype=np.int8)
+    rows = np.nonzero(ranker.eligible)[0]
+    sims = similarity_rows(table, rows, qv, "structured")
+    ref = rows[np.lexsort((ranker.tail[rows], -sims, ranker.status[rows]))]
+    seen: list[int] = []
+    for r in ref.tolist():
+        if all(table.groups[r] != table.groups[s] for s in seen):
+            seen.append(r)
+    for k in (1, 5, 17, 40):
+        got = retrieve(v, q, Config(k=k), "soft").results
+        assert [f"{h.id}@{h.version}" for h in got] == [table.ref(r) for r in seen[:k]]

@@ -320,13 +320,48 @@ def retrieve_in(
     )
 
 
+def top_by_similarity(
+    rows: np.ndarray, sims: np.ndarray, tail: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``m`` of ``rows`` ordered by similarity descending, then ``tail``
+    (version desc, id) — exactly, ties at the cut included before cutting — with their
+    similarities. O(len(rows)): argpartition, then a sort of the few selected."""
+    if m < len(rows):
+        cut = np.partition(-sims, m - 1)[m - 1]  # the m-th best similarity (negated)
+        keep = np.nonzero(-sims <= cut)[0]  # everything at least as good, ties included
+        rows, sims = rows[keep], sims[keep]
+    order = np.lexsort((tail[rows], -sims))[:m]
+    return rows[order], sims[order]
+
+
 def _soft(ranker: _Ranker, qv: np.ndarray, cfg: Config) -> list[Hit]:
-    rows = np.nonzero(ranker.eligible)[0]
-    sims = similarity_rows(ranker.t, rows, qv, cfg.similarity)
-    order = np.lexsort((ranker.tail[rows], -sims, ranker.status[rows]))
-    ordered = ranker.dedupe(rows[order], cfg.k)
-    sim_of = dict(zip(rows.tolist(), sims.tolist(), strict=True))
-    return ranker.hits(ordered, np.array([sim_of[r] for r in ordered.tolist()]), sim_of)
+    """Every active concept by similarity (then version desc, id), then every deprecated
+    one; one version per id; exact, without sorting the whole vault."""
+    picked: list[np.ndarray] = []
+    picked_sims: list[np.ndarray] = []
+    need = cfg.k
+    for status in (0, 1):
+        mask = ranker.eligible & (ranker.status == status)
+        if picked:  # an id already given by an active version is not given again
+            mask &= ~np.isin(ranker.t.groups, ranker.t.groups[np.concatenate(picked)])
+        rows = np.nonzero(mask)[0]
+        if len(rows) == 0 or need == 0:
+            continue
+        sims = similarity_rows(ranker.t, rows, qv, cfg.similarity)
+        m = max(4 * need, 64)
+        while True:
+            top, top_sims = top_by_similarity(rows, sims, ranker.tail, m)
+            distinct = ranker.dedupe(top, need)
+            if len(distinct) == need or m >= len(rows):
+                break
+            m *= 4
+        sim_of = dict(zip(top.tolist(), top_sims.tolist(), strict=True))
+        picked.append(distinct)
+        picked_sims.append(np.array([sim_of[r] for r in distinct.tolist()]))
+        need -= len(distinct)
+    rows = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    scores = np.concatenate(picked_sims) if picked_sims else np.zeros(0)
+    return ranker.hits(rows, scores, dict(zip(rows.tolist(), scores.tolist(), strict=True)))
 
 
 def _hybrid(ranker: _Ranker, qv: np.ndarray, cfg: Config) -> list[Hit]:
@@ -335,10 +370,10 @@ def _hybrid(ranker: _Ranker, qv: np.ndarray, cfg: Config) -> list[Hit]:
         others = np.nonzero(ranker.eligible & (ranker.overlap == 0))[0]
         if len(others):
             osims = similarity_rows(ranker.t, others, qv, cfg.similarity)
-            order = np.lexsort((ranker.tail[others], -osims))
-            shortlist = np.concatenate(
-                [shortlist, others[order][: cfg.shortlist_min - len(shortlist)]]
+            top, _ = top_by_similarity(
+                others, osims, ranker.tail, cfg.shortlist_min - len(shortlist)
             )
+            shortlist = np.concatenate([shortlist, top])
     sims = similarity_rows(ranker.t, shortlist, qv, cfg.similarity)
     sim_of = dict(zip(shortlist.tolist(), sims.tolist(), strict=True))
     if cfg.strategy == "tiebreak":

@@ -1,0 +1,206 @@
+"""A 10^6-concept vector-level fixture for `make bench` (reads only).
+
+Building a real vault of 10^6 generated concepts takes longer than the whole bench may
+(file creation dominates), so this builds the table a generation would hold — the int8
+matrix, the columns, the refs and the key postings — directly from generated data: concept
+vectors are combined (by the embedder itself) from 1-2 pair vectors of a pool of generated
+grids under ten transformation families, with their family's keys and random tags, as in
+benchmarks/gen.py. The fixture is written as NPY files once (`build`) and loaded by a fresh
+process (`measure`), whose peak memory is what retrieval over 10^6 concepts costs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import gen  # noqa: E402
+
+from vault.config import Config  # noqa: E402
+from vault.embedding import embedder  # noqa: E402
+from vault.grid.pairs import analyze_pair  # noqa: E402
+from vault.grid.reprs import grid_to_repr  # noqa: E402
+from vault.index.table import COL, COLUMNS, Table  # noqa: E402
+from vault.records.keys import matchable  # noqa: E402
+from vault.records.query import normalize_query  # noqa: E402
+from vault.store.arrays import load_npy, npy_bytes  # noqa: E402
+
+N = 1_000_000
+DIR = Path(tempfile.gettempdir()) / "vault-bench-million"
+
+
+def build(n: int = N, out: Path | None = None) -> float:
+    out = out or DIR
+    t0 = time.perf_counter()
+    rng = random.Random(0)
+    grids = [gen.pool_grid(rng) for _ in range(2000)]
+    families = sorted(gen.FAMILIES)
+    protos: list[tuple[str, list[int]]] = []
+    for g in grids:
+        f = families[rng.randrange(len(families))]
+        a, b = grid_to_repr(g), grid_to_repr(gen.FAMILIES[f][0](g))
+        protos.append((f, embedder.pair_vector(a, analyze_pair(a, b))))
+    by_family: dict[str, list[list[int]]] = {}
+    for f, v in protos:
+        by_family.setdefault(f, []).append(v)
+    keys_of_row: list[tuple[str, ...]] = []
+    matrix = np.zeros((n, embedder.DIM), dtype=np.int8)
+    memo: dict[tuple[Any, ...], list[int]] = {}
+    for i in range(n):
+        f = families[rng.randrange(len(families))]
+        keys = tuple(sorted(set(gen.FAMILIES[f][1] + rng.sample(gen.EXTRA, rng.randint(0, 3)))))
+        pool = by_family[f]
+        picks = tuple(sorted(rng.randrange(len(pool)) for _ in range(rng.randint(1, 2))))
+        key = (f, picks, keys)
+        vec = memo.get(key)
+        if vec is None:
+            items = [pool[p] for p in picks]
+            vec = embedder.combine(items, items, keys)
+            if len(memo) < 200_000:
+                memo[key] = vec
+        matrix[i] = vec
+        keys_of_row.append(("domain:grid_2d", *matchable(keys)))
+    m64 = matrix.astype(np.int64)
+    columns = np.zeros((len(COLUMNS), n), dtype=np.uint32)
+    columns[COL["first"]] = 1
+    columns[COL["positive"]] = 1
+    columns[COL["major"]] = 1
+    columns[COL["tail"]] = np.arange(n, dtype=np.uint32)
+    app = np.zeros(embedder.DIM, dtype=bool)
+    app[embedder.APPEARANCE] = True
+    columns[COL["norm2_appearance"]] = (m64[:, app] ** 2).sum(axis=1)
+    columns[COL["norm2_behaviour"]] = (m64[:, ~app] ** 2).sum(axis=1)
+    refs = b"".join(f"c{i:07d}@1.0.0\n".encode() for i in range(n))
+    ref_offsets = np.arange(n + 1, dtype=np.uint64) * 15
+    offsets = np.stack([np.zeros(n + 1, dtype=np.uint64), ref_offsets])
+    by_key: dict[str, list[int]] = {}
+    for i, ks in enumerate(keys_of_row):
+        for k in ks:
+            by_key.setdefault(k, []).append(i)
+    names = sorted(by_key)
+    postings = np.concatenate([np.array(by_key[k], dtype=np.int32) for k in names])
+    key_offsets = np.zeros(len(names) + 1, dtype=np.int64)
+    np.cumsum([len(by_key[k]) for k in names], out=key_offsets[1:])
+    out.mkdir(parents=True, exist_ok=True)
+    for name, arr in (
+        ("columns", columns),
+        ("offsets", offsets),
+        ("matrix", matrix),
+        ("postings", postings),
+    ):
+        (out / f"{name}.npy").write_bytes(npy_bytes(arr))
+    (out / "refs").write_bytes(refs)
+    (out / "keys.json").write_text(json.dumps({"keys": names, "offsets": key_offsets.tolist()}))
+    seconds = time.perf_counter() - t0
+    (out / "built").write_text(str(seconds))
+    return seconds
+
+
+class FixtureSnapshot:
+    """Enough of a Snapshot for retrieval: a table, no drift, a generation name."""
+
+    def __init__(self, table: Table):
+        self.table = table
+        self.drift = False
+        self.generation = "fixture-1e6"
+
+
+def load(out: Path | None = None) -> FixtureSnapshot:
+    out = out or DIR
+
+    def arr(name: str) -> np.ndarray:
+        return load_npy((out / f"{name}.npy").read_bytes(), name)
+
+    keys = json.loads((out / "keys.json").read_text())
+    matrix = arr("matrix")
+    table = Table(
+        arr("columns"),
+        arr("offsets"),
+        matrix,
+        (out / "refs").read_bytes(),
+        tuple(keys["keys"]),
+        np.array(keys["offsets"], dtype=np.int64),
+        arr("postings"),
+        b"",
+    )
+    return FixtureSnapshot(table)
+
+
+def measure(runs: int = 5) -> dict[str, Any]:
+    from vault.retrieval import retrieve_in
+    from vault.embedding.similarity import similarity_rows
+    from vault.embedding.vectors import query_vector
+
+    if not (DIR / "built").exists():
+        import subprocess
+
+        subprocess.run(
+            [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(HERE)!r}); "
+             "import million; million.build()"],
+            check=True,
+        )
+    build_s = float((DIR / "built").read_text())
+    snap = load()
+    cfg = Config()
+    rng = random.Random(5)
+    queries = [
+        normalize_query({"schema_version": 1, "grid": [list(r) for r in gen.pool_grid(rng)]})
+        for _ in range(max(runs, 50))
+    ]
+    out: dict[str, Any] = {"build_s": build_s}
+    for mode in ("symbolic", "hybrid", "soft"):
+        retrieve_in(snap, queries[0], cfg, mode)  # warm the per-table arrays
+        times = []
+        for q in queries[:runs]:
+            t = time.perf_counter()
+            r = retrieve_in(snap, q, cfg, mode)
+            times.append(time.perf_counter() - t)
+            assert r.mode_used == mode, r.fallback_reason
+        out[f"{mode}_ms"] = statistics.median(times) * 1000
+    t = time.perf_counter()
+    for q in queries:
+        retrieve_in(snap, q, cfg, "hybrid")
+    out["batch_qps"] = len(queries) / (time.perf_counter() - t)
+    qv = np.array(query_vector(queries[0], None), dtype=np.int8)
+    rows = np.arange(snap.table.n)
+    stage = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        similarity_rows(snap.table, rows, qv, "cosine")
+        stage.append(time.perf_counter() - t)
+    out["stage_ms"] = statistics.median(stage) * 1000
+    import resource
+
+    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before faiss
+    try:
+        import faiss  # benchmark-only
+
+        xb = snap.table.matrix.astype(np.float32)
+        index = faiss.IndexFlatIP(xb.shape[1])
+        index.add(xb)
+        xq = qv.astype(np.float32)[None, :]
+        ft = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            index.search(xq, 10)
+            ft.append(time.perf_counter() - t)
+        out["faiss_ms"] = statistics.median(ft) * 1000
+        del xb, index
+    except ImportError:
+        out["faiss_ms"] = None
+    return out
+
+
+if __name__ == "__main__":
+    print(f"built in {build():.0f} s")
