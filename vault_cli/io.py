@@ -14,8 +14,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import jsonlines
-
 from vault.canonical import loads
 from vault.errors import InvalidInputError
 
@@ -95,6 +93,8 @@ class _Numbered:
 def json_lines(lines: Iterable[str | bytes], source: str) -> Iterator[Located]:
     """``(value, "source:line")`` for each non-blank line; a bad line raises
     ``InvalidInputError`` naming its line number."""
+    import jsonlines  # (imported on use: most commands never read JSON lines)
+
     numbered = _Numbered(lines)
     reader = jsonlines.Reader(numbered, loads=_strict)
     try:
@@ -141,6 +141,8 @@ def iter_requests(path: str) -> Iterator[tuple[int, Any]]:
 
 
 def _requests(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, Any]]:
+    import jsonlines
+
     numbered = _Numbered(lines)
     reader = jsonlines.Reader(numbered, loads=_strict)
     while True:

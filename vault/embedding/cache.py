@@ -25,7 +25,6 @@ from typing import Any
 import xxhash
 
 from vault.canonical import canonical_bytes, loads, loads_trusted, sha256_hex
-from vault.embedding import embedder
 from vault.errors import InvalidInputError
 from vault.store.fs import atomic_write
 
@@ -42,7 +41,7 @@ def pair_id(in_id: str, out_id: str) -> str:
 def is_vector(v: Any) -> bool:
     return (
         isinstance(v, list)
-        and len(v) == embedder.DIM
+        and len(v) == 64  # embedder.DIM
         and all(isinstance(x, int) and not isinstance(x, bool) and -127 <= x <= 127 for x in v)
     )
 
@@ -62,6 +61,8 @@ class EmbeddingCache:
 
     @staticmethod
     def key(content: str) -> str:
+        from vault.embedding import embedder  # (not imported before a vector is needed)
+
         return f"{content}:{embedder.VERSION}:{embedder.WEIGHTS_HASH}"
 
     def path(self, key: str) -> Path:
@@ -155,6 +156,8 @@ class EmbeddingCache:
             canonical_bytes({"key": key, "source": src, "vector": vec}) + b"\n"
             for key, (src, vec) in sorted(entries.items())
         )
+        from vault.embedding import embedder
+
         name = f"{embedder.VERSION}-{embedder.WEIGHTS_HASH[:16]}-{sha256_hex(data)[:32]}.jsonl"
         path = self.packs_dir / name
         with contextlib.suppress(OSError):
@@ -179,6 +182,8 @@ class EmbeddingCache:
 
 
 def _ours(path: Path) -> bool:
+    from vault.embedding import embedder
+
     m = PACK_NAME.match(path.name)
     return bool(
         m and m["version"] == embedder.VERSION and m["weights"] == embedder.WEIGHTS_HASH[:16]

@@ -10,7 +10,6 @@ constraint that mean the same thing are the same name and map to the same key
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -87,6 +86,8 @@ def canonical_key(key: str, source: str | None = None, field: str | None = None)
         name = ALIASES.get(name, name)
     known = CLOSED.get(family)
     if known is not None and name not in known:
+        import difflib  # (only for the error message)
+
         choices = sorted(known | (set(ALIASES) if family == "invariant" else set()))
         near = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
         hint = f"; did you mean {family}:{near[0]}?" if near else ""
