@@ -36,13 +36,20 @@ BEHAVIOUR_DIMS = np.zeros(DIM, dtype=bool)
 BEHAVIOUR_DIMS[TRN.start : KEY.stop] = True
 
 
+BLOCK = 1 << 15  # rows converted to float32 at a time (2 MB for d = 64)
+
+
 def exact_dots(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Integer dot products of each row of ``matrix`` (n, d) with ``query`` (d,) — or with
-    each column of ``query`` (d, m) — as int64."""
-    if matrix.shape[0] == 0:
-        return np.zeros((0,) + query.shape[1:], dtype=np.int64)
-    prod = matrix.astype(np.float32) @ query.astype(np.float32)
-    return prod.astype(np.int64)
+    each column of ``query`` (d, m) — as int64. The int8 rows are converted to float32 a
+    block at a time, so memory stays flat however large the matrix."""
+    n = matrix.shape[0]
+    out = np.empty((n,) + query.shape[1:], dtype=np.int64)
+    q = query.astype(np.float32)
+    for start in range(0, n, BLOCK):
+        block = matrix[start : start + BLOCK].astype(np.float32)
+        out[start : start + BLOCK] = block @ q
+    return out
 
 
 def squared_norms(matrix: np.ndarray, dims: np.ndarray | None = None) -> np.ndarray:
@@ -139,7 +146,16 @@ def similarity_rows(table: Any, rows: np.ndarray, query: np.ndarray, metric: str
     norms come from the table's ``norm2_appearance`` / ``norm2_behaviour`` columns)."""
     if len(rows) == 0:
         return np.zeros(0, dtype=np.float64)
-    dots = exact_dots(table.matrix[rows], _split(query))
+    every = len(rows) == table.n  # (rows are ascending and unique: all of them)
+    dots = exact_dots(table.matrix if every else table.matrix[rows], _split(query))
+    if every:
+        return scores(
+            dots,
+            table.col("norm2_appearance").astype(np.int64),
+            table.col("norm2_behaviour").astype(np.int64),
+            query,
+            metric,
+        )
     return scores(
         dots,
         table.col("norm2_appearance")[rows].astype(np.int64),
