@@ -4,36 +4,46 @@ the same order, with the same float64 scores, bit for bit, as scoring every row 
 ``similarity.similarity`` and sorting with ``np.lexsort((row, tie, -score))`` — without
 scoring every row exactly and without a float32 copy of the matrix.
 
-Method (one pass over the int8 matrix, in cache-sized blocks):
+Single query (``topk``), one pass over the int8 matrix:
 
-1. **Blocked conversion.** Rows are converted to float32 ``BLOCK`` rows at a time (a 1 MiB
-   buffer that stays in cache) and multiplied by the query. For a single query the products
-   are exact integer dot products (|partial sums| <= 64 * 128**2 = 2**20 < 2**24: float32 is
+1. **Blocked conversion.** ``BLOCK`` rows at a time are converted to float32 (a 1 MiB
+   buffer that stays in cache) and multiplied by the query: exact integer dot products,
+   since every partial sum is at most 64 * 128**2 = 2**20 < 2**24 in magnitude (float32 is
    exact under any BLAS kernel, summation order or thread count).
-2. **Keys.** From the dots and the rows' squared part norms, a float32 *key* per row
-   approximates the row's score; each metric's key has a proven error bound (see
-   ``_keys``), below ``KEY_ERROR`` (single query) or ``BATCH_KEY_ERROR`` (batch).
-3. **Safe-margin selection.** ``floor`` is always a lower bound of the final k-th best
-   score: the k-th best *exact* score among rows already scored exactly, or the k-th
-   largest ``key - error`` of a block (k rows each scoring at least that much). A row whose
-   ``key + error < floor`` scores strictly below the final k-th best, so it cannot be in
-   the top k, whatever the ties: it is skipped. Every other row is a candidate (margins are
-   applied with directed rounding, so float32 comparisons only ever keep more rows).
-4. **Exact re-rank.** Candidates get their exact integer dots (``similarity.exact_dots``)
-   and their scores from ``similarity.scores`` — the very function the brute force uses,
-   on the very same integers, elementwise — so the scores are bit-identical; they are
-   ordered by (score desc, tie asc, row asc). Since the candidates include every row of the
-   true top k, their top k is the true top k. Which rows are candidates depends on block
-   order and threads; the result does not.
+2. **Floor.** ``floor`` is always a lower bound of the final k-th best score: the k-th
+   best *exact* score among rows scored so far, or the k-th largest ``key - KEY_ERROR`` of
+   a super-block (k distinct rows each score more than that).
+3. **Safe-margin selection**, per super-block of ``SUPER`` rows: a cheap bound from the raw
+   dots and the block's smallest norm (``_prefilter``), then a float32 *key* per surviving
+   row, within 1e-6 of its score (proved per metric in ``_keys``). A row whose upper bound
+   (key + KEY_ERROR) is below ``floor`` scores strictly below the final k-th best, so it
+   cannot be in the top k whatever the ties, and is skipped; thresholds are rounded
+   toward keeping rows.
+4. **Exact re-rank.** Candidates get exact integer dots (``similarity.exact_dots``) and
+   their scores from ``similarity.scores`` — the function the brute force uses, on the
+   same integers, elementwise — so the scores are bit-identical; they are ordered by
+   (score desc, tie asc, row asc). The candidates include the whole true top k, so their
+   top k is the true top k. Which rows become candidates depends on block order and
+   threads; the result does not.
 
-Batches score a block of rows against a chunk of queries with one float32 matrix product
-of *normalized* operands (rows scaled by 1/|x|, queries by 1/|q|), so the product
-approximates the cosines directly (error bound in ``_batch_chunk``); per query and block
-the largest key bounds every row of the block (block-max pruning), and only the rare
-(query, block) pairs that can still reach a query's floor are examined row by row.
+Batch (``topk_batch``): a block of rows times a chunk of queries in one float32 product
+of *normalized* operands (rows scaled by 1/|x| per part, queries by 1/|q|), which
+approximates the cosines within 4.2e-6 (proved in ``_Batch.chunk``). Per query and block
+the largest key bounds the whole block (block-max pruning, with monotone float rounding),
+each query keeps its k largest keys to raise its floor, and only the rare (query, block)
+pairs that can still reach a query's floor are examined row by row; survivors are then
+re-ranked exactly as above. ``euclidean`` bounds its score through the cosine and the two
+norms (upper and lower bounds kept apart, see ``_Batch``).
 
-Nothing here allocates more than a few MiB beyond the caller's arrays (the matrix may be a
-read-only memory map); results do not depend on ``threads``.
+Threads: large scans split their blocks over two worker threads (numpy releases the GIL
+in conversions, products and comparisons) and run numpy's OpenBLAS single-threaded
+meanwhile (``_single_threaded_blas``: its spin-waiting threads are several times slower
+on a busy 2-core machine); neither changes any result. The process-wide BLAS thread count
+is restored when the last scan ends.
+
+Memory: a few MiB of buffers beyond the caller's arrays; the matrix may be a read-only
+memory map. Precondition: ``n2_app`` / ``n2_beh`` are the rows' squared norms over the
+appearance / behaviour dims (as the table stores them).
 """
 
 from __future__ import annotations
@@ -68,11 +78,11 @@ BLOCK = 4096  # rows per float32 conversion (1 MiB buffer)
 SUPER = 65536  # rows per key / selection pass of a single query
 BATCH_BLOCK = 2048  # rows per block of a batch
 BATCH_QUERIES = 128  # queries per matrix product of a batch (output 1 MiB)
-# |key - score| is below 1e-6 for a single query (about 16 float32 ulps, see _keys) and
-# below 1e-5 for a batch (about 110 ulps, see _batch_chunk); the margins have 4-10x slack.
+# |key - score| < 1e-6 for a single query (16 float32 ulps, see _keys) and < 1.3e-5 for a
+# batch (see _Batch.chunk); the margins have 10x and 3x slack. The float64 scores
+# themselves are within 1e-15 of the real values, far inside either margin.
 KEY_ERROR = 1e-5
 BATCH_KEY_ERROR = 4e-5
-_U = 2.0**-24  # float32 unit roundoff
 
 Result = tuple[np.ndarray, np.ndarray]
 
@@ -518,9 +528,18 @@ def _single_threaded_blas() -> Iterator[None]:
 
 
 def default_threads(rows: int) -> int:
-    """Worker threads for a scan of ``rows`` rows: 2 for a large scan on 2 or more cores,
-    else 1. Results never depend on it."""
-    return 2 if (os.cpu_count() or 1) >= 2 and rows >= 4 * SUPER else 1
+    """Worker threads for a scan of ``rows`` rows: 2 for a large scan on 2 or more cores
+    when the 1-minute load average leaves about a core idle besides this one, else 1 (on a
+    busy machine a second worker only adds contention: measured 41 vs 31 ms at 10**6).
+    Results never depend on it."""
+    cores = os.cpu_count() or 1
+    if cores < 2 or rows < 4 * SUPER:
+        return 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 2
+    return 2 if load < cores - 0.5 else 1
 
 
 def topk(
@@ -612,7 +631,7 @@ def topk_batch(
 ) -> list[Result]:
     """``topk`` of every row of ``queries`` (int8 (Q, 64)), in one pass over the matrix:
     ``[topk(matrix, n2_app, n2_beh, q, k, metric, rows=rows, tie=tie) for q in queries]``,
-    bit for bit (``euclidean`` runs one scan per query). ``threads`` as for ``topk``."""
+    bit for bit. ``threads`` as for ``topk``."""
     qs = np.asarray(queries)
     if qs.dtype != np.int8 or qs.ndim != 2 or qs.shape[1] != DIM:
         raise ValueError(f"queries must be int8 (Q, {DIM}), got {qs.dtype} {qs.shape}")
@@ -622,15 +641,10 @@ def topk_batch(
     nq = qs.shape[0]
     if k == 0 or total == 0:
         return [_empty() for _ in range(nq)]
-    if metric == "euclidean":
-        return [
-            topk(matrix, n2_app, n2_beh, q, k, metric, rows=idx, tie=tie, threads=threads)
-            for q in qs
-        ]
     out: list[Result | None] = [None] * nq
     zero = ~qs.any(axis=1)
-    for i in np.flatnonzero(zero).tolist():
-        out[i] = _zero_query(matrix, n2_app, n2_beh, qs[i], k, metric, idx, tie)
+    for i in np.flatnonzero(zero).tolist():  # no direction: the single-query path
+        out[i] = topk(matrix, n2_app, n2_beh, qs[i], k, metric, rows=idx, tie=tie)
     live = np.flatnonzero(~zero)
     if len(live):
         for i, res in zip(
@@ -642,25 +656,40 @@ def topk_batch(
     return [r if r is not None else _empty() for r in out]
 
 
-class _Batch:
-    """The state of a batch scan: per query, the k largest keys seen (``best``), the floor
-    they prove, and the (query, row, key) candidates kept so far."""
+_COS_ERROR = 1e-5  # > 4.2e-6, the error of a batch cosine (see _Batch.chunk)
 
-    def __init__(self, nq: int, k: int, floor: np.ndarray):
+
+class _Batch:
+    """The state of a batch scan: per query, the k largest lower bounds seen (``best``),
+    the floor they prove, and the (query, row, upper bound) candidates kept so far.
+
+    cosine / structured: the key K approximates the score within 1.3e-5, so K - MARGIN is
+    a lower and K + MARGIN an upper bound; ``best`` holds keys and the margin is applied
+    when comparing (``shift`` = MARGIN). euclidean: explicit float32 bounds (``shift`` 0)."""
+
+    def __init__(self, nq: int, k: int, floor: np.ndarray, metric: str, qnorm: np.ndarray):
         self.k = k
+        self.metric = metric
+        self.qnorm = qnorm  # |q| (float64), for euclidean bounds
+        self.shift = 0.0 if metric == "euclidean" else BATCH_KEY_ERROR
         self.width = 2 * k + 16  # hits per (query, block) merged directly; more: partition
         self.best = np.full((nq, k), -np.inf, dtype=np.float32)
-        # floor[q] >= (k-th largest key seen) - BATCH_KEY_ERROR: k distinct rows each score
-        # more than that, so it is a lower bound of the final k-th best score. Workers
-        # share it: each writes max(what it read, its own bound), so a value overwritten
-        # by an older one is still a lower bound (aligned float64 stores are atomic).
+        # floor[q] <= (k-th largest lower bound seen): k distinct rows each score at least
+        # that, so it is a lower bound of the final k-th best score. Workers share it: each
+        # writes max(what it read, its own bound), so a value overwritten by an older one
+        # is still a lower bound (aligned float64 stores are atomic).
         self.floor = floor
         self.found_q: list[np.ndarray] = []
         self.found_r: list[np.ndarray] = []
         self.found_key: list[np.ndarray] = []
 
     def chunk(
-        self, rows_t: list[np.ndarray], queries: list[np.ndarray], c0: int, ids: np.ndarray
+        self,
+        rows_t: list[np.ndarray],
+        queries: list[np.ndarray],
+        c0: int,
+        ids: np.ndarray,
+        row_norm: np.ndarray | None,
     ) -> None:
         """One block of rows (``rows_t``: scaled, transposed) against the queries ``c0``...
 
@@ -671,13 +700,16 @@ class _Batch:
         Cauchy-Schwarz. So a computed cosine is within 70u < 4.2e-6 of the true one (0
         exactly for a zero part), the structured key act + 2 max(0, look - 0.7) within
         3 * 4.2e-6 + 4u (rounding 0.7, -, x2, +) < 1.3e-5; BATCH_KEY_ERROR is 4e-5.
-        A row is kept for a query iff key >= floor - BATCH_KEY_ERROR (rounded down)."""
+
+        euclidean, with a = |x|, b = |q|, m = ab / (a + b)**2 <= 1/4 and c the cosine:
+        score = 1 - sqrt(1 - 2m(1 + c)), increasing in c and in m (1 + c >= 0). With c
+        within _COS_ERROR of the computed cosine: upper bound from c + err (and m <= 1/4 for
+        a whole block), lower bound from c - err; float64, plus slack for rounding.
+
+        A row is kept for a query iff its upper bound reaches the query's floor."""
         k = self.k
-        if len(rows_t) == 1:
-            dots = queries[0] @ rows_t[0]  # (Q, m): approximate cosines
-            bound = dots.max(axis=1)
-            look = act = dots
-        else:
+        shift = self.shift
+        if self.metric == "structured":
             look = queries[0] @ rows_t[0]
             act = queries[1] @ rows_t[1]
             # fl is monotone, so each row's computed key act + 2 max(0, look - 0.7) is at
@@ -685,48 +717,67 @@ class _Batch:
             bound = act.max(axis=1) + APPEARANCE_BONUS * np.maximum(
                 look.max(axis=1) - np.float32(APPEARANCE_GATE), np.float32(0.0)
             )
+        else:
+            dots = queries[0] @ rows_t[0]  # (Q, m): approximate cosines
+            bound = dots.max(axis=1)
+        if self.metric == "euclidean":
+            c = np.minimum(bound.astype(np.float64) + _COS_ERROR, 1.0)
+            bound_hi = 1.0 - np.sqrt((1.0 - c) * 0.5) + 1e-9
+        else:
+            bound_hi = bound.astype(np.float64) + shift
         floor = self.floor[c0 : c0 + len(bound)]
-        active = np.flatnonzero(bound >= _down_all(floor - BATCH_KEY_ERROR))
+        active = np.flatnonzero(bound_hi >= floor)
         if len(active) == 0:
             return
-        if len(rows_t) == 1:
-            keys = dots[active]
+        if self.metric == "structured":
+            hi = look[active]
+            hi -= np.float32(APPEARANCE_GATE)
+            np.maximum(hi, np.float32(0.0), out=hi)
+            hi *= np.float32(APPEARANCE_BONUS)
+            hi += act[active]
+            lo = hi
+        elif self.metric == "cosine":
+            hi = lo = dots[active]
         else:
-            keys = look[active]
-            keys -= np.float32(APPEARANCE_GATE)
-            np.maximum(keys, np.float32(0.0), out=keys)
-            keys *= np.float32(APPEARANCE_BONUS)
-            keys += act[active]
-        na, m = keys.shape
-        flat = np.flatnonzero(keys >= _down_all(floor[active] - BATCH_KEY_ERROR)[:, None])
+            assert row_norm is not None
+            cos = dots[active].astype(np.float64)
+            a = row_norm[None, :]
+            b = self.qnorm[c0 + active][:, None]
+            mm = a * b / (a + b) ** 2  # b > 0: zero queries do not come here
+            up = 1.0 - 2.0 * mm * (1.0 + np.minimum(cos + _COS_ERROR, 1.0))
+            hi = (1.0 - np.sqrt(np.maximum(up - 1e-12, 0.0)) + 1e-7).astype(np.float32)
+            down = 1.0 - 2.0 * mm * (1.0 + np.maximum(cos - _COS_ERROR, -1.0))
+            lo = (1.0 - np.sqrt(np.minimum(down + 1e-12, 1.0)) - 1e-7).astype(np.float32)
+        na, m = hi.shape
+        flat = np.flatnonzero(hi >= _down_all(floor[active] - shift)[:, None])
         qi = flat // m
         counts = np.bincount(qi, minlength=na)
         w = self.width
-        # the block's contribution to each active query's k best keys, padded with -inf
+        # the block's contribution to each active query's k best lower bounds (-inf pad)
         new = np.full((na, w), -np.inf, dtype=np.float32)
         crowded = np.flatnonzero(counts > w)
         if len(crowded):
-            sub = keys[crowded]
+            sub = lo[crowded]
             kk = min(k, m)
             new[crowded, :kk] = np.partition(sub, m - kk, axis=1)[:, m - kk :]
             sparse = counts[qi] <= w
             flat, qi = flat[sparse], qi[sparse]
         starts = np.concatenate([[0], np.cumsum(np.minimum(counts, w) * (counts <= w))])
         rank = np.arange(len(flat)) - starts[qi]
-        new[qi, rank] = keys.reshape(-1)[flat]
+        new[qi, rank] = lo.reshape(-1)[flat]  # rows below the floor cannot raise it
         q = c0 + active
         merged = np.concatenate([self.best[q], new], axis=1)
         top = np.partition(merged, w, axis=1)[:, w:]
         self.best[q] = top
-        raised = np.maximum(floor[active], top.min(axis=1).astype(np.float64) - BATCH_KEY_ERROR)
+        raised = np.maximum(floor[active], top.min(axis=1).astype(np.float64) - shift)
         floor[active] = raised
         # keep this block's hits that can still reach the raised floors
-        flat = np.flatnonzero(keys >= _down_all(raised - BATCH_KEY_ERROR)[:, None])
+        flat = np.flatnonzero(hi >= _down_all(raised - shift)[:, None])
         if len(flat):
             qi, ri = np.divmod(flat, m)
             self.found_q.append(c0 + active[qi])
             self.found_r.append(ids[ri])
-            self.found_key.append(keys.reshape(-1)[flat])
+            self.found_key.append(hi.reshape(-1)[flat])
 
 
 def _batch_rows(
@@ -755,15 +806,19 @@ def _batch_rows(
             ids = idx[lo:hi]
             np.take(matrix, ids, axis=0, out=ibuf[:m], mode="clip")
             np.copyto(f, ibuf[:m], casting="unsafe")
-        if metric == "cosine":
-            f *= _row_scales(n2_app[ids].astype(np.int64) + n2_beh[ids])
-            parts = [f.T]
-        else:
+        row_norm = None
+        if metric == "structured":
             f[:, :NA] *= _row_scales(n2_app[ids])
             f[:, NA:] *= _row_scales(n2_beh[ids])
             parts = [f[:, :NA].T, f[:, NA:].T]
+        else:
+            n2 = n2_app[ids].astype(np.int64) + n2_beh[ids]
+            f *= _row_scales(n2)
+            parts = [f.T]
+            if metric == "euclidean":
+                row_norm = np.sqrt(n2.astype(np.float64))
         for c0 in range(0, nq, BATCH_QUERIES):
-            state.chunk(parts, [x[c0 : c0 + BATCH_QUERIES] for x in qn], c0, ids)
+            state.chunk(parts, [x[c0 : c0 + BATCH_QUERIES] for x in qn], c0, ids, row_norm)
 
 
 def _batch(
@@ -781,7 +836,7 @@ def _batch(
     nq = qs.shape[0]
     q64 = qs.astype(np.int64)
     qf = qs.astype(np.float32)
-    if metric == "cosine":
+    if metric != "structured":
         qn = [qf * _query_scales((q64**2).sum(axis=1))]
     else:
         qn = [
@@ -791,7 +846,8 @@ def _batch(
     starts = list(range(0, total, BATCH_BLOCK))
     workers = max(1, min(threads or default_threads(total), len(starts), 2))
     floor = np.full(nq, -np.inf, dtype=np.float64)
-    states = [_Batch(nq, k, floor) for _ in range(workers)]
+    qnorm = np.sqrt((q64**2).sum(axis=1).astype(np.float64))
+    states = [_Batch(nq, k, floor, metric, qnorm) for _ in range(workers)]
     with _single_threaded_blas():
         _run(
             _batch_rows,
@@ -806,7 +862,7 @@ def _batch(
     fq = np.concatenate(found_q)
     fr = np.concatenate([a for st in states for a in st.found_r])
     fk = np.concatenate([a for st in states for a in st.found_key])
-    keep = fk >= _down_all(floor - BATCH_KEY_ERROR)[fq]  # the final floors
+    keep = fk >= _down_all(floor - states[0].shift)[fq]  # the final floors
     fq, fr = fq[keep], fr[keep]
     order = np.argsort(fq, kind="stable")
     fq, fr = fq[order], fr[order]
