@@ -1,0 +1,247 @@
+"""vault.embedding.topk against the brute force, bit for bit.
+
+The reference scores every candidate row with ``similarity.similarity`` and orders them
+with ``np.lexsort((row, tie, -score))``; ``topk`` and ``topk_batch`` must return the same
+first k rows and the very same float64 scores (compared as bit patterns), on random data
+and on data built to break safe margins and tie handling: duplicate rows, zero rows and
+zero parts, all-equal rows, rows whose scores differ in the last bits, every metric,
+k = 1, 10, 200, with and without a row subset and a tie order, on one or two threads, and
+with tiny block sizes so that small matrices exercise every multi-block path.
+
+``VAULT_TOPK_LARGE=1`` adds cases at N = 10**6 (a minute or so).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vault.embedding.topk as T
+from vault.embedding import similarity as S
+from vault.embedding.topk import NA, topk, topk_batch
+
+METRICS = ("cosine", "euclidean", "structured")
+LARGE = os.environ.get("VAULT_TOPK_LARGE") == "1"
+
+
+def norms(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    na = S.squared_norms(m, S.APPEARANCE_DIMS).astype(np.uint32)
+    nb = S.squared_norms(m, S.BEHAVIOUR_DIMS).astype(np.uint32)
+    return na, nb
+
+
+def reference(
+    m: np.ndarray,
+    q: np.ndarray,
+    k: int,
+    metric: str,
+    rows: np.ndarray | None = None,
+    tie: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    if rows is None:
+        idx = np.arange(len(m))
+    elif rows.dtype == bool:
+        idx = np.flatnonzero(rows)
+    else:
+        idx = np.unique(rows)
+    # similarity is elementwise over rows: chunks give the same scores as one call
+    s = np.concatenate(
+        [S.similarity(m[idx[i : i + 65536]], q, metric) for i in range(0, len(idx), 65536)]
+        or [np.zeros(0)]
+    )
+    t = idx if tie is None else tie[idx]
+    order = np.lexsort((idx, t, -s))[:k]
+    return idx[order], s[order]
+
+
+def same(got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.ndarray]) -> bool:
+    rows, scores = got
+    return (
+        rows.dtype == np.int64
+        and scores.dtype == np.float64
+        and np.array_equal(rows, want[0])
+        and np.array_equal(scores.view(np.int64), want[1].view(np.int64))
+    )
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Blocks of a few rows, so that small matrices take every multi-block path."""
+    monkeypatch.setattr(T, "BLOCK", 16)
+    monkeypatch.setattr(T, "SUPER", 48)
+    monkeypatch.setattr(T, "BATCH_BLOCK", 32)
+    monkeypatch.setattr(T, "BATCH_QUERIES", 3)
+    yield
+
+
+def matrices(rng: np.random.Generator, n: int) -> Iterator[tuple[str, np.ndarray]]:
+    yield "random", rng.integers(-128, 128, (n, 64), dtype=np.int8)
+    base = rng.integers(-3, 4, (4, 64)).astype(np.int8)
+    yield "four distinct rows", base[rng.integers(0, 4, n)]
+    m = rng.integers(-128, 128, (n, 64), dtype=np.int8)
+    m[rng.random(n) < 0.25] = 0
+    m[rng.random(n) < 0.25, :NA] = 0
+    m[rng.random(n) < 0.25, NA:] = 0
+    yield "zero rows and parts", m
+    yield "all equal", np.repeat(rng.integers(-128, 128, (1, 64), dtype=np.int8), n, axis=0)
+    # multiples of one direction: equal cosines, scores that may differ in the last bit
+    d = rng.integers(-4, 5, 64)
+    mult = rng.integers(1, 32, n)
+    yield "multiples", np.clip(d[None, :] * mult[:, None], -128, 127).astype(np.int8)
+    # a near-duplicate cloud: many scores within 1e-6 of each other
+    c = rng.integers(-120, 121, 64)
+    cloud = c[None, :] + rng.integers(-1, 2, (n, 64)) * (rng.random((n, 64)) < 0.05)
+    yield "near duplicates", np.clip(cloud, -128, 127).astype(np.int8)
+
+
+def queries(rng: np.random.Generator, m: np.ndarray) -> np.ndarray:
+    qs = rng.integers(-128, 128, (7, 64), dtype=np.int8)
+    qs[1] = m[rng.integers(0, len(m))]
+    qs[2] = 0
+    qs[3, :NA] = 0
+    qs[4, NA:] = 0
+    qs[5] = np.clip(m[0].astype(int) * 2, -128, 127)
+    qs[6] = np.clip(-m[0].astype(int), -128, 127)  # k-th best score negative: low floors
+    return qs
+
+
+def check_all(m: np.ndarray, rng: np.random.Generator, ks: tuple[int, ...]) -> None:
+    na, nb = norms(m)
+    n = len(m)
+    qs = queries(rng, m)
+    for rows in (None, rng.random(n) < 0.4, rng.integers(0, n, n // 3 + 1)):
+        for tie in (None, rng.integers(0, 4, n).astype(np.uint32)):
+            for metric in METRICS:
+                for k in ks:
+                    batch = topk_batch(m, na, nb, qs, k, metric, rows=rows, tie=tie, threads=2)
+                    for q, got_b in zip(qs, batch, strict=True):
+                        want = reference(m, q, k, metric, rows, tie)
+                        assert same(got_b, want), (metric, k, "batch")
+                        for threads in (1, 2):
+                            got = topk(m, na, nb, q, k, metric, rows=rows, tie=tie, threads=threads)
+                            assert same(got, want), (metric, k, threads)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_matches_brute_force_multi_block(tiny_blocks: None, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _name, m in matrices(rng, 300):
+        check_all(m, rng, (1, 10, 200))
+
+
+def test_matches_brute_force_default_blocks() -> None:
+    rng = np.random.default_rng(7)
+    for _name, m in matrices(rng, 3000):
+        check_all(m, rng, (10,))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.lists(st.integers(-2, 2), min_size=64, max_size=64),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(METRICS),
+    st.integers(1, 12),
+)
+def test_small_alphabet_ties(n: int, q: list[int], seed: int, metric: str, k: int) -> None:
+    """Tiny matrices over {-2..2}: scores collide all the time."""
+    rng = np.random.default_rng(seed)
+    m = rng.integers(-2, 3, (n, 64)).astype(np.int8)
+    na, nb = norms(m)
+    qv = np.array(q, dtype=np.int8)
+    tie = rng.integers(0, 3, n).astype(np.uint32)
+    want = reference(m, qv, k, metric, tie=tie)
+    assert same(topk(m, na, nb, qv, k, metric, tie=tie), want)
+    assert same(topk_batch(m, na, nb, qv[None], k, metric, tie=tie)[0], want)
+
+
+def test_read_only_view_and_int64_norms() -> None:
+    rng = np.random.default_rng(3)
+    data = rng.integers(-128, 128, (2000, 64), dtype=np.int8).tobytes()
+    m = np.frombuffer(data, dtype=np.int8).reshape(2000, 64)
+    assert not m.flags.writeable
+    na, nb = norms(m)
+    q = rng.integers(-128, 128, 64, dtype=np.int8)
+    for metric in METRICS:
+        want = reference(m, q, 10, metric)
+        assert same(topk(m, na.astype(np.int64), nb.astype(np.int64), q, 10, metric), want)
+        assert same(topk_batch(m, na, nb, q[None], 10, metric)[0], want)
+
+
+def test_edge_cases() -> None:
+    rng = np.random.default_rng(4)
+    m = rng.integers(-128, 128, (50, 64), dtype=np.int8)
+    na, nb = norms(m)
+    q = m[3]
+    for metric in METRICS:
+        rows, scores = topk(m, na, nb, q, 0, metric)
+        assert rows.shape == scores.shape == (0,)
+        assert same(topk(m, na, nb, q, 500, metric), reference(m, q, 500, metric))
+        empty = np.zeros(0, dtype=np.int64)
+        assert topk(m, na, nb, q, 5, metric, rows=empty)[0].shape == (0,)
+        assert topk_batch(m, na, nb, np.zeros((0, 64), np.int8), 5, metric) == []
+        e = np.zeros((0, 64), np.int8)
+        z = np.zeros(0, np.uint32)
+        assert topk(e, z, z, q, 5, metric)[0].shape == (0,)
+    bad = [
+        lambda: topk(m, na, nb, q, 5, "dot"),
+        lambda: topk(m, na, nb, q.astype(np.int16), 5, "cosine"),
+        lambda: topk(m.astype(np.int16), na, nb, q, 5, "cosine"),
+        lambda: topk(m, na[:-1], nb, q, 5, "cosine"),
+        lambda: topk(m, na, nb, q, -1, "cosine"),
+        lambda: topk(m, na, nb, q, 5, "cosine", rows=np.array([50])),
+        lambda: topk(m, na, nb, q, 5, "cosine", rows=np.ones(49, dtype=bool)),
+        lambda: topk(m, na, nb, q, 5, "cosine", tie=np.zeros(49, np.uint32)),
+        lambda: topk_batch(m, na, nb, q, 5, "cosine"),
+    ]
+    for call in bad:
+        with pytest.raises(ValueError):
+            call()
+
+
+def test_blas_threads_restored() -> None:
+    blas = T._openblas()
+    if blas is None:
+        pytest.skip("numpy's BLAS is not scipy-openblas")
+    before = blas[0]()
+    with T._single_threaded_blas():
+        assert blas[0]() == 1
+        with T._single_threaded_blas():
+            assert blas[0]() == 1
+        assert blas[0]() == 1
+    assert blas[0]() == before
+
+
+@pytest.mark.skipif(not LARGE, reason="set VAULT_TOPK_LARGE=1")
+@pytest.mark.parametrize("kind", ["clustered", "all equal"])
+def test_large(kind: str) -> None:
+    rng = np.random.default_rng(11)
+    n = 1_000_000
+    if kind == "clustered":
+        centres = rng.integers(-100, 101, (5000, 64))
+        m = np.empty((n, 64), dtype=np.int8)
+        for lo in range(0, n, 100_000):
+            c = centres[rng.integers(0, 5000, 100_000)]
+            m[lo : lo + 100_000] = np.clip(c + rng.integers(-12, 13, c.shape), -128, 127)
+        m[rng.integers(0, n, 50_000)] = m[rng.integers(0, n, 50_000)]  # duplicates
+        m[rng.integers(0, n, 1000)] = 0
+    else:
+        m = np.repeat(rng.integers(-128, 128, (1, 64), dtype=np.int8), n, axis=0)
+    na, nb = norms(m)
+    tie = rng.integers(0, 1000, n).astype(np.uint32)
+    qs = np.stack([m[5], m[123_456], rng.integers(-128, 128, 64, dtype=np.int8)])
+    mask = rng.random(n) < 0.5
+    for metric in METRICS:
+        for rows, t in ((None, None), (mask, tie)):
+            batch = topk_batch(m, na, nb, qs, 10, metric, rows=rows, tie=t)
+            for q, got_b in zip(qs, batch, strict=True):
+                want = reference(m, q, 10, metric, rows, t)
+                assert same(topk(m, na, nb, q, 10, metric, rows=rows, tie=t), want)
+                assert same(got_b, want)
+        want = reference(m, qs[0], 200, metric)
+        assert same(topk(m, na, nb, qs[0], 200, metric), want)
