@@ -31,6 +31,7 @@ import numpy as np
 
 from vault.config import Config
 from vault.embedding.similarity import pairwise, similarity_rows
+from vault.embedding.topk import topk
 from vault.embedding.vectors import query_vector
 from vault.errors import EmbeddingError
 from vault.index.snapshot import Snapshot
@@ -119,18 +120,34 @@ class RetrievalResult:
         }
 
 
+class _Penalty:
+    """The evidence penalty of any rows, computed from the table's counts on use."""
+
+    def __init__(self, table: Table):
+        self.positive = table.col("positive")
+        self.negative = table.col("negative")
+
+    def __getitem__(self, rows: Any) -> Any:
+        return failure_rate(self.positive[rows], self.negative[rows])
+
+
 class _Base:
     """Per-table arrays every query uses (computed once per loaded generation)."""
 
     def __init__(self, table: Table):
-        self.status = table.col("status").astype(np.int64)
-        self.penalty = failure_rate(
-            table.col("positive").astype(np.float64), table.col("negative").astype(np.float64)
-        )
-        self.tail = table.col("tail").astype(np.int64)
+        # compact dtypes (a 10^6 vault keeps a few MB here); subsets are widened when used
+        self.status = table.col("status").astype(np.uint8)
+        self.tail = table.col("tail")
+        self.penalty = _Penalty(table)
         # dense rank of the penalty: an exact, order-preserving small integer for packing
-        _, self.penalty_rank = np.unique(self.penalty, return_inverse=True)
-        self.penalty_rank = self.penalty_rank.astype(np.int64)
+        neg = table.col("negative")
+        self.penalty_rank = np.zeros(table.n, dtype=np.uint32)
+        failing = np.nonzero(neg)[0]
+        if len(failing):
+            values = self.penalty[failing]
+            distinct, rank = np.unique(values, return_inverse=True)
+            # a penalty of 0 (tolerated failures) ranks with the rows that never failed
+            self.penalty_rank[failing] = rank + (1 if distinct[0] > 0 else 0)
         self.packable = table.n < (1 << 32) and int(self.penalty_rank.max(initial=0)) < (1 << 22)
         self.domains: dict[str, np.ndarray] = {}
 
@@ -186,10 +203,10 @@ class _Ranker:
         rows = self.candidates()
         if self.base.packable and self.n_keys <= 255:
             key = (
-                (self.status[rows] << 62)
+                (self.status[rows].astype(np.int64) << 62)
                 | ((255 - self.overlap[rows]) << 54)
-                | (self.base.penalty_rank[rows] << 32)
-                | self.tail[rows]
+                | (self.base.penalty_rank[rows].astype(np.int64) << 32)
+                | self.tail[rows].astype(np.int64)
             )
             if m is not None and m < len(rows):
                 part = np.argpartition(key, m - 1)[:m]
@@ -320,41 +337,35 @@ def retrieve_in(
     )
 
 
-def top_by_similarity(
-    rows: np.ndarray, sims: np.ndarray, tail: np.ndarray, m: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``m`` of ``rows`` ordered by similarity descending, then ``tail``
-    (version desc, id) — exactly, ties at the cut included before cutting — with their
-    similarities. O(len(rows)): argpartition, then a sort of the few selected."""
-    if m < len(rows):
-        cut = np.partition(-sims, m - 1)[m - 1]  # the m-th best similarity (negated)
-        keep = np.nonzero(-sims <= cut)[0]  # everything at least as good, ties included
-        rows, sims = rows[keep], sims[keep]
-    order = np.lexsort((tail[rows], -sims))[:m]
-    return rows[order], sims[order]
-
-
 def _soft(ranker: _Ranker, qv: np.ndarray, cfg: Config) -> list[Hit]:
     """Every active concept by similarity (then version desc, id), then every deprecated
-    one; one version per id; exact, without sorting the whole vault."""
+    one; one version per id — exact, with the top-k kernel (no score for every row)."""
+    t = ranker.t
     picked: list[np.ndarray] = []
     picked_sims: list[np.ndarray] = []
     need = cfg.k
     for status in (0, 1):
         mask = ranker.eligible & (ranker.status == status)
         if picked:  # an id already given by an active version is not given again
-            mask &= ~np.isin(ranker.t.groups, ranker.t.groups[np.concatenate(picked)])
-        rows = np.nonzero(mask)[0]
-        if len(rows) == 0 or need == 0:
+            mask &= ~np.isin(t.groups, t.groups[np.concatenate(picked)])
+        if need == 0 or not mask.any():
             continue
-        sims = similarity_rows(ranker.t, rows, qv, cfg.similarity)
-        m = max(4 * need, 64)
+        want = need
         while True:
-            top, top_sims = top_by_similarity(rows, sims, ranker.tail, m)
+            top, top_sims = topk(
+                t.matrix,
+                t.col("norm2_appearance"),
+                t.col("norm2_behaviour"),
+                qv,
+                want,
+                cfg.similarity,
+                rows=mask,
+                tie=t.col("tail"),
+            )
             distinct = ranker.dedupe(top, need)
-            if len(distinct) == need or m >= len(rows):
+            if len(distinct) == need or len(top) < want:
                 break
-            m *= 4
+            want *= 4
         sim_of = dict(zip(top.tolist(), top_sims.tolist(), strict=True))
         picked.append(distinct)
         picked_sims.append(np.array([sim_of[r] for r in distinct.tolist()]))
@@ -367,13 +378,18 @@ def _soft(ranker: _Ranker, qv: np.ndarray, cfg: Config) -> list[Hit]:
 def _hybrid(ranker: _Ranker, qv: np.ndarray, cfg: Config) -> list[Hit]:
     shortlist = ranker.symbolic(cfg.shortlist_max)
     if len(shortlist) < cfg.shortlist_min:  # top-up: embedding neighbours sharing no key
-        others = np.nonzero(ranker.eligible & (ranker.overlap == 0))[0]
-        if len(others):
-            osims = similarity_rows(ranker.t, others, qv, cfg.similarity)
-            top, _ = top_by_similarity(
-                others, osims, ranker.tail, cfg.shortlist_min - len(shortlist)
-            )
-            shortlist = np.concatenate([shortlist, top])
+        t = ranker.t
+        top, _ = topk(
+            t.matrix,
+            t.col("norm2_appearance"),
+            t.col("norm2_behaviour"),
+            qv,
+            cfg.shortlist_min - len(shortlist),
+            cfg.similarity,
+            rows=ranker.eligible & (ranker.overlap == 0),
+            tie=t.col("tail"),
+        )
+        shortlist = np.concatenate([shortlist, top])
     sims = similarity_rows(ranker.t, shortlist, qv, cfg.similarity)
     sim_of = dict(zip(shortlist.tolist(), sims.tolist(), strict=True))
     if cfg.strategy == "tiebreak":

@@ -128,8 +128,8 @@ class Table:
 
     @cached_property
     def groups(self) -> np.ndarray:
-        """The id group of each row (rows of one concept id share it), int64."""
-        return np.cumsum(self.col("first"), dtype=np.int64) - 1
+        """The id group of each row (rows of one concept id share it), int32."""
+        return np.cumsum(self.col("first"), dtype=np.int32) - 1
 
     def col(self, name: str) -> np.ndarray:
         column: np.ndarray = self.columns[COL[name]]
