@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= /tmp/vault-demo
 
-.PHONY: install demo test check bench clean
+.PHONY: install demo test check bench bench-topk clean
 
 install: $(VENV)/.installed
 
@@ -25,8 +25,13 @@ check: install
 	$(BIN)/mypy
 
 bench: install
-	$(BIN)/python -m pip install -q -e '.[dev,arc]'
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python -m pip install -q -e '.[dev,arc,plot]'
+	$(BIN)/python -m pip install -q faiss-cpu || echo "faiss-cpu did not install: compared without it"
+	$(BIN)/python benchmarks/bench.py --million
+
+bench-topk: install
+	$(BIN)/python -m pip install -q faiss-cpu usearch numkong || true
+	$(BIN)/python benchmarks/topk_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache
