@@ -27,7 +27,7 @@ from vault.errors import (
 from vault.index.generations import CurrentRef, Generations, IndexGeneration
 from vault.index.view import View
 from vault.store.audit import AuditLog
-from vault.store.fs import WriteLock, atomic_write, fsync_dir
+from vault.store.fs import WriteLock, atomic_write, fsync_dir, refuse_symlinks
 from vault.store.objects import ObjectStore
 
 if TYPE_CHECKING:
@@ -72,9 +72,36 @@ class Vault:
         self.embeddings_dir = self.root / "embeddings"
         self.view = View(self.embeddings_dir)
         self.cache = EmbeddingCache(self.embeddings_dir / "cache", writable=not readonly)
-        self.lock = WriteLock(self.root / "lock")
+        self.lock = WriteLock(self.root / "lock", on_acquire=self.check_layout)
         self.config_path = self.root / "config.toml"
         self.mode_path = self.root / "refs" / "mode.json"
+
+    def check_layout(self) -> None:
+        """Refuse to write when a symbolic link was planted inside the vault (a directory or
+        file vault writes to): it must never write outside its root. Runs under the lock,
+        before every write."""
+        r = self.root
+        dirs = [r / d for d in ("objects", "audit", "index", "refs", "embeddings")]
+        dirs += [self.cache.root, self.cache.packs_dir]
+        files = [
+            self.audit.path,
+            self.generations.current_path,
+            self.generations.log_path,
+            self.config_path,
+            self.mode_path,
+            r / FORMAT_FILE,
+            r / "lock",
+            *self.view.paths().values(),
+        ]
+        refuse_symlinks(*dirs, *files)
+        for parent in (self.objects.root, self.cache.root):
+            try:
+                with os.scandir(parent) as it:
+                    for entry in it:
+                        if entry.is_symlink():
+                            refuse_symlinks(Path(entry.path))
+            except FileNotFoundError:
+                continue
 
     def records(self, digest: str) -> Any:
         """A stored record, parsed (memoized; do not mutate it)."""

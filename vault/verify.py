@@ -194,6 +194,10 @@ def _check_cache(ctx: _Context, report: VerifyReport) -> None:
 
 # --------------------------------------------------------------------------- 2. settings
 def _settings(vault: Vault, report: VerifyReport) -> None:
+    try:
+        vault.check_layout()
+    except VaultError as exc:
+        report.add("symlink_planted", vault.root, str(exc))
     fmt = vault.root / FORMAT_FILE
     try:
         if fmt.read_bytes() != format_bytes():

@@ -132,9 +132,12 @@ class EmbeddingCache:
             self._pending[key] = (source, vector)
             return
         entry = {"key": key, "source": source, "vector": vector}
+        path = self.path(key)
+        if self.root.is_symlink() or path.parent.is_symlink():
+            return  # never write through a link planted in the cache (verify reports it)
         # a cache is rebuildable: atomic, but no fsync on the hot path; a full disk is a miss
         with contextlib.suppress(OSError):
-            atomic_write(self.path(key), canonical_bytes(entry), durable=False)
+            atomic_write(path, canonical_bytes(entry), durable=False)
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator[None]:
@@ -160,6 +163,8 @@ class EmbeddingCache:
 
         name = f"{embedder.VERSION}-{embedder.WEIGHTS_HASH[:16]}-{sha256_hex(data)[:32]}.jsonl"
         path = self.packs_dir / name
+        if self.root.is_symlink() or self.packs_dir.is_symlink():
+            return None
         with contextlib.suppress(OSError):
             if not path.exists():
                 atomic_write(path, data, durable=False)

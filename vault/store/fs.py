@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from vault.errors import LockError
+from vault.errors import CorruptionError, LockError
 
 
 def fsync_dir(path: Path) -> None:
@@ -20,8 +22,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def refuse_symlinks(*paths: Path) -> None:
+    """Raise unless none of ``paths`` is a symbolic link (vault never writes through one:
+    a link planted inside a vault must not make it write outside)."""
+    for p in paths:
+        if p.is_symlink():
+            raise CorruptionError(
+                f"{p} is a symbolic link; vault does not write through links (remove it)"
+            )
+
+
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` all at once: a reader sees the old or the new bytes."""
+    refuse_symlinks(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -41,18 +54,45 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
 
 
 
+def _holder(fd: int) -> str:
+    """ " (pid N)" of the process holding the flock on ``fd``'s file, from /proc/locks
+    (Linux; nothing elsewhere) — the lock file itself is never written."""
+    try:
+        st = os.fstat(fd)
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return ""
+    ino = f":{st.st_ino}"
+    for line in lines:
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].endswith(ino):
+            return f" (pid {parts[4]})"
+    return ""
+
+
 class WriteLock:
     """An exclusive advisory lock (flock) serializing writers across processes."""
 
-    def __init__(self, path: Path, timeout: float = 30.0):
+    def __init__(
+        self, path: Path, timeout: float = 30.0, on_acquire: Callable[[], None] | None = None
+    ):
         self.path = path
         self.timeout = timeout
+        self.on_acquire = on_acquire  # checks run under the lock (e.g. the vault's layout)
         self._fd: int | None = None
         self._depth = 0
 
     def __enter__(self) -> WriteLock:
         if self._depth == 0:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise CorruptionError(
+                        f"{self.path} is a symbolic link; vault does not write through links"
+                    ) from None
+                raise
             deadline = time.monotonic() + self.timeout
             while True:
                 try:
@@ -60,12 +100,22 @@ class WriteLock:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
+                        holder = _holder(fd)
                         os.close(fd)
                         raise LockError(
-                            f"another vault process holds {self.path} (waited {self.timeout:g}s)"
+                            f"another vault process{holder} holds {self.path} (waited "
+                            f"{self.timeout:g}s)"
                         ) from None
                     time.sleep(0.01)
             self._fd = fd
+            if self.on_acquire is not None:
+                try:
+                    self.on_acquire()
+                except BaseException:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    os.close(fd)
+                    self._fd = None
+                    raise
         self._depth += 1
         return self
 

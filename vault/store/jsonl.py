@@ -6,6 +6,7 @@ unterminated tail (a crash mid-append); the next append cuts it off first.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,17 +47,44 @@ def tail_offset(path: Path) -> int:
     return 0
 
 
+class UncertainAppend(OSError):
+    """An append failed and could not be undone: the line may or may not be durable."""
+
+
 def append_line(path: Path, obj: Any) -> None:
-    """Append one canonical line durably, first cutting off a torn tail."""
+    """Append one canonical line durably, first cutting off a torn tail. If the line cannot
+    be made durable (write or fsync fails), it is cut off again before the error is raised,
+    so a failed append is never mistaken for an acknowledged one. Never follows a symlink."""
     good = tail_offset(path)
     created = not path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as f:
-        if f.tell() != good:
-            f.truncate(good)
-        f.write(dumps_line(obj))
-        f.flush()
-        os.fsync(f.fileno())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size != good:
+            os.ftruncate(fd, good)
+        data = dumps_line(obj)
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, "short write", str(path))
+            os.fsync(fd)
+        except OSError as exc:
+            try:  # undo: the line must not stay half-acknowledged
+                os.ftruncate(fd, good)
+                os.fsync(fd)
+            except OSError:
+                raise UncertainAppend(
+                    exc.errno or errno.EIO,
+                    f"{exc.strerror or exc}; the line could not be cut off again either, so "
+                    "whether it took effect is unknown (run `vault verify`)",
+                    str(path),
+                ) from None
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+            raise
+    finally:
+        os.close(fd)
     if created:
         fsync_dir(path.parent)
 
