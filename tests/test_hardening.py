@@ -18,7 +18,7 @@ from vault.vault import Vault
 from vault_cli.app import app
 
 from .conftest import card
-from .helpers import tree
+from .helpers import full_build_id, tree
 
 runner = CliRunner()
 
@@ -103,3 +103,138 @@ def test_read_only_vault_never_touches_links(example_vault: Vault) -> None:
         (example_vault.root / "lock").symlink_to("/tmp")
         with example_vault.lock:
             pass
+
+
+def test_unbounded_inputs_are_refused_quickly(vault: Vault, tmp_path: Path) -> None:
+    import time
+
+    from vault import limits
+
+    big = tmp_path / "sparse.json"
+    with open(big, "wb") as f:
+        f.truncate(limits.MAX_INPUT_BYTES + 10)  # a sparse file larger than the limit
+    for args in (["add", str(big)], ["add", "/dev/zero"], ["retrieve", "--task", "/dev/zero"]):
+        t = time.perf_counter()
+        result = runner.invoke(app, ["--vault", str(vault.root), *args])
+        assert time.perf_counter() - t < 5
+        assert result.exit_code == 1 and "input limit" in result.stderr, result.output
+        assert result.stderr.count("\n") == 1
+
+
+def test_tasks_with_too_many_pairs_are_refused(vault: Vault, tmp_path: Path) -> None:
+    import json
+
+    from vault import limits
+
+    task = {"train": [{"input": [[1]], "output": [[2]]}] * (limits.MAX_PAIRS + 1)}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(task))
+    result = runner.invoke(app, ["--vault", str(vault.root), "retrieve", "--task", str(path)])
+    assert result.exit_code == 1 and "at most 100" in result.stderr
+
+
+def test_a_batch_line_over_the_limit_is_an_error(example_vault: Vault, monkeypatch: Any) -> None:
+    from vault_cli import io
+
+    monkeypatch.setattr(io, "MAX_LINE_BYTES", 100)
+    line = '{"repr": [[1]], "id": "' + "x" * 200 + '"}\n'
+    result = runner.invoke(
+        app, ["--vault", str(example_vault.root), "retrieve", "--batch", "-"], input=line
+    )
+    assert result.exit_code == 1 and "longer than" in result.stderr
+
+
+def _fail_once(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[int]:
+    """Make ``module.name`` raise ENOSPC on its first call only; returns the call count."""
+    real = getattr(module, name)
+    calls = [0]
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing)
+    return calls
+
+
+def test_a_failure_after_the_acknowledgement_says_the_write_took_effect(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault import writeback
+    from vault.errors import CommittedError
+
+    vault.add([(card("c1", ["invariant:same_dims"]), "op")])
+    _fail_once(monkeypatch, writeback, "publish")
+    with pytest.raises(CommittedError) as info:
+        vault.add([(card("c2", ["invariant:same_dims"]), "op")])
+    assert "took effect" in str(info.value) and "do not redo" in str(info.value)
+    seq = info.value.audit_seq
+    assert vault.audit.last_seq() == seq
+    # The next command completes it: c2 is served, the index equals a full build.
+    again = vault.add([(card("c2", ["invariant:same_dims"]), "op")])
+    assert again.added == [] and vault.snapshot().versions("c2")
+    assert full_build_id(vault) == vault.current_ref().generation
+
+
+def test_a_retried_fork_is_not_forked_twice(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault import writeback
+    from vault.errors import CommittedError
+
+    vault.add([(card("c1", ["invariant:same_dims"]), "op")])
+    fork_card = card("c1", ["invariant:same_dims"], dsl="(fork x)")
+    _fail_once(monkeypatch, writeback, "publish")
+    with pytest.raises(CommittedError):
+        vault.add([(fork_card, "op")], fork=True)
+    retry = vault.add([(fork_card, "op")], fork=True)
+    versions = vault.snapshot().versions("c1")
+    assert len(versions) == 2, versions  # the original and one fork, not two
+    assert retry.added == [f"c1@{versions[-1]}"]
+
+
+def test_a_retried_rollback_does_not_roll_back_twice(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault import rollback as rollback_mod
+    from vault.errors import CommittedError
+
+    for i in range(3):
+        vault.add([(card(f"c{i}", ["invariant:same_dims"]), "op")])
+    before = vault.current_ref().number
+    _fail_once(monkeypatch, rollback_mod, "point_current")
+    with pytest.raises(CommittedError) as info:
+        vault.rollback()
+    assert "do not roll back again" in str(info.value)
+    vault.rollback()  # the retry: recognised, completes the first one only
+    assert vault.current_ref().number == before - 1
+    assert sum(e.op == "rollback" for e in vault.audit.entries()) == 1
+
+
+def test_temporaries_of_a_killed_writer_are_swept(vault: Vault) -> None:
+    vault.add([(card("c1", ["invariant:same_dims"]), "op")])
+    r = vault.root
+    fan = next(p for p in (r / "objects").iterdir() if p.is_dir())
+    by_writer = [
+        r / "objects" / ".tmp-abc123",
+        r / "index" / ".CURRENT.x1y2.tmp",
+        r / "embeddings" / ".concept_vectors.jsonl.link",
+        r / "audit" / ".commits.jsonl.z9.tmp",
+        r / ".config.toml.q.tmp",
+    ]
+    by_gc = [fan / ".tmp-old", r / "embeddings" / "cache" / "ab" / ".entry.json.k.tmp"]
+    for p in by_writer + by_gc:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    keep = r / "index" / ".not-ours"  # not a name vault makes: left alone
+    keep.write_bytes(b"x")
+    vault.add([(card("c2", ["invariant:same_dims"]), "op")])
+    assert [p for p in by_writer if p.exists()] == []
+    assert all(p.exists() for p in by_gc)
+    assert vault.gc(keep=5, dry_run=True).removed_temporaries == 2
+    assert all(p.exists() for p in by_gc)
+    assert vault.gc(keep=5).removed_temporaries == 2
+    assert [p for p in by_gc if p.exists()] == [] and keep.exists()
+    from vault.verify import verify
+
+    assert verify(vault).ok

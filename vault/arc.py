@@ -16,6 +16,7 @@ from vault.canonical import loads
 from vault.errors import InvalidInputError, UsageError
 from vault.grid.pairs import analyze_pair
 from vault.grid.reprs import repr_id
+from vault.limits import read_limited
 from vault.records.keys import matchable, task_keys
 from vault.records.query import Pair, parse_task
 from vault.vault import Vault
@@ -100,7 +101,8 @@ def read_task_files(paths: Iterable[str]) -> list[TaskItem]:
     for name in paths:
         path = Path(name)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = read_limited(f, name)
         except OSError as exc:
             raise InvalidInputError(f"cannot read ({exc.strerror})", source=name) from None
         out.append((path.stem, loads(data, source=name), name))

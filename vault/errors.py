@@ -14,6 +14,7 @@ prints ``error: <message>`` on stderr and exits with ``exit_code``::
     │   ├── FormatError             the vault's format is newer (or older) than this tool's
     │   ├── CorruptionError         an object, ref or index does not match its hash or shape
     │   └── ConfigError             config.toml holds an invalid value
+    ├── CommittedError (1)          the write took effect (acknowledged), a later step failed
     ├── LockError (1)               transient: another process held the write lock too long
     └── EmbeddingError (1)          the embedding path failed (retrieval falls back)
 """
@@ -82,6 +83,16 @@ class CorruptionError(VaultStateError):
 
 class ConfigError(VaultStateError):
     pass
+
+
+class CommittedError(VaultError):
+    """A write was acknowledged (its audit line is durable) but a later step — storing the
+    index, moving ``CURRENT`` — failed. Nothing is lost: the next command completes it.
+    Do not redo the write; a retry recognises it anyway."""
+
+    def __init__(self, message: str, *, audit_seq: int):
+        super().__init__(message)
+        self.audit_seq = audit_seq
 
 
 class LockError(VaultError):

@@ -6,7 +6,8 @@ concept's card, evidence and status events and every known repr (see ``closure``
 generations are the N newest records plus the current one, after catching up (so every
 acknowledged write is in the current generation). Objects no kept generation reaches — old
 index blobs, records of write-backs a rollback reverted, leftovers of write-backs killed
-before their audit line — are deleted, as are cache entries of other embedders.
+before their audit line — are deleted, as are cache entries of other embedders and the
+temporaries interrupted writes left below ``objects/`` and ``embeddings/cache/``.
 ``dry_run`` reports the same numbers and deletes nothing.
 """
 
@@ -23,6 +24,7 @@ from vault.embedding.cache import pack_belongs_to_running_embedder
 from vault.errors import CorruptionError, InvalidInputError, UsageError, VaultError
 from vault.index.build import catch_up
 from vault.index.snapshot import Generation
+from vault.store.fs import is_temporary
 from vault.store.objects import ObjectStore
 from vault.vault import Vault
 
@@ -35,6 +37,7 @@ class GcResult:
     removed_objects: int
     removed_bytes: int
     removed_cache_entries: int
+    removed_temporaries: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +47,7 @@ class GcResult:
             "removed_objects": self.removed_objects,
             "removed_bytes": self.removed_bytes,
             "removed_cache_entries": self.removed_cache_entries,
+            "removed_temporaries": self.removed_temporaries,
         }
 
 
@@ -123,6 +127,7 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
         stale_cache += [p for p in packs if not pack_belongs_to_running_embedder(p)]
         ours = [p for p in packs if pack_belongs_to_running_embedder(p)]
         removed = [g.number for g in history if g.number not in kept_numbers]
+        temporaries = _temporaries(vault)
         if not dry_run:
             # the records first: a crash after it leaves unreachable objects, never a record
             # naming a deleted one
@@ -133,6 +138,9 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
             for path in stale_cache:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+            for path in temporaries:  # a reader's cache write may lose its entry: a miss
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
             _merge_packs(vault, ours)
             vault.audit.append(
                 "gc",
@@ -140,7 +148,28 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
                 [],
                 {"keep": keep, "removed_generations": removed, "removed_objects": len(dead)},
             )
-        return GcResult(dry_run, sorted(kept_numbers), removed, len(dead), size, len(stale_cache))
+        return GcResult(
+            dry_run,
+            sorted(kept_numbers),
+            removed,
+            len(dead),
+            size,
+            len(stale_cache),
+            len(temporaries),
+        )
+
+
+def _temporaries(vault: Vault) -> list[Path]:
+    """Temporaries below the object fan-out and the cache, which writers do not sweep
+    (the cache's may be a reader's; writers sweep the other directories themselves)."""
+    out: list[Path] = []
+    for parent in (vault.objects.root, vault.cache.root):
+        if not parent.is_dir():
+            continue
+        for sub in sorted(parent.iterdir()):
+            if sub.is_dir() and not sub.is_symlink():
+                out += sorted(p for p in sub.iterdir() if is_temporary(p.name))
+    return out
 
 
 def _merge_packs(vault: Vault, packs: list[Path]) -> None:

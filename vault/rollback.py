@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from vault.embedding import embedder
-from vault.errors import CorruptionError, NotFoundError, VaultError
+from vault.errors import CommittedError, CorruptionError, NotFoundError, VaultError
 from vault.index.build import catch_up, point_current
 from vault.index.generations import CurrentRef, IndexGeneration
 from vault.index.snapshot import Snapshot
-from vault.store.audit import STATE_OPS
+from vault.store.audit import STATE_OPS, AuditEntry
 from vault.vault import Vault
 
 
@@ -51,13 +51,26 @@ def rollback(vault: Vault, to: str | None = None) -> RollbackResult:
     """Make the previous (or ``to``) generation current; see the module docstring."""
     with vault.lock:
         cur: CurrentRef | None
+        seen = vault.current_ref(tolerant=True)  # what the caller saw as current
+        completed: list[AuditEntry] = []
         if to is None:
-            cur = catch_up(vault).ref
+            cur = catch_up(vault, completed=completed).ref
         else:  # an explicit target also repairs an unreadable CURRENT
             try:
-                cur = catch_up(vault).ref
+                cur = catch_up(vault, completed=completed).ref
             except CorruptionError:
                 cur = None
+        earlier = _earlier_rollback(completed, seen, to)
+        if earlier is not None and cur is not None:  # a retry of one that took effect
+            record = vault.generations.record(cur.number)
+            if record is not None:
+                return RollbackResult(
+                    earlier.detail.get("from"),
+                    earlier.detail.get("from_number"),
+                    record,
+                    earlier.seq,
+                    True,
+                )
         if to is None:
             assert cur is not None
             record = vault.generations.record(cur.number)
@@ -98,14 +111,38 @@ def rollback(vault: Vault, to: str | None = None) -> RollbackResult:
                 "reverted": reverted,
             },
         )
-        point_current(
-            vault,
-            CurrentRef(target.generation, target.number, entry.seq, tuple(reverted)),
-            manifest,
-        )
+        try:
+            point_current(
+                vault,
+                CurrentRef(target.generation, target.number, entry.seq, tuple(reverted)),
+                manifest,
+            )
+        except (OSError, VaultError) as exc:
+            raise CommittedError(
+                f"the rollback to generation {target.number} took effect (audit seq "
+                f"{entry.seq}) but CURRENT could not be moved ({exc}); the next vault command "
+                "completes it — do not roll back again",
+                audit_seq=entry.seq,
+            ) from None
         return RollbackResult(
             cur.generation if cur else None, cur.number if cur else None, target, entry.seq
         )
+
+
+def _earlier_rollback(
+    completed: list[AuditEntry], seen: CurrentRef | None, to: str | None
+) -> AuditEntry | None:
+    """A rollback this command's catch-up just completed that is the same request: from
+    the generation the caller saw as current, to the same target. Its retry is done."""
+    for e in reversed(completed):
+        if e.op != "rollback":
+            continue
+        d = e.detail if isinstance(e.detail, dict) else {}
+        if to is None and seen is not None and d.get("from_number") == seen.number:
+            return e
+        if to is not None and to.isdigit() and d.get("number") == int(to):
+            return e
+    return None
 
 
 def complete(vault: Vault, manifest: dict[str, Any]) -> None:

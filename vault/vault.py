@@ -27,7 +27,7 @@ from vault.errors import (
 from vault.index.generations import CurrentRef, Generations, IndexGeneration
 from vault.index.view import View
 from vault.store.audit import AuditLog
-from vault.store.fs import WriteLock, atomic_write, fsync_dir, refuse_symlinks
+from vault.store.fs import WriteLock, atomic_write, fsync_dir, refuse_symlinks, sweep_temporaries
 from vault.store.objects import ObjectStore
 
 if TYPE_CHECKING:
@@ -78,8 +78,9 @@ class Vault:
 
     def check_layout(self) -> None:
         """Refuse to write when a symbolic link was planted inside the vault (a directory or
-        file vault writes to): it must never write outside its root. Runs under the lock,
-        before every write."""
+        file vault writes to): it must never write outside its root; then sweep the
+        temporaries an interrupted writer left (``vault gc`` also sweeps the cache). Runs
+        under the lock, before every write."""
         r = self.root
         dirs = [r / d for d in ("objects", "audit", "index", "refs", "embeddings")]
         dirs += [self.cache.root, self.cache.packs_dir]
@@ -102,6 +103,7 @@ class Vault:
                             refuse_symlinks(Path(entry.path))
             except FileNotFoundError:
                 continue
+        sweep_temporaries(r, *dirs[:5])
 
     def records(self, digest: str) -> Any:
         """A stored record, parsed (memoized; do not mutate it)."""

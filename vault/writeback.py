@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vault.canonical import canonical_bytes, sha256_hex
-from vault.errors import ConflictError, InvalidInputError, NotFoundError
+from vault.errors import CommittedError, ConflictError, InvalidInputError, NotFoundError, VaultError
 from vault.grid.reprs import repr_id, strip_provenance
 from vault.index.build import catch_up, plan_incremental, publish
 from vault.index.snapshot import Snapshot
@@ -103,7 +103,12 @@ def write_back(
     norm_ev = [(normalize_evidence(obj, src), src) for obj, src in evidence]
     given = {repr_id(r): strip_provenance(r) for r in reprs}
     with vault.lock:
-        snap = catch_up(vault)
+        completed: list[AuditEntry] = []
+        snap = catch_up(vault, completed=completed)
+        if fork and norm_cards:
+            earlier = _earlier_fork(vault, completed, [c for c, _ in norm_cards])
+            if earlier is not None:  # a retry of a fork that took effect, then failed
+                return WriteResult("fork", earlier[1], [], earlier[0], snap.generation, snap.number)
         batch = _Batch()
         repr_digests: list[str] = []
         card_digests, new_refs, unchanged = _plan_cards(vault, snap, norm_cards, fork, batch)
@@ -128,6 +133,29 @@ def write_back(
             added,
             unchanged + unchanged_ev,
         )
+
+
+def _fork_shape(card: dict[str, Any]) -> bytes:
+    """A card as a fork request sees it: without the version and forked_from it is given."""
+    provenance = {k: v for k, v in card.get("provenance", {}).items() if k != "forked_from"}
+    return canonical_bytes({**card, "version": None, "provenance": provenance})
+
+
+def _earlier_fork(
+    vault: Vault, completed: list[AuditEntry], cards: list[dict[str, Any]]
+) -> tuple[int, list[str]] | None:
+    """(audit seq, refs) of a fork this command's catch-up just completed whose cards are
+    these cards: the same request, acknowledged by an attempt that then failed."""
+    wanted = sorted(_fork_shape(c) for c in cards)
+    for e in reversed(completed):
+        if e.op != "fork":
+            continue
+        skip = e.detail.get("reprs", 0) if isinstance(e.detail, dict) else 0
+        stored = [vault.records(d) for d in e.records[skip:]]
+        forked = [c for c in stored if isinstance(c, dict) and c.get("kind") == "concept"]
+        if sorted(_fork_shape(c) for c in forked) == wanted:
+            return e.seq, [ref(c["id"], c["version"]) for c in forked]
+    return None
 
 
 def set_status(
@@ -167,7 +195,15 @@ def _commit(
     plan = plan_incremental(snap, [entry], records, vault.cache, entry.seq, snap.ref.reverted)
     plan.materialize()
     vault.audit.append_entry(entry)  # the acknowledgement
-    build = publish(vault, plan, op, snap.number)
+    try:
+        build = publish(vault, plan, op, snap.number)
+    except (OSError, VaultError) as exc:
+        raise CommittedError(
+            f"{op} took effect (audit seq {entry.seq}: {len(added)} record(s) stored and "
+            f"acknowledged) but its index generation could not be published ({exc}); the "
+            "next vault command completes it — do not redo the write",
+            audit_seq=entry.seq,
+        ) from None
     return WriteResult(op, added, unchanged, entry.seq, build.generation, build.number)
 
 

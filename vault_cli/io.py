@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import IO, Any
 
 from vault.canonical import loads
 from vault.errors import InvalidInputError
+from vault.limits import MAX_INPUT_BYTES, MAX_LINE_BYTES, read_limited
 
 Located = tuple[Any, str]  # (value, where it came from)
 
@@ -33,11 +33,13 @@ def source_name(path: str) -> str:
 
 
 def read_bytes(path: str) -> bytes:
-    """The bytes of a file, or of stdin for ``-``."""
+    """The bytes of a file, or of stdin for ``-`` — at most ``vault.limits.MAX_INPUT_BYTES``
+    (``/dev/zero`` or a huge sparse file is refused after that much, never read whole)."""
     if path == "-":
-        return sys.stdin.buffer.read()
+        return read_limited(sys.stdin.buffer, "<stdin>")
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            return read_limited(f, path)
     except OSError as exc:
         raise _open_error(path, exc) from None
 
@@ -75,17 +77,41 @@ def _strict(line: str | bytes) -> Any:
 
 
 class _Numbered:
-    """Lines, remembering the number of the last one handed out."""
+    """Lines, remembering the number of the last one handed out. From a binary file, lines
+    are read with ``vault.limits`` bounds: a line over ``MAX_LINE_BYTES`` or a stream over
+    ``MAX_INPUT_BYTES`` is an error (``/dev/zero`` never exhausts memory)."""
 
-    def __init__(self, lines: Iterable[str | bytes]):
-        self._lines = iter(lines)
+    def __init__(self, lines: Iterable[str | bytes], source: str = "<input>"):
+        self._file = lines if hasattr(lines, "readline") else None
+        self._lines = iter(lines) if self._file is None else None
+        self.source = source
         self.number = 0
+        self.read = 0
 
     def __iter__(self) -> _Numbered:
         return self
 
     def __next__(self) -> str | bytes:
-        line = next(self._lines)
+        if self._file is None:
+            assert self._lines is not None
+            line = next(self._lines)
+        else:
+            line = self._file.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                raise StopIteration
+            self.read += len(line)
+            if len(line) > MAX_LINE_BYTES:
+                raise InvalidInputError(
+                    f"line {self.number + 1} is longer than "
+                    f"{MAX_LINE_BYTES // (1024 * 1024)} MiB (vault.limits)",
+                    source=self.source,
+                )
+            if self.read > MAX_INPUT_BYTES:
+                raise InvalidInputError(
+                    f"larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB, the input limit "
+                    "(vault.limits)",
+                    source=self.source,
+                )
         self.number += 1
         return line
 
@@ -95,7 +121,7 @@ def json_lines(lines: Iterable[str | bytes], source: str) -> Iterator[Located]:
     ``InvalidInputError`` naming its line number."""
     import jsonlines  # (imported on use: most commands never read JSON lines)
 
-    numbered = _Numbered(lines)
+    numbered = _Numbered(lines, source)
     reader = jsonlines.Reader(numbered, loads=_strict)
     try:
         for value in reader.iter(allow_none=True, skip_empty=True):
@@ -143,7 +169,7 @@ def iter_requests(path: str) -> Iterator[tuple[int, Any]]:
 def _requests(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, Any]]:
     import jsonlines
 
-    numbered = _Numbered(lines)
+    numbered = _Numbered(lines, source)
     reader = jsonlines.Reader(numbered, loads=_strict)
     while True:
         try:

@@ -415,7 +415,8 @@ def gc_summary(result: Any) -> str:
     return (
         f"{verb} {len(result.removed_generations)} generation(s), {result.removed_objects} "
         f"object(s) ({result.removed_bytes} bytes), {result.removed_cache_entries} cache "
-        f"entries; kept generations {result.kept_generations}"
+        f"entries, {result.removed_temporaries} temporaries; "
+        f"kept generations {result.kept_generations}"
     )
 
 

@@ -178,9 +178,7 @@ def _exact(
     if len(rows) == 0:
         return np.zeros(0, dtype=np.float64)
     dots = exact_dots(matrix[rows], _parts(q))
-    return scores(
-        dots, n2_app[rows].astype(np.int64), n2_beh[rows].astype(np.int64), q, metric
-    )
+    return scores(dots, n2_app[rows].astype(np.int64), n2_beh[rows].astype(np.int64), q, metric)
 
 
 def _ties(rows: np.ndarray, tie: np.ndarray | None) -> np.ndarray:
@@ -401,8 +399,10 @@ def _scan(
     holds the best floor any worker has proved (a lower bound of the final k-th score)."""
     k = scan.k
     m_out = 2 if qq.metric == "structured" else 1
-    dots_buf = np.empty((SUPER, m_out), dtype=np.float32) if m_out == 2 else np.empty(
-        SUPER, dtype=np.float32
+    dots_buf = (
+        np.empty((SUPER, m_out), dtype=np.float32)
+        if m_out == 2
+        else np.empty(SUPER, dtype=np.float32)
     )
     key_buf = np.empty(SUPER, dtype=np.float32)
     for lo, hi in spans:

@@ -53,9 +53,7 @@ def interpretation(result: StudyResult) -> str:
     cross = result.dataset.get("protocol") == "cross"
     key = "precision_at_5" if cross else "mrr"
     label = "precision@5" if cross else "MRR"
-    ranked = sorted(
-        (m for m in s if m != "none"), key=lambda m: (-float(getattr(s[m], key)), m)
-    )
+    ranked = sorted((m for m in s if m != "none"), key=lambda m: (-float(getattr(s[m], key)), m))
     if not ranked:
         return "Only the no-retrieval baseline ran."
     best = ranked[0]

@@ -201,8 +201,9 @@ def _scene(rng: random.Random, p: Params, h: int, w: int) -> Grid:
     bg, cols = p["bg"], p["colors"]
     if p["style"] == "noise":
         d = p["density"]
-        return [[rng.choice(cols) if rng.randrange(100) < d else bg for _ in range(w)]
-                for _ in range(h)]
+        return [
+            [rng.choice(cols) if rng.randrange(100) < d else bg for _ in range(w)] for _ in range(h)
+        ]
     g = _blank(h, w, bg)
     for _ in range(rng.randint(1, 4)):
         sh, sw = rng.randint(1, h // 2 + 1), rng.randint(1, w // 2 + 1)
@@ -312,8 +313,14 @@ def _b_gravity(rng: random.Random) -> tuple[Params, MakeInput]:
 def _b_fill(rng: random.Random) -> tuple[Params, MakeInput]:
     bg = _bg(rng)
     fill = _palette(rng, [bg], 1)[0]
-    p: Params = {"bg": bg, "fill": fill, "colors": _palette(rng, [bg, fill], rng.randint(1, 3)),
-         "height": _span(rng, 6, 14), "width": _span(rng, 6, 14), "open": rng.random() < 0.5}
+    p: Params = {
+        "bg": bg,
+        "fill": fill,
+        "colors": _palette(rng, [bg, fill], rng.randint(1, 3)),
+        "height": _span(rng, 6, 14),
+        "width": _span(rng, 6, 14),
+        "open": rng.random() < 0.5,
+    }
 
     def make(r: random.Random) -> Grid | None:
         h, w = _size(r, p)
@@ -322,8 +329,7 @@ def _b_fill(rng: random.Random) -> tuple[Params, MakeInput]:
             s = _hollow(r.randint(3, min(7, h)), r.randint(3, min(7, w)), r.choice(p["colors"]))
             if i >= 1 and p["open"] and r.random() < 0.6:  # a gap off the corners: not enclosed
                 sh, sw = _dims(s)
-                edge = [(y, x) for y, x, _ in s
-                        if (y in (0, sh - 1)) != (x in (0, sw - 1))]
+                edge = [(y, x) for y, x, _ in s if (y in (0, sh - 1)) != (x in (0, sw - 1))]
                 gap = r.choice(edge)
                 s = [t for t in s if (t[0], t[1]) != gap]
             shapes.append(s)
@@ -375,8 +381,11 @@ def _b_largest(rng: random.Random) -> tuple[Params, MakeInput]:
 
 def _b_count(rng: random.Random) -> tuple[Params, MakeInput]:
     p = _base(rng, 5, 14, (1, 3))
-    p.update(mode=rng.choice(("objects", "cells")), orient=rng.choice(("row", "col")),
-             bar=rng.randint(1, 9))
+    p.update(
+        mode=rng.choice(("objects", "cells")),
+        orient=rng.choice(("row", "col")),
+        bar=rng.randint(1, 9),
+    )
     if p["mode"] == "cells":
         p["color"] = p["colors"][0]
 
@@ -413,8 +422,12 @@ def _b_move(rng: random.Random) -> tuple[Params, MakeInput]:
         s = _shape(r, p["shape"], oh, ow, p["colors"])
         oh, ow = _dims(s)
         g = _blank(h, w, p["bg"])
-        _stamp(g, s, r.randint(max(0, -dy), h - oh - max(0, dy)),
-               r.randint(max(0, -dx), w - ow - max(0, dx)))
+        _stamp(
+            g,
+            s,
+            r.randint(max(0, -dy), h - oh - max(0, dy)),
+            r.randint(max(0, -dx), w - ow - max(0, dx)),
+        )
         return g
 
     return p, make
@@ -454,8 +467,10 @@ def _b_denoise(rng: random.Random) -> tuple[Params, MakeInput]:
     def make(r: random.Random) -> Grid | None:
         h, w = _size(r, p)
         bg, cols = p["bg"], p["colors"]
-        shapes = [_shape(r, r.choice(("solid", "pattern")), r.randint(2, 4), r.randint(2, 4),
-                         cols) for _ in range(r.randint(1, 3))]
+        shapes = [
+            _shape(r, r.choice(("solid", "pattern")), r.randint(2, 4), r.randint(2, 4), cols)
+            for _ in range(r.randint(1, 3))
+        ]
         g = _blank(h, w, bg)
         if not _place(r, g, shapes):
             return None
@@ -463,8 +478,11 @@ def _b_denoise(rng: random.Random) -> tuple[Params, MakeInput]:
         for _ in range(r.randint(1, 6)):
             for _ in range(30):
                 y, x = r.randrange(h), r.randrange(w)
-                if all(g[yy][xx] == bg for yy in range(max(0, y - 1), min(h, y + 2))
-                       for xx in range(max(0, x - 1), min(w, x + 2))):
+                if all(
+                    g[yy][xx] == bg
+                    for yy in range(max(0, y - 1), min(h, y + 2))
+                    for xx in range(max(0, x - 1), min(w, x + 2))
+                ):
                     g[y][x] = r.choice(cols)
                     placed += 1
                     break
@@ -476,16 +494,24 @@ def _b_denoise(rng: random.Random) -> tuple[Params, MakeInput]:
 def _b_outline(rng: random.Random) -> tuple[Params, MakeInput]:
     bg = _bg(rng)
     inner = bg if rng.random() < 0.5 else _palette(rng, [bg], 1)[0]
-    p: Params = {"bg": bg, "inner": inner, "colors": _palette(rng, [bg, inner], rng.randint(1, 3)),
-         "height": _span(rng, 6, 14), "width": _span(rng, 6, 14)}
+    p: Params = {
+        "bg": bg,
+        "inner": inner,
+        "colors": _palette(rng, [bg, inner], rng.randint(1, 3)),
+        "height": _span(rng, 6, 14),
+        "width": _span(rng, 6, 14),
+    }
 
     def make(r: random.Random) -> Grid | None:
         h, w = _size(r, p)
         shapes = []
         for _ in range(r.randint(1, 3)):
             bh, bw, c = r.randint(3, 5), r.randint(3, 5), r.choice(p["colors"])
-            shapes.append(_rect(bh, bw, c) if r.random() < 0.5
-                          else _blob(r, bh, bw, r.randint(bh * bw * 2 // 3, bh * bw), c))
+            shapes.append(
+                _rect(bh, bw, c)
+                if r.random() < 0.5
+                else _blob(r, bh, bw, r.randint(bh * bw * 2 // 3, bh * bw), c)
+            )
         g = _blank(h, w, bg)
         return g if _place(r, g, shapes) else None
 
@@ -503,7 +529,7 @@ def _t_recolor(p: Params, g: Grid) -> Grid:
 def _t_crop(p: Params, g: Grid) -> Grid:
     cells = [(y, x) for y, row in enumerate(g) for x, v in enumerate(row) if v != p["bg"]]
     ys, xs = [y for y, _ in cells], [x for _, x in cells]
-    return [row[min(xs):max(xs) + 1] for row in g[min(ys):max(ys) + 1]]
+    return [row[min(xs) : max(xs) + 1] for row in g[min(ys) : max(ys) + 1]]
 
 
 def _t_scale(p: Params, g: Grid) -> Grid:
@@ -531,8 +557,12 @@ def _t_gravity(p: Params, g: Grid) -> Grid:
 def _t_fill(p: Params, g: Grid) -> Grid:
     bg, h, w = p["bg"], len(g), len(g[0])
     outside = [[False] * w for _ in range(h)]
-    stack = [(y, x) for y in range(h) for x in range(w)
-             if (y in (0, h - 1) or x in (0, w - 1)) and g[y][x] == bg]
+    stack = [
+        (y, x)
+        for y in range(h)
+        for x in range(w)
+        if (y in (0, h - 1) or x in (0, w - 1)) and g[y][x] == bg
+    ]
     for y, x in stack:
         outside[y][x] = True
     while stack:
@@ -542,8 +572,10 @@ def _t_fill(p: Params, g: Grid) -> Grid:
             if 0 <= ny < h and 0 <= nx < w and not outside[ny][nx] and g[ny][nx] == bg:
                 outside[ny][nx] = True
                 stack.append((ny, nx))
-    return [[p["fill"] if v == bg and not outside[y][x] else v for x, v in enumerate(row)]
-            for y, row in enumerate(g)]
+    return [
+        [p["fill"] if v == bg and not outside[y][x] else v for x, v in enumerate(row)]
+        for y, row in enumerate(g)
+    ]
 
 
 def _t_line(p: Params, g: Grid) -> Grid:
@@ -600,12 +632,16 @@ def _t_denoise(p: Params, g: Grid) -> Grid:
     bg, h, w = p["bg"], len(g), len(g[0])
 
     def lonely(y: int, x: int) -> bool:
-        return all(g[yy][xx] == bg or (yy, xx) == (y, x)
-                   for yy in range(max(0, y - 1), min(h, y + 2))
-                   for xx in range(max(0, x - 1), min(w, x + 2)))
+        return all(
+            g[yy][xx] == bg or (yy, xx) == (y, x)
+            for yy in range(max(0, y - 1), min(h, y + 2))
+            for xx in range(max(0, x - 1), min(w, x + 2))
+        )
 
-    return [[bg if v != bg and lonely(y, x) else v for x, v in enumerate(row)]
-            for y, row in enumerate(g)]
+    return [
+        [bg if v != bg and lonely(y, x) else v for x, v in enumerate(row)]
+        for y, row in enumerate(g)
+    ]
 
 
 def _t_outline(p: Params, g: Grid) -> Grid:
@@ -613,10 +649,12 @@ def _t_outline(p: Params, g: Grid) -> Grid:
 
     def interior(y: int, x: int) -> bool:
         return g[y][x] != bg and all(
-            0 <= y + dy < h and 0 <= x + dx < w and g[y + dy][x + dx] != bg for dy, dx in _STEPS)
+            0 <= y + dy < h and 0 <= x + dx < w and g[y + dy][x + dx] != bg for dy, dx in _STEPS
+        )
 
-    return [[p["inner"] if interior(y, x) else v for x, v in enumerate(row)]
-            for y, row in enumerate(g)]
+    return [
+        [p["inner"] if interior(y, x) else v for x, v in enumerate(row)] for y, row in enumerate(g)
+    ]
 
 
 _REGISTRY: dict[str, tuple[Builder, Transform]] = {

@@ -53,9 +53,7 @@ def _ratio(a: int, b: int) -> int | None:
     return a // b if b and a % b == 0 and a >= b else None
 
 
-def _object_facts(
-    gi: Grid, go: Grid, bg_in: int, bg_out: int
-) -> tuple[float, float, float, bool]:
+def _object_facts(gi: Grid, go: Grid, bg_in: int, bg_out: int) -> tuple[float, float, float, bool]:
     ins = objects(gi, bg_in)
     outs = objects(go, bg_out)
     if not ins:

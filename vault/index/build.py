@@ -316,15 +316,26 @@ def is_stale(entries: Iterable[AuditEntry]) -> bool:
     return any(e.op in CHANGE_OPS for e in entries)
 
 
-def catch_up(vault: Vault, *, repair: bool = False) -> Snapshot:
+def catch_up(
+    vault: Vault, *, repair: bool = False, completed: list[AuditEntry] | None = None
+) -> Snapshot:
     """Under the lock: the current snapshot, after completing every acknowledged operation
-    the index does not reflect yet (a write-back or a rollback killed after its audit line).
-    Also repairs a view left behind by a crash. An unreadable ``CURRENT`` or current
-    generation is an error — unless ``repair`` (``vault index build``): then the index is
-    rebuilt from the audit log."""
+    the index does not reflect yet (a write-back or a rollback killed after its audit line);
+    the entries it completed are appended to ``completed`` (a retry recognises its own
+    earlier attempt there). Also repairs a view left behind by a crash. An unreadable
+    ``CURRENT`` or current generation is an error — unless ``repair`` (``vault index
+    build``): then the index is rebuilt from the audit log."""
     from vault.index.snapshot import Snapshot
 
     cur = vault.current_ref(tolerant=repair)
+    if cur is not None:
+        last = vault.audit.last_seq()
+        if cur.audit_seq > last:  # the log lost acknowledged lines: never write over them
+            raise CorruptionError(
+                f"{vault.audit.path} ends at seq {last} but the index accounts for seq "
+                f"{cur.audit_seq}: acknowledged lines are missing (restore the log from a "
+                "backup; `vault verify` tells more)"
+            )
     if cur is None or not _readable(vault, cur):
         if not repair:
             if cur is None:
@@ -339,6 +350,8 @@ def catch_up(vault: Vault, *, repair: bool = False) -> Snapshot:
         snap = vault.snapshot()
         vault.view.publish(vault.objects, snap.manifest)  # no-op unless a crash left it behind
         return snap
+    if completed is not None:
+        completed.extend(e for e in todo if e.op in CHANGE_OPS)
     base = cur
     ops: list[AuditEntry] = []
     for e in todo:

@@ -11,6 +11,7 @@ from vault.errors import InvalidInputError
 from vault.grid.grid import parse_grid
 from vault.grid.pairs import PairFacts, analyze_pair
 from vault.grid.reprs import grid_to_repr, normalize_repr, strip_provenance
+from vault.limits import MAX_PAIRS, MAX_TESTS
 from vault.records.cards import _kind
 from vault.records.keys import canonical_name, obligation_key, task_keys
 from vault.records.schema import validate
@@ -65,6 +66,12 @@ def normalize_query(obj: Any, source: str | None = None) -> Query:
     for i, name in enumerate(q.get("constraints", ())):
         obligation_key(name, source, f"constraints[{i}]")
     constraints = tuple(sorted({canonical_name(c) for c in q.get("constraints", ())}))
+    if len(q.get("pairs", ())) > MAX_PAIRS:
+        raise InvalidInputError(
+            f"{len(q['pairs'])} pairs; at most {MAX_PAIRS} (vault.limits)",
+            source=source,
+            field="pairs",
+        )
     pairs = tuple(
         Pair(
             grid_to_repr(parse_grid(p["input"], source, f"pairs[{i}].input")),
@@ -100,6 +107,18 @@ def parse_task(obj: Any, source: str | None = None) -> tuple[list[Pair], list[di
     if not obj["train"]:
         raise InvalidInputError(
             "a task needs at least one train pair", source=source, field="train"
+        )
+    if len(obj["train"]) > MAX_PAIRS:
+        raise InvalidInputError(
+            f"{len(obj['train'])} train pairs; at most {MAX_PAIRS} (vault.limits)",
+            source=source,
+            field="train",
+        )
+    if isinstance(obj.get("test"), list) and len(obj["test"]) > MAX_TESTS:
+        raise InvalidInputError(
+            f"{len(obj['test'])} test inputs; at most {MAX_TESTS} (vault.limits)",
+            source=source,
+            field="test",
         )
     pairs = []
     for i, p in enumerate(obj["train"]):

@@ -56,9 +56,7 @@ def validate(value: Any, schema_name: str, source: str | None = None) -> None:
     _check(value, load_schema(schema_name), "", source)
 
 
-def validate_field(
-    value: Any, schema_name: str, field: str, source: str | None = None
-) -> None:
+def validate_field(value: Any, schema_name: str, field: str, source: str | None = None) -> None:
     """Check one top-level field of schema ``schema_name`` on its own (a concept id or a
     version given on the command line, before anything is read)."""
     _check(value, load_schema(schema_name)["properties"][field], field, source)

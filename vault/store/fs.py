@@ -32,6 +32,31 @@ def refuse_symlinks(*paths: Path) -> None:
             )
 
 
+def is_temporary(name: str) -> bool:
+    """A leftover of an interrupted write: an object's ``.tmp-*``, an ``atomic_write``
+    ``.<name>.<random>.tmp`` or a view's ``.<name>.link``."""
+    return name.startswith(".") and (
+        name.startswith(".tmp-") or name.endswith(".tmp") or name.endswith(".link")
+    )
+
+
+def sweep_temporaries(*dirs: Path) -> int:
+    """Remove the temporaries directly inside ``dirs`` (not below); returns how many.
+    Only under the write lock: no writer can be using one then."""
+    removed = 0
+    for d in dirs:
+        try:
+            with os.scandir(d) as it:
+                names = [e.name for e in it if is_temporary(e.name) and not e.is_dir()]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(d, name))
+                removed += 1
+    return removed
+
+
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` all at once: a reader sees the old or the new bytes."""
     refuse_symlinks(path.parent)
@@ -51,7 +76,6 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
         raise
     if durable:
         fsync_dir(path.parent)
-
 
 
 def _holder(fd: int) -> str:

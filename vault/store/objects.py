@@ -89,7 +89,8 @@ class ObjectStore:
         if not final.parent.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True)
             fsync_dir(final.parent.parent)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+        # the temporary lives in objects/ itself, so the next writer finds a killed one's
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         os.fchmod(fd, 0o444)  # objects are read-only: embeddings/ files are links to them
         try:
             with os.fdopen(fd, "wb") as f:
