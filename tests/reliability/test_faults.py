@@ -394,3 +394,24 @@ def test_strace_injected_errors(seed: Seed, fast: Path) -> None:
         kinds=sorted({p.split(":")[1].split()[0] for p in problems}),
     )
     assert not problems, problems[:5]
+
+
+def test_unreadable_cache_entry_does_not_fail_index_build(seed: Seed, fast: Path) -> None:
+    """EIO on opening one cache entry (``strace -P entry -e inject=openat:error=EIO``): the cache
+    is rebuildable, so ``index build`` succeeds; verify reports the entry (exit 1), no
+    traceback."""
+    if not _strace_ok():
+        pytest.skip("strace cannot inject here (no ptrace permission?)")
+    w = copy_vault(seed.root, fast / "w", link_objects=False)
+    entry = sorted((w / "embeddings" / "cache").glob("*/*.json"))[0]
+    env = {**os.environ, **CLI_ENV}
+    inject = ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(entry), "-e", "trace=openat",
+              "-e", "inject=openat:error=EIO"]  # fmt: skip
+    cli = [sys.executable, "-m", "vault_cli", "--vault", str(w)]
+    build = subprocess.run(
+        [*inject, *cli, "index", "build", "--json"], env=env, capture_output=True
+    )
+    assert build.returncode == 0, build.stderr
+    verify = subprocess.run([*inject, *cli, "verify", "--json"], env=env, capture_output=True)
+    assert b"Traceback" not in verify.stderr
+    assert verify.returncode == 1 and entry.name.encode() in verify.stdout, verify.stdout[-300:]
