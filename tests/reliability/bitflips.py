@@ -198,6 +198,12 @@ def targeted_flips(root: Path, kinds: dict[str, list[str]], task_path: Path) -> 
         )
     card = next(p for p in kinds["card"] if b'"id":"rotate-90"' in (root / p).read_bytes())
     out.append(_at(root, "card", card, b"palette_preserved", 8, b"f", "a letter of a key"))
+    lone = next(
+        p for p in kinds["card"] if b'"id":"crop-largest-object"' in (root / p).read_bytes()
+    )
+    out.append(
+        _at(root, "card", lone, b'"id":"crop-largest-object"', 7, b"R", "a letter of the id")
+    )
     ev = next(p for p in kinds["evidence"] if b'"polarity":"positive"' in (root / p).read_bytes())
     out.append(_at(root, "evidence", ev, b'"polarity":"positive"', 19, b"f", "the polarity"))
     for kind in ("card", "evidence", "status event", "repr", "manifest", "concept shard"):

@@ -66,7 +66,7 @@ def _state_lines(data: bytes | None) -> list[bytes]:
 
 def fault_at(b: Baseline, n: int, err: str, work: Path) -> Fault:
     w = copy_vault(b.pre, work / "w")
-    before = tree(w)
+    before = b.pre_tree  # the copy is byte-identical to the pre-state
     inj = Injector(w, "raise", n, ERRNOS[err])
     child = fork_cli(w, b.args, inj)
     point = b.trace[n - 1]

@@ -307,9 +307,10 @@ def render(
             f"unchanged = {bool(r['retry_said'])}, and fsynced the log = {r['retry_fsynced_log']}."
         )
     for r in figs.get("faults_full_disk", []):
+        bad = ", ".join(f"{k} {v}" for k, v in r["failed"].items() if v) or "none"
         add(
-            f"Real full disk: {r['runs']} runs, {r['failed_runs']} failed with ENOSPC; runs "
-            f"with a problem: {r['with_problems']} ({', '.join(r['kinds']) or 'none'})."
+            f"Real full disk: {r['runs']} runs, {r['failed_runs']} failed with ENOSPC "
+            f"({r['after_ack']} after the acknowledgement); failing checks: {bad}."
         )
     for r in figs.get("faults_strace", []):
         add(
@@ -509,15 +510,24 @@ def render(
     add("")
     found = [o for o in outcomes if o["outcome"] in ("xfailed", "xpassed")]
     if found:
-        rows = [
-            [
-                o["nodeid"].replace("tests/reliability/", ""),
-                "open" if o["outcome"] == "xfailed" else "**fixed: remove the mark**",
-                (o["xfail"] or "").replace("|", "\\|"),
-            ]
-            for o in found
-        ]
-        add(table(["test", "status", "what fails, and why"], rows))
+        by_reason: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for o in found:
+            by_reason[o["xfail"] or ""].append(o)
+        add(
+            f"{len(found)} tests, {len(by_reason)} distinct failures (one row per reason; the "
+            "tests are the xfail-marked ones that show it)."
+        )
+        add("")
+        rows = []
+        for i, (reason, tests) in enumerate(by_reason.items(), 1):
+            fixed = [o for o in tests if o["outcome"] == "xpassed"]
+            status = "open" if not fixed else f"**{len(fixed)} fixed: remove the mark**"
+            names = ", ".join(
+                "`" + o["nodeid"].replace("tests/reliability/", "").split("::", 1)[1] + "`"
+                for o in tests[:4]
+            ) + (f" and {len(tests) - 4} more" if len(tests) > 4 else "")
+            rows.append([i, reason.replace("|", "\\|"), status, names])
+        add(table(["#", "what fails, and why", "status", "tests"], rows))
     else:
         add("None.")
     unexpected = [o for o in outcomes if o["outcome"] == "failed"]

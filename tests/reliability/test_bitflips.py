@@ -96,15 +96,22 @@ def test_every_kind_of_file_is_flipped(flips: Results) -> None:
         assert total >= 1000
 
 
+_STALE = (
+    "a cache entry whose key's embedder part is changed is dismissed as a stale entry of another "
+    "embedder (a warning) before its file name is checked against the key"
+)
+_CONFIG = (
+    "config.load reads config.toml with read_text outside its try: an undecodable byte raises "
+    "UnicodeDecodeError through every command that reads the config, and verify reports "
+    "check_failed on the root instead of naming config.toml"
+)
 UNDETECTED = {
     "audit log": "audit lines carry no checksum: a changed time, count or detail that still "
     "parses is not detected by verify",
     "generations log": "generation records carry no checksum: a changed time, op or count that "
     "still parses is not detected by verify",
-    "cache repr entry": "a cache entry whose key's embedder part is changed is dismissed as a "
-    "stale entry of another embedder (a warning) before its file name is checked against the key",
-    "cache pair entry": "a cache entry whose key's embedder part is changed is dismissed as a "
-    "stale entry of another embedder (a warning) before its file name is checked against the key",
+    "cache repr entry": _STALE,
+    "cache pair entry": _STALE,
 }
 
 
@@ -115,8 +122,7 @@ def test_verify_detects_every_flip(flips: Results, kind: str) -> None:
 
 
 UNNAMED = {
-    "config.toml": "an undecodable config.toml crashes verify's settings check "
-    "(UnicodeDecodeError escapes config.load): reported as check_failed on the root, not the file",
+    "config.toml": _CONFIG,
     "format.json": "format.json changed to version 3 is reported as a newer vault format without "
     "naming format.json",
 }
@@ -135,8 +141,7 @@ def test_verify_changes_nothing(flips: Results, kind: str) -> None:
 
 
 TRACEBACKS = {
-    "config.toml": "config.load reads config.toml with read_text outside its try: an undecodable "
-    "byte raises UnicodeDecodeError through every command that reads the config",
+    "config.toml": _CONFIG,
 }
 
 
@@ -146,12 +151,11 @@ def test_no_command_prints_a_traceback(flips: Results, kind: str) -> None:
     assert not crashed, _show(crashed, "tracebacks")
 
 
-SILENT = {
-    "cache repr entry": "the cache reader checks an entry's key and shape, not its vector: a "
-    "corrupted cached query vector silently changes hybrid and soft results",
-    "cache pair entry": "the cache reader checks an entry's key and shape, not its vector: a "
-    "corrupted cached pair vector silently changes hybrid and soft results",
-}
+_CACHE_VECTOR = (
+    "the cache reader checks an entry's key and shape, not its vector: a corrupted cached vector "
+    "of the query's repr or pair silently changes hybrid and soft results"
+)
+SILENT = {"cache repr entry": _CACHE_VECTOR, "cache pair entry": _CACHE_VECTOR}
 
 
 @pytest.mark.parametrize("kind", _xfail(SILENT))
@@ -160,13 +164,19 @@ def test_retrieval_is_never_silently_wrong(flips: Results, kind: str) -> None:
     assert not silent, _show(silent, "silent")
 
 
+_BUILD_CACHE = (
+    "index build embeds from the cache without checking entries: a corrupted cached vector "
+    "becomes a concept's vector in a new generation"
+)
+_BUILD_RECORDS = (
+    "index build folds records read without checking their address (get_record, trusted "
+    "parse): a corrupted card (a letter of its id) or evidence (its polarity) enters the index"
+)
 SILENT_AFTER_BUILD = {
-    "cache repr entry": "index build embeds from the cache without checking entries: a corrupted "
-    "cached vector becomes the concept's vector in a new generation",
-    "cache pair entry": "index build embeds from the cache without checking entries: a corrupted "
-    "cached vector becomes the concept's vector in a new generation",
-    "evidence": "index build folds records read without checking their address: a corrupted "
-    "evidence object (polarity) changes the counts and the ranking",
+    "cache repr entry": _BUILD_CACHE,
+    "cache pair entry": _BUILD_CACHE,
+    "evidence": _BUILD_RECORDS,
+    "card": _BUILD_RECORDS,
 }
 
 

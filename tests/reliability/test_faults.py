@@ -45,7 +45,7 @@ from .harness import (
     unchanged_but_objects,
 )
 from .inject import Injector
-from .sweep import CI_FULL, _concepts, baseline, ci_points, is_bulk
+from .sweep import CI_FULL, NOT_SWEPT, _concepts, baseline, ci_points, is_bulk
 from .workloads import Seed
 
 KINDS = ["add", "fork", "evidence", "status", "import", "import-batch", "build", "rollback",
@@ -120,16 +120,14 @@ FAILING[("unchanged", "mode")] = (
     "rollback --mode replaces refs/mode.json before its audit line: an audit append failure "
     "leaves the switch flipped, unaudited, exit 1"
 )
-for _k in KINDS:
-    FAILING[("names_file", _k)] = (
-        "an OSError from a write, flush or fsync (a descriptor, not a path) carries no file name: "
-        "the CLI prints the bare 'Input/output error' / 'No space left on device'"
-    )
-_SWEEPS = (
-    "the temporary left when its own removal failed is never swept: not by the retry, not by gc"
+_UNNAMED = (
+    "an OSError from a write, flush or fsync (a descriptor, not a path) carries no file name: "
+    "the CLI prints the bare 'Input/output error' / 'No space left on device'"
 )
+for _k in KINDS:
+    FAILING[("names_file", _k)] = _UNNAMED
 for _k in ("add", "fork", "evidence", "status", "import", "import-batch"):
-    FAILING[("retry_sweeps", _k)] = _SWEEPS
+    FAILING[("retry_sweeps", _k)] = NOT_SWEPT  # the temporary whose own removal failed
 
 
 def _params() -> list[Any]:
@@ -278,11 +276,9 @@ def full_disk(
 
 FULL_CHECKS = ["one_line", "names_file", "unchanged", "says_committed", "no_temporaries", "retry"]
 FULL_FAILING = {
-    "names_file": "an ENOSPC from a write, flush or fsync carries no file name and the CLI prints "
-    "the bare 'No space left on device'",
-    "says_committed": _AFTER_ACK + " (a real full disk)",
-    "retry": "retrying a rollback that failed after its audit line (a full disk) rolls back one "
-    "generation further",
+    "names_file": _UNNAMED,
+    "says_committed": _AFTER_ACK,
+    "retry": FAILING[("retry", "rollback")],
 }
 
 

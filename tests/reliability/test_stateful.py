@@ -1,7 +1,7 @@
 """Item 8 — the stateful model test: hypothesis drives add / fork / evidence / status /
 index build / rollback / rollback --to / gc / verify against an in-memory model of the vault
 (the concept versions with their keys, status, status history and evidence, and the
-generation records with their parents), ``runs(8, 100)`` examples × ``runs(20, 50)`` steps.
+generation records with their parents), ``runs(8, 100)`` examples × ``runs(20, 80)`` steps.
 
 Invariants after every step: the served state equals the model's; the current generation
 equals a full build of the audit log; symbolic retrieval for fixed queries equals the
@@ -273,7 +273,7 @@ def figure_steps(n: int) -> None:
 
 VaultMachine.TestCase.settings = settings(
     max_examples=runs(8, 100),
-    stateful_step_count=runs(20, 50),
+    stateful_step_count=runs(20, 80),
     deadline=None,
     derandomize=not STRESS,
     database=None,
@@ -289,6 +289,6 @@ class TestVaultModel(VaultMachine.TestCase):  # type: ignore[name-defined,misc]
             examples=len(_steps),
             steps=sum(_steps),
             max_steps=max(_steps, default=0),
-            settings={"max_examples": runs(8, 100), "stateful_step_count": runs(20, 50)},
+            settings={"max_examples": runs(8, 100), "stateful_step_count": runs(20, 80)},
         )
         super().tearDownClass()
