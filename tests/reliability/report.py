@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -56,10 +57,18 @@ def load(figures: Path) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str,
     return figs, outcomes
 
 
+_TMP = re.compile(r"/(?:tmp|dev/shm)/[^ ]*?/(?:v|vault|w|h/inputs|inputs)/")
+
+
+def clean(text: Any) -> str:
+    """A table cell or message: temporary directories shortened, pipes escaped."""
+    return _TMP.sub(".../", str(text)).replace("|", "\\|")
+
+
 def table(head: list[str], rows: list[list[Any]]) -> str:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+    out += ["| " + " | ".join(clean(c) for c in r) + " |" for r in rows]
+    return "\n".join(out) + "\n"
 
 
 def _sum(rows: list[dict[str, Any]], key: str) -> int:
@@ -207,6 +216,7 @@ def render(
                 [
                     "runs",
                     "SIGKILLs",
+                    "killed after the audit line",
                     "completed",
                     "acknowledged",
                     "lost",
@@ -219,6 +229,7 @@ def render(
                     [
                         r["runs"],
                         r["sigkills"],
+                        r.get("killed_after_ack", "—"),
                         r["completed"],
                         r["acknowledged"],
                         r["lost"],
@@ -368,7 +379,7 @@ def render(
         add(f"Audit lines by op: {r['ops']}.")
     for r in figs.get("lock", []):
         if "message" in r:
-            add(f"- {r['case']}: waited {r['waited']} s, message: `{r['message']}`")
+            add(f"- {r['case']}: waited {r['waited']} s, message: `{clean(r['message'])}`")
         else:
             add(f"- {r['case']}: {r['runs']} runs, longest wait {r['max_wait']} s")
     add(f"Status: {_status(outcomes, 'test_concurrency.py')}.")
@@ -457,13 +468,14 @@ def render(
     add("## 7. Hostile input — `test_hostile.py`")
     add("")
     add(
-        "**What**: each input through the CLI in a child (5–8 s timeout, 1 GiB address-space "
-        "cap); symlinks planted inside the vault before a write; a generation whose table is a "
-        "pickled / object-dtype `.npy`. **Pass**: refused in under a second with one `error:` "
-        "line (exit 1 or 2), no traceback, the vault byte-identical (tree), not a byte written "
-        "outside it (a sentinel directory beside it and their parent directory compared). "
-        "Also: verify reports each planted symlink; `format.json` versions other than 2 are "
-        "refused."
+        "**What**: each input through the CLI in a forked child (3 s timeout, address space "
+        "capped 512 MiB above the child's size); symlinks planted inside the vault before a "
+        "write; a generation whose table is a pickled / object-dtype `.npy`; generations whose "
+        "objects match their addresses but disagree (crafted). **Pass**: refused in under a "
+        "second with one `error:` line (exit 1 or 2), no traceback, the vault byte-identical "
+        "(tree), not a byte written outside it (a sentinel directory beside it and their "
+        "parent directory compared). Also: verify reports each planted symlink; `format.json` "
+        "versions other than 2 are refused; a crafted generation crashes no command."
     )
     add("")
     rows = []
@@ -473,7 +485,7 @@ def render(
                 r["case"],
                 r["seconds"],
                 "yes" if r["refused"] else "**no**",
-                "; ".join(r["problems"]) or (r["message"] or "").replace("|", "\\|")[:90],
+                "; ".join(r["problems"]) or clean(r["message"] or "")[:100],
             ]
         )
     if rows:
@@ -526,7 +538,7 @@ def render(
                 "`" + o["nodeid"].replace("tests/reliability/", "").split("::", 1)[1] + "`"
                 for o in tests[:4]
             ) + (f" and {len(tests) - 4} more" if len(tests) > 4 else "")
-            rows.append([i, reason.replace("|", "\\|"), status, names])
+            rows.append([i, reason, status, names])
         add(table(["#", "what fails, and why", "status", "tests"], rows))
     else:
         add("None.")

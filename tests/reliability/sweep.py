@@ -89,7 +89,7 @@ def ci_points(trace: list[tuple[str, str]], *, compact: bool = False) -> list[in
 
 #: write-backs whose every kind of point is swept in CI (the others: ``compact``); the fault
 #: sweep needs these to meet each failure it knows of in CI as under stress
-CI_FULL = ("add", "fork", "rollback", "gc", "mode")
+CI_FULL = ("rollback", "mode")
 
 
 def select(trace: list[tuple[str, str]], op: str) -> list[int]:
