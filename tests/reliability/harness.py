@@ -190,6 +190,7 @@ class Child:
     elapsed: float
     trace: list[tuple[str, str]] = field(default_factory=list)
     fired: tuple[str, str] | None = None
+    cpu: float = 0.0  # user + system seconds of the child (independent of the machine's load)
 
     @property
     def json(self) -> Any:
@@ -256,7 +257,7 @@ def fork_call(
                     sys.stdout.flush()
                     sys.stderr.flush()
                 os._exit(code)
-        status = _wait(pid, timeout, kill_after)
+        status, cpu = _wait(pid, timeout, kill_after)
         elapsed = time.monotonic() - start
         out.seek(0)
         err.seek(0)
@@ -271,6 +272,7 @@ def fork_call(
             elapsed,
             [tuple(t) for t in trace],  # type: ignore[misc]
             tuple(fired) if fired else None,  # type: ignore[arg-type]
+            cpu,
         )
 
 
@@ -282,18 +284,20 @@ def _limit_memory(extra: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (size + extra, size + extra))
 
 
-def _wait(pid: int, timeout: float, kill_after: float | None) -> int:
+def _wait(pid: int, timeout: float, kill_after: float | None) -> tuple[int, float]:
+    """(wait status, CPU seconds the child used)."""
     deadline = time.monotonic() + timeout
     kill_at = None if kill_after is None else time.monotonic() + kill_after
     delay = 0.0005
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
-            return status
+            return status, usage.ru_utime + usage.ru_stime
         now = time.monotonic()
         if kill_at is not None and now >= kill_at:
             os.kill(pid, 9)
-            return os.waitpid(pid, 0)[1]
+            _, status, usage = os.wait4(pid, 0)
+            return status, usage.ru_utime + usage.ru_stime
         if now > deadline:
             os.kill(pid, 9)
             os.waitpid(pid, 0)

@@ -469,7 +469,8 @@ def render(
     add("")
     add(
         "**What**: each input through the CLI in a forked child (3 s timeout, address space "
-        "capped 512 MiB above the child's size); symlinks planted inside the vault before a "
+        'capped 512 MiB above the child\'s size; "under a second" is measured in CPU time, so '
+        "the machine's other load does not count); symlinks planted inside the vault before a "
         "write; a generation whose table is a pickled / object-dtype `.npy`; generations whose "
         "objects match their addresses but disagree (crafted). **Pass**: refused in under a "
         "second with one `error:` line (exit 1 or 2), no traceback, the vault byte-identical "
@@ -484,12 +485,13 @@ def render(
             [
                 r["case"],
                 r["seconds"],
+                r.get("cpu", "—"),
                 "yes" if r["refused"] else "**no**",
                 "; ".join(r["problems"]) or clean(r["message"] or "")[:100],
             ]
         )
     if rows:
-        add(table(["input", "seconds", "refused cleanly", "problems / the message"], rows))
+        add(table(["input", "wall s", "CPU s", "refused cleanly", "problems / the message"], rows))
         add("")
         ok = sum(1 for r in figs["hostile"] if r["refused"])
         add(f"{ok} of {len(figs['hostile'])} refused cleanly.")
