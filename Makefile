@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= /tmp/vault-demo
 
-.PHONY: install demo test check bench bench-topk clean
+.PHONY: install demo test check bench bench-topk stress clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ test: install
 check: install
 	$(BIN)/ruff check vault vault_cli tests
 	$(BIN)/mypy
+
+# The reliability suite's long variants (tests/reliability, VAULT_STRESS=1); rewrites
+# RELIABILITY.md with the figures it measured. CI runs the short variants in `make test`.
+stress: install
+	$(BIN)/python tests/reliability/report.py
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[dev,arc,plot]'

@@ -1,0 +1,632 @@
+"""Item 7 — hostile input: what an attacker or an unlucky operator hands the CLI, and what
+they can plant inside a vault before a write. Each case is run through the CLI in a child
+process (bounded in time and memory) and must be refused in under a second with one
+``error:`` line (exit 1, or 2 for usage), no traceback, the vault byte-identical (tree), and
+not one byte written outside the vault (a sentinel directory beside it, and the directory
+holding both, are compared too)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import card
+from tests.helpers import tree
+from vault.canonical import canonical_bytes, dumps_line, sha256_hex
+from vault.index.generations import CurrentRef
+from vault.index.snapshot import clear_cache
+from vault.store.objects import ObjectStore
+from vault.vault import Vault
+
+from .harness import Child, copy_vault, figure, fork_cli
+from .workloads import GRID_A, Seed, write_json
+
+LIMIT_S = 1.0  # "rejected in under a second"
+GIB = 1 << 30
+
+
+@dataclass
+class Scene:
+    """A vault copy, the inputs directory and the sentinel directory outside the vault."""
+
+    base: Path
+    root: Path
+    inputs: Path
+    outside: Path
+    seed: Seed
+
+
+@dataclass
+class Case:
+    name: str
+    args: Callable[[Scene], list[str]]
+    plant: Callable[[Scene], None] | None = None  # changes the vault before the command
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 3.0
+    stdin: Callable[[Scene], Path] | None = None
+
+
+def _card_file(name: str, **fields: Any) -> Callable[[Scene], list[str]]:
+    def make(s: Scene) -> list[str]:
+        c = card("hostile", ["transform:flip_h"])
+        c.update(fields)
+        return ["add", str(write_json(s.inputs / f"{name}.json", c)), "--json"]
+
+    return make
+
+
+def _text_file(
+    name: str, data: Callable[[], bytes], cmd: tuple[str, ...] = ("add",)
+) -> Callable[[Scene], list[str]]:
+    def make(s: Scene) -> list[str]:
+        p = s.inputs / name
+        p.write_bytes(data())
+        return [*cmd, str(p), "--json"]
+
+    return make
+
+
+def _sparse(s: Scene) -> list[str]:
+    p = s.inputs / "sparse.json"
+    with open(p, "wb") as f:
+        f.write(b'{"schema_version": 1, "id": "')
+        f.truncate(GIB)
+    return ["add", str(p), "--json"]
+
+
+def _big_task(pairs: int, side: int) -> Callable[[Scene], list[str]]:
+    def make(s: Scene) -> list[str]:
+        rng = random.Random(pairs)
+        grid = [[rng.randrange(10) for _ in range(side)] for _ in range(side)]
+        task = {
+            "train": [{"input": grid, "output": grid} for _ in range(pairs)],
+            "test": [{"input": grid}],
+        }
+        p = write_json(s.inputs / f"task-{pairs}x{side}.json", task)
+        return ["retrieve", "--task", str(p), "--json"]
+
+    return make
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"schema_version": 1, "grid": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+# --------------------------------------------------------------------------- planted links
+def _link(
+    rel: str, target: str, *, copy: bool = True, directory: bool = False
+) -> Callable[[Scene], None]:
+    """Replace ``rel`` inside the vault by a symlink to ``outside/target`` (holding a copy of
+    what was there, so the vault still reads the same)."""
+
+    def plant(s: Scene) -> None:
+        src = s.root / rel
+        dst = s.outside / target
+        if copy and src.exists():
+            if src.is_dir():
+                copy_vault(src, dst, link_objects=False)
+            else:
+                dst.write_bytes(src.read_bytes())
+        elif directory:
+            dst.mkdir()
+        if src.is_dir() and not src.is_symlink():
+            import shutil
+
+            shutil.rmtree(src)
+        elif src.exists() or src.is_symlink():
+            src.unlink()
+        os.symlink(dst, src)
+
+    return plant
+
+
+def _fan_of_next_card(s: Scene) -> str:
+    c = card("next", ["transform:crop"])
+    from vault.records.cards import normalize_card
+
+    return "objects/" + sha256_hex(canonical_bytes(normalize_card(c, "x")))[:2]
+
+
+def _plant_fan(s: Scene) -> None:
+    fan = _fan_of_next_card(s)
+    _link(fan, "fan", copy=(s.root / fan).exists(), directory=True)(s)
+
+
+class _Evil:
+    """Unpickling this runs a command: it must never happen."""
+
+    def __init__(self, flag: Path):
+        self.flag = str(flag)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.flag}",))
+
+
+def _plant_npy(pickled: bool) -> Callable[[Scene], None]:
+    """A generation whose table ``columns`` is an object-dtype .npy (with a pickle that
+    would create ``outside/pwned``), stored under its own address, made current."""
+
+    def plant(s: Scene) -> None:
+        buf = io.BytesIO()
+        arr = np.array([_Evil(s.outside / "pwned") if pickled else None, 1], dtype=object)
+        np.save(buf, arr, allow_pickle=True)
+        objects = ObjectStore(s.root / "objects")
+        evil = objects.put(buf.getvalue())
+        v = Vault.open(s.root)
+        cur = v.generations.current()
+        assert cur is not None
+        manifest = json.loads(objects.get(cur.generation))
+        manifest["table"]["columns"] = evil
+        gen = objects.put(canonical_bytes(manifest))
+        ref = CurrentRef(gen, cur.number, cur.audit_seq, cur.reverted)
+        (s.root / "index/CURRENT").write_bytes(dumps_line(ref.to_json()))
+        clear_cache()
+
+    return plant
+
+
+def _query(s: Scene) -> list[str]:
+    return ["retrieve", "--task", str(s.seed.query_task), "--json"]
+
+
+def _new_query(s: Scene) -> list[str]:
+    """A query no cache entry exists for (so retrieval writes the cache)."""
+    task = {"train": [{"input": [[5, 6], [6, 5]], "output": [[6, 5], [5, 6]]}]}
+    return ["retrieve", "--task", str(write_json(s.inputs / "fresh.json", task)), "--json"]
+
+
+def _next(s: Scene) -> list[str]:
+    return ["add", str(s.seed.inputs / "next-card.json"), "--json"]
+
+
+CASES = [
+    # ids, paths and text
+    Case("id ../ traversal", _card_file("dotdot", id="../../escape")),
+    Case("id absolute path", _card_file("abs", id="/etc/passwd")),
+    Case("id with NUL", _card_file("nul", id="a\u0000b")),
+    Case("id of 10k characters", _card_file("long", id="a" * 10_000)),
+    Case("id Unicode look-alike", _card_file("lookalike", id="r\u043etate-90")),
+    Case("id right-to-left mark", _card_file("rtl", id="\u202erotate-90")),
+    Case("version with path", _card_file("ver", version="1.0.0/../../x")),
+    Case("show ../ id", lambda s: ["show", "../../etc/passwd", "--json"]),
+    Case("status ../ id", lambda s: ["status", "../x", "1.0.0", "deprecated", "--json"]),
+    Case("status RTL id", lambda s: ["status", "\u202erotate-90", "1.0.0", "deprecated"]),
+    Case("rollback --to path", lambda s: ["rollback", "--to", "../../etc", "--json"]),
+    Case(
+        "evidence ../ repr id",
+        _text_file(
+            "ev-path.json",
+            lambda: json.dumps(
+                {
+                    "schema_version": 1,
+                    "concept": "rotate-90",
+                    "version": "1.0.0",
+                    "polarity": "positive",
+                    "repr_id": "../../../etc/passwd",
+                }
+            ).encode(),
+            ("evidence", "add"),
+        ),
+    ),
+    # JSON that parsers choke on
+    Case(
+        "10^6-digit integer",
+        _text_file("bigint.json", lambda: b'{"schema_version": 1' + b"0" * 10**6 + b', "id": "x"}'),
+    ),
+    Case("NaN", _text_file("nan.json", lambda: b'{"schema_version": NaN}')),
+    Case("Infinity", _text_file("inf.json", lambda: b'{"schema_version": 1, "x": -Infinity}')),
+    Case(
+        "duplicate keys",
+        _text_file(
+            "dup.json",
+            lambda: (
+                json.dumps(card("d", ["feature:a"]))
+                .replace('"schema_version": 1', '"schema_version": 1, "id": "e", "id": "f"')
+                .encode()
+            ),
+        ),
+    ),
+    Case(
+        "10^4-deep nesting",
+        _text_file("deep.json", lambda: _nested(10_000), ("retrieve", "--query")),
+    ),
+    Case("10^5-deep nesting", _text_file("deeper.json", lambda: b"[" * 100_000 + b"]" * 100_000)),
+    Case("binary garbage", _text_file("garbage.json", lambda: random.Random(7).randbytes(4096))),
+    Case("empty file", _text_file("empty.json", lambda: b"")),
+    Case("whitespace only", _text_file("blank.json", lambda: b" \n\t\n")),
+    Case(
+        "UTF-8 BOM",
+        _text_file(
+            "bom.json", lambda: b"\xef\xbb\xbf" + json.dumps(card("b", ["feature:a"])).encode()
+        ),
+    ),
+    Case(
+        "lone surrogate",
+        _text_file(
+            "surrogate.json", lambda: json.dumps(card("s", ["feature:a"], dsl="\ud800")).encode()
+        ),
+    ),
+    # sizes
+    Case("1 GiB sparse file", _sparse, timeout=3.0),
+    Case("/dev/zero", lambda s: ["add", "/dev/zero", "--json"], timeout=3.0),
+    Case("/dev/urandom", lambda s: ["add", "/dev/urandom", "--json"], timeout=3.0),
+    Case(
+        "stdin of 1 GiB zeros",
+        lambda s: ["add", "-", "--json"],
+        stdin=lambda s: Path("/dev/zero"),
+        timeout=3.0,
+    ),
+    Case(
+        "grid of 10^6 cells",
+        _text_file(
+            "huge-grid.json",
+            lambda: json.dumps([[1] * 1000] * 1000).encode(),
+            ("retrieve", "--repr"),
+        ),
+    ),
+    Case(
+        "grid of 31x31",
+        _text_file(
+            "grid31.json", lambda: json.dumps([[1] * 31] * 31).encode(), ("retrieve", "--repr")
+        ),
+    ),
+    Case("task of 1000 pairs of 30x30", _big_task(1000, 30), timeout=3.0),
+    Case(
+        "task with no train pairs",
+        _text_file(
+            "notrain.json",
+            lambda: json.dumps({"train": [], "test": [{"input": GRID_A}]}).encode(),
+            ("retrieve", "--task"),
+        ),
+    ),
+    Case(
+        "task with train not a list",
+        _text_file(
+            "badtrain.json",
+            lambda: json.dumps({"train": {"input": GRID_A}}).encode(),
+            ("arc", "import"),
+        ),
+    ),
+    Case(
+        "grid of floats", _text_file("floats.json", lambda: b"[[1.0, 2.0]]", ("retrieve", "--repr"))
+    ),
+    Case(
+        "grid of bools",
+        _text_file("bools.json", lambda: b"[[true, false]]", ("retrieve", "--repr")),
+    ),
+    # the environment
+    Case("SOURCE_DATE_EPOCH of 30 digits", _next, env={"SOURCE_DATE_EPOCH": "9" * 30}),
+    Case("SOURCE_DATE_EPOCH negative", _next, env={"SOURCE_DATE_EPOCH": "-5"}),
+    # planted inside the vault before a write
+    Case("symlinked objects fan-out", _next, plant=_plant_fan),
+    Case("symlinked objects/", _next, plant=_link("objects", "objects")),
+    Case("symlinked audit log", _next, plant=_link("audit/commits.jsonl", "commits.jsonl")),
+    Case("symlinked audit/", _next, plant=_link("audit", "audit")),
+    Case(
+        "symlinked generations.jsonl",
+        _next,
+        plant=_link("index/generations.jsonl", "generations.jsonl"),
+    ),
+    Case("symlinked index/CURRENT", _next, plant=_link("index/CURRENT", "CURRENT")),
+    Case("symlinked index/", _next, plant=_link("index", "index")),
+    Case("symlinked lock (dangling)", _next, plant=_link("lock", "lock-target", copy=False)),
+    Case("symlinked embeddings cache", _new_query, plant=_link("embeddings/cache", "cache")),
+    Case("symlinked view file", _next, plant=_link("embeddings/concept_vectors.jsonl", "vectors")),
+    Case(
+        "symlinked refs/",
+        lambda s: ["rollback", "--mode", "symbolic", "--json"],
+        plant=_link("refs", "refs", directory=True),
+    ),
+    Case("pickled .npy in a generation", _query, plant=_plant_npy(True)),
+    Case("object-dtype .npy in a generation", _query, plant=_plant_npy(False)),
+]
+
+
+#: what fails today (strict: the fix flips them); name -> reason
+_NO_LIMIT = (
+    "no input-size limit: the CLI reads a whole file (or stdin) before parsing it, so a 1 GiB "
+    "sparse file, /dev/zero or /dev/urandom ends in MemoryError (a traceback) after seconds"
+)
+_WRITE_THROUGH = (
+    "writers follow symlinks planted inside the vault (objects fan-out, objects/, the audit log "
+    "and audit/, generations.jsonl, index/, the lock, the cache, refs/): bytes are written "
+    "outside the vault and the command succeeds"
+)
+_REPLACED = (
+    "a symlink planted where vault keeps index/CURRENT or a view file is read through, then "
+    "silently replaced by the writer: the command succeeds instead of refusing"
+)
+FAILING = {
+    "1 GiB sparse file": _NO_LIMIT,
+    "/dev/zero": _NO_LIMIT,
+    "/dev/urandom": _NO_LIMIT,
+    "stdin of 1 GiB zeros": _NO_LIMIT,
+    "task of 1000 pairs of 30x30": "no limit on pairs per task (or grid cells in total): a task "
+    "of 1,000 pairs of 30x30 grids is analysed pair by pair, far beyond a second",
+    "SOURCE_DATE_EPOCH of 30 digits": "a 30-digit SOURCE_DATE_EPOCH passes isdigit() and "
+    "overflows datetime (OverflowError): traceback",
+    "symlinked objects fan-out": _WRITE_THROUGH,
+    "symlinked objects/": _WRITE_THROUGH,
+    "symlinked audit log": _WRITE_THROUGH,
+    "symlinked audit/": _WRITE_THROUGH,
+    "symlinked generations.jsonl": _WRITE_THROUGH,
+    "symlinked index/CURRENT": _REPLACED,
+    "symlinked index/": _WRITE_THROUGH,
+    "symlinked lock (dangling)": _WRITE_THROUGH,
+    "symlinked embeddings cache": _WRITE_THROUGH,
+    "symlinked view file": _REPLACED,
+    "symlinked refs/": _WRITE_THROUGH,
+}
+
+
+def _params() -> list[Any]:
+    out = []
+    for case in CASES:
+        marks = []
+        if case.name in FAILING:
+            marks.append(pytest.mark.xfail(strict=True, reason=FAILING[case.name]))
+        out.append(pytest.param(case, id=case.name, marks=marks))
+    return out
+
+
+def _scene(seed: Seed, base: Path) -> Scene:
+    base.mkdir(parents=True, exist_ok=True)
+    root = copy_vault(seed.root, base / "vault", link_objects=False)
+    inputs = base / "inputs"
+    inputs.mkdir()
+    outside = base / "outside"
+    outside.mkdir()
+    (outside / "sentinel.txt").write_text("nothing may change here\n")
+    return Scene(base, root, inputs, outside, seed)
+
+
+RESULTS: dict[str, dict[str, Any]] = {}
+
+
+def run_case(case: Case, s: Scene) -> tuple[Child | None, list[str], float]:
+    args = case.args(s)
+    if case.plant is not None:
+        case.plant(s)
+    before_vault = tree(s.root)
+    before_outside = tree(s.outside)
+    before_base = sorted(p.name for p in s.base.iterdir())
+    problems: list[str] = []
+    child: Child | None
+    try:
+        child = fork_cli(
+            s.root,
+            args,
+            env=case.env,
+            timeout=case.timeout,
+            memory=GIB // 2,
+            stdin=case.stdin(s) if case.stdin else None,
+        )
+    except TimeoutError:
+        child = None
+        problems.append(f"no answer in {case.timeout:g} s")
+    elapsed = child.elapsed if child else case.timeout
+    if child is not None:
+        if child.traceback:
+            problems.append(f"traceback: {child.stderr.strip().splitlines()[-1][:200]}")
+        elif child.code not in (1, 2):
+            problems.append(f"exit {child.code}: accepted")
+        elif not child.one_line_error:
+            problems.append(f"not one error line: {child.stderr[:200]!r}")
+        if child.cpu >= LIMIT_S:  # CPU time: the machine's other load does not count
+            problems.append(f"took {child.cpu:.2f} s of CPU")
+    if tree(s.root) != before_vault:
+        problems.append("the vault changed")
+    if tree(s.outside) != before_outside or (s.outside / "pwned").exists():
+        problems.append("bytes written outside the vault")
+    if sorted(p.name for p in s.base.iterdir()) != before_base:
+        problems.append("a file appeared beside the vault")
+    return child, problems, elapsed
+
+
+@pytest.mark.parametrize("case", _params())
+def test_hostile_input_is_refused_cleanly(seed: Seed, fast: Path, case: Case) -> None:
+    s = _scene(seed, fast / "h")
+    child, problems, elapsed = run_case(case, s)
+    figure(
+        "hostile",
+        case=case.name,
+        seconds=round(elapsed, 3),
+        cpu=round(child.cpu, 3) if child else None,
+        refused=not problems,
+        problems=problems,
+        message=(child.stderr.strip()[:160] if child else None),
+    )
+    assert not problems, problems
+
+
+# --------------------------------------------------------------------------- verify sees them
+LINKS = {
+    "objects fan-out": _plant_fan,
+    "audit log": _link("audit/commits.jsonl", "commits.jsonl"),
+    "generations.jsonl": _link("index/generations.jsonl", "generations.jsonl"),
+    "index/CURRENT": _link("index/CURRENT", "CURRENT"),
+    "lock": _link("lock", "lock-target", copy=False),
+    "embeddings cache": _link("embeddings/cache", "cache"),
+    "config.toml": _link("config.toml", "config.toml"),
+}
+_VERIFY_FOLLOWS = (
+    "verify reads through symlinks planted where vault keeps a file or directory (audit log, "
+    "generations.jsonl, CURRENT, the cache, config.toml) and never looks at the lock: it says ok"
+)
+VERIFY_MISSES = {k: _VERIFY_FOLLOWS for k in LINKS if k != "objects fan-out"}
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param(
+            k,
+            marks=[pytest.mark.xfail(strict=True, reason=VERIFY_MISSES[k])]
+            if k in VERIFY_MISSES
+            else [],
+        )
+        for k in LINKS
+    ],
+)
+def test_verify_reports_a_planted_symlink(seed: Seed, fast: Path, where: str) -> None:
+    """A symlink where vault keeps a file or directory is reported by ``vault verify``
+    (exit 1, the link named), and verify writes nothing through it."""
+    s = _scene(seed, fast / "h")
+    if where == "objects fan-out":  # a fan-out that exists already
+        fan = sorted(p.name for p in (s.root / "objects").iterdir())[0]
+        _link(f"objects/{fan}", "fan")(s)
+        rel = f"objects/{fan}"
+    else:
+        LINKS[where](s)
+        rel = {
+            "audit log": "audit/commits.jsonl",
+            "generations.jsonl": "index/generations.jsonl",
+            "index/CURRENT": "index/CURRENT",
+            "lock": "lock",
+            "embeddings cache": "embeddings/cache",
+            "config.toml": "config.toml",
+        }[where]
+    before = tree(s.outside)
+    child = fork_cli(s.root, ["verify", "--json"])
+    assert tree(s.outside) == before
+    assert not child.traceback, child.stderr
+    report = json.loads(child.stdout)
+    named = [p for p in report["problems"] if rel in p["path"] and p["severity"] == "error"]
+    assert child.code == 1 and named, report["problems"]
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "true", '"2"', "2.0", "null", "3"])
+def test_format_version_other_than_2_is_refused(seed: Seed, fast: Path, value: str) -> None:
+    s = _scene(seed, fast / "h")
+    (s.root / "format.json").write_text(f'{{"format":"concept-vault","version":{value}}}\n')
+    before = tree(s.root)
+    for args in (["index", "status", "--json"], ["add", str(s.seed.inputs / "next-card.json")]):
+        child = fork_cli(s.root, args)
+        assert child.code == 1 and child.one_line_error, (args, child.stderr)
+    verify = fork_cli(s.root, ["verify", "--json"])
+    assert verify.code == 1 and not verify.traceback
+    assert tree(s.root) == before
+
+
+# --------------------------------------------------------------------------- crafted generations
+def _craft(s: Scene, name: str, change: Callable[[bytes], bytes]) -> None:
+    """Replace the current generation's object ``name`` (a table object, or ``state``) by
+    ``change(bytes)``, stored under its own address, in a new manifest made current: every
+    hash checks, the content is inconsistent — what a hostile writer could plant."""
+    objects = ObjectStore(s.root / "objects")
+    v = Vault.open(s.root)
+    cur = v.generations.current()
+    assert cur is not None
+    manifest = json.loads(objects.get(cur.generation))
+    table = manifest["table"]
+    old = table[name] if name in table else manifest[name]
+    new = objects.put(change(objects.get(old)))
+    if name in table:
+        table[name] = new
+    else:
+        manifest[name] = new
+    gen = objects.put(canonical_bytes(manifest))
+    ref = CurrentRef(gen, cur.number, cur.audit_seq, cur.reverted)
+    (s.root / "index/CURRENT").write_bytes(dumps_line(ref.to_json()))
+    clear_cache()
+
+
+def _npy_edit(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[bytes], bytes]:
+    from vault.store.arrays import load_npy, npy_bytes
+
+    return lambda data: npy_bytes(fn(np.array(load_npy(data, "x"))))
+
+
+def _postings(value: int) -> Callable[[np.ndarray], np.ndarray]:
+    def edit(a: np.ndarray) -> np.ndarray:
+        a = a.copy()
+        a[len(a) // 2 :] = value  # the postings of the later keys (transform:, invariant:)
+        return a
+
+    return edit
+
+
+def _status_column(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a[1, :] = 7  # status 7: no such status
+    return a
+
+
+def _keys_json(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[bytes], bytes]:
+    return lambda data: canonical_bytes(fn(json.loads(data)))
+
+
+def _drop_offsets(k: dict[str, Any]) -> dict[str, Any]:
+    return {"keys": k["keys"]}
+
+
+def _reverse_offsets(k: dict[str, Any]) -> dict[str, Any]:
+    offs = k["offsets"]
+    return {"keys": k["keys"], "offsets": [offs[0], *offs[1:-1][::-1], offs[-1]]}
+
+
+CRAFTED: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
+    "postings: row beyond the table": ("postings", _npy_edit(_postings(10_000))),
+    "postings: negative row": ("postings", _npy_edit(_postings(-1))),
+    "columns: status 7": ("columns", _npy_edit(_status_column)),
+    "keys: no offsets": ("keys", _keys_json(_drop_offsets)),
+    "keys: offsets out of order": ("keys", _keys_json(_reverse_offsets)),
+    "refs: refs without @": ("refs", lambda d: d.replace(b"@", b"#")),
+}
+_TRUSTS_TABLE = (
+    "retrieval trusts a generation's table beyond its shapes (posting rows, status codes, refs): "
+    "objects that match their addresses but disagree with each other crash retrieve (and add) "
+    "with a traceback"
+)
+CRAFTED_FAILING = {
+    "postings: row beyond the table": _TRUSTS_TABLE,
+    "postings: negative row": _TRUSTS_TABLE,
+    "columns: status 7": _TRUSTS_TABLE,
+    "refs: refs without @": _TRUSTS_TABLE,
+}
+
+
+@pytest.mark.parametrize(
+    "what",
+    [
+        pytest.param(
+            k,
+            marks=[pytest.mark.xfail(strict=True, reason=CRAFTED_FAILING[k])]
+            if k in CRAFTED_FAILING
+            else [],
+        )
+        for k in CRAFTED
+    ],
+)
+def test_crafted_generation_never_crashes_a_command(seed: Seed, fast: Path, what: str) -> None:
+    """A generation whose objects all match their addresses but disagree with each other:
+    no command prints a traceback, and verify reports it (exit 1)."""
+    s = _scene(seed, fast / "h")
+    name, change = CRAFTED[what]
+    _craft(s, name, change)
+    crashed = []
+    for args in (
+        _query(s),
+        [*_query(s)[:-1], "--mode", "symbolic", "--json"],
+        ["index", "status", "--json"],
+        ["show", "rotate-90", "--json"],
+        ["rollback", "--list", "--json"],
+        ["verify", "--json"],
+        _next(s),
+        ["index", "build", "--json"],
+    ):
+        child = fork_cli(s.root, args)
+        if child.traceback:
+            crashed.append(f"{args[0]}: {child.stderr.strip().splitlines()[-1][:160]}")
+        if args[0] == "verify" and child.code != 1:
+            crashed.append(f"verify exit {child.code}")
+    assert not crashed, crashed
