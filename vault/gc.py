@@ -21,7 +21,13 @@ from typing import Any
 from vault.canonical import loads, loads_trusted
 from vault.embedding import embedder
 from vault.embedding.cache import pack_belongs_to_running_embedder
-from vault.errors import CorruptionError, InvalidInputError, UsageError, VaultError
+from vault.errors import (
+    CommittedError,
+    CorruptionError,
+    InvalidInputError,
+    UsageError,
+    VaultError,
+)
 from vault.index.build import catch_up
 from vault.index.snapshot import Generation
 from vault.store.fs import is_temporary
@@ -129,25 +135,22 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
         removed = [g.number for g in history if g.number not in kept_numbers]
         temporaries = _temporaries(vault)
         if not dry_run:
-            # the records first: a crash after it leaves unreachable objects, never a record
-            # naming a deleted one
-            vault.generations.rewrite([g for g in history if g.number in kept_numbers])
-            for d in dead:
-                with contextlib.suppress(FileNotFoundError):
-                    vault.objects.path(d).unlink()
-            for path in stale_cache:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            for path in temporaries:  # a reader's cache write may lose its entry: a miss
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            _merge_packs(vault, ours)
-            vault.audit.append(
+            # acknowledged first (what it removes is decided), then the records: a failure or
+            # crash after that leaves unreachable objects, never a record naming a deleted one
+            entry = vault.audit.append(
                 "gc",
                 vault.clock(),
                 [],
                 {"keep": keep, "removed_generations": removed, "removed_objects": len(dead)},
             )
+            try:
+                _remove(vault, history, kept_numbers, dead, stale_cache, temporaries, ours)
+            except OSError as exc:
+                raise CommittedError(
+                    f"gc took effect (audit seq {entry.seq}) but could not remove everything "
+                    f"({exc}); nothing kept was touched — `vault gc` again finishes it",
+                    audit_seq=entry.seq,
+                ) from None
         return GcResult(
             dry_run,
             sorted(kept_numbers),
@@ -157,6 +160,30 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
             len(stale_cache),
             len(temporaries),
         )
+
+
+def _remove(
+    vault: Vault,
+    history: list[Any],
+    kept_numbers: set[int],
+    dead: list[str],
+    stale_cache: list[Path],
+    temporaries: list[Path],
+    ours: list[Path],
+) -> None:
+    """The removals gc decided, records first."""
+    if len(kept_numbers) < len(history):
+        vault.generations.rewrite([g for g in history if g.number in kept_numbers])
+    for d in dead:
+        with contextlib.suppress(FileNotFoundError):
+            vault.objects.path(d).unlink()
+    for path in stale_cache:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    for path in temporaries:  # a reader's cache write may lose its entry: a miss
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    _merge_packs(vault, ours)
 
 
 def _temporaries(vault: Vault) -> list[Path]:

@@ -4,6 +4,7 @@ methods over the operation modules (``writeback``, ``rollback``, ``gc``, ``verif
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import shutil
@@ -77,10 +78,21 @@ class Vault:
         self.mode_path = self.root / "refs" / "mode.json"
 
     def check_layout(self) -> None:
-        """Refuse to write when a symbolic link was planted inside the vault (a directory or
-        file vault writes to): it must never write outside its root; then sweep the
+        """Refuse to write when a symbolic link was planted inside the vault, then sweep the
         temporaries an interrupted writer left (``vault gc`` also sweeps the cache). Runs
         under the lock, before every write."""
+        self.refuse_planted_symlinks()
+        r = self.root
+        sweep_temporaries(r, *(r / d for d in ("objects", "audit", "index", "refs", "embeddings")))
+
+    def refuse_planted_symlinks(self) -> None:
+        """Raise when a symbolic link sits where vault keeps a directory or file it writes
+        to: it must never write outside its root. Changes nothing."""
+        refuse_symlinks(*self.planted_symlinks()[:1])
+
+    def planted_symlinks(self) -> list[Path]:
+        """The symbolic links sitting where vault keeps a directory or file (``verify``
+        reports each; writers refuse)."""
         r = self.root
         dirs = [r / d for d in ("objects", "audit", "index", "refs", "embeddings")]
         dirs += [self.cache.root, self.cache.packs_dir]
@@ -94,16 +106,16 @@ class Vault:
             r / "lock",
             *self.view.paths().values(),
         ]
-        refuse_symlinks(*dirs, *files)
+        found = [p for p in (*dirs, *files) if p.is_symlink()]
         for parent in (self.objects.root, self.cache.root):
+            if parent.is_symlink():
+                continue
             try:
                 with os.scandir(parent) as it:
-                    for entry in it:
-                        if entry.is_symlink():
-                            refuse_symlinks(Path(entry.path))
-            except FileNotFoundError:
+                    found += sorted(Path(e.path) for e in it if e.is_symlink())
+            except (FileNotFoundError, NotADirectoryError):
                 continue
-        sweep_temporaries(r, *dirs[:5])
+        return found
 
     def records(self, digest: str) -> Any:
         """A stored record, parsed (memoized; do not mutate it)."""
@@ -371,11 +383,23 @@ class Vault:
         if mode is not None and mode not in MODES:
             raise UsageError(f"invalid mode {mode!r} (expected {' | '.join(MODES)})")
         with self.lock:
-            if mode is None:
-                self.mode_path.unlink(missing_ok=True)
-            else:
-                atomic_write(self.mode_path, dumps_line({"mode": mode}))
-            self.audit.append("mode", self.clock(), [], {"mode": mode})
+            try:
+                before: bytes | None = self.mode_path.read_bytes()
+            except FileNotFoundError:
+                before = None
+            try:
+                if mode is None:
+                    self.mode_path.unlink(missing_ok=True)
+                else:
+                    atomic_write(self.mode_path, dumps_line({"mode": mode}))
+                self.audit.append("mode", self.clock(), [], {"mode": mode})
+            except OSError:  # not acknowledged: put the switch back as it was
+                with contextlib.suppress(OSError):
+                    if before is None:
+                        self.mode_path.unlink(missing_ok=True)
+                    else:
+                        atomic_write(self.mode_path, before)
+                raise
 
 
 def format_bytes(version: int = FORMAT_VERSION) -> bytes:

@@ -194,10 +194,12 @@ def _check_cache(ctx: _Context, report: VerifyReport) -> None:
 
 # --------------------------------------------------------------------------- 2. settings
 def _settings(vault: Vault, report: VerifyReport) -> None:
-    try:
-        vault.check_layout()
-    except VaultError as exc:
-        report.add("symlink_planted", vault.root, str(exc))
+    for link in vault.planted_symlinks():
+        report.add(
+            "symlink_planted",
+            link,
+            "is a symbolic link; vault never reads or writes through one (remove it)",
+        )
     fmt = vault.root / FORMAT_FILE
     try:
         if fmt.read_bytes() != format_bytes():

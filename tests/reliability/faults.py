@@ -98,6 +98,8 @@ def fault_at(b: Baseline, n: int, err: str, work: Path) -> Fault:
         left = temporaries(w)
         if left and not temp_unlink:
             f.checks["no_temporaries"] = f"left {left[:3]}"
+    if child.code == 0 and b.op in ("fork", "rollback"):
+        return f  # it succeeded: running it again is a new request, not a retry
     # the retry: succeeds, and the write-back took effect exactly once
     retry = fork_cli(w, b.args)
     if retry.code != 0:

@@ -30,11 +30,6 @@ def is_bulk(path: str) -> bool:
     return path.startswith("objects/") or path.startswith("embeddings/cache")
 
 
-NOT_SWEPT = (
-    "temporaries left by an interrupted writer (objects/**/.tmp-*, index/.CURRENT.*.tmp, "
-    "embeddings/.*.link) are never swept: not by the next writer, the retry, or gc"
-)
-
 CORE = ("add",)  # swept point by point in CI too
 
 

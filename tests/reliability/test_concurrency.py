@@ -184,13 +184,6 @@ def _holder(root: Path) -> tuple[Any, Any]:
     return p, ready
 
 
-_ANONYMOUS = (
-    "the lock is an anonymous flock: the LockError after the wait says 'another vault process "
-    "holds <lock>' but cannot name the holder's pid"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_ANONYMOUS)
 def test_stopped_lock_holder_is_named_after_the_wait(seed: Seed, tmp_path: Path) -> None:
     root = copy_vault(seed.root, tmp_path / "v", link_objects=False)
     p, _ = _holder(root)
@@ -215,7 +208,6 @@ def test_stopped_lock_holder_is_named_after_the_wait(seed: Seed, tmp_path: Path)
 
 
 @pytest.mark.skipif(not STRESS, reason="waits the documented 30 s: make stress")
-@pytest.mark.xfail(strict=True, reason=_ANONYMOUS)
 def test_stopped_lock_holder_cli_waits_the_documented_30s(seed: Seed, tmp_path: Path) -> None:
     root = copy_vault(seed.root, tmp_path / "v", link_objects=False)
     p, _ = _holder(root)

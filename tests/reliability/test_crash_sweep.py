@@ -14,7 +14,7 @@ import pytest
 
 from .harness import STRESS, copy_vault, figure, fork_cli, temporaries
 from .inject import Injector
-from .sweep import CORE, NOT_SWEPT, baseline, sweep
+from .sweep import CORE, baseline, sweep
 from .workloads import Seed
 
 KINDS = [
@@ -58,7 +58,6 @@ def _first(trace: list[tuple[str, str]], op: str, prefix: str) -> int:
     return next(n for n, (o, p) in enumerate(trace, 1) if o == op and p.startswith(prefix))
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_SWEPT)
 def test_leftover_temporaries_are_swept_by_the_next_writer_or_gc(seed: Seed, fast: Path) -> None:
     """A writer killed right after creating each kind of temporary; then one more write-back
     and ``gc``: no temporary remains."""

@@ -45,7 +45,7 @@ from .harness import (
     unchanged_but_objects,
 )
 from .inject import Injector
-from .sweep import CI_FULL, NOT_SWEPT, _concepts, baseline, ci_points, is_bulk
+from .sweep import CI_FULL, _concepts, baseline, ci_points, is_bulk
 from .workloads import Seed
 
 KINDS = ["add", "fork", "evidence", "status", "import", "import-batch", "build", "rollback",
@@ -100,34 +100,6 @@ def faults(seed: Seed, tmp_path_factory: pytest.TempPathFactory) -> Results:
 
 #: (check, kind) -> reason, for what fails today
 FAILING: dict[tuple[str, str], str] = {}
-_AFTER_ACK = (
-    "a failure after the audit line (the acknowledgement) exits 1 with the bare OS error: it "
-    "does not say the write took effect, nor which generation"
-)
-for _k in KINDS:
-    FAILING[("says_committed", _k)] = _AFTER_ACK
-FAILING[("retry", "fork")] = (
-    "retrying a fork that failed after its audit line forks again: a second new version"
-)
-FAILING[("retry", "rollback")] = (
-    "retrying a rollback that failed after its audit line rolls back one generation further"
-)
-FAILING[("unchanged", "gc")] = (
-    "gc rewrites generations.jsonl and deletes objects before its audit line: an I/O error "
-    "midway leaves records dropped and objects deleted, unaudited, exit 1"
-)
-FAILING[("unchanged", "mode")] = (
-    "rollback --mode replaces refs/mode.json before its audit line: an audit append failure "
-    "leaves the switch flipped, unaudited, exit 1"
-)
-_UNNAMED = (
-    "an OSError from a write, flush or fsync (a descriptor, not a path) carries no file name: "
-    "the CLI prints the bare 'Input/output error' / 'No space left on device'"
-)
-for _k in KINDS:
-    FAILING[("names_file", _k)] = _UNNAMED
-for _k in ("add", "fork", "evidence", "status", "import", "import-batch"):
-    FAILING[("retry_sweeps", _k)] = NOT_SWEPT  # the temporary whose own removal failed
 
 
 def _params() -> list[Any]:
@@ -147,11 +119,6 @@ def test_fault(faults: Results, check: str, op: str) -> None:
 
 
 # --------------------------------------------------------------------------- the audit fsync
-@pytest.mark.xfail(
-    strict=True,
-    reason="when the fsync of the audit line fails the line stays in the log; the retry then "
-    "answers 'unchanged' (exit 0) and never fsyncs it: the write was never made durable",
-)
 def test_failed_audit_fsync_is_made_durable_by_the_retry(seed: Seed, fast: Path) -> None:
     b = baseline(seed, "add", fast)
     n = next(
@@ -275,11 +242,7 @@ def full_disk(
 
 
 FULL_CHECKS = ["one_line", "names_file", "unchanged", "says_committed", "no_temporaries", "retry"]
-FULL_FAILING = {
-    "names_file": _UNNAMED,
-    "says_committed": _AFTER_ACK,
-    "retry": FAILING[("retry", "rollback")],
-}
+FULL_FAILING: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

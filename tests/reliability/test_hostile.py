@@ -53,6 +53,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 3.0
     stdin: Callable[[Scene], Path] | None = None
+    may_succeed: bool = False  # a reader that can do without the planted part (a cache)
 
 
 def _card_file(name: str, **fields: Any) -> Callable[[Scene], list[str]]:
@@ -243,12 +244,7 @@ CASES = [
     Case("binary garbage", _text_file("garbage.json", lambda: random.Random(7).randbytes(4096))),
     Case("empty file", _text_file("empty.json", lambda: b"")),
     Case("whitespace only", _text_file("blank.json", lambda: b" \n\t\n")),
-    Case(
-        "UTF-8 BOM",
-        _text_file(
-            "bom.json", lambda: b"\xef\xbb\xbf" + json.dumps(card("b", ["feature:a"])).encode()
-        ),
-    ),
+    # (a UTF-8 BOM is accepted on purpose, like editors write it: tests/test_cli_output.py)
     Case(
         "lone surrogate",
         _text_file(
@@ -319,7 +315,12 @@ CASES = [
     Case("symlinked index/CURRENT", _next, plant=_link("index/CURRENT", "CURRENT")),
     Case("symlinked index/", _next, plant=_link("index", "index")),
     Case("symlinked lock (dangling)", _next, plant=_link("lock", "lock-target", copy=False)),
-    Case("symlinked embeddings cache", _new_query, plant=_link("embeddings/cache", "cache")),
+    Case(  # the cache is rebuildable: ignored (neither read nor written), as if absent
+        "symlinked embeddings cache",
+        _new_query,
+        plant=_link("embeddings/cache", "cache"),
+        may_succeed=True,
+    ),
     Case("symlinked view file", _next, plant=_link("embeddings/concept_vectors.jsonl", "vectors")),
     Case(
         "symlinked refs/",
@@ -332,40 +333,7 @@ CASES = [
 
 
 #: what fails today (strict: the fix flips them); name -> reason
-_NO_LIMIT = (
-    "no input-size limit: the CLI reads a whole file (or stdin) before parsing it, so a 1 GiB "
-    "sparse file, /dev/zero or /dev/urandom ends in MemoryError (a traceback) after seconds"
-)
-_WRITE_THROUGH = (
-    "writers follow symlinks planted inside the vault (objects fan-out, objects/, the audit log "
-    "and audit/, generations.jsonl, index/, the lock, the cache, refs/): bytes are written "
-    "outside the vault and the command succeeds"
-)
-_REPLACED = (
-    "a symlink planted where vault keeps index/CURRENT or a view file is read through, then "
-    "silently replaced by the writer: the command succeeds instead of refusing"
-)
-FAILING = {
-    "1 GiB sparse file": _NO_LIMIT,
-    "/dev/zero": _NO_LIMIT,
-    "/dev/urandom": _NO_LIMIT,
-    "stdin of 1 GiB zeros": _NO_LIMIT,
-    "task of 1000 pairs of 30x30": "no limit on pairs per task (or grid cells in total): a task "
-    "of 1,000 pairs of 30x30 grids is analysed pair by pair, far beyond a second",
-    "SOURCE_DATE_EPOCH of 30 digits": "a 30-digit SOURCE_DATE_EPOCH passes isdigit() and "
-    "overflows datetime (OverflowError): traceback",
-    "symlinked objects fan-out": _WRITE_THROUGH,
-    "symlinked objects/": _WRITE_THROUGH,
-    "symlinked audit log": _WRITE_THROUGH,
-    "symlinked audit/": _WRITE_THROUGH,
-    "symlinked generations.jsonl": _WRITE_THROUGH,
-    "symlinked index/CURRENT": _REPLACED,
-    "symlinked index/": _WRITE_THROUGH,
-    "symlinked lock (dangling)": _WRITE_THROUGH,
-    "symlinked embeddings cache": _WRITE_THROUGH,
-    "symlinked view file": _REPLACED,
-    "symlinked refs/": _WRITE_THROUGH,
-}
+FAILING: dict[str, str] = {}
 
 
 def _params() -> list[Any]:
@@ -417,6 +385,8 @@ def run_case(case: Case, s: Scene) -> tuple[Child | None, list[str], float]:
     if child is not None:
         if child.traceback:
             problems.append(f"traceback: {child.stderr.strip().splitlines()[-1][:200]}")
+        elif case.may_succeed and child.code == 0:
+            pass
         elif child.code not in (1, 2):
             problems.append(f"exit {child.code}: accepted")
         elif not child.one_line_error:
@@ -458,11 +428,7 @@ LINKS = {
     "embeddings cache": _link("embeddings/cache", "cache"),
     "config.toml": _link("config.toml", "config.toml"),
 }
-_VERIFY_FOLLOWS = (
-    "verify reads through symlinks planted where vault keeps a file or directory (audit log, "
-    "generations.jsonl, CURRENT, the cache, config.toml) and never looks at the lock: it says ok"
-)
-VERIFY_MISSES = {k: _VERIFY_FOLLOWS for k in LINKS if k != "objects fan-out"}
+VERIFY_MISSES: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
@@ -582,17 +548,7 @@ CRAFTED: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
     "keys: offsets out of order": ("keys", _keys_json(_reverse_offsets)),
     "refs: refs without @": ("refs", lambda d: d.replace(b"@", b"#")),
 }
-_TRUSTS_TABLE = (
-    "retrieval trusts a generation's table beyond its shapes (posting rows, status codes, refs): "
-    "objects that match their addresses but disagree with each other crash retrieve (and add) "
-    "with a traceback"
-)
-CRAFTED_FAILING = {
-    "postings: row beyond the table": _TRUSTS_TABLE,
-    "postings: negative row": _TRUSTS_TABLE,
-    "columns: status 7": _TRUSTS_TABLE,
-    "refs: refs without @": _TRUSTS_TABLE,
-}
+CRAFTED_FAILING: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,6 @@ from .harness import (
     verify_report,
 )
 from .inject import Injector
-from .sweep import NOT_SWEPT
 from .workloads import Seed, rot90, task, write_json
 
 KINDS = ["add", "add", "fork", "evidence", "evidence", "status", "import", "build", "rollback",
@@ -218,7 +217,6 @@ def test_random_kills_lose_nothing(campaign: Campaign, seed: Seed) -> None:
     assert acked_ops["build"] <= ops["index_build"] and acked_ops["gc"] <= ops["gc"]
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_SWEPT)
 def test_random_kills_leave_no_temporaries_after_gc(campaign: Campaign, seed: Seed) -> None:
     """After the campaign (plus one kill right after a temporary is created, so that there is
     one to sweep), the next write-back and ``gc`` leave no temporary behind."""

@@ -11,6 +11,7 @@ changing a byte."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -64,7 +65,21 @@ def _vkey(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 
 
-def model_ranking(state: State, query_keys: list[str], k: int) -> list[tuple[str, str, int, int]]:
+def model_penalty(positive: int, negative: int) -> float:
+    """The documented evidence model, written out: max(0, the 95% Wilson lower bound of the
+    failure rate - 0.05), 0 without failures (``vault.retrieval`` module docstring)."""
+    n = positive + negative
+    if negative == 0:
+        return 0.0
+    z = 1.96
+    p = negative / n
+    low = (p + z * z / (2 * n) - z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (
+        1 + z * z / n
+    )
+    return max(low - 0.05, 0.0)
+
+
+def model_ranking(state: State, query_keys: list[str], k: int) -> list[tuple[str, str, int, float]]:
     qm = set(matchable(query_keys))
     rows = []
     for name, e in state.items():
@@ -73,14 +88,15 @@ def model_ranking(state: State, query_keys: list[str], k: int) -> list[tuple[str
             continue
         cid, version = name.split("@")
         neg_v = tuple(-x for x in _vkey(version))
-        rows.append((STATUS.index(e.status), -overlap, e.negative, neg_v, cid, version, overlap))
+        pen = model_penalty(e.positive, e.negative)
+        rows.append((STATUS.index(e.status), -overlap, pen, neg_v, cid, version, overlap))
     rows.sort()
     out, seen = [], set()
-    for _, _, neg, _, cid, version, overlap in rows:
+    for _, _, pen, _, cid, version, overlap in rows:
         if cid in seen:
             continue
         seen.add(cid)
-        out.append((cid, version, overlap, neg))
+        out.append((cid, version, overlap, pen))
     return out[:k]
 
 
@@ -261,7 +277,10 @@ class VaultMachine(RuleBasedStateMachine):
         for q in self.queries:
             r = retrieve(self.v, q, cfg, "symbolic")
             got = [(h.id, h.version, h.key_overlap, h.penalty) for h in r.results]
-            assert got == model_ranking(self.state, q.all_keys(), cfg.k)
+            want = model_ranking(self.state, q.all_keys(), cfg.k)
+            assert [g[:3] for g in got] == [w[:3] for w in want]
+            pairs = zip(got, want, strict=True)
+            assert all(math.isclose(g[3], w[3], abs_tol=1e-12) for g, w in pairs)
 
 
 _steps: list[int] = []

@@ -117,11 +117,6 @@ def test_cut_acknowledged_line_is_reported_by_verify(seed: Seed, fast: Path) -> 
     assert not problems, problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an acknowledged audit line cut by the file system leaves CURRENT ahead of the log; "
-    "the next write-back reuses the cut line's seq and publishes a state the log does not hold",
-)
 def test_next_write_after_a_cut_acknowledged_line_refuses_or_repairs(
     seed: Seed, fast: Path
 ) -> None:

@@ -43,6 +43,7 @@ from vault.index.state import (
     reverted_in_effect,
 )
 from vault.store.audit import STATE_OPS, AuditEntry
+from vault.store.fs import atomic_write
 
 if TYPE_CHECKING:
     from vault.index.snapshot import Snapshot
@@ -301,9 +302,27 @@ def publish(vault: Vault, plan: Plan, op: str, parent: int | None) -> BuildResul
 def point_current(vault: Vault, ref: CurrentRef, manifest: Mapping[str, Any]) -> None:
     """Replace ``CURRENT`` with ``ref``, then the ``embeddings/`` view (a crash between the
     two leaves the view one generation behind: readers never use it, the next write fixes
-    it, and verify reports it as a warning)."""
-    vault.generations.set_current(ref)
-    vault.view.publish(vault.objects, manifest)
+    it, and verify reports it as a warning).
+
+    When a step fails (an fsync after the rename, a view link), ``CURRENT`` is put back as
+    it was, if the disk lets us: the acknowledged operation then stays *pending*, so the
+    next command's catch-up completes it and a retry of the same request recognises it
+    (no second fork, no second rollback) instead of finding it done and repeating it."""
+    path = vault.generations.current_path
+    try:
+        before: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        before = None
+    try:
+        vault.generations.set_current(ref)
+        vault.view.publish(vault.objects, manifest)
+    except OSError:
+        with contextlib.suppress(OSError):
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, before)
+        raise
 
 
 # --------------------------------------------------------------------------- catch-up

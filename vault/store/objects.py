@@ -18,7 +18,7 @@ from typing import Any
 
 from vault.canonical import canonical_bytes, loads, loads_trusted, sha256_hex
 from vault.errors import CorruptionError, NotFoundError
-from vault.store.fs import fsync_dir
+from vault.store.fs import fsync_dir, naming
 
 HEX = frozenset("0123456789abcdef")
 SYNC_BATCH = 64  # above this many new objects, one sync() replaces per-file fsyncs
@@ -75,7 +75,8 @@ class ObjectStore:
                 dirs.add(new_dir)
                 wrote = True
         if batch and wrote:
-            os.sync()
+            with naming(self.root):
+                os.sync()
         for d in sorted(dirs):
             fsync_dir(d)
 
@@ -93,7 +94,7 @@ class ObjectStore:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         os.fchmod(fd, 0o444)  # objects are read-only: embeddings/ files are links to them
         try:
-            with os.fdopen(fd, "wb") as f:
+            with naming(final), os.fdopen(fd, "wb") as f:
                 f.write(data)
                 if durable:
                     f.flush()
