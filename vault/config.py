@@ -96,9 +96,13 @@ def check(cfg: Config, where: str = "config") -> Config:
 def load(path: Path) -> Config:
     """Read ``config.toml``; a missing file means the defaults."""
     try:
-        text = path.read_text("utf-8")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         return Config()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     try:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -146,12 +146,12 @@ class Vault:
         version = read_format(fmt)
         if version > FORMAT_VERSION:
             raise FormatError(
-                f"{root} has vault format {version}; this vault tool reads format "
+                f"{fmt} says vault format {version}; this vault tool reads format "
                 f"{FORMAT_VERSION}: upgrade the tool"
             )
         if version < FORMAT_VERSION:
             raise FormatError(
-                f"{root} has vault format {version}, older than this tool's "
+                f"{fmt} says vault format {version}, older than this tool's "
                 f"{FORMAT_VERSION}: run `vault upgrade --vault {root}` (keeps every record "
                 "and the audit log, rebuilds the index)"
             )
@@ -214,7 +214,7 @@ class Vault:
         version = read_format(fmt)
         if version > FORMAT_VERSION:
             raise FormatError(
-                f"{root} has vault format {version}; this tool knows {FORMAT_VERSION}: "
+                f"{fmt} says vault format {version}; this tool knows {FORMAT_VERSION}: "
                 "upgrade the tool"
             )
         if version == FORMAT_VERSION:

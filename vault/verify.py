@@ -150,14 +150,14 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
             data = path.read_bytes() if packed is None else packed
             entry = loads(data, source=where)
             key = entry["key"]
+            if packed is None:  # the name first: an edited key is damage, not staleness
+                h = xxhash.xxh3_128_hexdigest(key.encode())
+                if path.parent.name + path.stem != h:
+                    raise InvalidInputError("file name does not match the key")
             _, version, weights = key.split(":")
             if (version, weights) != (embedder.VERSION, embedder.WEIGHTS_HASH):
                 report.add("cache_stale", where, "entry of another embedder (unused)", "warning")
                 continue
-            if packed is None:
-                h = xxhash.xxh3_128_hexdigest(key.encode())
-                if path.parent.name + path.stem != h:
-                    raise InvalidInputError("file name does not match the key")
             ctx.cache_entries.append((where, key, entry["source"], entry["vector"]))
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
             report.add("cache_entry_bad", where, str(exc))

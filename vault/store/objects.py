@@ -136,13 +136,16 @@ class ObjectStore:
         return loads(self.get(digest, check=check), source=str(self.path(digest)))
 
     def get_record(self, digest: str) -> Any:
-        """A parsed record, memoized (records are immutable: callers must not mutate it)."""
+        """A parsed record, memoized (records are immutable: callers must not mutate it).
+        Its bytes are checked against the address first, so a damaged record can never be
+        folded into an index generation."""
         value = self._memo.get(digest)
         if value is None:
+            data = self.get(digest, check=True)
             try:
-                value = loads_trusted(self.get(digest))
+                value = loads_trusted(data)
             except ValueError:
-                value = self.get_json(digest)  # raises the located error
+                value = loads(data, source=str(self.path(digest)))  # raises the located error
             if len(self._memo) >= self._memo_size:
                 self._memo.clear()
             self._memo[digest] = value
