@@ -228,6 +228,25 @@ def test_inference_is_exact_integer_arithmetic() -> None:
             assert vec[blk.start : blk.stop] == fitted._requantize(total, blk.weight)
 
 
+def test_numpy_block_rule_equals_the_python_rule() -> None:
+    """``_block`` (float64 numpy, elementwise) is bit-identical to the built-in's Python
+    rule, clipping, zero blocks and the keys fast path included."""
+    rng = np.random.default_rng(1)  # test inputs only
+    for spec in (fitted.SHAPE_RAW, fitted.TRANSFORM_RAW, fitted.KEYS_RAW):
+        for scale in (0.0, 1e-3, 1.0, 30.0):
+            raw = (rng.standard_normal(len(spec)) * scale).tolist()
+            assert fitted._block(raw, spec) == fitted._block_reference(raw, spec)
+    keys = ["transform:flip_h", "invariant:same_dims", "feature:a", "feature:b", "feature:c"]
+    for n in range(len(keys) + 1):
+        acc = [0.0] * len(fitted.KEYS_RAW)
+        for k in keys[:n]:
+            if k in fitted.KEY_INDEX:
+                acc[fitted.KEY_INDEX[k]] = 1.0
+            else:
+                acc[-1] += 1.0 if hashlib.sha256(k.encode()).digest()[1] & 1 else -1.0
+        assert fitted.keys_raw(keys[:n]) == fitted._block_reference(acc, fitted.KEYS_RAW)
+
+
 def test_zero_raw_input_gives_a_zero_block() -> None:
     w = fixed_weights()
     v = w.embed_repr(grid_to_repr(GRIDS["scene"]))

@@ -75,6 +75,7 @@ import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -124,7 +125,7 @@ SHAPE_RAW: tuple[Feature, ...] = (
     ("adjacency_per_object", 0.0, 2.0),
     ("containment_per_object", 0.0, 1.0),
     ("alignment_per_object", 0.0, 2.0),
-    ("distinct_shapes", 0.5, 0.5),  # distinct object shapes / n
+    ("distinct_shapes", 0.5, 0.5),  # distinct (box height, box width, area) of objects / n
     ("monochrome_objects", 0.0, 1.0),  # > 1 object, all one colour
     ("rectangle_objects", 0.0, 1.0),  # share of objects (area > 1) filling their box
     ("line_objects", 0.0, 1.0),  # share of objects (area > 1) one cell thick
@@ -199,7 +200,7 @@ TRANSFORM_RAW: tuple[Feature, ...] = (
     ("largest_survives", 0.0, 1.0),  # the largest object is kept, moved or recoloured
     ("one_object_left", 0.0, 1.0),  # several objects in, one out
     ("objects_created", 0.0, 1.0),  # share of the output's objects matching no input object
-    ("objects_grown", 0.0, 1.0),  # share of input objects whose cells an output object extends
+    ("objects_grown", 0.0, 1.0),  # share of input objects a larger output object extends
     ("moved_distance", 0.0, 0.5),  # mean (|dr| + |dc|) / (h + w) of the moved objects
     ("moved_together", 0.0, 1.0),  # every moved object has the same offset
     ("moved_to_border", 0.0, 1.0),  # share of the moved objects touching the border after
@@ -282,8 +283,29 @@ OUTPUT_BLOCKS: tuple[tuple[str, int, int, tuple[str, ...], str], ...] = (
 # ------------------------------------------------------------------ raw features
 
 
-def _block(raw: Sequence[float], spec: Sequence[Feature]) -> list[int]:
-    """clip((x - c) / s, -1, 1) per feature, then the block quantised to int8."""
+@lru_cache(maxsize=16)
+def _constants(spec: tuple[Feature, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([c for _, c, _ in spec]), np.array([s for _, _, s in spec])
+
+
+def _block(raw: Sequence[float], spec: tuple[Feature, ...]) -> list[int]:
+    """``clip((x - c) / s, -1, 1)`` per feature, then the block quantised to int8 exactly as
+    ``embedder._quantize`` does: ``round(127·v_i / sqrt(fsum(v²)))``, half to even.
+
+    Elementwise float64 numpy (subtract, divide, clip, square, multiply, divide, rint) is
+    the same correctly rounded IEEE operation per element as Python's, in the same order,
+    and the sum of squares is ``math.fsum`` — so the result is bit-identical to the
+    pure-Python rule (``tests/test_fitted.py`` checks both)."""
+    centre, scale = _constants(spec)
+    v = np.clip((np.array(raw, dtype=np.float64) - centre) / scale, -1.0, 1.0)
+    norm = math.sqrt(math.fsum((v * v).tolist()))
+    if norm == 0.0:
+        return [0] * len(v)
+    return np.rint(127.0 * RAW_WEIGHT * v / norm).astype(np.int64).tolist()  # type: ignore[no-any-return]
+
+
+def _block_reference(raw: Sequence[float], spec: Sequence[Feature]) -> list[int]:
+    """The pure-Python form of ``_block`` (the rule as the built-in embedder writes it)."""
     values = [
         -1.0 if v < -1.0 else 1.0 if v > 1.0 else v
         for v in ((x - c) / s for x, (_, c, s) in zip(raw, spec, strict=True))
@@ -335,20 +357,26 @@ def _shape_raw(rep: dict[str, Any]) -> list[float]:
     distinct, rects, lines, isolated_share, periodic = 1.0, 0.0, 0.0, 0.0, False
     if grid is not None and bg is not None:
         objs = objects(grid, bg)
-        if objs:
-            fill = sum(o.area / o.box_area for o in objs) / len(objs)
-            border = sum(
-                1
-                for o in objs
-                if o.bbox[0] == 0 or o.bbox[1] == 0 or o.bbox[2] == h - 1 or o.bbox[3] == w - 1
-            ) / len(objs)
-            distinct = len({o.shape for o in objs}) / len(objs)
-            big = [o for o in objs if o.area > 1]
-            if big:
-                rects = sum(1 for o in big if o.area == o.box_area) / len(big)
-                lines = sum(
-                    1 for o in big if o.bbox[0] == o.bbox[2] or o.bbox[1] == o.bbox[3]
-                ) / len(big)
+        if objs:  # one pass: box fill, border contact, shape signatures, rectangles, lines
+            fill_sum = 0.0
+            n_border = n_big = n_rect = n_line = 0
+            signatures = set()
+            for o in objs:
+                top, left, bottom, right = o.bbox
+                area = len(o.cells)
+                box = (bottom - top + 1) * (right - left + 1)
+                fill_sum += area / box
+                n_border += top == 0 or left == 0 or bottom == h - 1 or right == w - 1
+                signatures.add((bottom - top, right - left, area))
+                if area > 1:
+                    n_big += 1
+                    n_rect += area == box
+                    n_line += top == bottom or left == right
+            fill = fill_sum / len(objs)
+            border = n_border / len(objs)
+            distinct = len(signatures) / len(objs)
+            if n_big:
+                rects, lines = n_rect / n_big, n_line / n_big
         groups = blobs(grid, bg)
         nblobs = len(groups)
         if groups:
@@ -408,64 +436,82 @@ def _ratio(a: float, b: float) -> float:
     return (r - 1.0) / (r + 1.0)
 
 
+@lru_cache(maxsize=1024)
+def _cell_index(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(10 * row, 10 * column) of every cell in row-major order (read-only, per shape)."""
+    rows = np.repeat(np.arange(h, dtype=np.int64), w) * 10
+    cols = np.tile(np.arange(w, dtype=np.int64), h) * 10
+    rows.flags.writeable = False
+    cols.flags.writeable = False
+    return rows, cols
+
+
+def _array(g: Grid) -> np.ndarray:
+    """A grid (colours 0-9) as a uint8 array, without numpy parsing nested sequences."""
+    return np.frombuffer(b"".join(bytes(row) for row in g), dtype=np.uint8).reshape(
+        len(g), len(g[0])
+    )
+
+
 def _changed_cells(
     gi: np.ndarray, go: np.ndarray, bg_in: int
 ) -> tuple[list[float], list[float], float]:
     """Where the changed cells of a same-dims pair are (7 shares), whether per-row /
     per-column counts and colour multisets are preserved (4 flags), and the share of
     changed cells inside an object (all four neighbours non-background) — integer counts
-    only, then one division each."""
+    only (evaluated at the changed cells), then one division each."""
     h, w = gi.shape
-    changed = gi != go
-    n_c = int(np.count_nonzero(changed))
+    rr, cc = np.nonzero(gi != go)  # row-major: rr ascending
+    n_c = len(rr)
     if n_c == 0:
         return [0.0] * 7, [0.0] * 4, 0.0
     nonbg = gi != bg_in
     n_nb = int(np.count_nonzero(nonbg))
     pad = np.zeros((h + 2, w + 2), dtype=bool)
     pad[1:-1, 1:-1] = nonbg
-    up, down_, left, right = pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]
-    adjacent = up | down_ | left | right
-    inside = up & down_ & left & right & nonbg
+    r1, c1 = rr + 1, cc + 1
+    up, down, left, right = pad[rr, c1], pad[rr + 2, c1], pad[r1, cc], pad[r1, cc + 2]
+    adjacent = int(np.count_nonzero(up | down | left | right))
+    inside = int(np.count_nonzero(up & down & left & right & nonbg[rr, cc]))
     # a non-background input cell strictly on each of the four sides
     nb = nonbg.astype(np.int16)
     across = np.cumsum(nb, axis=1)
-    down = np.cumsum(nb, axis=0)
-    between = (across > nb) & (across < across[:, -1:]) & (down > nb) & (down < down[-1:, :])
-    on_line = 0
-    new_colour = 0
-    present = np.zeros(10, dtype=bool)
-    present[np.unique(gi)] = True
-    for c in np.unique(go[changed]).tolist():
-        target = changed & (go == c)
-        if not present[c]:
-            new_colour += int(np.count_nonzero(target))
-        elif c != bg_in:  # drawn cells on a row or column of their colour (rays, lines)
-            mask = gi == c
-            rows_of, cols_of = mask.any(axis=1), mask.any(axis=0)
-            on_line += int(np.count_nonzero(target & (rows_of[:, None] | cols_of[None, :])))
-    rows = changed.any(axis=1)
-    cols = changed.any(axis=0)
-    rr = np.flatnonzero(rows)
-    cc = np.flatnonzero(cols)
-    box = (int(rr[-1]) - int(rr[0]) + 1) * (int(cc[-1]) - int(cc[0]) + 1)
+    downs = np.cumsum(nb, axis=0)
+    a, d, own = across[rr, cc], downs[rr, cc], nb[rr, cc]
+    between = int(
+        np.count_nonzero((a > own) & (a < across[rr, -1]) & (d > own) & (d < downs[-1, cc]))
+    )
+    # the new colour: absent from the input, or on a row / column holding it (rays, lines)
+    new = go[rr, cc]
+    rows10, cols10 = _cell_index(h, w)
+    flat = gi.ravel()
+    in_row = np.bincount(rows10 + flat, minlength=10 * h).reshape(h, 10) > 0
+    in_col = np.bincount(cols10 + flat, minlength=10 * w).reshape(w, 10) > 0
+    present = np.bincount(flat, minlength=10) > 0
+    new_colour = int(np.count_nonzero(~present[new]))
+    on_line = int(np.count_nonzero((in_row[rr, new] | in_col[cc, new]) & (new != bg_in)))
+    c_lo, c_hi = int(cc.min()), int(cc.max())
+    box = (int(rr[-1]) - int(rr[0]) + 1) * (c_hi - c_lo + 1)
+    spread = 1 + int(np.count_nonzero(np.diff(rr))) + int(np.count_nonzero(np.bincount(cc)))
     shares = [
         n_c / (n_nb + n_c),
-        int(np.count_nonzero(changed & adjacent)) / n_c,
-        int(np.count_nonzero(changed & between)) / n_c,
+        adjacent / n_c,
+        between / n_c,
         on_line / n_c,
         new_colour / n_c,
         box / (h * w),
-        (len(rr) + len(cc)) / (h + w),
+        spread / (h + w),
     ]
     nb_out = (go != bg_in).astype(np.int16)
-    flags = [
-        _b(bool((down[-1] == nb_out.sum(axis=0)).all())),
-        _b(bool((across[:, -1] == nb_out.sum(axis=1)).all())),
-        _b(bool(np.array_equal(np.sort(gi, axis=0), np.sort(go, axis=0)))),
-        _b(bool(np.array_equal(np.sort(gi, axis=1), np.sort(go, axis=1)))),
+    cols_kept = bool((downs[-1] == nb_out.sum(axis=0)).all())
+    rows_kept = bool((across[:, -1] == nb_out.sum(axis=1)).all())
+    flags = [  # a colour multiset can only be kept where the count is
+        _b(cols_kept),
+        _b(rows_kept),
+        _b(cols_kept and bool(np.array_equal(np.sort(gi, axis=0), np.sort(go, axis=0)))),
+        _b(rows_kept and bool(np.array_equal(np.sort(gi, axis=1), np.sort(go, axis=1)))),
     ]
-    return shares, flags, int(np.count_nonzero(changed & inside)) / n_c
+    return shares, flags, inside / n_c
 
 
 def _object_fate(gi: Grid, go: Grid, bg_in: int, bg_out: int) -> list[float]:
@@ -477,58 +523,54 @@ def _object_fate(gi: Grid, go: Grid, bg_in: int, bg_out: int) -> list[float]:
     if not ins:
         return [0.0] * 9
     h, w = len(go), len(go[0])
-    free = set(range(len(outs)))
-    exact: dict[tuple[int, frozenset[tuple[int, int]]], list[int]] = {}
+    free = [True] * len(outs)
     by_shape: dict[tuple[int, frozenset[tuple[int, int]]], list[int]] = {}
     by_cells: dict[frozenset[tuple[int, int]], list[int]] = {}
     for j, o in enumerate(outs):
-        exact.setdefault((o.colour, o.cells), []).append(j)
         by_shape.setdefault((o.colour, o.shape), []).append(j)
         by_cells.setdefault(o.cells, []).append(j)
 
-    def take(candidates: list[int] | None) -> int | None:
+    def take(candidates: list[int] | None, colour: int | None = None) -> int | None:
         for j in candidates or ():
-            if j in free:
-                free.discard(j)
+            if free[j] and (colour is None or outs[j].colour == colour):
+                free[j] = False
                 return j
         return None
 
-    fate: dict[int, str] = {}
+    fate = [""] * len(ins)
     for i, o in enumerate(ins):
-        if take(exact.get((o.colour, o.cells))) is not None:
+        if take(by_cells.get(o.cells), o.colour) is not None:
             fate[i] = "kept"
     offsets: list[tuple[int, int]] = []
     at_border = 0
     for i, o in enumerate(ins):
-        if i in fate:
+        if fate[i]:
             continue
         hit = take(by_shape.get((o.colour, o.shape)))
         if hit is not None:
             fate[i] = "moved"
-            t = outs[hit]
-            offsets.append((t.bbox[0] - o.bbox[0], t.bbox[1] - o.bbox[1]))
-            top, left, bottom, right = t.bbox
+            top, left, bottom, right = outs[hit].bbox
+            offsets.append((top - o.bbox[0], left - o.bbox[1]))
             at_border += top == 0 or left == 0 or bottom == h - 1 or right == w - 1
     for i, o in enumerate(ins):
-        if i not in fate and take(by_cells.get(o.cells)) is not None:
+        if not fate[i] and take(by_cells.get(o.cells)) is not None:
             fate[i] = "recoloured"
-    survived = [o.area for i, o in enumerate(ins) if i in fate]
-    removed = [o.area for i, o in enumerate(ins) if i not in fate]
+    survived = [o.area for i, o in enumerate(ins) if fate[i]]
+    removed = [o.area for i, o in enumerate(ins) if not fate[i]]
     largest = max(o.area for o in ins)
-    largest_ok = any(o.area == largest and i in fate for i, o in enumerate(ins))
+    largest_ok = any(o.area == largest and fate[i] for i, o in enumerate(ins))
     contrast = 0.0
     if survived and removed:
         ms, mr = sum(survived) / len(survived), sum(removed) / len(removed)
         contrast = (ms - mr) / (ms + mr)
+    # grown: not kept, yet every cell keeps its colour, so (components being maximal) a
+    # strictly larger output object of that colour holds it
     grown = 0
-    if outs and len(ins) * len(outs) <= 4096:
-        out_cells = set(by_cells)
-        for o in ins:
-            if o.cells not in out_cells and any(
-                t.colour == o.colour and len(t.cells) > o.area and o.cells <= t.cells for t in outs
-            ):
-                grown += 1
-    created = len(free) / len(outs) if outs else 0.0
+    if (h, w) == (len(gi), len(gi[0])):
+        for i, o in enumerate(ins):
+            if fate[i] != "kept" and o.colour != bg_out:
+                grown += all(go[r][c] == o.colour for r, c in o.cells)
+    created = free.count(True) / len(outs) if outs else 0.0
     dist = sum(abs(dr) + abs(dc) for dr, dc in offsets) / len(offsets) / (h + w) if offsets else 0.0
     return [
         sum(1 for a in removed if a == 1) / len(removed) if removed else 0.0,
@@ -574,8 +616,7 @@ def _transform_raw(in_rep: dict[str, Any], out_rep: dict[str, Any], f: PairFacts
         fate = _object_fate(gi_t, go_t, f.background_in, f.background_out)
         blob_fate = _blob_fate(gi_t, go_t, f.background_in, f.background_out)
         if f.same_dims:
-            gi = np.array(gi_t, dtype=np.int8)
-            go = np.array(go_t, dtype=np.int8)
+            gi, go = _array(gi_t), _array(go_t)
             changed, lines, interior = _changed_cells(gi, go, f.background_in)
     comps = [x for x in in_rep.get("nodes", ()) if x.get("type") == "component"]
     boxes = {(x["bbox"][2] - x["bbox"][0] + 1, x["bbox"][3] - x["bbox"][1] + 1) for x in comps}
@@ -651,16 +692,29 @@ def _transform_raw(in_rep: dict[str, Any], out_rep: dict[str, Any], f: PairFacts
 
 
 def keys_raw(keys: Iterable[str]) -> list[int]:
-    """The raw keys block of a key set (its matchable keys, as a fixed-vocabulary one-hot)."""
-    acc = [0.0] * len(KEYS_RAW)
+    """The raw keys block of a key set (its matchable keys, as a fixed-vocabulary one-hot).
+
+    The same rule as ``_block`` (every key feature has centre 0 and scale 1, so a value is
+    its clipped count), computed on the non-zero slots only."""
+    acc: dict[int, float] = {}
+    other = 0.0
     for key in matchable(keys):
         i = KEY_INDEX.get(key)
         if i is not None:
             acc[i] = 1.0
         else:
             digest = hashlib.sha256(key.encode("utf-8")).digest()
-            acc[-1] += 1.0 if digest[1] & 1 else -1.0
-    return _block(acc, KEYS_RAW)
+            other += 1.0 if digest[1] & 1 else -1.0
+    if other:
+        acc[len(KEYS_RAW) - 1] = -1.0 if other < -1.0 else 1.0 if other > 1.0 else other
+    out = [0] * len(KEYS_RAW)
+    if not acc:
+        return out
+    norm = math.sqrt(math.fsum(v * v for v in acc.values()))
+    scale = 127.0 * RAW_WEIGHT
+    for i, v in acc.items():
+        out[i] = round(scale * v / norm)
+    return out
 
 
 def appearance_raw(rep: dict[str, Any]) -> list[int]:
@@ -690,6 +744,8 @@ def raw_pair(
 
 
 def _requantize(total: Sequence[int], weight: float) -> list[int]:
+    """``round(127·w·v_i / sqrt(Σ v²))``, half to even: the sum of squares is an exact
+    Python integer, ``int -> float`` and ``sqrt`` round correctly (``embedder._requantize``)."""
     norm = math.sqrt(sum(v * v for v in total))  # exact integer sum, then one sqrt
     if norm == 0.0:
         return [0] * len(total)
@@ -757,6 +813,12 @@ class FittedWeights:
             if blk.start != at or blk.stop <= blk.start:
                 raise ValueError("output blocks must tile [0, DIM) in order")
             at = blk.stop
+            if blk.combine not in ("items", "pairs", "keys") or not blk.inputs:
+                raise ValueError(f"block {blk.name}: combine must be items | pairs | keys")
+            if any(n not in RAW_SLICES for n in blk.inputs):
+                raise ValueError(f"block {blk.name}: unknown raw block in {blk.inputs}")
+            if not (0.0 < blk.weight <= 1.0):
+                raise ValueError(f"block {blk.name}: weight must be in (0, 1]")
             rows = blk.stop - blk.start
             cols = sum(RAW_SLICES[n].stop - RAW_SLICES[n].start for n in blk.inputs)
             if blk.w.shape != (rows, cols) or blk.w.dtype != np.int8:
@@ -769,6 +831,8 @@ class FittedWeights:
                 raise ValueError(f"block {blk.name}: biases must be below 2^50")
         if at != DIM:
             raise ValueError(f"output blocks must cover {DIM} dims")
+        if len({blk.name for blk in self.blocks}) != len(self.blocks):
+            raise ValueError("output block names must be distinct")
         self._index = [blk.raw_index() for blk in self.blocks]
         self._by_name = {blk.name: i for i, blk in enumerate(self.blocks)}
         # One block-diagonal float64 matrix: every product and partial sum of int8 x int8
@@ -817,43 +881,54 @@ class FittedWeights:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FittedWeights:
-        if not data.startswith(FORMAT_MAGIC):
+        """The weights object of ``data``; ``ValueError`` if it is not one this version
+        reads, is truncated or padded, or is not in canonical form."""
+        if not data.startswith(FORMAT_MAGIC) or len(data) < len(FORMAT_MAGIC) + 6:
             raise ValueError("not a fitted-embedder weights object")
         at = len(FORMAT_MAGIC)
         version, n = struct.unpack_from("<HI", data, at)
         if version != FORMAT_VERSION:
             raise ValueError(f"weights format {version}; this tool reads {FORMAT_VERSION}")
         at += 6
-        head = json.loads(data[at : at + n].decode("utf-8"))
+        try:
+            head = json.loads(data[at : at + n].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("weights header is not JSON") from None
         at += n
         if head.get("raw_spec_hash") != RAW_SPEC_HASH or head.get("version") != VERSION:
             raise ValueError("weights were fitted for other raw features (version mismatch)")
         blocks = []
-        for spec in head["blocks"]:
-            rows = spec["stop"] - spec["start"]
-            cols = sum(RAW_SLICES[x].stop - RAW_SLICES[x].start for x in spec["inputs"])
-            w = np.frombuffer(data, dtype="<i1", count=rows * cols, offset=at).reshape(rows, cols)
-            at += rows * cols
-            m = np.frombuffer(data, dtype="<i8", count=rows, offset=at)
-            at += 8 * rows
-            b = np.frombuffer(data, dtype="<i8", count=rows, offset=at)
-            at += 8 * rows
-            blocks.append(
-                OutBlock(
-                    spec["name"],
-                    spec["start"],
-                    spec["stop"],
-                    tuple(spec["inputs"]),
-                    spec["combine"],
-                    float(spec["weight"]),
-                    w.astype(np.int8),
-                    m.astype(np.int64),
-                    b.astype(np.int64),
+        try:
+            for spec in head["blocks"]:
+                rows = spec["stop"] - spec["start"]
+                cols = sum(RAW_SLICES[x].stop - RAW_SLICES[x].start for x in spec["inputs"])
+                if at + rows * (cols + 16) > len(data):
+                    raise ValueError("weights object is truncated")
+                w = np.frombuffer(data, dtype="<i1", count=rows * cols, offset=at)
+                at += rows * cols
+                m = np.frombuffer(data, dtype="<i8", count=rows, offset=at)
+                at += 8 * rows
+                b = np.frombuffer(data, dtype="<i8", count=rows, offset=at)
+                at += 8 * rows
+                blocks.append(
+                    OutBlock(
+                        spec["name"],
+                        spec["start"],
+                        spec["stop"],
+                        tuple(spec["inputs"]),
+                        spec["combine"],
+                        float(spec["weight"]),
+                        w.reshape(rows, cols).astype(np.int8),
+                        m.astype(np.int64),
+                        b.astype(np.int64),
+                    )
                 )
-            )
+            meta = head["meta"]
+        except (KeyError, TypeError):
+            raise ValueError("weights header lacks a field or has a wrong type") from None
         if at != len(data):
             raise ValueError("trailing bytes after the weights")
-        out = cls(blocks, head["meta"])
+        out = cls(blocks, meta)
         if out.to_bytes() != data:
             raise ValueError("weights object is not in canonical form")
         return out
@@ -889,15 +964,24 @@ class FittedWeights:
         z = np.asarray(raw, dtype=np.int64)
         if z.shape != (RAW_DIM,):
             raise ValueError(f"raw vector must have {RAW_DIM} values, got {z.shape}")
-        acc = self._acc(z)
+        acc = (self._full @ z.astype(np.float64)).astype(np.int64) * self._m + self._b
+        nonzero = z != 0
         out: list[int] = []
         for name in names:
             i = self._by_name[name]
             blk = self.blocks[i]
-            if z[self._index[i]].any():  # an all-zero raw input stays zero (no bias)
-                out += _requantize(acc[blk.start : blk.stop], blk.weight)
-            else:
+            if not nonzero[self._index[i]].any():  # an all-zero raw input stays zero (no bias)
                 out += [0] * (blk.stop - blk.start)
+                continue
+            part = acc[blk.start : blk.stop]
+            # the sum of squares as an exact Python integer (|acc| < 2^53, squares are not
+            # exact in int64), then the same float64 operations as ``_requantize``
+            norm = math.sqrt(sum(v * v for v in part.tolist()))
+            if norm == 0.0:
+                out += [0] * (blk.stop - blk.start)
+                continue
+            y = np.rint(127.0 * blk.weight * part.astype(np.float64) / norm)
+            out += y.astype(np.int64).tolist()
         return out
 
     def block(self, name: str, raw: Sequence[int] | np.ndarray) -> list[int]:
