@@ -27,14 +27,15 @@ retrieved, never fitted on):
   family). Also "ARC only": the same held-out queries with the map fitted on ARC-AGI-1
   training tasks alone (no synthetic data at all).
 * timing: fitting on 800 tasks (ARC-AGI-1 train + eval: timing only, the weights are
-  discarded), and embedding speed per pair and per grid (CPU time, best of several
-  interleaved rounds, cold object caches), built-in vs fitted.
+  discarded), and embedding speed per pair and per grid (CPU time, cold object caches,
+  built-in and fitted back to back in each round; the median per-round ratio).
 
-    .venv/bin/python benchmarks/fit_study.py            # everything (~10 min on 2 cores)
+    .venv/bin/python benchmarks/fit_study.py            # everything but --select (~4 min)
     .venv/bin/python benchmarks/fit_study.py --quick    # no 800-concept vault, fewer rounds
-    .venv/bin/python benchmarks/fit_study.py --select   # + the inner validation grid
+    .venv/bin/python benchmarks/fit_study.py --select   # + the inner validation (~6 min)
 
-Writes ``benchmarks/fit_results.json`` (``--json``) and prints Markdown tables.
+Prints Markdown tables (``benchmarks/FIT.md`` holds a run's figures); ``--json PATH`` also
+writes every figure, including the per-round speed ratios, to PATH.
 """
 
 from __future__ import annotations
@@ -383,7 +384,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="skip the 800-concept vault")
     ap.add_argument("--select", action="store_true", help="also run the inner validation")
-    ap.add_argument("--json", default="benchmarks/fit_results.json")
+    ap.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = ap.parse_args()
     t_start = time.perf_counter()
     results: dict[str, Any] = {
@@ -484,7 +485,8 @@ def main() -> None:
         ]
         results["inner_validation"] = inner_validation(grid)
     results["seconds"] = time.perf_counter() - t_start
-    Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(markdown(results))
     f800, sp = results["fit_800"], results["speed"]
     print(

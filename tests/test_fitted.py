@@ -397,5 +397,15 @@ def test_items_from_tasks_labels_and_weights() -> None:
     assert all(len(v) == 3 + 1 + 1 + 6 for v in items.values())
 
 
+def test_concept_items_from_evidence() -> None:
+    a, b = (grid_to_repr(g) for g in PAIRS["fill"])
+    items = fitted.concept_items([a], [(a, b)], ["transform:fill", "invariant:same_dims"])
+    ks = fitted.RAW_SLICES["keys"]
+    assert len(items) == 3
+    assert not any(items[0][ks]) and any(items[0][: ks.start])  # a repr: appearance only
+    assert items[1] == fitted.raw_pair(a, b)
+    assert not any(items[2][: ks.start]) and any(items[2][ks])  # the concept's own keys
+
+
 if __name__ == "__main__":  # print the golden values (review the diff before pasting)
     print(_format(golden_values()))

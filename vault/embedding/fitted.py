@@ -1192,6 +1192,14 @@ def fit(
     Classes are taken in sorted order and items in their given order; the scatters are
     exact (see ``_scatter``), so the same data gives the same bytes."""
     cfg = settings or FitSettings()
+    names = [b[0] for b in OUTPUT_BLOCKS]
+    for label, table in (
+        ("regularization", cfg.regularization),
+        ("block_weights", cfg.block_weights),
+    ):
+        missing = [n for n in names if n not in table]
+        if missing:
+            raise ValueError(f"FitSettings.{label} lacks {', '.join(missing)}")
     blocks = []
     counts: dict[str, int] = {}
     for name, start, stop, inputs, combine in OUTPUT_BLOCKS:
