@@ -175,9 +175,10 @@ def test_soft_selection_equals_a_full_sort_with_ties_and_statuses(tmp_path: Path
     table = v.snapshot().table
     ranker = _Ranker(table, [], "grid_2d")
     q = normalize_query({"schema_version": 1, "grid": [[rng.randint(0, 3) for _ in range(3)]]})
+    from vault.embedding.select import builtin
     from vault.embedding.vectors import query_vector
 
-    qv = np.array(query_vector(q, None), dtype=np.int8)
+    qv = np.array(query_vector(builtin(), q, None), dtype=np.int8)
     rows = np.nonzero(ranker.eligible)[0]
     sims = similarity_rows(table, rows, qv, "structured")
     ref = rows[np.lexsort((ranker.tail[rows], -sims, ranker.status[rows]))]

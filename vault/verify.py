@@ -33,8 +33,8 @@ import xxhash
 
 from vault.canonical import dumps_line, loads, sha256_hex
 from vault.config import load as load_config
-from vault.embedding import embedder
-from vault.embedding.cache import FreshCache, pack_belongs_to_running_embedder, pack_name_ok
+from vault.embedding.cache import FreshCache, pack_name_ok
+from vault.embedding.select import Embedder, builtin
 from vault.embedding.vectors import source_vector
 from vault.errors import InvalidInputError, VaultError
 from vault.index.build import CHANGE_OPS, plan_full
@@ -126,9 +126,19 @@ def verify(
 
 
 # --------------------------------------------------------------------------- 1. cache
+def _current_embedder(vault: Vault) -> Embedder:
+    """The embedder of the current generation (the built-in one if it cannot be run:
+    the generation checks report why)."""
+    try:
+        return vault.snapshot().embedder()
+    except VaultError:
+        return builtin()
+
+
 def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None:
     """Read every single entry and pack line (or a sample) before anything else runs."""
-    cache = ctx.vault.cache
+    ctx.fresh = FreshCache(_current_embedder(ctx.vault))
+    cache = ctx.vault.cache.bound(ctx.fresh.embedder)
     raw: list[tuple[str, bytes | None, Path]] = [(str(p), None, p) for p in cache.entries()]
     for path in cache.packs():
         try:
@@ -139,7 +149,7 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
         if not pack_name_ok(path, data):
             report.add("cache_pack_bad", path, "content does not match its name (torn or edited)")
             continue
-        if not pack_belongs_to_running_embedder(path):
+        if not cache.owns(path):
             report.add("cache_stale", path, "pack of another embedder (unused)", "warning")
             continue
         raw += [(f"{path}:{n}", line, path) for n, line in enumerate(data.splitlines(), 1)]
@@ -150,8 +160,9 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
             data = path.read_bytes() if packed is None else packed
             entry = loads(data, source=where)
             key = entry["key"]
-            _, version, weights = key.split(":")
-            if (version, weights) != (embedder.VERSION, embedder.WEIGHTS_HASH):
+            if key.count(":") != 2:
+                raise InvalidInputError("key is not content:version:weights_hash")
+            if not cache.owns_key(key):
                 report.add("cache_stale", where, "entry of another embedder (unused)", "warning")
                 continue
             if packed is None:
@@ -183,7 +194,7 @@ def _check_cache(ctx: _Context, report: VerifyReport) -> None:
                     )
                     raise InvalidInputError("vector differs from recomputation")
                 continue
-            cid, recomputed = source_vector(source)
+            cid, recomputed = source_vector(ctx.fresh.embedder, source)
             if cid != content:
                 raise InvalidInputError("key does not match the source")
             if vector != recomputed:
@@ -391,6 +402,7 @@ def _complete(ctx: _Context, report: VerifyReport, generation: str, what: str) -
         data = Generation(objects, generation)
         m = data.manifest
         names = [m["state"], m["embedder"], m["vectors"], m["ann_hash_file"], *m["table"].values()]
+        names += [m["weights"]] if "weights" in m else []
         names += data.state_shards["concepts"] + data.state_shards["reprs"]
     except VaultError as exc:
         report.add("generation_unreadable", path, f"{what}: {exc}")
@@ -423,7 +435,7 @@ def _rebuild(ctx: _Context, report: VerifyReport) -> None:
     gen_a, man_a, _ = plan_a.materialize()
     report.checked["concepts"] = plan_a.table.n
     m = stored.manifest
-    if m["embedder_id"] != embedder.identity():
+    if m["embedder_id"] != plan_a.embedder.identity():
         report.add(
             "embedder_drift",
             path,
