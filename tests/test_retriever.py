@@ -4,6 +4,7 @@ ties) — small N here; speed lives in `make bench`."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -143,11 +144,13 @@ def test_packed_symbolic_order_equals_the_reference_with_ties(tmp_path: Path) ->
 
 
 def test_solver_loop_example_runs(example_vault: Vault) -> None:
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent)}  # this checkout's library
     out = subprocess.run(
         [sys.executable, str(EXAMPLES / "solver_loop.py"), str(example_vault.root)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     assert "rotate: try rotate-90" in out.stdout
     assert "picked up a newer generation: True" in out.stdout

@@ -3,7 +3,8 @@
 Liveness is the union of the kept generations' closures — every object a kept generation
 depends on, reached from its manifest: its own blobs, its state shards, and from those each
 concept's card, evidence and status events and every known repr, and the fitted weights
-object its manifest names (see ``closure``). The kept
+object its manifest names (see ``closure``) — and the latest fit's weights, so that `vault
+embedder use fitted` still works. The kept
 generations are the N newest records plus the current one, after catching up (so every
 acknowledged write is in the current generation). Objects no kept generation reaches — old
 index blobs, records of write-backs a rollback reverted, leftovers of write-backs killed
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.canonical import loads, loads_trusted
+from vault.embedders import latest_fit
 from vault.embedding.cache import EmbeddingCache
 from vault.embedding.select import manifest_choice, resolve
 from vault.errors import CorruptionError, InvalidInputError, UsageError, VaultError
@@ -118,6 +120,9 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
                     f"generation {g.number} cannot be read ({exc}); nothing was removed — "
                     "`vault verify` tells more"
                 ) from None
+        fit = latest_fit(vault)
+        if fit is not None:
+            live.add(fit)
         dead = [d for d in vault.objects if d not in live]
         size = sum(vault.objects.path(d).stat().st_size for d in dead)
         caches = _kept_caches(vault, kept)

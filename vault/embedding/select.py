@@ -131,25 +131,29 @@ def fitted_embedder(weights: fitted.FittedWeights) -> FittedEmbedder:
 
 
 def load_weights(objects: ObjectStore, digest: str) -> fitted.FittedWeights:
-    """The weights object ``digest``, checked against its address; ``EmbeddingError``
-    ("embedder drift: ...") if it is missing, damaged or of another fitted version."""
+    """The weights object ``digest``, checked against its address; ``EmbeddingError`` if it
+    is missing, damaged or of another fitted-embedder version."""
     try:
         data = objects.get(digest, check=True)
     except VaultError as exc:
-        raise EmbeddingError(f"embedder drift: weights {digest[:12]}: {exc}") from None
+        raise EmbeddingError(f"weights {digest[:12]}: {exc}") from None
     try:
         return fitted.FittedWeights.from_bytes(data)
     except ValueError as exc:
-        raise EmbeddingError(f"embedder drift: weights {digest[:12]}: {exc}") from None
+        raise EmbeddingError(f"weights {digest[:12]}: {exc}") from None
 
 
 def resolve(objects: ObjectStore, choice: str) -> Embedder:
-    """The embedder a choice names (``"builtin"`` or a weights digest)."""
+    """The embedder a choice names (``"builtin"`` or a weights digest); ``EmbeddingError``
+    ("embedder drift: ...") if this tool cannot run it."""
     if choice == BUILTIN:
         return _BUILTIN
     if not is_digest(choice):
         raise EmbeddingError(f"embedder drift: {choice!r} is neither builtin nor a digest")
-    return FittedEmbedder(load_weights(objects, choice))
+    try:
+        return FittedEmbedder(load_weights(objects, choice))
+    except EmbeddingError as exc:
+        raise EmbeddingError(f"embedder drift: {exc}") from None
 
 
 def manifest_choice(manifest: Mapping[str, Any]) -> str:
