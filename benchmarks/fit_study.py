@@ -4,11 +4,11 @@ Every figure comes from the real retrieval path: a throwaway vault per data set
 (``vault.arc.import_tasks``, one write-back), its snapshot, and ``vault.retrieval.retrieve_in``
 for every query with the default configuration (hybrid ``weighted``, ``structured``
 similarity) and in ``soft`` mode, exactly as ``vault eval`` does. The fitted embedder is
-plugged in **in-process by monkeypatching** ``vault.embedding.embedder`` (``repr_vector``,
-``combine``, the identity constants) and ``vault.embedding.vectors.embed_pair`` (a pair's
-vector needs the output grid, which the built-in ``pair_vector(in_rep, facts)`` does not
-receive); concept vectors, query vectors, the index build, the cache keys and the exact
-similarity all go through the vault's own code. Nothing else changes between the two runs.
+selected as a user selects it: its weights object is stored in the throwaway vault and
+chosen with an ``embedder`` write (``vault.writeback.set_embedder``, what ``vault embedder
+use`` does) before the tasks are imported; concept vectors, query vectors, the index build,
+the cache keys and the exact similarity all go through the vault's own code. Nothing else
+changes between the two runs.
 
 Protocols (none fits or tunes on ARC-AGI-2 data; the ARC-AGI-1 eval split is only
 retrieved, never fitted on):
@@ -41,13 +41,12 @@ writes every figure, including the per-round speed ratios, to PATH.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,69 +55,19 @@ import numpy as np
 
 from vault.arc import import_tasks, load_dataset
 from vault.config import Config
-from vault.embedding import embedder, fitted, vectors
-from vault.embedding.cache import pair_id
+from vault.embedding import embedder, fitted
 from vault.eval import datasets
 from vault.eval.metrics import QueryOutcome, paired_bootstrap, reciprocal_rank, summarize
 from vault.eval.synthetic import FAMILIES, generate
 from vault.grid.objects import _blobs, _objects
 from vault.grid.pairs import analyze_pair
-from vault.grid.reprs import repr_id
 from vault.records.query import Pair, parse_task
 from vault.retrieval import retrieve_in
+from vault.writeback import set_embedder
 from vault.vault import Vault, fixed_clock
 
 MODES = {"hybrid-weighted": ("hybrid", "weighted"), "soft": ("soft", None)}
 K_MAX = 50
-
-
-# ---------------------------------------------------------------- plugging the embedder in
-
-
-@contextlib.contextmanager
-def use_embedder(weights: fitted.FittedWeights | None) -> Iterator[None]:
-    """Within the block, the vault embeds with ``weights`` (None: the built-in embedder)."""
-    if weights is None:
-        yield
-        return
-    w = weights
-    saved_e = {
-        k: getattr(embedder, k)
-        for k in ("repr_vector", "combine", "NAME", "VERSION", "WEIGHTS_HASH")
-    }
-    saved_pair = vectors.embed_pair
-
-    def embed_pair(
-        a: dict[str, Any],
-        b: dict[str, Any],
-        cache: Any,
-        ids: tuple[str, str] | None = None,
-        *,
-        check: bool = False,
-    ) -> list[int]:  # vectors.embed_pair with the fitted pair vector (it needs both grids)
-        pid = pair_id(*(ids or (repr_id(a), repr_id(b))))
-        hit = cache.get(pid) if cache is not None else None
-        if hit is not None and not check:
-            return hit  # type: ignore[no-any-return]
-        vector = w.embed_pair(a, b, analyze_pair(a, b))
-        if hit is not None and hit != vector:
-            raise ValueError(f"the cached vector of pair {pid[:12]} differs")
-        if cache is not None and hit is None:
-            cache.put(pid, {"input": a["grid"], "output": b["grid"]}, vector)
-        return vector
-
-    embedder.repr_vector = w.embed_repr
-    embedder.combine = w.combine
-    embedder.NAME = fitted.NAME
-    embedder.VERSION = fitted.VERSION
-    embedder.WEIGHTS_HASH = w.weights_hash
-    vectors.embed_pair = embed_pair
-    try:
-        yield
-    finally:
-        for k, v in saved_e.items():
-            setattr(embedder, k, v)
-        vectors.embed_pair = saved_pair
 
 
 # ---------------------------------------------------------------- running queries
@@ -129,10 +78,12 @@ def run_queries(
 ) -> dict[str, list[QueryOutcome]]:
     """Every query of ``ds`` through every mode of ``MODES`` on a throwaway vault, embedded
     with ``weights`` (None: built-in) — the loop of ``vault.eval.study.run``."""
-    with use_embedder(weights), tempfile.TemporaryDirectory(prefix="fit-study-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fit-study-") as tmp:
         _objects.cache_clear()
         _blobs.cache_clear()
         vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0))
+        if weights is not None:
+            set_embedder(vault, vault.objects.put(weights.to_bytes()))
         import_tasks(vault, ds.tasks, holdout_last=ds.holdout_last)
         snap = vault.snapshot()
         if snap.drift:
