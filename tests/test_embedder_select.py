@@ -224,6 +224,9 @@ def test_missing_or_damaged_weights_fall_back_with_embedder_drift(
     run(v.root, "index", "status", code=1)
     with pytest.raises(NotFoundError, match="cannot use weights"):
         choice_of(v, "fitted")
+    use_embedder(v, "builtin")  # the way out: every concept re-embedded with the built-in
+    with v.retriever() as r:
+        assert r.retrieve(q, mode="hybrid").mode_used == "hybrid"
 
 
 def test_another_fitted_version_is_drift(fitted_vault: Vault, monkeypatch: Any) -> None:
@@ -233,6 +236,8 @@ def test_another_fitted_version_is_drift(fitted_vault: Vault, monkeypatch: Any) 
     monkeypatch.setattr(fitted, "VERSION", "9.9.9")  # weights of another tool version
     with pytest.raises(EmbeddingError, match="embedder drift"):
         v.snapshot().embedder()
+    report = verify(v)  # a warning, as for a built-in of another version: nothing is damaged
+    assert report.ok and "embedder_drift" in {p["kind"] for p in report.to_json()["problems"]}
 
 
 # --------------------------------------------------------------------------- gc, status

@@ -154,9 +154,8 @@ def _earlier_rollback(
 def complete(vault: Vault, manifest: dict[str, Any]) -> None:
     """Raise unless every object a manifest names directly is present."""
     names = [manifest[k] for k in ("state", "embedder", "vectors", "ann_hash_file")]
-    names += list(manifest["table"].values()) + (
-        [manifest["weights"]] if "weights" in manifest else []
-    )
+    names += list(manifest["table"].values())
+    names += [manifest["weights"]] if "weights" in manifest else []
     missing = [d for d in names if not vault.objects.has(d)]
     if missing:
         raise CorruptionError(f"{len(missing)} of its objects are missing ({missing[0][:12]}…)")

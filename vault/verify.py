@@ -36,7 +36,7 @@ from vault.config import load as load_config
 from vault.embedding.cache import FreshCache, pack_name_ok
 from vault.embedding.select import Embedder, builtin
 from vault.embedding.vectors import source_vector
-from vault.errors import InvalidInputError, VaultError
+from vault.errors import EmbeddingError, InvalidInputError, VaultError
 from vault.index.build import CHANGE_OPS, plan_full
 from vault.index.generations import CurrentRef, IndexGeneration
 from vault.index.snapshot import Generation
@@ -429,6 +429,9 @@ def _rebuild(ctx: _Context, report: VerifyReport) -> None:
     entries = [e for e in ctx.entries if e.seq <= cur.audit_seq]
     try:  # every item computed afresh, once (the cache entries are compared with it later)
         plan_a = plan_full(entries, State(vault.objects), vault.records, ctx.fresh)
+    except EmbeddingError as exc:  # weights this tool cannot run (the object checks say why)
+        report.add("embedder_drift", path, f"{exc}: vectors not re-checked", "warning")
+        return
     except VaultError as exc:
         report.add("rebuild_failed", vault.audit.path, str(exc))
         return
