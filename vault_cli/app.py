@@ -779,6 +779,7 @@ def gc(
         "vault eval --dataset synthetic --out eval-synthetic",
         "vault eval --dataset arc1 --json > arc1.json",
         "vault eval --tasks my-tasks/ --labels groups.jsonl --out eval-mine",
+        "vault eval --dataset synthetic --embedder fitted --json > fitted.json",
     ),
 )
 def eval_cmd(
@@ -836,13 +837,23 @@ def eval_cmd(
             help="A config.toml whose retrieval settings to evaluate (default: built-in).",
         ),
     ] = None,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            "--embedder",
+            metavar="fitted|builtin|DIGEST",
+            help="Embed with the vault's latest fit, the built-in embedder (default) or a "
+            "fitted weights digest of the vault (--vault).",
+            callback=lambda v: None if v is None else _digest_or_name(v),
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
 ) -> None:
     """Run the validation study on a throwaway vault: the same queries through no retrieval,
     symbolic, hybrid tiebreak, hybrid weighted and soft; recall@k, MRR, precision@5, MAP@10,
     coverage, helpful rate, latency, and a bootstrap interval of each mode's MRR difference
-    with symbolic. The vault (--vault) is not used."""
+    with symbolic. The vault (--vault) is only read for the weights of --embedder."""
     from vault.config import Config
     from vault.config import load as load_config
     from vault.errors import UsageError
@@ -857,6 +868,7 @@ def eval_cmd(
     if unknown:
         raise UsageError(f"unknown mode {unknown[0]!r} (known: {', '.join(study.MODES)})")
     cfg = load_config(config_file) if config_file is not None else Config()
+    weights = _eval_weights(embedder, vault_dir)
     with render.phases(enabled=not json_out) as ph:
         ph.start("loading the data set")
         if dataset == "arc1":
@@ -869,10 +881,21 @@ def eval_cmd(
             assert tasks is not None and labels is not None
             ds = datasets.from_folder(tasks, labels)
         tick = ph.start(f"{len(ds.queries)} queries x {len(chosen)} modes")
-        result = study.run(ds, cfg, chosen, progress=tick)
+        result = study.run(ds, cfg, chosen, progress=tick, weights=weights)
     command = "vault eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
     written = report.write(result, out, command) if out is not None else None
     render.eval_result(result, written, json_out)
+
+
+def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | None:
+    """The bytes of the weights object ``--embedder`` names in the vault (None: built-in)."""
+    if embedder is None or embedder == "builtin":
+        return None
+    from vault.embedders import choice_of
+
+    vault = open_vault(vault_dir)
+    data: bytes = vault.objects.get(choice_of(vault, embedder))
+    return data
 
 
 def main() -> None:
