@@ -19,8 +19,8 @@ from vault.embedding import embedder, fitted
 from vault.embedding.cache import EmbeddingCache
 from vault.embedding.select import (
     BUILTIN,
-    FittedEmbedder,
     builtin,
+    fitted_embedder,
     load_weights,
     manifest_choice,
     resolve,
@@ -92,7 +92,7 @@ def test_builtin_is_the_module_bit_for_bit() -> None:
 
 def test_fitted_is_the_weights_object() -> None:
     w = tiny_fit()
-    emb = FittedEmbedder(w)
+    emb = fitted_embedder(w)
     a, b = grid_to_repr(GRID_A), grid_to_repr(GRID_B)
     assert emb.repr_vector(a) == w.embed_repr(a)
     assert emb.pair_vector(a, b, analyze_pair(a, b)) == w.embed_pair(a, b)

@@ -117,20 +117,19 @@ def fit_embedder(
 
 
 # --------------------------------------------------------------------------- use
-def latest_fit(vault: Vault) -> str | None:
-    """The weights digest of the latest ``embedder_fit`` audit entry."""
-    for e in reversed(vault.audit.entries()):
-        if e.op == FIT_OP and isinstance(e.detail.get("weights"), str):
-            return str(e.detail["weights"])
-    return None
-
-
 def _fitted_digests(vault: Vault) -> list[str]:
+    """The weights digests ``embedder_fit`` audit entries name, oldest first."""
     return [
         str(e.detail["weights"])
         for e in vault.audit.entries()
         if e.op == FIT_OP and isinstance(e.detail.get("weights"), str)
     ]
+
+
+def latest_fit(vault: Vault) -> str | None:
+    """The weights digest of the latest ``embedder_fit`` audit entry."""
+    digests = _fitted_digests(vault)
+    return digests[-1] if digests else None
 
 
 def choice_of(vault: Vault, which: str) -> str:
