@@ -6,6 +6,7 @@ is missing or damaged, gc liveness, and the status figures."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -36,7 +37,7 @@ from vault.verify import verify
 from vault_cli.app import app
 
 from .conftest import EXAMPLES, example_evidence
-from .helpers import assert_sound
+from .helpers import assert_sound, full_build_id
 
 runner = CliRunner()
 TASK = EXAMPLES / "tasks" / "rotate.json"
@@ -323,3 +324,42 @@ def test_eval_with_the_fitted_embedder(fitted_vault: Vault) -> None:
         fitted_vault, "fitted"
     )
     assert out["fallbacks"] == {"symbolic": 0, "hybrid-weighted": 0}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_sequences_with_embedder_changes_match_a_full_build(
+    tmp_path: Path, seed: int
+) -> None:
+    """Write-backs interleaved with embedder switches and rollbacks: the generation a
+    write-back makes is always the one a full build of the audit log gives."""
+    import random
+
+    from vault.errors import VaultError
+    from vault.vault import fixed_clock
+
+    from .test_generations import _random_ops
+
+    rng = random.Random(seed)
+    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    digest = store_weights(v, tiny_fit())
+    v.audit.append("embedder_fit", v.clock(), [], {"weights": digest})
+    for kind, arg in _random_ops(rng):
+        step = rng.random()
+        if step < 0.3:  # switch to the other embedder
+            fitted_now = manifest_choice(v.snapshot().manifest) != BUILTIN
+            use_embedder(v, "builtin" if fitted_now else "fitted")
+        elif step < 0.45:
+            with contextlib.suppress(NotFoundError):  # (at the first generation)
+                v.rollback()
+        try:
+            if kind in ("add", "fork"):
+                v.add([(arg, "op")], fork=kind == "fork")
+            elif kind == "status":
+                v.set_status(arg[0], "1.0.0", arg[1])
+            else:
+                v.add_evidence([(arg, "op")])
+        except VaultError as exc:  # conflicts are expected in random sequences
+            if not any(m in str(exc) for m in ("different content", "unknown", "no stored")):
+                raise
+        assert full_build_id(v) == v.snapshot().generation
+    assert_sound(v)
