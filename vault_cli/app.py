@@ -541,7 +541,7 @@ def embedder_use(
     re-embedded; `vault rollback` returns to the previous generation, embedder included."""
     from vault.embedders import use_embedder
 
-    render.write_result(use_embedder(open_vault(vault_dir), which), json_out)
+    render.embedder_use(use_embedder(open_vault(vault_dir), which), json_out)
 
 
 @embedder_app.command("status", epilog=example("vault embedder status --json"))

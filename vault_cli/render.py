@@ -240,9 +240,21 @@ def fit_result(result: Any, as_json: bool) -> None:
         + f"; {result.size} bytes"
     )
     if result.use is not None:
-        write_result(result.use, False)
+        embedder_use(result.use, False)
     else:
         note(f"not in use: `vault embedder use {result.weights[:12]}`")
+
+
+def embedder_use(result: Any, as_json: bool) -> None:
+    if as_json:
+        json_out(result.to_json())
+    elif result.added:
+        note(
+            f"embedder: {result.added[0][:12]}, every concept re-embedded; generation "
+            f"{result.number} ({result.generation[:12]})"
+        )
+    else:
+        note(f"embedder: {result.unchanged[0][:12]} already in use, unchanged")
 
 
 def embedder_status(status: Any, as_json: bool) -> None:
