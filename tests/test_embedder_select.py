@@ -363,3 +363,19 @@ def test_random_sequences_with_embedder_changes_match_a_full_build(
                 raise
         assert full_build_id(v) == v.snapshot().generation
     assert_sound(v)
+
+
+def test_verify_checks_the_cache_of_every_kept_generations_embedder(fitted_vault: Vault) -> None:
+    v = fitted_vault
+    use_embedder(v, "fitted")
+    digest = manifest_choice(v.snapshot().manifest)
+    run(v.root, "retrieve", "--task", str(TASK), "--json")  # single entries of the fitted cache
+    v.rollback()
+    report = verify(v).to_json()
+    assert report["ok"] and not [p for p in report["problems"] if p["kind"] == "cache_stale"]
+    entries = [p for p in v.cache.entries() if digest in json.loads(p.read_bytes())["key"]]
+    entry = json.loads(entries[0].read_bytes())
+    entry["vector"][0] = -entry["vector"][0] or 1  # a wrong vector, still well formed
+    entries[0].write_text(json.dumps(entry, sort_keys=True, separators=(",", ":")))
+    kinds = {p["kind"] for p in verify(v).to_json()["problems"]}
+    assert "cache_entry_bad" in kinds

@@ -24,11 +24,9 @@ from typing import Any
 from vault.canonical import loads, loads_trusted
 from vault.embedders import latest_fit
 from vault.embedding.cache import EmbeddingCache
-from vault.embedding.select import manifest_choice, resolve
 from vault.errors import CorruptionError, InvalidInputError, UsageError, VaultError
 from vault.index.build import catch_up
-from vault.index.generations import IndexGeneration
-from vault.index.snapshot import Generation
+from vault.index.snapshot import Generation, generation_embedders
 from vault.store.fs import is_temporary
 from vault.store.objects import ObjectStore
 from vault.vault import Vault
@@ -125,7 +123,8 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
             live.add(fit)
         dead = [d for d in vault.objects if d not in live]
         size = sum(vault.objects.path(d).stat().st_size for d in dead)
-        caches = _kept_caches(vault, kept)
+        embedders = generation_embedders(vault.objects, [g.generation for g in kept])
+        caches = [vault.cache.bound(e) for e in embedders]
         stale_cache = []
         for path in vault.cache.entries():
             try:
@@ -182,20 +181,6 @@ def _temporaries(vault: Vault) -> list[Path]:
             if sub.is_dir() and not sub.is_symlink():
                 out += sorted(p for p in sub.iterdir() if is_temporary(p.name))
     return out
-
-
-def _kept_caches(vault: Vault, kept: list[IndexGeneration]) -> list[EmbeddingCache]:
-    """The caches of the embedders the kept generations were built with (those this tool
-    can run: another's entries are of no use)."""
-    out: dict[str, EmbeddingCache] = {}
-    for g in kept:
-        try:
-            choice = manifest_choice(Generation(vault.objects, g.generation).manifest)
-            cache = vault.cache.bound(resolve(vault.objects, choice))
-        except VaultError:
-            continue
-        out.setdefault(cache.key(""), cache)
-    return list(out.values())
 
 
 def _merge_packs(cache: EmbeddingCache, packs: list[Path]) -> None:

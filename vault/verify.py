@@ -3,8 +3,9 @@
 The vault is opened read-only: not one byte changes, the cache included (a corrupt cache
 entry is reported, never repaired). Checks, each problem reported with its file and a kind:
 
-1. cache entries (all, or a sample) recomputed from their source — first, before anything
-   else reads the cache;
+1. cache entries (all, or a sample) recomputed from their source, each with its own
+   embedder (the current generation's, or a kept generation's: a rollback may use them
+   again) — first, before anything else reads the cache;
 2. ``format.json``, ``config.toml`` and ``refs/mode.json`` parse and hold valid values;
 3. every object rehashed against its address;
 4. the audit log well formed, every record it names present (those of write-backs a
@@ -33,13 +34,13 @@ import xxhash
 
 from vault.canonical import dumps_line, loads, sha256_hex
 from vault.config import load as load_config
-from vault.embedding.cache import FreshCache, pack_name_ok
+from vault.embedding.cache import EmbeddingCache, FreshCache, pack_name_ok
 from vault.embedding.select import Embedder, builtin
 from vault.embedding.vectors import source_vector
 from vault.errors import EmbeddingError, InvalidInputError, VaultError
 from vault.index.build import CHANGE_OPS, plan_full
 from vault.index.generations import CurrentRef, IndexGeneration
-from vault.index.snapshot import Generation
+from vault.index.snapshot import Generation, generation_embedders
 from vault.index.state import State, reverted_in_effect
 from vault.index.table import TABLE_OBJECTS, parse_line
 from vault.index.view import FILES
@@ -94,7 +95,7 @@ class _Context:
         self.current: CurrentRef | None = None
         self.history: list[IndexGeneration] = []
         # cache entries read first: (where, key, source, vector); fresh vectors of the rebuild
-        self.cache_entries: list[tuple[str, Any, Any, Any]] = []
+        self.cache_entries: list[tuple[str, Any, Any, Any, EmbeddingCache]] = []
         self.fresh = FreshCache()
 
 
@@ -135,12 +136,24 @@ def _current_embedder(vault: Vault) -> Embedder:
         return builtin()
 
 
+def _kept_caches(vault: Vault, current: Embedder) -> list[EmbeddingCache]:
+    """The caches of the current embedder and of every kept generation's (a rollback may
+    use those again); entries of any other embedder are unused."""
+    try:
+        kept = [g.generation for g in vault.generations.history()]
+    except VaultError:
+        kept = []
+    embedders = [current, *generation_embedders(vault.objects, kept)]
+    return list({id(c): c for c in (vault.cache.bound(e) for e in embedders)}.values())
+
+
 def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None:
     """Read every single entry and pack line (or a sample) before anything else runs."""
     ctx.fresh = FreshCache(_current_embedder(ctx.vault))
-    cache = ctx.vault.cache.bound(ctx.fresh.embedder)
-    raw: list[tuple[str, bytes | None, Path]] = [(str(p), None, p) for p in cache.entries()]
-    for path in cache.packs():
+    caches = _kept_caches(ctx.vault, ctx.fresh.embedder)
+    listing = ctx.vault.cache
+    raw: list[tuple[str, bytes | None, Path]] = [(str(p), None, p) for p in listing.entries()]
+    for path in listing.packs():
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -149,7 +162,7 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
         if not pack_name_ok(path, data):
             report.add("cache_pack_bad", path, "content does not match its name (torn or edited)")
             continue
-        if not cache.owns(path):
+        if not any(c.owns(path) for c in caches):
             report.add("cache_stale", path, "pack of another embedder (unused)", "warning")
             continue
         raw += [(f"{path}:{n}", line, path) for n, line in enumerate(data.splitlines(), 1)]
@@ -162,14 +175,15 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
             key = entry["key"]
             if key.count(":") != 2:
                 raise InvalidInputError("key is not content:version:weights_hash")
-            if not cache.owns_key(key):
+            owner = next((c for c in caches if c.owns_key(key)), None)
+            if owner is None:
                 report.add("cache_stale", where, "entry of another embedder (unused)", "warning")
                 continue
             if packed is None:
                 h = xxhash.xxh3_128_hexdigest(key.encode())
                 if path.parent.name + path.stem != h:
                     raise InvalidInputError("file name does not match the key")
-            ctx.cache_entries.append((where, key, entry["source"], entry["vector"]))
+            ctx.cache_entries.append((where, key, entry["source"], entry["vector"], owner))
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
             report.add("cache_entry_bad", where, str(exc))
         except OSError as exc:
@@ -181,7 +195,7 @@ def _check_cache(ctx: _Context, report: VerifyReport) -> None:
     """Each entry equals the rebuild's fresh vector of its item (and the item's grids), or,
     for an item the rebuild did not use, its recomputation from the entry's own source. A
     difference on an item the index uses is nondeterminism: cache hit and miss disagree."""
-    for where, key, source, vector in ctx.cache_entries:
+    for where, key, source, vector, owner in ctx.cache_entries:
         try:
             content = key.split(":")[0]
             fresh = ctx.fresh.fresh(key)
@@ -194,7 +208,7 @@ def _check_cache(ctx: _Context, report: VerifyReport) -> None:
                     )
                     raise InvalidInputError("vector differs from recomputation")
                 continue
-            cid, recomputed = source_vector(ctx.fresh.embedder, source)
+            cid, recomputed = source_vector(owner.embedder, source)
             if cid != content:
                 raise InvalidInputError("key does not match the source")
             if vector != recomputed:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
@@ -233,6 +233,20 @@ class Snapshot:
             return self.objects.get_record(digest)
         except VaultError as exc:
             raise CorruptionError(f"record {digest}: {exc}") from None
+
+
+def generation_embedders(objects: ObjectStore, generations: Iterable[str]) -> list[select.Embedder]:
+    """The embedders the given generations were built with that this tool can run, each
+    once (the caches worth keeping and checking)."""
+    out: dict[str, select.Embedder] = {}
+    for generation in generations:
+        try:
+            manifest = Generation(objects, generation).manifest
+            emb = select.resolve(objects, select.manifest_choice(manifest))
+        except VaultError:
+            continue
+        out.setdefault(f"{emb.version}:{emb.weights_hash}", emb)
+    return list(out.values())
 
 
 def clear_cache() -> None:
