@@ -139,6 +139,7 @@ def load(out: Path | None = None) -> FixtureSnapshot:
 
 def measure(runs: int = 5) -> dict[str, Any]:
     from vault.embedding.topk import topk
+    from vault.embedding.select import builtin
     from vault.embedding.vectors import query_vector
     from vault.retrieval import retrieve_in
 
@@ -172,7 +173,7 @@ def measure(runs: int = 5) -> dict[str, Any]:
     for q in queries:
         retrieve_in(snap, q, cfg, "hybrid")
     out["batch_qps"] = len(queries) / (time.perf_counter() - t)
-    qv = np.array(query_vector(queries[0], None), dtype=np.int8)
+    qv = np.array(query_vector(builtin(), queries[0], None), dtype=np.int8)
     table = snap.table
     n2a, n2b = table.col("norm2_appearance"), table.col("norm2_behaviour")
     stage = []

@@ -122,7 +122,7 @@ def examples(path: tuple[str, ...]) -> list[str]:
     return [line.strip() for line in block if line.startswith("    vault ")]
 
 
-@pytest.mark.parametrize("path", [(), ("evidence",), ("index",), ("arc",), *LEAVES])
+@pytest.mark.parametrize("path", [(), ("evidence",), ("index",), ("arc",), ("embedder",), *LEAVES])
 def test_every_help_shows_an_example_that_parses(path: tuple[str, ...]) -> None:
     lines = examples(path)
     assert lines
@@ -146,6 +146,9 @@ def minimal_args(tmp_path: Path) -> dict[str, list[str]]:
         "add": ["add", str(c)],
         "arc import": ["arc", "import", str(EXAMPLES / "tasks" / "rotate.json")],
         "embed": ["embed", str(grid)],
+        "embedder fit": ["embedder", "fit", "--from-vault"],
+        "embedder status": ["embedder", "status"],
+        "embedder use": ["embedder", "use", "builtin"],
         "eval": ["eval", "--dataset", "synthetic", "--tasks-per-family", "2", "--modes", "none"],
         "evidence add": ["evidence", "add", str(c)],
         "gc": ["gc", "--keep", "1"],

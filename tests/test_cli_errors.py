@@ -121,6 +121,12 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["gc"], 2, ["gc needs a scope: --keep N"]),
     (["gc", "--keep", "0"], 2, ["'--keep'", "expected an integer >= 1, got 0"]),
     (["gc", "--keep", "x"], 2, ["'--keep'", "got 'x'"]),
+    (["embedder", "fit"], 2, ["fit needs training data"]),
+    (["embedder", "fit", "--tasks", "GRID", "--dataset", "arc1"], 2, ["not both"]),
+    (["embedder", "fit", "--dataset", "arc9"], 2, ["'--dataset'", "'arc9'", "'arc1'"]),
+    (["embedder", "fit", "--labels", "GRID", "--from-vault"], 2, ["--labels goes with --tasks"]),
+    (["embedder", "use", "bogus"], 2, ["invalid embedder 'bogus'", "fitted, builtin"]),
+    (["embedder", "status", "extra"], 2, ["unexpected extra argument"]),
     # the command ran and failed: 1
     (["init", "FILE"], 1, ["exists and is not a directory"]),
     (["add", "BADCARD"], 1, ["field 'version'", '"1.0"']),
@@ -139,6 +145,9 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["rollback", "--to", "99"], 1, ["unknown generation 99"]),
     (["arc", "import", "BADTASK"], 1, ["t.json"]),
     (["arc", "import", "MISSING"], 1, ["missing.json"]),
+    (["embedder", "use", "fitted"], 1, ["no fitted embedder yet"]),
+    (["embedder", "use", "abcdef"], 1, ["weights 'abcdef': no fit recorded"]),
+    (["embedder", "fit", "--tasks", "MISSING"], 1, ["not a directory"]),
 ]
 
 

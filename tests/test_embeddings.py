@@ -13,6 +13,7 @@ import pytest
 
 from vault.embedding import embedder
 from vault.embedding.cache import EmbeddingCache
+from vault.embedding.select import builtin
 from vault.embedding.similarity import cosine, euclidean, exact_dots
 from vault.embedding.vectors import embed_pair, embed_repr, query_vector
 from vault.grid.reprs import grid_to_repr, repr_id
@@ -68,12 +69,12 @@ def test_same_vectors_in_a_fresh_process() -> None:
 def test_cache_hit_equals_miss_and_checks_key(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path / "cache")
     a, b = grid_to_repr(GRIDS["checker"]), grid_to_repr(GRIDS["stripes"])
-    miss = embed_repr(a, cache)
+    miss = embed_repr(builtin(), a, cache)
     assert miss == embedder.repr_vector(a)
     assert cache.get(repr_id(a)) == miss
-    assert embed_repr(a, cache) == miss
-    pair_miss = embed_pair(a, b, cache)
-    assert embed_pair(a, b, cache) == pair_miss == embed_pair(a, b, None)
+    assert embed_repr(builtin(), a, cache) == miss
+    pair_miss = embed_pair(builtin(), a, b, cache)
+    assert embed_pair(builtin(), a, b, cache) == pair_miss == embed_pair(builtin(), a, b, None)
     # an entry whose key does not match is a miss, never a wrong vector
     path = cache.path(cache.key(repr_id(a)))
     entry = json.loads(path.read_text())
@@ -81,14 +82,14 @@ def test_cache_hit_equals_miss_and_checks_key(tmp_path: Path) -> None:
     path.write_text(json.dumps(entry))
     fresh = EmbeddingCache(tmp_path / "cache")  # (an instance remembers what it computed)
     assert fresh.get(repr_id(a)) is None
-    assert embed_repr(a, fresh) == miss
+    assert embed_repr(builtin(), a, fresh) == miss
 
 
 def test_bulk_writes_one_pack_that_full_builds_read(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path / "cache")
     reps = [grid_to_repr(g) for g in GRIDS.values()]
     with cache.bulk():
-        vectors = [embed_repr(r, cache) for r in reps]
+        vectors = [embed_repr(builtin(), r, cache) for r in reps]
     assert list(cache.entries()) == [] and len(cache.packs()) == 1
     fresh = EmbeddingCache(tmp_path / "cache")
     assert fresh.get(repr_id(reps[0])) is None  # packs are read on request (full builds)
@@ -287,8 +288,8 @@ def test_hybrid_tiebreak_keeps_symbolic_order_and_breaks_ties_by_similarity(tmp_
 
 def test_query_vector_uses_pairs_and_repr() -> None:
     q = _rotate_query()
-    with_pairs = query_vector(q, None)
-    only_repr = query_vector(Query(repr=q.repr), None)
+    with_pairs = query_vector(builtin(), q, None)
+    only_repr = query_vector(builtin(), Query(repr=q.repr), None)
     none = [0] * len(embedder.TRANSFORM)
     assert with_pairs[embedder.TRN] != none and only_repr[embedder.TRN] == none
 

@@ -4,6 +4,7 @@ ties) — small N here; speed lives in `make bench`."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -143,11 +144,13 @@ def test_packed_symbolic_order_equals_the_reference_with_ties(tmp_path: Path) ->
 
 
 def test_solver_loop_example_runs(example_vault: Vault) -> None:
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent)}  # this checkout's library
     out = subprocess.run(
         [sys.executable, str(EXAMPLES / "solver_loop.py"), str(example_vault.root)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     assert "rotate: try rotate-90" in out.stdout
     assert "picked up a newer generation: True" in out.stdout
@@ -175,9 +178,10 @@ def test_soft_selection_equals_a_full_sort_with_ties_and_statuses(tmp_path: Path
     table = v.snapshot().table
     ranker = _Ranker(table, [], "grid_2d")
     q = normalize_query({"schema_version": 1, "grid": [[rng.randint(0, 3) for _ in range(3)]]})
+    from vault.embedding.select import builtin
     from vault.embedding.vectors import query_vector
 
-    qv = np.array(query_vector(q, None), dtype=np.int8)
+    qv = np.array(query_vector(builtin(), q, None), dtype=np.int8)
     rows = np.nonzero(ranker.eligible)[0]
     sims = similarity_rows(table, rows, qv, "structured")
     ref = rows[np.lexsort((ranker.tail[rows], -sims, ranker.status[rows]))]

@@ -101,7 +101,7 @@ def test_doctored_generation_is_reported(example_vault: Vault) -> None:
     state.edit("rotate-90@1.0.0")["negative"] = 7  # a doctored state entry
     from vault.index.build import Plan
 
-    plan = Plan(state, snap.table, snap.audit_seq, ())
+    plan = Plan(state, snap.table, snap.audit_seq, (), snap.embedder())
     gen, manifest, blobs = plan.materialize()
     v.objects.put_digested(blobs)
     point_current(v, CurrentRef(gen, snap.number, snap.audit_seq), manifest)

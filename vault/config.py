@@ -1,7 +1,9 @@
-"""Retrieval configuration: a value object resolved once at the edge (flag > file > default).
+"""Configuration: value objects resolved once at the edge (flag > file > default).
 
 ``config.toml`` in the vault root is written by ``vault init`` with every default spelled
-out; unknown keys and invalid values are refused with the key's name.
+out: ``[retrieval]`` (``Config``) and ``[embedder]`` (``EmbedderConfig``: when `vault
+embedder status` suggests a re-fit); unknown keys and invalid values are refused with the
+key's name.
 """
 
 from __future__ import annotations
@@ -28,6 +30,20 @@ DEFAULT_SHORTLIST_MAX = 200
 # similarity and class-match weight gamma was best on the cross-task sets and meets the
 # ARC-AGI-1 self-retrieval targets; the diversity term (delta) cost precision and time.
 DEPRECATED_KEYS = {"mmr_lambda": "the weighted strategy's diversity weight is delta"}
+
+
+DEFAULT_DRIFT_THRESHOLD = 0.2
+DEFAULT_REFRESH_INTERVAL = 500
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """When ``vault embedder status`` suggests fitting again (it never re-fits by itself):
+    when at least ``drift_threshold`` of the positive evidence is newer than the fit, or
+    at least ``refresh_interval`` positive evidence records are."""
+
+    drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
+    refresh_interval: int = DEFAULT_REFRESH_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -93,12 +109,12 @@ def check(cfg: Config, where: str = "config") -> Config:
     return cfg
 
 
-def load(path: Path) -> Config:
-    """Read ``config.toml``; a missing file means the defaults."""
+def _read(path: Path) -> dict[str, Any]:
+    """The tables of ``config.toml`` (none for a missing file), both checked."""
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        return Config()
+        return {}
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
     except OSError as exc:
@@ -107,11 +123,48 @@ def load(path: Path) -> Config:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown_tables = set(data) - {"retrieval"}
+    unknown_tables = set(data) - {"retrieval", "embedder"}
     if unknown_tables:
         raise ConfigError(
-            f"{path}: unknown table or key '{sorted(unknown_tables)[0]}' (expected [retrieval])"
+            f"{path}: unknown table or key '{sorted(unknown_tables)[0]}' "
+            "(expected [retrieval] and [embedder])"
         )
+    _embedder_config(data, path)
+    return data
+
+
+def _embedder_config(data: dict[str, Any], path: Path) -> EmbedderConfig:
+    table = data.get("embedder", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'embedder' must be a table ([embedder])")
+    names = {f.name for f in fields(EmbedderConfig)}
+    for key in table:
+        if key not in names:
+            raise ConfigError(
+                f"{path}: unknown key 'embedder.{key}' (known: {', '.join(sorted(names))})"
+            )
+    threshold = table.get("drift_threshold", DEFAULT_DRIFT_THRESHOLD)
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not math.isfinite(threshold)
+        or not 0.0 < threshold <= 1.0
+    ):
+        raise _fail("drift_threshold", "a number in (0, 1]", threshold, str(path))
+    interval = table.get("refresh_interval", DEFAULT_REFRESH_INTERVAL)
+    if isinstance(interval, bool) or not isinstance(interval, int) or not interval >= 1:
+        raise _fail("refresh_interval", "an integer >= 1", interval, str(path))
+    return EmbedderConfig(float(threshold), interval)
+
+
+def load_embedder(path: Path) -> EmbedderConfig:
+    """The ``[embedder]`` table of ``config.toml`` (defaults when absent)."""
+    return _embedder_config(_read(path), path)
+
+
+def load(path: Path) -> Config:
+    """Read ``config.toml``'s ``[retrieval]``; a missing file means the defaults."""
+    data = _read(path)
     table = dict(data.get("retrieval", {}))
     names = {f.name for f in fields(Config)}
     for key in DEPRECATED_KEYS:
@@ -129,7 +182,7 @@ def load(path: Path) -> Config:
 
 
 def default_text() -> str:
-    d = Config()
+    d, e = Config(), EmbedderConfig()
     return f"""\
 # vault configuration. Command-line flags override these values.
 [retrieval]
@@ -143,4 +196,8 @@ alpha = {d.alpha}                # weighted: similarity
 beta = {d.beta}                  # weighted: utility from evidence (1 - penalty)
 gamma = {d.gamma}                 # weighted: class match (share of the query's keys held)
 delta = {d.delta}                 # weighted: diversity (MMR: similarity to those chosen)
+
+[embedder]                      # `vault embedder status` suggests a re-fit (never silently)
+drift_threshold = {e.drift_threshold}           # when this share of positive evidence is newer
+refresh_interval = {e.refresh_interval}        # or this many positive evidence records are
 """

@@ -1,4 +1,5 @@
-"""``vault embed``: vectors for reprs, grids, queries and ARC tasks (cached per repr/pair)."""
+"""``vault embed``: vectors for reprs, grids, queries and ARC tasks (cached per repr/pair),
+with the embedder of the vault's current generation."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from vault.canonical import content_id
-from vault.embedding import embedder
 from vault.embedding.vectors import embed_repr, query_vector
 from vault.errors import InvalidInputError
 from vault.grid.grid import parse_grid
@@ -43,19 +43,21 @@ def embed_records(vault: Vault, records: Iterable[tuple[Any, str]]) -> Iterator[
             raise InvalidInputError(
                 "expected a grid, a repr, a query or an ARC task", source=source
             )
-    ident = {"embedder": embedder.VERSION, "weights_hash": embedder.WEIGHTS_HASH}
+    emb = vault.snapshot().embedder()
+    cache = vault.cache.bound(emb)
+    ident = {"embedder": emb.version, "weights_hash": emb.weights_hash}
     for kind, item in parsed:
         if kind == "repr":
             yield {
                 "kind": "repr",
                 "id": repr_id(item),
-                "vector": embed_repr(item, vault.cache),
+                "vector": embed_repr(emb, item, cache),
                 **ident,
             }
         else:
             yield {
                 "kind": "query",
                 "id": query_id(item),
-                "vector": query_vector(item, vault.cache),
+                "vector": query_vector(emb, item, cache),
                 **ident,
             }

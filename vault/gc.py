@@ -2,11 +2,14 @@
 
 Liveness is the union of the kept generations' closures — every object a kept generation
 depends on, reached from its manifest: its own blobs, its state shards, and from those each
-concept's card, evidence and status events and every known repr (see ``closure``). The kept
+concept's card, evidence and status events and every known repr, and the fitted weights
+object its manifest names (see ``closure``) — and the latest fit's weights, so that `vault
+embedder use fitted` still works. The kept
 generations are the N newest records plus the current one, after catching up (so every
 acknowledged write is in the current generation). Objects no kept generation reaches — old
 index blobs, records of write-backs a rollback reverted, leftovers of write-backs killed
-before their audit line — are deleted, as are cache entries of other embedders and the
+before their audit line — are deleted, as are cache entries of embedders no kept generation
+uses and the
 temporaries interrupted writes left below ``objects/`` and ``embeddings/cache/``.
 ``dry_run`` reports the same numbers and deletes nothing.
 """
@@ -19,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from vault.canonical import loads, loads_trusted
-from vault.embedding import embedder
-from vault.embedding.cache import pack_belongs_to_running_embedder
+from vault.embedders import latest_fit
+from vault.embedding.cache import EmbeddingCache
 from vault.errors import (
     CommittedError,
     CorruptionError,
@@ -29,7 +32,8 @@ from vault.errors import (
     VaultError,
 )
 from vault.index.build import catch_up
-from vault.index.snapshot import Generation
+from vault.index.generations import IndexGeneration
+from vault.index.snapshot import Generation, generation_embedders
 from vault.store.fs import is_temporary
 from vault.store.objects import ObjectStore
 from vault.vault import Vault
@@ -89,6 +93,8 @@ class Closures:
         m = data.manifest
         out = {generation, m["state"], m["embedder"], m["vectors"], m["ann_hash_file"]}
         out.update(m["table"].values())
+        if "weights" in m:
+            out.add(m["weights"])
         shards = data.state_shards
         for kind in ("concepts", "reprs"):
             for digest in shards[kind]:
@@ -119,19 +125,24 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
                     f"generation {g.number} cannot be read ({exc}); nothing was removed — "
                     "`vault verify` tells more"
                 ) from None
+        fit = latest_fit(vault)
+        if fit is not None:
+            live.add(fit)
         dead = [d for d in vault.objects if d not in live]
         size = sum(vault.objects.path(d).stat().st_size for d in dead)
+        embedders = generation_embedders(vault.objects, [g.generation for g in kept])
+        caches = [vault.cache.bound(e) for e in embedders]
         stale_cache = []
         for path in vault.cache.entries():
             try:
                 key = loads(path.read_bytes())["key"]
-                if not key.endswith(f":{embedder.VERSION}:{embedder.WEIGHTS_HASH}"):
+                if not any(c.owns_key(key) for c in caches):
                     stale_cache.append(path)
             except (InvalidInputError, KeyError, TypeError, OSError):
                 stale_cache.append(path)
         packs = vault.cache.packs()
-        stale_cache += [p for p in packs if not pack_belongs_to_running_embedder(p)]
-        ours = [p for p in packs if pack_belongs_to_running_embedder(p)]
+        stale_cache += [p for p in packs if not any(c.owns(p) for c in caches)]
+        ours = {c: [p for p in packs if c.owns(p)] for c in caches}
         removed = [g.number for g in history if g.number not in kept_numbers]
         temporaries = _temporaries(vault)
         if not dry_run:
@@ -164,12 +175,12 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
 
 def _remove(
     vault: Vault,
-    history: list[Any],
+    history: list[IndexGeneration],
     kept_numbers: set[int],
     dead: list[str],
     stale_cache: list[Path],
     temporaries: list[Path],
-    ours: list[Path],
+    ours: dict[EmbeddingCache, list[Path]],
 ) -> None:
     """The removals gc decided, records first."""
     if len(kept_numbers) < len(history):
@@ -183,7 +194,8 @@ def _remove(
     for path in temporaries:  # a reader's cache write may lose its entry: a miss
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    _merge_packs(vault, ours)
+    for cache, packs_of in ours.items():
+        _merge_packs(cache, packs_of)
 
 
 def _temporaries(vault: Vault) -> list[Path]:
@@ -199,8 +211,8 @@ def _temporaries(vault: Vault) -> list[Path]:
     return out
 
 
-def _merge_packs(vault: Vault, packs: list[Path]) -> None:
-    """Many packs of the running embedder become one (a bad line is dropped: a miss)."""
+def _merge_packs(cache: EmbeddingCache, packs: list[Path]) -> None:
+    """Many packs of one embedder become one (a bad line is dropped: a miss)."""
     if len(packs) < 2:
         return
     entries: dict[str, tuple[dict[str, Any], list[int]]] = {}
@@ -215,7 +227,7 @@ def _merge_packs(vault: Vault, packs: list[Path]) -> None:
                 entries[e["key"]] = (e["source"], e["vector"])
             except (ValueError, KeyError, TypeError):
                 continue
-    merged = vault.cache.write_pack(entries)
+    merged = cache.write_pack(entries)
     if merged is None:
         return
     for path in packs:

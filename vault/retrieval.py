@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vault.config import Config
+from vault.embedding.select import Embedder
 from vault.embedding.similarity import pairwise, similarity_rows
 from vault.embedding.topk import topk
 from vault.embedding.vectors import query_vector
@@ -311,9 +312,9 @@ def retrieve_in(
     fallback = None
     if mode != "symbolic":
         try:
-            if snap.drift:
-                raise EmbeddingError("embedder drift: run `vault index build`")
-            qv = np.array(checked_query_vector(query, cache), dtype=np.int8)
+            emb = snap.embedder()  # EmbeddingError "embedder drift: ..." if it cannot run
+            bound = cache.bound(emb) if cache is not None else None
+            qv = np.array(checked_query_vector(emb, query, bound), dtype=np.int8)
             hits = _soft(ranker, qv, cfg) if mode == "soft" else _hybrid(ranker, qv, cfg)
             return RetrievalResult(
                 mode,
@@ -451,11 +452,11 @@ def _weighted(
     return np.array(out_rows, dtype=np.int64), np.array(out_scores)
 
 
-def checked_query_vector(query: Query, cache: Any) -> list[int]:
+def checked_query_vector(emb: Embedder, query: Query, cache: Any) -> list[int]:
     """The query's vector, every item computed afresh; where the cache holds an entry for
     an item that differs from the recomputation, nondeterminism is detected and retrieval
     falls back (the seed's "nondeterminism detected")."""
     try:
-        return query_vector(query, cache, check=True)
+        return query_vector(emb, query, cache, check=True)
     except ValueError as exc:
         raise EmbeddingError(f"nondeterminism detected: {exc}") from None

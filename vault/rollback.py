@@ -13,8 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vault.embedding import embedder
-from vault.errors import CommittedError, CorruptionError, NotFoundError, VaultError
+from vault.embedding.select import builtin
+from vault.errors import (
+    CommittedError,
+    CorruptionError,
+    EmbeddingError,
+    NotFoundError,
+    VaultError,
+)
 from vault.index.build import catch_up, point_current
 from vault.index.generations import CurrentRef, IndexGeneration
 from vault.index.snapshot import Snapshot
@@ -149,6 +155,7 @@ def complete(vault: Vault, manifest: dict[str, Any]) -> None:
     """Raise unless every object a manifest names directly is present."""
     names = [manifest[k] for k in ("state", "embedder", "vectors", "ann_hash_file")]
     names += list(manifest["table"].values())
+    names += [manifest["weights"]] if "weights" in manifest else []
     missing = [d for d in names if not vault.objects.has(d)]
     if missing:
         raise CorruptionError(f"{len(missing)} of its objects are missing ({missing[0][:12]}…)")
@@ -187,13 +194,18 @@ class IndexStatus:
 def index_status(vault: Vault) -> IndexStatus:
     from vault.index.build import CHANGE_OPS
 
-    running = embedder.identity()
     mode = vault.config().mode
+    running = builtin().identity()
     try:
         snap = vault.snapshot()
     except VaultError as exc:
         return IndexStatus(None, None, None, True, 0, False, {}, None, running, mode, str(exc))
     pending = [e for e in vault.audit.entries_after(snap.audit_seq) if e.op in CHANGE_OPS]
+    try:
+        running = snap.embedder().identity()
+        problem = None
+    except EmbeddingError as exc:
+        problem = str(exc)
     return IndexStatus(
         snap.generation,
         snap.number,
@@ -205,5 +217,5 @@ def index_status(vault: Vault) -> IndexStatus:
         snap.embedder_id,
         running,
         mode,
-        "embedder drift: run `vault index build`" if snap.drift else None,
+        problem,
     )

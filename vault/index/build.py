@@ -11,9 +11,11 @@
 * ``catch_up`` — complete every acknowledged operation the index does not reflect yet
   (write-backs and rollbacks alike), under the write lock, before any write.
 
-A plan is a pure function of (audit entries, embedder): incremental and full plans of the
-same log give the same bytes (property-tested), so every generation can be re-derived and
-checked by ``vault verify``.
+A plan is a pure function of the audit entries — the embedder included: the state names the
+embedder in effect (``vault embedder use``), whose weights object the manifest then names
+(``weights``). Incremental and full plans of the same log give the same bytes
+(property-tested), so every generation can be re-derived and checked by ``vault verify``.
+An embedder change re-embeds every concept.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vault.canonical import canonical_bytes, sha256_hex
-from vault.embedding import embedder
 from vault.embedding.cache import EmbeddingCache
 from vault.embedding.prefetch import prefetch
+from vault.embedding.select import BUILTIN, Embedder, resolve
 from vault.embedding.vectors import ann_hash, concept_vector, embedder_bytes
 from vault.errors import CorruptionError, VaultError
 from vault.index import table as tables
@@ -80,6 +82,7 @@ class Plan:
     table: tables.Table
     audit_seq: int
     reverted: tuple[int, ...]
+    embedder: Embedder
     _objects: tuple[str, dict[str, Any], list[tuple[str, bytes]]] | None = field(
         default=None, repr=False
     )
@@ -88,7 +91,7 @@ class Plan:
         """(generation id, manifest, [(digest, bytes)] of every object including the
         manifest) — computed once."""
         if self._objects is None:
-            self._objects = manifest_objects(self.state, self.table)
+            self._objects = manifest_objects(self.state, self.table, self.embedder)
         return self._objects
 
     @property
@@ -108,12 +111,12 @@ def counts(table: tables.Table) -> dict[str, int]:
 
 
 def manifest_objects(
-    state: State, table: tables.Table
+    state: State, table: tables.Table, embedder: Embedder
 ) -> tuple[str, dict[str, Any], list[tuple[str, bytes]]]:
     shard_list, shard_blobs = state.shard_bytes()
     blobs: list[tuple[str, bytes]] = [(sha256_hex(b), b) for b in shard_blobs]
     state_obj = canonical_bytes(shard_list)
-    emb = embedder_bytes()
+    emb = embedder_bytes(embedder)
     vec = table.vectors
     digest = ann_hash(emb, vec)
     named: dict[str, bytes] = {
@@ -137,6 +140,8 @@ def manifest_objects(
         "table": {name: digests[name] for name in tables.TABLE_OBJECTS},
         "vectors": digests["vectors"],
     }
+    if embedder.choice != BUILTIN:
+        manifest["weights"] = embedder.choice  # the weights object (gc keeps it)
     data = canonical_bytes(manifest)
     gen = sha256_hex(data)
     blobs.append((gen, data))
@@ -156,6 +161,7 @@ def row(name: str, entry: dict[str, Any], vector: list[int]) -> tables.Row:
 
 
 def _rows(
+    emb: Embedder,
     state: State,
     names: Iterable[str],
     records: Records,
@@ -166,11 +172,12 @@ def _rows(
 ) -> dict[str, tables.Row]:
     out: dict[str, tables.Row] = {}
     with cache.bulk() if cache is not None else contextlib.nullcontext():
-        _embed_rows(state, names, records, cache, progress, total, out, inputs or {})
+        _embed_rows(emb, state, names, records, cache, progress, total, out, inputs or {})
     return out
 
 
 def _embed_rows(
+    emb: Embedder,
     state: State,
     names: Iterable[str],
     records: Records,
@@ -185,7 +192,7 @@ def _embed_rows(
         if entry is None:
             raise CorruptionError(f"concept {name} vanished from the state")
         try:
-            vector = concept_vector(entry, state.known, records, cache, inputs.get(name))
+            vector = concept_vector(emb, entry, state.known, records, cache, inputs.get(name))
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise CorruptionError(
                 f"concept {name}: a record it is built from is malformed ({exc})"
@@ -204,20 +211,21 @@ def plan_full(
 ) -> Plan:
     """The generation of ``entries`` (the audit log from seq 1) from scratch; ``state`` is an
     empty ``State`` over the vault's objects."""
-    if cache is not None:
-        cache.load_packs()
     inputs: Inputs = {}
     fold(entries, state, records, inputs)
+    emb = resolve(state.objects, state.embedder)
     names = sorted(name for name, _ in state.concepts())
     if cache is not None:
+        cache = cache.bound(emb)
+        cache.load_packs()
         with cache.bulk():
             prefetch(_items(state, inputs), state.objects, cache)
-            rows = _rows(state, names, records, cache, progress, len(names), inputs)
+            rows = _rows(emb, state, names, records, cache, progress, len(names), inputs)
     else:
-        rows = _rows(state, names, records, cache, progress, len(names), inputs)
+        rows = _rows(emb, state, names, records, cache, progress, len(names), inputs)
     table = tables.build(rows.values())
     seq = entries[-1].seq if entries else 0
-    return Plan(state, table, seq, tuple(sorted(reverted_in_effect(entries))))
+    return Plan(state, table, seq, tuple(sorted(reverted_in_effect(entries))), emb)
 
 
 def _items(state: State, inputs: Inputs) -> list[tuple[str, ...]]:
@@ -230,25 +238,6 @@ def _items(state: State, inputs: Inputs) -> list[tuple[str, ...]]:
     return out
 
 
-def plan_reembed(
-    base: Snapshot,
-    entries: list[AuditEntry],
-    records: Records,
-    cache: EmbeddingCache | None,
-    audit_seq: int,
-    reverted: tuple[int, ...],
-    progress: Progress | None = None,
-) -> Plan:
-    """``base``'s state with ``entries`` folded in, every concept embedded anew (the base was
-    made by another embedder)."""
-    state = State(base.objects, base.state_shards)
-    for e in entries:
-        apply(state, e, records)
-    names = sorted(name for name, _ in state.concepts())
-    table = tables.build(_rows(state, names, records, cache, progress, len(names)).values())
-    return Plan(state, table, audit_seq, reverted)
-
-
 def plan_incremental(
     base: Snapshot,
     entries: list[AuditEntry],
@@ -257,15 +246,21 @@ def plan_incremental(
     audit_seq: int,
     reverted: tuple[int, ...],
 ) -> Plan:
-    """``base`` with ``entries`` (state-changing, no rollback among them) folded in."""
-    if base.embedder_id != embedder.identity():
-        return plan_reembed(base, entries, records, cache, audit_seq, reverted)
+    """``base`` with ``entries`` (state-changing, no rollback among them) folded in; every
+    concept is embedded anew when the embedder is not the one that made ``base`` (an
+    ``embedder`` entry among them, or a base built by another version of the tool)."""
     state = State(base.objects, base.state_shards)
     touched: set[str] = set()
     for e in entries:
         touched |= apply(state, e, records)
-    changes = _rows(state, sorted(touched), records, cache)
-    return Plan(state, tables.update(base.table, changes), audit_seq, reverted)
+    emb = resolve(state.objects, state.embedder)
+    cache = cache.bound(emb) if cache is not None else None
+    if base.embedder_id != emb.identity():
+        names = sorted(name for name, _ in state.concepts())
+        table = tables.build(_rows(emb, state, names, records, cache).values())
+        return Plan(state, table, audit_seq, reverted, emb)
+    changes = _rows(emb, state, sorted(touched), records, cache)
+    return Plan(state, tables.update(base.table, changes), audit_seq, reverted, emb)
 
 
 # --------------------------------------------------------------------------- publishing
@@ -290,7 +285,7 @@ def publish(vault: Vault, plan: Plan, op: str, parent: int | None) -> BuildResul
                 plan.audit_seq,
                 op,
                 manifest["counts"],
-                embedder.identity(),
+                plan.embedder.identity(),
                 plan.reverted,
                 parent,
             )

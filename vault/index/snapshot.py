@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
 from vault.canonical import loads, loads_trusted
-from vault.embedding import embedder
-from vault.errors import CorruptionError, NotFoundError, VaultError
+from vault.embedding import select
+from vault.errors import CorruptionError, EmbeddingError, NotFoundError, VaultError
 from vault.index.build import MANIFEST_SCHEMA_VERSION
 from vault.index.generations import CurrentRef
 from vault.index.state import State
@@ -28,6 +28,7 @@ from vault.index.table import TABLE_OBJECTS, Table
 from vault.store.objects import ObjectStore, is_digest
 
 CACHE_SIZE = 4
+KINDS = ("concepts", "reprs")
 _lock = threading.Lock()
 _loaded: OrderedDict[tuple[str, str], Generation] = OrderedDict()
 
@@ -91,8 +92,9 @@ class Generation:
         shards = loads_trusted(self._blob(self.manifest["state"], "state"))
         if (
             not isinstance(shards, dict)
-            or set(shards) != {"concepts", "reprs"}
-            or not all(isinstance(v, list) and len(v) == 256 for v in shards.values())
+            or set(shards) - {"embedder"} != {"concepts", "reprs"}
+            or not all(isinstance(shards[k], list) and len(shards[k]) == 256 for k in KINDS)
+            or not isinstance(shards.get("embedder", ""), str)
         ):
             raise CorruptionError(f"generation {self.id[:12]}: malformed state list")
         return shards
@@ -100,6 +102,14 @@ class Generation:
     @cached_property
     def state(self) -> State:
         return State(self.objects, self.state_shards)
+
+    @cached_property
+    def fitted(self) -> select.Embedder | str:
+        """The fitted embedder the manifest names, loaded once (or why it cannot be)."""
+        try:
+            return select.for_generation(self.objects, self.manifest)
+        except EmbeddingError as exc:
+            return str(exc)
 
 
 class Snapshot:
@@ -150,10 +160,25 @@ class Snapshot:
         ident: dict[str, Any] = self.manifest["embedder_id"]
         return ident
 
+    def embedder(self) -> select.Embedder:
+        """The embedder this generation was built with; ``EmbeddingError`` ("embedder
+        drift: ...") when this tool cannot run it (another version, weights missing or
+        damaged)."""
+        if select.manifest_choice(self.manifest) == select.BUILTIN:
+            return select.for_generation(self.objects, self.manifest)
+        emb = self._data.fitted
+        if isinstance(emb, str):
+            raise EmbeddingError(emb)
+        return emb
+
     @property
     def drift(self) -> bool:
-        """True when the running embedder is not the one this generation was built with."""
-        return self.embedder_id != embedder.identity()
+        """True when this tool cannot run the embedder this generation was built with."""
+        try:
+            self.embedder()
+        except EmbeddingError:
+            return True
+        return False
 
     @property
     def counts(self) -> dict[str, int]:
@@ -208,6 +233,20 @@ class Snapshot:
             return self.objects.get_record(digest)
         except VaultError as exc:
             raise CorruptionError(f"record {digest}: {exc}") from None
+
+
+def generation_embedders(objects: ObjectStore, generations: Iterable[str]) -> list[select.Embedder]:
+    """The embedders the given generations were built with that this tool can run, each
+    once (the caches worth keeping and checking)."""
+    out: dict[str, select.Embedder] = {}
+    for generation in generations:
+        try:
+            manifest = Generation(objects, generation).manifest
+            emb = select.resolve(objects, select.manifest_choice(manifest))
+        except VaultError:
+            continue
+        out.setdefault(f"{emb.version}:{emb.weights_hash}", emb)
+    return list(out.values())
 
 
 def clear_cache() -> None:

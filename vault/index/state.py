@@ -10,13 +10,17 @@
   object that merely sits in ``objects/`` — e.g. left by a write-back killed before its audit
   line — never changes an index;
 * the *pending citations*: reprs a card's ``validated_on`` names that are not known yet, with
-  the concepts citing them, so that a later write-back that makes one known re-embeds them.
+  the concepts citing them, so that a later write-back that makes one known re-embeds them;
+* the *embedder*: ``"builtin"`` or the digest of a fitted weights object, as the last
+  ``embedder`` entry in effect chose (``vault embedder use``); a rollback that reverts that
+  entry takes the embedder back with it.
 
 A full build folds every entry into an empty state; an incremental update folds the new
 entries into the state of the current generation. It is the same function on the same
 events, so both give the same bytes. The state is stored as 256 concept shards (by the first
 byte of sha256(ref)) and 256 repr shards (by the repr id's first byte), so a write-back
-rewrites only the shards it touches.
+rewrites only the shards it touches. The stored shard list names the embedder only when it
+is not the built-in one (so a vault that never chose another keeps its bytes).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from vault.canonical import canonical_bytes
+from vault.embedding.select import BUILTIN
 from vault.errors import CorruptionError, VaultError
 from vault.records.cards import ref
 from vault.records.keys import concept_keys
@@ -64,12 +69,14 @@ def cited_reprs(ev: dict[str, Any]) -> list[str]:
 class State:
     """A mutable state, loaded shard by shard from a stored one (or empty).
 
-    ``shards`` is the stored ``{"concepts": [256 digests], "reprs": [256 digests]}`` (None for
-    an empty state). Changed shards are tracked, so storing writes only those."""
+    ``shards`` is the stored ``{"concepts": [256 digests], "reprs": [256 digests]}`` (plus
+    ``"embedder"``: a weights digest, when one is chosen; None for an empty state). Changed
+    shards are tracked, so storing writes only those."""
 
     def __init__(self, objects: ObjectStore, shards: dict[str, Any] | None = None):
         self.objects = objects
         self._base = shards
+        self.embedder: str = (shards or {}).get("embedder", BUILTIN)
         self._concepts: list[dict[str, Any] | None] = [None] * SHARDS
         self._reprs: list[dict[str, Any] | None] = [None] * SHARDS
         self.dirty_concepts: set[int] = set()
@@ -166,7 +173,7 @@ class State:
         from vault.canonical import sha256_hex
 
         blobs: list[bytes] = []
-        out: dict[str, list[str]] = {
+        out: dict[str, Any] = {
             "concepts": list(self._base["concepts"]) if self._base else [],
             "reprs": list(self._base["reprs"]) if self._base else [],
         }
@@ -184,6 +191,8 @@ class State:
                 data = canonical_bytes(shard)
                 blobs.append(data)
                 out[kind][i] = sha256_hex(data)
+        if self.embedder != BUILTIN:
+            out["embedder"] = self.embedder
         return out, blobs
 
 
@@ -200,6 +209,9 @@ def apply(
     vector or row may have changed). ``inputs``, if given, gathers vector inputs."""
     touched: set[str] = set()
     if entry.op not in STATE_OPS:
+        return touched
+    if entry.op == "embedder":  # every vector changes: the planner re-embeds everything
+        state.embedder = _chosen_embedder(entry)
         return touched
     skip = entry.detail.get("reprs", 0) if isinstance(entry.detail, dict) else 0
     if not isinstance(skip, int) or isinstance(skip, bool) or not 0 <= skip <= len(entry.records):
@@ -222,6 +234,13 @@ def apply(
                 f"{exc})"
             ) from None
     return touched
+
+
+def _chosen_embedder(entry: AuditEntry) -> str:
+    choice = entry.detail.get("embedder") if isinstance(entry.detail, dict) else None
+    if not isinstance(choice, str) or not (choice == BUILTIN or is_digest(choice)):
+        raise CorruptionError(f"audit entry {entry.seq}: malformed embedder choice")
+    return choice
 
 
 def _fold_card(

@@ -17,7 +17,7 @@ from vault.errors import CorruptionError, InvalidInputError
 from vault.store.jsonl import append_line, complete_lines, last_line, lines_from_end
 
 # Operations whose records change the vault's state (and so the index).
-STATE_OPS = frozenset({"add", "fork", "evidence", "status", "import"})
+STATE_OPS = frozenset({"add", "fork", "evidence", "status", "import", "embedder"})
 
 
 @dataclass(frozen=True)

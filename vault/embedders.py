@@ -1,0 +1,232 @@
+"""``vault embedder fit | use | status``: fit a weights object, choose the embedder, and see
+how far the evidence has moved since the fit.
+
+* ``fit_embedder`` fits ``vault.embedding.fitted`` on ARC-format tasks (each task its own
+  class, or its ``labels`` group's) and/or the vault's own concepts (each concept a class:
+  the reprs and pairs it verified on, and its keys), stores the weights object in
+  ``objects/`` (its address is its ``weights_hash``) and records the fit in the audit log
+  (``embedder_fit``, naming the digest; ``vault gc`` keeps the latest fit's weights). The
+  weights' meta records the audit seq and the positive evidence count at fit time.
+* ``use_embedder`` makes ``builtin``, ``fitted`` (the latest fit) or a weights digest the
+  vault's embedder: one audited write (``vault.writeback.set_embedder``), one generation
+  with every concept re-embedded; ``vault rollback`` takes it back.
+* ``embedder_status``: the current embedder, its fit, and the share of positive evidence
+  newer than the fit, with a re-fit suggestion past ``config.toml``'s ``[embedder]``
+  thresholds (it never re-fits by itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vault.config import EmbedderConfig, load_embedder
+from vault.embedding import fitted
+from vault.embedding.select import BUILTIN, load_weights, manifest_choice
+from vault.embedding.vectors import concept_inputs
+from vault.errors import EmbeddingError, InvalidInputError, NotFoundError, UsageError, VaultError
+from vault.store.objects import is_digest
+from vault.writeback import WriteResult, set_embedder
+
+if TYPE_CHECKING:
+    from vault.eval.datasets import TaskItem
+    from vault.index.snapshot import Snapshot
+    from vault.vault import Vault
+
+FIT_OP = "embedder_fit"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    weights: str  # the weights object's digest (= its weights_hash)
+    size: int  # bytes
+    meta: dict[str, Any]
+    use: WriteResult | None  # the generation that selected it (``--use``)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights,
+            "bytes": self.size,
+            "meta": self.meta,
+            "use": self.use.to_json() if self.use else None,
+        }
+
+
+# --------------------------------------------------------------------------- fit
+def concept_classes(vault: Vault, snap: Snapshot) -> dict[str, list[list[int]]]:
+    """One class per concept version with evidence to learn from: the known reprs and
+    pairs its vector is built from, plus its keys."""
+    state = snap.state
+    out: dict[str, list[list[int]]] = {}
+    for name, entry in sorted(state.concepts(), key=lambda item: item[0]):
+        reprs, pairs = concept_inputs(entry, state.known, vault.records)
+        if not reprs and not pairs:
+            continue
+        out[f"concept:{name}"] = fitted.concept_items(
+            [vault.records(r) for r in reprs],
+            [(vault.records(a), vault.records(b)) for a, b in pairs],
+            entry["keys"],
+        )
+    return out
+
+
+def positive_evidence(snap: Snapshot) -> int:
+    """Positive evidence records in a generation's state."""
+    return int(snap.table.col("positive").sum())
+
+
+def fit_embedder(
+    vault: Vault,
+    tasks: Sequence[TaskItem] = (),
+    labels: Mapping[str, str] | None = None,
+    *,
+    from_vault: bool = False,
+    sources: Sequence[str] = (),
+    use: bool = False,
+    settings: fitted.FitSettings | None = None,
+) -> FitResult:
+    """Fit on ``tasks`` (grouped by ``labels``) and, with ``from_vault``, the vault's
+    concepts; store and record the weights (``sources`` names what it was fitted on); with
+    ``use``, also make them the embedder."""
+    if not tasks and not from_vault:
+        raise UsageError("fit needs training data: --tasks DIR, --dataset arc1 or --from-vault")
+    snap = vault.snapshot()
+    classes, weights = fitted.items_from_tasks([(t, task) for t, task, _ in tasks], labels)
+    if from_vault:
+        own = concept_classes(vault, snap)
+        classes.update(own)
+        weights.update(dict.fromkeys(own, 1.0))
+    meta = {
+        "fitted_on": list(sources),
+        "tasks": len(tasks),
+        "concepts": sum(1 for c in classes if c.startswith("concept:")),
+        "audit_seq": vault.audit.last_seq(),
+        "positive_evidence": positive_evidence(snap),
+    }
+    try:
+        w = fitted.fit(classes, settings, class_weights=weights, meta=meta)
+    except ValueError as exc:
+        raise InvalidInputError(f"cannot fit: {exc}") from None
+    data = w.to_bytes()
+    with vault.lock:
+        digest = vault.objects.put(data)
+        vault.audit.append(FIT_OP, vault.clock(), [], {"weights": digest, **meta})
+    used = set_embedder(vault, digest) if use else None
+    return FitResult(digest, len(data), w.meta, used)
+
+
+# --------------------------------------------------------------------------- use
+def _fitted_digests(vault: Vault) -> list[str]:
+    """The weights digests ``embedder_fit`` audit entries name, oldest first."""
+    return [
+        str(e.detail["weights"])
+        for e in vault.audit.entries()
+        if e.op == FIT_OP and isinstance(e.detail.get("weights"), str)
+    ]
+
+
+def latest_fit(vault: Vault) -> str | None:
+    """The weights digest of the latest ``embedder_fit`` audit entry."""
+    digests = _fitted_digests(vault)
+    return digests[-1] if digests else None
+
+
+def choice_of(vault: Vault, which: str) -> str:
+    """The choice ``which`` names: ``builtin``, ``fitted`` (the latest fit), a weights
+    digest or a unique prefix of a recorded fit's — checked to load."""
+    if which == BUILTIN:
+        return BUILTIN
+    if which == "fitted":
+        digest = latest_fit(vault)
+        if digest is None:
+            raise NotFoundError("no fitted embedder yet: run `vault embedder fit` first")
+    elif is_digest(which):
+        digest = which
+    else:
+        matches = sorted({d for d in _fitted_digests(vault) if d.startswith(which)})
+        if len(matches) != 1:
+            what = "no fit" if not matches else f"{len(matches)} fits"
+            raise NotFoundError(f"weights {which!r}: {what} recorded with that prefix")
+        digest = matches[0]
+    try:
+        load_weights(vault.objects, digest)
+    except EmbeddingError as exc:
+        raise NotFoundError(f"cannot use {exc} (run `vault embedder fit` again)") from None
+    return digest
+
+
+def use_embedder(vault: Vault, which: str) -> WriteResult:
+    """``vault embedder use``: make ``which`` the embedder (a new generation)."""
+    return set_embedder(vault, choice_of(vault, which))
+
+
+# --------------------------------------------------------------------------- status
+@dataclass(frozen=True)
+class EmbedderStatus:
+    embedder: dict[str, Any]  # embedder.json of the current generation
+    choice: str  # builtin or the weights digest
+    problem: str | None  # why this tool cannot run it (drift)
+    fit: dict[str, Any] | None  # the fit in use, or else the latest one: weights, in_use, meta
+    evidence: dict[str, Any] | None  # positive evidence at the fit, now, newer, share
+    suggestion: str | None
+    config: EmbedderConfig
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "embedder": self.embedder,
+            "choice": self.choice,
+            "problem": self.problem,
+            "fit": self.fit,
+            "evidence": self.evidence,
+            "suggestion": self.suggestion,
+            "config": {
+                "drift_threshold": self.config.drift_threshold,
+                "refresh_interval": self.config.refresh_interval,
+            },
+        }
+
+
+def _fit_info(vault: Vault, choice: str) -> dict[str, Any] | None:
+    digest = choice if choice != BUILTIN else latest_fit(vault)
+    if digest is None:
+        return None
+    try:
+        meta: dict[str, Any] | None = load_weights(vault.objects, digest).meta
+    except VaultError:
+        meta = None
+    return {"weights": digest, "in_use": digest == choice, "meta": meta}
+
+
+def evidence_moved(at_fit: int, now: int) -> dict[str, Any]:
+    newer = max(0, now - at_fit)
+    return {"at_fit": at_fit, "now": now, "newer": newer, "share": newer / now if now else 0.0}
+
+
+def _suggestion(evidence: dict[str, Any], cfg: EmbedderConfig) -> str | None:
+    if evidence["share"] < cfg.drift_threshold and evidence["newer"] < cfg.refresh_interval:
+        return None
+    return (
+        f"re-fit suggested: {evidence['newer']} of {evidence['now']} positive evidence records "
+        f"({evidence['share']:.0%}) are newer than the fit (drift_threshold "
+        f"{cfg.drift_threshold:.0%}, refresh_interval {cfg.refresh_interval}): "
+        "`vault embedder fit --from-vault --use`"
+    )
+
+
+def embedder_status(vault: Vault) -> EmbedderStatus:
+    cfg = load_embedder(vault.config_path)
+    snap = vault.snapshot()
+    choice = manifest_choice(snap.manifest)
+    try:
+        snap.embedder()
+        problem = None
+    except EmbeddingError as exc:
+        problem = str(exc)
+    fit = _fit_info(vault, choice)
+    evidence = suggestion = None
+    meta = fit["meta"] if fit else None
+    if meta is not None and isinstance(meta.get("positive_evidence"), int):
+        evidence = evidence_moved(meta["positive_evidence"], positive_evidence(snap))
+        suggestion = _suggestion(evidence, cfg) if fit and fit["in_use"] else None
+    return EmbedderStatus(snap.embedder_id, choice, problem, fit, evidence, suggestion, cfg)
