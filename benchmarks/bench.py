@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -59,20 +58,6 @@ def timed(fn: Any, runs: int) -> list[float]:
     return out
 
 
-def subprocess_rss(code: str) -> tuple[float, float]:
-    """(seconds, peak RSS MB) of ``python -c code`` as a fresh process."""
-    wrapper = (
-        "import resource, time, sys\n"
-        "t = time.perf_counter()\n"
-        f"exec({code!r})\n"
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", wrapper], capture_output=True, text=True, check=True
-    ).stdout.split()
-    return float(out[-2]), float(out[-1]) / 1024
-
-
 def cards_only(n: int, root: Path) -> dict[str, Any]:
     """N cards (no evidence) in one write-back, as `vault add` does, in a fresh process."""
     code = (
@@ -83,10 +68,11 @@ def cards_only(n: int, root: Path) -> dict[str, Any]:
         "cards = [c for chunk in gen.generate(%d) for c in chunk[0]]\n"
         "t0 = time.perf_counter(); v.add(cards); print('add', time.perf_counter() - t0)\n"
     ) % (str(HERE), str(root), n)
-    wrapper = (
-        "import resource, time\n"
+    wrapper = (  # VmHWM: the child's own peak (ru_maxrss would carry the parent's into it)
+        "import time\n"
         f"exec({code!r})\n"
-        "print('rss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+        "print('rss', hwm[0])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", wrapper], capture_output=True, text=True, check=True
