@@ -320,7 +320,7 @@ def test_log_json_and_limit(vault: Vault, tmp_path: Path) -> None:
     assert [e["op"] for e in entries] == ["init", "add", "status"]
     assert [e["seq"] for e in entries] == [1, 2, 3]
     for e in entries:
-        assert set(e) == {"seq", "op", "time", "records", "detail"}
+        assert set(e) == {"seq", "op", "time", "records", "detail", "check"}
         assert e["time"] == "2023-11-14T22:13:20Z"  # fixture clock / SOURCE_DATE_EPOCH
     assert [e["op"] for e in run_json(vault.root, "log", "-n", "2")] == ["add", "status"]
     assert run_json(vault.root, "log", "-n", "0") == []

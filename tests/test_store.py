@@ -120,3 +120,41 @@ def test_entries_after_reads_the_tail(tmp_path: Path) -> None:
     assert [e.seq for e in log.entries_after(0)] == list(range(1, 301))
     assert log.entries_after(300) == []
     assert [e.to_json() for e in log.entries_after(0)] == [e.to_json() for e in log.entries()]
+
+
+def _flip_time(path: Path, line: int) -> None:
+    """Change one digit of a line's time: the line still parses as the same shape."""
+    lines = path.read_bytes().split(b"\n")
+    lines[line - 1] = lines[line - 1].replace(b'"time":"20', b'"time":"21', 1)
+    path.write_bytes(b"\n".join(lines))
+
+
+def test_a_changed_audit_line_is_caught_by_its_checksum(vault: Vault) -> None:
+    vault.add([(card("x", ["feature:square"]), "x")])
+    log = AuditLog(vault.audit.path)
+    assert all(e.check is not None for e in log.entries())
+    _flip_time(vault.audit.path, 2)
+    with pytest.raises(CorruptionError, match=r"commits.jsonl:2: .*checksum mismatch"):
+        log.entries()
+    report = verify(Vault.open(vault.root))
+    assert any(
+        p.kind == "audit_malformed" and p.path.endswith("commits.jsonl:2") for p in report.problems
+    )
+
+
+def test_a_changed_generation_record_is_caught_by_its_checksum(vault: Vault) -> None:
+    vault.add([(card("x", ["feature:square"]), "x")])
+    _flip_time(vault.generations.log_path, 2)
+    with pytest.raises(CorruptionError, match="checksum mismatch"):
+        vault.generations.history()
+    assert not verify(Vault.open(vault.root)).ok
+
+
+def test_a_log_line_written_before_checksums_is_accepted(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "commits.jsonl")
+    log.path.write_bytes(
+        b'{"detail":{},"op":"init","records":[],"seq":1,"time":"2020-01-01T00:00:00Z"}\n'
+    )
+    entry = log.append("mode", "2020-01-02T00:00:00Z", [], {"mode": None})
+    assert [e.seq for e in log.entries()] == [1, 2] and entry.seq == 2
+    assert [e.check is None for e in log.entries()] == [True, False]

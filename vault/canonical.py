@@ -130,3 +130,24 @@ def iter_json_lines(text: str, source: str = "<input>") -> Iterator[tuple[int, A
 def dumps_line(obj: Any) -> bytes:
     """One canonical JSON line, newline-terminated."""
     return canonical_bytes(obj) + b"\n"
+
+
+CHECK = "check"  # the field a log line carries its own checksum in
+
+
+def line_check(obj: dict[str, Any]) -> str:
+    """The checksum of a log line (``audit/commits.jsonl``, ``index/generations.jsonl``):
+    the first 16 hex digits of the sha256 of its canonical bytes without the field."""
+    return sha256_hex(canonical_bytes({k: v for k, v in obj.items() if k != CHECK}))[:16]
+
+
+def with_check(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with its checksum, as a log line is written."""
+    return {**obj, CHECK: line_check(obj)}
+
+
+def verify_check(obj: dict[str, Any]) -> None:
+    """Raise ``InvalidInputError`` if ``obj`` carries a checksum its content does not match
+    (a line written before checksums, without the field, is accepted)."""
+    if CHECK in obj and obj[CHECK] != line_check(obj):
+        raise InvalidInputError("checksum mismatch: the line changed after it was written")

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from vault.canonical import dumps_line, loads, sha256_hex
+from vault.canonical import CHECK, dumps_line, loads, sha256_hex, verify_check
 from vault.config import load as load_config
 from vault.embedding.cache import EmbeddingCache, FreshCache, pack_name_ok
 from vault.embedding.select import Embedder, builtin
@@ -308,8 +308,9 @@ def _audit(ctx: _Context, report: VerifyReport) -> None:
                 raise InvalidInputError(f"expected seq {number}")
             if dumps_line(obj) != line + b"\n":
                 raise InvalidInputError("not canonical JSON")
-            if set(obj) != {"seq", "op", "time", "records", "detail"}:
+            if set(obj) - {CHECK} != {"seq", "op", "time", "records", "detail"}:
                 raise InvalidInputError("unexpected fields")
+            verify_check(obj)
         except (InvalidInputError, KeyError, TypeError, AttributeError) as exc:
             report.add("audit_malformed", f"{path}:{number}", str(exc))
             ok = False

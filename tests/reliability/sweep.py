@@ -207,7 +207,7 @@ def crash_at(
     post_log = _lines(b.post_files["audit/commits.jsonl"])
     out.acked = (
         len(log) > len(pre_log)
-        and log[-1].startswith(b'{"detail"')
+        and log[-1].startswith((b'{"check"', b'{"detail"'))
         and (f'"op":"{AUDIT_OP[b.op]}"'.encode() in log[-1])
     )
     for name in ("audit/commits.jsonl", "index/generations.jsonl"):

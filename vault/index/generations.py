@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vault.canonical import dumps_line, loads
+from vault.canonical import CHECK, dumps_line, loads, verify_check, with_check
 from vault.errors import CorruptionError, InvalidInputError, NotFoundError
 from vault.store.fs import atomic_write
 from vault.store.jsonl import append_line, complete_lines, last_line
@@ -139,10 +139,10 @@ class Generations:
         return out
 
     def append(self, gen: IndexGeneration) -> None:
-        append_line(self.log_path, gen.to_json())
+        append_line(self.log_path, with_check(gen.to_json()))
 
     def rewrite(self, kept: list[IndexGeneration]) -> None:
-        atomic_write(self.log_path, b"".join(dumps_line(g.to_json()) for g in kept))
+        atomic_write(self.log_path, b"".join(dumps_line(with_check(g.to_json())) for g in kept))
 
     def record(self, number: int) -> IndexGeneration | None:
         for g in reversed(self.history()):
@@ -178,6 +178,7 @@ def _generation(line: bytes, source: str) -> IndexGeneration:
         o = loads(line, source=source)
         if not isinstance(o, dict):
             raise TypeError("not an object")
+        verify_check(o)
         parent = o["parent"]
         gen = IndexGeneration(
             _int(o["number"]),
@@ -198,6 +199,7 @@ def _generation(line: bytes, source: str) -> IndexGeneration:
             raise TypeError("malformed counts or embedder")
     except (InvalidInputError, KeyError, TypeError) as exc:
         raise CorruptionError(f"{source}: malformed generation record ({exc})") from None
-    if line + b"\n" != dumps_line(gen.to_json()):
+    canonical = with_check(gen.to_json()) if CHECK in o else gen.to_json()
+    if line + b"\n" != dumps_line(canonical):
         raise CorruptionError(f"{source}: generation record is not canonical")
     return gen

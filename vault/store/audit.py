@@ -1,18 +1,19 @@
 """``audit/commits.jsonl``: the append-only log of every change, and the order of events.
 
 One canonical JSON line per write-back, fork, status change, evidence, index build,
-rollback or mode switch. A line is acknowledged once it is fsynced. A torn last line
+rollback or mode switch, carrying its own checksum (``check``: any changed byte is caught
+on read). A line is acknowledged once it is fsynced. A torn last line
 (a crash mid-append, never acknowledged) is cut off on the next append.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vault.canonical import loads
+from vault.canonical import CHECK, loads, verify_check, with_check
 from vault.errors import CorruptionError, InvalidInputError
 from vault.store.jsonl import append_line, complete_lines, last_line, lines_from_end
 
@@ -27,15 +28,20 @@ class AuditEntry:
     time: str
     records: tuple[str, ...]
     detail: dict[str, Any]
+    check: str | None = field(default=None, compare=False)  # as read (None: not yet written)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """The line's fields (with its checksum once it was read from the log)."""
+        out = {
             "seq": self.seq,
             "op": self.op,
             "time": self.time,
             "records": list(self.records),
             "detail": self.detail,
         }
+        if self.check is not None:
+            out["check"] = self.check
+        return out
 
 
 class AuditLog:
@@ -85,24 +91,28 @@ class AuditLog:
     def append(self, op: str, time: str, records: list[str], detail: dict[str, Any]) -> AuditEntry:
         """Append one entry durably (call under the write lock); cuts off a torn tail first."""
         entry = AuditEntry(self.last_seq() + 1, op, time, tuple(records), detail)
-        append_line(self.path, entry.to_json())
+        append_line(self.path, with_check(entry.to_json()))
         return entry
 
     def append_entry(self, entry: AuditEntry) -> None:
         """Append a prepared entry; its seq must follow the last one."""
         if entry.seq != self.last_seq() + 1:
             raise CorruptionError(f"{self.path}: audit seq {entry.seq} out of order")
-        append_line(self.path, entry.to_json())
+        append_line(self.path, with_check(entry.to_json()))
 
     def __iter__(self) -> Iterator[AuditEntry]:
         return iter(self.entries())
 
 
 def _entry(obj: Any) -> AuditEntry:
+    if not isinstance(obj, dict):
+        raise TypeError("not an object")
+    verify_check(obj)
     return AuditEntry(
         seq=obj["seq"],
         op=obj["op"],
         time=obj["time"],
         records=tuple(obj["records"]),
         detail=obj["detail"],
+        check=obj.get(CHECK),
     )
