@@ -414,7 +414,7 @@ def read_format(fmt: Path) -> int:
     except (InvalidInputError, KeyError, TypeError, OSError) as exc:
         raise NotAVaultError(f"{fmt} is unreadable ({exc})") from None
     if name != FORMAT_NAME:
-        raise NotAVaultError(f"{fmt.parent} holds a {name!r}, not a {FORMAT_NAME}")
+        raise NotAVaultError(f"{fmt} names format {name!r}, not {FORMAT_NAME!r}: not a vault")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise NotAVaultError(f"{fmt}: invalid format version {version!r}")
     return version
