@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import gen  # noqa: E402
+from machine import cpu_name  # noqa: E402
 
 from vault.records.query import normalize_query  # noqa: E402
 from vault.vault import Vault  # noqa: E402
@@ -181,14 +182,7 @@ def million(runs: int) -> dict[str, Any]:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return (
         f"{cpu}, {os.cpu_count()} cores; {platform.python_implementation()} "
         f"{platform.python_version()}, numpy {np.__version__}, {platform.system()}"

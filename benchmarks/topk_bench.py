@@ -380,14 +380,9 @@ def child_compare(d: Path, k: int, nsingle: int, nbatch: int, batch_runs: int) -
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from machine import cpu_name  # benchmarks/ is the script's directory
+
+    cpu = cpu_name()
     blas = "?"
     try:
         cfg = np.show_config(mode="dicts")

@@ -9,6 +9,7 @@ streams (``vault retrieve --batch -``: one result per line as each line arrives)
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -136,34 +137,32 @@ def json_lines(lines: Iterable[str | bytes], source: str) -> Iterator[Located]:
         raise InvalidInputError(str(exc).split(" (line ")[0], source=where) from None
 
 
-def iter_json_lines(path: str) -> Iterator[Located]:
-    """Stream the JSON lines of a file, or of stdin for ``-``, one value at a time."""
-    source = source_name(path)
+@contextlib.contextmanager
+def _binary_stream(path: str) -> Iterator[IO[bytes]]:
+    """The bytes of a file, or stdin for ``-`` (left open), closed on any exit."""
     if path == "-":
-        yield from json_lines(sys.stdin.buffer, source)
+        yield sys.stdin.buffer
         return
     try:
         fp: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed below, also on early exit
     except OSError as exc:
         raise _open_error(path, exc) from None
     with fp:
-        yield from json_lines(fp, source)
+        yield fp
+
+
+def iter_json_lines(path: str) -> Iterator[Located]:
+    """Stream the JSON lines of a file, or of stdin for ``-``, one value at a time."""
+    with _binary_stream(path) as fp:
+        yield from json_lines(fp, source_name(path))
 
 
 def iter_requests(path: str) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` for each non-blank JSON line of a file or stdin; a line that
     is not JSON yields its ``InvalidInputError`` as the value and the stream goes on (for
     ``retrieve --batch``: one bad request never ends the run)."""
-    source = source_name(path)
-    if path == "-":
-        yield from _requests(sys.stdin.buffer, source)
-        return
-    try:
-        fp: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed below, also on early exit
-    except OSError as exc:
-        raise _open_error(path, exc) from None
-    with fp:
-        yield from _requests(fp, source)
+    with _binary_stream(path) as fp:
+        yield from _requests(fp, source_name(path))
 
 
 def _requests(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, Any]]:
