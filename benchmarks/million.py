@@ -164,8 +164,11 @@ def measure(runs: int = 5) -> dict[str, Any]:
         import subprocess
 
         subprocess.run(
-            [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(HERE)!r}); "
-             "import million; million.build()"],
+            [
+                sys.executable,
+                "-c",
+                f"import sys; sys.path.insert(0, {str(HERE)!r}); import million; million.build()",
+            ],
             check=True,
         )
     build_s = float((DIR / "built").read_text())

@@ -306,6 +306,7 @@ def child_compare(d: Path, k: int, nsingle: int, nbatch: int, batch_runs: int) -
     if "usearch" in lib:
         ui = lib["usearch"]
         cos_kind = ui.MetricKind.Cos
+
         def us_single(i: int) -> np.ndarray:
             keys: np.ndarray = ui.search(m, qs[i], k, cos_kind, exact=True).keys
             return keys
@@ -357,8 +358,12 @@ def child_compare(d: Path, k: int, nsingle: int, nbatch: int, batch_runs: int) -
     res["batch"] = []
     for x in batch:
         count = NK_BATCH if x.name.startswith("numkong") else len(bq)
-        row = {"name": x.name, "metric": x.metric or "cosine (inner product)",
-               "qps": count / _median(x.times), "runs": len(x.times)}
+        row = {
+            "name": x.name,
+            "metric": x.metric or "cosine (inner product)",
+            "qps": count / _median(x.times),
+            "runs": len(x.times),
+        }
         if x.name.startswith("vault"):
             got = x.outs[0]
             row["exact"] = sum(
@@ -560,8 +565,15 @@ def main() -> None:
             common = ["--dir", tmp, "--k", str(a.k), "--batch", str(a.batch)]
             mem = run_child(["--child", "memory", *common])
             cmp_ = run_child(
-                ["--child", "compare", *common, "--single", str(a.single),
-                 "--batch-runs", str(a.batch_runs)]
+                [
+                    "--child",
+                    "compare",
+                    *common,
+                    "--single",
+                    str(a.single),
+                    "--batch-runs",
+                    str(a.batch_runs),
+                ]
             )
             print(f"N={n:,}: done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
             results.append({"memory": mem, "compare": cmp_})

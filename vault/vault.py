@@ -8,7 +8,6 @@ import contextlib
 import datetime as _dt
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,6 +174,8 @@ class Vault:
             if any(root.iterdir()):
                 raise NotAVaultError(f"{root} is not empty and not a vault; choose another path")
         root.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
         tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.init-"))
         try:
             os.chmod(tmp, 0o755)

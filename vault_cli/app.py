@@ -9,7 +9,10 @@ the command that needs them.
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -898,6 +901,47 @@ def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | None:
     return data
 
 
+def invoked(argv: Sequence[str]) -> str | None:
+    """The command or group ``argv`` names when it is ``[--vault DIR] NAME ...`` with a known
+    NAME; None for anything else (root help, ``--version``, completion, a misspelt name)."""
+    names = {_name(info) for info in app.registered_commands}
+    names |= {info.name for info in app.registered_groups if info.name}
+    args = iter(argv)
+    for arg in args:
+        if arg == "--vault":
+            next(args, None)
+        elif not arg.startswith("--vault="):
+            return arg if arg in names else None
+    return None
+
+
+def _name(info: Any) -> str:
+    """A registered command's name, as typer derives it (``set_status`` → ``set-status``)."""
+    name: str = info.name or info.callback.__name__.lower().replace("_", "-")
+    return name
+
+
+def only(name: str) -> typer.Typer:
+    """The app with one command (or group) in its tree. typer builds every command's
+    parameters from its signature when it starts (about 60 ms for the whole tree); a run needs
+    only the command it invokes."""
+    pruned = copy.copy(app)
+    pruned.registered_commands = [i for i in app.registered_commands if _name(i) == name]
+    pruned.registered_groups = [i for i in app.registered_groups if i.name == name]
+    return pruned
+
+
 def main() -> None:
-    """Console entry point (``vault``, ``python -m vault``, ``python -m vault_cli``)."""
-    app(prog_name="vault")
+    """Console entry point (``vault``, ``python -m vault``, ``python -m vault_cli``).
+
+    Two start-up costs a one-shot command does not need are skipped here (not in ``app``,
+    which tests and other programs call in-process): numpy's OpenBLAS starts a spin-waiting
+    worker thread per core when imported (about 60 ms of a cold query on 2 cores; our
+    products run single-threaded anyway, see ``vault.embedding.topk``, and an explicit
+    ``OPENBLAS_NUM_THREADS`` is respected), and the interpreter's teardown frees every
+    module and object one by one after the work is done (about 50 ms): ``core.finish``
+    flushes the output and runs the exit handlers, then ends the process."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    name = None if "_VAULT_COMPLETE" in os.environ else invoked(sys.argv[1:])
+    code = (app if name is None else only(name))(prog_name="vault", standalone_mode=False)
+    core.finish(code)

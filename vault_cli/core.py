@@ -23,11 +23,13 @@ usage error is preceded by the command's usage line.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -231,6 +233,24 @@ def report(exc: BaseException) -> int:
         "VAULT_TRACEBACK=1 shows where)"
     )
     return EXIT_FAILURE
+
+
+def finish(code: int) -> NoReturn:
+    """End the process with ``code`` once the command is done: flush stdout and stderr, run
+    the exit handlers (``atexit``, which also runs ``weakref.finalize``), then leave without
+    the interpreter's teardown (freeing every object; nothing is written there). Every write
+    of a command is complete, closed and synced before it returns."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = report(BrokenPipeError())
+    except (OSError, ValueError):
+        pass
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def usage_message(exc: click_exceptions.ClickException) -> str:

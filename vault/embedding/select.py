@@ -15,12 +15,15 @@ version, a missing or damaged weights object, weights of another fitted-embedder
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from vault.embedding import embedder, fitted
+from vault.embedding import embedder
 from vault.errors import EmbeddingError, VaultError
 from vault.grid.pairs import PairFacts
 from vault.store.objects import ObjectStore, is_digest
+
+if TYPE_CHECKING:  # the fitted model (numpy-heavy) loads only with a fitted embedder
+    from vault.embedding.fitted import FittedWeights
 
 BUILTIN = "builtin"  # the choice naming the built-in embedder
 
@@ -91,9 +94,10 @@ class BuiltinEmbedder:
 class FittedEmbedder:
     """A fitted weights object (``FittedWeights``)."""
 
-    version = fitted.VERSION
+    def __init__(self, weights: FittedWeights):
+        from vault.embedding.fitted import VERSION
 
-    def __init__(self, weights: fitted.FittedWeights):
+        self.version = VERSION
         self.weights = weights
         self.weights_hash = weights.weights_hash
         self.choice = self.weights_hash
@@ -126,19 +130,21 @@ def builtin() -> BuiltinEmbedder:
     return _BUILTIN
 
 
-def fitted_embedder(weights: fitted.FittedWeights) -> FittedEmbedder:
+def fitted_embedder(weights: FittedWeights) -> FittedEmbedder:
     return FittedEmbedder(weights)
 
 
-def load_weights(objects: ObjectStore, digest: str) -> fitted.FittedWeights:
+def load_weights(objects: ObjectStore, digest: str) -> FittedWeights:
     """The weights object ``digest``, checked against its address; ``EmbeddingError`` if it
     is missing, damaged or of another fitted-embedder version."""
     try:
         data = objects.get(digest, check=True)
     except VaultError as exc:
         raise EmbeddingError(f"weights {digest[:12]}: {exc}") from None
+    from vault.embedding.fitted import FittedWeights
+
     try:
-        return fitted.FittedWeights.from_bytes(data)
+        return FittedWeights.from_bytes(data)
     except ValueError as exc:
         raise EmbeddingError(f"weights {digest[:12]}: {exc}") from None
 

@@ -53,8 +53,8 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -85,6 +85,9 @@ KEY_ERROR = 1e-5
 BATCH_KEY_ERROR = 4e-5
 
 Result = tuple[np.ndarray, np.ndarray]
+
+if TYPE_CHECKING:  # the pool is made on the first threaded scan (few queries need one)
+    from concurrent.futures import ThreadPoolExecutor
 
 
 # ---------------------------------------------------------------------------------------
@@ -456,6 +459,8 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vault-topk")
         return _POOL
 

@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from vault.index.snapshot import Snapshot
     from vault.vault import Vault
 
-MANIFEST_SCHEMA_VERSION = 3  # 3: the table has per-part norms (10 columns)
 CHANGE_OPS = STATE_OPS | {"rollback"}  # entries that change what the index must hold
 Progress = Callable[[int, int], None]
 
@@ -130,7 +129,7 @@ def manifest_objects(
     blobs += [(digests[name], data) for name, data in {**named, **table_blobs}.items()]
     manifest = {
         "kind": "generation",
-        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "schema_version": tables.MANIFEST_SCHEMA_VERSION,
         "ann_hash": digest,
         "ann_hash_file": digests["ann_hash_file"],
         "counts": counts(table),

@@ -21,10 +21,9 @@ from typing import Any
 from vault.canonical import loads, loads_trusted
 from vault.embedding import select
 from vault.errors import CorruptionError, EmbeddingError, NotFoundError, VaultError
-from vault.index.build import MANIFEST_SCHEMA_VERSION
 from vault.index.generations import CurrentRef
 from vault.index.state import State
-from vault.index.table import TABLE_OBJECTS, Table
+from vault.index.table import MANIFEST_SCHEMA_VERSION, TABLE_OBJECTS, Table
 from vault.store.objects import ObjectStore, is_digest
 
 CACHE_SIZE = 4

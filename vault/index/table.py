@@ -51,6 +51,8 @@ COLUMNS = (
     "norm2_behaviour",
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
+# The schema of a generation manifest (written by vault.index.build, read by the snapshot).
+MANIFEST_SCHEMA_VERSION = 3  # 3: the table has per-part norms (10 columns)
 TABLE_OBJECTS = ("columns", "offsets", "matrix", "refs", "keys", "postings")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from vault.errors import InvalidInputError
@@ -33,15 +33,13 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+SCHEMA_DIR = Path(__file__).parent / "schemas"  # package data (see pyproject.toml)
+
+
 @cache
 def load_schema(name: str) -> dict[str, Any]:
     """The shipped JSON Schema ``name`` (one of ``SCHEMAS``)."""
-    text = (
-        resources.files("vault.records")
-        .joinpath("schemas")
-        .joinpath(f"{name}.schema.json")
-        .read_text("utf-8")
-    )
+    text = (SCHEMA_DIR / f"{name}.schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
