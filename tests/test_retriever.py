@@ -126,7 +126,7 @@ def test_packed_symbolic_order_equals_the_reference_with_ties(tmp_path: Path) ->
     rows = ranker.candidates()
     ref = rows[
         np.lexsort(
-            (ranker.tail[rows], ranker.penalty[rows], -ranker.overlap[rows], ranker.status[rows])
+            (ranker.tail[rows], ranker.penalty[rows], -ranker.overlap(rows), ranker.status[rows])
         )
     ]
     assert ranker.base.packable
@@ -141,6 +141,28 @@ def test_packed_symbolic_order_equals_the_reference_with_ties(tmp_path: Path) ->
         if all(groups[r] != groups[s] for s in seen):
             seen.append(r)
     assert ranker.symbolic_distinct(40).tolist() == seen[:40]
+
+
+def test_sparse_key_overlap_equals_a_dense_count(tmp_path: Path) -> None:
+    """The ranker counts key overlap over the postings it reads only; for every row (those
+    holding no key too) the count equals a dense count over the whole table."""
+    rng = random.Random(11)
+    keys = [f"feature:k{j}" for j in range(6)]
+    cards = [(card(f"c{i:03d}", rng.sample(keys, rng.randint(1, 4))), "x") for i in range(120)]
+    v, _ = Vault.init(tmp_path / "v")
+    v.add(cards)
+    table = v.snapshot().table
+    every = np.arange(table.n)
+    for query_keys in (keys[:1], keys[2:5], keys, ["feature:absent"], []):
+        ranker = _Ranker(table, query_keys, "grid_2d")
+        parts = [table.posting(k) for k in query_keys]
+        dense = np.bincount(
+            np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64), minlength=table.n
+        )
+        assert ranker.overlap(every).tolist() == dense.tolist()
+        assert ranker.overlap(every[::-1]).tolist() == dense[::-1].tolist()
+        assert ranker.candidates().tolist() == np.nonzero(ranker.eligible & (dense > 0))[0].tolist()
+        assert ranker.without_keys().tolist() == (ranker.eligible & (dense == 0)).tolist()
 
 
 def test_solver_loop_example_runs(example_vault: Vault) -> None:

@@ -322,13 +322,20 @@ def pair_vector(in_rep: dict[str, Any], facts: PairFacts) -> list[int]:
     return appearance_blocks(in_rep) + transform_block(facts) + keys_block(pair_keys(facts))
 
 
+def _column_sums(vectors: Sequence[Sequence[int]]) -> list[int]:
+    """Exact integer sums per dim (one vector: itself, as a query's lone repr is)."""
+    if len(vectors) == 1:
+        return list(vectors[0])
+    return [sum(col) for col in zip(*vectors, strict=True)] if vectors else [0] * DIM
+
+
 def combine(
     appearance: Sequence[Sequence[int]], transform: Sequence[Sequence[int]], keys: Iterable[str]
 ) -> list[int]:
     """One vector from item vectors: their shape, colour and transformation blocks summed
     (exact integers) and re-normalized, plus the keys block of ``keys``."""
-    app = [sum(col) for col in zip(*appearance, strict=True)] if appearance else [0] * DIM
-    trans = [sum(col) for col in zip(*transform, strict=True)] if transform else [0] * DIM
+    app = _column_sums(appearance)
+    trans = _column_sums(transform)
     shp, col, trn = app[SHP], app[COL], trans[TRN]
     return (
         _requantize(shp, BLOCK_WEIGHT["shape"])
