@@ -95,6 +95,35 @@ def test_batch_equals_single_and_reports_bad_lines(example_vault: Vault) -> None
         assert set(bad) - {"id"} == {"line", "error"} and bad["error"]
 
 
+def _cache_files(v: Vault) -> tuple[set[str], set[str]]:
+    root = v.embeddings_dir / "cache"
+    singles = {str(p.relative_to(root)) for p in root.glob("??/*.json")}
+    packs = (
+        {p.name for p in (root / "packs").glob("*.jsonl")} if (root / "packs").is_dir() else set()
+    )
+    return singles, packs
+
+
+def test_a_batch_caches_its_new_query_vectors_as_one_pack(example_vault: Vault) -> None:
+    """A batch of new grids writes one pack at the end (not a file per request); a later
+    single query of one of them meets the same vector (no nondeterminism detected)."""
+    v = example_vault
+    grids = [[[(r + c + i) % 3 for c in range(4)] for r in range(3 + i % 3)] for i in range(6)]
+    singles, packs = _cache_files(v)
+    out = list(v.retriever().batch([(i + 1, {"repr": g, "k": 3}) for i, g in enumerate(grids)]))
+    assert all("error" not in o and o["mode_used"] == "hybrid" for o in out)
+    singles_after, packs_after = _cache_files(v)
+    assert singles_after == singles and len(packs_after - packs) == 1
+    (new,) = packs_after - packs
+    lines = (v.embeddings_dir / "cache" / "packs" / new).read_text().splitlines()
+    assert len(lines) == len({json.dumps(g) for g in grids})
+    fresh = Vault.open(v.root).retriever()  # another process' view: packs are not memo
+    for o, g in zip(out, grids, strict=True):
+        again = fresh.retrieve(g, k=3).to_json()
+        assert again["fallback_reason"] is None
+        assert again["results"] == o["results"]
+
+
 def test_packed_symbolic_order_equals_the_reference_with_ties(tmp_path: Path) -> None:
     """Many concepts with equal overlap, penalty and version: the final order is by id; the
     packed-key selection of any prefix equals a full lexsort."""

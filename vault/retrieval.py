@@ -122,14 +122,13 @@ class RetrievalResult:
 
 
 class _Penalty:
-    """The evidence penalty of any rows, computed from the table's counts on use."""
+    """The evidence penalty of any rows: a look-up of the table's distinct penalties."""
 
-    def __init__(self, table: Table):
-        self.positive = table.col("positive")
-        self.negative = table.col("negative")
+    def __init__(self, values: np.ndarray, rank: np.ndarray):
+        self.values, self.rank = values, rank
 
     def __getitem__(self, rows: Any) -> Any:
-        return failure_rate(self.positive[rows], self.negative[rows])
+        return self.values[self.rank[rows]]
 
 
 class _Base:
@@ -139,16 +138,21 @@ class _Base:
         # compact dtypes (a 10^6 vault keeps a few MB here); subsets are widened when used
         self.status = table.col("status").astype(np.uint8)
         self.tail = table.col("tail")
-        self.penalty = _Penalty(table)
-        # dense rank of the penalty: an exact, order-preserving small integer for packing
+        # dense rank of the penalty: an exact, order-preserving small integer for packing,
+        # and the index of the row's penalty among the distinct ones (``failure_rate`` of
+        # the failing rows, computed once; 0 for every row that never failed)
         neg = table.col("negative")
         self.penalty_rank = np.zeros(table.n, dtype=np.uint32)
+        values = np.zeros(1)
         failing = np.nonzero(neg)[0]
         if len(failing):
-            values = self.penalty[failing]
-            distinct, rank = np.unique(values, return_inverse=True)
+            penalties = failure_rate(table.col("positive")[failing], neg[failing])
+            distinct, rank = np.unique(penalties, return_inverse=True)
             # a penalty of 0 (tolerated failures) ranks with the rows that never failed
-            self.penalty_rank[failing] = rank + (1 if distinct[0] > 0 else 0)
+            shift = 1 if distinct[0] > 0 else 0
+            self.penalty_rank[failing] = rank + shift
+            values = np.concatenate([np.zeros(shift), distinct])
+        self.penalty = _Penalty(values, self.penalty_rank)
         self.packable = table.n < (1 << 32) and int(self.penalty_rank.max(initial=0)) < (1 << 22)
         self.domains: dict[str, np.ndarray] = {}
 
@@ -190,9 +194,13 @@ class _Ranker:
         # Sparse: the rows holding a query key (ascending) and how many of its keys each
         # holds. O(postings read), never O(N): a dense count per row touched every row's
         # memory on every query (0.75 ms at 10^5, most of a batched query).
-        held, counts = np.unique(hits, return_counts=True)
-        self.hit_rows = held.astype(np.int64)
-        self.hit_counts = counts.astype(np.int64)
+        if len(parts) == 1:  # one key: its posting is ascending and unique already
+            self.hit_rows = parts[0].astype(np.int64)
+            self.hit_counts = np.ones(len(self.hit_rows), dtype=np.int64)
+        else:
+            held, counts = np.unique(hits, return_counts=True)
+            self.hit_rows = held.astype(np.int64)
+            self.hit_counts = counts.astype(np.int64)
         self.n_keys = len(parts)
         self._candidates: tuple[np.ndarray, np.ndarray] | None = None
 

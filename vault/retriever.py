@@ -130,22 +130,26 @@ class Retriever:
         ``task``, ``repr``, ``query`` and optionally ``k``, ``mode``, ``id``, ``exclude``.
         Yields, in input order, the result as ``retrieve --json`` prints it plus ``line``
         (and ``id`` when given), or ``{"line", "id"?, "error"}`` for a bad request — never
-        stopping the run."""
-        for line, value in requests:
-            out: dict[str, Any] = {"line": line}
-            if isinstance(value, VaultError):  # the line did not even parse
-                out["error"] = str(value)
-                yield out
-                continue
-            try:
-                kind, body, options = _request(value, line)
-                if "id" in options:
-                    out["id"] = options.pop("id")
-                result = self.retrieve(query_from(kind, body, f"line {line}"), **options)
-                out.update(result.to_json())
-            except VaultError as exc:
-                out["error"] = str(exc)
-            yield out
+        stopping the run. The vectors of query grids new to the cache are written as one
+        pack when the run ends, not one file per request."""
+        with self.vault.cache.bulk():
+            for line, value in requests:
+                yield self._answer(line, value)
+
+    def _answer(self, line: int, value: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"line": line}
+        if isinstance(value, VaultError):  # the line did not even parse
+            out["error"] = str(value)
+            return out
+        try:
+            kind, body, options = _request(value, line)
+            if "id" in options:
+                out["id"] = options.pop("id")
+            result = self.retrieve(query_from(kind, body, f"line {line}"), **options)
+            out.update(result.to_json())
+        except VaultError as exc:
+            out["error"] = str(exc)
+        return out
 
 
 def _request(value: Any, line: int) -> tuple[str, Any, dict[str, Any]]:
