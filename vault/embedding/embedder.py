@@ -23,6 +23,7 @@ re-normalized, so aggregation is exact too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
@@ -299,16 +300,22 @@ def transform_block(f: PairFacts) -> list[int]:
     return _quantize(_normalize(raw, TRANSFORM), BLOCK_WEIGHT["transform"])
 
 
+@functools.lru_cache(maxsize=4096)
+def _key_term(key: str) -> tuple[int, float]:
+    """(dim, signed weight) a key adds to the keys block (a pure function of the key)."""
+    weight = FAMILY_WEIGHT.get(key.split(":", 1)[0], 1.0)
+    slot = KEY_SLOTS.get(key)
+    if slot is None:
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        slot = (KEY_DIMS - 1, 1.0 if digest[1] & 1 else -1.0)
+    return slot[0], slot[1] * weight
+
+
 def keys_block(keys: Iterable[str]) -> list[int]:
     acc = [0.0] * KEY_DIMS
     for key in matchable(keys):
-        family = key.split(":", 1)[0]
-        weight = FAMILY_WEIGHT.get(family, 1.0)
-        slot = KEY_SLOTS.get(key)
-        if slot is None:
-            digest = hashlib.sha256(key.encode("utf-8")).digest()
-            slot = (KEY_DIMS - 1, 1.0 if digest[1] & 1 else -1.0)
-        acc[slot[0]] += slot[1] * weight
+        dim, term = _key_term(key)
+        acc[dim] += term
     return _quantize(acc, BLOCK_WEIGHT["keys"])
 
 
