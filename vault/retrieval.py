@@ -155,6 +155,19 @@ class _Base:
         self.penalty = _Penalty(values, self.penalty_rank)
         self.packable = table.n < (1 << 32) and int(self.penalty_rank.max(initial=0)) < (1 << 22)
         self.domains: dict[str, np.ndarray] = {}
+        self._packed: np.ndarray | None = None
+
+    def packed(self) -> np.ndarray:
+        """Each row's symbolic key without its overlap: status (bit 62), penalty rank (bits
+        32-53) and tail (bits 0-31) in one int64; a query ORs in ``255 - overlap`` at bit
+        54. Made once, on first use (8 bytes a row)."""
+        if self._packed is None:
+            self._packed = (
+                (self.status.astype(np.int64) << 62)
+                | (self.penalty_rank.astype(np.int64) << 32)
+                | self.tail.astype(np.int64)
+            )
+        return self._packed
 
     @staticmethod
     def of(table: Table) -> _Base:
@@ -234,12 +247,7 @@ class _Ranker:
         packed int64 key and argpartition, so the cost is O(candidates), not a full sort."""
         rows, overlap = self._candidate_overlap()
         if self.base.packable and self.n_keys <= 255:
-            key = (
-                (self.status[rows].astype(np.int64) << 62)
-                | ((255 - overlap) << 54)
-                | (self.base.penalty_rank[rows].astype(np.int64) << 32)
-                | self.tail[rows].astype(np.int64)
-            )
+            key = self.base.packed()[rows] | ((255 - overlap) << 54)
             if m is not None and m < len(rows):
                 part = np.argpartition(key, m - 1)[:m]
                 return rows[part[np.argsort(key[part], kind="stable")]]
