@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from vault.vault import Vault
@@ -85,3 +89,56 @@ def test_batch_streams_one_result_per_line_in_order(example_vault: Vault, tmp_pa
         input=json.dumps({"repr": grid}) + "\n",
     )
     assert stdin.exit_code == 0 and json.loads(stdin.stdout)["line"] == 1
+
+
+def test_batch_workers_give_the_same_bytes(example_vault: Vault, tmp_path: Path) -> None:
+    """`--workers 2` answers in forked processes: byte-identical output (order, errors,
+    ids) and the same cache pack as one process; `--workers` needs `--batch`."""
+    grid = ROTATE["test"][0]["input"]
+    lines = []
+    for i in range(150):  # several chunks, with bad lines and new grids among them
+        if i % 37 == 5:
+            lines.append("{broken")
+        elif i % 3 == 0:
+            lines.append(json.dumps({"task": ROTATE, "k": 1 + i % 4, "id": i}))
+        else:
+            g = [[(r * 3 + c + i) % 5 for c in range(2 + i % 4)] for r in range(3)]
+            lines.append(json.dumps({"repr": g, "mode": ("hybrid", "soft", "symbolic")[i % 3]}))
+    requests = tmp_path / "req.jsonl"
+    requests.write_text("\n".join(lines) + "\n" + json.dumps({"repr": grid}) + "\n")
+    outputs, packs = [], []
+    for workers in ("1", "2"):
+        root = tmp_path / f"v{workers}"
+        shutil.copytree(example_vault.root, root)
+        args = ["--vault", str(root), "retrieve", "--batch", str(requests), "--workers", workers]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        outputs.append(result.stdout)
+        packs.append(sorted(p.read_bytes() for p in (root / "embeddings/cache/packs").glob("*")))
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 151
+    assert packs[0] == packs[1] and packs[0]
+    bad = runner.invoke(
+        app, ["--vault", str(example_vault.root), "retrieve", "--repr", "x", "--workers", "2"]
+    )
+    assert bad.exit_code == 2 and "--workers applies to --batch" in bad.stderr
+
+
+def test_a_dead_batch_worker_leaves_no_gap(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-run: its chunks (and all after) are answered in the parent."""
+    import vault.retriever as retriever
+
+    parent = os.getpid()
+    real = retriever.Retriever._answer
+
+    def dies_in_a_worker(self: Any, line: int, value: Any) -> Any:
+        if os.getpid() != parent and line == retriever.CHUNK + 1:
+            os._exit(9)  # (forked workers inherit this patch)
+        return real(self, line, value)
+
+    monkeypatch.setattr(retriever.Retriever, "_answer", dies_in_a_worker)
+    grid = ROTATE["test"][0]["input"]
+    requests = [(i + 1, {"repr": grid, "k": 1 + i % 3}) for i in range(5 * retriever.CHUNK)]
+    r = example_vault.retriever()
+    assert list(r.batch(requests, workers=2)) == list(r.batch(requests))

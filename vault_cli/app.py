@@ -287,7 +287,7 @@ def _concept_ref(value: str | None) -> str | None:
     epilog=example(
         "vault retrieve --task examples/tasks/rotate.json -k 5 --json",
         "vault retrieve --like rotate-90 --jsonl",
-        "vault retrieve --batch requests.jsonl > results.jsonl",
+        "vault retrieve --batch requests.jsonl --workers 2 > results.jsonl",
     )
 )
 def retrieve(
@@ -310,6 +310,15 @@ def retrieve(
             '{"line", "error"}); the snapshot is opened once.',
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="With --batch: answer chunks of requests in N worker processes (the same "
+            "results, in order; 1, the default, writes each answer as soon as it is ready).",
+            parser=int_range(1, 64),
+            metavar="N",
+        ),
+    ] = 1,
     like: Annotated[
         str | None,
         typer.Option(
@@ -368,6 +377,8 @@ def retrieve(
         raise UsageError("--batch always writes JSON lines: drop --json / --jsonl")
     if json_out and jsonl:
         raise UsageError("give one of --json, --jsonl")
+    if workers != 1 and batch is None:
+        raise UsageError("--workers applies to --batch only")
     if test_index != 0 and task_file is None:
         raise UsageError("--test-index applies to --task only")
     if like is not None and (mode is not None or strategy is not None):
@@ -381,7 +392,7 @@ def retrieve(
         writer = render.json_lines()
         with vault.retriever(config=cfg) as r, render.phases() as ph:
             counted = ph.count("retrieving")
-            for n, out in enumerate(r.batch(iter_requests(path)), start=1):
+            for n, out in enumerate(r.batch(iter_requests(path), workers=workers), start=1):
                 writer.write(out)
                 counted(n)
         return

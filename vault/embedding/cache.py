@@ -192,6 +192,22 @@ class EmbeddingCache:
         finally:
             self._pending = None
 
+    def take_pending(self) -> dict[str, tuple[dict[str, Any], list[int]]]:
+        """The entries collected by ``bulk`` since the last take (a batch's worker process
+        sends them to its parent, whose ``bulk`` writes them)."""
+        if self._pending is None:
+            return {}
+        taken, self._pending = self._pending, {}
+        return taken
+
+    def add_pending(self, entries: dict[str, tuple[dict[str, Any], list[int]]]) -> None:
+        """Entries (by key) a worker process computed: remembered, and written with this
+        ``bulk``'s pack."""
+        for key, (source, vector) in entries.items():
+            self._remember(key, vector)
+            if self._pending is not None:
+                self._pending[key] = (source, vector)
+
     def write_pack(self, entries: dict[str, tuple[dict[str, Any], list[int]]]) -> Path | None:
         if not entries:
             return None
