@@ -160,7 +160,8 @@ class _Base:
     def packed(self) -> np.ndarray:
         """Each row's symbolic key without its overlap: status (bit 62), penalty rank (bits
         32-53) and tail (bits 0-31) in one int64; a query ORs in ``255 - overlap`` at bit
-        54. Made once, on first use (8 bytes a row)."""
+        54. Made once, on first use (8 bytes a row). (A suppressed row, status 2, wraps to
+        a negative key: it is never a candidate.)"""
         if self._packed is None:
             self._packed = (
                 (self.status.astype(np.int64) << 62)
