@@ -187,15 +187,16 @@ def build(matrix: np.ndarray, kind: str, na: int, columns: int = SUMMARY_COLUMNS
                 quant[i] = max(quant[i], float(np.sqrt(np.einsum("ij,ij->i", pa, pa).max())))
     parts = []
     for i, (a, b) in enumerate(spans):
-        r64 = resid[i].astype(np.float64) * (1 + 1e-5) + 1e-4
-        top = float(r64.max()) if n else 1.0
+        top = float(resid[i].max()) * (1 + 1e-5) + 1e-4 if n else 1.0
         sigma = 126.0 / top
-        # r / sigma >= r64 up to one rounding of the product (1e-16 relative), which the
-        # slack over the real |e| covers; r <= ceil(126 (1 + 1e-16)) = 127
-        r = np.ceil(r64 * sigma)
-        if n and r.max() > 127:
-            raise AssertionError("summary residual column out of range")
-        data[:, columns - nparts + i] = r.astype(np.int8)
+        for lo in range(0, n, step):  # in steps: no full-length float64 temporaries
+            r64 = resid[i, lo : lo + step].astype(np.float64) * (1 + 1e-5) + 1e-4
+            # r / sigma >= r64 up to one rounding of the product (1e-16 relative), which
+            # the slack over the real |e| covers; r <= ceil(126 (1 + 1e-16)) = 127
+            r = np.ceil(r64 * sigma)
+            if r.max() > 127:
+                raise AssertionError("summary residual column out of range")
+            data[lo : lo + step, columns - nparts + i] = r.astype(np.int8)
         parts.append(Part(a, b, bases[i], sigma, quant[i] * (1 + 1e-5) + 1e-4))
     data.setflags(write=False)
     return Summary(kind, data, tuple(parts))
