@@ -42,14 +42,19 @@ HERE = Path(__file__).resolve().parent
 BLOCKS = ((0, 16, 0.7), (16, 26, 0.6), (26, 48, 0.6), (48, 64, 0.55))
 CHUNK = 65536
 NOTES = """
-Notes. The single-query target is not reached here: a single query is bound by numpy's
-int8 -> float32 conversion (about 0.1 ns per element, 7 ms of the 11-14 ms per 10^6 rows
-on a free core; the float32 product is 4 ms more), while faiss streams its float32 copy at
-memory bandwidth. No numpy kernel reads int8 faster; the exact bounds that would let a
-scan skip rows need per-row state (a clustered, re-ordered copy: tried, but with a
-build of a few seconds its angle bounds still admitted 10-65% of the rows on this data).
-Two scan workers halve the time only when a core is free; on this shared machine (load
-3-4 on 2 cores) they do not, and `default_threads` then uses one. faiss with its
+Notes. A full single-query scan is bound by numpy's int8 -> float32 conversion (about
+0.1 ns per element, 7 ms of the 11-14 ms per 10^6 rows on a free core; the float32 product
+is 4 ms more), while faiss streams its float32 copy at memory bandwidth. Since perf-topk,
+from the second query of an immutable matrix (a loaded table's), `topk` first scans a
+derived int8 summary (`vault.embedding.summary`: 30 PCA projections of the unit rows + two
+per-row residual norms, 32 MB at 10^6) that gives an exact upper bound of every row's
+cosine; on the 10^6 bench fixture it rules out ~99.8% of the rows, so only the summary
+(half the matrix's values) is converted: cosine 8-9 ms vs faiss (1 thread) 11-13 ms in the
+same run, ~0.65-0.8x (target 0.5x not reached: the summary's own conversion + product is
+~6-7 ms of it). On data the summary does not fit (isotropic, all-ties) the scan falls back
+to the full path after one super-block. A one-query process never builds it (0.7-1 s at
+10^6). Two scan workers halve the time only when a core is free; on this shared machine
+(load 3-4 on 2 cores) they do not, and `default_threads` then uses one. faiss with its
 default 2 OpenMP threads is 3-5x slower than with 1 here, which is why both are shown;
 the targets compare with the faster one. Batches are not conversion-bound (a block is
 converted once for all queries).

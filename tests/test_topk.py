@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import vault.embedding.topk as T
 from vault.embedding import similarity as S
+from vault.embedding import summary as SM
 from vault.embedding.topk import NA, topk, topk_batch
 
 METRICS = ("cosine", "euclidean", "structured")
@@ -245,3 +246,103 @@ def test_large(kind: str) -> None:
                 assert same(got_b, want)
         want = reference(m, qs[0], 200, metric)
         assert same(topk(m, na, nb, qs[0], 200, metric), want)
+
+
+# ---------------------------------------------------------------------------------------
+# the summary bound (vault.embedding.summary): used from the second query of a large,
+# immutable matrix; here made to apply to small ones, with tiny blocks
+
+
+def frozen(m: np.ndarray) -> np.ndarray:
+    """A read-only copy over ``bytes``, as a loaded table's matrix (what gets summaries)."""
+    return np.frombuffer(np.ascontiguousarray(m).tobytes(), dtype=np.int8).reshape(m.shape)
+
+
+@pytest.fixture
+def summaries(monkeypatch: pytest.MonkeyPatch, tiny_blocks: None) -> Iterator[None]:
+    monkeypatch.setattr(T, "SUMMARY_MIN_ROWS", 1)
+    monkeypatch.setattr(T, "SUMMARY_BLOCK", 16)
+    monkeypatch.setattr(T, "SUMMARY_SUPER", 200)
+    monkeypatch.setattr(SM, "BUILD_BLOCK", 64)
+    yield
+
+
+def summary_matrices(rng: np.random.Generator, n: int) -> Iterator[tuple[str, np.ndarray]]:
+    yield from matrices(rng, n)
+    centres = rng.integers(-100, 101, (6, 64))
+    c = centres[rng.integers(0, 6, n)] + rng.integers(-6, 7, (n, 64))
+    clustered = np.clip(c, -128, 127).astype(np.int8)
+    clustered[rng.integers(0, n, n // 10)] = clustered[rng.integers(0, n, n // 10)]
+    clustered[rng.integers(0, n, 5)] = 0
+    yield "clustered", clustered
+    extreme = clustered.copy()  # norms from 1 to 1016, one part huge and the other tiny
+    extreme[: n // 4] = 0
+    extreme[np.arange(n // 4), rng.integers(0, 64, n // 4)] = rng.choice([-1, 1], n // 4)
+    extreme[n // 4 : n // 2] = rng.choice(
+        np.array([-128, 127], dtype=np.int8), (n // 2 - n // 4, 64)
+    )
+    extreme[n // 2 : n // 2 + 20, :NA] = 1
+    yield "extreme norms", extreme
+
+
+def test_summary_bounds_every_row() -> None:
+    """u . q <= t + B for every row, part and kind (the inequality the scan relies on)."""
+    rng = np.random.default_rng(21)
+    for _name, m in summary_matrices(rng, 400):
+        x = m.astype(np.float64)
+        for kind in ("full", "parts"):
+            summ = SM.build(m, kind, NA)
+            for q in queries(rng, m):
+                for part in (None, 0, 1) if kind == "full" else (0, 1):
+                    w, b, qn = summ.column(q, part)
+                    t = summ.data.astype(np.float32) @ w
+                    lo, hi = (0, 64) if part is None else ((0, NA), (NA, 64))[part]
+                    if kind == "full":
+                        nrm = np.sqrt((x * x).sum(axis=1))
+                    else:
+                        nrm = np.sqrt((x[:, lo:hi] ** 2).sum(axis=1))
+                    dots = x[:, lo:hi] @ q[lo:hi].astype(np.float64)  # exact integers
+                    uq = np.where(nrm > 0, dots / np.maximum(nrm, 1), 0.0)
+                    assert (t.astype(np.float64) + b >= uq).all()
+                    assert qn == pytest.approx(np.sqrt((q[lo:hi].astype(np.float64) ** 2).sum()))
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_summary_scan_matches_brute_force(summaries: None, seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    pruned = 0
+    for _name, raw in summary_matrices(rng, 600):
+        m = frozen(raw)
+        na, nb = norms(m)
+        n = len(m)
+        qs = queries(rng, m)
+        for rows in (None, rng.random(n) < 0.5):
+            for tie in (None, rng.integers(0, 4, n).astype(np.uint32)):
+                for metric in METRICS:
+                    for k in (1, 10, 50):
+                        for q in qs:
+                            want = reference(m, q, k, metric, rows, tie)
+                            for threads in (1, 2):
+                                got = topk(
+                                    m, na, nb, q, k, metric, rows=rows, tie=tie, threads=threads
+                                )
+                                assert same(got, want), (_name, metric, k, threads)
+        for kind in ("full", "parts"):
+            entry = SM._SEEN.get((id(m), kind))
+            assert entry is not None and entry[1] is not None  # built from the 2nd query on
+        pruned += 1
+    assert pruned
+
+
+def test_summary_only_for_immutable_matrices() -> None:
+    rng = np.random.default_rng(5)
+    m = rng.integers(-128, 128, (100, 64), dtype=np.int8)
+    assert not SM.immutable(m)
+    view = m.view()
+    view.setflags(write=False)
+    assert not SM.immutable(view)  # its base can still change
+    assert SM.immutable(frozen(m))
+    assert SM.cached(m, "full", NA, 1) is None and SM.cached(m, "full", NA, 1) is None
+    f = frozen(m)
+    assert SM.cached(f, "full", NA, 1) is None  # the first request only counts
+    assert SM.cached(f, "full", NA, 1) is SM.cached(f, "full", NA, 1) is not None

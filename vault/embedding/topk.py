@@ -68,6 +68,7 @@ from vault.embedding.similarity import (
     exact_dots,
     scores,
 )
+from vault.embedding.summary import Summary, cached
 
 # The two dim groups are contiguous: appearance [0, NA), behaviour [NA, DIM).
 NA = int(APPEARANCE_DIMS.sum())
@@ -76,6 +77,9 @@ if not (APPEARANCE_DIMS[:NA].all() and BEHAVIOUR_DIMS[NA:].all() and not BEHAVIO
 
 BLOCK = 4096  # rows per float32 conversion (1 MiB buffer)
 SUPER = 65536  # rows per key / selection pass of a single query
+SUMMARY_BLOCK = 32768  # summary rows per conversion (4 MiB float32 at 32 columns)
+SUMMARY_SUPER = 262144  # rows per selection pass of a summary scan
+SUMMARY_MIN_ROWS = 1 << 17  # scans of fewer rows never use (nor build) a summary
 BATCH_BLOCK = 2048  # rows per block of a batch
 BATCH_QUERIES = 128  # queries per matrix product of a batch (output 1 MiB)
 # |key - score| < 1e-6 for a single query (16 float32 ulps, see _keys) and < 1.3e-5 for a
@@ -382,10 +386,208 @@ class _Scan:
         self.ibuf = np.empty((BLOCK, DIM), dtype=np.int8)
         self.rows = np.zeros(0, dtype=np.int64)
         self.scores = np.zeros(0, dtype=np.float64)
+        self.summary_works = True  # until a super-block shows the bound does not prune
+        self.dots_buf = np.zeros(0, dtype=np.float32)  # sized by _scan
+        self.key_buf = np.zeros(0, dtype=np.float32)
 
     def floor(self) -> float:
         """The k-th best exact score so far (-inf before k rows are scored)."""
         return float(self.scores[-1]) if len(self.rows) == self.k else -math.inf
+
+
+def _merge(
+    scan: _Scan,
+    matrix: np.ndarray,
+    n2_app: np.ndarray,
+    n2_beh: np.ndarray,
+    qq: _Query,
+    rows: np.ndarray,
+    shared: list[float],
+) -> None:
+    """Score ``rows`` exactly and keep the best k of them and the worker's rows so far."""
+    if len(rows) == 0:
+        return
+    s = _exact(matrix, n2_app, n2_beh, qq.q, rows, metric=qq.metric)
+    scan.rows, scan.scores = _top(
+        np.concatenate([scan.rows, rows]), np.concatenate([scan.scores, s]), scan.tie, scan.k
+    )
+    if scan.floor() > shared[0]:  # a float store is atomic under the GIL
+        shared[0] = scan.floor()
+
+
+class _Bound:
+    """One query's exact upper bounds from a matrix summary (``vault.embedding.summary``):
+    the summary product t of a row (one column; two for structured) bounds its cosine
+    (or each part's cosine) as u . q <= t + B, so ``keep`` returns a superset of the rows
+    that can score >= a floor, and a value to order them by (larger = more promising)."""
+
+    def __init__(self, summ: Summary, qq: _Query):
+        self.metric = qq.metric
+        if qq.metric == "structured":
+            cols, self.consts, self.norms = [], [], []
+            self.parts = [i for i, n in enumerate((qq.qa, qq.qb)) if n]  # a zero part: cos 0
+            for i in self.parts:
+                w, b, qn = summ.column(qq.q, i)
+                cols.append(w)
+                self.consts.append(b)
+                self.norms.append(qn)
+            self.cols = np.stack(cols, axis=1)  # (K, parts)
+        else:
+            w, b, qn = summ.column(qq.q, None)
+            self.cols = w
+            self.consts, self.norms = [b], [qn]
+
+    def keep(self, t: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """(rows, values) that may score >= ``floor``, or None when none can be dropped.
+
+        cosine: cos |q| = u . q <= t + B, so t < floor |q| - B means cos < floor.
+        euclidean: score <= g(cos) = 1 - sqrt((1 - cos) / 2), increasing (see
+        ``_prefilter``), and g(c) < floor iff c < 1 - 2 (1 - floor)**2: the cosine test.
+        Both thresholds are float64 with a slack of 1e-12 (|floor| + 1) |q| + 1e-12 B for
+        their few roundings, then rounded down to float32.
+        structured: look <= (t_a + B_a) / |q_a| and act <= (t_b + B_b) / |q_b| (a zero
+        query part has cosine 0 and no column), score <= act + 2 max(0, look - 0.7). The
+        float32 evaluation has at most 8 roundings of values below 10 in magnitude (< 5e-6
+        in all), less than the KEY_ERROR subtracted from the floor."""
+        if floor == -math.inf:
+            return None
+        if self.metric == "structured":
+            v = np.zeros(len(t), dtype=np.float32)
+            for j, part in enumerate(self.parts):
+                x = t[:, j] + np.float32(self.consts[j])
+                x *= np.float32(1.0 / self.norms[j])
+                if part == 0:
+                    x -= np.float32(APPEARANCE_GATE)
+                    np.maximum(x, np.float32(0.0), out=x)
+                    x *= np.float32(APPEARANCE_BONUS)
+                v += x
+            rows = np.flatnonzero(v >= _down(floor - KEY_ERROR))
+            return rows, v[rows]
+        f = floor
+        if self.metric == "euclidean":
+            if f > 1.0:
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            f = 1.0 - 2.0 * (1.0 - f) ** 2
+        qn, b = self.norms[0], self.consts[0]
+        thr = f * qn - b - 1e-12 * ((abs(f) + 1.0) * qn + b)
+        rows = np.flatnonzero(t >= _down(thr))
+        return rows, t[rows]
+
+
+def _summary_block(
+    scan: _Scan,
+    summ: Summary,
+    bound: _Bound,
+    bufs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    matrix: np.ndarray,
+    n2_app: np.ndarray,
+    n2_beh: np.ndarray,
+    qq: _Query,
+    idx: np.ndarray | None,
+    lo: int,
+    hi: int,
+    shared: list[float],
+) -> None:
+    """One super-block through the summary bound: the summary rows (a quarter of the
+    matrix's bytes) are converted and multiplied instead of the rows, and only the rows
+    the bound cannot rule out are scored exactly. When the floor is still low the k most
+    promising rows are scored first to raise it; when the bound rules out too few rows
+    (data the summary does not fit) the block, and the rest of this worker's scan, take
+    the full path instead (rows already scored are not scored twice)."""
+    k = scan.k
+    m = hi - lo
+    sbuf, fbuf, t_buf = bufs
+    t = t_buf[:m]
+    for a in range(0, m, SUMMARY_BLOCK):
+        b = min(a + SUMMARY_BLOCK, m)
+        f = fbuf[: b - a]
+        if idx is None:
+            np.copyto(f, summ.data[lo + a : lo + b], casting="unsafe")
+        else:
+            g = sbuf[: b - a]
+            np.take(summ.data, idx[lo + a : lo + b], axis=0, out=g, mode="clip")
+            np.copyto(f, g, casting="unsafe")
+        np.matmul(f, bound.cols, out=t[a:b])
+
+    def rows_of(pos: np.ndarray) -> np.ndarray:
+        return pos + lo if idx is None else idx[lo:hi][pos]
+
+    found = bound.keep(t, max(scan.floor(), shared[0]))
+    first = None
+    if found is None or len(found[0]) > max(4 * k + 64, m // 64):
+        # raise the floor with the k rows of best bound (all of them when unbounded)
+        if found is None:  # no floor yet: the best of the first eighth will do
+            head = t[: max(SUMMARY_SUPER // 8, k)]
+            vals = head if head.ndim == 1 else head.sum(axis=1)
+            pos = np.arange(len(vals))
+        else:
+            pos, vals = found
+        if len(pos) > k:
+            pos = np.sort(pos[np.argpartition(vals, len(vals) - k)[len(vals) - k :]])
+        first = pos
+        _merge(scan, matrix, n2_app, n2_beh, qq, rows_of(first), shared)
+        found = bound.keep(t, max(scan.floor(), shared[0]))
+        if found is not None:
+            found = (np.setdiff1d(found[0], first, assume_unique=True), found[1])
+    if found is None or len(found[0]) > max(m // 8, 4 * k + 64):
+        scan.summary_works = False
+        done = None if first is None else rows_of(first)
+        for a in range(lo, hi, SUPER):
+            _full_block(scan, matrix, n2_app, n2_beh, qq, idx, a, min(a + SUPER, hi), shared, done)
+        return
+    _merge(scan, matrix, n2_app, n2_beh, qq, rows_of(found[0]), shared)
+
+
+def _full_block(
+    scan: _Scan,
+    matrix: np.ndarray,
+    n2_app: np.ndarray,
+    n2_beh: np.ndarray,
+    qq: _Query,
+    idx: np.ndarray | None,
+    lo: int,
+    hi: int,
+    shared: list[float],
+    done: np.ndarray | None = None,
+) -> None:
+    """One super-block by its rows: blocked conversion, safe-margin keys, exact re-rank
+    (``done``: rows already scored, left out)."""
+    k = scan.k
+    m = hi - lo
+    dots = scan.dots_buf[:m]
+    for a in range(0, m, BLOCK):
+        b = min(a + BLOCK, m)
+        f = scan.fbuf[: b - a]
+        if idx is None:
+            np.copyto(f, matrix[lo + a : lo + b], casting="unsafe")
+        else:
+            g = scan.ibuf[: b - a]
+            np.take(matrix, idx[lo + a : lo + b], axis=0, out=g, mode="clip")
+            np.copyto(f, g, casting="unsafe")
+        np.matmul(f, qq.cols, out=dots[a:b])
+    if idx is None:
+        n2a, n2b = n2_app[lo:hi], n2_beh[lo:hi]
+    else:
+        n2a, n2b = n2_app[idx[lo:hi]], n2_beh[idx[lo:hi]]
+    floor = max(scan.floor(), shared[0])
+    cand = _prefilter(dots, n2a, n2b, qq, floor)
+    if cand is None or 2 * len(cand) > m:
+        key = _keys(dots, n2a, n2b, qq, scan.key_buf)
+        cand = np.flatnonzero(key >= _down(floor - KEY_ERROR))
+        ck = key[cand]
+    else:
+        ck = _keys(dots[cand], n2a[cand], n2b[cand], qq, scan.key_buf)
+        keep = ck >= _down(floor - KEY_ERROR)
+        cand, ck = cand[keep], ck[keep]
+    if len(cand) > 4 * k + 64:
+        # k rows of this block have key >= kth, hence score > kth - KEY_ERROR
+        kth = float(np.partition(ck, len(ck) - k)[len(ck) - k])
+        floor = max(floor, kth - KEY_ERROR)
+        cand = cand[ck >= _down(floor - KEY_ERROR)]
+    rows = cand + lo if idx is None else idx[lo:hi][cand]
+    if done is not None:
+        rows = np.setdiff1d(rows, done, assume_unique=True)
+    _merge(scan, matrix, n2_app, n2_beh, qq, rows, shared)
 
 
 def _scan(
@@ -397,58 +599,32 @@ def _scan(
     idx: np.ndarray | None,
     spans: Sequence[tuple[int, int]],
     shared: list[float],
+    summ: Summary | None = None,
 ) -> None:
     """Scan the super-blocks ``spans`` (ranges of rows, or of ``idx`` positions); ``shared``
     holds the best floor any worker has proved (a lower bound of the final k-th score)."""
-    k = scan.k
     m_out = 2 if qq.metric == "structured" else 1
-    dots_buf = (
+    scan.dots_buf = (
         np.empty((SUPER, m_out), dtype=np.float32)
         if m_out == 2
         else np.empty(SUPER, dtype=np.float32)
     )
-    key_buf = np.empty(SUPER, dtype=np.float32)
-    for lo, hi in spans:
-        m = hi - lo
-        dots = dots_buf[:m]
-        for a in range(0, m, BLOCK):
-            b = min(a + BLOCK, m)
-            f = scan.fbuf[: b - a]
-            if idx is None:
-                np.copyto(f, matrix[lo + a : lo + b], casting="unsafe")
-            else:
-                g = scan.ibuf[: b - a]
-                np.take(matrix, idx[lo + a : lo + b], axis=0, out=g, mode="clip")
-                np.copyto(f, g, casting="unsafe")
-            np.matmul(f, qq.cols, out=dots[a:b])
-        if idx is None:
-            n2a, n2b = n2_app[lo:hi], n2_beh[lo:hi]
-        else:
-            n2a, n2b = n2_app[idx[lo:hi]], n2_beh[idx[lo:hi]]
-        floor = max(scan.floor(), shared[0])
-        cand = _prefilter(dots, n2a, n2b, qq, floor)
-        if cand is None or 2 * len(cand) > m:
-            key = _keys(dots, n2a, n2b, qq, key_buf)
-            cand = np.flatnonzero(key >= _down(floor - KEY_ERROR))
-            ck = key[cand]
-        else:
-            ck = _keys(dots[cand], n2a[cand], n2b[cand], qq, key_buf)
-            keep = ck >= _down(floor - KEY_ERROR)
-            cand, ck = cand[keep], ck[keep]
-        if len(cand) > 4 * k + 64:
-            # k rows of this block have key >= kth, hence score > kth - KEY_ERROR
-            kth = float(np.partition(ck, len(ck) - k)[len(ck) - k])
-            floor = max(floor, kth - KEY_ERROR)
-            cand = cand[ck >= _down(floor - KEY_ERROR)]
-        if len(cand) == 0:
-            continue
-        rows = cand + lo if idx is None else idx[lo:hi][cand]
-        s = _exact(matrix, n2_app, n2_beh, qq.q, rows, metric=qq.metric)
-        scan.rows, scan.scores = _top(
-            np.concatenate([scan.rows, rows]), np.concatenate([scan.scores, s]), scan.tie, k
+    scan.key_buf = np.empty(SUPER, dtype=np.float32)
+    bound = None
+    if summ is not None:
+        bound = _Bound(summ, qq)
+        width = summ.data.shape[1]
+        bufs = (
+            np.empty((SUMMARY_BLOCK, width), dtype=np.int8),
+            np.empty((SUMMARY_BLOCK, width), dtype=np.float32),
+            np.empty((SUMMARY_SUPER,) + bound.cols.shape[1:], dtype=np.float32),
         )
-        if scan.floor() > shared[0]:  # a float store is atomic under the GIL
-            shared[0] = scan.floor()
+    for lo, hi in spans:
+        if bound is not None and summ is not None and scan.summary_works:
+            _summary_block(scan, summ, bound, bufs, matrix, n2_app, n2_beh, qq, idx, lo, hi, shared)
+        else:
+            for a in range(lo, hi, SUPER):
+                _full_block(scan, matrix, n2_app, n2_beh, qq, idx, a, min(a + SUPER, hi), shared)
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -581,15 +757,20 @@ def topk(
     if _all_zero(q, metric):
         return _zero_query(matrix, n2_app, n2_beh, q, k, metric, idx, tie)
     qq = _Query(q, metric)
-    spans = [(lo, min(lo + SUPER, total)) for lo in range(0, total, SUPER)]
-    workers = max(1, min(threads or default_threads(total), len(spans), 2))
-    shared = [-math.inf]
-    scans = [_Scan(k, tie) for _ in range(workers)]
     with _single_threaded_blas():
+        summ = None
+        if total >= SUMMARY_MIN_ROWS and qq.q2:
+            kind = "parts" if metric == "structured" else "full"
+            summ = cached(matrix, kind, NA, SUMMARY_MIN_ROWS)
+        step = SUPER if summ is None else SUMMARY_SUPER
+        spans = [(lo, min(lo + step, total)) for lo in range(0, total, step)]
+        workers = max(1, min(threads or default_threads(total), len(spans), 2))
+        shared = [-math.inf]
+        scans = [_Scan(k, tie) for _ in range(workers)]
         _run(
             _scan,
             [
-                (scans[w], matrix, n2_app, n2_beh, qq, idx, spans[w::workers], shared)
+                (scans[w], matrix, n2_app, n2_beh, qq, idx, spans[w::workers], shared, summ)
                 for w in range(workers)
             ],
         )  # interleaved spans: every worker raises the shared floor from the start
