@@ -40,7 +40,7 @@ than 1e-9 |q|; the r column only ever overstates |e| c. ``topk`` turns these int
 of the cosine (divided by |q|, or |q_p| for a part), of the structured score and, through
 the cosine, of the euclidean score.
 
-The summary is K = SUMMARY_COLUMNS int8 values per row (16 MiB at 10**6 rows) and is
+The summary is K = SUMMARY_COLUMNS int8 values per row (32 MiB at 10**6 rows) and is
 derived from the matrix alone, so it is cached per matrix object — only for matrices
 that cannot change (a read-only array over ``bytes``, as a loaded table's is), and only
 from the second query on (a one-query process does not pay the build).
