@@ -163,11 +163,15 @@ class _Base:
         54. Made once, on first use (8 bytes a row). (A suppressed row, status 2, wraps to
         a negative key: it is never a candidate.)"""
         if self._packed is None:
-            self._packed = (
-                (self.status.astype(np.int64) << 62)
-                | (self.penalty_rank.astype(np.int64) << 32)
-                | self.tail.astype(np.int64)
-            )
+            packed = np.empty(len(self.tail), dtype=np.int64)
+            for lo in range(0, len(packed), 1 << 16):  # in steps: small temporaries
+                hi = lo + (1 << 16)
+                packed[lo:hi] = (
+                    (self.status[lo:hi].astype(np.int64) << 62)
+                    | (self.penalty_rank[lo:hi].astype(np.int64) << 32)
+                    | self.tail[lo:hi].astype(np.int64)
+                )
+            self._packed = packed
         return self._packed
 
     @staticmethod
