@@ -125,3 +125,21 @@ def test_exit_codes_and_large_output_survive_the_fast_exit(tmp_path: Path) -> No
     missing = _run(main, "--vault", str(tmp_path / "none"), "log")
     assert missing.returncode == 1 and missing.stderr.startswith("error: ")
     assert _run(main, "--version").stdout == f"vault {vault.__version__}\n"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--version"], ["repr", str(EXAMPLES / "grids" / "ring.json")]])
+def test_output_to_a_full_disk_is_an_error_not_a_traceback(args: list[str]) -> None:
+    """`vault --version > /dev/full` printed a traceback (its callback writes before any
+    command runs); output that cannot be written is one error line and exit 1."""
+    with open("/dev/full", "w") as full:
+        out = subprocess.run(
+            [sys.executable, "-m", "vault", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
+    assert "No space left" in out.stderr

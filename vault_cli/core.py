@@ -235,6 +235,11 @@ def report(exc: BaseException) -> int:
     return EXIT_FAILURE
 
 
+def _on_stdout(exc: OSError) -> OSError:
+    """An error writing the output, named as such when it names no file."""
+    return exc if exc.filename else OSError(exc.errno, exc.strerror, "stdout")
+
+
 def finish(code: int) -> NoReturn:
     """End the process with ``code`` once the command is done: flush stdout and stderr, run
     the exit handlers (``atexit``, which also runs ``weakref.finalize``), then leave without
@@ -244,7 +249,9 @@ def finish(code: int) -> NoReturn:
         sys.stdout.flush()
     except BrokenPipeError:
         code = report(BrokenPipeError())
-    except (OSError, ValueError):
+    except OSError as exc:  # the output is incomplete: say so, and fail
+        code = report(_on_stdout(exc))
+    except ValueError:  # stdout closed by the command
         pass
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
@@ -308,6 +315,8 @@ class VaultGroup(TyperGroup):
             code = EXIT_FAILURE
         except BrokenPipeError:
             code = report(BrokenPipeError())
+        except OSError as exc:  # writing the output itself failed (a full disk): not a traceback
+            code = report(_on_stdout(exc))
         if standalone_mode:
             sys.exit(code)
         return code
