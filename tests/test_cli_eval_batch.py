@@ -142,3 +142,54 @@ def test_a_dead_batch_worker_leaves_no_gap(
     requests = [(i + 1, {"repr": grid, "k": 1 + i % 3}) for i in range(5 * retriever.CHUNK)]
     r = example_vault.retriever()
     assert list(r.batch(requests, workers=2)) == list(r.batch(requests))
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_batch_workers_do_not_outlive_a_killed_parent(example_vault: Vault, tmp_path: Path) -> None:
+    """A CI timeout SIGKILLs `vault retrieve --batch --workers 2`: its workers end too (they
+    used to wait for their next chunk for ever)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    grid = ROTATE["test"][0]["input"]
+    requests = tmp_path / "many.jsonl"
+    requests.write_text((json.dumps({"repr": grid}) + "\n") * 50_000)
+    args = ["--vault", str(example_vault.root), "retrieve", "--batch", str(requests)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vault", *args, "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    workers: set[int] = set()
+    while len(workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        workers = _children(proc.pid)
+    assert len(workers) >= 2, "the workers did not start"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while any(_state(w) not in ("gone", "Z") for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [w for w in workers if _state(w) not in ("gone", "Z")] == []
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

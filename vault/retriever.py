@@ -18,6 +18,7 @@ result (or one error) per request.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -205,6 +206,8 @@ def _parallel(
     from concurrent.futures import Future, ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    from vault.workers import exit_with_parent
+
     global _SERVING
     _SERVING = r
     window: deque[tuple[list[tuple[int, Any]], Future[Any] | None]] = deque()
@@ -222,7 +225,12 @@ def _parallel(
         return [r._answer(line, value) for line, value in chunk]
 
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             for chunk in _chunks(requests, CHUNK):
                 fut = None
                 if not broken:
