@@ -35,6 +35,7 @@ from vault.embedding.vectors import ann_hash, concept_vector, embedder_bytes
 from vault.errors import CorruptionError, VaultError
 from vault.index import table as tables
 from vault.index.generations import CurrentRef, IndexGeneration
+from vault.index.preload import preload
 from vault.index.state import (
     STATUS_CODES,
     Inputs,
@@ -209,9 +210,12 @@ def plan_full(
     progress: Progress | None = None,
 ) -> Plan:
     """The generation of ``entries`` (the audit log from seq 1) from scratch; ``state`` is an
-    empty ``State`` over the vault's objects."""
+    empty ``State`` over the vault's objects, which ``records`` reads (worker processes
+    read them ahead from there: ``vault.index.preload``)."""
     inputs: Inputs = {}
-    fold(entries, state, records, inputs)
+    reverted = reverted_in_effect(entries)
+    with preload([e for e in entries if e.seq not in reverted], state.objects) as preloaded:
+        fold(entries, state, records, inputs, preloaded)
     emb = resolve(state.objects, state.embedder)
     names = sorted(name for name, _ in state.concepts())
     if cache is not None:
