@@ -29,7 +29,7 @@ import numpy as np
 
 from vault.canonical import canonical_bytes, sha256_hex
 from vault.embedding.cache import EmbeddingCache
-from vault.embedding.prefetch import prefetch
+from vault.embedding.prefetch import Computed, prefetch, put_computed
 from vault.embedding.select import BUILTIN, Embedder, resolve
 from vault.embedding.vectors import ann_hash, concept_vector, embedder_bytes
 from vault.errors import CorruptionError, VaultError
@@ -214,14 +214,21 @@ def plan_full(
     read them ahead from there: ``vault.index.preload``)."""
     inputs: Inputs = {}
     reverted = reverted_in_effect(entries)
-    with preload([e for e in entries if e.seq not in reverted], state.objects) as preloaded:
-        fold(entries, state, records, inputs, preloaded)
+    guess = cache  # (the cache of the embedder in effect, unless the log chose another)
+    if guess is not None:
+        guess.load_packs()
+    speculated: list[Computed] = []
+    with preload([e for e in entries if e.seq not in reverted], state.objects, guess) as pre:
+        fold(entries, state, records, inputs, pre)
+        speculated = pre.computed() if pre is not None else []
     emb = resolve(state.objects, state.embedder)
     names = sorted(name for name, _ in state.concepts())
     if cache is not None:
         cache = cache.bound(emb)
         cache.load_packs()
         with cache.bulk():
+            if cache is guess:
+                put_computed(cache, speculated)
             prefetch(_items(state, inputs), state.objects, cache)
             rows = _rows(emb, state, names, records, cache, progress, len(names), inputs)
     else:

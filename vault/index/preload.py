@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vault.embedding.cache import EmbeddingCache
+from vault.embedding.prefetch import Computed, Item, compute, content_id
 from vault.records.keys import concept_keys
 from vault.store.audit import STATE_OPS, AuditEntry
 from vault.store.objects import ObjectStore
@@ -38,12 +40,22 @@ class Preloaded:
     """Slim records by digest, arriving chunk by chunk in log order while the fold runs (the
     fold of the first entries overlaps the reading of the last ones)."""
 
-    def __init__(self, chunks: list[list[str]], results: Iterator[list[Slim | None]]):
+    def __init__(
+        self,
+        chunks: list[list[str]],
+        results: Iterator[list[Slim | None]],
+        pool: Any = None,
+        root: str = "",
+        cache: EmbeddingCache | None = None,
+    ):
         self._chunks = chunks
         self._chunk_of = {d: i for i, chunk in enumerate(chunks) for d in chunk}
         self._results = results
         self._ready = 0  # chunks received
         self._items: dict[str, Slim] = {}
+        self._pool, self._root, self._cache = pool, root, cache
+        self._seen: set[Item] = set()
+        self._jobs: list[Any] = []
 
     def get(self, digest: str) -> Slim | None:
         """The slim record of ``digest`` (waiting for its chunk), or None: read it yourself."""
@@ -66,6 +78,42 @@ class Preloaded:
         for digest, item in zip(chunk, part, strict=True):
             if item is not None:
                 self._items[digest] = item
+        self._speculate(part)
+
+    def _speculate(self, part: list[Slim | None]) -> None:
+        """Start computing the repr and pair vectors of these records' positive evidence
+        that the cache lacks (what the build's ``prefetch`` would compute after the fold),
+        so that they are computed while the fold runs."""
+        if self._cache is None or self._pool is None:
+            return
+        todo: list[Item] = []
+        for item in part:
+            ev = item[0] if item is not None else None
+            if ev is None or ev["kind"] != "evidence" or ev["polarity"] != "positive":
+                continue
+            wanted: list[Item] = [(ev["repr_id"],)] if "repr_id" in ev else []
+            if "pair" in ev:
+                wanted.append((ev["pair"]["input"], ev["pair"]["output"]))
+            for w in wanted:
+                if w not in self._seen and all(isinstance(x, str) for x in w):
+                    self._seen.add(w)
+                    if self._cache.get(content_id(w)) is None:
+                        todo.append(w)
+        if todo:
+            with contextlib.suppress(Exception):  # (prefetch computes whatever is missing)
+                self._jobs.append(
+                    self._pool.apply_async(compute, (self._cache.embedder, self._root, todo))
+                )
+
+    def computed(self) -> list[Computed]:
+        """The vectors computed ahead, for the cache given (waits for them; a failed batch
+        is left out: ``prefetch`` computes it)."""
+        out: list[Computed] = []
+        for job in self._jobs:
+            with contextlib.suppress(Exception):
+                out += job.get()
+        self._jobs = []
+        return out
 
 
 def slim(obj: Any) -> tuple[dict[str, Any], list[str] | None] | None:
@@ -121,9 +169,12 @@ def folded_digests(entries: list[AuditEntry]) -> list[str]:
 
 
 @contextlib.contextmanager
-def preload(entries: list[AuditEntry], objects: ObjectStore) -> Iterator[Preloaded | None]:
+def preload(
+    entries: list[AuditEntry], objects: ObjectStore, cache: EmbeddingCache | None = None
+) -> Iterator[Preloaded | None]:
     """The slim records of ``entries``, read by worker processes while the caller folds
-    (None: not worth it, or workers could not start)."""
+    (None: not worth it, or workers could not start). With ``cache``, the workers then
+    compute the evidence vectors it lacks, with its embedder (``Preloaded.computed``)."""
     digests = list(dict.fromkeys(folded_digests(entries)))
     workers = min(os.cpu_count() or 1, WORKERS_MAX)
     if len(digests) < PARALLEL_MIN or workers < 2:
@@ -137,5 +188,7 @@ def preload(entries: list[AuditEntry], objects: ObjectStore) -> Iterator[Preload
     except Exception:  # noqa: BLE001 - no workers: the fold reads every record itself
         yield None
         return
+    root = str(objects.root)
     with pool:
-        yield Preloaded(chunks, pool.imap(_slim_many, [(str(objects.root), c) for c in chunks]))
+        results = pool.imap(_slim_many, [(root, c) for c in chunks])
+        yield Preloaded(chunks, results, pool, root, cache)
