@@ -301,6 +301,9 @@ def publish(vault: Vault, plan: Plan, op: str, parent: int | None) -> BuildResul
             )
         )
     point_current(vault, CurrentRef(gen, number, plan.audit_seq, plan.reverted), manifest)
+    from vault.index.snapshot import Generation, remember
+
+    remember(Generation.built(vault.objects, gen, manifest, plan.table))
     return BuildResult(gen, number, plan.table.n, changed, manifest["counts"])
 
 
