@@ -24,13 +24,16 @@ PARALLEL_MIN = 2000
 Item = tuple[str, ...]  # (repr id,) or (input repr id, output repr id)
 
 
-def _content(item: Item) -> str:
+Computed = tuple[Item, list[int], dict[str, Any]]  # (item, vector, cache entry source)
+
+
+def content_id(item: Item) -> str:
+    """The cache's content id of an item."""
     return item[0] if len(item) == 1 else pair_id(item[0], item[1])
 
 
-def _compute(
-    emb: Embedder, root: str, items: list[Item]
-) -> list[tuple[Item, list[int], dict[str, Any]]]:
+def compute(emb: Embedder, root: str, items: list[Item]) -> list[Computed]:
+    """The vectors of ``items`` (a worker's task; a repr that is not a record is skipped)."""
     objects = ObjectStore(Path(root))
     out = []
     for item in items:
@@ -53,7 +56,7 @@ def prefetch(items: Iterable[Item], objects: ObjectStore, cache: EmbeddingCache)
     them there; return
     how many were computed. Errors (a missing or malformed repr) are left for the caller's
     own computation to report."""
-    todo = sorted({i for i in items if cache.get(_content(i)) is None})
+    todo = sorted({i for i in items if cache.get(content_id(i)) is None})
     if not todo:
         return 0
     workers = min(os.cpu_count() or 1, 8)
@@ -63,16 +66,20 @@ def prefetch(items: Iterable[Item], objects: ObjectStore, cache: EmbeddingCache)
     try:
         with mp.get_context("fork").Pool(workers) as pool:
             results = pool.starmap(
-                _compute, [(cache.embedder, str(objects.root), c) for c in chunks]
+                compute, [(cache.embedder, str(objects.root), c) for c in chunks]
             )
     except (OSError, ValueError, RuntimeError):
         return 0
     except Exception:  # noqa: BLE001 - a worker's error: the serial path reports it precisely
         return 0
+    return sum(put_computed(cache, part) for part in results)
+
+
+def put_computed(cache: EmbeddingCache, computed: list[Computed]) -> int:
+    """Put computed vectors into ``cache`` (of the embedder they were computed with)."""
     n = 0
-    for part in results:
-        for item, vector, source in part:
-            if source:  # (a repr without a grid is not cached: the build computes it)
-                cache.put(_content(item), source, vector)
-                n += 1
+    for item, vector, source in computed:
+        if source:  # (a repr without a grid is not cached: the build computes it)
+            cache.put(content_id(item), source, vector)
+            n += 1
     return n

@@ -29,12 +29,13 @@ import numpy as np
 
 from vault.canonical import canonical_bytes, sha256_hex
 from vault.embedding.cache import EmbeddingCache
-from vault.embedding.prefetch import prefetch
+from vault.embedding.prefetch import Computed, prefetch, put_computed
 from vault.embedding.select import BUILTIN, Embedder, resolve
 from vault.embedding.vectors import ann_hash, concept_vector, embedder_bytes
 from vault.errors import CorruptionError, VaultError
 from vault.index import table as tables
 from vault.index.generations import CurrentRef, IndexGeneration
+from vault.index.preload import preload
 from vault.index.state import (
     STATUS_CODES,
     Inputs,
@@ -209,15 +210,25 @@ def plan_full(
     progress: Progress | None = None,
 ) -> Plan:
     """The generation of ``entries`` (the audit log from seq 1) from scratch; ``state`` is an
-    empty ``State`` over the vault's objects."""
+    empty ``State`` over the vault's objects, which ``records`` reads (worker processes
+    read them ahead from there: ``vault.index.preload``)."""
     inputs: Inputs = {}
-    fold(entries, state, records, inputs)
+    reverted = reverted_in_effect(entries)
+    guess = cache  # (the cache of the embedder in effect, unless the log chose another)
+    if guess is not None:
+        guess.load_packs()
+    speculated: list[Computed] = []
+    with preload([e for e in entries if e.seq not in reverted], state.objects, guess) as pre:
+        fold(entries, state, records, inputs, pre)
+        speculated = pre.computed() if pre is not None else []
     emb = resolve(state.objects, state.embedder)
     names = sorted(name for name, _ in state.concepts())
     if cache is not None:
         cache = cache.bound(emb)
         cache.load_packs()
         with cache.bulk():
+            if cache is guess:
+                put_computed(cache, speculated)
             prefetch(_items(state, inputs), state.objects, cache)
             rows = _rows(emb, state, names, records, cache, progress, len(names), inputs)
     else:
@@ -290,6 +301,9 @@ def publish(vault: Vault, plan: Plan, op: str, parent: int | None) -> BuildResul
             )
         )
     point_current(vault, CurrentRef(gen, number, plan.audit_seq, plan.reverted), manifest)
+    from vault.index.snapshot import Generation, remember
+
+    remember(Generation.built(vault.objects, gen, manifest, plan.table))
     return BuildResult(gen, number, plan.table.n, changed, manifest["counts"])
 
 

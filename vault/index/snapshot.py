@@ -69,6 +69,20 @@ class Generation:
         self.id = generation
         self.manifest = read_manifest(objects, generation)
 
+    @classmethod
+    def built(
+        cls, objects: ObjectStore, generation: str, manifest: dict[str, Any], table: Table
+    ) -> Generation:
+        """A generation this process has just computed and stored, with its table as it is
+        in memory: its bytes were hashed here to name them, so reading them back (tens of
+        MB at 10^5 concepts) would only check what was just written."""
+        data = cls.__new__(cls)
+        data.objects, data.id, data.manifest = objects, generation, manifest
+        for a in (table.columns, table.offsets, table.matrix, table.key_offsets, table.postings):
+            a.flags.writeable = False  # shared by every reader, as a loaded table is
+        data.__dict__["table"] = table  # (the cached_property's slot)
+        return data
+
     def _blob(self, digest: str, what: str) -> bytes:
         try:
             return self.objects.get(digest, check=True)
@@ -246,6 +260,17 @@ def generation_embedders(objects: ObjectStore, generations: Iterable[str]) -> li
             continue
         out.setdefault(f"{emb.version}:{emb.weights_hash}", emb)
     return list(out.values())
+
+
+def remember(data: Generation) -> None:
+    """Keep ``data`` as the loaded form of its generation (``Generation.built``: the one a
+    write-back just published is what its next write-back and reader open)."""
+    key = (str(data.objects.root), data.id)
+    with _lock:
+        _loaded[key] = data
+        _loaded.move_to_end(key)
+        while len(_loaded) > CACHE_SIZE:
+            _loaded.popitem(last=False)
 
 
 def clear_cache() -> None:

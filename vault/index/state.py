@@ -28,7 +28,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vault.canonical import canonical_bytes
 from vault.embedding.select import BUILTIN
@@ -37,6 +37,9 @@ from vault.records.cards import ref
 from vault.records.keys import concept_keys
 from vault.store.audit import STATE_OPS, AuditEntry
 from vault.store.objects import ObjectStore, is_digest
+
+if TYPE_CHECKING:
+    from vault.index.preload import Preloaded
 
 SHARDS = 256
 EMPTY_CONCEPT_SHARD: dict[str, Any] = {}
@@ -203,10 +206,15 @@ Inputs = dict[str, tuple[list[str], list[str], list[tuple[str, str]]]]
 
 
 def apply(
-    state: State, entry: AuditEntry, records: Records, inputs: Inputs | None = None
+    state: State,
+    entry: AuditEntry,
+    records: Records,
+    inputs: Inputs | None = None,
+    preloaded: Preloaded | None = None,
 ) -> set[str]:
     """Fold one acknowledged audit entry into ``state``; return the refs it touched (whose
-    vector or row may have changed). ``inputs``, if given, gathers vector inputs."""
+    vector or row may have changed). ``inputs``, if given, gathers vector inputs;
+    ``preloaded`` holds slim records (and card keys) read ahead by worker processes."""
     touched: set[str] = set()
     if entry.op not in STATE_OPS:
         return touched
@@ -218,10 +226,11 @@ def apply(
         raise CorruptionError(f"audit entry {entry.seq}: malformed 'reprs' count")
     for digest in entry.records[skip:]:  # the first ``skip`` records are reprs
         try:
-            obj = records(digest)
+            slim = preloaded.get(digest) if preloaded is not None else None
+            obj, keys = slim if slim is not None else (records(digest), None)
             kind = obj.get("kind") if isinstance(obj, dict) else None
             if kind == "concept":
-                _fold_card(state, digest, obj, touched, inputs)
+                _fold_card(state, digest, obj, touched, inputs, keys)
             elif kind == "evidence":
                 _fold_evidence(state, digest, obj, touched, entry.seq, inputs)
             elif kind == "status":
@@ -244,7 +253,12 @@ def _chosen_embedder(entry: AuditEntry) -> str:
 
 
 def _fold_card(
-    state: State, digest: str, card: dict[str, Any], touched: set[str], inputs: Inputs | None
+    state: State,
+    digest: str,
+    card: dict[str, Any],
+    touched: set[str],
+    inputs: Inputs | None,
+    keys: list[str] | None = None,
 ) -> None:
     name = ref(card["id"], card["version"])
     if state.concept(name) is not None:
@@ -264,7 +278,7 @@ def _fold_card(
             "events": [],
             "evidence": [],
             "id": card["id"],
-            "keys": concept_keys(card),
+            "keys": concept_keys(card) if keys is None else keys,
             "negative": 0,
             "positive": 0,
             "status": card["status"],
@@ -328,12 +342,16 @@ def reverted_in_effect(entries: list[AuditEntry]) -> frozenset[int]:
 
 
 def fold(
-    entries: list[AuditEntry], state: State, records: Records, inputs: Inputs | None = None
+    entries: list[AuditEntry],
+    state: State,
+    records: Records,
+    inputs: Inputs | None = None,
+    preloaded: Preloaded | None = None,
 ) -> set[str]:
     """Fold ``entries`` (minus those the last rollback among them reverts) into ``state``."""
     reverted = reverted_in_effect(entries)
     touched: set[str] = set()
     for e in entries:
         if e.seq not in reverted:
-            touched |= apply(state, e, records, inputs)
+            touched |= apply(state, e, records, inputs, preloaded)
     return touched

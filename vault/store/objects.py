@@ -21,11 +21,27 @@ from vault.errors import CorruptionError, NotFoundError
 from vault.store.fs import fsync_dir, naming
 
 HEX = frozenset("0123456789abcdef")
+READ_MORE = 1 << 20  # (a file that grows while read: never an object)
 SYNC_BATCH = 64  # above this many new objects, one sync() replaces per-file fsyncs
 
 
 def is_digest(text: str) -> bool:
     return len(text) == 64 and set(text) <= HEX
+
+
+def read_file(path: str) -> bytes:
+    """A whole file, by plain system calls: a build reads 10^5 small records, and
+    ``open()``'s buffered file object cost twice the reading itself."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        want = os.fstat(fd).st_size + 1  # one read for the whole file; +1 sees it end
+        chunks = []
+        while chunk := os.read(fd, want):
+            chunks.append(chunk)
+            want = READ_MORE
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class ObjectStore:
@@ -120,8 +136,7 @@ class ObjectStore:
         if not is_digest(digest):
             raise NotFoundError(f"not an object address: {digest!r}")
         try:
-            with open(f"{self._prefix}{digest[:2]}/{digest[2:]}", "rb") as f:  # (hot: no Path)
-                data = f.read()
+            data = read_file(f"{self._prefix}{digest[:2]}/{digest[2:]}")  # (hot: no Path)
         except FileNotFoundError:
             raise NotFoundError(f"object {digest} is missing") from None
         except OSError as exc:
