@@ -49,6 +49,7 @@ from vault.index.view import FILES
 from vault.store.audit import AuditEntry
 from vault.store.objects import read_file
 from vault.vault import FORMAT_FILE, Vault, format_bytes
+from vault.workers import exit_with_parent
 
 HASH_PARALLEL_MIN = 5000  # objects: below this, worker processes cost more than they save
 HASH_CHUNK = 2000
@@ -284,7 +285,7 @@ def _hashes(paths: list[str]) -> list[str | OSError]:
     if len(paths) >= HASH_PARALLEL_MIN and workers >= 2:
         chunks = [paths[i : i + HASH_CHUNK] for i in range(0, len(paths), HASH_CHUNK)]
         try:
-            with mp.get_context("fork").Pool(workers) as pool:
+            with mp.get_context("fork").Pool(workers, exit_with_parent, (os.getpid(),)) as pool:
                 return [h for part in pool.imap(_hash_files, chunks) for h in part]
         except Exception:  # noqa: BLE001 - no workers: hash them here
             pass

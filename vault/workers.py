@@ -2,7 +2,8 @@
 
 A parent killed outright (a CI job's timeout sends SIGTERM or SIGKILL) cannot tell its pool
 to stop, and a pool worker waiting for its next task would wait for ever. ``exit_with_parent``
-is a pool's initializer: a daemon thread in the worker checks twice a second that its parent
+is the initializer of every pool (batch retrieval, a full build's preload and prefetch, verify's
+hashing): a daemon thread in the worker checks twice a second that its parent
 is still the one that started it, and ends the worker when it is not.
 """
 

@@ -19,6 +19,7 @@ from vault.embedding.cache import EmbeddingCache, pair_id
 from vault.embedding.select import Embedder
 from vault.embedding.vectors import embed_pair, embed_repr
 from vault.store.objects import ObjectStore
+from vault.workers import exit_with_parent
 
 PARALLEL_MIN = 2000
 Item = tuple[str, ...]  # (repr id,) or (input repr id, output repr id)
@@ -64,7 +65,7 @@ def prefetch(items: Iterable[Item], objects: ObjectStore, cache: EmbeddingCache)
         return 0  # not worth the start-up: the build computes them as it goes
     chunks = [todo[i::workers] for i in range(workers)]
     try:
-        with mp.get_context("fork").Pool(workers) as pool:
+        with mp.get_context("fork").Pool(workers, exit_with_parent, (os.getpid(),)) as pool:
             results = pool.starmap(
                 compute, [(cache.embedder, str(objects.root), c) for c in chunks]
             )

@@ -27,6 +27,7 @@ from vault.embedding.prefetch import Computed, Item, compute, content_id
 from vault.records.keys import concept_keys
 from vault.store.audit import STATE_OPS, AuditEntry
 from vault.store.objects import ObjectStore
+from vault.workers import exit_with_parent
 
 PARALLEL_MIN = 5000
 CHUNK = 2500  # records per task
@@ -184,7 +185,7 @@ def preload(
     # the log were written together
     chunks = [digests[i : i + CHUNK] for i in range(0, len(digests), CHUNK)]
     try:
-        pool = mp.get_context("fork").Pool(workers)
+        pool = mp.get_context("fork").Pool(workers, exit_with_parent, (os.getpid(),))
     except Exception:  # noqa: BLE001 - no workers: the fold reads every record itself
         yield None
         return
