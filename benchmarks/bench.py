@@ -213,8 +213,9 @@ def report(results: list[dict[str, Any]], big: dict[str, Any] | None, args: Any)
         "# Benchmark results",
         "",
         f"Machine: {machine()}. Produced by `make bench` (`{cmd}`); medians of "
-        f"{args.runs} runs. Other jobs may share the machine: ratios are measured in the "
-        "same run.",
+        f"{args.runs} runs ({3 * args.runs} for the cold start, interleaved with "
+        "`import numpy`). Other jobs may share the machine: ratios are measured in the same "
+        "run, and run-to-run noise on this shared VM is about ±20% (±40 ms for a cold start).",
         "",
         "## Write-back, build, verify (real generated vaults)",
         "",
