@@ -474,6 +474,33 @@ class _Bound:
         return rows, t[rows]
 
 
+def _products(
+    data: np.ndarray,
+    idx: np.ndarray | None,
+    lo: int,
+    hi: int,
+    block: int,
+    ibuf: np.ndarray,
+    fbuf: np.ndarray,
+    cols: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[:hi - lo]`` = the int8 rows ``lo:hi`` of ``data`` (or of ``data[idx]``) times
+    ``cols``, converted to float32 ``block`` rows at a time through the caller's buffers
+    (exact integers: see the module docstring)."""
+    m = hi - lo
+    for a in range(0, m, block):
+        b = min(a + block, m)
+        f = fbuf[: b - a]
+        if idx is None:
+            np.copyto(f, data[lo + a : lo + b], casting="unsafe")
+        else:
+            g = ibuf[: b - a]
+            np.take(data, idx[lo + a : lo + b], axis=0, out=g, mode="clip")
+            np.copyto(f, g, casting="unsafe")
+        np.matmul(f, cols, out=out[a:b])
+
+
 def _summary_block(
     scan: _Scan,
     summ: Summary,
@@ -498,16 +525,7 @@ def _summary_block(
     m = hi - lo
     sbuf, fbuf, t_buf = bufs
     t = t_buf[:m]
-    for a in range(0, m, SUMMARY_BLOCK):
-        b = min(a + SUMMARY_BLOCK, m)
-        f = fbuf[: b - a]
-        if idx is None:
-            np.copyto(f, summ.data[lo + a : lo + b], casting="unsafe")
-        else:
-            g = sbuf[: b - a]
-            np.take(summ.data, idx[lo + a : lo + b], axis=0, out=g, mode="clip")
-            np.copyto(f, g, casting="unsafe")
-        np.matmul(f, bound.cols, out=t[a:b])
+    _products(summ.data, idx, lo, hi, SUMMARY_BLOCK, sbuf, fbuf, bound.cols, t)
 
     def rows_of(pos: np.ndarray) -> np.ndarray:
         return pos + lo if idx is None else idx[lo:hi][pos]
@@ -555,16 +573,7 @@ def _full_block(
     k = scan.k
     m = hi - lo
     dots = scan.dots_buf[:m]
-    for a in range(0, m, BLOCK):
-        b = min(a + BLOCK, m)
-        f = scan.fbuf[: b - a]
-        if idx is None:
-            np.copyto(f, matrix[lo + a : lo + b], casting="unsafe")
-        else:
-            g = scan.ibuf[: b - a]
-            np.take(matrix, idx[lo + a : lo + b], axis=0, out=g, mode="clip")
-            np.copyto(f, g, casting="unsafe")
-        np.matmul(f, qq.cols, out=dots[a:b])
+    _products(matrix, idx, lo, hi, BLOCK, scan.ibuf, scan.fbuf, qq.cols, dots)
     if idx is None:
         n2a, n2b = n2_app[lo:hi], n2_beh[lo:hi]
     else:
