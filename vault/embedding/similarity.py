@@ -142,20 +142,13 @@ def euclidean(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 
 def similarity_rows(table: Any, rows: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
-    """Similarity of ``query`` with the table's vectors at ``rows`` (the rows' squared part
-    norms come from the table's ``norm2_appearance`` / ``norm2_behaviour`` columns)."""
+    """Similarity of ``query`` with the table's vectors at ``rows``, in the order of ``rows``
+    (any order; the rows' squared part norms come from the table's ``norm2_appearance`` /
+    ``norm2_behaviour`` columns)."""
+    rows = np.asarray(rows)
     if len(rows) == 0:
         return np.zeros(0, dtype=np.float64)
-    every = len(rows) == table.n  # (rows are ascending and unique: all of them)
-    dots = exact_dots(table.matrix if every else table.matrix[rows], _split(query))
-    if every:
-        return scores(
-            dots,
-            table.col("norm2_appearance").astype(np.int64),
-            table.col("norm2_behaviour").astype(np.int64),
-            query,
-            metric,
-        )
+    dots = exact_dots(table.matrix[rows], _split(query))
     return scores(
         dots,
         table.col("norm2_appearance")[rows].astype(np.int64),
