@@ -275,3 +275,12 @@ def test_study_and_report(tmp_path: Path) -> None:
             m.pop("latency")
         run_.pop("seconds"), run_.pop("import_seconds")
     assert again == first
+
+
+def test_a_study_reads_back_from_its_json() -> None:
+    ds = datasets.synthetic(tasks_per_family=2, families=["flip_h", "tile"], protocol="whole")
+    result = study.run(ds, modes=("symbolic", "soft"))
+    text = json.dumps(result.to_json(), sort_keys=True)
+    again = study.StudyResult.from_json(json.loads(text))
+    assert again == result
+    assert report.markdown(again) == report.markdown(result)
