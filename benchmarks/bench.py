@@ -266,7 +266,7 @@ def report(results: list[dict[str, Any]], big: dict[str, Any] | None, args: Any)
         "",
         "## Reads",
         "",
-        "| concepts | symbolic | hybrid | soft | batch (hybrid) | batch, 2 workers "
+        f"| concepts | symbolic | hybrid | soft | batch (hybrid) | batch, {WORKERS} workers "
         "| cold `vault retrieve --json` | `python -c 'import numpy'` | cold − numpy |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

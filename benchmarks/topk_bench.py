@@ -388,8 +388,9 @@ def mechanics(
     col = np.ones(m.shape[1], dtype=np.float32)  # a cosine scan's one column
     out = np.empty(block, dtype=np.float32)
     conv, prod = [], []
+    passes = 3
     with topk_mod._single_threaded_blas():  # as topk runs its products
-        for _ in range(3):
+        for _ in range(passes):
             tc = tp = 0.0
             for lo in range(0, n, block):
                 hi = min(lo + block, n)
@@ -405,6 +406,7 @@ def mechanics(
         "convert_ms": 1e3 * _median(conv),
         "convert_ns_per_value": 1e9 * _median(conv) / m.size,
         "product_ms": 1e3 * _median(prod),
+        "passes": passes,
         "summary_min_rows": topk_mod.SUMMARY_MIN_ROWS,
     }
     if n < topk_mod.SUMMARY_MIN_ROWS:
@@ -589,8 +591,9 @@ def notes(r: dict[str, Any]) -> list[str]:
         f"Notes (N = {c['n']:,}, this run). A full single-query scan converts every int8 "
         f"value to float32 before its product: {mech['convert_ns_per_value']:.2f} ns per "
         f"value, {mech['convert_ms']:.1f} ms for the whole matrix, and "
-        f"{mech['product_ms']:.1f} ms for the float32 product after it (median of 3 passes, "
-        "block by block as `topk` converts); faiss streams its float32 copy instead."
+        f"{mech['product_ms']:.1f} ms for the float32 product after it (median of "
+        f"{mech['passes']} passes, block by block as `topk` converts); faiss streams its float32 "
+        "copy instead."
     )
     if "summary_mb" in mech:
         text += (
