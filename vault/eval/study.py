@@ -48,6 +48,7 @@ MODES: dict[str, tuple[str, str | None]] = {
     "soft": ("soft", None),
 }
 KS = (1, 5, 10, 50)
+BOOTSTRAP_CONFIDENCE = 0.95  # of the interval of each mode's MRR difference with symbolic
 Progress = Callable[[int, int], None]
 
 
@@ -199,7 +200,9 @@ def run(
             coverage_change[m] = (s.coverage - sym) / sym if sym else None
             if m != "symbolic":
                 rr = [reciprocal_rank(o.ranking, o.relevant) for o in outcomes[m]]
-                versus[m] = paired_bootstrap(sym_rr, rr, resamples=2000, seed=0)
+                versus[m] = paired_bootstrap(
+                    sym_rr, rr, resamples=2000, seed=0, confidence=BOOTSTRAP_CONFIDENCE
+                )
     settings = {
         "k_max": k_max,
         "modes": list(modes),
