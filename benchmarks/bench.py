@@ -13,7 +13,7 @@ generated vectors and keys — building a real 10^6 vault takes longer than the 
 
 Medians of --runs runs (default 5). Peak memory from getrusage in a subprocess.
 
-    python benchmarks/bench.py [--sizes 10000,100000] [--million] [--runs 5]
+    python benchmarks/bench.py [--sizes 10000,100000] [--million] [--runs 5] [--out FILE]
 """
 
 from __future__ import annotations
@@ -38,16 +38,23 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import gen  # noqa: E402
-from machine import cpu_name  # noqa: E402
+from machine import cpu_name, provenance  # noqa: E402
 
 from vault.records.query import normalize_query  # noqa: E402
 from vault.vault import Vault  # noqa: E402
 
 QUERY_GRID = [[1, 0, 2, 0], [0, 3, 0, 0], [4, 4, 0, 1]]
+BATCH = 1000  # requests in a timed batch
+WORKERS = 2  # forked workers of the parallel batch
 
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+def spread(xs: list[float]) -> float:
+    """(max - min) / median of one measurement's runs: how noisy it was."""
+    return (max(xs) - min(xs)) / statistics.median(xs)
 
 
 def timed(fn: Any, runs: int) -> list[float]:
@@ -112,16 +119,23 @@ def cold_cli(root: Path, runs: int) -> dict[str, float]:
         t = time.perf_counter()
         subprocess.run(numpy_only, capture_output=True, check=True)
         t_np.append(time.perf_counter() - t)
-    return {"cli_ms": median(t_cli) * 1000, "numpy_ms": median(t_np) * 1000}
+    return {
+        "cli_ms": median(t_cli) * 1000,
+        "numpy_ms": median(t_np) * 1000,
+        "cli_range_ms": (max(t_cli) - min(t_cli)) * 1000,
+    }
 
 
 def in_process(v: Vault, runs: int, batch: int) -> dict[str, float]:
     q = normalize_query({"schema_version": 1, "grid": QUERY_GRID})
     r = v.retriever()
     out: dict[str, float] = {}
+    spreads = []
     for mode in ("symbolic", "hybrid", "soft"):
         r.retrieve(q, mode=mode)  # warm: the snapshot's arrays are loaded once
-        out[f"{mode}_ms"] = median(timed(lambda m=mode: r.retrieve(q, mode=m), runs)) * 1000
+        times = timed(lambda m=mode: r.retrieve(q, mode=m), runs)
+        out[f"{mode}_ms"] = median(times) * 1000
+        spreads.append(spread(times))
     rng = random.Random(1)
     requests = []
     for i in range(batch):
@@ -130,11 +144,14 @@ def in_process(v: Vault, runs: int, batch: int) -> dict[str, float]:
     results: list[dict[str, Any]] = []
     times = timed(lambda: results.append(list(r.batch(requests))), runs)  # type: ignore[func-returns-value]
     out["batch_qps"] = batch / median(times)
+    spreads.append(spread(times))
     assert all("error" not in x for x in results[0]) and all(x == results[0] for x in results)
     parallel: list[list[dict[str, Any]]] = []
-    times = timed(lambda: parallel.append(list(r.batch(requests, workers=2))), runs)
+    times = timed(lambda: parallel.append(list(r.batch(requests, workers=WORKERS))), runs)
     out["batch2_qps"] = batch / median(times)
+    spreads.append(spread(times))
     assert all(x == results[0] for x in parallel)  # the same answers from the workers
+    out["max_spread"] = max(spreads)
     return out
 
 
@@ -178,7 +195,7 @@ def scale(n: int, runs: int, workdir: Path) -> dict[str, Any]:
     v = gen.build(root, n, progress=False)
     gen_s = time.perf_counter() - t
     print(f"[{n}] reads ...", flush=True)
-    reads = in_process(v, runs, 1000)
+    reads = in_process(v, runs, BATCH)
     cold = cold_cli(root, 3 * runs)  # (cheap: more runs steady the median of two start-ups)
     print(f"[{n}] write-back, build, verify ...", flush=True)
     wb = write_back_vs_build(v, n, runs)
@@ -199,6 +216,13 @@ def million(runs: int) -> dict[str, Any]:
     return data
 
 
+def load() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def machine() -> str:
     cpu = cpu_name()
     return (
@@ -208,14 +232,18 @@ def machine() -> str:
 
 
 def report(results: list[dict[str, Any]], big: dict[str, Any] | None, args: Any) -> str:
-    cmd = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
+    noise = max(r["max_spread"] for r in results)
+    cold = max(r["cli_range_ms"] for r in results)
     lines = [
         "# Benchmark results",
         "",
-        f"Machine: {machine()}. Produced by `make bench` (`{cmd}`); medians of "
+        provenance() + " `make bench` runs `python benchmarks/bench.py --million`.",
+        "",
+        f"Machine: {machine()}; load average at the end {load()}. Medians of "
         f"{args.runs} runs ({3 * args.runs} for the cold start, interleaved with "
         "`import numpy`). Other jobs may share the machine: ratios are measured in the same "
-        "run, and run-to-run noise on this shared VM is about ±20% (±40 ms for a cold start).",
+        f"run. The runs of one in-process timing spread over up to {100 * noise:.0f}% of "
+        f"their median (max − min), the runs of a cold start over {cold:.0f} ms.",
         "",
         "## Write-back, build, verify (real generated vaults)",
         "",
@@ -231,12 +259,14 @@ def report(results: list[dict[str, Any]], big: dict[str, Any] | None, args: Any)
         )
     lines += [
         "",
-        "Generating the vault (cards with 1-2 evidence pairs each, written back in chunks of "
-        "10,000): " + ", ".join(f"{r['n']:,}: {r['gen_s']:.0f} s" for r in results) + ".",
+        f"Generating the vault (cards with {gen.EVIDENCE_PAIRS[0]}-{gen.EVIDENCE_PAIRS[1]} "
+        f"evidence pairs each, written back in chunks of {gen.CHUNK:,}): "
+        + ", ".join(f"{r['n']:,}: {r['gen_s']:.0f} s" for r in results)
+        + ".",
         "",
         "## Reads",
         "",
-        "| concepts | symbolic | hybrid | soft | batch (hybrid) | batch, 2 workers "
+        f"| concepts | symbolic | hybrid | soft | batch (hybrid) | batch, {WORKERS} workers "
         "| cold `vault retrieve --json` | `python -c 'import numpy'` | cold − numpy |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -249,20 +279,26 @@ def report(results: list[dict[str, Any]], big: dict[str, Any] | None, args: Any)
         )
     if big is not None:
         lines.append(
-            f"| 1,000,000 (fixture) | {big['symbolic_ms']:.2f} ms | {big['hybrid_ms']:.2f} ms | "
+            f"| {big['n']:,} (fixture) | {big['symbolic_ms']:.2f} ms | {big['hybrid_ms']:.2f} ms | "
             f"{big['soft_ms']:.2f} ms | {big['batch_qps']:.0f} q/s | — | — | — | — |"
         )
         lines += [
             "",
-            f"10^6 fixture: peak memory {big['rss_mb']:.0f} MB after symbolic, hybrid and soft "
+            f"{big['n']:,}-row fixture: peak memory {big['rss_mb']:.0f} MB after symbolic, hybrid and soft "
             "queries with the configured metric (the table, its int8 matrix, the per-table "
             "arrays and the soft scan's summary); "
-            f"{big['rss_stage_mb']:.0f} MB after the cosine stage below too (a second metric's "
-            f"summary, 32 MB). Built in {big['build_s']:.0f} s (not timed above).",
+            f"{big['rss_stage_mb']:.0f} MB after the cosine stage below too ("
+            + (
+                "it built no summary"
+                if big["summary_mb"] is None
+                else f"a second metric's summary, {big['summary_mb']:.0f} MB"
+            )
+            + f"). Built in {big['build_s']:.0f} s (not timed above).",
         ]
         if big.get("faiss_ms") is not None:
             lines.append(
-                f"Embedding stage at 10^6 (k = 10, cosine): vault {big['stage_ms']:.1f} ms vs faiss "
+                f"Embedding stage at {big['n']:,} rows (k = {big['k']}, cosine): vault {big['stage_ms']:.1f} ms "
+                "vs faiss "
                 f"IndexFlatIP {big['faiss_ms']:.1f} ms single query with its default "
                 f"{big['faiss_threads']} threads (ratio {big['stage_ms'] / big['faiss_ms']:.2f}) "
                 f"and {big['faiss_1t_ms']:.1f} ms with 1 thread "
@@ -271,10 +307,10 @@ def report(results: list[dict[str, Any]], big: dict[str, Any] | None, args: Any)
     lines += [
         "",
         "In-process times are per query on an open retriever (the snapshot loaded once); the "
-        'batch is 1,000 `{"repr": grid}` requests through `Retriever.batch` (each grid '
-        "analysed and embedded; the median of the runs), in this process or in 2 forked "
-        "workers (`workers=2`: `vault retrieve --batch --workers 2`). The cold CLI time is a "
-        "fresh process "
+        f'batch is {BATCH:,} `{{"repr": grid}}` requests through `Retriever.batch` (each grid '
+        f"analysed and embedded; the median of the runs), in this process or in {WORKERS} "
+        f"forked workers (`workers={WORKERS}`: `vault retrieve --batch --workers {WORKERS}`). "
+        "The cold CLI time is a fresh process "
         "end to end (start-up, opening the snapshot, hash checks), with bytecode compiled as "
         "an install leaves it.",
         "",
@@ -287,6 +323,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--million", action="store_true", help="also the 10^6 fixture")
+    ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="vault-bench-"))
     results = [scale(int(n), args.runs, workdir) for n in args.sizes.split(",")]
@@ -295,9 +332,9 @@ def main() -> None:
     big = million(args.runs) if args.million else None
     if big:
         print(big, flush=True)
-    (HERE / "RESULTS.md").write_text(report(results, big, args))
+    args.out.write_text(report(results, big, args))
     shutil.rmtree(workdir, ignore_errors=True)
-    print(f"wrote {HERE / 'RESULTS.md'}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,10 @@ def pool_grid(rng: random.Random) -> Grid:
     return tuple(tuple(row) for row in g)
 
 
+CHUNK = 10_000  # concepts per write-back
+EVIDENCE_PAIRS = (1, 2)  # positive evidence pairs per concept: at least, at most
+
+
 def generate(
     n: int, seed: int = 0, pool: int = 5000, start: int = 0
 ) -> Iterator[tuple[list[Any], list[Any], list[dict[str, Any]]]]:
@@ -95,7 +99,7 @@ def generate(
             reprs[key] = grid_to_repr(g)
         return reprs[key]
 
-    chunk = 10_000
+    chunk = CHUNK
     for lo in range(start, start + n, chunk):
         crng = random.Random(f"{seed}:{lo}")
         cards: list[Any] = []
@@ -118,7 +122,7 @@ def generate(
                     cid,
                 )
             )
-            for _ in range(crng.randint(1, 2)):
+            for _ in range(crng.randint(*EVIDENCE_PAIRS)):
                 j = crng.randrange(len(grids))
                 a, b = rep(j, None), rep(j, family)
                 ia, ib = repr_id(a), repr_id(b)

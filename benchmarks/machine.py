@@ -1,9 +1,15 @@
-"""What the benchmarks ran on (shared by bench.py and topk_bench.py)."""
+"""What the benchmarks ran on and where they came from (shared by the generators of
+benchmarks/*.md and EVALUATION.md)."""
 
 from __future__ import annotations
 
 import platform
+import shlex
+import subprocess
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_name() -> str:
@@ -15,3 +21,43 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def command(script: str | None = None) -> str:
+    """The command line that is running, as a user would type it from the repository root:
+    ``python <script relative to the root> <args>``."""
+    path = Path(script or sys.argv[0]).resolve()
+    try:
+        shown = str(path.relative_to(ROOT))
+    except ValueError:
+        shown = str(path)
+    return shlex.join(["python", shown, *sys.argv[1:]])
+
+
+def commit() -> str:
+    """The commit the working tree is at, with a warning when tracked files differ from it
+    ("unknown" outside a git checkout)."""
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+            )
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+        return out.stdout
+
+    head = git("rev-parse", "HEAD").strip()
+    if not head:
+        return "unknown (not a git checkout)"
+    changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+    if not changed:
+        return head
+    names = [line[3:] for line in changed]
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"{head} with uncommitted changes to {shown}"
+
+
+def provenance(cmd: str | None = None) -> str:
+    """One Markdown line naming the commit and the exact command that produced a file."""
+    return f"Produced by `{cmd or command()}` at commit `{commit()}`."

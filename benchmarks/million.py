@@ -179,7 +179,7 @@ def measure(runs: int = 5) -> dict[str, Any]:
         normalize_query({"schema_version": 1, "grid": [list(r) for r in gen.pool_grid(rng)]})
         for _ in range(max(runs, 50))
     ]
-    out: dict[str, Any] = {"build_s": build_s}
+    out: dict[str, Any] = {"build_s": build_s, "n": snap.table.n}
     for mode in ("symbolic", "hybrid", "soft"):
         retrieve_in(snap, queries[0], cfg, mode)  # warm the per-table arrays
         times = []
@@ -204,8 +204,14 @@ def measure(runs: int = 5) -> dict[str, Any]:
         topk(table.matrix, n2a, n2b, qv, 10, "cosine", tie=table.col("tail"))
         stage.append(time.perf_counter() - t)
     out["stage_ms"] = statistics.median(stage) * 1000
+    out["k"] = 10
     # the stage's cosine kernel adds a second metric's summary (vault.embedding.summary)
     out["rss_stage_mb"] = peak_rss_mb()  # before faiss
+    from vault.embedding.summary import cached
+    from vault.embedding.topk import NA
+
+    summ = cached(table.matrix, "full", NA, 0)  # the cosine summary, built by the stage
+    out["summary_mb"] = None if summ is None else summ.data.nbytes / 2**20
     try:
         import faiss  # benchmark-only
 

@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from functools import partial
@@ -41,24 +42,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 BLOCKS = ((0, 16, 0.7), (16, 26, 0.6), (26, 48, 0.6), (48, 64, 0.55))
 CHUNK = 65536
-NOTES = """
-Notes. A full single-query scan is bound by numpy's int8 -> float32 conversion (about
-0.1 ns per element, 7 ms of the 11-14 ms per 10^6 rows on a free core; the float32 product
-is 4 ms more), while faiss streams its float32 copy at memory bandwidth. Since perf-topk,
-from the second query of an immutable matrix (a loaded table's), `topk` first scans a
-derived int8 summary (`vault.embedding.summary`: 30 PCA projections of the unit rows + two
-per-row residual norms, 32 MB at 10^6) that gives an exact upper bound of every row's
-cosine; on the 10^6 bench fixture it rules out ~99.8% of the rows, so only the summary
-(half the matrix's values) is converted: cosine 8-9 ms vs faiss (1 thread) 11-13 ms in the
-same run, ~0.65-0.8x (target 0.5x not reached: the summary's own conversion + product is
-~6-7 ms of it). On data the summary does not fit (isotropic, all-ties) the scan falls back
-to the full path after one super-block. A one-query process never builds it (0.7-1 s at
-10^6). Two scan workers halve the time only when a core is free; on this shared machine
-(load 3-4 on 2 cores) they do not, and `default_threads` then uses one. faiss with its
-default 2 OpenMP threads is 3-5x slower than with 1 here, which is why both are shown;
-the targets compare with the faster one. Batches are not conversion-bound (a block is
-converted once for all queries).
-"""
 NK_BATCH = 160  # numkong's batch is timed on the first queries only (its cost is per query)
 
 
@@ -382,6 +365,70 @@ def child_compare(d: Path, k: int, nsingle: int, nbatch: int, batch_runs: int) -
                 )
         res["batch"].append(row)
     res["rss_mb"] = _rss_mb()
+    res["mechanics"] = mechanics(m, na, nb, qs, f32, k)
+    return res
+
+
+def mechanics(
+    m: np.ndarray, na: np.ndarray, nb: np.ndarray, qs: np.ndarray, f32: np.ndarray, k: int
+) -> dict[str, Any]:
+    """What a single cosine scan is made of, measured after the timed comparison: the int8
+    -> float32 conversion and the float32 product of the whole matrix, block by block as
+    ``topk`` does (median of 3 passes), and, when the matrix is large enough for one, the
+    summary of ``vault.embedding.summary``: its build time, its size and the share of rows
+    its bound rules out once the floor is the exact k-th score (per query; the scan's floor
+    only rises to that, so it scores at least the rows not ruled out here)."""
+    from vault.embedding import summary as summary_mod
+    from vault.embedding import topk as topk_mod
+    from vault.embedding.similarity import scores
+
+    n = len(m)
+    block = topk_mod.SUMMARY_BLOCK
+    buf = np.empty((block, m.shape[1]), dtype=np.float32)
+    col = np.ones(m.shape[1], dtype=np.float32)  # a cosine scan's one column
+    out = np.empty(block, dtype=np.float32)
+    conv, prod = [], []
+    passes = 3
+    with topk_mod._single_threaded_blas():  # as topk runs its products
+        for _ in range(passes):
+            tc = tp = 0.0
+            for lo in range(0, n, block):
+                hi = min(lo + block, n)
+                t = time.perf_counter()
+                np.copyto(buf[: hi - lo], m[lo:hi], casting="unsafe")
+                t2 = time.perf_counter()
+                np.matmul(buf[: hi - lo], col, out=out[: hi - lo])
+                tc += t2 - t
+                tp += time.perf_counter() - t2
+            conv.append(tc)
+            prod.append(tp)
+    res: dict[str, Any] = {
+        "convert_ms": 1e3 * _median(conv),
+        "convert_ns_per_value": 1e9 * _median(conv) / m.size,
+        "product_ms": 1e3 * _median(prod),
+        "passes": passes,
+        "summary_min_rows": topk_mod.SUMMARY_MIN_ROWS,
+    }
+    if n < topk_mod.SUMMARY_MIN_ROWS:
+        return res
+    t = time.perf_counter()
+    summ = summary_mod.build(m, "full", topk_mod.NA)
+    res["summary_build_s"] = time.perf_counter() - t
+    res["summary_mb"] = summ.data.nbytes / 2**20
+    res["summary_columns"] = summ.data.shape[1]
+    sdata = summ.data.astype(np.float32)
+    na64, nb64 = na.astype(np.int64), nb.astype(np.int64)
+    ruled_out = []
+    for q in qs:
+        w, bound, qn = summ.column(q, None)
+        if qn == 0:
+            continue
+        dots = (f32 @ _parts(q)).astype(np.int64)
+        kth = float(np.sort(scores(dots, na64, nb64, q, "cosine"))[-k])
+        t_rows = sdata @ w
+        ruled_out.append(float(np.mean(t_rows < kth * qn - bound)))
+    res["summary_ruled_out"] = _median(ruled_out)
+    res["summary_ruled_out_min"] = min(ruled_out)
     return res
 
 
@@ -431,15 +478,17 @@ def fmt_ms(x: float) -> str:
 
 
 def report(results: list[dict[str, Any]], info: dict[str, str], cmd: str, k: int) -> str:
+    from machine import provenance  # benchmarks/ is the script's directory
+
     lines = [
         "# Exact top-k over int8 vectors (`vault.embedding.topk`)",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, numpy "
         f"{info['numpy']}, BLAS {info['blas']}; load average at the start {info['load']} "
-        "(a shared machine: other jobs were running, so read the ratios, measured back to "
-        "back, rather than absolute times).",
+        "(on a shared machine read the ratios, measured back to back, rather than absolute "
+        "times).",
         "",
-        f"Command: `{cmd}`",
+        provenance(cmd),
         "",
         f"Top-{k}. Single query: median over the queries (*runs*). *vault/this* = median "
         "over queries of (vault topk time / this method's time), measured back to back "
@@ -530,7 +579,55 @@ def targets(r: dict[str, Any]) -> list[str]:
         f"| exact (ids of every vault answer = the brute force's) | "
         f"{'all' if exact else 'NOT ALL'} | {'reached' if exact else 'FAILED'} |"
     )
-    return out + ["", *NOTES.strip().splitlines(), ""]
+    return out + ["", *notes(r), ""]
+
+
+def notes(r: dict[str, Any]) -> list[str]:
+    """How to read the figures at the largest size: prose around figures of this run only."""
+    c = r["compare"]
+    mech = c["mechanics"]
+    ms = {(x["name"], x["metric"]): x["ms"] for x in c["single"]}
+    text = (
+        f"Notes (N = {c['n']:,}, this run). A full single-query scan converts every int8 "
+        f"value to float32 before its product: {mech['convert_ns_per_value']:.2f} ns per "
+        f"value, {mech['convert_ms']:.1f} ms for the whole matrix, and "
+        f"{mech['product_ms']:.1f} ms for the float32 product after it (median of "
+        f"{mech['passes']} passes, block by block as `topk` converts); faiss streams its float32 "
+        "copy instead."
+    )
+    if "summary_mb" in mech:
+        text += (
+            " From the second query of an immutable matrix (a loaded table's) `topk` first "
+            f"scans a derived int8 summary (`vault.embedding.summary`: "
+            f"{mech['summary_columns']} columns per row, {mech['summary_mb']:.0f} MB here, "
+            f"built in {mech['summary_build_s']:.2f} s, which a one-query process never pays) "
+            "that bounds every row's cosine from above; with the exact k-th score as the "
+            f"floor the bound rules out {100 * mech['summary_ruled_out']:.2f}% of the rows "
+            f"(median over the queries; at least {100 * mech['summary_ruled_out_min']:.2f}%), "
+            "so mostly the summary is converted. On data the summary does not fit (isotropic, "
+            "all ties) the scan falls back to the full path after one super-block."
+        )
+    else:
+        text += (
+            f" Below {mech['summary_min_rows']:,} rows `topk` never builds a summary: every "
+            "scan is a full one."
+        )
+    for metric in ("cosine", "structured"):
+        both = ms.get(("vault topk", metric)), ms.get(("vault topk (1 thread)", metric))
+        if None not in both:
+            text += (
+                f" {metric.capitalize()}: vault topk {both[0]:.2f} ms with its default scan "
+                f"workers, {both[1]:.2f} ms with 1 (`default_threads` chooses)."
+            )
+    faiss = {name: v for (name, metric), v in ms.items() if name.startswith("faiss")}
+    if len(faiss) == 2:
+        (many, t_many), (one, t_one) = sorted(faiss.items(), key=lambda x: "(1 " in x[0])
+        text += (
+            f" {many} takes {t_many / t_one:.2f}x the time of {one} here; the targets compare "
+            "with the faster setting, query by query."
+        )
+    text += " Batches convert a block once for all their queries."
+    return textwrap.wrap(text, 92)
 
 
 def main() -> None:
@@ -554,7 +651,9 @@ def main() -> None:
         print(json.dumps(out))
         return
     info = machine()
-    cmd = " ".join(["python benchmarks/topk_bench.py", *sys.argv[1:]])
+    from machine import command
+
+    cmd = command()
     results = []
     for n in (int(x) for x in a.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:

@@ -98,7 +98,7 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["eval"], 2, ["give --dataset or --tasks"]),
     (["eval", "--dataset", "arc9"], 2, ["'--dataset'", "'arc9'", "'synthetic'"]),
     (["eval", "--dataset", "synthetic", "--modes", "fast"], 2, ["unknown mode 'fast'"]),
-    (["eval", "--tasks", "GRID"], 2, ["--tasks and --labels go together"]),
+    (["eval", "--tasks", "GRID"], 2, ["--tasks needs --labels"]),
     (["eval", "--dataset", "synthetic", "--tasks-per-family", "1"], 2, ["got 1"]),
     (["retrieve", "--like", "c", "--repr", "GRID"], 2, ["give exactly one"]),
     (["retrieve", "--like", "c", "--mode", "soft"], 2, ["--like", "--mode"]),

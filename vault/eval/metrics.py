@@ -156,6 +156,32 @@ class ModeSummary:
         """Mean recall@k; KeyError if ``k`` was not among the summarised ``ks``."""
         return dict(self.recall)[k]
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModeSummary:
+        """The summary ``to_json`` wrote (``vault eval --json``'s ``modes`` entries)."""
+        recall = sorted(
+            (int(key.split("@")[1]), float(v))
+            for key, v in data.items()
+            if key.startswith("recall@")
+        )
+        (coverage_key,) = (key for key in data if key.startswith("coverage@"))
+        lat = data["latency"]
+        return cls(
+            n_queries=data["n_queries"],
+            n_skipped=data["n_skipped"],
+            recall=tuple(recall),
+            mrr=data["mrr"],
+            precision_at_5=data["precision@5"],
+            map_at_10=data["map@10"],
+            helpful_rate=data["helpful_rate"],
+            helpful_k=data["helpful_k"],
+            coverage=data[coverage_key],
+            coverage_k=int(coverage_key.split("@")[1]),
+            latency_median_ms=lat["median_ms"],
+            latency_p95_ms=lat["p95_ms"],
+            latency_mean_ms=lat["mean_ms"],
+        )
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n_queries": self.n_queries, "n_skipped": self.n_skipped}
         out.update({f"recall@{k}": v for k, v in self.recall})
@@ -223,6 +249,10 @@ class BootstrapResult:
     high: float
     resamples: int
     seed: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BootstrapResult:
+        return cls(data["mean_diff"], data["low"], data["high"], data["resamples"], data["seed"])
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vault.eval.study import StudyResult
+from vault.eval.study import BOOTSTRAP_CONFIDENCE, StudyResult
 from vault.store.fs import atomic_write
 
 COLUMNS = (
@@ -62,7 +62,7 @@ def interpretation(result: StudyResult) -> str:
         b = result.versus_symbolic[best]
         first += (
             f" vs {getattr(s['symbolic'], key):.3f} for symbolic; its MRR is "
-            f"{b.mean_diff:+.3f} over symbolic, 95% bootstrap interval "
+            f"{b.mean_diff:+.3f} over symbolic, {BOOTSTRAP_CONFIDENCE:.0%} bootstrap interval "
             f"[{b.low:+.3f}, {b.high:+.3f}])."
         )
     else:
@@ -72,7 +72,8 @@ def interpretation(result: StudyResult) -> str:
         change = result.coverage_change.get(best)
         sym_ms = s["symbolic"].latency_median_ms
         second = (
-            f" It surfaces {change:+.0%} distinct concepts in the top 10 compared with "
+            f" It surfaces {change:+.0%} distinct concepts in the top {s[best].coverage_k} "
+            "compared with "
             f"symbolic, at a median {s[best].latency_median_ms:.2f} ms per query against "
             f"{sym_ms:.2f} ms."
             if change is not None

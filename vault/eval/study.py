@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ MODES: dict[str, tuple[str, str | None]] = {
     "soft": ("soft", None),
 }
 KS = (1, 5, 10, 50)
+BOOTSTRAP_CONFIDENCE = 0.95  # of the interval of each mode's MRR difference with symbolic
 Progress = Callable[[int, int], None]
 
 
@@ -61,6 +63,25 @@ class StudyResult:
     fallbacks: dict[str, int]
     import_seconds: float
     seconds: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudyResult:
+        """The result ``to_json`` wrote (``vault eval --json``, ``results.json``)."""
+        order = data["settings"]["modes"]  # (JSON output sorts the keys)
+        return cls(
+            data["dataset"],
+            data["settings"],
+            {m: ModeSummary.from_json(data["modes"][m]) for m in order},
+            data["recall_curves"],
+            data["coverage_change_vs_symbolic"],
+            {
+                m: BootstrapResult.from_json(b)
+                for m, b in data["mrr_difference_vs_symbolic"].items()
+            },
+            data["fallbacks"],
+            data["import_seconds"],
+            data["seconds"],
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +107,45 @@ def _vault_order(snap: Snapshot) -> list[str]:
     return seen
 
 
+@contextmanager
+def _throwaway(dataset: Dataset, weights: bytes | None) -> Iterator[tuple[Snapshot, float]]:
+    """A throwaway vault holding ``dataset``'s concepts (embedded with ``weights``, chosen
+    as ``vault embedder use`` does; None: built-in): its snapshot and the import time."""
+    with tempfile.TemporaryDirectory(prefix="vault-eval-") as tmp:
+        vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0))
+        if weights is not None:
+            set_embedder(vault, vault.objects.put(weights))
+        t0 = time.perf_counter()
+        import_tasks(vault, dataset.tasks, holdout_last=dataset.holdout_last)
+        import_seconds = time.perf_counter() - t0
+        yield vault.snapshot(), import_seconds
+
+
+def run_variants(
+    dataset: Dataset,
+    variants: dict[str, Config],
+    mode: str = "hybrid",
+    *,
+    k_max: int = 50,
+    weights: bytes | None = None,
+) -> dict[str, ModeSummary]:
+    """One retrieval ``mode`` under each configuration of ``variants`` (name -> Config), on
+    one throwaway vault: how each setting changes the figures, everything else equal."""
+    out: dict[str, ModeSummary] = {}
+    with _throwaway(dataset, weights) as (snap, _):
+        order = _vault_order(snap)
+        for name, cfg in variants.items():
+            vcfg = cfg.with_overrides(k=k_max)
+            rows = []
+            for q in dataset.queries:
+                ranking, seconds, fell = _rank(snap, q, mode, vcfg, order, k_max)
+                if fell:
+                    raise RuntimeError(f"{name}: {q.qid} fell back from {mode}")
+                rows.append(QueryOutcome(q.qid, ranking, q.relevant, seconds))
+            out[name] = summarize(rows, KS)
+    return out
+
+
 def run(
     dataset: Dataset,
     cfg: Config | None = None,
@@ -104,14 +164,7 @@ def run(
     base = cfg or Config()
     total = len(modes) * len(dataset.queries)
     done = 0
-    with tempfile.TemporaryDirectory(prefix="vault-eval-") as tmp:
-        vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0))
-        if weights is not None:
-            set_embedder(vault, vault.objects.put(weights))
-        t0 = time.perf_counter()
-        import_tasks(vault, dataset.tasks, holdout_last=dataset.holdout_last)
-        import_seconds = time.perf_counter() - t0
-        snap = vault.snapshot()
+    with _throwaway(dataset, weights) as (snap, import_seconds):
         embedder_id = snap.embedder_id
         order = _vault_order(snap)
         outcomes: dict[str, list[QueryOutcome]] = {}
@@ -147,7 +200,9 @@ def run(
             coverage_change[m] = (s.coverage - sym) / sym if sym else None
             if m != "symbolic":
                 rr = [reciprocal_rank(o.ranking, o.relevant) for o in outcomes[m]]
-                versus[m] = paired_bootstrap(sym_rr, rr, resamples=2000, seed=0)
+                versus[m] = paired_bootstrap(
+                    sym_rr, rr, resamples=2000, seed=0, confidence=BOOTSTRAP_CONFIDENCE
+                )
     settings = {
         "k_max": k_max,
         "modes": list(modes),
