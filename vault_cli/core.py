@@ -17,8 +17,9 @@ The exit-code rule (also in ``vault --help`` and the README):
 * **130** interrupted; **141** stdout closed early (``vault … | head``): quietly, as git.
 
 Errors are one line on stderr, ``error: <message>``; never a traceback (an unexpected one is
-reported as ``error: internal error: …``; ``VAULT_TRACEBACK=1`` shows it). On a terminal a
-usage error is preceded by the command's usage line.
+reported as ``error: internal error: …``; ``VAULT_TRACEBACK=1`` shows it, and
+``VAULT_INTERNAL_ERRORS=FILE`` appends it to FILE: ``vault.internal``, how the test suite
+fails on any). On a terminal a usage error is preceded by the command's usage line.
 """
 
 from __future__ import annotations
@@ -224,14 +225,14 @@ def report(exc: BaseException) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         error_line(f"{where}{exc.strerror or exc}")
         return EXIT_FAILURE
+    from vault.internal import note
+
+    message = note(exc, "cli")  # recorded for the test suite (VAULT_INTERNAL_ERRORS)
     if os.environ.get("VAULT_TRACEBACK"):
         import traceback
 
         traceback.print_exception(exc)
-    error_line(
-        f"internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
-        "VAULT_TRACEBACK=1 shows where)"
-    )
+    error_line(f"{message} (a bug: please report it; VAULT_TRACEBACK=1 shows where)")
     return EXIT_FAILURE
 
 
