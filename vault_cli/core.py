@@ -43,6 +43,7 @@ from vault.errors import UsageError, VaultError
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_CLOSED_PIPE = 130, 141
 DEFAULT_VAULT = Path("vault")
+MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second a timestamp can name
 
 EXIT_CODES_HELP = """\b
 Exit codes: 0 ok; 1 failure (bad input, unknown concept, vault problem, missing
@@ -104,8 +105,14 @@ def clock() -> Any:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is None:
         return None
-    if not epoch.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, got {epoch!r}")
+    if not (epoch.isascii() and epoch.isdigit()):
+        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer >= 0, got {epoch!r}")
+    digits = epoch.lstrip("0") or "0"  # (int() refuses more than 4,300 digits: look first)
+    if len(digits) > len(str(MAX_EPOCH)) or int(digits) > MAX_EPOCH:  # past year 9999
+        shown = epoch if len(epoch) <= 40 else f"{epoch[:20]}... ({len(epoch)} digits)"
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH must be at most {MAX_EPOCH} (9999-12-31T23:59:59Z), got {shown}"
+        )
     return fixed_clock(int(epoch))
 
 
