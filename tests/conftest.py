@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Generator
 from pathlib import Path
@@ -64,6 +65,9 @@ def example_vault(vault: Vault) -> Vault:
 # error on purpose says so with ``@pytest.mark.internal_error`` and must then provoke one.
 
 
+_LOG: list[Path] = []  # this session's log (one file; set by pytest_configure)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -72,27 +76,26 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     log = Path(tempfile.mkdtemp(prefix="vault-internal-errors-")) / "log.jsonl"
     log.touch()
+    _LOG[:] = [log]
     os.environ[INTERNAL_ERRORS] = str(log)
 
 
-def internal_errors_since(offset: int) -> tuple[list[dict[str, Any]], int]:
-    """The internal errors recorded after byte ``offset`` of the log, and its end."""
-    log = Path(os.environ[INTERNAL_ERRORS])
-    with open(log, "rb") as f:
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _LOG:
+        shutil.rmtree(_LOG[0].parent, ignore_errors=True)
+
+
+def internal_errors_since(offset: int) -> list[dict[str, Any]]:
+    """The internal errors recorded after byte ``offset`` of this session's log."""
+    with open(_LOG[0], "rb") as f:
         f.seek(offset)
         data = f.read()
-    whole = data[: data.rfind(b"\n") + 1]
-    return [json.loads(line) for line in whole.splitlines()], offset + len(whole)
+    return [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines()]
 
 
 def _log_end() -> int:
-    os.environ[INTERNAL_ERRORS] = os.environ.get(INTERNAL_ERRORS) or str(
-        Path(tempfile.mkdtemp(prefix="vault-internal-errors-")) / "log.jsonl"
-    )  # a test that cleared the environment (monkeypatch undoes it before teardown)
-    try:
-        return os.path.getsize(os.environ[INTERNAL_ERRORS])
-    except OSError:
-        return 0
+    os.environ[INTERNAL_ERRORS] = str(_LOG[0])  # whatever an earlier test did to it
+    return os.path.getsize(_LOG[0])
 
 
 def _checked(item: pytest.Item, when: str) -> Generator[None, Any, Any]:
@@ -102,7 +105,7 @@ def _checked(item: pytest.Item, when: str) -> Generator[None, Any, Any]:
         result = yield
         failed = False
     finally:
-        found, _ = internal_errors_since(start)
+        found = internal_errors_since(start)
         planned = item.get_closest_marker("internal_error") is not None
         if found:
             text = "\n".join(f"[{e['where']}] {e['error']}\n{e['traceback']}" for e in found)
