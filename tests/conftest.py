@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from vault.internal import ENV as INTERNAL_ERRORS
 from vault.vault import Vault, fixed_clock
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -48,3 +53,86 @@ def example_vault(vault: Vault) -> Vault:
     vault.add(example_cards())
     vault.add_evidence(example_evidence())
     return vault
+
+
+# --------------------------------------------------------------------------- crashes fail
+# An unexpected exception is reported to a user as one line (``error: internal error: …``,
+# exit 1) or, in retrieval, as a fallback to symbolic: both look like a designed refusal to
+# a test that checks the exit code or the mode used. So every test runs with
+# ``VAULT_INTERNAL_ERRORS`` naming a log that ``vault.internal.note`` appends each one to —
+# from this process, a forked child or a subprocess alike — and a test (setup, call or
+# teardown) that added a line fails, whatever it asserted. A test that provokes an internal
+# error on purpose says so with ``@pytest.mark.internal_error`` and must then provoke one.
+
+
+_LOG: list[Path] = []  # this session's log (one file; set by pytest_configure)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "internal_error: the test provokes an internal error on purpose (it must record one; "
+        "the crash check of tests/conftest.py is otherwise off for it)",
+    )
+    log = Path(tempfile.mkdtemp(prefix="vault-internal-errors-")) / "log.jsonl"
+    log.touch()
+    _LOG[:] = [log]
+    os.environ[INTERNAL_ERRORS] = str(log)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _LOG:
+        shutil.rmtree(_LOG[0].parent, ignore_errors=True)
+
+
+def internal_errors_since(offset: int) -> list[dict[str, Any]]:
+    """The internal errors recorded after byte ``offset`` of this session's log."""
+    with open(_LOG[0], "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    return [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines()]
+
+
+def _log_end() -> int:
+    os.environ[INTERNAL_ERRORS] = str(_LOG[0])  # whatever an earlier test did to it
+    return os.path.getsize(_LOG[0])
+
+
+def _checked(item: pytest.Item, when: str) -> Generator[None, Any, Any]:
+    start = _log_end()
+    failed = True
+    try:
+        result = yield
+        failed = False
+    finally:
+        found = internal_errors_since(start)
+        planned = item.get_closest_marker("internal_error") is not None
+        if found:
+            text = "\n".join(f"[{e['where']}] {e['error']}\n{e['traceback']}" for e in found)
+            item.add_report_section(when, "internal errors", text)
+    if not failed:
+        if found and not planned:
+            where = "; ".join(f"[{e['where']}] {e['error']}" for e in found[:3])
+            pytest.fail(
+                f"{len(found)} internal error(s) during {when} (a crash, even when reported "
+                f"as one line or a fallback): {where} (tracebacks in 'internal errors')",
+                pytrace=False,
+            )
+        if planned and when == "call" and not found:
+            pytest.fail("marked internal_error, but no internal error was recorded", pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _checked(item, "setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _checked(item, "call"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _checked(item, "teardown"))

@@ -59,6 +59,7 @@ def assert_cli_error(result: Result, code: int, *needles: str) -> str:
     )
     assert "Traceback" not in result.output
     assert "Traceback" not in result.stderr
+    assert "internal error" not in result.stderr, result.stderr  # a crash is not a refusal
     assert result.exit_code == code, (result.exit_code, result.output)
     assert result.stdout == ""
     err = result.stderr
@@ -836,12 +837,36 @@ def test_cli_refused_write_on_fresh_vault_changes_nothing_at_all(
     assert snapshot(vault.root) == before
 
 
-def test_cli_bad_source_date_epoch_is_usage_error(stocked: Vault, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("epoch", "shown"),
+    [
+        ("soon", "'soon'"),
+        ("-5", "'-5'"),
+        ("9" * 30, "9" * 30),  # was OverflowError: an internal error, exit 1 (issue 17)
+        ("253402300800", "253402300800"),  # year 10000: was ValueError, exit 1
+        ("\u0661", "'\u0661'"),  # an Arabic-Indic digit: str.isdigit, not ASCII
+        ("9" * 5000, "(5000 digits)"),  # more than int() parses
+    ],
+    ids=["word", "negative", "30 digits", "year 10000", "non-ASCII digit", "5000 digits"],
+)
+def test_cli_bad_source_date_epoch_is_usage_error(
+    stocked: Vault, tmp_path: Path, epoch: str, shown: str
+) -> None:
     f = write(tmp_path, "c.json", dumps(card("n", [])))
     before = snapshot(stocked.root)
-    res = cli(["--vault", str(stocked.root), "add", str(f)], env={"SOURCE_DATE_EPOCH": "soon"})
-    assert_cli_error(res, 2, "SOURCE_DATE_EPOCH", "'soon'")
+    res = cli(["--vault", str(stocked.root), "add", str(f)], env={"SOURCE_DATE_EPOCH": epoch})
+    assert_cli_error(res, 2, "SOURCE_DATE_EPOCH", shown)
     assert snapshot(stocked.root) == before
+
+
+def test_cli_last_representable_source_date_epoch_is_accepted(
+    stocked: Vault, tmp_path: Path
+) -> None:
+    f = write(tmp_path, "c.json", dumps(card("n", [])))
+    env = {"SOURCE_DATE_EPOCH": "000253402300799"}  # leading zeros: the same integer
+    res = cli(["--vault", str(stocked.root), "add", str(f)], env=env)
+    assert res.exit_code == 0, res.stderr
+    assert stocked.audit.entries()[-1].time == "9999-12-31T23:59:59Z"
 
 
 @pytest.mark.parametrize(

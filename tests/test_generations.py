@@ -246,6 +246,7 @@ def test_drift_falls_back_and_status_says_so(
     assert status.drift and "drift" in (status.problem or "")
 
 
+@pytest.mark.internal_error  # a bug in the embedding path, provoked on purpose
 def test_error_in_embedding_path_falls_back(
     example_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -258,7 +259,8 @@ def test_error_in_embedding_path_falls_back(
 
     monkeypatch.setattr(r_mod, "query_vector", boom)
     r = retrieve(example_vault, task_query(rotate_task()), example_vault.config())
-    assert r.mode_used == "symbolic" and "kaput" in (r.fallback_reason or "")
+    assert r.mode_used == "symbolic"
+    assert r.fallback_reason == "internal error: RuntimeError: kaput"  # not a designed fallback
 
 
 def test_gc_needs_scope_keeps_current_and_supports_dry_run(example_vault: Vault) -> None:

@@ -14,7 +14,9 @@ with tiny block sizes so that small matrices exercise every multi-block path.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -307,10 +309,48 @@ def test_summary_bounds_every_row() -> None:
                     assert qn == pytest.approx(np.sqrt((q[lo:hi].astype(np.float64) ** 2).sum()))
 
 
+class SummaryUse:
+    """What the summary path did (``_summary_block``, counted in this thread only): the
+    super-blocks it took, those it stayed on (the bound ruled out enough rows), the rows
+    they cover and the rows scored exactly there (fallback included)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.blocks = self.stayed = self.covered = self.scored = 0
+        self.on = False
+        self._here = threading.local()
+        block, merge = T._summary_block, T._merge
+
+        def counting_block(scan: Any, *args: Any) -> None:
+            lo, hi = args[-3], args[-2]
+            self._here.inside = True
+            try:
+                block(scan, *args)
+            finally:
+                self._here.inside = False
+            if self.on and threading.current_thread() is threading.main_thread():
+                self.blocks += 1
+                self.stayed += scan.summary_works
+                self.covered += hi - lo
+
+        def counting_merge(*args: Any) -> None:
+            main = threading.current_thread() is threading.main_thread()
+            if self.on and main and getattr(self._here, "inside", False):
+                self.scored += len(args[5])
+            merge(*args)
+
+        monkeypatch.setattr(T, "_summary_block", counting_block)
+        monkeypatch.setattr(T, "_merge", counting_merge)
+
+
 @pytest.mark.parametrize("seed", range(2))
-def test_summary_scan_matches_brute_force(summaries: None, seed: int) -> None:
+def test_summary_scan_matches_brute_force(
+    summaries: None, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exact on every kind of data; and on data the summary fits (clustered rows, k <= 10,
+    one thread) it prunes: it stays on the summary path in most super-blocks and scores
+    exactly fewer than half of the rows it covers (94% and 23-25% at seeds 100-101)."""
+    use = SummaryUse(monkeypatch)
     rng = np.random.default_rng(100 + seed)
-    pruned = 0
     for _name, raw in summary_matrices(rng, 600):
         m = frozen(raw)
         na, nb = norms(m)
@@ -323,15 +363,18 @@ def test_summary_scan_matches_brute_force(summaries: None, seed: int) -> None:
                         for q in qs:
                             want = reference(m, q, k, metric, rows, tie)
                             for threads in (1, 2):
+                                use.on = _name == "clustered" and k <= 10 and threads == 1
                                 got = topk(
                                     m, na, nb, q, k, metric, rows=rows, tie=tie, threads=threads
                                 )
+                                use.on = False
                                 assert same(got, want), (_name, metric, k, threads)
         for kind in ("full", "parts"):
             entry = SM._SEEN.get((id(m), kind))
             assert entry is not None and entry[1] is not None  # built from the 2nd query on
-        pruned += 1
-    assert pruned
+    assert use.blocks > 100, use.blocks  # the summary path was taken
+    assert use.stayed >= 0.8 * use.blocks, (use.stayed, use.blocks)
+    assert use.scored <= 0.5 * use.covered, (use.scored, use.covered)
 
 
 def test_summary_only_for_immutable_matrices() -> None:

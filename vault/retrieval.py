@@ -369,10 +369,12 @@ def retrieve_in(
                 snap.generation,
                 stale,
             )
-        except EmbeddingError as exc:
+        except EmbeddingError as exc:  # designed: drift, nondeterminism, no embedder
             fallback = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure of the embedding path falls back
-            fallback = f"embedding error: {type(exc).__name__}: {exc}"
+            from vault.internal import fallback_reason
+
+            fallback = fallback_reason(exc)  # "internal error: ..." (and noted) for a bug
     rows = ranker.symbolic_distinct(cfg.k)
     hits = ranker.hits(rows, None, None, use_overlap_score=True)
     return RetrievalResult(
@@ -498,7 +500,9 @@ def checked_query_vector(emb: Embedder, query: Query, cache: Any) -> list[int]:
     """The query's vector, every item computed afresh; where the cache holds an entry for
     an item that differs from the recomputation, nondeterminism is detected and retrieval
     falls back (the seed's "nondeterminism detected")."""
+    from vault.embedding.vectors import CachedVectorMismatch
+
     try:
         return query_vector(emb, query, cache, check=True)
-    except ValueError as exc:
+    except CachedVectorMismatch as exc:  # not any ValueError: a bug is not nondeterminism
         raise EmbeddingError(f"nondeterminism detected: {exc}") from None

@@ -17,8 +17,9 @@ The exit-code rule (also in ``vault --help`` and the README):
 * **130** interrupted; **141** stdout closed early (``vault … | head``): quietly, as git.
 
 Errors are one line on stderr, ``error: <message>``; never a traceback (an unexpected one is
-reported as ``error: internal error: …``; ``VAULT_TRACEBACK=1`` shows it). On a terminal a
-usage error is preceded by the command's usage line.
+reported as ``error: internal error: …``; ``VAULT_TRACEBACK=1`` shows it, and
+``VAULT_INTERNAL_ERRORS=FILE`` appends it to FILE: ``vault.internal``, how the test suite
+fails on any). On a terminal a usage error is preceded by the command's usage line.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from vault.errors import UsageError, VaultError
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_CLOSED_PIPE = 130, 141
 DEFAULT_VAULT = Path("vault")
+MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second a timestamp can name
 
 EXIT_CODES_HELP = """\b
 Exit codes: 0 ok; 1 failure (bad input, unknown concept, vault problem, missing
@@ -103,8 +105,14 @@ def clock() -> Any:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is None:
         return None
-    if not epoch.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, got {epoch!r}")
+    if not (epoch.isascii() and epoch.isdigit()):
+        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer >= 0, got {epoch!r}")
+    digits = epoch.lstrip("0") or "0"  # (int() refuses more than 4,300 digits: look first)
+    if len(digits) > len(str(MAX_EPOCH)) or int(digits) > MAX_EPOCH:  # past year 9999
+        shown = epoch if len(epoch) <= 40 else f"{epoch[:20]}... ({len(epoch)} digits)"
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH must be at most {MAX_EPOCH} (9999-12-31T23:59:59Z), got {shown}"
+        )
     return fixed_clock(int(epoch))
 
 
@@ -224,14 +232,14 @@ def report(exc: BaseException) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         error_line(f"{where}{exc.strerror or exc}")
         return EXIT_FAILURE
+    from vault.internal import note
+
+    message = note(exc, "cli")  # recorded for the test suite (VAULT_INTERNAL_ERRORS)
     if os.environ.get("VAULT_TRACEBACK"):
         import traceback
 
         traceback.print_exception(exc)
-    error_line(
-        f"internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
-        "VAULT_TRACEBACK=1 shows where)"
-    )
+    error_line(f"{message} (a bug: please report it; VAULT_TRACEBACK=1 shows where)")
     return EXIT_FAILURE
 
 

@@ -6,7 +6,9 @@ exit 1; named = an error names the changed file; verify must not change a byte);
 ``retrieve`` in the three modes against the unchanged vault's answers (ok = a clean
 ``VaultError``, the same answer, or a stated fallback; anything else is *silent*); every
 command once (reads first, then ``index build`` — followed by a retrieval, which must again
-not be silently wrong — and a write-back), none of which may print a traceback."""
+not be silently wrong — and a write-back), none of which may crash: print a traceback or
+``error: internal error``, or fall back after an internal error. A crashed verify does not
+count as detecting the change."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from vault.records.query import task_query
 from vault.retrieval import retrieve
 from vault.vault import Vault
 
-from .harness import InProc, copy_vault, fingerprint, run_inproc
+from .harness import InProc, copy_vault, crashed_in, fingerprint, run_inproc
 
 MODES = ("symbolic", "hybrid", "soft")
 
@@ -267,6 +269,9 @@ def _retrievals(b: Baseline, root: Path, where: str) -> tuple[list[str], list[st
         except Exception as exc:  # noqa: BLE001
             crashed.append(f"retrieve {mode}{where}: {type(exc).__name__}: {exc}")
             continue
+        if (r.fallback_reason or "").startswith("internal error"):  # a bug, not a fallback
+            crashed.append(f"retrieve {mode}{where}: fell back after {r.fallback_reason}")
+            continue
         if _answer(r) == b.answers[mode]:
             continue
         if r.mode_used != mode and r.fallback_reason:
@@ -281,10 +286,12 @@ def cli(root: Path, *args: str) -> InProc:
 
 
 def _traceback(result: Any) -> str | None:
+    """What shows the command crashed: an escaped exception, a traceback, or the CLI's
+    ``error: internal error: …`` line (exit 1, like a clean refusal)."""
     exc = result.exception
     if exc is not None and not isinstance(exc, SystemExit):
         return f"{type(exc).__name__}: {exc}"
-    if "Traceback" in result.output:
+    if crashed_in(result.stdout, result.stderr):
         return result.output[-200:]
     return None
 
@@ -316,7 +323,7 @@ def run_flip(b: Baseline, f: Flip, work: Path) -> Outcome:
     tb = _traceback(result)
     if tb:
         out.tracebacks.append(f"verify: {tb}")
-    out.detected = result.exit_code == 1
+    out.detected = result.exit_code == 1 and not tb  # a crash detects nothing
     names = {f.rel}
     if f.kind.startswith("view "):  # a view file is a hard link to its object
         ino = (w / f.rel).stat().st_ino

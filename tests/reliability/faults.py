@@ -73,7 +73,7 @@ def fault_at(b: Baseline, n: int, err: str, work: Path) -> Fault:
     f = Fault(b.op, n, point, err, child.code, child.stderr.strip())
     f.acked = _acked(b, w)
     temp_unlink = point[0] == "unlink" and Path(point[1]).name.startswith(".")
-    if child.traceback:
+    if child.crashed:
         f.checks["no_traceback"] = child.stderr[-300:]
     if child.code == 0:
         f.handled = True

@@ -182,6 +182,16 @@ def unchanged_but_objects(before: dict[str, Any], after: dict[str, Any]) -> list
 
 
 # --------------------------------------------------------------------------- children
+INTERNAL_ERROR = "error: internal error:"
+
+
+def crashed_in(stdout: str, stderr: str) -> bool:
+    """Whether a command crashed: a traceback, or ``error: internal error: …`` (the CLI's
+    one line for an exception nobody planned: exit 1 like a clean refusal, but a bug). The
+    crash log of ``tests/conftest.py`` fails the test too; this names the case."""
+    return "Traceback" in stderr or "Traceback" in stdout or INTERNAL_ERROR in stderr
+
+
 @dataclass
 class Child:
     code: int  # exit status, or -signal
@@ -197,8 +207,9 @@ class Child:
         return json.loads(self.stdout)
 
     @property
-    def traceback(self) -> bool:
-        return "Traceback" in self.stderr or "Traceback" in self.stdout
+    def crashed(self) -> bool:
+        """A traceback, or an unexpected exception reported as one line (``crashed_in``)."""
+        return crashed_in(self.stdout, self.stderr)
 
     @property
     def one_line_error(self) -> bool:
@@ -369,8 +380,9 @@ class Proc:
     timed_out: bool = False
 
     @property
-    def traceback(self) -> bool:
-        return "Traceback" in self.stderr
+    def crashed(self) -> bool:
+        """A traceback, or an unexpected exception reported as one line (``crashed_in``)."""
+        return crashed_in(self.stdout, self.stderr)
 
     @property
     def one_line_error(self) -> bool:

@@ -219,7 +219,7 @@ def test_stopped_lock_holder_cli_waits_the_documented_30s(seed: Seed, tmp_path: 
             waited=round(proc.elapsed, 1),
             message=proc.stderr.strip(),
         )
-        assert proc.code == 1 and proc.one_line_error, proc.stderr
+        assert proc.code == 1 and proc.one_line_error and not proc.crashed, proc.stderr
         assert 30.0 <= proc.elapsed < 40.0
         assert str(p.pid) in proc.stderr
     finally:

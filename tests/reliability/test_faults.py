@@ -3,7 +3,8 @@ its N-th file-system point, for every N (the Python wrapper of ``inject.py``; un
 stress`` also ``strace -e inject=`` at the N-th system call), and on a real full file system
 (a small tmpfs, when the test may mount one). Criteria, each its own test per kind:
 
-* ``no_traceback``, ``one_line``: the failure is one ``error:`` line;
+* ``no_traceback``, ``one_line``: the failure is one ``error:`` line, and not a crash (a
+  traceback or ``error: internal error``);
 * ``names_file``: the message names the file that failed;
 * ``fails``: exit ≠ 0 — unless the error was absorbed on a path that may absorb it (a view
   file falling back to a copy, a cache write), never when an fsync failed;
@@ -38,6 +39,7 @@ from .harness import (
     CLI_ENV,
     STRESS,
     copy_vault,
+    crashed_in,
     figure,
     fork_cli,
     state_files,
@@ -211,7 +213,7 @@ def full_disk(
                 r["acked"] = acked = len(state_files(w)["audit/commits.jsonl"] or b"") > len(
                     b.pre_files["audit/commits.jsonl"] or b""
                 )
-                if child.traceback or not child.one_line_error:
+                if child.crashed or not child.one_line_error:
                     checks["one_line"] = child.stderr[-200:]
                 if str(w) not in child.stderr:
                     checks["names_file"] = child.stderr.strip()
@@ -338,8 +340,8 @@ def test_strace_injected_errors(seed: Seed, fast: Path) -> None:
                 )
                 runs_done += 1
                 stderr = done.stderr.decode("utf-8", "replace")
-                if "Traceback" in stderr:
-                    problems.append(f"{sc}#{n} {err}: traceback {stderr[-200:]}")
+                if crashed_in("", stderr):
+                    problems.append(f"{sc}#{n} {err}: crashed {stderr[-200:]}")
                 if done.returncode == 0 and sc == "fsync":
                     problems.append(f"{sc}#{n} {err}: exit 0 although fsync failed")
                 retry = subprocess.run([*cmd, str(w), *b.args], env=env, capture_output=True)
@@ -372,5 +374,5 @@ def test_unreadable_cache_entry_does_not_fail_index_build(seed: Seed, fast: Path
     )
     assert build.returncode == 0, build.stderr
     verify = subprocess.run([*inject, *cli, "verify", "--json"], env=env, capture_output=True)
-    assert b"Traceback" not in verify.stderr
+    assert not crashed_in("", verify.stderr.decode("utf-8", "replace")), verify.stderr
     assert verify.returncode == 1 and entry.name.encode() in verify.stdout, verify.stdout[-300:]

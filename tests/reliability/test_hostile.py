@@ -54,6 +54,7 @@ class Case:
     timeout: float = 3.0
     stdin: Callable[[Scene], Path] | None = None
     may_succeed: bool = False  # a reader that can do without the planted part (a cache)
+    code: int | None = None  # the one exit code it must give (else 1 or 2)
 
 
 def _card_file(name: str, **fields: Any) -> Callable[[Scene], list[str]]:
@@ -300,8 +301,11 @@ CASES = [
         _text_file("bools.json", lambda: b"[[true, false]]", ("retrieve", "--repr")),
     ),
     # the environment
-    Case("SOURCE_DATE_EPOCH of 30 digits", _next, env={"SOURCE_DATE_EPOCH": "9" * 30}),
-    Case("SOURCE_DATE_EPOCH negative", _next, env={"SOURCE_DATE_EPOCH": "-5"}),
+    # a bad SOURCE_DATE_EPOCH is a usage error (README: exit 2)
+    Case("SOURCE_DATE_EPOCH of 30 digits", _next, env={"SOURCE_DATE_EPOCH": "9" * 30}, code=2),
+    Case("SOURCE_DATE_EPOCH past 9999", _next, env={"SOURCE_DATE_EPOCH": "9" * 12}, code=2),
+    Case("SOURCE_DATE_EPOCH negative", _next, env={"SOURCE_DATE_EPOCH": "-5"}, code=2),
+    Case("SOURCE_DATE_EPOCH of other digits", _next, env={"SOURCE_DATE_EPOCH": "\u0661"}, code=2),
     # planted inside the vault before a write
     Case("symlinked objects fan-out", _next, plant=_plant_fan),
     Case("symlinked objects/", _next, plant=_link("objects", "objects")),
@@ -383,12 +387,14 @@ def run_case(case: Case, s: Scene) -> tuple[Child | None, list[str], float]:
         problems.append(f"no answer in {case.timeout:g} s")
     elapsed = child.elapsed if child else case.timeout
     if child is not None:
-        if child.traceback:
-            problems.append(f"traceback: {child.stderr.strip().splitlines()[-1][:200]}")
+        if child.crashed:
+            problems.append(f"crashed: {child.stderr.strip().splitlines()[-1][:200]}")
         elif case.may_succeed and child.code == 0:
             pass
         elif child.code not in (1, 2):
             problems.append(f"exit {child.code}: accepted")
+        elif case.code is not None and child.code != case.code:
+            problems.append(f"exit {child.code}, expected {case.code}")
         elif not child.one_line_error:
             problems.append(f"not one error line: {child.stderr[:200]!r}")
         if child.cpu >= LIMIT_S:  # CPU time: the machine's other load does not count
@@ -464,7 +470,7 @@ def test_verify_reports_a_planted_symlink(seed: Seed, fast: Path, where: str) ->
     before = tree(s.outside)
     child = fork_cli(s.root, ["verify", "--json"])
     assert tree(s.outside) == before
-    assert not child.traceback, child.stderr
+    assert not child.crashed, child.stderr
     report = json.loads(child.stdout)
     named = [p for p in report["problems"] if rel in p["path"] and p["severity"] == "error"]
     assert child.code == 1 and named, report["problems"]
@@ -479,7 +485,7 @@ def test_format_version_other_than_2_is_refused(seed: Seed, fast: Path, value: s
         child = fork_cli(s.root, args)
         assert child.code == 1 and child.one_line_error, (args, child.stderr)
     verify = fork_cli(s.root, ["verify", "--json"])
-    assert verify.code == 1 and not verify.traceback
+    assert verify.code == 1 and not verify.crashed
     assert tree(s.root) == before
 
 
@@ -565,7 +571,9 @@ CRAFTED_FAILING: dict[str, str] = {}
 )
 def test_crafted_generation_never_crashes_a_command(seed: Seed, fast: Path, what: str) -> None:
     """A generation whose objects all match their addresses but disagree with each other:
-    no command prints a traceback, and verify reports it (exit 1)."""
+    no command crashes (a traceback or ``error: internal error``), a reader refuses it with
+    one line naming the generation and the object (a ``CorruptionError`` on load), and
+    verify reports it (exit 1)."""
     s = _scene(seed, fast / "h")
     name, change = CRAFTED[what]
     _craft(s, name, change)
@@ -581,8 +589,16 @@ def test_crafted_generation_never_crashes_a_command(seed: Seed, fast: Path, what
         ["index", "build", "--json"],
     ):
         child = fork_cli(s.root, args)
-        if child.traceback:
+        if child.crashed:
             crashed.append(f"{args[0]}: {child.stderr.strip().splitlines()[-1][:160]}")
+        elif child.code != 0 and args[0] != "verify" and not child.one_line_error:
+            crashed.append(f"{args[0]}: not one error line: {child.stderr[-160:]!r}")
         if args[0] == "verify" and child.code != 1:
             crashed.append(f"verify exit {child.code}")
+        if args[0] == "show" and not (
+            child.code == 1
+            and child.stderr.startswith("error: generation ")
+            and f" {name}: " in child.stderr
+        ):
+            crashed.append(f"show: not a refusal naming {name}: {child.stderr.strip()[:160]}")
     assert not crashed, crashed

@@ -141,7 +141,7 @@ def run_campaign(seed: Seed, base: Path, kills: int) -> Campaign:
             c.acks.append((kind, child.json))
         else:
             c.refused += 1  # e.g. rollback past the first generation
-        if child.traceback:
+        if child.crashed:
             c.tracebacks.append(f"{kind}: {child.stderr[-300:]}")
         c.temporaries_seen = max(c.temporaries_seen, len(temporaries(root)))
         ok, report, same = verify_report(root)

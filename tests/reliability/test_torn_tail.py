@@ -129,7 +129,11 @@ def test_next_write_after_a_cut_acknowledged_line_refuses_or_repairs(
         before = (w / LOGS["audit"]).read_bytes()
         child = fork_cli(w, ["add", str(seed.inputs / "next-card.json"), "--json"])
         if child.code != 0:
-            if not child.one_line_error or (w / LOGS["audit"]).read_bytes() != before:
+            if (
+                child.crashed
+                or not child.one_line_error
+                or (w / LOGS["audit"]).read_bytes() != before
+            ):
                 problems.append((keep, "refused, but not cleanly", child.stderr))
             continue
         ok, report, _ = verify_report(w)

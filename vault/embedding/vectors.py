@@ -40,9 +40,13 @@ def source_vector(emb: Embedder, source: dict[str, Any]) -> tuple[str, list[int]
     raise InvalidInputError("cache entry source has neither grid nor input/output")
 
 
+class CachedVectorMismatch(ValueError):
+    """A cache entry differs from its recomputation (``check=True``): nondeterminism."""
+
+
 def _checked(cached: list[int] | None, fresh: list[int], what: str) -> None:
     if cached is not None and cached != fresh:
-        raise ValueError(f"the cached vector of {what} differs from its recomputation")
+        raise CachedVectorMismatch(f"the cached vector of {what} differs from its recomputation")
 
 
 def _same(emb: Embedder, cache: EmbeddingCache | None) -> None:
@@ -59,7 +63,8 @@ def embed_repr(
     check: bool = False,
 ) -> list[int]:
     """The standalone vector of a repr (``rid``: its id, when the caller knows it). With
-    ``check`` it is computed afresh and a differing cache entry raises ``ValueError``."""
+    ``check`` it is computed afresh and a differing cache entry raises
+    ``CachedVectorMismatch``."""
     rid = rid or repr_id(rep)
     hit = cache.get(rid) if cache is not None else None
     if hit is not None and not check:

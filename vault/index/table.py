@@ -85,6 +85,8 @@ class Table:
     """A table in memory; ``vectors`` (``concept_vectors.jsonl``) may be loaded on first use,
     since retrieval never needs it."""
 
+    where = "the table"  # how errors name it (a loaded one: its generation)
+
     def __init__(
         self,
         columns: np.ndarray,  # uint32 (len(COLUMNS), N)
@@ -183,8 +185,9 @@ class Table:
         vectors: bytes | Callable[[], bytes],
         where: str,
     ) -> Table:
-        """A table from its stored objects (shapes checked; contents trusted: addresses are
-        checked by the caller). The matrix and the vectors file are loaded on first use."""
+        """A table from its stored objects: addresses are checked by the caller; shapes,
+        and every value a reader indexes with, here (``_invalid``: a ``CorruptionError``
+        naming the object). The matrix and the vectors file are loaded on first use."""
         columns = load_npy(blobs["columns"], f"{where} columns")
         offsets = load_npy(blobs["offsets"], f"{where} offsets")
         postings = load_npy(blobs["postings"], f"{where} postings")
@@ -192,7 +195,7 @@ class Table:
             keys = loads_trusted(blobs["keys"])
             names = tuple(keys["keys"])
             key_offsets = np.array(keys["offsets"], dtype=np.int64)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             raise CorruptionError(f"{where} keys: malformed ({exc})") from None
         n = columns.shape[1] if columns.ndim == 2 else -1
         if (
@@ -207,7 +210,10 @@ class Table:
             or int(offsets[1, -1]) != len(blobs["refs"])
         ):
             raise CorruptionError(f"{where}: table objects disagree in shape")
-        return cls(
+        problem = _invalid(columns, offsets, blobs["refs"], names, key_offsets, postings)
+        if problem is not None:
+            raise CorruptionError(f"{where} {problem}")
+        table = cls(
             columns,
             offsets,
             lambda: load_npy(matrix_blob(), f"{where} matrix"),
@@ -217,6 +223,70 @@ class Table:
             postings,
             vectors,
         )
+        table.where = where
+        return table
+
+
+STATUS_MAX = 2  # 0 active, 1 deprecated, 2 suppressed
+NEWLINE, AT = ord("\n"), ord("@")
+
+
+def _invalid(
+    columns: np.ndarray,
+    offsets: np.ndarray,
+    refs: bytes,
+    names: tuple[Any, ...],
+    key_offsets: np.ndarray,
+    postings: np.ndarray,
+) -> str | None:
+    """What makes stored table objects (of matching shapes) unusable, or None: every value
+    the readers index with or rely on is checked, vectorised (a generation whose objects all
+    match their addresses can still disagree with itself: a hostile or buggy writer). Not
+    checked here: that the content is the right one (``vault verify`` rebuilds it)."""
+    n = columns.shape[1]
+    status, first, tail = columns[COL["status"]], columns[COL["first"]], columns[COL["tail"]]
+    if n and int(status.max()) > STATUS_MAX:
+        row = int(np.argmax(status > STATUS_MAX))
+        return f"columns: row {row} has status {int(status[row])} (0..{STATUS_MAX})"
+    if n and (int(first[0]) != 1 or int(first.max()) > 1):
+        return "columns: 'first' is not a 0/1 flag starting with 1"
+    if n and (int(tail.max()) >= n or not bool((np.bincount(tail, minlength=n) == 1).all())):
+        return f"columns: 'tail' is not an order of the {n} rows"
+    if int(offsets[0, 0]) != 0 or int(offsets[1, 0]) != 0:
+        return "offsets: do not start at 0"
+    steps = np.diff(offsets.astype(np.int64), axis=1)
+    if n and not bool((steps[1] >= 4).all()):  # "a@b\n": a ref is never shorter
+        return f"offsets: ref of row {int(np.argmax(steps[1] < 4))} is too short"
+    if n and not bool((steps[0] > 0).all()):
+        return f"offsets: vector line of row {int(np.argmax(steps[0] <= 0))} is empty"
+    if not refs.isascii():  # ids and versions are ASCII (their schemas)
+        return "refs: not ASCII"
+    data = np.frombuffer(refs, dtype=np.uint8)
+    starts, ends = offsets[1, :-1].astype(np.int64), offsets[1, 1:].astype(np.int64) - 1
+    lines = int(np.count_nonzero(data == NEWLINE))  # (bytes.count is 3x slower here)
+    if lines != n or (n and not bool((data[ends] == NEWLINE).all())):
+        return f"refs: not {n} lines"
+    at = np.flatnonzero(data == AT)  # ids hold no '@': one per line, between id and version
+    if len(at) != n:
+        return f"refs: {len(at)} '@' for {n} lines of id@version"
+    ok = (at > starts) & (at < ends - 1)
+    if n and not bool(ok.all()):
+        return f"refs: line {int(np.argmax(~ok)) + 1} is not id@version"
+    if not all(type(k) is str for k in names) or any(
+        a >= b for a, b in zip(names, names[1:], strict=False)
+    ):
+        return "keys: not strictly ascending strings"
+    if int(key_offsets[0]) != 0 or not bool((np.diff(key_offsets) >= 0).all()):
+        return "keys: offsets into postings are not ascending from 0"
+    if len(postings) and (int(postings.min()) < 0 or int(postings.max()) >= n):
+        bad = postings[(postings < 0) | (postings >= n)][0]
+        return f"postings: row {int(bad)} out of range (the table has {n} rows)"
+    rising = np.diff(postings) > 0
+    new_key = key_offsets[1:-1]  # where each key after the first starts
+    rising[new_key[(new_key > 0) & (new_key < len(postings))] - 1] = True
+    if not bool(rising.all()):
+        return "postings: rows of a key not strictly ascending"
+    return None
 
 
 class _Keys(Sequence[tuple[str, tuple[int, int, int]]]):
@@ -229,7 +299,13 @@ class _Keys(Sequence[tuple[str, tuple[int, int, int]]]):
         return self.table.n
 
     def __getitem__(self, i: Any) -> Any:
-        return sort_key(self.table.ref(i))
+        name = self.table.ref(i)
+        try:
+            return sort_key(name)
+        except ValueError:  # a stored ref with a malformed version (checked lazily)
+            raise CorruptionError(
+                f"{self.table.where} refs: line {i + 1} ({name!r}) is not id@version"
+            ) from None
 
 
 def _tail(columns: np.ndarray) -> np.ndarray:
