@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from vault.config import Config
 from vault.like import neighbours
+from vault.records.keys import matchable
 from vault.records.query import query_from
-from vault.retrieval import retrieve
+from vault.retrieval import Hit, retrieve
 from vault.vault import Vault, fixed_clock
 from vault_cli.app import app
 
@@ -150,3 +152,58 @@ def test_show_json_reports_the_same_penalty_and_utility(tmp_path: Path) -> None:
     ]
     assert (shown["positive"], shown["negative"]) == (hit.positive, hit.negative) == (1, 1)
     assert shown["penalty"] == hit.penalty and shown["utility"] == hit.utility
+
+
+# --------------------------------------------------------------------------- weighted scores
+def _base(h: Hit, cfg: Config, n_keys: int) -> float:
+    """FORMAT §10's score without the diversity term, from the hit's own fields."""
+    return (
+        cfg.alpha * (h.similarity or 0.0)
+        + cfg.beta * h.utility
+        + cfg.gamma * h.key_overlap / n_keys
+    )
+
+
+def test_weighted_ranks_an_active_concept_before_a_deprecated_one_whatever_the_scores(
+    tmp_path: Path,
+) -> None:
+    """The reported case (``1 a-flip 0.2``, ``2 b-rot 0.518``): each status class is ranked
+    in turn, so the score rises where the deprecated ones begin — FORMAT §10 says so (it
+    said "never increasing" without the exception)."""
+    v, _ = Vault.init(tmp_path / "w", clock=fixed_clock(1_700_000_000))
+    v.add(
+        [(card("a-flip", ["transform:flip_h"]), "a"), (card("b-rot", ["transform:rotate_90"]), "b")]
+    )
+    v.set_status("b-rot", "1.0.0", "deprecated")
+    cfg = v.config()
+    result = retrieve(v, query_from("task", ROTATE), cfg, "hybrid")
+    n = len(matchable(result.keys))
+    assert [(h.id, h.status) for h in result.results] == [
+        ("a-flip", "active"),
+        ("b-rot", "deprecated"),
+    ]
+    assert [h.score for h in result.results] == [_base(h, cfg, n) for h in result.results]
+    assert result.results[0].score < result.results[1].score
+
+
+def test_mmr_dup_is_the_true_highest_similarity_even_when_negative(tmp_path: Path) -> None:
+    """rotate_90 and rotate_180 share a keys slot with opposite signs: two keys-only concept
+    vectors with cosine -1. With delta > 0, the second's dup is -1 (it was clamped to 0),
+    so its score is its relevance + delta."""
+    v, _ = Vault.init(tmp_path / "m", clock=fixed_clock(1_700_000_000))
+    v.add(
+        [
+            (card("x-rot", ["transform:rotate_90"]), "x"),
+            (card("y-rot180", ["transform:rotate_180"]), "y"),
+        ]
+    )
+    cfg = v.config().with_overrides(delta=0.5, similarity="cosine")
+    result = retrieve(v, query_from("task", ROTATE), cfg, "hybrid")
+    n = len(matchable(result.keys))
+    first, second = result.results
+    assert (first.id, second.id) == ("x-rot", "y-rot180")
+    assert second.similarity == -first.similarity  # opposite vectors
+    assert first.score == _base(first, cfg, n)  # nothing chosen yet: dup = 0
+    assert second.score == _base(second, cfg, n) - cfg.delta * -1.0
+    # the exception FORMAT §10 states: with delta > 0 the second may score above the first
+    assert second.score > first.score
