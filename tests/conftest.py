@@ -48,3 +48,11 @@ def example_vault(vault: Vault) -> Vault:
     vault.add(example_cards())
     vault.add_evidence(example_evidence())
     return vault
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many cases tests/test_reference.py compared with the reference ranking."""
+    from .reference.tally import TALLY
+
+    if TALLY.total():
+        terminalreporter.write_line(TALLY.summary())
