@@ -7,6 +7,7 @@ FORMAT.md gives it; integers are exact Python ints. No numpy, nothing from ``vau
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,6 +19,8 @@ APPEARANCE = range(0, 26)  # §9: shape [0,16) + colour [16,26)
 BEHAVIOUR = range(26, 64)  # transformation [26,48) + keys [48,64)
 Z = 1.96
 TOLERATED = 0.05
+# which of §10's branches the rankings took (so a test run can show it covered them)
+EVENTS: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)
@@ -205,11 +208,16 @@ def rank(
     if mode != "hybrid":
         raise ValueError(mode)
     shortlist = symbolic_order[: cfg.shortlist_max]
+    if len(symbolic_order) > cfg.shortlist_max:
+        EVENTS["hybrid: shortlist cut at shortlist_max"] += 1
     if len(shortlist) < cfg.shortlist_min:
+        EVENTS["hybrid: shortlist topped up"] += 1
         others = sorted(
             (c for c in eligible if overlap[c.ref] == 0), key=lambda c: (-sim(c), _tail(c))
         )
         shortlist += others[: cfg.shortlist_min - len(shortlist)]
+    if shortlist and len(shortlist) == len(vault.concepts):
+        EVENTS["hybrid: shortlist holds every row"] += 1
     if cfg.strategy == "tiebreak":
         ordered = sorted(
             shortlist,
@@ -265,6 +273,8 @@ def _weighted(
             if s is None:
                 s = pair_memo[key] = similarity(d.vector, c.vector, cfg.similarity)
             best = max(best, s)
+        if best < 0.0 and cfg.delta > 0.0:
+            EVENTS["weighted: negative dup"] += 1
         return best
 
     while alive and len(out) < cfg.k:

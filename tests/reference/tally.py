@@ -15,6 +15,7 @@ class Tally:
     def __init__(self) -> None:
         self.cases: Counter[str] = Counter()  # entry point -> compared results
         self.mismatches: Counter[str] = Counter()
+        self.vaults: Counter[str] = Counter()  # random vaults by what they exercise
         self.examples: list[str] = []
 
     def total(self) -> int:
@@ -29,6 +30,16 @@ class Tally:
             f"reference ranking: {self.total()} cases compared, "
             f"{sum(self.mismatches.values())} mismatches — {per}"
         )
+        from .rank import EVENTS
+
+        if EVENTS:
+            text += "; reference branches: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(EVENTS.items())
+            )
+        if self.vaults:
+            text += "; random vaults: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(self.vaults.items())
+            )
         return "\n".join([text, *self.examples[:8]])
 
     def record(self) -> None:
@@ -41,6 +52,7 @@ class Tally:
             "stress": os.environ.get("VAULT_STRESS") == "1",
             "cases": dict(self.cases),
             "mismatches": dict(self.mismatches),
+            "vaults": dict(self.vaults),
         }
         with open(target, "a", encoding="utf-8") as f:
             f.write(json.dumps(line, sort_keys=True) + "\n")
