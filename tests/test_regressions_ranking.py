@@ -84,6 +84,17 @@ def test_domain_filter_reads_the_cards_domain_not_a_domain_key(tmp_path: Path, m
     assert [h.id for h in result.results] == ["grid-rot"]
 
 
+def test_the_domain_posting_is_the_same_after_an_incremental_update(tmp_path: Path) -> None:
+    """The posting comes from the card's domain in a full build and in an incremental
+    update alike (verify rebuilds from the audit log and compares the table's bytes)."""
+    v = _text_card_vault(tmp_path)
+    v.add([(card("text-2", ["domain:grid_2d", "feature:zz"], domain="text"), "c")])
+    t = v.snapshot().table
+    assert [t.ref(int(r)) for r in t.posting("domain:grid_2d")] == ["grid-rot@1.0.0"]
+    assert [t.ref(int(r)) for r in t.posting("domain:text")] == ["text-2@1.0.0", "text-rot@1.0.0"]
+    assert v.verify().ok
+
+
 def test_like_of_a_grid_concept_leaves_out_a_text_concept_with_a_grid_key(tmp_path: Path) -> None:
     v = _text_card_vault(tmp_path)
     assert [h.id for h in neighbours(v, "grid-rot", None, v.config()).result.results] == []
