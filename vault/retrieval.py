@@ -53,7 +53,7 @@ class Hit:
     version: str
     score: float
     key_overlap: int
-    penalty: float  # the Laplace-smoothed failure rate from evidence
+    penalty: float  # the evidence penalty (FORMAT §10: Wilson lower bound above 5%)
     similarity: float | None
     utility: float  # 1 - penalty
     status: str
