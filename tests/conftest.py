@@ -136,3 +136,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
     return (yield from _checked(item, "teardown"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many cases tests/test_reference.py compared with the reference ranking."""
+    from .reference.tally import TALLY
+
+    if TALLY.total():
+        terminalreporter.write_line(TALLY.summary())

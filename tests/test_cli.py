@@ -281,7 +281,10 @@ def test_evidence_add_and_counts(vault: Vault, tmp_path: Path) -> None:
     assert out["op"] == "evidence" and len(out["added"]) == 2
     assert all(len(d) == 64 for d in out["added"])
     shown = run_json(vault.root, "show", "x")
-    assert (shown["positive"], shown["negative"], shown["penalty"]) == (1, 1, 1)
+    assert (shown["positive"], shown["negative"]) == (1, 1)
+    # FORMAT §10's penalty (Wilson lower bound of 1 failure in 2, minus 5%), not the count
+    assert shown["penalty"] == pytest.approx(0.0445287, abs=1e-7)
+    assert shown["utility"] == 1.0 - shown["penalty"]
     # the inline grid was stored as its repr
     assert Vault.open(vault.root).objects.get_json(repr_id(grid_to_repr(DOT))) == grid_to_repr(DOT)
 

@@ -53,7 +53,7 @@ class Hit:
     version: str
     score: float
     key_overlap: int
-    penalty: float  # the Laplace-smoothed failure rate from evidence
+    penalty: float  # the evidence penalty (FORMAT §10: Wilson lower bound above 5%)
     similarity: float | None
     utility: float  # 1 - penalty
     status: str
@@ -458,9 +458,12 @@ def _weighted(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy selection by score = alpha*sim + beta*utility + gamma*class_match - delta*dup,
     where class_match is the share of the query's matchable keys the concept holds and dup
-    is its highest similarity to the concepts already chosen (so delta is the MMR weight:
-    0 ranks by relevance alone). Deprecated concepts come after every active one; one
-    version per concept id. Scores never increase down the ranking."""
+    is its highest similarity to the concepts already chosen (0 before the first choice;
+    negative when it is unlike all of them), so delta is the MMR weight: 0 ranks by
+    relevance alone. Deprecated concepts come after every active one; one version per
+    concept id. The reported score is the one that chose: within a status class it never
+    increases down the ranking, except that with delta > 0 the second can exceed the first
+    (its dup, its similarity to the first, may be negative) — FORMAT §10."""
     t = ranker.t
     m = len(shortlist)
     if m == 0:
@@ -476,7 +479,7 @@ def _weighted(
         score_of = dict(zip(shortlist.tolist(), base.tolist(), strict=True))
         return rows, np.array([score_of[r] for r in rows.tolist()])
     pair = pairwise(t.matrix[shortlist], cfg.similarity)
-    dup = np.zeros(m)
+    dup = np.zeros(m)  # 0 while nothing is chosen; then the true highest similarity
     alive = np.ones(m, dtype=bool)
     out_rows: list[int] = []
     out_scores: list[float] = []
@@ -492,7 +495,9 @@ def _weighted(
         chosen.add(int(groups[best]))
         out_rows.append(int(shortlist[best]))
         out_scores.append(float(score[best]))
-        dup = np.maximum(dup, pair[best])
+        # the highest similarity to the chosen concepts, negative ones included (clamping
+        # at 0 from a start of zeros hid a dissimilar candidate's negative dup)
+        dup = pair[best].copy() if len(out_rows) == 1 else np.maximum(dup, pair[best])
     return np.array(out_rows, dtype=np.int64), np.array(out_scores)
 
 

@@ -351,13 +351,17 @@ def log(entries: list[Any], as_json: bool) -> None:
 
 
 def show(entry: dict[str, Any], card: dict[str, Any], as_json: bool) -> None:
+    from vault.retrieval import failure_rate  # the one evidence model (FORMAT §10)
+
+    penalty = float(failure_rate(entry["positive"], entry["negative"]))
     info = {
         "card": card,
         "status": entry["status"],
         "keys": entry["keys"],
         "positive": entry["positive"],
         "negative": entry["negative"],
-        "penalty": entry["negative"],
+        "penalty": penalty,
+        "utility": 1.0 - penalty,
         "object": entry["card"],
     }
     if as_json:

@@ -39,6 +39,7 @@ def run(figures: Path, stress: bool, extra: list[str]) -> tuple[int, float]:
         "no:cacheprovider",
         "-q",
         "tests/reliability",
+        "tests/test_reference.py",  # the ranking against the reference (§9 below)
         *extra,
     ]
     start = time.monotonic()
@@ -539,6 +540,19 @@ def render(
             f"example; settings {r['settings']})."
         )
     add(f"Status: {_status(outcomes, 'test_stateful.py')}.")
+    add("")
+
+    # 9 -------------------------------------------------------------------------------
+    add("## 9. Rankings against the reference — `tests/test_reference.py`")
+    add("")
+    for r in figs.get("reference", []):
+        cases, differ = r["cases"], r["mismatches"]
+        add(
+            f"**{sum(cases.values())} cases** compared with `tests/reference` (FORMAT.md's rules "
+            f"in plain Python), every field of every hit: **{sum(differ.values())} mismatches**. "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(cases.items()))
+            + "."
+        )
     add("")
 
     # failures ------------------------------------------------------------------------

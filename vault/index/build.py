@@ -148,13 +148,22 @@ def manifest_objects(
     return gen, manifest, blobs
 
 
+def posted_keys(entry: dict[str, Any]) -> tuple[str, ...]:
+    """The keys a state entry is posted under in the table: its matchable keys and
+    ``domain:<its card's domain>`` — the one ``domain:`` posting retrieval filters by. A
+    ``domain:`` key the card's signature names besides its own domain stays in the entry's
+    ``keys`` but is not posted (FORMAT §7.5): the card's ``domain`` field decides."""
+    own = f"domain:{entry['domain']}"
+    return tuple(sorted({own, *(k for k in entry["keys"] if not k.startswith("domain:"))}))
+
+
 def row(name: str, entry: dict[str, Any], vector: list[int]) -> tables.Row:
     return tables.Row(
         name,
         STATUS_CODES[entry["status"]],
         int(entry["positive"]),
         int(entry["negative"]),
-        tuple(entry["keys"]),
+        posted_keys(entry),
         tuple(vector),
         tables.vector_line(entry["id"], entry["version"], vector),
     )
