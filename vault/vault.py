@@ -363,10 +363,12 @@ class Vault:
 
         return rollback(self, to)
 
-    def gc(self, keep: int | None, *, dry_run: bool = False) -> GcResult:
+    def gc(
+        self, keep: int | None = None, *, cache: bool = False, dry_run: bool = False
+    ) -> GcResult:
         from vault.gc import gc
 
-        return gc(self, keep, dry_run=dry_run)
+        return gc(self, keep, cache=cache, dry_run=dry_run)
 
     def verify(self, *, sample: int | None = None) -> VerifyReport:
         from vault.verify import verify

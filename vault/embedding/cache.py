@@ -11,7 +11,9 @@ or a stale entry is a miss, never a wrong vector:
   (``load_packs``); ``vault gc`` merges them and drops other embedders' ones.
 
 The cache is rebuildable: writes are atomic but not fsynced, and any unreadable, torn or
-mismatching entry is a miss. A read-only cache (``vault verify``) never writes.
+mismatching entry is a miss — a pack whose bytes do not match its name is not read at all.
+After a power cut, ``vault verify`` names each such file and ``vault gc --cache`` drops
+it. A read-only cache (``vault verify``) never writes.
 """
 
 from __future__ import annotations
@@ -141,24 +143,14 @@ class EmbeddingCache:
         return [int(x) for x in vector] if isinstance(vector, list) and is_vector(vector) else None
 
     def load_packs(self) -> None:
-        """Read every pack of the running embedder (full builds call this once)."""
+        """Read every pack of the running embedder (full builds call this once); a pack
+        whose bytes do not match its name (torn by a power cut, edited) is not read."""
         if self._packed is not None:
             return
         packed: dict[str, list[int]] = {}
         for path in [] if self.planted else self.packs():
-            if not self.owns(path):
-                continue
-            try:
-                lines = path.read_bytes().splitlines()
-            except OSError:
-                continue
-            for line in lines:
-                try:
-                    entry = loads_trusted(line)
-                    key, vector = entry["key"], entry["vector"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # a bad line is a miss (verify reports it)
-                if isinstance(key, str) and is_vector(vector):
+            if self.owns(path):
+                for key, (_, vector) in (read_pack(path) or {}).items():
                     packed[key] = vector
         self._packed = packed
 
@@ -244,6 +236,29 @@ class EmbeddingCache:
 def pack_name_ok(path: Path, data: bytes) -> bool:
     m = PACK_NAME.match(path.name)
     return bool(m and m["sha"] == sha256_hex(data)[:32])
+
+
+def read_pack(path: Path) -> dict[str, tuple[Any, list[int]]] | None:
+    """The entries of the pack at ``path`` by key — ``(source, vector)`` — or None when it
+    cannot be read or its bytes do not match its name (torn or edited: nothing of it is
+    trusted). A line that is not an entry is left out (``vault verify`` names it). The one
+    pack parser: builds (``load_packs``) and ``vault gc`` (merging) read packs with it."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not pack_name_ok(path, data):
+        return None
+    out: dict[str, tuple[Any, list[int]]] = {}
+    for line in data.splitlines():
+        try:
+            entry = loads_trusted(line)
+            key, source, vector = entry["key"], entry["source"], entry["vector"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(key, str) and is_vector(vector):
+            out[key] = (source, vector)
+    return out
 
 
 class FreshCache(EmbeddingCache):
