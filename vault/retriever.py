@@ -215,7 +215,7 @@ def _chunks(requests: Iterable[tuple[int, Any]], size: int) -> Iterator[list[tup
 
 
 def _work(chunk: list[tuple[int, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """In a worker: the chunk's answers and the cache entries they computed."""
+    """In a worker: the chunk's answers and the cache entries (pack lines) they computed."""
     assert _SERVING is not None
     cache = _SERVING.vault.cache
     cache.take_pending()  # (anything inherited from the parent is the parent's to write)

@@ -29,13 +29,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLES, card, example_cards, example_evidence
+from vault.embedders import fit_embedder, use_embedder
 from vault.errors import CorruptionError, GenerationGoneError
 from vault.index.snapshot import Generation, Snapshot, clear_cache
 from vault.retriever import GenerationGoneWarning
 from vault.vault import Vault, fixed_clock
 
 from .harness import CLI_ENV, STRESS, figure, runs
-from .workloads import EPOCH
+from .workloads import EPOCH, rot90
 
 TASKS = sorted((EXAMPLES / "tasks").glob("*.json"))
 MODES = ("symbolic", "hybrid", "soft")
@@ -259,3 +260,220 @@ def test_a_retriever_whose_generation_went_refreshes_and_says_so(
     assert r.gone == [old]
     expected = _answers(root)
     assert got.to_json() == expected["0:symbolic"]
+
+
+# --------------------------------------------------------------------------- concurrency
+READER_RUNS = runs(6, 100)  # per Retriever process (2 of them)
+BATCH_RUNS = runs(1, 10)  # --batch --workers 2 processes on a slow pipe
+BATCH_LINES = 48
+
+
+def _expected_path(answers: Path, generation: str) -> Path:
+    return answers / f"{generation}.json"
+
+
+def _record_answers(v: Vault, answers: Path) -> None:
+    """The answers of the current generation (from this process, which just published it:
+    its table is in memory, nothing is read back), for the readers to compare with."""
+    r = v.retriever()
+    out = {f"{i}:{m}": r.retrieve(_task(i), mode=m).to_json() for i in range(3) for m in MODES}
+    path = _expected_path(answers, r.generation)
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(out))
+        tmp.rename(path)
+
+
+def _writer(root: str, answers: str, stop: Any, out: Any) -> None:
+    """Write-backs, embedder switches and gc --keep 1, in turn, until told to stop."""
+    rng = random.Random(7)
+    v = Vault.open(root, clock=fixed_clock(EPOCH))
+    counts = {"add": 0, "evidence": 0, "embedder": 0, "gc": 0, "problems": []}
+    fitted = True
+    i = 0
+    while not stop.is_set():
+        i += 1
+        try:
+            step = i % 6
+            if step in (1, 3):
+                v.add([(card(f"g{i}", ["transform:rotate_90", f"feature:g{i % 7}"]), "w")])
+                counts["add"] += 1
+            elif step == 5:
+                g = [[rng.randrange(4) for _ in range(3)] for _ in range(3)]
+                ev = {
+                    "schema_version": 1,
+                    "concept": "rotate-90",
+                    "version": "1.0.0",
+                    "polarity": "positive",
+                    "pair": {"input": g, "output": rot90(g)},
+                }
+                v.add_evidence([(ev, "w")])
+                counts["evidence"] += 1
+            if step in (1, 3, 5):
+                _record_answers(v, Path(answers))
+                v.gc(keep=1)
+                counts["gc"] += 1
+            elif step == 0:
+                use_embedder(v, "fitted" if fitted else "builtin")
+                fitted = not fitted
+                counts["embedder"] += 1
+                _record_answers(v, Path(answers))
+                v.gc(keep=1)
+                counts["gc"] += 1
+        except Exception as exc:  # noqa: BLE001 - reported, never hidden
+            counts["problems"].append(f"writer: {type(exc).__name__}: {exc}")
+    out.put(("writer", counts))
+
+
+def _compare(answers: Path, generation: str, key: str, got: dict[str, Any]) -> str | None:
+    path = _expected_path(answers, generation)
+    deadline = time.monotonic() + 30
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # (the writer records it just after publishing)
+    if not path.exists():
+        return f"no recorded answers for generation {generation[:12]}"
+    want = json.loads(path.read_text())[key]
+    return None if got == want else f"generation {generation[:12]} {key}: answer differs"
+
+
+def _reader(root: str, answers: str, seed: int, runs_: int, out: Any) -> None:
+    """``runs_`` times: open a Retriever, maybe ask one question, wait until gc has
+    collected its generation, then ask every mode; any error or fallback is a problem."""
+    rng = random.Random(seed)
+    done = {"runs": 0, "collected": 0, "queries": 0, "crashes": 0, "fallbacks": 0, "wrong": 0}
+    problems: list[str] = []
+    for n in range(runs_):
+        try:
+            clear_cache()
+            r = Vault.open(root).retriever()
+            gen = r.generation
+            if n % 3 == 1:
+                r.retrieve(_task(n), mode="symbolic")  # the columns loaded, not the matrix
+            elif n % 3 == 2:
+                r.retrieve(_task(n), mode="hybrid")  # everything loaded
+            deadline = time.monotonic() + 30
+            while r.vault.objects.path(gen).exists() and time.monotonic() < deadline:
+                time.sleep(0.005 + rng.random() * 0.01)
+            collected = not r.vault.objects.path(gen).exists()
+            for i in range(3):
+                for mode in MODES:
+                    got = r.retrieve(_task(i), mode=mode)
+                    done["queries"] += 1
+                    if got.fallback_reason is not None or got.mode_used != mode:
+                        done["fallbacks"] += 1
+                        problems.append(f"fallback: {got.fallback_reason}")
+                    bad = _compare(Path(answers), gen, f"{i}:{mode}", got.to_json())
+                    if bad:
+                        done["wrong"] += 1
+                        problems.append(bad)
+            done["runs"] += 1
+            done["collected"] += collected
+            r.close()
+        except Exception as exc:  # noqa: BLE001 - a crash is counted, never hidden
+            done["crashes"] += 1
+            problems.append(f"{type(exc).__name__}: {exc}")
+    out.put(("reader", done, problems[:5]))
+
+
+def _batch_run(root: Path, answers: Path, seed: int) -> tuple[dict[str, int], list[str]]:
+    """One ``--batch --workers 2`` on a slow pipe (a request every few ms, for ~2 s)."""
+    rng = random.Random(seed)
+    p = _cli(root, "retrieve", "--batch", "-", "--workers", "2", stdin=subprocess.PIPE)
+    assert p.stdin is not None
+    try:
+        for i in range(BATCH_LINES):
+            p.stdin.write(_request(i % 3, MODES[(i // 3) % 3]))
+            p.stdin.flush()
+            time.sleep(0.02 + rng.random() * 0.04)
+        out, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    problems = []
+    lines = [json.loads(line) for line in out.splitlines()]
+    if p.returncode != 0 or len(lines) != BATCH_LINES or "Traceback" in err.decode():
+        problems.append(f"batch exit {p.returncode}, {len(lines)} answers: {err.decode()[-300:]}")
+    problems += _problems(lines)
+    gens = {a.get("generation") for a in lines}
+    if len(gens) != 1:
+        problems.append(f"batch answered from {len(gens)} generations")
+    for a in lines:
+        if "error" in a or a.get("generation") is None:
+            continue
+        got = {k: v for k, v in a.items() if k not in ("line", "id")}
+        bad = _compare(answers, a["generation"], f"{a['id']}:{a['mode_requested']}", got)
+        if bad:
+            problems.append(bad)
+    gen = next(iter(gens)) if len(gens) == 1 else None
+    collected = gen is not None and not Vault.open(root).objects.path(gen).exists()
+    return {"answers": len(lines), "collected": int(collected)}, problems
+
+
+def test_readers_and_batches_survive_gc_during_their_reads(tmp_path: Path) -> None:
+    """A writer process publishes a generation and collects the previous one (gc --keep 1)
+    every few tenths of a second, switching the embedder between built-in and fitted now
+    and then, while 2 Retriever processes and ``--batch --workers 2`` processes read. Every
+    answer must come, unchanged (equal to what the writer computed for that generation),
+    with no fallback; a run counts when gc collected the reader's generation before it
+    asked."""
+    from vault.arc import read_task_files
+
+    root = _vault(tmp_path / "v")
+    fit_embedder(Vault.open(root), read_task_files([str(p) for p in TASKS]), sources=["examples"])
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    _record_answers(Vault.open(root), answers)
+    clear_cache()
+    ctx = mp.get_context("fork")
+    stop = ctx.Event()
+    out: Any = ctx.Queue()
+    writer = ctx.Process(target=_writer, args=(str(root), str(answers), stop, out))
+    readers = [
+        ctx.Process(target=_reader, args=(str(root), str(answers), s, READER_RUNS, out))
+        for s in range(2)
+    ]
+    start = time.monotonic()
+    writer.start()
+    for p in readers:
+        p.start()
+    batch = {"runs": 0, "answers": 0, "collected": 0}
+    batch_problems: list[str] = []
+    for s in range(BATCH_RUNS):
+        got, problems = _batch_run(root, answers, s)
+        batch["runs"] += 1
+        batch["answers"] += got["answers"]
+        batch["collected"] += got["collected"]
+        batch_problems += problems
+    results = [out.get(timeout=900) for _ in readers]
+    stop.set()
+    [(_, wrote)] = [out.get(timeout=300)]
+    for p in [writer, *readers]:
+        p.join(60)
+        assert p.exitcode == 0
+    done = {k: sum(r[1][k] for r in results) for k in results[0][1]}
+    reader_problems = [x for r in results for x in r[2]]
+    figure(
+        "gc_readers",
+        seconds=round(time.monotonic() - start, 1),
+        reader_runs=done["runs"],
+        reader_collected=done["collected"],
+        queries=done["queries"],
+        crashes=done["crashes"],
+        fallbacks=done["fallbacks"],
+        wrong=done["wrong"],
+        batch_runs=batch["runs"],
+        batch_answers=batch["answers"],
+        batch_collected=batch["collected"],
+        batch_problems=len(batch_problems),
+        gc=wrote["gc"],
+        writes=wrote["add"] + wrote["evidence"],
+        embedder_switches=wrote["embedder"],
+        writer_problems=len(wrote["problems"]),
+    )
+    assert not wrote["problems"], wrote["problems"][:5]
+    assert done["crashes"] == done["fallbacks"] == done["wrong"] == 0, reader_problems
+    assert not batch_problems, batch_problems[:5]
+    assert done["runs"] == 2 * READER_RUNS
+    # the runs where gc collected the generation under the reader (the case under test)
+    assert done["collected"] + batch["collected"] >= (200 if STRESS else 6)

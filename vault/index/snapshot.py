@@ -45,7 +45,10 @@ from vault.index.state import State
 from vault.index.table import MANIFEST_SCHEMA_VERSION, TABLE_OBJECTS, Table
 from vault.store.objects import ObjectStore, is_digest
 
-CACHE_SIZE = 4
+CACHE_SIZE = 4  # generations kept loaded per process (each holds <= 9 descriptors) ...
+CACHE_BYTES = 512 << 20  # ... and at most this much of them (the most recent one always)
+SHARD_ENTRY_BYTES = 1024  # a parsed state entry, estimated
+REPR_ID_BYTES = 128  # a repr id in a parsed repr shard, estimated
 KINDS = ("concepts", "reprs")
 OPEN_RETRIES = 100  # times CURRENT may move under one open before it gives up
 _lock = threading.Lock()
@@ -114,7 +117,7 @@ class Pins(ObjectStore):
         """``optional``: objects whose absence is not an error here (the fitted weights: a
         generation whose weights are missing serves symbolic and says "embedder drift");
         the missing ones are listed in ``missing``."""
-        super().__init__(objects.root, readonly=True)
+        super().__init__(objects.root, memo_bytes=0, readonly=True)
         self.store = objects
         self._fds: dict[str, int] = {}
         self.missing: list[str] = []
@@ -235,6 +238,26 @@ class Generation:
             f"generation {self.id[:12]}",
         )
 
+    def nbytes(self) -> int:
+        """What this generation holds in memory now (estimated: arrays and blobs exactly,
+        parsed state entries at ``SHARD_ENTRY_BYTES``)."""
+        n = 0
+        table = self.__dict__.get("table")
+        if table is not None:
+            n += sum(a.nbytes for a in (table.columns, table.offsets, table.key_offsets))
+            n += table.postings.nbytes + len(table.refs) + sum(49 + len(k) for k in table.keys)
+            for lazy in (table._matrix, table._vectors):
+                n += (
+                    0 if callable(lazy) else (lazy.nbytes if hasattr(lazy, "nbytes") else len(lazy))
+                )
+        state = self.__dict__.get("state")
+        if state is not None:  # (what State parsed so far)
+            n += SHARD_ENTRY_BYTES * sum(len(sh) for sh in state._concepts if sh is not None)
+            for sh in state._reprs:
+                if sh is not None:
+                    n += REPR_ID_BYTES * (len(sh.get("known", ())) + len(sh.get("cited", ())))
+        return n
+
     @cached_property
     def state_shards(self) -> dict[str, Any]:
         shards = loads_trusted(self._blob(self.manifest["state"], "state"))
@@ -280,8 +303,7 @@ class Snapshot:
             data = Generation(objects, ref.generation, pin=True)
             with _lock:
                 _loaded[key] = data
-                while len(_loaded) > CACHE_SIZE:
-                    _loaded.popitem(last=False)
+        _evict()
         return cls(ref, data)
 
     # -------------------------------------------------------------- identity
@@ -451,8 +473,19 @@ def remember(data: Generation) -> None:
     with _lock:
         _loaded[key] = data
         _loaded.move_to_end(key)
-        while len(_loaded) > CACHE_SIZE:
+    _evict()
+
+
+def _evict() -> None:
+    """Forget the least recently used generations beyond ``CACHE_SIZE`` or ``CACHE_BYTES``
+    (sizes are measured now: a generation grows as it loads on demand). A reader that
+    holds one keeps it; it is only not shared any more."""
+    with _lock:
+        sizes = [g.nbytes() for g in _loaded.values()]
+        total = sum(sizes)
+        while len(_loaded) > 1 and (len(_loaded) > CACHE_SIZE or total > CACHE_BYTES):
             _loaded.popitem(last=False)
+            total -= sizes.pop(0)
 
 
 def clear_cache() -> None:
