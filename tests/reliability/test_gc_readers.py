@@ -166,6 +166,34 @@ def test_readers_hold_no_descriptor_after_they_drop_a_generation(tmp_path: Path)
     assert len(os.listdir("/proc/self/fd")) <= before + 2
 
 
+def _deleted_held() -> list[str]:
+    """Files this process holds open that were deleted (their space is not back yet)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.endswith(" (deleted)") and "/objects/" in target:
+            out.append(target)
+    return out
+
+
+def test_the_space_of_a_collected_generation_comes_back_when_its_readers_drop_it(
+    tmp_path: Path,
+) -> None:
+    root = _vault(tmp_path / "v")
+    r = Vault.open(root).retriever()
+    r.retrieve(_task(0), mode="symbolic")
+    _supersede_and_collect(root, "later")
+    assert _deleted_held()  # held open by the retriever: it still answers from them
+    assert r.retrieve(_task(0), mode="hybrid").fallback_reason is None
+    r.close()
+    del r
+    Vault.open(root).snapshot()  # (the process's cache forgets collected generations)
+    assert not _deleted_held()
+
+
 # --------------------------------------------------------------------------- --batch
 def _cli(root: Path, *args: str, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     return subprocess.Popen(

@@ -143,11 +143,6 @@ class Pins(ObjectStore):
             ) from None
         weakref.finalize(self, _close, self._fds)
 
-    @property
-    def held(self) -> int:
-        """How many descriptors this holds."""
-        return len(self._fds)
-
     def get(self, digest: str, *, check: bool = False) -> bytes:
         """The object's bytes (a held one always checked against its address)."""
         fd = self._fds.get(digest)
@@ -246,10 +241,10 @@ class Generation:
         if table is not None:
             n += sum(a.nbytes for a in (table.columns, table.offsets, table.key_offsets))
             n += table.postings.nbytes + len(table.refs) + sum(49 + len(k) for k in table.keys)
-            for lazy in (table._matrix, table._vectors):
-                n += (
-                    0 if callable(lazy) else (lazy.nbytes if hasattr(lazy, "nbytes") else len(lazy))
-                )
+            if not callable(table._matrix):  # (loaded on first use)
+                n += table._matrix.nbytes
+            if not callable(table._vectors):
+                n += len(table._vectors)
         state = self.__dict__.get("state")
         if state is not None:  # (what State parsed so far)
             n += SHARD_ENTRY_BYTES * sum(len(sh) for sh in state._concepts if sh is not None)
@@ -477,10 +472,13 @@ def remember(data: Generation) -> None:
 
 
 def _evict() -> None:
-    """Forget the least recently used generations beyond ``CACHE_SIZE`` or ``CACHE_BYTES``
-    (sizes are measured now: a generation grows as it loads on demand). A reader that
-    holds one keeps it; it is only not shared any more."""
+    """Forget the generations gc collected (their held files' space comes back once no
+    reader holds them either), then the least recently used beyond ``CACHE_SIZE`` or
+    ``CACHE_BYTES`` (sizes are measured now: a generation grows as it loads on demand). A
+    reader that holds one keeps it; it is only not shared any more."""
     with _lock:
+        for key in [k for k, g in _loaded.items() if not g.objects.path(g.id).exists()]:
+            del _loaded[key]
         sizes = [g.nbytes() for g in _loaded.values()]
         total = sum(sizes)
         while len(_loaded) > 1 and (len(_loaded) > CACHE_SIZE or total > CACHE_BYTES):
