@@ -181,3 +181,12 @@ def test_gc_keep_and_cache_together_never_merge_a_bad_pack(example_vault: Vault)
     cli(v.root, "gc", "--keep", "1", "--cache")
     assert not wrong.exists()
     assert verify_json(v.root, 0)["ok"]
+
+
+def test_gc_cache_says_what_it_removed(example_vault: Vault) -> None:
+    entry = query_entry(example_vault)
+    entry.write_bytes(b"")
+    out = cli(example_vault.root, "gc", "--cache", "--dry-run")
+    assert out.stderr.strip() == "would remove 1 cache file(s)" and entry.exists()
+    out = cli(example_vault.root, "gc", "--cache")
+    assert out.stderr.strip() == "removed 1 cache file(s)" and not entry.exists()
