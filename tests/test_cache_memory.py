@@ -212,3 +212,21 @@ def test_a_batch_stream_is_bounded_per_line_not_in_total(
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert [a["id"] for a in answers] == list(range(80))
     assert not any("error" in a for a in answers)
+
+
+def test_a_parallel_batch_reads_ahead_a_bounded_amount() -> None:
+    """The chunks a parallel batch reads ahead are cut by size too: small requests go 32 to
+    a chunk, maximum-size tasks (100 pairs of 30x30) one to a chunk."""
+    from vault import retriever
+
+    rng = random.Random(6)
+    small = [(i, {"repr": [[1, 2], [3, 4]]}) for i in range(70)]
+    assert [len(c) for c in retriever._chunks(small, retriever.CHUNK)] == [32, 32, 6]
+    huge = {
+        "train": [{"input": noise(rng), "output": noise(rng)} for _ in range(100)],
+        "test": [{"input": noise(rng)}],
+    }
+    big = [(i, {"task": huge}) for i in range(5)]
+    assert [len(c) for c in retriever._chunks(big, retriever.CHUNK)] == [1] * 5
+    mixed = [*small[:10], big[0], *small[10:20]]
+    assert [len(c) for c in retriever._chunks(mixed, retriever.CHUNK)] == [11, 10]

@@ -193,7 +193,10 @@ class Retriever:
 
 
 # ------------------------------------------------------------------ parallel batches
-CHUNK = 32  # requests per task sent to a worker (about 30 ms of work)
+CHUNK = 32  # requests per task sent to a worker (about 30 ms of work) ...
+CHUNK_VALUES = 100_000  # ... or fewer, when they hold this many JSON values (one task of
+# 100 pairs of 30x30 holds ~180,000: ~2 MB parsed, ~0.5 s of work — the window of chunks
+# read ahead stays a few such tasks, not 2 x workers x 32 of them)
 _SERVING: Retriever | None = None  # the retriever a forked worker answers with
 
 
@@ -203,15 +206,29 @@ def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _chunks(requests: Iterable[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
+def _chunks(
+    requests: Iterable[tuple[int, Any]], size: int, values: int = CHUNK_VALUES
+) -> Iterator[list[tuple[int, Any]]]:
+    """Chunks of at most ``size`` requests, cut early once they hold ``values`` JSON values."""
     chunk: list[tuple[int, Any]] = []
+    held = 0
     for item in requests:
         chunk.append(item)
-        if len(chunk) == size:
+        held += _values(item[1])
+        if len(chunk) == size or held >= values:
             yield chunk
-            chunk = []
+            chunk, held = [], 0
     if chunk:
         yield chunk
+
+
+def _values(value: Any) -> int:
+    """How many JSON values a parsed request holds (what its memory goes with)."""
+    if isinstance(value, list):
+        return len(value) + sum(_values(v) for v in value if isinstance(v, list | dict))
+    if isinstance(value, dict):
+        return len(value) + sum(_values(v) for v in value.values() if isinstance(v, list | dict))
+    return 1
 
 
 def _work(chunk: list[tuple[int, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
