@@ -33,10 +33,10 @@ def noise(rng: random.Random, side: int = 30) -> list[list[int]]:
     return [[rng.randrange(10) for _ in range(side)] for _ in range(side)]
 
 
-def big_task(rng: random.Random, pairs: int = 6) -> dict[str, Any]:
+def big_task(rng: random.Random, pairs: int = 4, side: int = 16) -> dict[str, Any]:
     return {
-        "train": [{"input": noise(rng), "output": noise(rng)} for _ in range(pairs)],
-        "test": [{"input": noise(rng)}],
+        "train": [{"input": noise(rng, side), "output": noise(rng, side)} for _ in range(pairs)],
+        "test": [{"input": noise(rng, side)}],
     }
 
 
@@ -180,13 +180,13 @@ def test_tiny_budgets_give_byte_identical_answers(
         (i, {"task": big_task(rng), "mode": ("hybrid", "soft", "symbolic")[i % 3]})
         for i in range(1, 7)
     ]
-    requests += [(7, {"repr": noise(rng)}), (8, {"task": big_task(rng), "k": 3})]
+    requests += [(7, {"repr": noise(rng)}), (8, {"task": big_task(rng, 2, 30), "k": 3})]
     reference = _batch(example_vault, requests, workers)
     for path in example_vault.cache.packs():
         path.unlink()  # (nothing of the first run is read back by the second)
     monkeypatch.setattr(grid_objects, "_memo", BoundedMemo(1))
     monkeypatch.setattr(cache_module, "MEMO_BYTES", 1)
-    monkeypatch.setattr(cache_module, "PENDING_BYTES", 50_000)
+    monkeypatch.setattr(cache_module, "PENDING_BYTES", 20_000)
     assert _batch(example_vault, requests, workers) == reference
     assert len(example_vault.cache.packs()) > 1
 
