@@ -9,7 +9,9 @@ generated vectors and keys — building a real 10^6 vault takes longer than the 
 * reads: a cold `vault retrieve --json` process against `python -c "import numpy"`;
   in-process symbolic / hybrid / soft per query; batch throughput (the retriever);
 * the embedding stage at 10^6 against faiss `IndexFlatIP` when it is installed
-  (benchmarks/topk_bench.py has the full comparison, benchmark-only dependencies).
+  (benchmarks/topk_bench.py has the full comparison, benchmark-only dependencies);
+* the peak memory of `vault retrieve --batch` over 1,000 maximum-size tasks
+  (benchmarks/batch_memory.py).
 
 Medians of --runs runs (default 5). Peak memory from getrusage in a subprocess.
 
@@ -37,6 +39,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import batch_memory  # noqa: E402
 import gen  # noqa: E402
 from machine import cpu_name, provenance  # noqa: E402
 
@@ -231,7 +234,12 @@ def machine() -> str:
     )
 
 
-def report(results: list[dict[str, Any]], big: dict[str, Any] | None, args: Any) -> str:
+def report(
+    results: list[dict[str, Any]],
+    big: dict[str, Any] | None,
+    args: Any,
+    mem: dict[str, Any] | None = None,
+) -> str:
     noise = max(r["max_spread"] for r in results)
     cold = max(r["cli_range_ms"] for r in results)
     lines = [
@@ -315,6 +323,22 @@ def report(results: list[dict[str, Any]], big: dict[str, Any] | None, args: Any)
         "an install leaves it.",
         "",
     ]
+    if mem is not None:
+        lines += [
+            "## Memory of `retrieve --batch` (benchmarks/batch_memory.py)",
+            "",
+            "| tasks (100 pairs of 30×30) | content | workers | peak memory | peak after 1 / 10 / "
+            "100 / 1,000 answers | time | errors, fallbacks |",
+            "|---|---|---|---|---|---|---|",
+            f"| {mem['answers']:,} of {mem['tasks']:,} | {mem['content']} | {mem['workers']} | "
+            f"{mem['peak_mb']:.0f} MB | "
+            + " / ".join(f"{v:.0f}" for v in mem["peak_after_mb"].values())
+            + f" MB | {mem['seconds']:.0f} s | {mem['errors']}, {mem['fallbacks']} |",
+            "",
+            "Peak resident memory (`ru_maxrss`) of one `vault retrieve --batch -` process fed "
+            "the tasks through a pipe, each different (target: <= 500 MB).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -324,6 +348,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--million", action="store_true", help="also the 10^6 fixture")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    ap.add_argument("--batch-memory-tasks", type=int, default=1000, help="0: skip batch_memory.py")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="vault-bench-"))
     results = [scale(int(n), args.runs, workdir) for n in args.sizes.split(",")]
@@ -332,7 +357,11 @@ def main() -> None:
     big = million(args.runs) if args.million else None
     if big:
         print(big, flush=True)
-    args.out.write_text(report(results, big, args))
+    mem = None
+    if args.batch_memory_tasks:
+        mem = batch_memory.measure(args.batch_memory_tasks, 1, "arc", 1)
+        print(mem, flush=True)
+    args.out.write_text(report(results, big, args, mem))
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {args.out}")
 

@@ -13,6 +13,7 @@ prints ``error: <message>`` on stderr and exits with ``exit_code``::
     │   ├── NotAVaultError          the directory is not a vault (or is a Python package)
     │   ├── FormatError             the vault's format is newer (or older) than this tool's
     │   ├── CorruptionError         an object, ref or index does not match its hash or shape
+    │   ├── GenerationGoneError     a reader's generation was collected by ``vault gc``
     │   └── ConfigError             config.toml holds an invalid value
     ├── CommittedError (1)          the write took effect (acknowledged), a later step failed
     ├── LockError (1)               transient: another process held the write lock too long
@@ -83,6 +84,11 @@ class CorruptionError(VaultStateError):
 
 class ConfigError(VaultStateError):
     pass
+
+
+class GenerationGoneError(VaultStateError):
+    """The generation a reader opened is no longer in the vault (``vault gc`` collected it
+    after a newer one became current): open the current one (``Retriever.refresh()``)."""
 
 
 class CommittedError(VaultError):

@@ -1,4 +1,5 @@
-"""``vault gc --keep N``: drop old generation records and the objects no kept one reaches.
+"""``vault gc --keep N`` drops old generation records and the objects no kept one reaches;
+``vault gc --cache`` drops every cache file ``vault verify`` reports (derived data).
 
 Liveness is the union of the kept generations' closures — every object a kept generation
 depends on, reached from its manifest: its own blobs, its state shards, and from those each
@@ -10,8 +11,19 @@ acknowledged write is in the current generation). Objects no kept generation rea
 index blobs, records of write-backs a rollback reverted, leftovers of write-backs killed
 before their audit line — are deleted, as are cache entries of embedders no kept generation
 uses and the
-temporaries interrupted writes left below ``objects/`` and ``embeddings/cache/``.
-``dry_run`` reports the same numbers and deletes nothing.
+temporaries interrupted writes left below ``objects/`` and ``embeddings/cache/``, and
+packs whose bytes do not match their name (torn by a power cut).
+
+``--cache`` checks the cache as ``vault verify`` does — every entry and pack line read and
+recomputed from its own source with its own embedder — and drops each file that fails (an
+entry left empty or truncated by a power cut, a torn pack, a vector that differs from its
+recomputation, an entry of an embedder no kept generation uses): the cache is derived data,
+what is dropped is recomputed when next needed. Audited as ``gc`` with ``detail.cache``.
+
+Readers are not disturbed: a reader holds open what it reads of its generation from the
+moment it opens it (``vault.index.snapshot``), so deleting a generation's objects never
+breaks a reader that has it open; their space comes back when the last such reader drops
+the generation. ``dry_run`` reports the same numbers and deletes nothing.
 """
 
 from __future__ import annotations
@@ -21,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vault.canonical import loads, loads_trusted
+from vault.canonical import loads
 from vault.embedders import latest_fit
-from vault.embedding.cache import EmbeddingCache
+from vault.embedding.cache import EmbeddingCache, read_pack
 from vault.errors import (
     CommittedError,
     CorruptionError,
@@ -103,59 +115,47 @@ class Closures:
         return out
 
 
-def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
-    if keep is None:
-        raise UsageError("gc needs a scope: --keep N (the N newest generations are kept)")
-    if keep < 1:
+SCOPE = (
+    "gc needs a scope: --keep N (the N newest generations are kept) and/or --cache "
+    "(drop the cache files verify reports)"
+)
+CACHE_KINDS = ("cache_entry_bad", "cache_pack_bad", "cache_stale", "nondeterminism")
+
+
+def gc(vault: Vault, keep: int | None, *, cache: bool = False, dry_run: bool = False) -> GcResult:
+    if keep is None and not cache:
+        raise UsageError(SCOPE)
+    if keep is not None and keep < 1:
         raise UsageError("--keep must be at least 1")
     with vault.lock:
-        cur = catch_up(vault).ref
-        history = vault.generations.history()
-        kept = history[-keep:]
-        if all(g.number != cur.number for g in kept):
-            kept = [g for g in history if g.number == cur.number] + kept
+        history: list[IndexGeneration] = []
+        kept: list[IndexGeneration] = []
+        dead: list[str] = []
+        size = 0
+        stale_cache: list[Path] = []
+        ours: dict[EmbeddingCache, list[Path]] = {}
+        if keep is not None:
+            history, kept, dead, size, stale_cache, ours = _plan(vault, keep)
         kept_numbers = {g.number for g in kept}
-        closures = Closures(vault.objects)
-        live: set[str] = set()
-        for g in kept:
-            try:
-                live |= closures.of(g.generation)
-            except VaultError as exc:  # never delete on a guess
-                raise CorruptionError(
-                    f"generation {g.number} cannot be read ({exc}); nothing was removed — "
-                    "`vault verify` tells more"
-                ) from None
-        fit = latest_fit(vault)
-        if fit is not None:
-            live.add(fit)
-        dead = [d for d in vault.objects if d not in live]
-        size = sum(vault.objects.path(d).stat().st_size for d in dead)
-        embedders = generation_embedders(vault.objects, [g.generation for g in kept])
-        caches = [vault.cache.bound(e) for e in embedders]
-        stale_cache = []
-        for path in vault.cache.entries():
-            try:
-                key = loads(path.read_bytes())["key"]
-                if not any(c.owns_key(key) for c in caches):
-                    stale_cache.append(path)
-            except (InvalidInputError, KeyError, TypeError, OSError):
-                stale_cache.append(path)
-        packs = vault.cache.packs()
-        stale_cache += [p for p in packs if not any(c.owns(p) for c in caches)]
-        ours = {c: [p for p in packs if c.owns(p)] for c in caches}
+        checked, bad_cache = _bad_cache(vault) if cache else (0, [])
+        dropped = sorted(set(stale_cache) | set(bad_cache))
         removed = [g.number for g in history if g.number not in kept_numbers]
-        temporaries = _temporaries(vault)
+        temporaries = _temporaries(vault) if keep is not None else []
         if not dry_run:
             # acknowledged first (what it removes is decided), then the records: a failure or
             # crash after that leaves unreachable objects, never a record naming a deleted one
-            entry = vault.audit.append(
-                "gc",
-                vault.clock(),
-                [],
-                {"keep": keep, "removed_generations": removed, "removed_objects": len(dead)},
-            )
+            detail: dict[str, Any] = {}
+            if keep is not None:
+                detail |= {
+                    "keep": keep,
+                    "removed_generations": removed,
+                    "removed_objects": len(dead),
+                }
+            if cache:
+                detail["cache"] = {"checked": checked, "removed": len(bad_cache)}
+            entry = vault.audit.append("gc", vault.clock(), [], detail)
             try:
-                _remove(vault, history, kept_numbers, dead, stale_cache, temporaries, ours)
+                _remove(vault, history, kept_numbers, dead, dropped, temporaries, ours)
             except OSError as exc:
                 raise CommittedError(
                     f"gc took effect (audit seq {entry.seq}) but could not remove everything "
@@ -168,9 +168,75 @@ def gc(vault: Vault, keep: int | None, *, dry_run: bool = False) -> GcResult:
             removed,
             len(dead),
             size,
-            len(stale_cache),
+            len(dropped),
             len(temporaries),
         )
+
+
+def _plan(
+    vault: Vault, keep: int
+) -> tuple[
+    list[IndexGeneration],
+    list[IndexGeneration],
+    list[str],
+    int,
+    list[Path],
+    dict[EmbeddingCache, list[Path]],
+]:
+    """What ``--keep`` removes: (history, kept records, dead objects, their bytes, cache
+    files of other embedders or torn, the kept embedders' packs to merge)."""
+    cur = catch_up(vault).ref
+    history = vault.generations.history()
+    kept = history[-keep:]
+    if all(g.number != cur.number for g in kept):
+        kept = [g for g in history if g.number == cur.number] + kept
+    closures = Closures(vault.objects)
+    live: set[str] = set()
+    for g in kept:
+        try:
+            live |= closures.of(g.generation)
+        except VaultError as exc:  # never delete on a guess
+            raise CorruptionError(
+                f"generation {g.number} cannot be read ({exc}); nothing was removed — "
+                "`vault verify` tells more"
+            ) from None
+    fit = latest_fit(vault)
+    if fit is not None:
+        live.add(fit)
+    dead = [d for d in vault.objects if d not in live]
+    size = sum(vault.objects.path(d).stat().st_size for d in dead)
+    embedders = generation_embedders(vault.objects, [g.generation for g in kept])
+    caches = [vault.cache.bound(e) for e in embedders]
+    stale_cache = []
+    for path in vault.cache.entries():
+        try:
+            key = loads(path.read_bytes())["key"]
+            if not any(c.owns_key(key) for c in caches):
+                stale_cache.append(path)
+        except (InvalidInputError, KeyError, TypeError, OSError):
+            stale_cache.append(path)
+    packs = vault.cache.packs()
+    torn = [p for p in packs if read_pack(p) is None]
+    stale_cache += [p for p in packs if p in torn or not any(c.owns(p) for c in caches)]
+    ours = {c: [p for p in packs if c.owns(p) and p not in torn] for c in caches}
+    return history, kept, dead, size, stale_cache, ours
+
+
+def _bad_cache(vault: Vault) -> tuple[int, list[Path]]:
+    """(entries checked, the cache files ``vault verify``'s cache checks report): each
+    single entry, or the whole pack a bad line is in."""
+    from vault.verify import check_cache
+
+    checked, problems = check_cache(vault)
+    files = {str(p): p for p in [*vault.cache.entries(), *vault.cache.packs()]}
+    bad: set[Path] = set()
+    for problem in problems:
+        if problem.kind not in CACHE_KINDS:
+            continue
+        path = files.get(problem.path) or files.get(problem.path.rsplit(":", 1)[0])
+        if path is not None:
+            bad.add(path)
+    return checked, sorted(bad)
 
 
 def _remove(
@@ -217,16 +283,7 @@ def _merge_packs(cache: EmbeddingCache, packs: list[Path]) -> None:
         return
     entries: dict[str, tuple[dict[str, Any], list[int]]] = {}
     for path in packs:
-        try:
-            lines = path.read_bytes().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            try:
-                e = loads_trusted(line)
-                entries[e["key"]] = (e["source"], e["vector"])
-            except (ValueError, KeyError, TypeError):
-                continue
+        entries.update(read_pack(path) or {})
     merged = cache.write_pack(entries)
     if merged is None:
         return

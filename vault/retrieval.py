@@ -34,7 +34,7 @@ from vault.embedding.select import Embedder
 from vault.embedding.similarity import pairwise, similarity_rows
 from vault.embedding.topk import topk
 from vault.embedding.vectors import query_vector
-from vault.errors import EmbeddingError
+from vault.errors import EmbeddingError, GenerationGoneError
 from vault.index.snapshot import Snapshot
 from vault.index.table import Table
 from vault.records.keys import matchable
@@ -371,6 +371,8 @@ def retrieve_in(
             )
         except EmbeddingError as exc:  # designed: drift, nondeterminism, no embedder
             fallback = str(exc)
+        except GenerationGoneError:  # not a fallback: the reader refreshes (vault.retriever)
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure of the embedding path falls back
             from vault.internal import fallback_reason
 

@@ -10,21 +10,27 @@
 
 A ``Retriever`` reads one immutable generation (see ``vault.index.snapshot``): a
 write-back by this or another process never changes what an open retriever sees until it
-refreshes — on ``refresh()`` or every ``refresh_every`` calls. A generation built by
-another embedder is not an error: hybrid and soft requests fall back to symbolic and say
-"embedder drift" in ``fallback_reason``. ``batch`` answers JSON-lines requests, one
-result (or one error) per request.
+refreshes — on ``refresh()`` or every ``refresh_every`` calls. ``vault gc`` does not
+change that either: what retrieval reads of the generation is held open from the moment
+the retriever opens it (``vault.index.snapshot``), so it keeps answering from it after gc
+removed it from the vault. Should a read ever find its generation collected
+(``GenerationGoneError``), the retriever says so (a ``GenerationGoneWarning``), refreshes to
+the current generation and answers from that — never a silent fallback. A generation
+built by another embedder is not an error: hybrid and soft requests fall back to symbolic
+and say "embedder drift" in ``fallback_reason``. ``batch`` answers JSON-lines requests,
+one result (or one error) per request.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from vault.config import MODES, Config
-from vault.errors import InvalidInputError, UsageError, VaultError
+from vault.errors import GenerationGoneError, InvalidInputError, UsageError, VaultError
 from vault.index.snapshot import Snapshot
 from vault.records.query import Query, query_from
 from vault.retrieval import RetrievalResult, retrieve_in
@@ -33,6 +39,11 @@ if TYPE_CHECKING:
     from vault.vault import Vault
 
 REQUEST_KINDS = ("task", "repr", "query")
+
+
+class GenerationGoneWarning(UserWarning):
+    """A retriever's generation was collected by ``vault gc``; it refreshed to the current
+    one and answered from that."""
 
 
 def as_query(value: Any, source: str | None = None, test_index: int = 0) -> Query:
@@ -70,6 +81,8 @@ class Retriever:
         self.refresh_every = refresh_every
         self._calls = 0
         self._snapshot: Snapshot | None = vault.snapshot()
+        #: generations this retriever found collected by gc (and refreshed from), in order
+        self.gone: list[str] = []
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self) -> Retriever:
@@ -121,6 +134,17 @@ class Retriever:
         self._calls += 1
         cfg = self.config.with_overrides(k=k, strategy=strategy, similarity=similarity)
         q = as_query(query, test_index=test_index)
+        try:
+            return retrieve_in(self.snapshot, q, cfg, mode, cache=self.vault.cache, exclude=exclude)
+        except GenerationGoneError as exc:
+            gone = self.generation
+            self.refresh()
+            self.gone.append(gone)
+            warnings.warn(
+                f"{exc}: this retriever refreshed to generation {self.generation[:12]}",
+                GenerationGoneWarning,
+                stacklevel=2,
+            )
         return retrieve_in(self.snapshot, q, cfg, mode, cache=self.vault.cache, exclude=exclude)
 
     def retrieve_many(self, queries: Iterable[Any], **options: Any) -> list[RetrievalResult]:
@@ -169,7 +193,10 @@ class Retriever:
 
 
 # ------------------------------------------------------------------ parallel batches
-CHUNK = 32  # requests per task sent to a worker (about 30 ms of work)
+CHUNK = 32  # requests per task sent to a worker (about 30 ms of work) ...
+CHUNK_VALUES = 100_000  # ... or fewer, when they hold this many JSON values (one task of
+# 100 pairs of 30x30 holds ~180,000: ~2 MB parsed, ~0.5 s of work — the window of chunks
+# read ahead stays a few such tasks, not 2 x workers x 32 of them)
 _SERVING: Retriever | None = None  # the retriever a forked worker answers with
 
 
@@ -179,19 +206,33 @@ def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _chunks(requests: Iterable[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
+def _chunks(
+    requests: Iterable[tuple[int, Any]], size: int, values: int = CHUNK_VALUES
+) -> Iterator[list[tuple[int, Any]]]:
+    """Chunks of at most ``size`` requests, cut early once they hold ``values`` JSON values."""
     chunk: list[tuple[int, Any]] = []
+    held = 0
     for item in requests:
         chunk.append(item)
-        if len(chunk) == size:
+        held += _values(item[1])
+        if len(chunk) == size or held >= values:
             yield chunk
-            chunk = []
+            chunk, held = [], 0
     if chunk:
         yield chunk
 
 
+def _values(value: Any) -> int:
+    """How many JSON values a parsed request holds (what its memory goes with)."""
+    if isinstance(value, list):
+        return len(value) + sum(_values(v) for v in value if isinstance(v, list | dict))
+    if isinstance(value, dict):
+        return len(value) + sum(_values(v) for v in value.values() if isinstance(v, list | dict))
+    return 1
+
+
 def _work(chunk: list[tuple[int, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """In a worker: the chunk's answers and the cache entries they computed."""
+    """In a worker: the chunk's answers and the cache entries (pack lines) they computed."""
     assert _SERVING is not None
     cache = _SERVING.vault.cache
     cache.take_pending()  # (anything inherited from the parent is the parent's to write)

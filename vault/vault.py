@@ -279,14 +279,9 @@ class Vault:
 
     def snapshot(self) -> Snapshot:
         """The current generation, as one immutable snapshot (no catch-up, no lock)."""
-        from vault.index.snapshot import Snapshot
+        from vault.index.snapshot import open_current
 
-        cur = self.generations.current()
-        if cur is None:
-            raise CorruptionError(
-                f"{self.root}: no current index generation; run `vault index build`"
-            )
-        return Snapshot.open(self.objects, cur)
+        return open_current(self.objects, self.generations)
 
     def stale(self) -> bool:
         """True when acknowledged write-backs or rollbacks are not in the current index yet."""
@@ -368,10 +363,12 @@ class Vault:
 
         return rollback(self, to)
 
-    def gc(self, keep: int | None, *, dry_run: bool = False) -> GcResult:
+    def gc(
+        self, keep: int | None = None, *, cache: bool = False, dry_run: bool = False
+    ) -> GcResult:
         from vault.gc import gc
 
-        return gc(self, keep, dry_run=dry_run)
+        return gc(self, keep, cache=cache, dry_run=dry_run)
 
     def verify(self, *, sample: int | None = None) -> VerifyReport:
         from vault.verify import verify

@@ -1,7 +1,8 @@
 """``vault verify``: rehash and recompute everything, read-only.
 
 The vault is opened read-only: not one byte changes, the cache included (a corrupt cache
-entry is reported, never repaired). Checks, each problem reported with its file and a kind:
+entry is reported with the command that drops it, ``vault gc --cache``, never repaired
+here). Checks, each problem reported with its file and a kind:
 
 1. cache entries (all, or a sample) recomputed from their source, each with its own
    embedder (the current generation's, or a kept generation's: a rollback may use them
@@ -141,6 +142,21 @@ def verify(
 
 
 # --------------------------------------------------------------------------- 1. cache
+CACHE_FIX = "derived data: `vault gc --cache` drops it"
+
+
+def check_cache(vault: Vault) -> tuple[int, list[Problem]]:
+    """Only verify's cache checks, over every entry: (entries checked, problems) — each
+    entry and pack line read and recomputed from its own source with its own embedder.
+    ``vault gc --cache`` drops the files named."""
+    ro = Vault(vault.root, clock=vault.clock, readonly=True)
+    report = VerifyReport()
+    ctx = _Context(ro)
+    _read_cache(ctx, report, None)
+    _check_cache(ctx, report)
+    return report.checked.get("cache_entries", 0), report.problems
+
+
 def _current_embedder(vault: Vault) -> Embedder:
     """The embedder of the current generation (the built-in one if it cannot be run:
     the generation checks report why)."""
@@ -171,10 +187,14 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
         try:
             data = path.read_bytes()
         except OSError as exc:
-            report.add("cache_pack_bad", path, f"cannot read ({exc.strerror})")
+            report.add("cache_pack_bad", path, f"cannot read ({exc.strerror}); {CACHE_FIX}")
             continue
         if not pack_name_ok(path, data):
-            report.add("cache_pack_bad", path, "content does not match its name (torn or edited)")
+            report.add(
+                "cache_pack_bad",
+                path,
+                f"content does not match its name (torn or edited); {CACHE_FIX}",
+            )
             continue
         if not any(c.owns(path) for c in caches):
             report.add("cache_stale", path, "pack of another embedder (unused)", "warning")
@@ -199,9 +219,9 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
                 continue
             ctx.cache_entries.append((where, key, entry["source"], entry["vector"], owner))
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            report.add("cache_entry_bad", where, str(exc))
+            report.add("cache_entry_bad", where, f"{exc}; {CACHE_FIX}")
         except OSError as exc:
-            report.add("cache_entry_bad", where, f"cannot read ({exc.strerror})")
+            report.add("cache_entry_bad", where, f"cannot read ({exc.strerror}); {CACHE_FIX}")
     report.checked["cache_entries"] = len(raw)
 
 
@@ -228,7 +248,7 @@ def _check_cache(ctx: _Context, report: VerifyReport) -> None:
             if vector != recomputed:
                 raise InvalidInputError("vector differs from recomputation")
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            report.add("cache_entry_bad", where, str(exc))
+            report.add("cache_entry_bad", where, f"{exc}; {CACHE_FIX}")
 
 
 # --------------------------------------------------------------------------- 2. settings

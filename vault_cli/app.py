@@ -755,7 +755,7 @@ def upgrade(json_out: JsonOpt = False, vault_dir: VaultOpt = None) -> None:
     render.upgrade_result(root, old, new, json_out)
 
 
-@app.command(epilog=example("vault gc --keep 5 --dry-run"))
+@app.command(epilog=example("vault gc --keep 5 --dry-run", "vault gc --cache"))
 def gc(
     keep: Annotated[
         int | None,
@@ -765,6 +765,14 @@ def gc(
             metavar="N",
         ),
     ] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache",
+            help="Drop every cache file verify reports (empty, torn, wrong or unused: "
+            "derived data, recomputed when needed).",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would go; delete nothing.")
     ] = False,
@@ -772,20 +780,25 @@ def gc(
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
 ) -> None:
-    """Delete old generations and unreachable objects. Keeps the N newest generations (and
-    the current one) and every object they reach. Shows what it will delete and asks first
-    when run on a terminal (never in scripts; --yes skips it)."""
+    """Delete old generations and unreachable objects, or bad cache files. --keep N keeps
+    the N newest generations (and the current one) and every object they reach; --cache
+    checks every cache entry as verify does and drops those that fail (after a power cut:
+    empty entries, torn packs). Readers that have a generation open keep reading it: what
+    they read is held open from the moment they open it, and its disk space comes back when
+    the last of them refreshes or exits. Shows what it will delete and asks first when run
+    on a terminal (never in scripts; --yes skips it)."""
     from vault.errors import UsageError
+    from vault.gc import SCOPE
     from vault.gc import gc as run
 
-    if keep is None:
-        raise UsageError("gc needs a scope: --keep N (the N newest generations are kept)")
+    if keep is None and not cache:
+        raise UsageError(SCOPE)
     vault = open_vault(vault_dir)
     if not dry_run and not yes and core.can_prompt():
-        plan = run(vault, keep, dry_run=True)
+        plan = run(vault, keep, cache=cache, dry_run=True)
         if plan.removed_generations or plan.removed_objects or plan.removed_cache_entries:
             confirm(f"gc {render.gc_summary(plan)}\nDelete?", yes=yes)
-    render.gc_result(run(vault, keep, dry_run=dry_run), json_out)
+    render.gc_result(run(vault, keep, cache=cache, dry_run=dry_run), json_out)
 
 
 @app.command(

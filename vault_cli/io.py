@@ -80,12 +80,19 @@ def _strict(line: str | bytes) -> Any:
 class _Numbered:
     """Lines, remembering the number of the last one handed out. From a binary file, lines
     are read with ``vault.limits`` bounds: a line over ``MAX_LINE_BYTES`` or a stream over
-    ``MAX_INPUT_BYTES`` is an error (``/dev/zero`` never exhausts memory)."""
+    ``limit`` (default ``MAX_INPUT_BYTES``; None for a stream answered line by line, which
+    holds one line at a time) is an error (``/dev/zero`` never exhausts memory)."""
 
-    def __init__(self, lines: Iterable[str | bytes], source: str = "<input>"):
+    def __init__(
+        self,
+        lines: Iterable[str | bytes],
+        source: str = "<input>",
+        limit: int | None = MAX_INPUT_BYTES,
+    ):
         self._file = lines if hasattr(lines, "readline") else None
         self._lines = iter(lines) if self._file is None else None
         self.source = source
+        self.limit = limit
         self.number = 0
         self.read = 0
 
@@ -107,9 +114,9 @@ class _Numbered:
                     f"{MAX_LINE_BYTES // (1024 * 1024)} MiB (vault.limits)",
                     source=self.source,
                 )
-            if self.read > MAX_INPUT_BYTES:
+            if self.limit is not None and self.read > self.limit:
                 raise InvalidInputError(
-                    f"larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB, the input limit "
+                    f"larger than {self.limit // (1024 * 1024)} MiB, the input limit "
                     "(vault.limits)",
                     source=self.source,
                 )
@@ -160,7 +167,9 @@ def iter_json_lines(path: str) -> Iterator[Located]:
 def iter_requests(path: str) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` for each non-blank JSON line of a file or stdin; a line that
     is not JSON yields its ``InvalidInputError`` as the value and the stream goes on (for
-    ``retrieve --batch``: one bad request never ends the run)."""
+    ``retrieve --batch``: one bad request never ends the run). Each line is bounded
+    (``MAX_LINE_BYTES``), the stream is not: it is answered line by line, so a co-process
+    may send requests for as long as it likes."""
     with _binary_stream(path) as fp:
         yield from _requests(fp, source_name(path))
 
@@ -168,7 +177,7 @@ def iter_requests(path: str) -> Iterator[tuple[int, Any]]:
 def _requests(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, Any]]:
     import jsonlines
 
-    numbered = _Numbered(lines, source)
+    numbered = _Numbered(lines, source, limit=None)
     reader = jsonlines.Reader(numbered, loads=_strict)
     while True:
         try:

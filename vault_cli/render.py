@@ -482,6 +482,8 @@ def verify_report(report: Any, as_json: bool) -> None:
 
 def gc_summary(result: Any) -> str:
     verb = "would remove" if result.dry_run else "removed"
+    if not result.kept_generations:  # (gc --cache alone: generations untouched)
+        return f"{verb} {result.removed_cache_entries} cache file(s)"
     return (
         f"{verb} {len(result.removed_generations)} generation(s), {result.removed_objects} "
         f"object(s) ({result.removed_bytes} bytes), {result.removed_cache_entries} cache "

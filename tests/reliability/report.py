@@ -555,6 +555,31 @@ def render(
         )
     add("")
 
+    # 10 ------------------------------------------------------------------------------
+    add("## 10. Readers during gc — `test_gc_readers.py`")
+    add("")
+    add(
+        "**What**: a writer process publishes a generation and runs `gc --keep 1` every few "
+        "tenths of a second (write-backs, `embedder use` fitted/built-in in turn) while 2 "
+        "`Retriever` processes each open a generation, wait until gc has collected it, then ask "
+        "every mode, and `retrieve --batch --workers 2` processes are fed on a slow pipe; plus "
+        "the issue's three cases. **Pass**: no crash, no fallback, every answer equal to what "
+        "the writer computed for that generation."
+    )
+    add("")
+    for r in figs.get("gc_readers", []):
+        add(
+            f"{r['reader_collected'] + r['batch_collected']} gc-during-read runs "
+            f"({r['reader_collected']} of {r['reader_runs']} Retriever runs, "
+            f"{r['batch_collected']} of {r['batch_runs']} batches of {r['batch_answers']} "
+            f"answers in all); {r['queries']} Retriever queries; {r['gc']} gc, {r['writes']} "
+            f"write-backs, {r['embedder_switches']} embedder switches in {r['seconds']} s: "
+            f"**{r['crashes']} crashes, {r['fallbacks']} fallbacks, {r['wrong']} wrong answers**, "
+            f"{r['batch_problems']} batch problems."
+        )
+    add(f"Status: {_status(outcomes, 'test_gc_readers.py')}.")
+    add("")
+
     # failures ------------------------------------------------------------------------
     add("## Failures found (strict xfail: open until the library is fixed)")
     add("")

@@ -300,15 +300,25 @@ def transform_block(f: PairFacts) -> list[int]:
     return _quantize(_normalize(raw, TRANSFORM), BLOCK_WEIGHT["transform"])
 
 
-@functools.lru_cache(maxsize=4096)
+KEY_MEMO_CHARS = 256  # keys up to this long are memoised (4096 of them: < 2 MB in all)
+
+
 def _key_term(key: str) -> tuple[int, float]:
     """(dim, signed weight) a key adds to the keys block (a pure function of the key)."""
+    return _key_term_memo(key) if len(key) <= KEY_MEMO_CHARS else _key_term_of(key)
+
+
+def _key_term_of(key: str) -> tuple[int, float]:
     weight = FAMILY_WEIGHT.get(key.split(":", 1)[0], 1.0)
     slot = KEY_SLOTS.get(key)
     if slot is None:
         digest = hashlib.sha256(key.encode("utf-8")).digest()
         slot = (KEY_DIMS - 1, 1.0 if digest[1] & 1 else -1.0)
     return slot[0], slot[1] * weight
+
+
+# bounded in bytes by bounding the keys it holds: a query may carry any long key string
+_key_term_memo = functools.lru_cache(maxsize=4096)(_key_term_of)
 
 
 def keys_block(keys: Iterable[str]) -> list[int]:

@@ -283,7 +283,7 @@ OUTPUT_BLOCKS: tuple[tuple[str, int, int, tuple[str, ...], str], ...] = (
 # ------------------------------------------------------------------ raw features
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=16)  # (keyed by the few feature specs: a few KB in all)
 def _constants(spec: tuple[Feature, ...]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([c for _, c, _ in spec]), np.array([s for _, _, s in spec])
 
@@ -436,7 +436,7 @@ def _ratio(a: float, b: float) -> float:
     return (r - 1.0) / (r + 1.0)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=1024)  # keyed by grid shape: at most 30 x 30 of them, < 4 MB in all
 def _cell_index(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(10 * row, 10 * column) of every cell in row-major order (read-only, per shape)."""
     rows = np.repeat(np.arange(h, dtype=np.int64), w) * 10

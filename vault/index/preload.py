@@ -147,7 +147,7 @@ def slim(obj: Any) -> tuple[dict[str, Any], list[str] | None] | None:
 
 def _slim_many(task: tuple[str, list[str]]) -> list[Slim | None]:
     root, digests = task
-    objects = ObjectStore(Path(root), memo_size=0)
+    objects = ObjectStore(Path(root), memo_bytes=0)
     out: list[Slim | None] = []
     for digest in digests:
         try:

@@ -8,26 +8,49 @@ for people and tools; readers do not use them.
 Every binary object is checked against its address when loaded (a flipped byte is an error,
 never a silently different ranking). Loaded generations are cached per process by id, so a
 solver that asks many questions pays for loading once.
+
+**Readers survive ``vault gc``.** A generation opens, when it is opened, every object it
+reads later on demand — the table's objects, the vectors file, the state list and the
+fitted weights — and holds those descriptors until it is dropped: on POSIX an open file
+stays readable after ``gc`` unlinks it, so retrieval over an open generation never meets a
+missing object (the space comes back when the last reader of that generation drops it).
+What it does not hold (state shards and records, read by ``show``-like calls) may go: a
+read that finds them collected raises ``GenerationGoneError`` ("… collected by `vault gc`
+…: refresh"), never a wrong or half answer. Opening the current generation retries when
+``CURRENT`` moved and gc collected the one it named in between (``open_current``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
-from vault.canonical import loads, loads_trusted
+from vault.canonical import loads, loads_trusted, sha256_hex
 from vault.embedding import select
-from vault.errors import CorruptionError, EmbeddingError, NotFoundError, VaultError
-from vault.index.generations import CurrentRef
+from vault.errors import (
+    CorruptionError,
+    EmbeddingError,
+    GenerationGoneError,
+    NotFoundError,
+    VaultError,
+)
+from vault.index.generations import CurrentRef, Generations
 from vault.index.state import State
 from vault.index.table import MANIFEST_SCHEMA_VERSION, TABLE_OBJECTS, Table
 from vault.store.objects import ObjectStore, is_digest
 
-CACHE_SIZE = 4
+CACHE_SIZE = 4  # generations kept loaded per process (each holds <= 9 descriptors) ...
+CACHE_BYTES = 512 << 20  # ... and at most this much of them (the most recent one always)
+SHARD_ENTRY_BYTES = 1024  # a parsed state entry, estimated
+REPR_ID_BYTES = 128  # a repr id in a parsed repr shard, estimated
 KINDS = ("concepts", "reprs")
+OPEN_RETRIES = 100  # times CURRENT may move under one open before it gives up
 _lock = threading.Lock()
 _loaded: OrderedDict[tuple[str, str], Generation] = OrderedDict()
 
@@ -38,6 +61,8 @@ def read_manifest(objects: ObjectStore, generation: str) -> dict[str, Any]:
     try:
         data = objects.get(generation, check=True)
         manifest = loads(data, source=str(objects.path(generation)))
+    except NotFoundError as exc:
+        raise GenerationGoneError(f"{where}: manifest missing ({exc}); {_GONE}") from None
     except VaultError as exc:
         raise CorruptionError(f"{where}: unreadable manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("kind") != "generation":
@@ -61,13 +86,117 @@ def read_manifest(objects: ObjectStore, generation: str) -> dict[str, Any]:
     return manifest
 
 
+_GONE = (
+    "it was collected by `vault gc` after a newer generation became current "
+    "(or the object was deleted: `vault verify` tells); refresh to the current generation "
+    "(Retriever.refresh(), or open the vault again)"
+)
+
+
+def _close(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        os.close(fd)
+    fds.clear()
+
+
+class Pins(ObjectStore):
+    """The store as one generation sees it: the objects it reads on demand are opened with
+    it, and an open file stays readable after ``vault gc`` unlinks it (POSIX), so a reader
+    that opened a generation can read all of it for as long as it holds it. Descriptors
+    are closed when the generation is dropped (``weakref.finalize``) and inherited by a
+    batch's forked workers (``pread`` shares no file offset); other objects are read from
+    the store."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        digests: Iterable[str],
+        where: str,
+        optional: Iterable[str] = (),
+    ):
+        """``optional``: objects whose absence is not an error here (the fitted weights: a
+        generation whose weights are missing serves symbolic and says "embedder drift");
+        the missing ones are listed in ``missing``."""
+        super().__init__(objects.root, memo_bytes=0, readonly=True)
+        self.store = objects
+        self._fds: dict[str, int] = {}
+        self.missing: list[str] = []
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+        maybe = set(optional)
+        try:
+            for digest in [*digests, *maybe]:
+                if digest in self._fds:
+                    continue
+                try:
+                    self._fds[digest] = os.open(objects.path(digest), flags)
+                except FileNotFoundError:
+                    if digest not in maybe:
+                        raise
+                    self.missing.append(digest)
+        except FileNotFoundError:
+            _close(self._fds)
+            raise GenerationGoneError(f"{where}: object {digest} is missing; {_GONE}") from None
+        except OSError as exc:
+            _close(self._fds)
+            raise CorruptionError(
+                f"{where}: object {objects.path(digest)} cannot be read ({exc.strerror})"
+            ) from None
+        weakref.finalize(self, _close, self._fds)
+
+    def get(self, digest: str, *, check: bool = False) -> bytes:
+        """The object's bytes (a held one always checked against its address)."""
+        fd = self._fds.get(digest)
+        if fd is None:
+            return self.store.get(digest, check=check)
+        path = self.path(digest)
+        try:
+            size = os.fstat(fd).st_size
+            chunks, at = [], 0
+            while at < size:  # (pread: no shared offset between threads or forked workers)
+                chunk = os.pread(fd, size - at, at)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                at += len(chunk)
+        except OSError as exc:
+            raise CorruptionError(f"object {path} cannot be read ({exc.strerror or exc})") from None
+        data = b"".join(chunks)
+        if sha256_hex(data) != digest:
+            raise CorruptionError(f"object {path} does not match its address")
+        return data
+
+
+def _read(store: ObjectStore, generation: str, digest: str, what: str) -> bytes:
+    where = f"generation {generation[:12]}: {what}"
+    try:
+        return store.get(digest, check=True)
+    except NotFoundError as exc:
+        if not store.path(generation).exists():  # the manifest went too: collected
+            raise GenerationGoneError(f"{where}: {exc}; {_GONE}") from None
+        raise CorruptionError(f"{where}: {exc}") from None
+    except VaultError as exc:
+        raise CorruptionError(f"{where}: {exc}") from None
+
+
 class Generation:
     """The loaded, immutable content of one generation (shared by snapshots of it)."""
 
-    def __init__(self, objects: ObjectStore, generation: str):
+    def __init__(self, objects: ObjectStore, generation: str, *, pin: bool = False):
+        """``pin``: hold what it reads later open now (a reader's ``Snapshot.open``;
+        ``GenerationGoneError`` if any of it is missing). Without it (gc, verify: they
+        read under the lock or only report) everything is read from the store."""
         self.objects = objects
         self.id = generation
         self.manifest = read_manifest(objects, generation)
+        self.pins: Pins | None = self._pin() if pin else None
+
+    def _pin(self, table: bool = True) -> Pins:
+        m = self.manifest
+        names = [m["state"]]
+        if table:
+            names += [m["vectors"], *(m["table"][n] for n in TABLE_OBJECTS)]
+        weights = [m["weights"]] if "weights" in m else []
+        return Pins(self.objects, names, f"generation {self.id[:12]}", optional=weights)
 
     @classmethod
     def built(
@@ -78,27 +207,51 @@ class Generation:
         MB at 10^5 concepts) would only check what was just written."""
         data = cls.__new__(cls)
         data.objects, data.id, data.manifest = objects, generation, manifest
+        try:
+            data.pins = data._pin(table=False)  # (the table is in memory)
+        except VaultError:  # (just stored: never; else it is read from the store)
+            data.pins = None
         for a in (table.columns, table.offsets, table.matrix, table.key_offsets, table.postings):
             a.flags.writeable = False  # shared by every reader, as a loaded table is
         data.__dict__["table"] = table  # (the cached_property's slot)
         return data
 
     def _blob(self, digest: str, what: str) -> bytes:
-        try:
-            return self.objects.get(digest, check=True)
-        except VaultError as exc:
-            raise CorruptionError(f"generation {self.id[:12]}: {what}: {exc}") from None
+        return _read(self.pins or self.objects, self.id, digest, what)
 
     @cached_property
     def table(self) -> Table:
         names = self.manifest["table"]
         blobs = {name: self._blob(names[name], name) for name in TABLE_OBJECTS if name != "matrix"}
+        # the loaders the table keeps hold the store, never this generation: no reference
+        # cycle, so dropping the generation closes its descriptors at once
+        store, gid, vectors = self.pins or self.objects, self.id, self.manifest["vectors"]
         return Table.from_blobs(
             blobs,
-            lambda: self._blob(names["matrix"], "matrix"),
-            lambda: self._blob(self.manifest["vectors"], "concept_vectors.jsonl"),
+            lambda: _read(store, gid, names["matrix"], "matrix"),
+            lambda: _read(store, gid, vectors, "concept_vectors.jsonl"),
             f"generation {self.id[:12]}",
         )
+
+    def nbytes(self) -> int:
+        """What this generation holds in memory now (estimated: arrays and blobs exactly,
+        parsed state entries at ``SHARD_ENTRY_BYTES``)."""
+        n = 0
+        table = self.__dict__.get("table")
+        if table is not None:
+            n += sum(a.nbytes for a in (table.columns, table.offsets, table.key_offsets))
+            n += table.postings.nbytes + len(table.refs) + sum(49 + len(k) for k in table.keys)
+            if not callable(table._matrix):  # (loaded on first use)
+                n += table._matrix.nbytes
+            if not callable(table._vectors):
+                n += len(table._vectors)
+        state = self.__dict__.get("state")
+        if state is not None:  # (what State parsed so far)
+            n += SHARD_ENTRY_BYTES * sum(len(sh) for sh in state._concepts if sh is not None)
+            for sh in state._reprs:
+                if sh is not None:
+                    n += REPR_ID_BYTES * (len(sh.get("known", ())) + len(sh.get("cited", ())))
+        return n
 
     @cached_property
     def state_shards(self) -> dict[str, Any]:
@@ -120,7 +273,7 @@ class Generation:
     def fitted(self) -> select.Embedder | str:
         """The fitted embedder the manifest names, loaded once (or why it cannot be)."""
         try:
-            return select.for_generation(self.objects, self.manifest)
+            return select.for_generation(self.pins or self.objects, self.manifest)
         except EmbeddingError as exc:
             return str(exc)
 
@@ -134,17 +287,18 @@ class Snapshot:
 
     @classmethod
     def open(cls, objects: ObjectStore, ref: CurrentRef) -> Snapshot:
+        """The generation ``ref`` names, everything it reads later held open (see the
+        module docstring); ``GenerationGoneError`` if gc collected it already."""
         key = (str(objects.root), ref.generation)
         with _lock:
             data = _loaded.get(key)
             if data is not None:
                 _loaded.move_to_end(key)
         if data is None:
-            data = Generation(objects, ref.generation)
+            data = Generation(objects, ref.generation, pin=True)
             with _lock:
                 _loaded[key] = data
-                while len(_loaded) > CACHE_SIZE:
-                    _loaded.popitem(last=False)
+        _evict()
         return cls(ref, data)
 
     # -------------------------------------------------------------- identity
@@ -211,12 +365,27 @@ class Snapshot:
     def state(self) -> State:
         return self._data.state
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A state shard or record that cannot be read because gc collected this generation
+        (its manifest is gone too) is ``GenerationGoneError``, not damage."""
+        try:
+            yield
+        except CorruptionError as exc:
+            if self.objects.path(self.generation).exists():
+                raise
+            raise GenerationGoneError(
+                f"generation {self.generation[:12]} (number {self.number}): {exc}; {_GONE}"
+            ) from None
+
     def concept(self, name: str) -> dict[str, Any] | None:
         """The state entry of ``id@version`` (read-only)."""
-        return self.state.concept(name)
+        with self._reading():
+            return self.state.concept(name)
 
     def known(self, rid: str) -> bool:
-        return self.state.known(rid)
+        with self._reading():
+            return self.state.known(rid)
 
     def versions(self, concept: str) -> list[str]:
         """Stored versions of ``concept``, oldest first."""
@@ -242,10 +411,40 @@ class Snapshot:
         return name, entry
 
     def record(self, digest: str) -> Any:
+        with self._reading():
+            try:
+                return self.objects.get_record(digest)
+            except VaultError as exc:
+                raise CorruptionError(f"record {digest}: {exc}") from None
+
+
+def open_current(objects: ObjectStore, generations: Generations) -> Snapshot:
+    """The current generation, opened (``Vault.snapshot``). ``CURRENT`` is read, then the
+    generation it names is opened: when a write-back moved ``CURRENT`` and gc collected
+    that generation in between, it reads ``CURRENT`` again (readers take no lock)."""
+    for _ in range(OPEN_RETRIES):
+        cur = generations.current()
+        if cur is None:
+            raise CorruptionError(
+                f"{objects.root.parent}: no current index generation; run `vault index build`"
+            )
         try:
-            return self.objects.get_record(digest)
-        except VaultError as exc:
-            raise CorruptionError(f"record {digest}: {exc}") from None
+            snap = Snapshot.open(objects, cur)
+        except GenerationGoneError as exc:
+            if generations.current() != cur:
+                continue  # CURRENT moved on: open the new one
+            raise CorruptionError(  # the current generation itself is incomplete: damage
+                str(exc).replace(
+                    _GONE,
+                    "the current generation is incomplete (`vault verify` tells more; "
+                    "`vault index build` rebuilds it)",
+                )
+            ) from None
+        pins = snap._data.pins
+        if pins is not None and pins.missing and generations.current() != cur:
+            continue  # its weights went with it (gc): the current one, not a drift fallback
+        return snap
+    raise CorruptionError(f"{objects.root.parent}: CURRENT kept moving while it was opened")
 
 
 def generation_embedders(objects: ObjectStore, generations: Iterable[str]) -> list[select.Embedder]:
@@ -269,8 +468,22 @@ def remember(data: Generation) -> None:
     with _lock:
         _loaded[key] = data
         _loaded.move_to_end(key)
-        while len(_loaded) > CACHE_SIZE:
+    _evict()
+
+
+def _evict() -> None:
+    """Forget the generations gc collected (their held files' space comes back once no
+    reader holds them either), then the least recently used beyond ``CACHE_SIZE`` or
+    ``CACHE_BYTES`` (sizes are measured now: a generation grows as it loads on demand). A
+    reader that holds one keeps it; it is only not shared any more."""
+    with _lock:
+        for key in [k for k, g in _loaded.items() if not g.objects.path(g.id).exists()]:
+            del _loaded[key]
+        sizes = [g.nbytes() for g in _loaded.values()]
+        total = sum(sizes)
+        while len(_loaded) > 1 and (len(_loaded) > CACHE_SIZE or total > CACHE_BYTES):
             _loaded.popitem(last=False)
+            total -= sizes.pop(0)
 
 
 def clear_cache() -> None:

@@ -23,6 +23,8 @@ from vault.store.fs import fsync_dir, naming
 HEX = frozenset("0123456789abcdef")
 READ_MORE = 1 << 20  # (a file that grows while read: never an object)
 SYNC_BATCH = 64  # above this many new objects, one sync() replaces per-file fsyncs
+MEMO_BYTES = 64 << 20  # parsed records remembered per store (estimated bytes)
+PARSED_BYTES = 8  # a parsed JSON record weighs up to ~7x its bytes (tracemalloc, a 30x30 repr)
 
 
 def is_digest(text: str) -> bool:
@@ -47,7 +49,7 @@ def read_file(path: str) -> bytes:
 class ObjectStore:
     """Content-addressed, write-once object files under ``root/objects``."""
 
-    def __init__(self, root: Path, *, memo_size: int = 4096, readonly: bool = False):
+    def __init__(self, root: Path, *, memo_bytes: int = MEMO_BYTES, readonly: bool = False):
         self.root = root
         self._prefix = f"{root}/"
         self.readonly = readonly
@@ -55,7 +57,8 @@ class ObjectStore:
         # process (a build reads each repr once per concept that cites it). verify reads
         # with check=True, which bypasses the memo.
         self._memo: dict[str, Any] = {}
-        self._memo_size = memo_size
+        self._memo_max = memo_bytes  # bounded in bytes (estimated), not entries
+        self._memo_bytes = 0
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:]
@@ -161,9 +164,13 @@ class ObjectStore:
                 value = loads_trusted(data)
             except ValueError:
                 value = loads(data, source=str(self.path(digest)))  # raises the located error
-            if len(self._memo) >= self._memo_size:
+            cost = PARSED_BYTES * len(data)
+            if self._memo_bytes + cost > self._memo_max:
                 self._memo.clear()
-            self._memo[digest] = value
+                self._memo_bytes = 0
+            if cost <= self._memo_max:
+                self._memo[digest] = value
+                self._memo_bytes += cost
         return value
 
     def __iter__(self) -> Iterator[str]:
