@@ -92,10 +92,26 @@ def unlink_durably(paths: Iterable[Path]) -> int:
     return removed
 
 
+def make_dir(path: Path, *, durable: bool = True) -> None:
+    """Create ``path`` (and its missing parents); when ``durable``, fsync the directory
+    above each one created, so that the new entries survive a power cut."""
+    if path.is_dir():
+        return
+    make_dir(path.parent, durable=durable)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+        return
+    if durable:
+        fsync_dir(path.parent)
+
+
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` all at once: a reader sees the old or the new bytes."""
     refuse_symlinks(path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent, durable=durable)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with naming(path):

@@ -22,7 +22,7 @@ from typing import Any
 
 from vault.canonical import canonical_bytes, loads, loads_trusted, sha256_hex
 from vault.errors import CorruptionError, NotFoundError
-from vault.store.fs import fsync_dir, naming
+from vault.store.fs import fsync_dir, make_dir, naming
 
 HEX = frozenset("0123456789abcdef")
 READ_MORE = 1 << 20  # (a file that grows while read: never an object)
@@ -99,6 +99,7 @@ class ObjectStore:
             raise PermissionError(f"{self.root}: opened read-only")
         if not items:
             return
+        make_dir(self.root)
         dirs: set[Path] = set()
         repaired: list[str] = []
         if len(items) > PARALLEL_MIN:
@@ -135,7 +136,7 @@ class ObjectStore:
         fan = final.parent
         with naming(final):
             if not fan.is_dir():
-                fan.mkdir(parents=True, exist_ok=True)  # (``objects/`` is fsynced after)
+                fan.mkdir(exist_ok=True)  # (``objects/`` is fsynced after)
             sound = self._sound(final, data)
             if sound is True:
                 return fan, SOUND
