@@ -19,7 +19,7 @@ from vault.index.snapshot import clear_cache
 from vault.vault import Vault
 from vault.verify import verify
 
-from .harness import cli_main
+from .harness import cli_main, fork_cli
 from .powerloss import Image, Op, crash_images, durable, record, replay, scan
 from .workloads import Seed, write_lines
 
@@ -211,54 +211,58 @@ def verify_errors(root: Path) -> list[tuple[str, str, str]]:
     ]
 
 
-def problems_of(root: Path, img: Image, *, derived_ok: bool) -> list[str]:
-    """``verify``'s errors that are not allowed. Errors about the cache never are (it is
-    derived: ``settle`` repairs it); with ``derived_ok`` neither are those about the index
-    (``vault index build`` rebuilds it) or about objects no audit line names (the leftovers
-    of a write-back that was never acknowledged)."""
-    records = {
-        d for line in lines_of(img.read("audit/commits.jsonl")) for d in json.loads(line)["records"]
-    }
-    bad = []
-    for kind, path, detail in verify_errors(root):
-        if kind in CACHE_KINDS:
-            continue
-        if derived_ok and kind in INDEX_KINDS:
-            continue
-        if derived_ok and kind in OBJECT_KINDS and "".join(Path(path).parts[-2:]) not in records:
-            continue
-        bad.append(f"{kind}:{path}: {detail}")
-    return bad
+def classify(
+    errors: list[tuple[str, str, str]], log: bytes | None, *, derived_ok: bool
+) -> tuple[list[str], list[str]]:
+    """(allowed, not allowed) among ``verify``'s errors (``log``: the audit log's bytes).
+    Errors about the cache are always allowed (it is derived: ``settle`` repairs it); with
+    ``derived_ok`` also those about the index (``vault index build`` rebuilds it) and about
+    objects no audit line names (the leftovers of a write-back never acknowledged)."""
+    records = {d for line in lines_of(log) for d in json.loads(line)["records"]}
+    allowed, bad = [], []
+    for kind, path, detail in errors:
+        unnamed = kind in OBJECT_KINDS and "".join(Path(path).parts[-2:]) not in records
+        derived = kind in INDEX_KINDS or unnamed
+        (allowed if kind in CACHE_KINDS or (derived_ok and derived) else bad).append(
+            f"{kind}:{path}: {detail}"
+        )
+    return allowed, bad
+
+
+def problems_of(root: Path, *, derived_ok: bool) -> list[str]:
+    """``verify``'s errors that are not allowed (``classify``) for the vault at ``root``."""
+    log = _read(root / "audit" / "commits.jsonl")
+    return classify(verify_errors(root), log, derived_ok=derived_ok)[1]
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 REPAIR = re.compile(r"`(vault [^`]+)`")
 
 
-def settle(root: Path, img: Image, runner: Callable[..., Any]) -> tuple[list[str], bool]:
-    """(verify's errors, whether the cache needed its repair) of the vault written at
-    ``root`` from ``img``, after the repair of a damaged cache (the cache is not made
-    durable, FORMAT §8.4): the command verify names for it, or else what FORMAT documents,
-    deleting ``embeddings/cache``. Leaves ``root`` removed."""
-    bad = problems_of(root, img, derived_ok=False)
-    cache = [e for e in verify_errors(root) if e[0] in CACHE_KINDS]
-    shutil.rmtree(root)
+def settle(root: Path) -> tuple[list[str], bool]:
+    """(verify's errors, whether the cache needed its repair) of the vault at ``root``,
+    after the repair of a damaged cache (the cache is never made durable, FORMAT §8.4):
+    the command ``verify`` names for it, or else what FORMAT documents — the cache can be
+    deleted at any time."""
+    errors = verify_errors(root)
+    bad = classify(errors, _read(root / "audit" / "commits.jsonl"), derived_ok=False)[1]
+    cache = [e for e in errors if e[0] in CACHE_KINDS]
     if not cache:
         return bad, False
     named = sorted({m for e in cache for m in REPAIR.findall(e[2])})
-    if named:
-        for command in named:
-            code, stderr, img = runner(img, root, command.split()[1:])
-            if code != 0:
-                return [*bad, f"the cache repair `{command}` failed: {stderr.strip()}"], True
-    else:
-        img = img.copy()
-        img.entries = {
-            p: i for p, i in img.entries.items() if not p.startswith("embeddings/cache/")
-        }
-        img.dirs = {d for d in img.dirs if not d.startswith("embeddings/cache")}
-    img.write(root)
+    for command in named:
+        child = fork_cli(root, command.split()[1:])
+        if child.code != 0:
+            return [*bad, f"the cache repair `{command}` failed: {child.stderr.strip()}"], True
+    if not named:
+        shutil.rmtree(root / "embeddings" / "cache")
     left = [f"{k}:{p}: {d}" for k, p, d in verify_errors(root)]
-    shutil.rmtree(root)
     return bad + [f"after the cache repair: {x}" for x in left], True
 
 
@@ -271,16 +275,15 @@ class Outcome:
     problems: list[str]
     needed_build: bool = False  # the next writer failed until `vault index build`
     cache_repaired: bool = False  # the cache needed its repair after the next writer
+    derived: bool = False  # verify (before the next writer) named derived files only
 
     def where(self) -> str:
         return f"cut {self.cut} ({self.label})"
 
 
-def check_state(
-    sc: Scenario, img: Image, cut: int, label: str, where: Path, *, runner: Callable[..., Any]
-) -> Outcome:
-    """The checks of one power-loss state (module docstring of ``powerloss.py``, item 4).
-    ``runner(image, where, args)`` runs a command on an image: (code, stderr, image after)."""
+def check_state(sc: Scenario, img: Image, cut: int, label: str, where: Path) -> Outcome:
+    """The checks of one power-loss state (module docstring of ``powerloss.py``, item 4),
+    on the tree written at ``where`` (removed after)."""
     lines = lines_of(img.read("audit/commits.jsonl"))
     acknowledged = cut == len(sc.ops)
     in_log = sc.ack_line in lines
@@ -294,39 +297,44 @@ def check_state(
         bad.append(f"gc acknowledged, generations {history_numbers(img)} != {sc.kept_numbers}")
     img.write(where)
     try:
+        _check_tree(sc, where, out)
+    finally:
+        shutil.rmtree(where)
+    return out
+
+
+def _check_tree(sc: Scenario, where: Path, out: Outcome) -> None:
+    bad = out.problems
+    try:
         Vault.open(where)
     except VaultError as exc:
         bad.append(f"does not open: {exc}")
-        return out
-    bad += [f"verify: {p}" for p in problems_of(where, img, derived_ok=True)]
-    shutil.rmtree(where)
-    code, stderr, after = runner(img, where, sc.next_args)
-    if code != 0:
-        # a clean refusal naming the repair: run it, then the writer again
-        if "vault index build" in stderr and "Traceback" not in stderr:
-            out.needed_build = True
-            code, stderr, img2 = runner(img, where, ["index", "build", "--json"])
-            if code == 0:
-                code, stderr, after = runner(img2, where, sc.next_args)
-        if code != 0:
-            bad.append(f"next writer failed ({code}): {stderr.strip()[-300:]}")
-            return out
-    after.write(where)
+        return
+    log = _read(where / "audit" / "commits.jsonl")
+    allowed, now = classify(verify_errors(where), log, derived_ok=True)
+    out.derived = bool(allowed)
+    bad += [f"verify: {p}" for p in now]
+    child = fork_cli(where, sc.next_args)
+    if child.code != 0 and "vault index build" in child.stderr and not child.traceback:
+        out.needed_build = True  # a clean refusal naming the repair: run it, then again
+        if fork_cli(where, ["index", "build", "--json"]).code == 0:
+            child = fork_cli(where, sc.next_args)
+    if child.code != 0 or child.traceback:
+        bad.append(f"next writer failed ({child.code}): {child.stderr.strip()[-300:]}")
+        return
     try:
         got = summary(where)
     except VaultError as exc:
         bad.append(f"after the next writer: {exc}")
-        shutil.rmtree(where)
-        return out
-    if in_log and got != sc.new_next:
+        return
+    if out.in_log and got != sc.new_next:
         bad.append(
             "the command's audit line is there but its effect is not: " + _diff(got, sc.new_next)
         )
-    elif not in_log and got not in (sc.old_next, sc.new_next):
+    elif not out.in_log and got not in (sc.old_next, sc.new_next):
         bad.append("neither the old nor the new state: " + _diff(got, sc.old_next))
-    left, out.cache_repaired = settle(where, after, runner)
+    left, out.cache_repaired = settle(where)
     bad += [f"verify after the next writer: {p}" for p in left]
-    return out
 
 
 def _diff(got: dict[str, Any], want: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ import pytest
 
 from vault.errors import VaultError
 
-from .harness import STRESS, cli_command, figure
+from .harness import STRESS, cli_command, figure, fork_cli
 from .powerloss import Image, record, replay
 from .powerloss_check import (
     Outcome,
@@ -76,12 +76,6 @@ def images(seed: Seed, work: Path) -> dict[str, Image]:
     return bases(seed, work)
 
 
-def run_on(img: Image, where: Path, args: list[str]) -> tuple[int, str, Image]:
-    run, after = record(img, where, cli(args))
-    shutil.rmtree(where)
-    return run.code, run.stderr, after
-
-
 def select(sc: Scenario, rng: random.Random) -> tuple[list[int], list[State], list[int]]:
     """(cuts, states, double-fault cuts) replayed for ``sc`` (``PLAN``)."""
     most_cuts, cap, randoms, most_states, most_doubles = PLAN
@@ -102,37 +96,34 @@ def double_fault(sc: Scenario, cut: int, work: Path) -> list[str]:
     crashed = replay(sc.base, sc.ops, cut, {})
     where = work / "double"
     run, _ = record(crashed, where, cli(sc.next_args), next_ino=max(crashed.files) + 1)
-    shutil.rmtree(where)
     if run.code != 0:
+        shutil.rmtree(where)
         return [f"double fault at cut {cut}: the next writer failed: {run.stderr.strip()}"]
-    img = all_dropped(sc.ops[:cut] + run.ops)(sc.base)
-    bad = [f"double fault at cut {cut}: verify: {p}" for p in _verify(img, where)]
-    code, stderr, after = run_on(img, where, sc.third_args)
-    if code != 0:
-        return [*bad, f"double fault at cut {cut}: the third writer failed: {stderr.strip()}"]
-    after.write(where)
+    all_dropped(sc.ops[:cut] + run.ops)(sc.base).write(where)
+    try:
+        return [f"double fault at cut {cut}: {p}" for p in _after_double(sc, where)]
+    finally:
+        shutil.rmtree(where)
+
+
+def _after_double(sc: Scenario, where: Path) -> list[str]:
+    bad = [f"verify: {p}" for p in problems_of(where, derived_ok=True)]
+    child = fork_cli(where, sc.third_args)
+    if child.code != 0 or child.traceback:
+        return [*bad, f"the third writer failed: {child.stderr.strip()}"]
     try:
         got = summary(where)
     except VaultError as exc:
-        shutil.rmtree(where)
-        return [*bad, f"double fault at cut {cut}: after the third writer: {exc}"]
-    left, _ = settle(where, after, run_on)
-    bad += [f"double fault at cut {cut}: verify after: {p}" for p in left]
+        return [*bad, f"after the third writer: {exc}"]
+    left, _ = settle(where)
+    bad += [f"verify after: {p}" for p in left]
     concepts = got["concepts"]
     if "next@1.0.0" not in concepts:
-        bad.append(f"double fault at cut {cut}: the next writer's acknowledged card is lost")
+        bad.append("the next writer's acknowledged card is lost")
     concepts.pop("retry@1.0.0", None)
     if got not in (sc.old_next, sc.new_next):
-        bad.append(f"double fault at cut {cut}: neither the old nor the new state")
+        bad.append("neither the old nor the new state")
     return bad
-
-
-def _verify(img: Image, where: Path) -> list[str]:
-    img.write(where)
-    try:
-        return problems_of(where, img, derived_ok=True)
-    finally:
-        shutil.rmtree(where)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -145,7 +136,7 @@ def test_power_loss(seed: Seed, images: dict[str, Image], work: Path, name: str)
     cuts, states, doubles = select(sc, rng)
     outcomes: list[Outcome] = []
     for cut, label, img in states:
-        outcomes.append(check_state(sc, img, cut, label, here / "state", runner=run_on))
+        outcomes.append(check_state(sc, img, cut, label, here / "state"))
     double: list[str] = []
     for cut in doubles:
         double += double_fault(sc, cut, here)
@@ -162,6 +153,7 @@ def test_power_loss(seed: Seed, images: dict[str, Image], work: Path, name: str)
         in_log=sum(o.in_log for o in outcomes),
         needed_build=sum(o.needed_build for o in outcomes),
         cache_repaired=sum(o.cache_repaired for o in outcomes),
+        derived=sum(o.derived for o in outcomes),
         failed=len(failed),
         doubles=len(doubles),
         double_failed=len(double),
