@@ -54,8 +54,8 @@ NAMES = [
     "build",
 ]
 # how much of each command is replayed: (most cuts, family cap, random combinations per cut,
-# most states, double-fault cuts); the states of the last cut (after the acknowledgement)
-# are always all checked
+# most states, double-fault cuts); of the last cut's states (after the acknowledgement) the
+# first two (all kept, all dropped) always, the others within half the budget
 PLAN = (150, 6, 3, 900, 25) if STRESS else (12, 3, 0, 8, 1)
 
 
@@ -81,10 +81,12 @@ def select(sc: Scenario, rng: random.Random) -> tuple[list[int], list[State], li
     most_cuts, cap, randoms, most_states, most_doubles = PLAN
     cuts = cuts_of(sc, most_cuts, rng)
     states = list(crash_images(sc.base, sc.ops, cuts, rng=rng, randoms=randoms, cap=cap))
-    last = [s for s in states if s[0] == len(sc.ops)]
-    rest = [s for s in states if s[0] != len(sc.ops)]
-    if len(states) > most_states:
-        states = last + rng.sample(rest, max(0, most_states - len(last)))
+    if len(states) > most_states:  # half the budget at most for the acknowledged cut
+        last = [s for s in states if s[0] == len(sc.ops)]
+        rest = [s for s in states if s[0] != len(sc.ops)]
+        more = max(0, min(len(last) - 2, most_states // 2 - 2))
+        last = last[:2] + rng.sample(last[2:], more)
+        states = last + rng.sample(rest, max(0, min(len(rest), most_states - len(last))))
     doubles = sorted(rng.sample(cuts, min(most_doubles, len(cuts))))
     return cuts, states, doubles
 
