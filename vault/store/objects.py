@@ -16,9 +16,8 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vault.canonical import canonical_bytes, loads, loads_trusted, sha256_hex
 from vault.errors import CorruptionError, NotFoundError
@@ -29,6 +28,7 @@ READ_MORE = 1 << 20  # (a file that grows while read: never an object)
 PARALLEL_MIN = 64  # above this many objects (or directories), a pool of threads fsyncs them
 PUT_THREADS = 32
 CREATED, SOUND, REPAIRED = "created", "sound", "repaired"
+T = TypeVar("T")
 
 
 def is_digest(text: str) -> bool:
@@ -48,6 +48,21 @@ def read_file(path: str) -> bytes:
     finally:
         os.close(fd)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def in_threads(fn: Callable[..., T], calls: list[tuple[Any, ...]]) -> list[T]:
+    """``[fn(*args) for args in calls]`` on a pool of ``PUT_THREADS`` threads (for calls
+    that wait on the disk); the first error is raised once the running calls are done."""
+    from concurrent.futures import ThreadPoolExecutor  # (imported here: not a reader's need)
+
+    with ThreadPoolExecutor(min(PUT_THREADS, len(calls))) as pool:
+        futures = [pool.submit(fn, *args) for args in calls]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 class ObjectStore:
@@ -103,14 +118,7 @@ class ObjectStore:
         dirs: set[Path] = set()
         repaired: list[str] = []
         if len(items) > PARALLEL_MIN:
-            with ThreadPoolExecutor(min(PUT_THREADS, len(items))) as pool:
-                futures = [pool.submit(self._put, data, digest) for digest, data in items]
-                try:
-                    results = [f.result() for f in futures]
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
+            results = in_threads(self._put, [(data, digest) for digest, data in items])
         else:
             results = [self._put(data, digest) for digest, data in items]
         for (digest, _), (fan, how) in zip(items, results, strict=True):
@@ -118,8 +126,7 @@ class ObjectStore:
             if how == REPAIRED:
                 repaired.append(digest)
         if len(dirs) > PARALLEL_MIN:
-            with ThreadPoolExecutor(PUT_THREADS) as pool:
-                list(pool.map(fsync_dir, sorted(dirs)))
+            in_threads(fsync_dir, [(d,) for d in sorted(dirs)])
         else:
             for d in sorted(dirs):
                 fsync_dir(d)
