@@ -112,9 +112,13 @@ class ObjectStore:
         Python), never with ``sync(2)``, which reports no write-back error."""
         if self.readonly:
             raise PermissionError(f"{self.root}: opened read-only")
+        items = list(dict(items).items())  # each object once (in the threads too)
         if not items:
             return
         make_dir(self.root)
+        for fan in sorted({self.path(digest).parent for digest, _ in items}):
+            if not fan.is_dir():  # here, not in the threads: one mkdir each, in order
+                fan.mkdir(exist_ok=True)  # (``objects/`` is fsynced below)
         dirs: set[Path] = set()
         repaired: list[str] = []
         if len(items) > PARALLEL_MIN:
@@ -142,8 +146,6 @@ class ObjectStore:
         final = self.path(digest)
         fan = final.parent
         with naming(final):
-            if not fan.is_dir():
-                fan.mkdir(exist_ok=True)  # (``objects/`` is fsynced after)
             sound = self._sound(final, data)
             if sound is True:
                 return fan, SOUND
