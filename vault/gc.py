@@ -46,7 +46,7 @@ from vault.errors import (
 from vault.index.build import catch_up
 from vault.index.generations import IndexGeneration
 from vault.index.snapshot import Generation, generation_embedders
-from vault.store.fs import is_temporary
+from vault.store.fs import fsync_dir, is_temporary
 from vault.store.objects import ObjectStore
 from vault.vault import Vault
 
@@ -262,6 +262,14 @@ def _remove(
             path.unlink()
     for cache, packs_of in ours.items():
         _merge_packs(cache, packs_of)
+    # the removals from objects/ survive a power cut (the cache's are not made durable: its
+    # writes never are, and an fsync of its directories could name an un-fsynced entry)
+    objects = vault.objects.root
+    parents = {vault.objects.path(d).parent for d in dead}
+    parents |= {p.parent for p in temporaries if p.is_relative_to(objects)}
+    for parent in sorted(parents):
+        with contextlib.suppress(FileNotFoundError):
+            fsync_dir(parent)
 
 
 def _temporaries(vault: Vault) -> list[Path]:

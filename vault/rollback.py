@@ -103,6 +103,7 @@ def rollback(vault: Vault, to: str | None = None) -> RollbackResult:
             raise CorruptionError(
                 f"cannot roll back to generation {target.number}: {exc}"
             ) from None
+        vault.generations.sync()  # the target's record is durable before a line names it
         later = vault.audit.entries_after(target.audit_seq)
         reverted = sorted(set(target.reverted) | {e.seq for e in later if e.op in STATE_OPS})
         entry = vault.audit.append(

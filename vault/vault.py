@@ -27,7 +27,14 @@ from vault.errors import (
 from vault.index.generations import CurrentRef, Generations, IndexGeneration
 from vault.index.view import View
 from vault.store.audit import AuditLog
-from vault.store.fs import WriteLock, atomic_write, fsync_dir, refuse_symlinks, sweep_temporaries
+from vault.store.fs import (
+    WriteLock,
+    atomic_write,
+    fsync_dir,
+    refuse_symlinks,
+    sweep_temporaries,
+    unlink_durably,
+)
 from vault.store.objects import ObjectStore
 
 if TYPE_CHECKING:
@@ -68,6 +75,7 @@ class Vault:
         self.readonly = readonly
         self.objects = ObjectStore(self.root / "objects", readonly=readonly)
         self.audit = AuditLog(self.root / "audit" / "commits.jsonl")
+        self.objects.on_repair = self._log_repair
         self.generations = Generations(self.root / "index")
         self.embeddings_dir = self.root / "embeddings"
         self.view = View(self.embeddings_dir)
@@ -115,6 +123,11 @@ class Vault:
             except (FileNotFoundError, NotADirectoryError):
                 continue
         return found
+
+    def _log_repair(self, digests: list[str]) -> None:
+        """A damaged object file was rewritten (FORMAT §3): one audit line ``repair``."""
+        with self.lock:
+            self.audit.append("repair", self.clock(), [], {"objects": digests})
 
     def records(self, digest: str) -> Any:
         """A stored record, parsed (memoized; do not mutate it)."""
@@ -387,14 +400,14 @@ class Vault:
                 before = None
             try:
                 if mode is None:
-                    self.mode_path.unlink(missing_ok=True)
+                    unlink_durably([self.mode_path])  # refs/ fsynced before the audit line
                 else:
                     atomic_write(self.mode_path, dumps_line({"mode": mode}))
                 self.audit.append("mode", self.clock(), [], {"mode": mode})
             except OSError:  # not acknowledged: put the switch back as it was
                 with contextlib.suppress(OSError):
                     if before is None:
-                        self.mode_path.unlink(missing_ok=True)
+                        unlink_durably([self.mode_path])
                     else:
                         atomic_write(self.mode_path, before)
                 raise

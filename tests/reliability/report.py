@@ -580,6 +580,74 @@ def render(
     add(f"Status: {_status(outcomes, 'test_gc_readers.py')}.")
     add("")
 
+    # 11 ------------------------------------------------------------------------------
+    add("## 11. Power loss — `test_powerloss.py`")
+    add("")
+    add(
+        "**What** (issue 18): each mutating command recorded once in a forked child (every "
+        "create, write, truncate, fsync, link, rename, unlink, mkdir under the vault, with its "
+        "data; the replay of the whole recording must give the real tree byte for byte), then "
+        "for each cut (a prefix of the operations) the states a power cut can leave: every "
+        "operation not yet persisted by a later fsync of its file or directory dropped or kept "
+        "— all kept, all dropped, each dropped alone, each kept alone, the first j kept, random "
+        "subsets — and each un-fsynced write torn (half, zeros); distinct states only. "
+        "*Acknowledged* = the cut is after the command's last operation (it had reported "
+        "success). **Pass** per state: it opens; `verify` exits 0 or names only derived files "
+        "(the index, the cache, objects no audit line names); the seed's audit lines are "
+        "intact; the next writer (`vault add`) exits 0; then the served state is the clean "
+        "run's without the command or with it — with it whenever its audit line survived, and "
+        "always once acknowledged — and `verify` exits 0 (a damaged cache repaired first). "
+        "*Double fault*: a process crash at a cut, the next writer run to completion, then a "
+        "power cut: the next writer's card must survive."
+    )
+    add("")
+    rows = []
+    for r in figs.get("powerloss", []):
+        rows.append(
+            [
+                r["command"],
+                r["ops"],
+                r["fsyncs"],
+                r["cuts"],
+                r["states"],
+                r["after_ack"],
+                r.get("derived", "—"),
+                r["cache_repaired"],
+                r["failed"],
+                f"{r['doubles']} / {r['double_failed']}",
+            ]
+        )
+    if rows:
+        add(
+            table(
+                [
+                    "command",
+                    "operations",
+                    "fsyncs",
+                    "cuts",
+                    "states checked",
+                    "states after the acknowledgement",
+                    "verify 1 naming derived files only",
+                    "cache repaired after the next writer",
+                    "states failing",
+                    "double faults / failing",
+                ],
+                rows,
+            )
+        )
+        add("")
+        pl = figs["powerloss"]
+        add(
+            f"Total: **{_sum(pl, 'states')} power-loss states** replayed "
+            f"({_sum(pl, 'after_ack')} after the acknowledgement) and {_sum(pl, 'doubles')} "
+            f"double faults; {_sum(pl, 'failed') + _sum(pl, 'double_failed')} failing."
+        )
+        for r in pl:
+            for example in r.get("examples", []):
+                add(f"- {r['command']}: {clean(example)[:300]}")
+    add(f"Status: {_status(outcomes, 'test_powerloss.py')}.")
+    add("")
+
     # failures ------------------------------------------------------------------------
     add("## Failures found (strict xfail: open until the library is fixed)")
     add("")

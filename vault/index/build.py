@@ -46,7 +46,7 @@ from vault.index.state import (
     reverted_in_effect,
 )
 from vault.store.audit import STATE_OPS, AuditEntry
-from vault.store.fs import atomic_write
+from vault.store.fs import atomic_write, fsync_dir
 
 if TYPE_CHECKING:
     from vault.index.snapshot import Snapshot
@@ -292,8 +292,10 @@ def publish(vault: Vault, plan: Plan, op: str, parent: int | None) -> BuildResul
     last = vault.last_record(tolerant=True)
     if cur is not None and cur.generation == gen and cur.number == parent:
         number, changed = cur.number, False
+        vault.generations.sync()  # (a killed writer's record may not be durable yet)
     elif last is not None and last.generation == gen and last.parent == parent:
         number, changed = last.number, True  # a crash after the record, before CURRENT
+        vault.generations.sync()  # (as above)
     else:
         number, changed = (last.number + 1 if last else 1), True
         vault.generations.append(
@@ -333,6 +335,7 @@ def point_current(vault: Vault, ref: CurrentRef, manifest: Mapping[str, Any]) ->
     try:
         vault.generations.set_current(ref)
         vault.view.publish(vault.objects, manifest)
+        fsync_dir(vault.view.root)  # its links and renames (or a killed writer's)
     except OSError:
         with contextlib.suppress(OSError):
             if before is None:
@@ -386,6 +389,7 @@ def catch_up(
         snap = vault.snapshot()
         vault.view.publish(vault.objects, snap.manifest)  # no-op unless a crash left it behind
         return snap
+    vault.audit.sync()  # the lines completed here are durable before anything names them
     if completed is not None:
         completed.extend(e for e in todo if e.op in CHANGE_OPS)
     base = cur

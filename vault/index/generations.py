@@ -17,7 +17,7 @@ from typing import Any
 
 from vault.canonical import CHECK, dumps_line, loads, verify_check, with_check
 from vault.errors import CorruptionError, InvalidInputError, NotFoundError
-from vault.store.fs import atomic_write
+from vault.store.fs import atomic_write, fsync_file
 from vault.store.jsonl import append_line, complete_lines, last_line
 from vault.store.objects import is_digest
 
@@ -140,6 +140,12 @@ class Generations:
 
     def append(self, gen: IndexGeneration) -> None:
         append_line(self.log_path, with_check(gen.to_json()))
+
+    def sync(self) -> None:
+        """fsync ``generations.jsonl`` (before ``CURRENT`` names a record read from it that
+        a killed writer appended and may not have made durable)."""
+        if self.log_path.exists():
+            fsync_file(self.log_path)
 
     def rewrite(self, kept: list[IndexGeneration]) -> None:
         atomic_write(self.log_path, b"".join(dumps_line(with_check(g.to_json())) for g in kept))

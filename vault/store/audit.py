@@ -15,6 +15,7 @@ from typing import Any
 
 from vault.canonical import CHECK, loads, verify_check, with_check
 from vault.errors import CorruptionError, InvalidInputError
+from vault.store.fs import fsync_file
 from vault.store.jsonl import append_line, complete_lines, last_line, lines_from_end
 
 # Operations whose records change the vault's state (and so the index).
@@ -99,6 +100,12 @@ class AuditLog:
         if entry.seq != self.last_seq() + 1:
             raise CorruptionError(f"{self.path}: audit seq {entry.seq} out of order")
         append_line(self.path, with_check(entry.to_json()))
+
+    def sync(self) -> None:
+        """fsync the log: the lines read from it are then durable, even one a writer killed
+        between its write and its fsync left behind (call before acting on such a line)."""
+        if self.path.exists():
+            fsync_file(self.path)
 
     def __iter__(self) -> Iterator[AuditEntry]:
         return iter(self.entries())

@@ -8,7 +8,7 @@ import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from vault.errors import CorruptionError, LockError
@@ -29,6 +29,17 @@ def naming(path: Path | str) -> Iterator[None]:
 def fsync_dir(path: Path) -> None:
     with naming(path):
         fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Make ``path``'s bytes durable (a file another process may have written and not
+    fsynced: a writer killed between its write and its fsync)."""
+    with naming(path):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             os.fsync(fd)
         finally:
@@ -56,24 +67,51 @@ def is_temporary(name: str) -> bool:
 def sweep_temporaries(*dirs: Path) -> int:
     """Remove the temporaries directly inside ``dirs`` (not below); returns how many.
     Only under the write lock: no writer can be using one then."""
-    removed = 0
+    found: list[Path] = []
     for d in dirs:
         try:
             with os.scandir(d) as it:
-                names = [e.name for e in it if is_temporary(e.name) and not e.is_dir()]
+                found += [Path(e.path) for e in it if is_temporary(e.name) and not e.is_dir()]
         except (FileNotFoundError, NotADirectoryError):
             continue
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(d, name))
-                removed += 1
+    return unlink_durably(found)
+
+
+def unlink_durably(paths: Iterable[Path]) -> int:
+    """Unlink ``paths`` (those already gone are skipped), then fsync each directory that
+    lost an entry, so the removals survive a power cut; returns how many were removed."""
+    removed = 0
+    dirs: set[Path] = set()
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+            removed += 1
+            dirs.add(Path(p).parent)
+    for d in sorted(dirs):
+        fsync_dir(d)
     return removed
+
+
+def make_dir(path: Path, *, durable: bool = True) -> None:
+    """Create ``path`` (and its missing parents); when ``durable``, fsync the directory
+    above each one created, so that the new entries survive a power cut."""
+    if path.is_dir():
+        return
+    make_dir(path.parent, durable=durable)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+        return
+    if durable:
+        fsync_dir(path.parent)
 
 
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` all at once: a reader sees the old or the new bytes."""
     refuse_symlinks(path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent, durable=durable)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with naming(path):

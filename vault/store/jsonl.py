@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.canonical import dumps_line
-from vault.store.fs import fsync_dir
+from vault.store.fs import fsync_dir, make_dir
 
 
 def complete_lines(path: Path) -> tuple[list[bytes], bool]:
@@ -57,7 +57,7 @@ def append_line(path: Path, obj: Any) -> None:
     so a failed append is never mistaken for an acknowledged one. Never follows a symlink."""
     good = tail_offset(path)
     created = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
     try:
         size = os.fstat(fd).st_size

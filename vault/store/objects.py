@@ -2,8 +2,10 @@
 
 Layout (see FORMAT.md): ``objects/ab/cdef...`` holds the bytes whose sha256 is
 ``abcdef...``; an object is written once (temp file, fsync, hard link into place, fsync
-the directory) and never overwritten. Mutable files (refs, logs) are replaced atomically
-with ``atomic_write`` under the vault's write lock.
+the directory) and never overwritten — unless the file under its name is damaged (a power
+cut can leave one empty or torn), which is checked, not assumed: it is then replaced by a
+fresh file the same way (``rename(2)``) and the repair is logged. Mutable files (refs,
+logs) are replaced atomically with ``atomic_write`` under the vault's write lock.
 """
 
 from __future__ import annotations
@@ -11,20 +13,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vault.canonical import canonical_bytes, loads, loads_trusted, sha256_hex
 from vault.errors import CorruptionError, NotFoundError
-from vault.store.fs import fsync_dir, naming
+from vault.store.fs import fsync_dir, make_dir, naming
 
 HEX = frozenset("0123456789abcdef")
 READ_MORE = 1 << 20  # (a file that grows while read: never an object)
-SYNC_BATCH = 64  # above this many new objects, one sync() replaces per-file fsyncs
 MEMO_BYTES = 64 << 20  # parsed records remembered per store (estimated bytes)
 PARSED_BYTES = 8  # a parsed JSON record weighs up to ~7x its bytes (tracemalloc, a 30x30 repr)
+PARALLEL_MIN = 64  # above this many objects (or directories), a pool of threads fsyncs them
+PUT_THREADS = 32
+CREATED, SOUND, REPAIRED = "created", "sound", "repaired"
+T = TypeVar("T")
 
 
 def is_digest(text: str) -> bool:
@@ -46,6 +52,21 @@ def read_file(path: str) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def in_threads(fn: Callable[..., T], calls: list[tuple[Any, ...]]) -> list[T]:
+    """``[fn(*args) for args in calls]`` on a pool of ``PUT_THREADS`` threads (for calls
+    that wait on the disk); the first error is raised once the running calls are done."""
+    from concurrent.futures import ThreadPoolExecutor  # (imported here: not a reader's need)
+
+    with ThreadPoolExecutor(min(PUT_THREADS, len(calls))) as pool:
+        futures = [pool.submit(fn, *args) for args in calls]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
 class ObjectStore:
     """Content-addressed, write-once object files under ``root/objects``."""
 
@@ -59,6 +80,10 @@ class ObjectStore:
         self._memo: dict[str, Any] = {}
         self._memo_max = memo_bytes  # bounded in bytes (estimated), not entries
         self._memo_bytes = 0
+        # Damaged object files rewritten by this store (their digests, in order); the vault
+        # logs each repair (an audit line ``repair``) through ``on_repair``.
+        self.repairs: list[str] = []
+        self.on_repair: Callable[[list[str]], None] | None = None
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:]
@@ -67,11 +92,10 @@ class ObjectStore:
         return is_digest(digest) and self.path(digest).is_file()
 
     def put(self, data: bytes) -> str:
-        """Store ``data`` durably; return its sha256. Existing objects are left untouched."""
+        """Store ``data`` durably; return its sha256. A sound existing object is left
+        untouched (and made durable); a damaged one is rewritten."""
         digest = sha256_hex(data)
-        new_dir = self._put(data, digest)
-        if new_dir is not None:
-            fsync_dir(new_dir)
+        self.put_digested([(digest, data)])
         return digest
 
     def put_many(self, datas: list[bytes]) -> list[str]:
@@ -82,55 +106,125 @@ class ObjectStore:
 
     def put_digested(self, items: list[tuple[str, bytes]]) -> None:
         """Store ``(sha256, bytes)`` pairs durably (the caller computed each digest from its
-        bytes). Small batches fsync each file; large ones write all files and then make them
-        durable with one ``sync()`` (much cheaper than one fsync per file). Each new fan-out
-        directory is fsynced once."""
-        batch = len(items) > SYNC_BATCH
-        dirs: set[Path] = set()
-        wrote = False
-        for digest, data in items:
-            new_dir = self._put(data, digest, durable=not batch)
-            if new_dir is not None:
-                dirs.add(new_dir)
-                wrote = True
-        if batch and wrote:
-            with naming(self.root):
-                os.sync()
-        for d in sorted(dirs):
-            fsync_dir(d)
-
-    def _put(self, data: bytes, digest: str | None = None, durable: bool = True) -> Path | None:
+        bytes). When it returns, every object is durable under its name: each new file was
+        written to a temporary, fsynced (its error checked), then linked to its name; an
+        existing file was compared with the bytes — fsynced when sound, rewritten when
+        damaged (``repairs``) — and every fan-out directory holding one of them, and
+        ``objects/`` itself, was fsynced. Batches of more than ``PARALLEL_MIN`` objects
+        are written and fsynced by a pool of threads (fsync waits on the disk, not on
+        Python), never with ``sync(2)``, which reports no write-back error."""
         if self.readonly:
             raise PermissionError(f"{self.root}: opened read-only")
-        digest = digest or sha256_hex(data)
+        items = list(dict(items).items())  # each object once (in the threads too)
+        if not items:
+            return
+        make_dir(self.root)
+        for fan in sorted({self.path(digest).parent for digest, _ in items}):
+            if not fan.is_dir():  # here, not in the threads: one mkdir each, in order
+                fan.mkdir(exist_ok=True)  # (``objects/`` is fsynced below)
+        dirs: set[Path] = set()
+        repaired: list[str] = []
+        if len(items) > PARALLEL_MIN:
+            results = in_threads(self._put, [(data, digest) for digest, data in items])
+        else:
+            results = [self._put(data, digest) for digest, data in items]
+        for (digest, _), (fan, how) in zip(items, results, strict=True):
+            dirs.add(fan)
+            if how == REPAIRED:
+                repaired.append(digest)
+        if len(dirs) > PARALLEL_MIN:
+            in_threads(fsync_dir, [(d,) for d in sorted(dirs)])
+        else:
+            for d in sorted(dirs):
+                fsync_dir(d)
+        fsync_dir(self.root)  # new fan-out directories, temporaries created and unlinked
+        if repaired:
+            self.repairs += repaired
+            if self.on_repair is not None:
+                self.on_repair(repaired)
+
+    def _put(self, data: bytes, digest: str) -> tuple[Path, str]:
+        """Make one object durable (its directory excepted: the caller fsyncs it); returns
+        (its fan-out directory, what was done: ``CREATED``, ``SOUND`` or ``REPAIRED``)."""
         final = self.path(digest)
-        if final.exists():
-            return None
-        if not final.parent.is_dir():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            fsync_dir(final.parent.parent)
-        # the temporary lives in objects/ itself, so the next writer finds a killed one's
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        os.fchmod(fd, 0o444)  # objects are read-only: embeddings/ files are links to them
-        try:
-            with naming(final), os.fdopen(fd, "wb") as f:
-                f.write(data)
-                if durable:
-                    f.flush()
-                    os.fsync(f.fileno())
+        fan = final.parent
+        with naming(final):
+            sound = self._sound(final, data)
+            if sound is True:
+                return fan, SOUND
+            tmp = self._write_temporary(data)
             try:
-                os.link(tmp, final)  # fails if present: an object is never overwritten
-            except FileExistsError:
-                pass
-            except OSError as exc:  # filesystems without hard links
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
-                    raise
-                if not final.exists():
-                    os.replace(tmp, final)
-        finally:
+                if sound is None:
+                    try:
+                        os.link(tmp, final)  # fails if present: a sound object is never replaced
+                        return fan, CREATED
+                    except FileExistsError:
+                        sound = self._sound(final, data)
+                        if sound is not False:  # (None: gone again — the replace names it)
+                            if sound is None:
+                                os.replace(tmp, final)
+                                return fan, CREATED
+                            return fan, SOUND
+                    except OSError as exc:  # file systems without hard links
+                        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                            raise
+                        if not final.exists():
+                            os.replace(tmp, final)
+                            return fan, CREATED
+                        if self._sound(final, data):
+                            return fan, SOUND
+                # damaged (a power cut left it empty or torn, or it was changed): replaced
+                # all at once by a fresh file, never written in place
+                os.replace(tmp, final)
+                return fan, REPAIRED
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    def _write_temporary(self, data: bytes) -> str:
+        """A read-only temporary in ``objects/`` holding ``data``, fsynced. (It lives in
+        ``objects/`` itself, so the next writer's sweep finds a killed one's.)"""
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(fd, 0o444)  # read-only: embeddings/ files are links to objects
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        return final.parent
+            raise
+        return tmp
+
+    @staticmethod
+    def _sound(final: Path, data: bytes) -> bool | None:
+        """None when ``final`` does not exist; whether it holds exactly ``data`` (compared
+        byte for byte: ``data`` hashes to the address) — a sound one is fsynced, since the
+        writer that named it may have died before making it durable."""
+        try:
+            fd = os.open(final, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return False  # unreadable (a link, a directory, no permission): rewritten
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+                return False
+            chunks = []
+            while chunk := os.read(fd, READ_MORE):
+                chunks.append(chunk)
+            if b"".join(chunks) != data:
+                return False
+            os.fsync(fd)
+            return True
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return False  # a bad block: rewritten
+            raise
+        finally:
+            os.close(fd)
 
     def put_json(self, obj: Any) -> str:
         return self.put(canonical_bytes(obj))

@@ -1,0 +1,256 @@
+"""Nothing is acknowledged that is not durable (issue 18, deliverable 1).
+
+The cases of the issue, each from what it reported: an existing object file that is damaged
+(a power cut left it empty) is rewritten, not trusted; a batch of more than 64 objects is
+fsynced file by file (``sync(2)`` reports no write-back error); ``rollback --mode config``
+makes the unlink of ``refs/mode.json`` durable. The power-loss harness
+(``tests/reliability/powerloss.py``) checks the same properties over every prefix of each
+command's file-system operations; these are the direct cases.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from vault.canonical import canonical_bytes, sha256_hex
+from vault.records.cards import normalize_card
+from vault.store.objects import ObjectStore
+from vault.vault import Vault
+from vault_cli.app import app
+
+from .conftest import card
+from .helpers import assert_sound, concepts
+
+runner = CliRunner()
+
+
+def cli(root: Path, *args: str) -> Any:
+    return runner.invoke(app, ["--vault", str(root), *args], env={"NO_COLOR": "1"})
+
+
+def card_path(v: Vault, c: dict[str, Any]) -> Path:
+    data = canonical_bytes(normalize_card(c, "test"))
+    return v.objects.path(sha256_hex(data))
+
+
+# --------------------------------------------------------------------------- damaged object
+@pytest.mark.parametrize("damage", ["empty", "zeros", "torn"])
+def test_add_over_a_damaged_object_file_rewrites_it(
+    vault: Vault, tmp_path: Path, damage: str
+) -> None:
+    """The issue's case: the card's object file exists but is damaged (``: > file``, as a
+    power cut leaves an un-fsynced file); ``vault add card.json`` must not trust it: exit 0,
+    and the vault is sound — verify exit 0, ``show`` works, ``index build`` ok."""
+    c = card("lost-card", ["transform:rotate_90"])
+    src = tmp_path / "card.json"
+    src.write_text(json.dumps(c))
+    path = card_path(vault, c)
+    good = canonical_bytes(normalize_card(c, "test"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bad = {"empty": b"", "zeros": bytes(len(good)), "torn": good[: len(good) // 2]}[damage]
+    path.write_bytes(bad)
+    path.chmod(0o444)
+
+    r = cli(vault.root, "add", str(src))
+    assert r.exit_code == 0, r.output
+    assert path.read_bytes() == good
+    v = Vault.open(vault.root)
+    assert_sound(v)
+    assert cli(vault.root, "verify").exit_code == 0
+    shown = cli(vault.root, "show", "lost-card", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["card"]["id"] == "lost-card"
+    built = cli(vault.root, "index", "build")
+    assert built.exit_code == 0, built.output
+    again = cli(vault.root, "add", str(src))
+    assert again.exit_code == 0, again.output
+    assert "already stored" in again.output
+
+
+def test_a_repair_is_logged_and_leaves_the_index_a_function_of_the_log(
+    vault: Vault, tmp_path: Path
+) -> None:
+    """The rewrite is recorded in the audit log (op ``repair``, the object in its detail)
+    and changes no generation: the index equals a full build of the log."""
+    c = card("lost-card", ["transform:rotate_90"])
+    path = card_path(vault, c)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    vault.add([(c, "c")])
+    repairs = [e for e in vault.audit.entries() if e.op == "repair"]
+    assert len(repairs) == 1
+    assert repairs[0].detail == {"objects": [path.parent.name + path.name]}
+    assert repairs[0].records == ()
+    assert "lost-card@1.0.0" in concepts(vault)
+    assert_sound(vault)
+
+
+def test_a_sound_existing_object_is_left_untouched(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "objects")
+    digest = store.put(b"hello")
+    st = store.path(digest).stat()
+    store.put_digested([(digest, b"hello")])
+    after = store.path(digest).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    assert store.repairs == []
+
+
+def test_put_rewrites_a_damaged_object_through_a_new_file(tmp_path: Path) -> None:
+    """The damaged file is replaced (a new inode, renamed into place), never written in
+    place: a view file hard-linked to it keeps its own bytes until it is relinked."""
+    store = ObjectStore(tmp_path / "objects")
+    digest = store.put(b"hello")
+    path = store.path(digest)
+    path.chmod(0o644)
+    path.write_bytes(b"hellO")
+    old = path.stat().st_ino
+    assert store.put(b"hello") == digest
+    assert path.read_bytes() == b"hello"
+    assert path.stat().st_ino != old
+    assert oct(path.stat().st_mode & 0o777) == oct(0o444)
+    assert store.repairs == [digest]
+    assert not [p for p in store.root.rglob(".*")]  # no temporary left
+
+
+# --------------------------------------------------------------------------- batches
+def _fsynced_inodes(monkeypatch: pytest.MonkeyPatch) -> set[tuple[int, int]]:
+    """Record the (device, inode) of every fsync'ed descriptor; sync(2) is refused."""
+    seen: set[tuple[int, int]] = set()
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        real(fd)
+        st = os.fstat(fd)
+        seen.add((st.st_dev, st.st_ino))
+
+    def no_sync() -> None:
+        raise AssertionError("sync(2) reports no write-back error: never rely on it")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fsync)
+    monkeypatch.setattr(os, "sync", no_sync)
+    return seen
+
+
+def _ino(p: Path) -> tuple[int, int]:
+    st = p.stat()
+    return st.st_dev, st.st_ino
+
+
+def test_a_batch_fsyncs_every_object_and_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than 64 new objects: each file and each fan-out directory is fsynced (with its
+    error checked), no ``sync()``."""
+    seen = _fsynced_inodes(monkeypatch)
+    store = ObjectStore(tmp_path / "objects")
+    digests = store.put_many([f"object {i}".encode() for i in range(200)])
+    for d in digests:
+        assert _ino(store.path(d)) in seen, d
+        assert _ino(store.path(d).parent) in seen, d[:2]
+    assert _ino(store.root) in seen
+
+
+def test_a_batch_add_acknowledges_only_fsynced_records(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``vault add`` of 80 cards: every card object is fsynced before the audit line."""
+    seen = _fsynced_inodes(monkeypatch)
+    audit = vault.audit.path
+    order: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        st = os.fstat(fd)
+        seen.add((st.st_dev, st.st_ino))
+        if audit.exists() and (st.st_dev, st.st_ino) == _ino(audit) and not order:
+            order.append("ack")
+            missing = [
+                d
+                for d in digests
+                if vault.objects.has(d) and _ino(vault.objects.path(d)) not in seen
+            ]
+            assert not missing, f"{len(missing)} records not fsynced before the audit line"
+
+    cards = [card(f"batch-{i:03d}", ["transform:rotate_90"]) for i in range(80)]
+    digests = [sha256_hex(canonical_bytes(normalize_card(c, "t"))) for c in cards]
+    before = len(vault.audit.entries())
+    # the audit log's fsync at the end of the init is not this write's
+    monkeypatch.setattr(os, "fsync", fsync)
+    result = vault.add([(c, "t") for c in cards])
+    assert len(result.added) == 80
+    assert order == ["ack"]
+    assert len(vault.audit.entries()) == before + 1
+    for d in digests:
+        assert _ino(vault.objects.path(d)) in seen
+
+
+def test_a_write_back_error_in_a_batch_fails_the_write(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delayed EIO on one object of a batch (its fsync reports it) fails the add before
+    the acknowledgement, with a one-line error naming the object; nothing is acknowledged,
+    and the retry succeeds."""
+    real = os.fsync
+    calls = {"n": 0}
+    objects = str(vault.objects.root)
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.startswith(objects + "/") and os.path.isfile(path):
+            calls["n"] += 1
+            if calls["n"] == 40:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    cards = [card(f"batch-{i:03d}", ["transform:rotate_90"]) for i in range(80)]
+    lines = len(vault.audit.entries())
+    with pytest.raises(OSError) as info:
+        vault.add([(c, "t") for c in cards])
+    assert info.value.errno == errno.EIO
+    assert info.value.filename and str(info.value.filename).startswith(objects)
+    assert len(vault.audit.entries()) == lines
+    monkeypatch.setattr(os, "fsync", real)
+    assert len(vault.add([(c, "t") for c in cards]).added) == 80
+    assert_sound(vault)
+
+
+# --------------------------------------------------------------------------- unlinks
+def test_mode_config_makes_the_unlink_durable(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rollback --mode config`` unlinks ``refs/mode.json``: ``refs/`` is fsynced after the
+    unlink and before the audit line that acknowledges it."""
+    vault.set_mode("symbolic")
+    refs = vault.mode_path.parent
+    events: list[str] = []
+    real = os.fsync
+    real_unlink = os.unlink
+
+    def fsync(fd: int) -> None:
+        real(fd)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) == _ino(refs):
+            events.append("fsync refs/")
+        elif (st.st_dev, st.st_ino) == _ino(vault.audit.path):
+            events.append("fsync audit")
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path) == vault.mode_path:
+            events.append("unlink mode.json")
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "unlink", unlink)
+    vault.set_mode(None)
+    assert events == ["unlink mode.json", "fsync refs/", "fsync audit"]
+    assert vault.mode_override() is None
