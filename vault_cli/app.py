@@ -34,8 +34,8 @@ from vault_cli.core import (
 )
 
 Mode = Literal["symbolic", "hybrid", "soft"]
-EvalDataset = Literal["arc1", "arc2", "synthetic"]
-EvalProtocol = Literal["self", "whole", "cross"]
+EvalDataset = Literal["arc1", "arc1-train", "arc1-eval", "arc2", "synthetic"]
+EvalProtocol = Literal["d4", "colour", "fresh", "cross", "learning", "self", "whole"]
 Strategy = Literal["tiebreak", "weighted"]
 Metric = Literal["structured", "cosine", "euclidean"]
 Status = Literal["active", "deprecated", "suppressed"]
@@ -792,7 +792,9 @@ def gc(
     "eval",
     epilog=example(
         "vault eval --dataset synthetic --out eval-synthetic",
-        "vault eval --dataset arc1 --json > arc1.json",
+        "vault eval --dataset arc1-eval --protocol d4 --json > arc1-eval-d4.json",
+        "vault eval --dataset synthetic --families held-out --protocol learning",
+        "vault eval --dataset arc1 --protocol self --json > arc1.json",
         "vault eval --tasks my-tasks/ --labels groups.jsonl --out eval-mine",
         "vault eval --dataset arc2 --protocol whole --json > arc2-whole.json",
         "vault eval --tasks my-tasks/ --protocol whole --modes symbolic,hybrid-weighted",
@@ -803,18 +805,23 @@ def eval_cmd(
     dataset: Annotated[
         EvalDataset | None,
         typer.Option(
-            help="arc1 (ARC-AGI-1 train + eval), arc2 (the ARC-AGI-2 eval split, held out; "
-            "both need the arc extra) or synthetic (shipped families)."
+            help="arc1 (ARC-AGI-1 train + eval; arc1-train, arc1-eval: one split), arc2 (the "
+            "ARC-AGI-2 eval split, held out; all need the arc extra) or synthetic (shipped "
+            "families)."
         ),
     ] = None,
     protocol: Annotated[
         EvalProtocol | None,
         typer.Option(
-            help="self: concept = a task's train pairs but the last, query = the held-out pair "
-            "(default for arc1, arc2); whole: concept = all train pairs, nothing left out of "
-            "any ranking, query = the first test pair; cross: query = a task, relevant = the "
-            "other tasks of its family, its own left out (default for synthetic and --tasks, "
-            "which then needs --labels).",
+            help="Generalisation: d4 / colour: query = the held-out pair and test input under "
+            "a random D4 symmetry / background-keeping colour permutation; fresh (synthetic): "
+            "query = new grids of the task's parameters; cross: query = a task, relevant = "
+            "the other tasks of its family, its own left out (default for synthetic and "
+            "--tasks, which then needs --labels); learning: evidence on new instances "
+            "written back, then further new instances asked with and without it. "
+            "Self-retrieval: self: concept = a task's train pairs but the last, query = the "
+            "held-out pair (default for arc1, arc2); whole: concept = all train pairs, "
+            "nothing left out, query = the first test pair.",
         ),
     ] = None,
     tasks: Annotated[
@@ -846,8 +853,22 @@ def eval_cmd(
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="synthetic: generator seed.", parser=int_range(0), metavar="N")
+        int,
+        typer.Option(
+            help="synthetic: generator seed; every protocol: the seed of its random draws.",
+            parser=int_range(0),
+            metavar="N",
+        ),
     ] = 0,
+    families: Annotated[
+        str | None,
+        typer.Option(
+            "--families",
+            metavar="all|train|held-out|F,F,...",
+            help="synthetic: which families (train / held-out: the halves the shipped "
+            "embedder was / was not fitted on).",
+        ),
+    ] = None,
     per_family: Annotated[
         int,
         typer.Option(
@@ -893,8 +914,15 @@ def eval_cmd(
         raise UsageError("give --dataset or --tasks (with --labels, or --protocol self|whole)")
     if labels is not None and tasks is None:
         raise UsageError("--labels goes with --tasks")
-    if dataset in ("arc1", "arc2") and protocol == "cross":
+    if families is not None and dataset != "synthetic":
+        raise UsageError("--families goes with --dataset synthetic")
+    if dataset not in (None, "synthetic") and protocol == "cross":
         raise UsageError("--protocol cross needs families: --dataset synthetic or --tasks DIR")
+    if dataset != "synthetic" and protocol == "fresh":
+        raise UsageError(
+            "--protocol fresh needs a task generator: --dataset synthetic (ARC tasks and "
+            "task files: --protocol d4 or colour)"
+        )
     if tasks is not None and (protocol in (None, "cross")) != (labels is not None):
         raise UsageError(
             "--tasks needs --labels for the cross protocol (the default) and takes none "
@@ -908,17 +936,19 @@ def eval_cmd(
     weights = _eval_weights(embedder, vault_dir)
     with render.phases(enabled=not json_out) as ph:
         ph.start("loading the data set")
-        if dataset == "arc1":
-            ds = datasets.arc1(protocol=protocol or "self")
-        elif dataset == "arc2":
-            ds = datasets.arc1(splits=("arc2-eval",), protocol=protocol or "self")
+        if dataset in datasets.ARC_SPLITS:
+            splits = datasets.ARC_SPLITS[dataset]
+            ds = datasets.arc1(splits=splits, protocol=protocol or "self", seed=seed)
         elif dataset == "synthetic":
             ds = datasets.synthetic(
-                seed=seed, tasks_per_family=per_family, protocol=protocol or "cross"
+                seed=seed,
+                tasks_per_family=per_family,
+                families=families,
+                protocol=protocol or "cross",
             )
         else:
             assert tasks is not None
-            ds = datasets.from_folder(tasks, labels, protocol or "cross")
+            ds = datasets.from_folder(tasks, labels, protocol or "cross", seed)
         tick = ph.start(f"{len(ds.queries)} queries x {len(chosen)} modes")
         result = study.run(ds, cfg, chosen, progress=tick, weights=weights)
     command = "vault eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
