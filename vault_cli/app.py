@@ -454,13 +454,13 @@ def _digest_or_name(value: str) -> str:
     from vault.errors import UsageError
 
     text = value.strip().lower()
-    if text in ("fitted", "builtin"):
+    if text in ("fitted", "builtin", "shipped"):
         return text
     if 6 <= len(text) <= 64 and all(c in "0123456789abcdef" for c in text):
         return text
     raise UsageError(
-        f"invalid embedder {value!r} (expected fitted, builtin or a weights digest of 6-64 hex "
-        "digits)"
+        f"invalid embedder {value!r} (expected shipped, builtin, fitted or a weights digest of "
+        "6-64 hex digits)"
     )
 
 
@@ -492,9 +492,18 @@ def embedder_fit(
     from_vault: Annotated[
         bool,
         typer.Option(
-            "--from-vault", help="Also fit on the vault's concepts (the items they verified on)."
+            "--from-vault",
+            help="Also fit on the vault's concepts (the items they verified on), with the "
+            "shipped embedder's training statistics as the prior: adapts the shipped map.",
         ),
     ] = False,
+    prior: Annotated[
+        bool | None,
+        typer.Option(
+            "--prior/--no-prior",
+            help="Pool the shipped embedder's training statistics in (default: with --from-vault).",
+        ),
+    ] = None,
     use: Annotated[
         bool, typer.Option("--use", help="Also make it the embedder (a new generation).")
     ] = False,
@@ -533,7 +542,9 @@ def embedder_fit(
         if from_vault:
             sources.append("vault")
         ph.step(f"fitting on {len(items)} task(s){' and the vault' if from_vault else ''}")
-        result = fit_embedder(vault, items, groups, from_vault=from_vault, sources=sources, use=use)
+        result = fit_embedder(
+            vault, items, groups, from_vault=from_vault, sources=sources, use=use, prior=prior
+        )
     render.fit_result(result, json_out)
 
 
@@ -544,8 +555,9 @@ def embedder_use(
     which: Annotated[
         str,
         typer.Argument(
-            metavar="fitted|builtin|DIGEST",
-            help="fitted (the latest fit), builtin, or a weights digest (or a unique prefix).",
+            metavar="shipped|builtin|fitted|DIGEST",
+            help="shipped (the package's fitted default, every new vault's), builtin (the "
+            "hand-set map), fitted (the latest fit), or a weights digest (or a unique prefix).",
             callback=_digest_or_name,
         ),
     ],
@@ -890,9 +902,10 @@ def eval_cmd(
         str | None,
         typer.Option(
             "--embedder",
-            metavar="fitted|builtin|DIGEST",
-            help="Embed with the vault's latest fit, the built-in embedder (default) or a "
-            "fitted weights digest of the vault (--vault).",
+            metavar="shipped|builtin|fitted|DIGEST",
+            help="Embed with the shipped embedder (default: what a new vault uses), the "
+            "built-in hand-set map, the vault's latest fit or a fitted weights digest of the "
+            "vault (--vault).",
             callback=lambda v: None if v is None else _digest_or_name(v),
         ),
     ] = None,
@@ -956,10 +969,11 @@ def eval_cmd(
     render.eval_result(result, written, json_out)
 
 
-def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | None:
-    """The bytes of the weights object ``--embedder`` names in the vault (None: built-in)."""
-    if embedder is None or embedder == "builtin":
-        return None
+def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | str | None:
+    """What ``--embedder`` names: None (a new vault's default, the shipped embedder),
+    ``"builtin"``, or the bytes of a weights object of the vault."""
+    if embedder is None or embedder in ("builtin", "shipped"):
+        return None if embedder == "shipped" else embedder
     from vault.embedders import choice_of
 
     vault = open_vault(vault_dir)

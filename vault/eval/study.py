@@ -158,17 +158,25 @@ def write_evidence(vault: Vault, dataset: Dataset) -> None:
     vault.write_back((), records, op="evidence", detail={"learning": len(records)}, reprs=reprs)
 
 
+Embedder = bytes | str | None  # a weights object's bytes, "builtin", or None: a new vault's
+
+
 @contextmanager
 def _throwaway(
-    dataset: Dataset, weights: bytes | None
+    dataset: Dataset, weights: Embedder
 ) -> Iterator[tuple[Snapshot, Snapshot | None, float]]:
-    """A throwaway vault holding ``dataset``'s concepts (embedded with ``weights``, chosen
-    as ``vault embedder use`` does; None: built-in): its snapshot, the snapshot after the
-    dataset's evidence is written back (None without evidence) and the import time."""
+    """A throwaway vault holding ``dataset``'s concepts, embedded with what a new vault
+    starts with (``weights`` None: the shipped embedder), the built-in embedder
+    (``"builtin"``) or the weights object ``weights`` (chosen as ``vault embedder use``
+    does): its snapshot, the snapshot after the dataset's evidence is written back (None
+    without evidence) and the import time."""
     with tempfile.TemporaryDirectory(prefix="vault-eval-") as tmp:
-        vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0))
-        if weights is not None:
+        chosen = "shipped" if weights is None else "builtin"
+        vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0), embedder=chosen)
+        if isinstance(weights, bytes):
             set_embedder(vault, vault.objects.put(weights))
+        elif weights not in (None, "builtin"):
+            raise ValueError(f"embedder must be weights bytes, 'builtin' or None: {weights!r}")
         t0 = time.perf_counter()
         import_tasks(vault, dataset.tasks, holdout_last=dataset.holdout_last)
         import_seconds = time.perf_counter() - t0
@@ -186,7 +194,7 @@ def run_variants(
     mode: str = "hybrid",
     *,
     k_max: int = 50,
-    weights: bytes | None = None,
+    weights: Embedder = None,
 ) -> dict[str, ModeSummary]:
     """One retrieval ``mode`` under each configuration of ``variants`` (name -> Config), on
     one throwaway vault: how each setting changes the figures, everything else equal."""
@@ -213,10 +221,11 @@ def run(
     *,
     k_max: int = 50,
     progress: Progress | None = None,
-    weights: bytes | None = None,
+    weights: Embedder = None,
 ) -> StudyResult:
     """Run every mode over ``dataset``'s queries on a throwaway vault (embedding with the
-    fitted ``weights`` object, chosen as ``vault embedder use`` does; None: built-in)."""
+    fitted ``weights`` object, chosen as ``vault embedder use`` does; ``"builtin"``: the
+    built-in embedder; None: what a new vault starts with, the shipped embedder)."""
     for m in modes:
         if m not in MODES:
             raise ValueError(f"unknown mode {m!r} (known: {', '.join(MODES)})")
