@@ -103,7 +103,7 @@ def test_fitted_is_the_weights_object() -> None:
 
 # --------------------------------------------------------------------------- golden values
 # Any change of the raw features, the fit, the format or the inference rule changes them.
-GOLDEN_HASH = "e7d0155ba3c04dd25ba240e3303467edc1da9532e719d8383419eb5bcf280775"
+GOLDEN_HASH = "e515599de48431bf819d65efc6a918fba1e182b57cc0ad2faf4593ba9a962419"
 GOLDEN_REPR_A = (
     "35 19 55 -11 21 -5 -2 9 -7 -3 -24 -21 4 -21 8 -20 -4 16 10 -7 5 -7 -1 -8 -8 -3 "
     "0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 "
@@ -111,7 +111,7 @@ GOLDEN_REPR_A = (
 )
 GOLDEN_PAIR = (
     "35 19 55 -11 21 -5 -2 9 -7 -3 -24 -21 4 -21 8 -20 -4 16 10 -7 5 -7 -1 -8 -8 -3 "
-    "37 30 -13 -21 -29 8 -13 7 21 -7 -22 -4 -6 17 -3 4 0 -11 4 10 8 -12 "
+    "40 33 -15 -18 -32 7 -21 6 11 -13 10 4 -1 -3 -1 -6 1 4 13 -8 -1 20 "
     "-14 -12 6 4 18 -7 26 3 -2 1 -3 -5 -1 2 0 0"
 )
 

@@ -73,7 +73,7 @@ import hashlib
 import json
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -311,11 +311,16 @@ RAW_SPEC_HASH = _HASHES[VERSION]
 # Output layout: the built-in one, so similarity's appearance/behaviour split applies.
 # (name, start, stop, raw blocks read, how items are combined)
 OutputBlocks = tuple[tuple[str, int, int, tuple[str, ...], str], ...]
+# The structure groups the transformation block reads: ``sizes`` and ``counts``; ``roles``
+# and ``objects`` are in the raw spec but read by no default block (judged by
+# ``benchmarks/features_study.py`` on the generalisation protocols: they did not help).
+STRUCTURE_READ = ("sizes", "counts")
 OUTPUT_BLOCKS: OutputBlocks = (
     ("appearance", 0, 26, ("shape", "colour"), "items"),
-    ("transform", 26, 48, PAIR_BLOCKS, "pairs"),
+    ("transform", 26, 48, ("transform", *STRUCTURE_READ), "pairs"),
     ("keys", 48, 64, ("keys",), "keys"),
 )
+DEFAULT_READS = frozenset(n for block in OUTPUT_BLOCKS for n in block[3])
 
 
 # ------------------------------------------------------------------ raw features
@@ -775,11 +780,20 @@ def raw_repr(rep: dict[str, Any], version: str = VERSION) -> list[int]:
     return out + [0] * (LAYOUTS[version].dim - len(out))
 
 
-def structure_raw(in_rep: dict[str, Any], out_rep: dict[str, Any], f: PairFacts) -> list[int]:
-    """The raw structure groups of a pair (``relations.GROUPS``, each its own block)."""
+def structure_raw(
+    in_rep: dict[str, Any],
+    out_rep: dict[str, Any],
+    f: PairFacts,
+    blocks: Collection[str] | None = None,
+) -> list[int]:
+    """The raw structure groups of a pair (``relations.GROUPS``, each its own block); only
+    those in ``blocks`` (None: all) are computed, the others stay zero."""
     grids = relations.grids_of(in_rep, out_rep)
+    wanted = relations.NAMES if blocks is None else tuple(n for n in relations.NAMES if n in blocks)
     values = (
-        relations.groups_raw(in_rep, out_rep, *grids, f) if grids is not None else relations.empty()
+        relations.groups_raw(in_rep, out_rep, *grids, f, wanted)
+        if grids is not None and wanted
+        else relations.empty()
     )
     out: list[int] = []
     for name, spec in relations.GROUPS:
@@ -792,13 +806,15 @@ def raw_pair(
     out_rep: dict[str, Any],
     facts: PairFacts | None = None,
     version: str = VERSION,
+    blocks: Collection[str] | None = None,
 ) -> list[int]:
     """A pair's raw vector (raw ``version``): its input's appearance, the transformation,
-    the pair's keys (and from version 2 the structure groups)."""
+    the pair's keys (and from version 2 the structure groups: those in ``blocks`` — the raw
+    blocks an embedder reads — or all when None; the others zero)."""
     f = analyze_pair(in_rep, out_rep) if facts is None else facts
     out = appearance_raw(in_rep) + transform_raw(in_rep, out_rep, f) + keys_raw(pair_keys(f))
     if LAYOUTS[version].dim > len(out):
-        out += structure_raw(in_rep, out_rep, f)
+        out += structure_raw(in_rep, out_rep, f, blocks)
     return out
 
 
@@ -905,6 +921,7 @@ class FittedWeights:
         if len({blk.name for blk in self.blocks}) != len(self.blocks):
             raise ValueError("output block names must be distinct")
         self._index = [blk.raw_index(version) for blk in self.blocks]
+        self.reads = frozenset(n for blk in self.blocks for n in blk.inputs)
         self._by_name = {blk.name: i for i, blk in enumerate(self.blocks)}
         # One block-diagonal float64 matrix: every product and partial sum of int8 x int8
         # values is an integer below 2^53 (|W z| <= 162 * 127 * 127), so any summation
@@ -1074,7 +1091,7 @@ class FittedWeights:
     ) -> list[int]:
         """A pair on its own: the input's appearance + transformation + the pair's keys
         (``facts``: ``analyze_pair(in_rep, out_rep)`` when the caller has it)."""
-        return self.embed_raw(raw_pair(in_rep, out_rep, facts, self.version))
+        return self.embed_raw(raw_pair(in_rep, out_rep, facts, self.version, self.reads))
 
     def embed_keys(self, keys: Iterable[str]) -> list[int]:
         """The keys output block of a key set."""
@@ -1407,18 +1424,23 @@ def concept_items(
     reprs: Sequence[dict[str, Any]],
     pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
     keys: Iterable[str] | None = None,
+    blocks: Collection[str] | None = DEFAULT_READS,
 ) -> list[list[int]]:
     """The training items of one class from a concept's evidence (or a task): each repr's
     appearance (its keys left out: a concept's keys are its own, not a grid's), each pair
     (input appearance, transformation, the pair's keys), and the keys view of ``keys``."""
     items = [_without_keys(raw_repr(r)) for r in reprs]
-    items += [raw_pair(a, b) for a, b in pairs]
+    items += [raw_pair(a, b, blocks=blocks) for a, b in pairs]
     if keys is not None:
         items.append(_keys_view(keys))
     return items
 
 
-def task_items(task: Mapping[str, Any], source: str | None = None) -> list[list[int]]:
+def task_items(
+    task: Mapping[str, Any],
+    source: str | None = None,
+    blocks: Collection[str] | None = DEFAULT_READS,
+) -> list[list[int]]:
     """Self-supervised training items of one ARC-format task: every demonstration pair
     (train, and test pairs that carry an output), every test input's appearance, and the
     key sets a query or a concept of the task would have (the task without pair i; pair i
@@ -1429,10 +1451,14 @@ def task_items(task: Mapping[str, Any], source: str | None = None) -> list[list[
 
     pairs, tests = parse_task(dict(task), source)
     facts = [analyze_pair(p.input, p.output) for p in pairs]
-    items = [raw_pair(p.input, p.output, f) for p, f in zip(pairs, facts, strict=True)]
+    items = [
+        raw_pair(p.input, p.output, f, blocks=blocks) for p, f in zip(pairs, facts, strict=True)
+    ]
     for t in task.get("test", ()):
         if isinstance(t, dict) and "output" in t:
-            items.append(raw_pair(grid_to_repr(t["input"]), grid_to_repr(t["output"])))
+            items.append(
+                raw_pair(grid_to_repr(t["input"]), grid_to_repr(t["output"]), blocks=blocks)
+            )
     items += [_without_keys(raw_repr(t)) for t in tests]
     inputs = [p.input for p in pairs]
     extra = tests[:1]

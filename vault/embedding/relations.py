@@ -24,7 +24,7 @@ so it is the same float on every machine (as every raw feature of the fitted emb
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -86,6 +86,7 @@ GROUPS: tuple[tuple[str, tuple[Feature, ...]], ...] = (
     ("sizes", SIZES),
     ("counts", COUNTS),
 )
+NAMES = tuple(name for name, _ in GROUPS)
 
 
 def _b(flag: bool) -> float:
@@ -164,9 +165,15 @@ def _counts(rep: dict[str, Any]) -> Counter[int]:
 
 
 def groups_raw(
-    in_rep: dict[str, Any], out_rep: dict[str, Any], gi: Grid, go: Grid, f: PairFacts
+    in_rep: dict[str, Any],
+    out_rep: dict[str, Any],
+    gi: Grid,
+    go: Grid,
+    f: PairFacts,
+    wanted: Collection[str] = NAMES,
 ) -> dict[str, list[float]]:
-    """The four groups' raw values (before centring and quantisation) for one pair."""
+    """The groups' raw values (before centring and quantisation) for one pair; a group not
+    ``wanted`` (read by no output block of the embedder at hand) keeps its neutral values."""
     bg_in, bg_out = f.background_in, f.background_out
     (hi, wi), (ho, wo) = f.in_dims, f.out_dims
     hist_in, hist_out = _counts(in_rep), _counts(out_rep)
@@ -177,50 +184,52 @@ def groups_raw(
     out_major = rank_out[0] if rank_out else None
     ins = objects(gi, bg_in)
     outs = objects(go, bg_out)
+    colour_at = {o.cells: o.colour for o in outs}  # an output object's cells -> its colour
 
     # ------------------------------------------------------------------ roles
-    changed_major = changed_minor = changed_neigh = n_changed = 0
-    if f.same_dims:
-        a, b = _array(gi), _array(go)
-        rr, cc = np.nonzero(a != b)
-        n_changed = len(rr)
-        if n_changed:
-            new = b[rr, cc]
-            changed_major = int(np.count_nonzero(new == major)) if major is not None else 0
-            changed_minor = int(np.count_nonzero(new == minor)) if minor is not None else 0
-            pad = np.full((hi + 2, wi + 2), 255, dtype=np.uint8)
-            pad[1:-1, 1:-1] = a
-            r1, c1 = rr + 1, cc + 1
-            near = (
-                (pad[rr, c1] == new)
-                | (pad[rr + 2, c1] == new)
-                | (pad[r1, cc] == new)
-                | (pad[r1, cc + 2] == new)
-            )
-            changed_neigh = int(np.count_nonzero(near & (new != bg_in)))
-    both = [c for c in rank_in if c in hist_out and c != bg_out]
-    both_out = sorted(both, key=lambda c: (-hist_out[c], c))
-    colour_at = {o.cells: o.colour for o in outs}  # an output object's cells -> its colour
-    recoloured = [  # the same cells, one object of another colour
-        colour_at[o.cells] for o in ins if colour_at.get(o.cells, o.colour) != o.colour
-    ]
-    roles = [
-        _b(out_major is not None and out_major == major),
-        _b(out_major is not None and out_major == minor),
-        _b(out_major is not None and out_major not in hist_in),
-        _b(major is not None and bg_out == major),
-        changed_major / n_changed if n_changed else 0.0,
-        changed_minor / n_changed if n_changed else 0.0,
-        changed_neigh / n_changed if n_changed else 0.0,
-        _b(major is not None and major not in hist_out),
-        _b(minor is not None and minor not in hist_out),
-        _b(len(both) > 1 and both == both_out),
-        sum(1 for c in recoloured if c == major) / len(recoloured) if recoloured else 0.0,
-    ]
+    roles = [c for _, c, _ in ROLES]
+    if "roles" in wanted:
+        changed_major = changed_minor = changed_neigh = n_changed = 0
+        if f.same_dims:
+            a, b = _array(gi), _array(go)
+            rr, cc = np.nonzero(a != b)
+            n_changed = len(rr)
+            if n_changed:
+                new = b[rr, cc]
+                changed_major = int(np.count_nonzero(new == major)) if major is not None else 0
+                changed_minor = int(np.count_nonzero(new == minor)) if minor is not None else 0
+                pad = np.full((hi + 2, wi + 2), 255, dtype=np.uint8)
+                pad[1:-1, 1:-1] = a
+                r1, c1 = rr + 1, cc + 1
+                near = (
+                    (pad[rr, c1] == new)
+                    | (pad[rr + 2, c1] == new)
+                    | (pad[r1, cc] == new)
+                    | (pad[r1, cc + 2] == new)
+                )
+                changed_neigh = int(np.count_nonzero(near & (new != bg_in)))
+        both = [c for c in rank_in if c in hist_out and c != bg_out]
+        both_out = sorted(both, key=lambda c: (-hist_out[c], c))
+        recoloured = [  # the same cells, one object of another colour
+            colour_at[o.cells] for o in ins if colour_at.get(o.cells, o.colour) != o.colour
+        ]
+        roles = [
+            _b(out_major is not None and out_major == major),
+            _b(out_major is not None and out_major == minor),
+            _b(out_major is not None and out_major not in hist_in),
+            _b(major is not None and bg_out == major),
+            changed_major / n_changed if n_changed else 0.0,
+            changed_minor / n_changed if n_changed else 0.0,
+            changed_neigh / n_changed if n_changed else 0.0,
+            _b(major is not None and major not in hist_out),
+            _b(minor is not None and minor not in hist_out),
+            _b(len(both) > 1 and both == both_out),
+            sum(1 for c in recoloured if c == major) / len(recoloured) if recoloured else 0.0,
+        ]
 
     # ------------------------------------------------------------------ objects
     objs = [0.0] * len(OBJECTS)
-    if ins:
+    if "objects" in wanted and ins:
         out_shapes: dict[frozenset[tuple[int, int]], list[GridObject]] = {}
         sizes_out: set[tuple[int, int, int]] = set()  # (area, box height, box width)
         for o in outs:
