@@ -42,35 +42,79 @@ EVAL_MODES = "--modes " + ",".join(RANKING_MODES)
 THREE = "--modes symbolic,hybrid-weighted,soft"  # (tiebreak: on the self-retrieval sets)
 D4 = (
     f"vault eval --dataset synthetic --tasks-per-family 2 --protocol d4 {THREE} --json",
-    {},
+    {
+        "symbolic": {"mrr": (0.6601972101972102, 0.64)},
+        "hybrid-weighted": {"mrr": (0.9722222222222222, 0.95)},
+        "soft": {"mrr": (0.9722222222222222, 0.95)},
+    },
 )
 COLOUR = (
     f"vault eval --dataset synthetic --tasks-per-family 2 --protocol colour {THREE} --json",
-    {},
+    {
+        "symbolic": {"mrr": (0.7226972101972102, 0.7)},
+        "hybrid-weighted": {"mrr": (0.9722222222222222, 0.95)},
+        "soft": {"mrr": (0.9722222222222222, 0.95)},
+    },
 )
 FRESH = (
     f"vault eval --dataset synthetic --tasks-per-family 2 --protocol fresh {THREE} --json",
-    {},
+    {
+        "symbolic": {"mrr": (0.8148148148148148, 0.79)},
+        "hybrid-weighted": {"mrr": (0.9722222222222222, 0.95)},
+        "soft": {"mrr": (0.9722222222222222, 0.95)},
+    },
 )
 LEARNING = (
     f"vault eval --dataset synthetic --tasks-per-family 2 --protocol learning {THREE} --json",
-    {},
+    {
+        "symbolic": {"mrr": (0.7972883597883598, 0.78), "mrr without": (0.7972883597883598, 0.78)},
+        "hybrid-weighted": {"mrr": (1.0, 0.98), "mrr without": (1.0, 0.98)},
+        "soft": {"mrr": (1.0, 0.98), "mrr without": (1.0, 0.98)},
+    },
 )
 HELD_OUT = (  # the target of issue 22: cross-task P@5 >= 0.90 on families the map never saw
     f"vault eval --dataset synthetic --families held-out --protocol cross {THREE} --json",
-    {},
+    {
+        "symbolic": {"mrr": (0.9733115468409587, 0.95), "precision@5": (0.8555555555555556, 0.84)},
+        "hybrid-weighted": {
+            "mrr": (0.9691358024691359, 0.95),
+            "precision@5": (0.9740740740740741, 0.95),
+        },
+        "soft": {"mrr": (0.9691358024691359, 0.95), "precision@5": (0.9740740740740741, 0.95)},
+    },
 )
 WHOLE = (
     f"vault eval --dataset synthetic --tasks-per-family 2 --protocol whole {EVAL_MODES} --json",
-    {},
+    {
+        "hybrid-tiebreak": {"mrr": (0.8242845117845118, 0.8)},
+        "hybrid-weighted": {"mrr": (0.9375, 0.92)},
+        "soft": {"mrr": (0.9375, 0.92)},
+        "symbolic": {"mrr": (0.7016534391534391, 0.68)},
+    },
 )
 SELF = (
     f"vault eval --dataset synthetic --tasks-per-family 2 --protocol self {EVAL_MODES} --json",
-    {},
+    {
+        "symbolic": {"mrr": (0.7226972101972102, 0.7)},
+        "hybrid-tiebreak": {"mrr": (0.8641975308641975, 0.84)},
+        "hybrid-weighted": {"mrr": (0.9722222222222222, 0.95)},
+        "soft": {"mrr": (0.9722222222222222, 0.95)},
+    },
 )
 CROSS = (  # the synthetic set of EVALUATION.md (108 tasks, seed 0), own concept left out
     f"vault eval --dataset synthetic --protocol cross {EVAL_MODES} --json",
-    {},
+    {
+        "symbolic": {"mrr": (0.8887766554433221, 0.87), "precision@5": (0.7685185185185185, 0.75)},
+        "hybrid-tiebreak": {
+            "mrr": (0.967283950617284, 0.95),
+            "precision@5": (0.8648148148148148, 0.84),
+        },
+        "hybrid-weighted": {
+            "mrr": (0.9459876543209877, 0.93),
+            "precision@5": (0.8888888888888888, 0.87),
+        },
+        "soft": {"mrr": (0.9459876543209877, 0.93), "precision@5": (0.8888888888888888, 0.87)},
+    },
 )
 
 
