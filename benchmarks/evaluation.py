@@ -271,9 +271,11 @@ the ARC-AGI-1 evaluation split, the synthetic held-out families or ARC-AGI-2:
   bars); `roles` (colours by frequency role) and `objects` (per-object turns, scales,
   copies) did not help and no default block reads them — the table is in benchmarks/FIT.md;
 - its augmentations: each training task also under colour permutations and D4 symmetries;
-- retrieval: hybrid `weighted` with the `structured` similarity and no class-match term had
-  the best mean over the six protocols of the defaults table; `cosine` and `euclidean` rank
-  the task's own concept a little higher and other tasks of its kind lower.
+- retrieval: hybrid `weighted` with the `structured` similarity and no class-match term.
+  `cosine` and `euclidean` reach a slightly higher mean over the six protocols of the
+  defaults table (within its noise) by ranking a task's own concept higher, and rank the
+  other tasks of its kind lower (`syn-mixed`); the structured similarity is kept for that
+  cross-task case, the one a solver meets with a task it has not stored.
 """
 
 INTRO = """\

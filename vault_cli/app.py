@@ -136,8 +136,9 @@ def init(
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
 ) -> None:
-    """Create an empty vault. It gets a config.toml with every default and an empty index
-    generation; an existing vault is left as it is."""
+    """Create an empty vault. It gets a config.toml with every default, the shipped fitted
+    embedder (chosen by an audited write; `vault embedder use builtin` for the hand-set map)
+    and an empty index generation; an existing vault is left as it is."""
     from vault.vault import Vault
 
     vault, created = Vault.init(path or vault_path(vault_dir), clock=clock())
