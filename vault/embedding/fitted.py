@@ -3,7 +3,8 @@
 The seed's "Learned Embedding Tie-Break" (``z = LayerNorm([...]) · W + b``, "start linear;
 keep deterministic"), in three layers.
 
-1. **Raw features** (``RAW_SPEC``; ``RAW_DIM`` = 177 int8 values in four raw blocks), a richer
+1. **Raw features** (``RAW_SPEC``; version 2.0.0: ``RAW_DIM`` = 214 int8 values in eight raw
+   blocks; version 1.0.0, the first four blocks, stays readable: ``LAYOUTS``), a richer
    description of one item (a grid, or a pair input -> output) than the built-in 64 dims:
 
    * ``shape`` [0, 35) — one grid, colour-permutation invariant: size, side, aspect, palette
@@ -22,7 +23,11 @@ keep deterministic"), in three layers.
      apart, the exact transforms of ``vault.grid.pairs`` (scale, tile, crop, extend,
      recolour, fill, erase), the symmetries the output gains, the output's own structure;
    * ``keys`` [135, 177) — the key vocabulary as a fixed one-hot (every ``transform:`` and
-     ``invariant:`` key and the known ``feature:`` keys; other keys sign-hashed into one slot).
+     ``invariant:`` key and the known ``feature:`` keys; other keys sign-hashed into one slot);
+   * version 2: the structure groups of ``vault.embedding.relations`` (pair blocks) —
+     ``roles`` [177, 188), ``objects`` [188, 198), ``sizes`` [198, 207), ``counts``
+     [207, 214); the default map reads ``sizes`` and ``counts`` (``STRUCTURE_READ``), and a
+     raw block no output block reads is left zero when embedding (``FittedWeights.reads``).
 
    Each feature is ``clip((x − c) / s, −1, 1)`` with fixed constants and each raw block is
    quantised to int8 exactly as the built-in embedder quantises its blocks
@@ -39,8 +44,11 @@ keep deterministic"), in three layers.
    much as frequent ones; directions whitened, centred on the mean of the class means).
    The output keeps the built-in layout so ``similarity`` (``cosine``, ``structured``)
    applies unchanged: appearance ``[0, 26)`` <- raw shape + colour; transformation
-   ``[26, 48)`` <- raw transform; keys ``[48, 64)`` <- raw keys. Training is float64;
-   the result is quantised (``quantize_block``) to int8 ``W`` (each row using the full
+   ``[26, 48)`` <- raw transform + sizes + counts; keys ``[48, 64)`` <- raw keys. Training
+   is float64 with exactly rounded linear algebra (``vault.embedding.linalg``: the same
+   bytes on every machine and BLAS build); class statistics are kept as sums
+   (``Scatter``), so the shipped prior pools with a vault's own classes. The result is
+   quantised (``quantize_block``) to int8 ``W`` (each row using the full
    range), a non-negative integer multiplier ``m`` per row (≤ 2^20) and an integer bias ``b``.
 
 3. **Bit-exact inference** (``FittedWeights``): for output block k with raw input ``z``,
