@@ -804,8 +804,8 @@ def structure_raw(
         else relations.empty()
     )
     out: list[int] = []
-    for name, spec in relations.GROUPS:
-        out += _block(values[name], spec)
+    for name, spec in relations.GROUPS:  # (a group not computed is neutral: a zero block)
+        out += _block(values[name], spec) if name in wanted else [0] * len(spec)
     return out
 
 
