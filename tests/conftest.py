@@ -18,8 +18,16 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 @pytest.fixture
 def vault(tmp_path: Path) -> Vault:
-    """A fresh empty vault in this test's own directory, with a frozen clock."""
+    """A fresh empty vault in this test's own directory, with a frozen clock (and the
+    shipped fitted embedder every new vault starts with)."""
     v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000))
+    return v
+
+
+@pytest.fixture
+def builtin_vault(tmp_path: Path) -> Vault:
+    """The same with the built-in (hand-set) embedder, as a vault made before issue 22."""
+    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000), embedder="builtin")
     return v
 
 
@@ -53,6 +61,15 @@ def example_vault(vault: Vault) -> Vault:
     vault.add(example_cards())
     vault.add_evidence(example_evidence())
     return vault
+
+
+@pytest.fixture
+def example_builtin_vault(builtin_vault: Vault) -> Vault:
+    """The example cards and evidence in a built-in-embedder vault (the drift tests change
+    the running built-in embedder's identity)."""
+    builtin_vault.add(example_cards())
+    builtin_vault.add_evidence(example_evidence())
+    return builtin_vault
 
 
 # --------------------------------------------------------------------------- crashes fail

@@ -48,7 +48,8 @@ def query_entry(v: Vault) -> Path:
     """A retrieval of a one-grid query: its item's single-entry cache file."""
     q = normalize_query({"schema_version": 1, "grid": GRID})
     assert retrieve(v, q, v.config()).mode_used == "hybrid"
-    path = v.cache.path(v.cache.key(repr_id(grid_to_repr(GRID))))
+    cache = v.cache.bound(v.snapshot().embedder())  # the vault's embedder (shipped or built-in)
+    path = cache.path(cache.key(repr_id(grid_to_repr(GRID))))
     assert path.is_file()
     return path
 

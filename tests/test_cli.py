@@ -174,7 +174,8 @@ def test_vault_dir_env_var(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["vault"] == str(root)
     result = runner.invoke(app, ["log", "--json"], env={"VAULT_DIR": str(root)})
     assert result.exit_code == 0
-    assert [e["op"] for e in json.loads(result.stdout)] == ["init"]
+    # a new vault starts with the shipped fitted embedder, chosen by an audited write
+    assert [e["op"] for e in json.loads(result.stdout)] == ["init", "embedder"]
 
 
 # ------------------------------------------------------------------ add / content addressing
@@ -320,8 +321,8 @@ def test_log_json_and_limit(vault: Vault, tmp_path: Path) -> None:
     run(vault.root, "add", write(tmp_path / "c.json", card("x", [SQ])), env=EPOCH)
     run(vault.root, "status", "x", "1.0.0", "suppressed", env=EPOCH)
     entries = run_json(vault.root, "log")
-    assert [e["op"] for e in entries] == ["init", "add", "status"]
-    assert [e["seq"] for e in entries] == [1, 2, 3]
+    assert [e["op"] for e in entries] == ["init", "embedder", "add", "status"]
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4]
     for e in entries:
         assert set(e) == {"seq", "op", "time", "records", "detail", "check"}
         assert e["time"] == "2023-11-14T22:13:20Z"  # fixture clock / SOURCE_DATE_EPOCH

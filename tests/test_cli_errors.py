@@ -125,7 +125,7 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["embedder", "fit", "--tasks", "GRID", "--dataset", "arc1"], 2, ["not both"]),
     (["embedder", "fit", "--dataset", "arc9"], 2, ["'--dataset'", "'arc9'", "'arc1'"]),
     (["embedder", "fit", "--labels", "GRID", "--from-vault"], 2, ["--labels goes with --tasks"]),
-    (["embedder", "use", "bogus"], 2, ["invalid embedder 'bogus'", "fitted, builtin"]),
+    (["embedder", "use", "bogus"], 2, ["invalid embedder 'bogus'", "shipped, builtin, fitted"]),
     (["embedder", "status", "extra"], 2, ["unexpected extra argument"]),
     # the command ran and failed: 1
     (["init", "FILE"], 1, ["exists and is not a directory"]),

@@ -49,10 +49,10 @@ def test_retrieve_jsonl_is_one_line_per_hit(example_vault: Vault, mode: str) -> 
 
 
 def test_retrieve_jsonl_tells_a_fallback_on_stderr(
-    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+    example_builtin_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
-    result = run(example_vault.root, "retrieve", "--task", TASK, "--jsonl")
+    result = run(example_builtin_vault.root, "retrieve", "--task", TASK, "--jsonl")
     assert "fell back to symbolic: embedder drift" in result.stderr
     assert all(json.loads(line)["similarity"] is None for line in result.stdout.splitlines())
 
@@ -163,10 +163,10 @@ def test_index_status_exit_code_says_current_or_stale(
 
 
 def test_index_status_drift_is_not_current(
-    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+    example_builtin_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
-    result = run(example_vault.root, "index", "status", code=1)
+    result = run(example_builtin_vault.root, "index", "status", code=1)
     assert result.stdout.startswith("index: drift\n")
 
 

@@ -90,12 +90,23 @@ PROBE = (
 
 
 def test_a_query_loads_only_what_it_needs(example_vault: Vault) -> None:
+    """A new vault's embedder is the shipped fitted one: a query loads the fitted model (it
+    embeds with it, reading the weights from the vault) and nothing else heavy — not the
+    package data loader (importlib.resources)."""
     grid = str(EXAMPLES / "grids" / "ring.json")
     out = _run(PROBE, "--vault", str(example_vault.root), "retrieve", "--repr", grid, "--json")
     assert out.returncode == 0, out.stderr
     probe = json.loads(out.stderr)
-    assert probe == {"loaded": [], "blas": "1", "numpy": True}
+    assert probe == {"loaded": ["vault.embedding.fitted"], "blas": "1", "numpy": True}
     assert json.loads(out.stdout)["results"]  # the whole result, written before the exit
+
+
+def test_a_query_of_a_builtin_vault_loads_no_fitted_model(example_builtin_vault: Vault) -> None:
+    grid = str(EXAMPLES / "grids" / "ring.json")
+    root = str(example_builtin_vault.root)
+    out = _run(PROBE, "--vault", root, "retrieve", "--repr", grid, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stderr) == {"loaded": [], "blas": "1", "numpy": True}
 
 
 def test_an_explicit_blas_thread_count_is_kept(example_vault: Vault) -> None:

@@ -14,7 +14,7 @@ def test_init_writes_the_documented_defaults(vault: Vault) -> None:
     assert text == default_text()
     cfg = load(vault.config_path)
     assert cfg == Config()
-    assert (cfg.alpha, cfg.beta, cfg.gamma, cfg.delta) == (0.65, 0.20, 0.20, 0.0)
+    assert (cfg.alpha, cfg.beta, cfg.gamma, cfg.delta) == (0.65, 0.20, 0.0, 0.0)
     assert (cfg.mode, cfg.shortlist_min, cfg.shortlist_max, cfg.similarity, cfg.strategy) == (
         "hybrid",
         10,

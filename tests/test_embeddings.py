@@ -303,8 +303,13 @@ def test_hybrid_tops_up_a_short_symbolic_list_from_embedding_neighbours(tmp_path
     assert len(sym) < 12 <= len(hyb)
     extra = [h for h in hyb if h.key_overlap == 0]
     assert len(hyb) - len(extra) == len(sym)
-    order = [(h.penalty, -(h.similarity or 0.0)) for h in extra]  # tiebreak: penalty, then sim
+    # weighted: active first, then score = alpha*sim + beta*utility (no key shared: no class
+    # match), never increasing down the list
+    cfg_w = cfg.with_overrides(strategy="weighted")
+    order = [(h.status != "active", -h.score) for h in extra]
     assert order == sorted(order)
+    for h in extra:
+        assert h.score == cfg_w.alpha * (h.similarity or 0.0) + cfg_w.beta * h.utility
     # a bound below the symbolic list cuts it (the rotate query matches all 17 symbolically)
     bounds = v.config().with_overrides(k=17, shortlist_min=1, shortlist_max=2)
     cut = retrieve(v, _rotate_query(), bounds, "hybrid")

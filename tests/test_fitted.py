@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vault.embedding import fitted
+from vault.embedding import fitted, relations
 from vault.embedding.fitted import FitSettings, FittedWeights, OutBlock
 from vault.embedding.similarity import similarity
 from vault.eval.synthetic import generate
@@ -49,12 +49,21 @@ PAIRS: dict[str, tuple[list[list[int]], list[list[int]]]] = {
 }
 
 
-def fixed_weights() -> FittedWeights:
+V1_OUTPUT_BLOCKS: fitted.OutputBlocks = (
+    ("appearance", 0, 26, ("shape", "colour"), "items"),
+    ("transform", 26, 48, ("transform",), "pairs"),
+    ("keys", 48, 64, ("keys",), "keys"),
+)
+
+
+def fixed_weights(version: str = fitted.VERSION) -> FittedWeights:
     """A small weights object built by formula (no fitting, no random generator), so its
     bytes depend only on the layout, the raw feature count and the format."""
     blocks = []
-    for k, (name, start, stop, inputs, combine) in enumerate(fitted.OUTPUT_BLOCKS):
-        cols = sum(fitted.RAW_SLICES[n].stop - fitted.RAW_SLICES[n].start for n in inputs)
+    slices = fitted.LAYOUTS[version].slices
+    layout = V1_OUTPUT_BLOCKS if version == "1.0.0" else fitted.OUTPUT_BLOCKS
+    for k, (name, start, stop, inputs, combine) in enumerate(layout):
+        cols = sum(slices[n].stop - slices[n].start for n in inputs)
         rows = stop - start
         w = np.array(
             [[(i * 31 + j * 17 + k * 7) % 255 - 127 for j in range(cols)] for i in range(rows)],
@@ -67,13 +76,15 @@ def fixed_weights() -> FittedWeights:
                 name, start, stop, inputs, combine, (0.7, 0.6, 0.3)[k], w, m, b.astype(np.int64)
             )
         )
-    return FittedWeights(blocks, {"purpose": "golden test"})
+    return FittedWeights(blocks, {"purpose": "golden test"}, version)
 
 
 # Golden values: any change of raw features, layout, format or inference rule changes them.
 # One entry per line ("name value..."; indented lines continue the entry above). Regenerate
-# with `python tests/test_fitted.py` and review the diff before pasting.
-GOLDEN = """
+# with `python tests/test_fitted.py` and review the diff before pasting. GOLDEN_V1 pins raw
+# version 1.0.0, which stays readable: weights fitted before version 2 keep embedding the
+# same vectors (their vaults never drift because of the upgrade).
+GOLDEN_V1 = """
 combined -7 -9 -21 -2 17 3 -16 -1 45 -12 -18 0 25 21 -13 1 36 -12 -8 1 20 18 -8 5 23 11 0 -11
     -28 4 21 32 -2 11 -23 30 -5 9 11 1 3 -8 21 0 -25 -9 20 0 -5 -11 15 8 -2 5 -14 -6 -16 -9 14 7
     3 6 -10 -2
@@ -113,6 +124,46 @@ weights_bytes 5380
 weights_sha256 7b239a66a6f8ab7b5ce85244ddad274a772bd3b4358873f67826441cbbd71789
 """
 
+GOLDEN_V2 = """
+combined -7 -9 -21 -2 17 3 -16 -1 45 -12 -18 0 25 21 -13 1 36 -12 -8 1 20 18 -8 5 23 11 -1 -31
+    -21 0 16 33 13 7 -37 -1 -11 2 10 17 13 -1 2 -13 -19 -5 9 10 -5 -11 15 8 -2 5 -14 -6 -16 -9
+    14 7 3 6 -10 -2
+keys_only 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+    0 0 0 0 0 -5 -11 15 8 -2 5 -14 -6 -16 -9 14 7 3 6 -10 -2
+pair.crop -5 -7 -20 -3 9 7 -12 0 54 -9 -17 -1 9 16 -10 1 46 -9 -10 0 6 14 -6 4 28 12 1 -32 -26
+    -10 -6 26 10 11 26 14 -16 -5 -6 17 3 2 27 6 -18 -6 -21 4 -3 14 2 -3 -3 -21 -5 1 -2 12 2 -1
+    -16 -19 -4 2
+pair.fill -4 4 -3 5 33 -19 -13 -6 -31 2 -3 4 41 24 -11 -2 -31 0 -1 3 35 20 -8 2 -5 8 -1 -25 -7 5
+    13 40 -7 8 -38 -6 -5 6 10 24 9 -4 -4 -17 -14 -3 17 10 -3 16 7 7 -2 -21 -6 -5 2 13 6 6 1 -19
+    -4 -2
+pair.flip -7 -20 -19 -4 8 11 -13 4 45 -21 -17 -2 32 11 -11 4 36 -21 -2 2 25 9 -7 5 12 1 -2 -16
+    -12 5 19 21 16 -2 -51 -7 -7 4 11 8 16 -1 -16 -16 -13 -2 19 13 -4 1 8 8 -2 0 -13 -8 -15 0 7 6
+    24 0 -11 -4
+pair.move -5 -7 -20 -3 9 7 -12 0 54 -9 -17 -1 9 16 -10 1 46 -9 -10 0 6 14 -6 4 28 12 -2 -22 -19
+    1 24 16 21 4 -51 -3 -7 2 15 2 13 1 -2 -14 -14 -4 14 3 -4 -3 7 8 -2 -3 -6 -5 -23 -4 6 6 24 -4
+    -5 -2
+raw.pair:crop ef0d275bc8003861
+raw.pair:fill ded1145ca9933741
+raw.pair:flip 31a5c7e5cf2cbc7a
+raw.pair:move 93bcc6004f65dc67
+raw.repr:noise d88039ff7e44d27c
+raw.repr:panels 50c7ce0018a03055
+raw.repr:ring 95f54efa15e85ae4
+raw.repr:scene 8fdb6b430eaf3d20
+raw_dim 214
+raw_spec_hash 1017d3553f7247c497caa70e6f1e4f7bce851be46af838e30593f4c03d77e559
+repr.noise -7 -20 -19 -4 8 11 -13 4 45 -21 -17 -2 32 11 -11 4 36 -21 -2 2 25 9 -7 5 12 1 0 0 0 0
+    0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 -5 -15 -7 -3 -2 8 9 5 -24 -13 -5 -1 5 9 9 5
+repr.panels -6 11 15 2 9 -5 -34 -8 -8 6 11 2 43 2 -29 -3 -13 2 17 8 34 -1 -22 3 -28 16 0 0 0 0 0
+    0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 -7 0 9 -14 -4 0 9 8 -18 1 9 -8 -17 1 10 8
+repr.ring -4 4 -3 5 33 -19 -13 -6 -31 2 -3 4 41 24 -11 -2 -31 0 -1 3 35 20 -8 2 -5 8 0 0 0 0 0 0
+    0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 -3 7 -11 -15 -3 -3 8 2 11 6 -9 -5 -25 -4 7 3
+repr.scene -5 -7 -20 -3 9 7 -12 0 54 -9 -17 -1 9 16 -10 1 46 -9 -10 0 6 14 -6 4 28 12 0 0 0 0 0
+    0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 -5 -15 -7 -3 -2 8 9 5 -24 -13 -5 -1 5 9 9 5
+weights_bytes 5749
+weights_sha256 69c08d864e1a553b372b6ce1f50648779d6844cf85f755724f2c27fc7ebd6704
+"""
+
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -150,12 +201,12 @@ def _parse(text: str) -> dict[str, list[str]]:
     return entries
 
 
-def golden_values() -> dict[str, Any]:
-    w = fixed_weights()
+def golden_values(version: str = fitted.VERSION) -> dict[str, Any]:
+    w = fixed_weights(version)
     reprs = {k: grid_to_repr(g) for k, g in GRIDS.items()}
     out: dict[str, Any] = {
-        "raw_spec_hash": fitted.RAW_SPEC_HASH,
-        "raw_dim": fitted.RAW_DIM,
+        "raw_spec_hash": fitted.LAYOUTS[version].spec_hash,
+        "raw_dim": fitted.LAYOUTS[version].dim,
         "weights_sha256": w.weights_hash,
         "weights_bytes": len(w.to_bytes()),
         "raw": {},
@@ -163,13 +214,13 @@ def golden_values() -> dict[str, Any]:
         "pair": {},
     }
     for name, rep in reprs.items():
-        raw = fitted.raw_repr(rep)
+        raw = fitted.raw_repr(rep, version)
         out["raw"][f"repr:{name}"] = hashlib.sha256(json.dumps(raw).encode()).hexdigest()[:16]
         out["repr"][name] = w.embed_repr(rep)
     pair_vectors = []
     for name, (a, b) in PAIRS.items():
         ra, rb = grid_to_repr(a), grid_to_repr(b)
-        raw = fitted.raw_pair(ra, rb)
+        raw = fitted.raw_pair(ra, rb, version=version)
         out["raw"][f"pair:{name}"] = hashlib.sha256(json.dumps(raw).encode()).hexdigest()[:16]
         out["pair"][name] = w.embed_pair(ra, rb)
         pair_vectors.append(out["pair"][name])
@@ -179,21 +230,41 @@ def golden_values() -> dict[str, Any]:
     return out
 
 
-def test_golden_vectors_of_a_fixed_weights_object() -> None:
-    assert _parse(_format(golden_values())) == _parse(GOLDEN)
+@pytest.mark.parametrize(("version", "golden"), [("1.0.0", GOLDEN_V1), ("2.0.0", GOLDEN_V2)])
+def test_golden_vectors_of_a_fixed_weights_object(version: str, golden: str) -> None:
+    assert _parse(_format(golden_values(version))) == _parse(golden)
 
 
 def test_raw_layout() -> None:
-    assert fitted.RAW_DIM == 177
+    assert fitted.VERSION == "2.0.0" and fitted.RAW_DIM == 214
     assert [(n, s.start, s.stop) for n, s in fitted.RAW_SLICES.items()] == [
         ("shape", 0, 35),
         ("colour", 35, 55),
         ("transform", 55, 135),
         ("keys", 135, 177),
+        ("roles", 177, 188),
+        ("objects", 188, 198),
+        ("sizes", 198, 207),
+        ("counts", 207, 214),
     ]
+    v1 = fitted.LAYOUTS["1.0.0"]  # a prefix of version 2: old weights read the same values
+    assert v1.dim == 177 and list(v1.slices) == ["shape", "colour", "transform", "keys"]
+    assert all(v1.slices[n] == fitted.RAW_SLICES[n] for n in v1.slices)
     assert [b[1:3] for b in fitted.OUTPUT_BLOCKS] == [(0, 26), (26, 48), (48, 64)]
     names = [f[0] for _, spec in fitted.RAW_BLOCKS for f in spec]
     assert len(names) == len(set(names)) == fitted.RAW_DIM
+
+
+def test_version_1_weights_still_load_and_embed() -> None:
+    """Weights of raw version 1 (fitted before the structure groups) parse, name their
+    version, and embed from the first 177 raw values only."""
+    w1 = fixed_weights("1.0.0")
+    back = FittedWeights.from_bytes(w1.to_bytes())
+    assert back.version == "1.0.0" and back.identity()["version"] == "1.0.0"
+    a, b = (grid_to_repr(g) for g in PAIRS["move"])
+    raw = fitted.raw_pair(a, b)
+    assert fitted.raw_pair(a, b, version="1.0.0") == raw[:177]
+    assert back.embed_pair(a, b) == back.embed_raw(raw[:177])
 
 
 def test_raw_vectors_are_int8_blocks_of_norm_127() -> None:
@@ -326,9 +397,9 @@ def test_constructor_checks_shapes() -> None:
 
 def test_input_shape_checks() -> None:
     w = fixed_weights()
-    with pytest.raises(ValueError, match="177"):
+    with pytest.raises(ValueError, match="214"):
         w.embed_raw([0] * 64)
-    with pytest.raises(ValueError, match="177"):
+    with pytest.raises(ValueError, match="214"):
         fitted.fit({"a": [[0] * 10], "b": [[0] * 10]})
     z = fitted.raw_pair(*(grid_to_repr(g) for g in PAIRS["flip"]))
     with pytest.raises(ValueError, match="int8"):
@@ -403,9 +474,15 @@ def test_concept_items_from_evidence() -> None:
     ks = fitted.RAW_SLICES["keys"]
     assert len(items) == 3
     assert not any(items[0][ks]) and any(items[0][: ks.start])  # a repr: appearance only
-    assert items[1] == fitted.raw_pair(a, b)
-    assert not any(items[2][: ks.start]) and any(items[2][ks])  # the concept's own keys
+    # a pair: the raw blocks the default map reads (structure groups it does not read: zero)
+    assert items[1] == fitted.raw_pair(a, b, blocks=fitted.DEFAULT_READS)
+    full = fitted.raw_pair(a, b)
+    for name, s in fitted.RAW_SLICES.items():
+        unread = name in relations.NAMES and name not in fitted.DEFAULT_READS
+        assert items[1][s] == ([0] * (s.stop - s.start) if unread else full[s]), name
+    assert not any(items[2][: ks.start]) and not any(items[2][ks.stop :])
+    assert any(items[2][ks])  # the concept's own keys
 
 
 if __name__ == "__main__":  # print the golden values (review the diff before pasting)
-    print(_format(golden_values()))
+    print(_format(golden_values(sys.argv[1] if len(sys.argv) > 1 else fitted.VERSION)))

@@ -235,9 +235,9 @@ def test_corrupt_vectors_fall_back_with_the_reason(example_vault: Vault) -> None
 
 
 def test_drift_falls_back_and_status_says_so(
-    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+    example_builtin_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    v = example_vault
+    v = example_builtin_vault
     monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
     r = retrieve(v, task_query(rotate_task()), v.config())
     assert r.mode_used == "symbolic"

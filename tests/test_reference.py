@@ -662,3 +662,24 @@ def test_zz_enough_cases_were_compared() -> None:
         pytest.skip("run with the whole module")
     assert TALLY.total() >= (20_000 if STRESS else 500), TALLY.summary()
     assert sum(TALLY.mismatches.values()) == 0 or COUNT_ONLY, TALLY.examples
+
+
+def test_the_reference_defaults_are_format_s_table() -> None:
+    """The reference's §11 defaults are read off FORMAT.md's table (not the library's)."""
+    text = (Path(__file__).resolve().parent.parent / "FORMAT.md").read_text()
+    section = text[text.index("## 11.") : text.index("## 12.")]
+    table: dict[str, Any] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        names = [n.strip().strip("`") for n in cells[0].split("/")]
+        values = [v.strip().strip("`").strip('"') for v in cells[1].split("/")]
+        for name, value in zip(names, values, strict=True):
+            table[name] = value
+    from tests.reference.store import DEFAULTS
+
+    for name, value in DEFAULTS.items():
+        expected = type(value)(table[name])
+        assert value == expected, (name, value, table[name])
+    assert RefConfig() == RefConfig.of(DEFAULTS)  # the dataclass's own defaults too

@@ -200,8 +200,8 @@ def test_weighted_ranks_an_active_concept_before_a_deprecated_one_whatever_the_s
 def test_mmr_dup_is_the_true_highest_similarity_even_when_negative(tmp_path: Path) -> None:
     """rotate_90 and rotate_180 share a keys slot with opposite signs: two keys-only concept
     vectors with cosine -1. With delta > 0, the second's dup is -1 (it was clamped to 0),
-    so its score is its relevance + delta."""
-    v, _ = Vault.init(tmp_path / "m", clock=fixed_clock(1_700_000_000))
+    so its score is its relevance + delta. (The built-in embedder's key layout.)"""
+    v, _ = Vault.init(tmp_path / "m", clock=fixed_clock(1_700_000_000), embedder="builtin")
     v.add(
         [
             (card("x-rot", ["transform:rotate_90"]), "x"),

@@ -62,11 +62,11 @@ def test_retriever_accepts_what_a_solver_holds(example_vault: Vault) -> None:
 
 
 def test_drift_is_a_fallback_reason_not_a_failure(
-    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+    example_builtin_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vault.embedding import embedder
 
-    r = example_vault.retriever()
+    r = example_builtin_vault.retriever()
     monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
     result = r.retrieve(ROTATE, mode="hybrid")
     assert result.mode_used == "symbolic" and "embedder drift" in (result.fallback_reason or "")
@@ -229,10 +229,9 @@ def test_soft_selection_equals_a_full_sort_with_ties_and_statuses(tmp_path: Path
     table = v.snapshot().table
     ranker = _Ranker(table, [], "grid_2d")
     q = normalize_query({"schema_version": 1, "grid": [[rng.randint(0, 3) for _ in range(3)]]})
-    from vault.embedding.select import builtin
     from vault.embedding.vectors import query_vector
 
-    qv = np.array(query_vector(builtin(), q, None), dtype=np.int8)
+    qv = np.array(query_vector(v.snapshot().embedder(), q, None), dtype=np.int8)
     rows = np.nonzero(ranker.eligible)[0]
     sims = similarity_rows(table, rows, qv, "structured")
     ref = rows[np.lexsort((ranker.tail[rows], -sims, ranker.status[rows]))]

@@ -133,7 +133,7 @@ def test_a_cache_entry_that_disagrees_with_a_fresh_computation_is_nondeterminism
     pack = v.cache.packs()[0]
     first = json.loads(pack.read_bytes().splitlines()[0])
     first["vector"][0] = (first["vector"][0] + 1) % 100
-    crafted = EmbeddingCache(v.cache.root)
+    crafted = EmbeddingCache(v.cache.root, embedder=v.snapshot().embedder())  # the vault's
     path = crafted.write_pack({first["key"]: (first["source"], first["vector"])})
     assert path is not None
     report = verify(v)
@@ -152,7 +152,8 @@ def test_retrieval_falls_back_when_a_query_item_is_cached_differently(
     grid = [[1, 2], [3, 4]]
     q = normalize_query({"schema_version": 1, "grid": grid})
     assert retrieve(v, q, v.config()).mode_used == "hybrid"  # writes the query item's entry
-    path = v.cache.path(v.cache.key(repr_id(grid_to_repr(grid))))
+    cache = v.cache.bound(v.snapshot().embedder())  # the entries of the vault's embedder
+    path = cache.path(cache.key(repr_id(grid_to_repr(grid))))
     entry = json.loads(path.read_bytes())
     entry["vector"][0] += 1
     path.write_text(json.dumps(entry))

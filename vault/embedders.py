@@ -3,13 +3,18 @@ how far the evidence has moved since the fit.
 
 * ``fit_embedder`` fits ``vault.embedding.fitted`` on ARC-format tasks (each task its own
   class, or its ``labels`` group's) and/or the vault's own concepts (each concept a class:
-  the reprs and pairs it verified on, and its keys), stores the weights object in
-  ``objects/`` (its address is its ``weights_hash``) and records the fit in the audit log
-  (``embedder_fit``, naming the digest; ``vault gc`` keeps the latest fit's weights). The
-  weights' meta records the audit seq and the positive evidence count at fit time.
-* ``use_embedder`` makes ``builtin``, ``fitted`` (the latest fit) or a weights digest the
-  vault's embedder: one audited write (``vault.writeback.set_embedder``), one generation
-  with every concept re-embedded; ``vault rollback`` takes it back.
+  the reprs and pairs it verified on, and its keys; a concept verified on several tasks —
+  a label group of the vault's own — weighs as many tasks, up to ``fitted.LABEL_WEIGHT``).
+  With the vault's concepts the shipped embedder's training statistics are the prior
+  (``vault.embedding.shipped.prior``, pooled as if fitted together): the fit adapts the
+  shipped map to the vault's evidence. It stores the weights object in ``objects/`` (its
+  address is its ``weights_hash``) and records the fit in the audit log (``embedder_fit``,
+  naming the digest; ``vault gc`` keeps the latest fit's weights). The weights' meta
+  records the audit seq and the positive evidence count at fit time.
+* ``use_embedder`` makes ``shipped`` (the package's default, every new vault's), ``builtin``
+  (the hand-set map), ``fitted`` (the latest fit) or a weights digest the vault's embedder:
+  one audited write (``vault.writeback.set_embedder``), one generation with every concept
+  re-embedded; ``vault rollback`` takes it back.
 * ``embedder_status``: the current embedder, its fit, and the share of positive evidence
   newer than the fit, with a re-fit suggestion past ``config.toml``'s ``[embedder]``
   thresholds (it never re-fits by itself).
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from vault.config import EmbedderConfig, load_embedder
 from vault.embedding import fitted
-from vault.embedding.select import BUILTIN, load_weights, manifest_choice
+from vault.embedding.select import BUILTIN, SHIPPED, load_weights, manifest_choice
 from vault.embedding.vectors import concept_inputs
 from vault.errors import EmbeddingError, InvalidInputError, NotFoundError, UsageError, VaultError
 from vault.store.objects import is_digest
@@ -54,21 +59,33 @@ class FitResult:
 
 
 # --------------------------------------------------------------------------- fit
-def concept_classes(vault: Vault, snap: Snapshot) -> dict[str, list[list[int]]]:
-    """One class per concept version with evidence to learn from: the known reprs and
-    pairs its vector is built from, plus its keys."""
+def concept_classes(
+    vault: Vault, snap: Snapshot
+) -> tuple[dict[str, list[list[int]]], dict[str, float]]:
+    """One class per concept version with evidence to learn from (the known reprs and
+    pairs its vector is built from, plus its keys), and its weight: the number of distinct
+    tasks its positive evidence names (a concept verified on several tasks is a label
+    group of the vault's own), at least 1 and at most ``fitted.LABEL_WEIGHT``."""
     state = snap.state
     out: dict[str, list[list[int]]] = {}
+    weights: dict[str, float] = {}
     for name, entry in sorted(state.concepts(), key=lambda item: item[0]):
         reprs, pairs = concept_inputs(entry, state.known, vault.records)
         if not reprs and not pairs:
             continue
-        out[f"concept:{name}"] = fitted.concept_items(
+        cls = f"concept:{name}"
+        out[cls] = fitted.concept_items(
             [vault.records(r) for r in reprs],
             [(vault.records(a), vault.records(b)) for a, b in pairs],
             entry["keys"],
         )
-    return out
+        tasks = set()
+        for digest in entry["evidence"]:
+            ev = vault.records(digest)
+            if ev.get("polarity") == "positive" and isinstance(ev.get("task"), str):
+                tasks.add(ev["task"])
+        weights[cls] = float(min(fitted.LABEL_WEIGHT, max(1, len(tasks))))
+    return out, weights
 
 
 def positive_evidence(snap: Snapshot) -> int:
@@ -85,27 +102,39 @@ def fit_embedder(
     sources: Sequence[str] = (),
     use: bool = False,
     settings: fitted.FitSettings | None = None,
+    prior: bool | None = None,
 ) -> FitResult:
     """Fit on ``tasks`` (grouped by ``labels``) and, with ``from_vault``, the vault's
-    concepts; store and record the weights (``sources`` names what it was fitted on); with
-    ``use``, also make them the embedder."""
+    concepts; ``prior`` (default: with ``from_vault``) pools the shipped embedder's training
+    statistics in, so the fit adapts the shipped map; store and record the weights
+    (``sources`` names what it was fitted on); with ``use``, also make them the embedder."""
     if not tasks and not from_vault:
         raise UsageError("fit needs training data: --tasks DIR, --dataset arc1 or --from-vault")
+    with_prior = from_vault if prior is None else prior
     snap = vault.snapshot()
     classes, weights = fitted.items_from_tasks([(t, task) for t, task, _ in tasks], labels)
     if from_vault:
-        own = concept_classes(vault, snap)
+        own, own_weights = concept_classes(vault, snap)
         classes.update(own)
-        weights.update(dict.fromkeys(own, 1.0))
+        weights.update(own_weights)
     meta = {
-        "fitted_on": list(sources),
+        "fitted_on": list(sources) + (["shipped prior"] if with_prior else []),
         "tasks": len(tasks),
         "concepts": sum(1 for c in classes if c.startswith("concept:")),
         "audit_seq": vault.audit.last_seq(),
         "positive_evidence": positive_evidence(snap),
     }
+    if with_prior:
+        from vault.embedding import shipped
+
+        meta["prior"] = shipped.digest()
     try:
-        w = fitted.fit(classes, settings, class_weights=weights, meta=meta)
+        stats = None
+        if with_prior:
+            from vault.embedding import shipped
+
+            stats = shipped.prior()
+        w = fitted.fit(classes, settings, class_weights=weights, prior=stats, meta=meta)
     except ValueError as exc:
         raise InvalidInputError(f"cannot fit: {exc}") from None
     data = w.to_bytes()
@@ -133,10 +162,16 @@ def latest_fit(vault: Vault) -> str | None:
 
 
 def choice_of(vault: Vault, which: str) -> str:
-    """The choice ``which`` names: ``builtin``, ``fitted`` (the latest fit), a weights
-    digest or a unique prefix of a recorded fit's — checked to load."""
+    """The choice ``which`` names: ``builtin``, ``shipped`` (the package's default weights,
+    stored into the vault here), ``fitted`` (the latest fit), a weights digest or a unique
+    prefix of a recorded fit's — checked to load."""
     if which == BUILTIN:
         return BUILTIN
+    if which == SHIPPED:
+        from vault.embedding import shipped
+
+        with vault.lock:
+            return vault.objects.put(shipped.weights_bytes())
     if which == "fitted":
         digest = latest_fit(vault)
         if digest is None:
@@ -203,8 +238,11 @@ def evidence_moved(at_fit: int, now: int) -> dict[str, Any]:
     return {"at_fit": at_fit, "now": now, "newer": newer, "share": newer / now if now else 0.0}
 
 
-def _suggestion(evidence: dict[str, Any], cfg: EmbedderConfig) -> str | None:
-    if evidence["share"] < cfg.drift_threshold and evidence["newer"] < cfg.refresh_interval:
+def _suggestion(evidence: dict[str, Any], cfg: EmbedderConfig, shipped: bool = False) -> str | None:
+    """A re-fit suggestion past the thresholds (the shipped embedder saw none of the
+    vault's evidence: only ``refresh_interval`` applies to it)."""
+    newer = evidence["newer"] >= cfg.refresh_interval
+    if not newer and (shipped or evidence["share"] < cfg.drift_threshold):
         return None
     return (
         f"re-fit suggested: {evidence['newer']} of {evidence['now']} positive evidence records "
@@ -226,7 +264,10 @@ def embedder_status(vault: Vault) -> EmbedderStatus:
     fit = _fit_info(vault, choice)
     evidence = suggestion = None
     meta = fit["meta"] if fit else None
-    if meta is not None and isinstance(meta.get("positive_evidence"), int):
+    if meta is not None and meta.get("shipped") is True:
+        evidence = evidence_moved(0, positive_evidence(snap))
+        suggestion = _suggestion(evidence, cfg, shipped=True) if fit and fit["in_use"] else None
+    elif meta is not None and isinstance(meta.get("positive_evidence"), int):
         evidence = evidence_moved(meta["positive_evidence"], positive_evidence(snap))
         suggestion = _suggestion(evidence, cfg) if fit and fit["in_use"] else None
     return EmbedderStatus(snap.embedder_id, choice, problem, fit, evidence, suggestion, cfg)

@@ -169,12 +169,20 @@ class Retriever:
         ``refresh_every``, which a batch's workers could not share) it runs in-process."""
         if workers < 1:
             raise UsageError("workers must be at least 1")
-        with self.vault.cache.bulk():
+        with self.batch_cache().bulk():
             if workers == 1 or self.refresh_every is not None or not _can_fork():
                 for line, value in requests:
                     yield self._answer(line, value)
             else:
                 yield from _parallel(self, requests, workers)
+
+    def batch_cache(self) -> Any:
+        """The cache retrieval writes to: the one of the snapshot's embedder (retrieval
+        binds the vault's cache to it), or the vault's own when that embedder cannot run."""
+        try:
+            return self.vault.cache.bound(self.snapshot.embedder())
+        except VaultError:
+            return self.vault.cache
 
     def _answer(self, line: int, value: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"line": line}
@@ -234,7 +242,7 @@ def _values(value: Any) -> int:
 def _work(chunk: list[tuple[int, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """In a worker: the chunk's answers and the cache entries (pack lines) they computed."""
     assert _SERVING is not None
-    cache = _SERVING.vault.cache
+    cache = _SERVING.batch_cache()
     cache.take_pending()  # (anything inherited from the parent is the parent's to write)
     answers = [_SERVING._answer(line, value) for line, value in chunk]
     return answers, cache.take_pending()
@@ -259,7 +267,7 @@ def _parallel(
         if fut is not None and not broken:
             try:
                 answers, entries = fut.result()
-                r.vault.cache.add_pending(entries)
+                r.batch_cache().add_pending(entries)
                 return list(answers)
             except BrokenProcessPool:  # a worker died: this process answers from here on
                 broken = True

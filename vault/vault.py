@@ -170,11 +170,16 @@ class Vault:
         return cls(root, clock=clock, readonly=readonly)
 
     @classmethod
-    def init(cls, root: Path | str, *, clock: Clock | None = None) -> tuple[Vault, bool]:
+    def init(
+        cls, root: Path | str, *, clock: Clock | None = None, embedder: str = "shipped"
+    ) -> tuple[Vault, bool]:
         """Create a vault (or open the existing one); returns (vault, created).
 
-        The vault is built in a temporary sibling directory and renamed into place, so a
-        crash never leaves a half-made vault behind."""
+        A new vault starts with the shipped fitted embedder (``vault.embedding.shipped``:
+        its weights object stored in ``objects/`` and chosen by an ``embedder`` audit entry
+        after ``init``); ``embedder="builtin"`` keeps the hand-set one. The vault is built
+        in a temporary sibling directory and renamed into place, so a crash never leaves a
+        half-made vault behind."""
         from vault.index.build import build_all
 
         root = Path(root)
@@ -198,6 +203,13 @@ class Vault:
             (tmp / "lock").touch()
             atomic_write(staged.config_path, default_config_text().encode())
             staged.audit.append("init", staged.clock(), [], {"format": FORMAT_VERSION})
+            if embedder != "builtin":
+                if embedder != "shipped":
+                    raise ValueError(f"embedder must be shipped or builtin, not {embedder!r}")
+                from vault.embedding import shipped
+
+                digest = staged.objects.put(shipped.weights_bytes())
+                staged.audit.append("embedder", staged.clock(), [], {"embedder": digest})
             build_all(staged, "init", parent=None)
             atomic_write(tmp / FORMAT_FILE, format_bytes())
             try:

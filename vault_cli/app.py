@@ -34,8 +34,8 @@ from vault_cli.core import (
 )
 
 Mode = Literal["symbolic", "hybrid", "soft"]
-EvalDataset = Literal["arc1", "arc2", "synthetic"]
-EvalProtocol = Literal["self", "whole", "cross"]
+EvalDataset = Literal["arc1", "arc1-train", "arc1-eval", "arc2", "synthetic"]
+EvalProtocol = Literal["d4", "colour", "fresh", "cross", "learning", "self", "whole"]
 Strategy = Literal["tiebreak", "weighted"]
 Metric = Literal["structured", "cosine", "euclidean"]
 Status = Literal["active", "deprecated", "suppressed"]
@@ -136,8 +136,9 @@ def init(
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
 ) -> None:
-    """Create an empty vault. It gets a config.toml with every default and an empty index
-    generation; an existing vault is left as it is."""
+    """Create an empty vault. It gets a config.toml with every default, the shipped fitted
+    embedder (chosen by an audited write; `vault embedder use builtin` for the hand-set map)
+    and an empty index generation; an existing vault is left as it is."""
     from vault.vault import Vault
 
     vault, created = Vault.init(path or vault_path(vault_dir), clock=clock())
@@ -454,13 +455,13 @@ def _digest_or_name(value: str) -> str:
     from vault.errors import UsageError
 
     text = value.strip().lower()
-    if text in ("fitted", "builtin"):
+    if text in ("fitted", "builtin", "shipped"):
         return text
     if 6 <= len(text) <= 64 and all(c in "0123456789abcdef" for c in text):
         return text
     raise UsageError(
-        f"invalid embedder {value!r} (expected fitted, builtin or a weights digest of 6-64 hex "
-        "digits)"
+        f"invalid embedder {value!r} (expected shipped, builtin, fitted or a weights digest of "
+        "6-64 hex digits)"
     )
 
 
@@ -492,9 +493,18 @@ def embedder_fit(
     from_vault: Annotated[
         bool,
         typer.Option(
-            "--from-vault", help="Also fit on the vault's concepts (the items they verified on)."
+            "--from-vault",
+            help="Also fit on the vault's concepts (the items they verified on), with the "
+            "shipped embedder's training statistics as the prior: adapts the shipped map.",
         ),
     ] = False,
+    prior: Annotated[
+        bool | None,
+        typer.Option(
+            "--prior/--no-prior",
+            help="Pool the shipped embedder's training statistics in (default: with --from-vault).",
+        ),
+    ] = None,
     use: Annotated[
         bool, typer.Option("--use", help="Also make it the embedder (a new generation).")
     ] = False,
@@ -533,7 +543,9 @@ def embedder_fit(
         if from_vault:
             sources.append("vault")
         ph.step(f"fitting on {len(items)} task(s){' and the vault' if from_vault else ''}")
-        result = fit_embedder(vault, items, groups, from_vault=from_vault, sources=sources, use=use)
+        result = fit_embedder(
+            vault, items, groups, from_vault=from_vault, sources=sources, use=use, prior=prior
+        )
     render.fit_result(result, json_out)
 
 
@@ -544,8 +556,9 @@ def embedder_use(
     which: Annotated[
         str,
         typer.Argument(
-            metavar="fitted|builtin|DIGEST",
-            help="fitted (the latest fit), builtin, or a weights digest (or a unique prefix).",
+            metavar="shipped|builtin|fitted|DIGEST",
+            help="shipped (the package's fitted default, every new vault's), builtin (the "
+            "hand-set map), fitted (the latest fit), or a weights digest (or a unique prefix).",
             callback=_digest_or_name,
         ),
     ],
@@ -805,7 +818,9 @@ def gc(
     "eval",
     epilog=example(
         "vault eval --dataset synthetic --out eval-synthetic",
-        "vault eval --dataset arc1 --json > arc1.json",
+        "vault eval --dataset arc1-eval --protocol d4 --json > arc1-eval-d4.json",
+        "vault eval --dataset synthetic --families held-out --protocol learning",
+        "vault eval --dataset arc1 --protocol self --json > arc1.json",
         "vault eval --tasks my-tasks/ --labels groups.jsonl --out eval-mine",
         "vault eval --dataset arc2 --protocol whole --json > arc2-whole.json",
         "vault eval --tasks my-tasks/ --protocol whole --modes symbolic,hybrid-weighted",
@@ -816,18 +831,23 @@ def eval_cmd(
     dataset: Annotated[
         EvalDataset | None,
         typer.Option(
-            help="arc1 (ARC-AGI-1 train + eval), arc2 (the ARC-AGI-2 eval split, held out; "
-            "both need the arc extra) or synthetic (shipped families)."
+            help="arc1 (ARC-AGI-1 train + eval; arc1-train, arc1-eval: one split), arc2 (the "
+            "ARC-AGI-2 eval split, held out; all need the arc extra) or synthetic (shipped "
+            "families)."
         ),
     ] = None,
     protocol: Annotated[
         EvalProtocol | None,
         typer.Option(
-            help="self: concept = a task's train pairs but the last, query = the held-out pair "
-            "(default for arc1, arc2); whole: concept = all train pairs, nothing left out of "
-            "any ranking, query = the first test pair; cross: query = a task, relevant = the "
-            "other tasks of its family, its own left out (default for synthetic and --tasks, "
-            "which then needs --labels).",
+            help="Generalisation: d4 / colour: query = the held-out pair and test input under "
+            "a random D4 symmetry / background-keeping colour permutation; fresh (synthetic): "
+            "query = new grids of the task's parameters; cross: query = a task, relevant = "
+            "the other tasks of its family, its own left out (default for synthetic and "
+            "--tasks, which then needs --labels); learning: evidence on new instances "
+            "written back, then further new instances asked with and without it. "
+            "Self-retrieval: self: concept = a task's train pairs but the last, query = the "
+            "held-out pair (default for arc1, arc2); whole: concept = all train pairs, "
+            "nothing left out, query = the first test pair.",
         ),
     ] = None,
     tasks: Annotated[
@@ -859,8 +879,22 @@ def eval_cmd(
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="synthetic: generator seed.", parser=int_range(0), metavar="N")
+        int,
+        typer.Option(
+            help="synthetic: generator seed; every protocol: the seed of its random draws.",
+            parser=int_range(0),
+            metavar="N",
+        ),
     ] = 0,
+    families: Annotated[
+        str | None,
+        typer.Option(
+            "--families",
+            metavar="all|train|held-out|F,F,...",
+            help="synthetic: which families (train / held-out: the halves the shipped "
+            "embedder was / was not fitted on).",
+        ),
+    ] = None,
     per_family: Annotated[
         int,
         typer.Option(
@@ -882,9 +916,10 @@ def eval_cmd(
         str | None,
         typer.Option(
             "--embedder",
-            metavar="fitted|builtin|DIGEST",
-            help="Embed with the vault's latest fit, the built-in embedder (default) or a "
-            "fitted weights digest of the vault (--vault).",
+            metavar="shipped|builtin|fitted|DIGEST",
+            help="Embed with the shipped embedder (default: what a new vault uses), the "
+            "built-in hand-set map, the vault's latest fit or a fitted weights digest of the "
+            "vault (--vault).",
             callback=lambda v: None if v is None else _digest_or_name(v),
         ),
     ] = None,
@@ -906,8 +941,15 @@ def eval_cmd(
         raise UsageError("give --dataset or --tasks (with --labels, or --protocol self|whole)")
     if labels is not None and tasks is None:
         raise UsageError("--labels goes with --tasks")
-    if dataset in ("arc1", "arc2") and protocol == "cross":
+    if families is not None and dataset != "synthetic":
+        raise UsageError("--families goes with --dataset synthetic")
+    if dataset not in (None, "synthetic") and protocol == "cross":
         raise UsageError("--protocol cross needs families: --dataset synthetic or --tasks DIR")
+    if dataset != "synthetic" and protocol == "fresh":
+        raise UsageError(
+            "--protocol fresh needs a task generator: --dataset synthetic (ARC tasks and "
+            "task files: --protocol d4 or colour)"
+        )
     if tasks is not None and (protocol in (None, "cross")) != (labels is not None):
         raise UsageError(
             "--tasks needs --labels for the cross protocol (the default) and takes none "
@@ -921,17 +963,19 @@ def eval_cmd(
     weights = _eval_weights(embedder, vault_dir)
     with render.phases(enabled=not json_out) as ph:
         ph.start("loading the data set")
-        if dataset == "arc1":
-            ds = datasets.arc1(protocol=protocol or "self")
-        elif dataset == "arc2":
-            ds = datasets.arc1(splits=("arc2-eval",), protocol=protocol or "self")
+        if dataset in datasets.ARC_SPLITS:
+            splits = datasets.ARC_SPLITS[dataset]
+            ds = datasets.arc1(splits=splits, protocol=protocol or "self", seed=seed)
         elif dataset == "synthetic":
             ds = datasets.synthetic(
-                seed=seed, tasks_per_family=per_family, protocol=protocol or "cross"
+                seed=seed,
+                tasks_per_family=per_family,
+                families=families,
+                protocol=protocol or "cross",
             )
         else:
             assert tasks is not None
-            ds = datasets.from_folder(tasks, labels, protocol or "cross")
+            ds = datasets.from_folder(tasks, labels, protocol or "cross", seed)
         tick = ph.start(f"{len(ds.queries)} queries x {len(chosen)} modes")
         result = study.run(ds, cfg, chosen, progress=tick, weights=weights)
     command = "vault eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
@@ -939,10 +983,11 @@ def eval_cmd(
     render.eval_result(result, written, json_out)
 
 
-def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | None:
-    """The bytes of the weights object ``--embedder`` names in the vault (None: built-in)."""
-    if embedder is None or embedder == "builtin":
-        return None
+def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | str | None:
+    """What ``--embedder`` names: None (a new vault's default, the shipped embedder),
+    ``"builtin"``, or the bytes of a weights object of the vault."""
+    if embedder is None or embedder in ("builtin", "shipped"):
+        return None if embedder == "shipped" else embedder
     from vault.embedders import choice_of
 
     vault = open_vault(vault_dir)

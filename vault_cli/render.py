@@ -515,9 +515,12 @@ def eval_result(result: Any, written: dict[str, Any] | None, as_json: bool) -> N
             data["report"] = written
         json_out(data)
         return
-    from vault.eval.report import interpretation, table
+    from vault.eval.report import interpretation, learning_table, table
 
     sys.stdout.write(table(result) + "\n")
+    if result.learning:
+        note("without the written-back evidence, and the gain:")
+        sys.stdout.write(learning_table(result) + "\n")
     note(interpretation(result))
     if written is not None:
         note(f"wrote {', '.join(written['files'])} to {written['out']}")

@@ -34,7 +34,7 @@ class RefConfig:
     strategy: str = "weighted"
     alpha: float = 0.65
     beta: float = 0.2
-    gamma: float = 0.2
+    gamma: float = 0.0
     delta: float = 0.0
 
     @staticmethod

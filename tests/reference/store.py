@@ -62,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "strategy": "weighted",
     "alpha": 0.65,
     "beta": 0.2,
-    "gamma": 0.2,
+    "gamma": 0.0,
     "delta": 0.0,
 }
 

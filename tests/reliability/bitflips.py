@@ -137,14 +137,15 @@ def query_cache_entries(root: Path, task_path: Path) -> list[tuple[str, str]]:
     from vault.grid.reprs import repr_id
 
     v = Vault.open(root)
+    cache = v.cache.bound(v.snapshot().embedder())  # the vault's embedder's entries
     q = task_query(json.loads(task_path.read_text()))
     out = []
     for p in q.pairs[:1]:
-        key = v.cache.key(pair_id(repr_id(p.input), repr_id(p.output)))
-        out.append(("cache pair entry", str(v.cache.path(key).relative_to(root))))
+        key = cache.key(pair_id(repr_id(p.input), repr_id(p.output)))
+        out.append(("cache pair entry", str(cache.path(key).relative_to(root))))
     if q.repr is not None:
         out.append(
-            ("cache repr entry", str(v.cache.path(v.cache.key(repr_id(q.repr))).relative_to(root)))
+            ("cache repr entry", str(cache.path(cache.key(repr_id(q.repr))).relative_to(root)))
         )
     return out
 
@@ -168,7 +169,9 @@ def targeted_flips(root: Path, kinds: dict[str, list[str]], task_path: Path) -> 
     out.append(_at(root, "generations log", gen, b'"op":"evidence"', 6, b"f", "an op name"))
     out.append(_at(root, "generations log", gen, b'"active":', 9, b"9", "a count"))
     out.append(_at(root, "index CURRENT", "index/CURRENT", b'"number":', 9, b"5", "the number"))
-    out.append(_at(root, "index CURRENT", "index/CURRENT", b'"audit_seq":', 12, b"9", "audit_seq"))
+    # an audit seq one past the log's last reads as a write whose line was torn: a digit that
+    # names an older entry than the generation's is the hard, well-formed case
+    out.append(_at(root, "index CURRENT", "index/CURRENT", b'"audit_seq":', 12, b"1", "audit_seq"))
     cfg = "config.toml"
     out.append(_at(root, "config.toml", cfg, b"k = 10", 4, b"\xff", "undecodable byte"))
     out.append(_at(root, "config.toml", cfg, b'mode = "hybrid"', 8, b"j", "an invalid mode"))

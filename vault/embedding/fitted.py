@@ -3,7 +3,8 @@
 The seed's "Learned Embedding Tie-Break" (``z = LayerNorm([...]) · W + b``, "start linear;
 keep deterministic"), in three layers.
 
-1. **Raw features** (``RAW_SPEC``; ``RAW_DIM`` = 177 int8 values in four raw blocks), a richer
+1. **Raw features** (``RAW_SPEC``; version 2.0.0: ``RAW_DIM`` = 214 int8 values in eight raw
+   blocks; version 1.0.0, the first four blocks, stays readable: ``LAYOUTS``), a richer
    description of one item (a grid, or a pair input -> output) than the built-in 64 dims:
 
    * ``shape`` [0, 35) — one grid, colour-permutation invariant: size, side, aspect, palette
@@ -22,7 +23,11 @@ keep deterministic"), in three layers.
      apart, the exact transforms of ``vault.grid.pairs`` (scale, tile, crop, extend,
      recolour, fill, erase), the symmetries the output gains, the output's own structure;
    * ``keys`` [135, 177) — the key vocabulary as a fixed one-hot (every ``transform:`` and
-     ``invariant:`` key and the known ``feature:`` keys; other keys sign-hashed into one slot).
+     ``invariant:`` key and the known ``feature:`` keys; other keys sign-hashed into one slot);
+   * version 2: the structure groups of ``vault.embedding.relations`` (pair blocks) —
+     ``roles`` [177, 188), ``objects`` [188, 198), ``sizes`` [198, 207), ``counts``
+     [207, 214); the default map reads ``sizes`` and ``counts`` (``STRUCTURE_READ``), and a
+     raw block no output block reads is left zero when embedding (``FittedWeights.reads``).
 
    Each feature is ``clip((x − c) / s, −1, 1)`` with fixed constants and each raw block is
    quantised to int8 exactly as the built-in embedder quantises its blocks
@@ -39,8 +44,11 @@ keep deterministic"), in three layers.
    much as frequent ones; directions whitened, centred on the mean of the class means).
    The output keeps the built-in layout so ``similarity`` (``cosine``, ``structured``)
    applies unchanged: appearance ``[0, 26)`` <- raw shape + colour; transformation
-   ``[26, 48)`` <- raw transform; keys ``[48, 64)`` <- raw keys. Training is float64;
-   the result is quantised (``quantize_block``) to int8 ``W`` (each row using the full
+   ``[26, 48)`` <- raw transform + sizes + counts; keys ``[48, 64)`` <- raw keys. Training
+   is float64 with exactly rounded linear algebra (``vault.embedding.linalg``: the same
+   bytes on every machine and BLAS build); class statistics are kept as sums
+   (``Scatter``), so the shipped prior pools with a vault's own classes. The result is
+   quantised (``quantize_block``) to int8 ``W`` (each row using the full
    range), a non-negative integer multiplier ``m`` per row (≤ 2^20) and an integer bias ``b``.
 
 3. **Bit-exact inference** (``FittedWeights``): for output block k with raw input ``z``,
@@ -73,7 +81,7 @@ import hashlib
 import json
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -81,6 +89,7 @@ from typing import Any
 import numpy as np
 
 from vault.canonical import canonical_bytes
+from vault.embedding import linalg, relations
 from vault.embedding.embedder import FAMILY_WEIGHT, _quantize
 from vault.grid.grid import Grid
 from vault.grid.objects import blobs, objects, separators
@@ -89,7 +98,8 @@ from vault.grid.reprs import SYMMETRIES
 from vault.records.keys import INVARIANTS, TRANSFORMS, matchable, pair_keys, repr_keys
 
 NAME = "vault-fitted-embedder"
-VERSION = "1.0.0"  # of the raw features and the inference rule (the weights have their hash)
+VERSION = "2.0.0"  # of the raw features and the inference rule (the weights have their hash)
+VERSIONS = ("1.0.0", "2.0.0")  # every raw-feature version this tool runs (old weights keep working)
 DIM = 64
 FORMAT_MAGIC = b"VFITW\x00"
 FORMAT_VERSION = 1
@@ -246,38 +256,79 @@ KEYS_RAW: tuple[Feature, ...] = tuple((k, 0.0, 1.0) for k in KEY_VOCABULARY) + (
 )
 KEY_INDEX = {k: i for i, k in enumerate(KEY_VOCABULARY)}
 
-RAW_BLOCKS: tuple[tuple[str, tuple[Feature, ...]], ...] = (
+RAW_BLOCKS_V1: tuple[tuple[str, tuple[Feature, ...]], ...] = (
     ("shape", SHAPE_RAW),
     ("colour", COLOUR_RAW),
     ("transform", TRANSFORM_RAW),
     ("keys", KEYS_RAW),
 )
-RAW_SLICES: dict[str, slice] = {}
-_at = 0
-for _name, _spec in RAW_BLOCKS:
-    RAW_SLICES[_name] = slice(_at, _at + len(_spec))
-    _at += len(_spec)
-RAW_DIM = _at
+# raw version 2 appends the structure groups of ``vault.embedding.relations`` (pair blocks):
+# the first four blocks keep their place, so a version-1 raw vector is a prefix of version 2's
+RAW_BLOCKS: tuple[tuple[str, tuple[Feature, ...]], ...] = RAW_BLOCKS_V1 + relations.GROUPS
+PAIR_BLOCKS = ("transform", *(name for name, _ in relations.GROUPS))  # zero for a repr
 RAW_WEIGHT = 1.0  # every raw block is scaled to norm 127 before the fitted map reweights it
 
-RAW_SPEC: dict[str, Any] = {
-    "name": NAME,
-    "version": VERSION,
-    "raw_dim": RAW_DIM,
-    "quantization": "int8 per raw block: round(127 * x / |x|), half to even",
-    "blocks": {name: [list(f) for f in spec] for name, spec in RAW_BLOCKS},
-    "key_other": "signed: + if sha256(key)[1] & 1 else -",
-    "key_family_weight": FAMILY_WEIGHT,
+
+@dataclass(frozen=True)
+class Layout:
+    """One raw-feature version: its blocks in order, their slices, its spec and hash."""
+
+    version: str
+    blocks: tuple[tuple[str, tuple[Feature, ...]], ...]
+
+    @property
+    def slices(self) -> dict[str, slice]:
+        out, at = {}, 0
+        for name, spec in self.blocks:
+            out[name] = slice(at, at + len(spec))
+            at += len(spec)
+        return out
+
+    @property
+    def dim(self) -> int:
+        return sum(len(spec) for _, spec in self.blocks)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {
+            "name": NAME,
+            "version": self.version,
+            "raw_dim": self.dim,
+            "quantization": "int8 per raw block: round(127 * x / |x|), half to even",
+            "blocks": {name: [list(f) for f in spec] for name, spec in self.blocks},
+            "key_other": "signed: + if sha256(key)[1] & 1 else -",
+            "key_family_weight": FAMILY_WEIGHT,
+        }
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(canonical_bytes(self.spec)).hexdigest()
+
+
+LAYOUTS: dict[str, Layout] = {
+    "1.0.0": Layout("1.0.0", RAW_BLOCKS_V1),
+    "2.0.0": Layout("2.0.0", RAW_BLOCKS),
 }
-RAW_SPEC_HASH = hashlib.sha256(canonical_bytes(RAW_SPEC)).hexdigest()
+_HASHES = {v: lay.spec_hash for v, lay in LAYOUTS.items()}
+_SLICES = {v: lay.slices for v, lay in LAYOUTS.items()}
+RAW_SLICES: dict[str, slice] = _SLICES[VERSION]
+RAW_DIM = LAYOUTS[VERSION].dim
+RAW_SPEC: dict[str, Any] = LAYOUTS[VERSION].spec
+RAW_SPEC_HASH = _HASHES[VERSION]
 
 # Output layout: the built-in one, so similarity's appearance/behaviour split applies.
 # (name, start, stop, raw blocks read, how items are combined)
-OUTPUT_BLOCKS: tuple[tuple[str, int, int, tuple[str, ...], str], ...] = (
+OutputBlocks = tuple[tuple[str, int, int, tuple[str, ...], str], ...]
+# The structure groups the transformation block reads: ``sizes`` and ``counts``; ``roles``
+# and ``objects`` are in the raw spec but read by no default block (judged by
+# ``benchmarks/features_study.py`` on the generalisation protocols: they did not help).
+STRUCTURE_READ = ("sizes", "counts")
+OUTPUT_BLOCKS: OutputBlocks = (
     ("appearance", 0, 26, ("shape", "colour"), "items"),
-    ("transform", 26, 48, ("transform",), "pairs"),
+    ("transform", 26, 48, ("transform", *STRUCTURE_READ), "pairs"),
     ("keys", 48, 64, ("keys",), "keys"),
 )
+DEFAULT_READS = frozenset(n for block in OUTPUT_BLOCKS for n in block[3])
 
 
 # ------------------------------------------------------------------ raw features
@@ -730,17 +781,49 @@ def transform_raw(
     return _block(_transform_raw(in_rep, out_rep, f), TRANSFORM_RAW)
 
 
-def raw_repr(rep: dict[str, Any]) -> list[int]:
-    """A repr's raw vector (``RAW_DIM`` int8): appearance, no transformation, its keys."""
-    return appearance_raw(rep) + [0] * len(TRANSFORM_RAW) + keys_raw(repr_keys(rep))
+def raw_repr(rep: dict[str, Any], version: str = VERSION) -> list[int]:
+    """A repr's raw vector (``RAW_DIM`` int8 of raw ``version``): appearance, no
+    transformation (nor structure groups), its keys."""
+    out = appearance_raw(rep) + [0] * len(TRANSFORM_RAW) + keys_raw(repr_keys(rep))
+    return out + [0] * (LAYOUTS[version].dim - len(out))
+
+
+def structure_raw(
+    in_rep: dict[str, Any],
+    out_rep: dict[str, Any],
+    f: PairFacts,
+    blocks: Collection[str] | None = None,
+) -> list[int]:
+    """The raw structure groups of a pair (``relations.GROUPS``, each its own block); only
+    those in ``blocks`` (None: all) are computed, the others stay zero."""
+    grids = relations.grids_of(in_rep, out_rep)
+    wanted = relations.NAMES if blocks is None else tuple(n for n in relations.NAMES if n in blocks)
+    values = (
+        relations.groups_raw(in_rep, out_rep, *grids, f, wanted)
+        if grids is not None and wanted
+        else relations.empty()
+    )
+    out: list[int] = []
+    for name, spec in relations.GROUPS:  # (a group not computed is neutral: a zero block)
+        out += _block(values[name], spec) if name in wanted else [0] * len(spec)
+    return out
 
 
 def raw_pair(
-    in_rep: dict[str, Any], out_rep: dict[str, Any], facts: PairFacts | None = None
+    in_rep: dict[str, Any],
+    out_rep: dict[str, Any],
+    facts: PairFacts | None = None,
+    version: str = VERSION,
+    blocks: Collection[str] | None = None,
 ) -> list[int]:
-    """A pair's raw vector: its input's appearance, the transformation, the pair's keys."""
+    """A pair's raw vector (raw ``version``): its input's appearance, the transformation,
+    the pair's keys (and from version 2 the structure groups: those in ``blocks`` — the raw
+    blocks an embedder reads — or all when None; the others zero)."""
     f = analyze_pair(in_rep, out_rep) if facts is None else facts
-    return appearance_raw(in_rep) + transform_raw(in_rep, out_rep, f) + keys_raw(pair_keys(f))
+    out = appearance_raw(in_rep) + transform_raw(in_rep, out_rep, f) + keys_raw(pair_keys(f))
+    if LAYOUTS[version].dim > len(out):
+        out += structure_raw(in_rep, out_rep, f, blocks)
+    return out
 
 
 def _requantize(total: Sequence[int], weight: float) -> list[int]:
@@ -760,12 +843,15 @@ def raw_combine(
     and colour blocks summed over ``items``, the transform block over ``pairs``, each
     requantised as a raw block, plus the raw keys block of ``keys``."""
     out: list[int] = []
-    for name in ("shape", "colour", "transform"):
+    for name, _ in RAW_BLOCKS:
         s = RAW_SLICES[name]
-        rows = pairs if name == "transform" else items
+        if name == "keys":
+            out += keys_raw(keys)
+            continue
+        rows = pairs if name in PAIR_BLOCKS else items
         total = [sum(col) for col in zip(*(r[s] for r in rows), strict=True)] if rows else []
         out += _requantize(total, RAW_WEIGHT) if total else [0] * (s.stop - s.start)
-    return out + keys_raw(keys)
+    return out
 
 
 # ------------------------------------------------------------------ the weights object
@@ -785,10 +871,9 @@ class OutBlock:
     m: np.ndarray = field(compare=False, repr=False)  # int64 (rows,) >= 0
     b: np.ndarray = field(compare=False, repr=False)  # int64 (rows,)
 
-    def raw_index(self) -> np.ndarray:
-        return np.concatenate(
-            [np.arange(RAW_SLICES[n].start, RAW_SLICES[n].stop) for n in self.inputs]
-        )
+    def raw_index(self, version: str = VERSION) -> np.ndarray:
+        slices = _SLICES[version]
+        return np.concatenate([np.arange(slices[n].start, slices[n].stop) for n in self.inputs])
 
 
 class FittedWeights:
@@ -805,7 +890,17 @@ class FittedWeights:
       ``b`` as int64.
     """
 
-    def __init__(self, blocks: Sequence[OutBlock], meta: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        blocks: Sequence[OutBlock],
+        meta: Mapping[str, Any] | None = None,
+        version: str = VERSION,
+    ):
+        if version not in LAYOUTS:
+            raise ValueError(f"raw-feature version {version!r} unknown (known: {VERSIONS})")
+        self.version = version
+        self.raw_dim = LAYOUTS[version].dim
+        slices = _SLICES[version]
         self.blocks = tuple(blocks)
         self.meta: dict[str, Any] = dict(meta or {})
         at = 0
@@ -815,12 +910,12 @@ class FittedWeights:
             at = blk.stop
             if blk.combine not in ("items", "pairs", "keys") or not blk.inputs:
                 raise ValueError(f"block {blk.name}: combine must be items | pairs | keys")
-            if any(n not in RAW_SLICES for n in blk.inputs):
+            if any(n not in slices for n in blk.inputs) or len(set(blk.inputs)) != len(blk.inputs):
                 raise ValueError(f"block {blk.name}: unknown raw block in {blk.inputs}")
             if not (0.0 < blk.weight <= 1.0):
                 raise ValueError(f"block {blk.name}: weight must be in (0, 1]")
             rows = blk.stop - blk.start
-            cols = sum(RAW_SLICES[n].stop - RAW_SLICES[n].start for n in blk.inputs)
+            cols = sum(slices[n].stop - slices[n].start for n in blk.inputs)
             if blk.w.shape != (rows, cols) or blk.w.dtype != np.int8:
                 raise ValueError(f"block {blk.name}: W must be int8 {rows}x{cols}")
             if blk.m.shape != (rows,) or blk.b.shape != (rows,):
@@ -833,12 +928,13 @@ class FittedWeights:
             raise ValueError(f"output blocks must cover {DIM} dims")
         if len({blk.name for blk in self.blocks}) != len(self.blocks):
             raise ValueError("output block names must be distinct")
-        self._index = [blk.raw_index() for blk in self.blocks]
+        self._index = [blk.raw_index(version) for blk in self.blocks]
+        self.reads = frozenset(n for blk in self.blocks for n in blk.inputs)
         self._by_name = {blk.name: i for i, blk in enumerate(self.blocks)}
         # One block-diagonal float64 matrix: every product and partial sum of int8 x int8
         # values is an integer below 2^53 (|W z| <= 162 * 127 * 127), so any summation
         # order gives the exact integer; m and b are then applied in int64.
-        full = np.zeros((DIM, RAW_DIM), dtype=np.float64)
+        full = np.zeros((DIM, self.raw_dim), dtype=np.float64)
         for blk, index in zip(self.blocks, self._index, strict=True):
             full[blk.start : blk.stop, index] = blk.w
         self._full = full
@@ -850,10 +946,10 @@ class FittedWeights:
     def header(self) -> dict[str, Any]:
         return {
             "name": NAME,
-            "version": VERSION,
-            "raw_spec_hash": RAW_SPEC_HASH,
+            "version": self.version,
+            "raw_spec_hash": _HASHES[self.version],
             "dim": DIM,
-            "raw_dim": RAW_DIM,
+            "raw_dim": self.raw_dim,
             "blocks": [
                 {
                     "name": b.name,
@@ -895,13 +991,15 @@ class FittedWeights:
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise ValueError("weights header is not JSON") from None
         at += n
-        if head.get("raw_spec_hash") != RAW_SPEC_HASH or head.get("version") != VERSION:
+        raw_version = head.get("version") if isinstance(head, dict) else None
+        if raw_version not in _HASHES or head.get("raw_spec_hash") != _HASHES[raw_version]:
             raise ValueError("weights were fitted for other raw features (version mismatch)")
+        slices = _SLICES[raw_version]
         blocks = []
         try:
             for spec in head["blocks"]:
                 rows = spec["stop"] - spec["start"]
-                cols = sum(RAW_SLICES[x].stop - RAW_SLICES[x].start for x in spec["inputs"])
+                cols = sum(slices[x].stop - slices[x].start for x in spec["inputs"])
                 if at + rows * (cols + 16) > len(data):
                     raise ValueError("weights object is truncated")
                 w = np.frombuffer(data, dtype="<i1", count=rows * cols, offset=at)
@@ -928,7 +1026,7 @@ class FittedWeights:
             raise ValueError("weights header lacks a field or has a wrong type") from None
         if at != len(data):
             raise ValueError("trailing bytes after the weights")
-        out = cls(blocks, meta)
+        out = cls(blocks, meta, raw_version)
         if out.to_bytes() != data:
             raise ValueError("weights object is not in canonical form")
         return out
@@ -942,7 +1040,7 @@ class FittedWeights:
         """What ``embedder.json`` would hold for this embedder."""
         return {
             "name": NAME,
-            "version": VERSION,
+            "version": self.version,
             "dim": DIM,
             "quantization": "int8",
             "weights_hash": self.weights_hash,
@@ -962,8 +1060,8 @@ class FittedWeights:
 
     def _blocks_of(self, raw: Sequence[int] | np.ndarray, names: Iterable[str]) -> list[int]:
         z = np.asarray(raw, dtype=np.int64)
-        if z.shape != (RAW_DIM,):
-            raise ValueError(f"raw vector must have {RAW_DIM} values, got {z.shape}")
+        if z.shape != (self.raw_dim,):
+            raise ValueError(f"raw vector must have {self.raw_dim} values, got {z.shape}")
         acc = (self._full @ z.astype(np.float64)).astype(np.int64) * self._m + self._b
         nonzero = z != 0
         out: list[int] = []
@@ -985,7 +1083,7 @@ class FittedWeights:
         return out
 
     def block(self, name: str, raw: Sequence[int] | np.ndarray) -> list[int]:
-        """Output block ``name`` of a raw vector (``RAW_DIM`` int8): exact integers."""
+        """Output block ``name`` of a raw vector (``raw_dim`` int8): exact integers."""
         return self._blocks_of(raw, (name,))
 
     def embed_raw(self, raw: Sequence[int] | np.ndarray) -> list[int]:
@@ -994,19 +1092,19 @@ class FittedWeights:
 
     def embed_repr(self, rep: dict[str, Any]) -> list[int]:
         """A repr on its own: appearance + zero transformation + its feature keys."""
-        return self.embed_raw(raw_repr(rep))
+        return self.embed_raw(raw_repr(rep, self.version))
 
     def embed_pair(
         self, in_rep: dict[str, Any], out_rep: dict[str, Any], facts: PairFacts | None = None
     ) -> list[int]:
         """A pair on its own: the input's appearance + transformation + the pair's keys
         (``facts``: ``analyze_pair(in_rep, out_rep)`` when the caller has it)."""
-        return self.embed_raw(raw_pair(in_rep, out_rep, facts))
+        return self.embed_raw(raw_pair(in_rep, out_rep, facts, self.version, self.reads))
 
     def embed_keys(self, keys: Iterable[str]) -> list[int]:
         """The keys output block of a key set."""
-        raw = [0] * RAW_DIM
-        raw[RAW_SLICES["keys"]] = keys_raw(keys)
+        raw = [0] * self.raw_dim
+        raw[_SLICES[self.version]["keys"]] = keys_raw(keys)
         return self.block("keys", raw)
 
     def combine(
@@ -1077,74 +1175,122 @@ class BlockFit:
     eigenvalues: np.ndarray  # generalised eigenvalues of the kept directions
 
 
-def _scatter(
-    groups: Sequence[np.ndarray], class_weight: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(weighted mean of class means, within-class scatter, between-class scatter) of the
-    classes' item rows: every class counts with its weight whatever its number of items (a
-    task with ten pairs counts as much as one with three). Rows hold int8 values, so each
-    class's sums and Gram matrix are exact integers (any BLAS kernel or thread count gives
-    them), and the classes are accumulated in order: the scatters do not depend on threads."""
+@dataclass(frozen=True)
+class Scatter:
+    """Weighted class statistics of one output block's raw inputs, kept as sums so that two
+    sets of classes pool exactly as if fitted together (``+``): the shipped data's
+    statistics are the prior of ``vault embedder fit --from-vault``.
+
+    With classes c of weight w_c, n_c items, item sum s_c, Gram matrix G_c and mean
+    m_c = s_c / n_c: ``weight`` = Σ w_c, ``mean_sum`` = Σ w_c m_c, ``between_sum`` =
+    Σ w_c m_c m_cᵀ, and over the classes with at least two items ``within_weight`` =
+    Σ w_c and ``within_sum`` = Σ w_c (G_c − s_c s_cᵀ / n_c) / n_c."""
+
+    weight: float
+    within_weight: float
+    mean_sum: np.ndarray
+    between_sum: np.ndarray
+    within_sum: np.ndarray
+    classes: int
+
+    def __add__(self, other: Scatter) -> Scatter:
+        if self.mean_sum.shape != other.mean_sum.shape:
+            raise ValueError("scatters of different raw inputs cannot be pooled")
+        return Scatter(
+            self.weight + other.weight,
+            self.within_weight + other.within_weight,
+            self.mean_sum + other.mean_sum,
+            self.between_sum + other.between_sum,
+            self.within_sum + other.within_sum,
+            self.classes + other.classes,
+        )
+
+    def scaled(self, factor: float) -> Scatter:
+        """Every class weight multiplied by ``factor``."""
+        return Scatter(
+            self.weight * factor,
+            self.within_weight * factor,
+            self.mean_sum * factor,
+            self.between_sum * factor,
+            self.within_sum * factor,
+            self.classes,
+        )
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(weighted mean of the class means, within-class scatter, between-class scatter)."""
+        mu = self.mean_sum / self.weight
+        sb = self.between_sum / self.weight - np.outer(mu, mu)
+        sw = self.within_sum / self.within_weight if self.within_weight else self.within_sum * 0
+        return mu, sw, sb
+
+
+def scatter(groups: Sequence[np.ndarray], class_weight: np.ndarray) -> Scatter:
+    """The ``Scatter`` of the classes' item rows (one float64 array of int8 values per
+    class): every class counts with its weight whatever its number of items (a task with
+    ten pairs counts as much as one with three). Each class's sums and Gram matrix are
+    integers below 2^53, exact under any BLAS kernel or thread count; everything after is
+    elementwise, accumulated class by class in the given order, so the statistics are
+    the same bits on every machine."""
     p = groups[0].shape[1]
-    means = np.array([g.sum(axis=0) / len(g) for g in groups])
-    total = float(class_weight.sum())
-    mu = np.zeros(p)
-    for c in range(len(groups)):
-        mu += (class_weight[c] / total) * means[c]
-    sw = np.zeros((p, p))
-    sb = np.zeros((p, p))
-    w_within = float(sum(class_weight[c] for c, g in enumerate(groups) if len(g) > 1))
+    mean_sum = np.zeros(p)
+    between = np.zeros((p, p))
+    within = np.zeros((p, p))
+    weight = within_weight = 0.0
     for c, g in enumerate(groups):
-        d = means[c] - mu
-        sb += (class_weight[c] / total) * np.outer(d, d)
+        wc = float(class_weight[c])
+        s = g.sum(axis=0)  # exact: integers
+        m = s / len(g)
+        weight += wc
+        mean_sum += wc * m
+        between += wc * np.outer(m, m)
         if len(g) > 1:
-            s = g.sum(axis=0)
             gram = g.T @ g  # exact: integer products and sums below 2^53
-            sw += (class_weight[c] / w_within / len(g)) * (gram - np.outer(s, s) / len(g))
-    return mu, sw, sb
+            within += (wc / len(g)) * (gram - np.outer(s, s) / len(g))
+            within_weight += wc
+    return Scatter(weight, within_weight, mean_sum, between, within, len(groups))
 
 
 def fit_block(
-    groups: Sequence[np.ndarray],
+    stats: Scatter,
     dims: int,
     *,
     regularization: float,
     power: float = 0.0,
-    class_weight: np.ndarray | None = None,
     shrink: str = "diagonal",
 ) -> BlockFit:
-    """Regularised LDA on the classes' rows (``groups``: one array per class): the ``dims``
-    directions v with the largest ``λ`` in ``S_b v = λ (S_w + ε D) v`` (D = diag of each raw
-    feature's total variance, or the mean within-class variance times I), each scaled to
-    unit regularised within-class spread and by ``λ^power``, centred on the weighted mean of
-    the class means (``b = −W μ``)."""
-    if len(groups) < 2:
+    """Regularised LDA on a block's class statistics: the ``dims`` directions v with the
+    largest ``λ`` in ``S_b v = λ (S_w + ε D) v`` (D = diag of each raw feature's total
+    variance, or the mean within-class variance times I), each scaled to unit regularised
+    within-class spread and by ``λ^power``, centred on the weighted mean of the class means
+    (``b = −W μ``). All linear algebra is ``vault.embedding.linalg`` (exactly rounded sums,
+    Jacobi eigenvectors): the same statistics give the same bits on every machine."""
+    if stats.classes < 2:
         raise ValueError("fitting needs at least two classes with items")
-    cw = np.ones(len(groups)) if class_weight is None else np.asarray(class_weight, float)
-    mu, sw, sb = _scatter(groups, cw)
+    mu, sw, sb = stats.moments()
     p = len(mu)
-    total = np.diag(sw + sb)
-    typical = max(float(total.mean()), 1e-9)
+    total = np.diag(sw + sb).copy()
+    typical = max(math.fsum(total.tolist()) / p, 1e-9)
     if shrink == "diagonal":  # each feature's own total variance: rare, crisp features
         swr = sw + regularization * np.diag(np.maximum(total, FLOOR * typical))
     elif shrink == "identity":
-        ridge = regularization * max(float(np.trace(sw)) / p, 1e-9)
+        ridge = regularization * max(math.fsum(np.diag(sw).tolist()) / p, 1e-9)
         swr = sw + ridge * np.eye(p)
     else:
         raise ValueError(f"unknown shrinkage {shrink!r} (diagonal | identity)")
-    inv = np.linalg.inv(np.linalg.cholesky(swr))
-    m = inv @ sb @ inv.T
-    vals, vecs = np.linalg.eigh((m + m.T) / 2.0)
+    swr = (swr + swr.T) / 2.0
+    inv = linalg.lower_inverse(linalg.cholesky(swr))
+    m = linalg.matmul(linalg.matmul(inv, sb), inv.T)
+    vals, vecs = linalg.eigh((m + m.T) / 2.0)
     order = np.argsort(-vals, kind="stable")[:dims]
     vals = np.maximum(vals[order], 0.0)
-    v = inv.T @ vecs[:, order]  # columns: v' (S_w + ε D) v = 1
+    v = linalg.matmul(inv.T, vecs[:, order])  # columns: v' (S_w + ε D) v = 1
     idx = np.argmax(np.abs(v), axis=0)  # a fixed sign: the largest coefficient positive
     v = v * np.where(v[idx, np.arange(v.shape[1])] < 0, -1.0, 1.0)
     w = (v * (vals**power)).T
     if w.shape[0] < dims:  # fewer raw features than outputs: zero rows
         w = np.vstack([w, np.zeros((dims - w.shape[0], p))])
         vals = np.concatenate([vals, np.zeros(dims - len(vals))])
-    return BlockFit(w, -(w @ mu), vals)
+    return BlockFit(w, -linalg.matmul(w, mu), vals)
 
 
 def quantize_block(
@@ -1174,41 +1320,25 @@ def quantize_block(
 ItemsByClass = Mapping[str, Sequence[Sequence[int]]]
 
 
-def fit(
+def _inputs_index(inputs: Sequence[str]) -> np.ndarray:
+    return np.concatenate([np.arange(RAW_SLICES[n].start, RAW_SLICES[n].stop) for n in inputs])
+
+
+def block_scatters(
     items_by_class: ItemsByClass,
-    settings: FitSettings | None = None,
     *,
     class_weights: Mapping[str, float] | None = None,
-    block_classes: Mapping[str, ItemsByClass] | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> FittedWeights:
-    """Fit the map from raw vectors (``RAW_DIM`` int8 each) grouped by class: items that
-    should be close (the pairs and views of one task, the reprs and pairs one concept
-    verified on, the tasks of one ``--labels`` group) against the other classes.
-
-    Each output block is fitted by ``fit_block`` on the items whose raw input for it is not
-    all zero (a repr has no transformation; a keys view has only keys). ``class_weights``
-    weighs classes (default 1); ``block_classes`` gives a block (by name) other classes.
-    Classes are taken in sorted order and items in their given order; the scatters are
-    exact (see ``_scatter``), so the same data gives the same bytes."""
-    cfg = settings or FitSettings()
-    names = [b[0] for b in OUTPUT_BLOCKS]
-    for label, table in (
-        ("regularization", cfg.regularization),
-        ("block_weights", cfg.block_weights),
-    ):
-        missing = [n for n in names if n not in table]
-        if missing:
-            raise ValueError(f"FitSettings.{label} lacks {', '.join(missing)}")
-    blocks = []
-    counts: dict[str, int] = {}
-    for name, start, stop, inputs, combine in OUTPUT_BLOCKS:
-        source = (block_classes or {}).get(name, items_by_class)
-        index = np.concatenate([np.arange(RAW_SLICES[n].start, RAW_SLICES[n].stop) for n in inputs])
+    output_blocks: OutputBlocks = OUTPUT_BLOCKS,
+) -> dict[str, Scatter | None]:
+    """Per output block, the ``Scatter`` of the classes' items whose raw input for it is
+    not all zero (None when no class has any); classes in sorted order."""
+    out: dict[str, Scatter | None] = {}
+    for name, _, _, inputs, _ in output_blocks:
+        index = _inputs_index(inputs)
         groups: list[np.ndarray] = []
         weights: list[float] = []
-        for cls in sorted(source):
-            items = source[cls]
+        for cls in sorted(items_by_class):
+            items = items_by_class[cls]
             for item in items:
                 if len(item) != RAW_DIM:
                     raise ValueError(
@@ -1222,13 +1352,54 @@ def fit(
             if len(block):
                 groups.append(block)
                 weights.append(float((class_weights or {}).get(cls, 1.0)))
-        counts[name] = len(groups)
+        out[name] = scatter(groups, np.array(weights)) if groups else None
+    return out
+
+
+def fit(
+    items_by_class: ItemsByClass,
+    settings: FitSettings | None = None,
+    *,
+    class_weights: Mapping[str, float] | None = None,
+    prior: Mapping[str, Scatter] | None = None,
+    output_blocks: OutputBlocks = OUTPUT_BLOCKS,
+    meta: Mapping[str, Any] | None = None,
+) -> FittedWeights:
+    """Fit the map from raw vectors (``RAW_DIM`` int8 each) grouped by class: items that
+    should be close (the pairs and views of one task, the reprs and pairs one concept
+    verified on, the tasks of one ``--labels`` group) against the other classes.
+
+    Each output block is fitted by ``fit_block`` on the items whose raw input for it is not
+    all zero (a repr has no transformation; a keys view has only keys), pooled with the
+    block's ``prior`` statistics when given (the shipped data: ``Scatter`` sums, as if
+    fitted together). ``class_weights`` weighs classes (default 1); ``output_blocks``
+    chooses which raw blocks each output block reads (studies). Classes are taken in
+    sorted order and items in their given order; the statistics and the linear algebra
+    are exact or exactly rounded, so the same data gives the same bytes on every machine."""
+    cfg = settings or FitSettings()
+    names = [b[0] for b in output_blocks]
+    for label, table in (
+        ("regularization", cfg.regularization),
+        ("block_weights", cfg.block_weights),
+    ):
+        missing = [n for n in names if n not in table]
+        if missing:
+            raise ValueError(f"FitSettings.{label} lacks {', '.join(missing)}")
+    stats = block_scatters(items_by_class, class_weights=class_weights, output_blocks=output_blocks)
+    blocks = []
+    counts: dict[str, int] = {}
+    for name, start, stop, inputs, combine in output_blocks:
+        pooled = stats[name]
+        if prior is not None and name in prior:
+            pooled = prior[name] if pooled is None else prior[name] + pooled
+        if pooled is None:
+            raise ValueError("fitting needs at least two classes with items")
+        counts[name] = pooled.classes
         bf = fit_block(
-            groups,
+            pooled,
             stop - start,
             regularization=float(cfg.regularization[name]),
             power=cfg.power,
-            class_weight=np.array(weights),
             shrink=cfg.shrink,
         )
         blocks.append(
@@ -1261,18 +1432,23 @@ def concept_items(
     reprs: Sequence[dict[str, Any]],
     pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
     keys: Iterable[str] | None = None,
+    blocks: Collection[str] | None = DEFAULT_READS,
 ) -> list[list[int]]:
     """The training items of one class from a concept's evidence (or a task): each repr's
     appearance (its keys left out: a concept's keys are its own, not a grid's), each pair
     (input appearance, transformation, the pair's keys), and the keys view of ``keys``."""
     items = [_without_keys(raw_repr(r)) for r in reprs]
-    items += [raw_pair(a, b) for a, b in pairs]
+    items += [raw_pair(a, b, blocks=blocks) for a, b in pairs]
     if keys is not None:
         items.append(_keys_view(keys))
     return items
 
 
-def task_items(task: Mapping[str, Any], source: str | None = None) -> list[list[int]]:
+def task_items(
+    task: Mapping[str, Any],
+    source: str | None = None,
+    blocks: Collection[str] | None = DEFAULT_READS,
+) -> list[list[int]]:
     """Self-supervised training items of one ARC-format task: every demonstration pair
     (train, and test pairs that carry an output), every test input's appearance, and the
     key sets a query or a concept of the task would have (the task without pair i; pair i
@@ -1283,10 +1459,14 @@ def task_items(task: Mapping[str, Any], source: str | None = None) -> list[list[
 
     pairs, tests = parse_task(dict(task), source)
     facts = [analyze_pair(p.input, p.output) for p in pairs]
-    items = [raw_pair(p.input, p.output, f) for p, f in zip(pairs, facts, strict=True)]
+    items = [
+        raw_pair(p.input, p.output, f, blocks=blocks) for p, f in zip(pairs, facts, strict=True)
+    ]
     for t in task.get("test", ()):
         if isinstance(t, dict) and "output" in t:
-            items.append(raw_pair(grid_to_repr(t["input"]), grid_to_repr(t["output"])))
+            items.append(
+                raw_pair(grid_to_repr(t["input"]), grid_to_repr(t["output"]), blocks=blocks)
+            )
     items += [_without_keys(raw_repr(t)) for t in tests]
     inputs = [p.input for p in pairs]
     extra = tests[:1]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the fitted model (numpy-heavy) loads only with a fitted emb
     from vault.embedding.fitted import FittedWeights
 
 BUILTIN = "builtin"  # the choice naming the built-in embedder
+SHIPPED = "shipped"  # the name of the package's default weights (stored as their digest)
 
 
 class Embedder(Protocol):
@@ -95,9 +96,7 @@ class FittedEmbedder:
     """A fitted weights object (``FittedWeights``)."""
 
     def __init__(self, weights: FittedWeights):
-        from vault.embedding.fitted import VERSION
-
-        self.version = VERSION
+        self.version = weights.version
         self.weights = weights
         self.weights_hash = weights.weights_hash
         self.choice = self.weights_hash

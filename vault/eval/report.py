@@ -47,6 +47,46 @@ def table(result: StudyResult) -> str:
     return "\n".join(lines)
 
 
+def learning_table(result: StudyResult) -> str:
+    """The learning protocol's table: each mode's figures on the same queries without and
+    with the written-back evidence, and the MRR gain with its bootstrap interval."""
+    if not result.learning:
+        return ""
+    head = [
+        "mode",
+        "MRR without",
+        "MRR with",
+        "gain",
+        f"{BOOTSTRAP_CONFIDENCE:.0%} interval",
+        "R@10 without",
+        "R@10 with",
+        "helpful without",
+        "helpful with",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for mode, item in result.learning.items():
+        before, after = item.without.to_json(), result.summaries[mode].to_json()
+        g = item.gain
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    mode,
+                    f"{before['mrr']:.3f}",
+                    f"{after['mrr']:.3f}",
+                    f"{g.mean_diff:+.3f}",
+                    f"[{g.low:+.3f}, {g.high:+.3f}]",
+                    f"{before['recall@10']:.3f}",
+                    f"{after['recall@10']:.3f}",
+                    f"{before['helpful_rate']:.3f}",
+                    f"{after['helpful_rate']:.3f}",
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def interpretation(result: StudyResult) -> str:
     """Two sentences the numbers support."""
     s = result.summaries
@@ -105,6 +145,14 @@ def markdown(result: StudyResult, command: str | None = None) -> str:
     if command:
         lines.append(f"- command: `{command}`")
     lines += ["", table(result), "", interpretation(result), ""]
+    if result.learning:
+        lines += [
+            "The same queries asked of the vault without the written-back evidence "
+            f"({d.get('evidence', 0)} records):",
+            "",
+            learning_table(result),
+            "",
+        ]
     fell = {m: n for m, n in result.fallbacks.items() if n}
     if fell:
         lines += [f"Fallbacks to symbolic: {fell}.", ""]

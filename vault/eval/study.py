@@ -8,6 +8,11 @@ every retrieval mode (the seed's 3-way study, widened to five):
 Every mode ranks with the same snapshot and the same configuration (only the mode and the
 strategy change), returns ``k_max`` results, and is timed per query (query embedding
 included, no cache). The metrics are in ``vault.eval.metrics``.
+
+The ``learning`` protocol (``Dataset.evidence``) writes the evidence back after the import
+and asks every query twice: of the vault without it and with it (same process, same
+configuration); the summaries are with the evidence, ``StudyResult.learning`` holds the
+figures without it and the paired bootstrap interval of the MRR gain.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from vault.eval.metrics import (
     summarize,
 )
 from vault.grid.objects import clear_caches
+from vault.grid.reprs import repr_id
 from vault.index.snapshot import Snapshot
 from vault.retrieval import retrieve_in
 from vault.vault import Vault, fixed_clock
@@ -63,6 +69,8 @@ class StudyResult:
     fallbacks: dict[str, int]
     import_seconds: float
     seconds: float
+    # the learning protocol: per mode, the summary without the evidence and the MRR gain
+    learning: dict[str, Learning] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StudyResult:
@@ -81,10 +89,13 @@ class StudyResult:
             data["fallbacks"],
             data["import_seconds"],
             data["seconds"],
+            {m: Learning.from_json(v) for m, v in data["learning"].items()}
+            if data.get("learning") is not None
+            else None,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "dataset": self.dataset,
             "settings": self.settings,
             "modes": {m: s.to_json() for m, s in self.summaries.items()},
@@ -95,6 +106,25 @@ class StudyResult:
             "import_seconds": self.import_seconds,
             "seconds": self.seconds,
         }
+        if self.learning is not None:
+            out["learning"] = {m: v.to_json() for m, v in self.learning.items()}
+        return out
+
+
+@dataclass(frozen=True)
+class Learning:
+    """One mode on the learning protocol: the same queries asked of the vault without the
+    written-back evidence, and the paired bootstrap of the MRR gain (with − without)."""
+
+    without: ModeSummary
+    gain: BootstrapResult
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Learning:
+        return cls(ModeSummary.from_json(data["without"]), BootstrapResult.from_json(data["gain"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"without": self.without.to_json(), "gain": self.gain.to_json()}
 
 
 def _vault_order(snap: Snapshot) -> list[str]:
@@ -107,18 +137,55 @@ def _vault_order(snap: Snapshot) -> list[str]:
     return seen
 
 
+def write_evidence(vault: Vault, dataset: Dataset) -> None:
+    """Write ``dataset.evidence`` back: one positive evidence record a pair (its reprs
+    stored), in one write-back, as a solver does after verifying its program on them."""
+    records: list[tuple[Any, str]] = []
+    reprs: list[dict[str, Any]] = []
+    for ev in dataset.evidence:
+        for p in ev.pairs:
+            record = {
+                "schema_version": 1,
+                "kind": "evidence",
+                "concept": ev.concept,
+                "version": "1.0.0",
+                "polarity": "positive",
+                "task": ev.task,
+                "pair": {"input": repr_id(p.input), "output": repr_id(p.output)},
+            }
+            records.append((record, ev.task))
+            reprs += [p.input, p.output]
+    vault.write_back((), records, op="evidence", detail={"learning": len(records)}, reprs=reprs)
+
+
+Embedder = bytes | str | None  # a weights object's bytes, "builtin", or None: a new vault's
+
+
 @contextmanager
-def _throwaway(dataset: Dataset, weights: bytes | None) -> Iterator[tuple[Snapshot, float]]:
-    """A throwaway vault holding ``dataset``'s concepts (embedded with ``weights``, chosen
-    as ``vault embedder use`` does; None: built-in): its snapshot and the import time."""
+def _throwaway(
+    dataset: Dataset, weights: Embedder
+) -> Iterator[tuple[Snapshot, Snapshot | None, float]]:
+    """A throwaway vault holding ``dataset``'s concepts, embedded with what a new vault
+    starts with (``weights`` None: the shipped embedder), the built-in embedder
+    (``"builtin"``) or the weights object ``weights`` (chosen as ``vault embedder use``
+    does): its snapshot, the snapshot after the dataset's evidence is written back (None
+    without evidence) and the import time."""
     with tempfile.TemporaryDirectory(prefix="vault-eval-") as tmp:
-        vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0))
-        if weights is not None:
+        chosen = "shipped" if weights is None else "builtin"
+        vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0), embedder=chosen)
+        if isinstance(weights, bytes):
             set_embedder(vault, vault.objects.put(weights))
+        elif weights not in (None, "builtin"):
+            raise ValueError(f"embedder must be weights bytes, 'builtin' or None: {weights!r}")
         t0 = time.perf_counter()
         import_tasks(vault, dataset.tasks, holdout_last=dataset.holdout_last)
         import_seconds = time.perf_counter() - t0
-        yield vault.snapshot(), import_seconds
+        before = vault.snapshot()
+        after = None
+        if dataset.evidence:
+            write_evidence(vault, dataset)
+            after = vault.snapshot()
+        yield before, after, import_seconds
 
 
 def run_variants(
@@ -127,12 +194,13 @@ def run_variants(
     mode: str = "hybrid",
     *,
     k_max: int = 50,
-    weights: bytes | None = None,
+    weights: Embedder = None,
 ) -> dict[str, ModeSummary]:
     """One retrieval ``mode`` under each configuration of ``variants`` (name -> Config), on
     one throwaway vault: how each setting changes the figures, everything else equal."""
     out: dict[str, ModeSummary] = {}
-    with _throwaway(dataset, weights) as (snap, _):
+    with _throwaway(dataset, weights) as (before, after, _):
+        snap = after or before
         order = _vault_order(snap)
         for name, cfg in variants.items():
             vcfg = cfg.with_overrides(k=k_max)
@@ -153,36 +221,58 @@ def run(
     *,
     k_max: int = 50,
     progress: Progress | None = None,
-    weights: bytes | None = None,
+    weights: Embedder = None,
 ) -> StudyResult:
     """Run every mode over ``dataset``'s queries on a throwaway vault (embedding with the
-    fitted ``weights`` object, chosen as ``vault embedder use`` does; None: built-in)."""
+    fitted ``weights`` object, chosen as ``vault embedder use`` does; ``"builtin"``: the
+    built-in embedder; None: what a new vault starts with, the shipped embedder)."""
     for m in modes:
         if m not in MODES:
             raise ValueError(f"unknown mode {m!r} (known: {', '.join(MODES)})")
     start = time.perf_counter()
     base = cfg or Config()
-    total = len(modes) * len(dataset.queries)
+    rounds = 2 if dataset.evidence else 1
+    total = rounds * len(modes) * len(dataset.queries)
     done = 0
-    with _throwaway(dataset, weights) as (snap, import_seconds):
+    with _throwaway(dataset, weights) as (before, after, import_seconds):
+        snap = after or before
         embedder_id = snap.embedder_id
         order = _vault_order(snap)
         outcomes: dict[str, list[QueryOutcome]] = {}
+        without: dict[str, list[QueryOutcome]] = {}
         fallbacks: dict[str, int] = {}
         for m in modes:
             mode, strategy = MODES[m]
             mcfg = base.with_overrides(k=k_max, strategy=strategy)
-            rows: list[QueryOutcome] = []
             fallbacks[m] = 0
-            for q in dataset.queries:
-                ranking, seconds, fell = _rank(snap, q, mode, mcfg, order, k_max)
-                fallbacks[m] += fell
-                rows.append(QueryOutcome(q.qid, ranking, q.relevant, seconds))
-                done += 1
-                if progress:
-                    progress(done, total)
-            outcomes[m] = rows
+            for target, where in ((outcomes, snap), (without, before if after else None)):
+                if where is None:
+                    continue
+                rows: list[QueryOutcome] = []
+                for q in dataset.queries:
+                    ranking, seconds, fell = _rank(where, q, mode, mcfg, order, k_max)
+                    fallbacks[m] += fell
+                    rows.append(QueryOutcome(q.qid, ranking, q.relevant, seconds))
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                target[m] = rows
     summaries = {m: summarize(rows, KS) for m, rows in outcomes.items()}
+    learning = None
+    if without:
+        learning = {
+            m: Learning(
+                summarize(without[m], KS),
+                paired_bootstrap(
+                    [reciprocal_rank(o.ranking, o.relevant) for o in without[m]],
+                    [reciprocal_rank(o.ranking, o.relevant) for o in outcomes[m]],
+                    resamples=2000,
+                    seed=0,
+                    confidence=BOOTSTRAP_CONFIDENCE,
+                ),
+            )
+            for m in modes
+        }
     curves = {
         m: [
             sum(recall_at(o.ranking, o.relevant, k) for o in rows if o.relevant)
@@ -219,6 +309,7 @@ def run(
         fallbacks,
         import_seconds,
         time.perf_counter() - start,
+        learning,
     )
 
 

@@ -60,7 +60,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FAMILIES", "SyntheticTask", "fingerprint", "generate"]
+__all__ = [
+    "FAMILIES",
+    "HELD_OUT_FAMILIES",
+    "TRAIN_FAMILIES",
+    "SyntheticTask",
+    "fingerprint",
+    "fresh_pairs",
+    "generate",
+]
 
 Grid = list[list[int]]
 Shape = list[tuple[int, int, int]]  # (row, col, colour) with min row == min col == 0
@@ -679,6 +687,11 @@ _REGISTRY: dict[str, tuple[Builder, Transform]] = {
 }
 
 FAMILIES: tuple[str, ...] = tuple(_REGISTRY)  # dict order is insertion order, not hash order
+# The training side (every other family from the first) and the held-out side (the rest):
+# the shipped embedder is fitted on TRAIN_FAMILIES only, so that cross-task retrieval on
+# HELD_OUT_FAMILIES measures transfer to transformations it never saw.
+TRAIN_FAMILIES: tuple[str, ...] = FAMILIES[0::2]
+HELD_OUT_FAMILIES: tuple[str, ...] = FAMILIES[1::2]
 
 
 # ---------------------------------------------------------------- public API
@@ -733,6 +746,36 @@ def generate(
         if family in wanted
         for index in range(tasks_per_family)
     ]
+
+
+def fresh_pairs(
+    task: SyntheticTask, seed: int, count: int, tag: str = "fresh"
+) -> list[dict[str, Grid]]:
+    """``count`` new pairs of ``task``'s rule: the same family and parameters (its builder
+    replayed from the task's own seed), new grids drawn by ``random.Random(f"{tag}:{seed}:
+    {task_id}")``, none equal to an input of the task or to each other. ``seed`` is the
+    seed ``generate`` made the task with; another ``tag`` gives another independent set."""
+    family, index = task.family, int(task.task_id.rsplit("-", 1)[1])
+    build, transform = _REGISTRY[family]
+    params, make = build(random.Random(f"{seed}:{family}:{index}"))
+    if params != task.params:  # pragma: no cover - a task not made by generate(seed)
+        raise ValueError(f"{task.task_id} was not generated with seed {seed}")
+    rng = random.Random(f"{tag}:{seed}:{task.task_id}")
+    seen = [p["input"] for part in ("train", "test") for p in task.task[part]]
+    drawn: list[dict[str, Grid]] = []
+    attempts = 0
+    while len(drawn) < count:
+        attempts += 1
+        if attempts > 500 * (count + 1):  # pragma: no cover - a generator bug
+            raise RuntimeError(f"could not draw {count} fresh pairs for {task.task_id}")
+        grid = make(rng)
+        if grid is None or not _valid(grid) or grid in seen:
+            continue
+        out = transform(params, grid)
+        if _valid(out) and out != grid:
+            seen.append(grid)
+            drawn.append({"input": grid, "output": out})
+    return drawn
 
 
 def fingerprint(tasks: Sequence[SyntheticTask]) -> str:
