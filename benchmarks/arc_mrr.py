@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from vault import Vault, retrieve
-from vault.arc import concept_id, import_tasks, load_dataset
+from vault.arc import concept_id, load_dataset
+from vault.ops.arc_import import import_tasks
 from vault.records.query import Query, parse_task
 
 

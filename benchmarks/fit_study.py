@@ -1,11 +1,12 @@
 """Is a fitted embedder better than the built-in one? The judgement issue 12 asks for.
 
 Every figure comes from the real retrieval path: a throwaway vault per data set
-(``vault.arc.import_tasks``, one write-back), its snapshot, and ``vault.retrieval.retrieve_in``
+(``vault.ops.arc_import.import_tasks``, one write-back), its snapshot, and
+``vault.retrieval.retrieve_in``
 for every query with the default configuration (hybrid ``weighted``, ``structured``
 similarity) and in ``soft`` mode, exactly as ``vault eval`` does. The fitted embedder is
 selected as a user selects it: its weights object is stored in the throwaway vault and
-chosen with an ``embedder`` write (``vault.writeback.set_embedder``, what ``vault embedder
+chosen with an ``embedder`` write (``vault.ops.write.set_embedder``, what ``vault embedder
 use`` does) before the tasks are imported; concept vectors, query vectors, the index build,
 the cache keys and the exact similarity all go through the vault's own code. Nothing else
 changes between the two runs.
@@ -53,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from vault.arc import import_tasks, load_dataset
+from vault.arc import load_dataset
 from vault.config import Config
 from vault.embedding import embedder, fitted
 from vault.eval import datasets
@@ -61,9 +62,10 @@ from vault.eval.metrics import QueryOutcome, paired_bootstrap, reciprocal_rank, 
 from vault.eval.synthetic import FAMILIES, generate
 from vault.grid.objects import _blobs, _objects
 from vault.grid.pairs import analyze_pair
+from vault.ops.arc_import import import_tasks
+from vault.ops.write import set_embedder
 from vault.records.query import Pair, parse_task
 from vault.retrieval import retrieve_in
-from vault.writeback import set_embedder
 from vault.vault import Vault, fixed_clock
 
 MODES = {"hybrid-weighted": ("hybrid", "weighted"), "soft": ("soft", None)}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from vault.index.build import plan_full
 from vault.index.state import State
+from vault.ops.verify import verify
 from vault.vault import Vault
-from vault.verify import verify
 
 Tree = dict[str, tuple[str, int, bytes]]
 

@@ -269,7 +269,7 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise KeyError("boom")
 
-    monkeypatch.setattr("vault.rollback.index_status", broken)
+    monkeypatch.setattr("vault.ops.rollback.index_status", broken)
     result = invoke(["index", "status", "--vault", str(stocked.root)])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1
@@ -299,7 +299,7 @@ def test_interrupts_and_os_errors(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise exc
 
-    monkeypatch.setattr("vault.rollback.index_status", fail)
+    monkeypatch.setattr("vault.ops.rollback.index_status", fail)
     result = invoke(["index", "status", "--vault", str(stocked.root)])
     assert result.exit_code == code
     assert result.stderr == line

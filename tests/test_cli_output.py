@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from vault import writeback
 from vault.embedding import embedder
 from vault.errors import InvalidInputError, NotFoundError
 from vault.like import neighbours
+from vault.ops import write as writeback
 from vault.vault import Vault
 from vault_cli import io as cli_io
 from vault_cli.app import app

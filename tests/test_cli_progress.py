@@ -16,6 +16,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
+from vault.ops import arc_import
 from vault.vault import Vault
 from vault_cli import core, render
 from vault_cli.app import app
@@ -130,16 +131,16 @@ def test_no_bar_is_full_while_its_work_goes_on(
         yield ph
         ph.finish()
 
-    original = Vault.write_back
+    original = arc_import.write_back
 
-    def write_back(self: Vault, *args: Any, **kwargs: Any) -> Any:
+    def write_back(*args: Any, **kwargs: Any) -> Any:
         events.append(("write_back begins", recorder.active()))
-        out = original(self, *args, **kwargs)
+        out = original(*args, **kwargs)
         events.append(("write_back ends", recorder.active()))
         return out
 
     monkeypatch.setattr(render, "phases", recording)
-    monkeypatch.setattr(Vault, "write_back", write_back)
+    monkeypatch.setattr(arc_import, "write_back", write_back)
     run(vault.root, "arc", "import", *TASKS)
     write = "writing back: embedding and indexing"
     assert events[0] == ("start", "reading task files")

@@ -27,12 +27,12 @@ from typer.testing import CliRunner
 
 from vault.errors import InputError, InvalidInputError
 from vault.grid.reprs import grid_to_repr, repr_id
+from vault.ops.verify import verify
 from vault.records.cards import normalize_card, normalize_evidence
 from vault.records.query import normalize_query
 from vault.records.schema import SCHEMAS, load_schema, validate
 from vault.retrieval import retrieve
 from vault.vault import Vault, fixed_clock
-from vault.verify import verify
 from vault_cli.app import app
 
 from .conftest import card

@@ -35,7 +35,7 @@ def _broken_status(monkeypatch):
     def broken(*a, **k):
         raise KeyError("boom")
 
-    monkeypatch.setattr("vault.rollback.index_status", broken)
+    monkeypatch.setattr("vault.ops.rollback.index_status", broken)
 
 
 def _status(vault):

@@ -1,4 +1,4 @@
-"""Choosing the embedder (``vault.embedding.select``, ``vault.embedders``, ``vault embedder``):
+"""Choosing the embedder (``vault.embedding.select``, ``vault.ops.embedder``, ``vault embedder``):
 one interface over the built-in and a fitted embedder, golden vectors of a tiny fit, the
 weights object stored and loaded, fit -> use -> retrieve -> rollback end to end from the
 CLI, incremental == full across an embedder change, drift fallback when the weights object
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from vault.embedders import choice_of, embedder_status, fit_embedder, use_embedder
 from vault.embedding import embedder, fitted, shipped
 from vault.embedding.cache import EmbeddingCache
 from vault.embedding.select import (
@@ -31,9 +30,10 @@ from vault.eval.synthetic import FAMILIES, generate
 from vault.grid.pairs import analyze_pair
 from vault.grid.reprs import grid_to_repr
 from vault.index.snapshot import clear_cache
+from vault.ops.embedder import choice_of, embedder_status, fit_embedder, use_embedder
+from vault.ops.verify import verify
 from vault.records.query import task_query
 from vault.vault import Vault
-from vault.verify import verify
 from vault_cli.app import app
 
 from .conftest import EXAMPLES, example_evidence

@@ -12,11 +12,11 @@ import pytest
 from vault.canonical import loads
 from vault.embedding import embedder
 from vault.errors import CorruptionError, NotFoundError, UsageError, VaultError
-from vault.gc import gc
 from vault.index.snapshot import clear_cache
+from vault.ops.gc import gc
+from vault.ops.rollback import index_status, rollback
 from vault.records.query import task_query
 from vault.retrieval import retrieve
-from vault.rollback import index_status, rollback
 from vault.vault import Vault, fixed_clock
 
 from .conftest import EXAMPLES, card, example_cards, example_evidence
@@ -274,7 +274,7 @@ def test_gc_needs_scope_keeps_current_and_supports_dry_run(example_vault: Vault)
     done = gc(v, 1)
     assert done.removed_objects == dry.removed_objects
     assert [g.number for g in v.generations.history()] == [3]
-    from vault.verify import verify
+    from vault.ops.verify import verify
 
     assert verify(v).ok
     with pytest.raises(NotFoundError, match="gc"):

@@ -162,8 +162,8 @@ def _fail_once(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[
 def test_a_failure_after_the_acknowledgement_says_the_write_took_effect(
     vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vault import writeback
     from vault.errors import CommittedError
+    from vault.ops import write as writeback
 
     vault.add([(card("c1", ["invariant:same_dims"]), "op")])
     _fail_once(monkeypatch, writeback, "publish")
@@ -179,8 +179,8 @@ def test_a_failure_after_the_acknowledgement_says_the_write_took_effect(
 
 
 def test_a_retried_fork_is_not_forked_twice(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vault import writeback
     from vault.errors import CommittedError
+    from vault.ops import write as writeback
 
     vault.add([(card("c1", ["invariant:same_dims"]), "op")])
     fork_card = card("c1", ["invariant:same_dims"], dsl="(fork x)")
@@ -196,8 +196,8 @@ def test_a_retried_fork_is_not_forked_twice(vault: Vault, monkeypatch: pytest.Mo
 def test_a_retried_rollback_does_not_roll_back_twice(
     vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vault import rollback as rollback_mod
     from vault.errors import CommittedError
+    from vault.ops import rollback as rollback_mod
 
     for i in range(3):
         vault.add([(card(f"c{i}", ["invariant:same_dims"]), "op")])
@@ -235,6 +235,6 @@ def test_temporaries_of_a_killed_writer_are_swept(vault: Vault) -> None:
     assert all(p.exists() for p in by_gc)
     assert vault.gc(keep=5).removed_temporaries == 2
     assert [p for p in by_gc if p.exists()] == [] and keep.exists()
-    from vault.verify import verify
+    from vault.ops.verify import verify
 
     assert verify(vault).ok

@@ -38,10 +38,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from vault.config import Config
-from vault.embedders import fit_embedder, use_embedder
 from vault.embedding.vectors import query_vector
 from vault.grid.reprs import grid_to_repr, repr_id
 from vault.like import neighbours
+from vault.ops.embedder import fit_embedder, use_embedder
 from vault.records.query import Query, query_from
 from vault.vault import Vault, fixed_clock
 from vault_cli.app import app

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vault.embedders import fit_embedder, use_embedder
 from vault.embedding import fitted, linalg, recipe, shipped
 from vault.embedding.select import BUILTIN, manifest_choice
 from vault.errors import EmbeddingError
 from vault.index.snapshot import clear_cache
+from vault.ops.embedder import fit_embedder, use_embedder
 from vault.vault import Vault, fixed_clock
 from vault_cli.app import app
 

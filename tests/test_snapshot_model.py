@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from vault import rollback as rollback_mod
-from vault import writeback
 from vault.canonical import canonical_bytes
 from vault.errors import CorruptionError, InvalidInputError, NotFoundError, VaultError
 from vault.grid.reprs import grid_to_repr, repr_id
 from vault.index.snapshot import clear_cache
+from vault.ops import rollback as rollback_mod
+from vault.ops import write as writeback
 from vault.records.keys import task_keys
 from vault.records.query import Pair, Query, normalize_query
 from vault.retrieval import retrieve

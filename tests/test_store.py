@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from vault import writeback
 from vault.canonical import sha256_hex
 from vault.errors import CorruptionError
+from vault.ops import write as writeback
+from vault.ops.verify import verify
 from vault.store.audit import AuditLog
 from vault.store.objects import ObjectStore
 from vault.vault import Vault
-from vault.verify import verify
 
 from .conftest import card
 from .helpers import concepts

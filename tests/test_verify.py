@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from vault.ops.verify import verify
 from vault.vault import Vault
-from vault.verify import verify
 
 from .helpers import concepts, tree
 

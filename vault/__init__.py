@@ -32,11 +32,11 @@ if TYPE_CHECKING:
     from vault.config import Config
     from vault.grid.reprs import grid_to_repr, repr_id
     from vault.index.build import BuildResult
+    from vault.ops.write import WriteResult
     from vault.records.query import Query, normalize_query, task_query
     from vault.retrieval import Hit, RetrievalResult, retrieve
     from vault.retriever import Retriever
     from vault.vault import Vault
-    from vault.writeback import WriteResult
 
 __version__ = "0.2.0"
 
@@ -48,7 +48,7 @@ _LAZY = {
     "RetrievalResult": "vault.retrieval",
     "Retriever": "vault.retriever",
     "Vault": "vault.vault",
-    "WriteResult": "vault.writeback",
+    "WriteResult": "vault.ops.write",
     "grid_to_repr": "vault.grid.reprs",
     "normalize_query": "vault.records.query",
     "repr_id": "vault.grid.reprs",

@@ -8,7 +8,7 @@ built from the very grids it was validated on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,6 @@ from vault.grid.reprs import repr_id
 from vault.limits import read_limited
 from vault.records.keys import matchable, task_keys
 from vault.records.query import Pair, parse_task
-from vault.vault import Vault
-from vault.writeback import WriteResult
 
 DATASETS = {
     "arc1-train": ("arcagi1", "train"),
@@ -72,28 +70,6 @@ def _pair_evidence(cid: str, task_id: str, pair: Pair) -> dict[str, Any]:
         "task": f"arc:{task_id}",
         "pair": {"input": repr_id(pair.input), "output": repr_id(pair.output)},
     }
-
-
-def import_tasks(
-    vault: Vault,
-    tasks: Iterable[TaskItem],
-    *,
-    holdout_last: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> WriteResult:
-    """Write back one concept per task, all in one write-back (one generation)."""
-    items = list(tasks)
-    cards: list[tuple[Any, str]] = []
-    evidence: list[tuple[Any, str]] = []
-    reprs: list[dict[str, Any]] = []
-    for i, (task_id, task, source) in enumerate(items, start=1):
-        card, evs, task_reprs = task_records(task_id, task, source, holdout_last=holdout_last)
-        cards.append((card, source))
-        evidence.extend((ev, source) for ev in evs)
-        reprs.extend(task_reprs)
-        if progress:
-            progress(i, len(items))
-    return vault.write_back(cards, evidence, op="import", detail={"tasks": len(items)}, reprs=reprs)
 
 
 def read_task_files(paths: Iterable[str]) -> list[TaskItem]:

@@ -21,7 +21,7 @@ from vault.index.snapshot import Snapshot
 from vault.retrieval import RetrievalResult, _Ranker, _soft
 
 if TYPE_CHECKING:
-    from vault.vault import Vault
+    from vault.handle import Handle
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Neighbours:
         return {"like": self.like, **self.result.to_json()}
 
 
-def neighbours(vault: Vault, concept: str, version: str | None, cfg: Config) -> Neighbours:
+def neighbours(vault: Handle, concept: str, version: str | None, cfg: Config) -> Neighbours:
     """Neighbours of ``concept`` at ``version`` (default: its newest) in the current snapshot."""
     snap = vault.snapshot()
     stale = snap.audit_seq != vault.audit.last_seq() and vault.stale()

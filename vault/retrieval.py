@@ -41,7 +41,7 @@ from vault.records.keys import matchable
 from vault.records.query import Query
 
 if TYPE_CHECKING:
-    from vault.vault import Vault
+    from vault.handle import Handle
 
 STATUS_NAMES = ("active", "deprecated", "suppressed")
 
@@ -317,7 +317,7 @@ class _Ranker:
 
 
 def retrieve(
-    vault: Vault | Snapshot,
+    vault: Handle | Snapshot,
     query: Query,
     cfg: Config,
     mode: str | None = None,

@@ -36,7 +36,7 @@ from vault.records.query import Query, query_from
 from vault.retrieval import RetrievalResult, retrieve_in
 
 if TYPE_CHECKING:
-    from vault.vault import Vault
+    from vault.handle import Handle
 
 REQUEST_KINDS = ("task", "repr", "query")
 
@@ -69,7 +69,7 @@ class Retriever:
 
     def __init__(
         self,
-        vault: Vault,
+        vault: Handle,
         *,
         config: Config | None = None,
         refresh_every: int | None = None,

@@ -139,9 +139,9 @@ def init(
     """Create an empty vault. It gets a config.toml with every default, the shipped fitted
     embedder (chosen by an audited write; `vault embedder use builtin` for the hand-set map)
     and an empty index generation; an existing vault is left as it is."""
-    from vault.vault import Vault
+    from vault.ops.create import init as run
 
-    vault, created = Vault.init(path or vault_path(vault_dir), clock=clock())
+    vault, created = run(path or vault_path(vault_dir), clock=clock())
     render.init_result(vault.root, created, json_out)
 
 
@@ -159,10 +159,11 @@ def add(
 ) -> None:
     """Write back concept cards. The index is updated in the same operation; an identical
     card already stored is left as is, a different one under the same version refused."""
+    from vault.ops.write import add as run
     from vault_cli.io import read_records
 
     vault = open_vault(vault_dir)
-    render.write_result(vault.add(read_records(file), fork=fork), json_out)
+    render.write_result(run(vault, read_records(file), fork=fork), json_out)
 
 
 @evidence_app.command("add", epilog=example("vault evidence add examples/evidence.jsonl"))
@@ -175,10 +176,11 @@ def evidence_add(
 ) -> None:
     """Record evidence about concept versions. Positive, or negative with a tier and a reason
     code; grids given inline are stored as reprs."""
+    from vault.ops.write import add_evidence
     from vault_cli.io import read_records
 
     vault = open_vault(vault_dir)
-    render.write_result(vault.add_evidence(read_records(file)), json_out)
+    render.write_result(add_evidence(vault, read_records(file)), json_out)
 
 
 @app.command(
@@ -206,8 +208,10 @@ def set_status(
     """Change a concept version's status. STATUS is active, deprecated or suppressed; the
     change is an appended event (the card is unchanged). Also available under its old name,
     `vault status`."""
+    from vault.ops.write import set_status as run
+
     vault = open_vault(vault_dir)
-    render.write_result(vault.set_status(concept, version, new_status, reason), json_out)
+    render.write_result(run(vault, concept, version, new_status, reason), json_out)
 
 
 # The old name reads like `git status` (a read) but writes: kept as an alias, documented in
@@ -265,7 +269,7 @@ def embed(
 ) -> None:
     """Embed reprs, grids, queries or tasks. JSON lines in, JSON lines out (id and int8
     vector); vectors are cached in the vault."""
-    from vault.embed import embed_records
+    from vault.ops.embed import embed_records
     from vault_cli.io import read_records
 
     vault = open_vault(vault_dir)
@@ -392,7 +396,9 @@ def retrieve(
         from vault_cli.io import iter_requests
 
         writer = render.json_lines()
-        with vault.retriever(config=cfg) as r, render.phases() as ph:
+        from vault.retriever import Retriever
+
+        with Retriever(vault, config=cfg) as r, render.phases() as ph:
             counted = ph.count("retrieving")
             for n, out in enumerate(r.batch(iter_requests(path), workers=workers), start=1):
                 writer.write(out)
@@ -422,10 +428,12 @@ def retrieve(
 def index_build(json_out: JsonOpt = False, vault_dir: VaultOpt = None) -> None:
     """Rebuild the index from the audit log. The symbolic and embedding index, from scratch,
     as a new generation (also repairs an unreadable current generation)."""
+    from vault.ops.build import build_index
+
     vault = open_vault(vault_dir)
     with render.phases(enabled=not json_out) as ph:
         tick = ph.chain("embedding concepts", then="writing the generation")
-        result = vault.build_index(progress=tick)
+        result = build_index(vault, progress=tick)
     render.build_result(result, json_out)
 
 
@@ -441,7 +449,7 @@ def index_status(
     staleness. Exit 0 when the index is current, 1 when it is stale (acknowledged writes not
     indexed yet), built by another embedder (drift) or unreadable — `vault index build`
     fixes all three."""
-    from vault.rollback import index_status as run
+    from vault.ops.rollback import index_status as run
 
     status = run(open_vault(vault_dir))
     if not quiet:
@@ -516,9 +524,9 @@ def embedder_fit(
     weights are stored in objects/ under their sha256 and the fit is recorded in the audit
     log. The vault keeps its embedder unless --use (or `vault embedder use fitted`)."""
     from vault.arc import load_dataset
-    from vault.embedders import fit_embedder
     from vault.errors import UsageError, VaultError
     from vault.eval.datasets import read_folder, read_labels
+    from vault.ops.embedder import fit_embedder
 
     if tasks is not None and dataset is not None:
         raise UsageError("give --tasks or --dataset, not both")
@@ -567,7 +575,7 @@ def embedder_use(
 ) -> None:
     """Choose the embedder. An audited write: a new generation with every concept
     re-embedded; `vault rollback` returns to the previous generation, embedder included."""
-    from vault.embedders import use_embedder
+    from vault.ops.embedder import use_embedder
 
     render.embedder_use(use_embedder(open_vault(vault_dir), which), json_out)
 
@@ -578,7 +586,7 @@ def embedder_status(json_out: JsonOpt = False, vault_dir: VaultOpt = None) -> No
     the fit, with a re-fit suggestion past config.toml's [embedder] drift_threshold or
     refresh_interval (it never re-fits by itself). Exit 1 when the current generation's
     embedder cannot be run (drift)."""
-    from vault.embedders import embedder_status as run
+    from vault.ops.embedder import embedder_status as run
 
     status = run(open_vault(vault_dir))
     render.embedder_status(status, json_out)
@@ -671,8 +679,8 @@ def rollback(
     (undo of an undo); --mode sets the retrieval default. A rollback shows what it will do
     and asks first when run on a terminal (never in scripts; --yes skips it)."""
     from vault.errors import UsageError
-    from vault.rollback import list_generations
-    from vault.rollback import rollback as run
+    from vault.ops.rollback import list_generations
+    from vault.ops.rollback import rollback as run
 
     if sum((to is not None, list_, mode is not None)) > 1:
         raise UsageError("give one of --to, --list, --mode")
@@ -707,8 +715,9 @@ def arc_import(
 ) -> None:
     """Import ARC tasks as concepts. One concept per task (id arc-<task>), keys inferred from
     its train pairs, the pairs stored as positive evidence — all as one write-back."""
-    from vault.arc import import_tasks, load_dataset, read_task_files
+    from vault.arc import load_dataset, read_task_files
     from vault.errors import UsageError, VaultError
+    from vault.ops.arc_import import import_tasks
 
     if bool(files) == bool(dataset):
         raise UsageError("give task files or --dataset, not both and not neither")
@@ -747,7 +756,7 @@ def verify(
 ) -> None:
     """Check the whole vault (read-only). Rehashes and recomputes everything; exit 0 when all
     holds, 1 with a report otherwise. Never modifies the vault."""
-    from vault.verify import verify as run
+    from vault.ops.verify import verify as run
 
     vault = open_vault(vault_dir)
     with render.phases(enabled=not json_out) as ph:
@@ -761,10 +770,10 @@ def verify(
 def upgrade(json_out: JsonOpt = False, vault_dir: VaultOpt = None) -> None:
     """Upgrade a vault of an older format. Every record, the audit log and the config are
     kept; the index is rebuilt from the audit log."""
-    from vault.vault import Vault
+    from vault.ops.create import upgrade as run
 
     root = vault_path(vault_dir)
-    old, new = Vault.upgrade(root, clock=clock())
+    old, new = run(root, clock=clock())
     render.upgrade_result(root, old, new, json_out)
 
 
@@ -801,17 +810,18 @@ def gc(
     the last of them refreshes or exits. Shows what it will delete and asks first when run
     on a terminal (never in scripts; --yes skips it)."""
     from vault.errors import UsageError
-    from vault.gc import SCOPE
-    from vault.gc import gc as run
+    from vault.ops.embedder import fit_roots
+    from vault.ops.gc import SCOPE
+    from vault.ops.gc import gc as run
 
     if keep is None and not cache:
         raise UsageError(SCOPE)
     vault = open_vault(vault_dir)
     if not dry_run and not yes and core.can_prompt():
-        plan = run(vault, keep, cache=cache, dry_run=True)
+        plan = run(vault, keep, cache=cache, dry_run=True, roots=fit_roots)
         if plan.removed_generations or plan.removed_objects or plan.removed_cache_entries:
             confirm(f"gc {render.gc_summary(plan)}\nDelete?", yes=yes)
-    render.gc_result(run(vault, keep, cache=cache, dry_run=dry_run), json_out)
+    render.gc_result(run(vault, keep, cache=cache, dry_run=dry_run, roots=fit_roots), json_out)
 
 
 @app.command(
@@ -988,7 +998,7 @@ def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | str |
     ``"builtin"``, or the bytes of a weights object of the vault."""
     if embedder is None or embedder in ("builtin", "shipped"):
         return None if embedder == "shipped" else embedder
-    from vault.embedders import choice_of
+    from vault.ops.embedder import choice_of
 
     vault = open_vault(vault_dir)
     data: bytes = vault.objects.get(choice_of(vault, embedder))

@@ -89,7 +89,7 @@ def vault_path(given: Path | None = None) -> Path:
     env = os.environ.get("VAULT_DIR")
     if env:
         return Path(env)
-    from vault.discover import find_vault
+    from vault.handle import find_vault
 
     try:
         here = Path.cwd()
@@ -100,7 +100,7 @@ def vault_path(given: Path | None = None) -> Path:
 
 def clock() -> Any:
     """SOURCE_DATE_EPOCH (the reproducible-builds convention) freezes the audit clock."""
-    from vault.vault import fixed_clock
+    from vault.handle import fixed_clock
 
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is None:
@@ -117,10 +117,11 @@ def clock() -> Any:
 
 
 def open_vault(given: Path | None = None) -> Any:
-    """The vault this command means (see ``vault_path``), opened."""
-    from vault.vault import Vault
+    """The vault this command means (see ``vault_path``), opened: the bottom handle, which
+    each command passes to its one library call (a query loads no operation module)."""
+    from vault.handle import Handle
 
-    return Vault.open(vault_path(given), clock=clock())
+    return Handle.open(vault_path(given), clock=clock())
 
 
 # --------------------------------------------------------------------------- values

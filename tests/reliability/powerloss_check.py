@@ -16,8 +16,8 @@ from tests.conftest import card
 from vault.canonical import canonical_bytes
 from vault.errors import VaultError
 from vault.index.snapshot import clear_cache
+from vault.ops.verify import verify
 from vault.vault import Vault
-from vault.verify import verify
 
 from .harness import cli_main, fork_cli
 from .powerloss import Image, Op, crash_images, durable, record, replay, scan

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLES, card, example_cards, example_evidence
-from vault.embedders import fit_embedder, use_embedder
 from vault.errors import CorruptionError, GenerationGoneError
 from vault.index.snapshot import Generation, Snapshot, clear_cache
+from vault.ops.embedder import fit_embedder, use_embedder
 from vault.retriever import GenerationGoneWarning
 from vault.vault import Vault, fixed_clock
 

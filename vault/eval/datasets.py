@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.arc import DATASETS as ARC_DATASETS
-from vault.arc import concept_id, load_dataset, read_task_files
+from vault.arc import TaskItem, concept_id, load_dataset, read_task_files
 from vault.errors import InvalidInputError, UsageError
 from vault.grid.grid import parse_grid
 from vault.grid.reprs import grid_to_repr
@@ -71,7 +71,6 @@ ARC_SPLITS = {
     "arc2": ("arc2-eval",),  # held out: reported, never tuned on
 }
 LEARNING_PAIRS = 4  # pairs of the new instance a solver verified and wrote back (synthetic)
-TaskItem = tuple[str, Any, str]  # (task id, task JSON, source)
 
 
 @dataclass(frozen=True)

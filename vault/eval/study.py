@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vault.arc import import_tasks
 from vault.config import Config
 from vault.eval.datasets import Dataset, EvalQuery
 from vault.eval.metrics import (
@@ -41,9 +40,10 @@ from vault.eval.metrics import (
 from vault.grid.objects import clear_caches
 from vault.grid.reprs import repr_id
 from vault.index.snapshot import Snapshot
+from vault.ops.arc_import import import_tasks
+from vault.ops.write import set_embedder
 from vault.retrieval import retrieve_in
 from vault.vault import Vault, fixed_clock
-from vault.writeback import set_embedder
 
 # mode name -> (retrieval mode, hybrid strategy)
 MODES: dict[str, tuple[str, str | None]] = {

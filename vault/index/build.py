@@ -33,6 +33,7 @@ from vault.embedding.prefetch import Computed, prefetch, put_computed
 from vault.embedding.select import BUILTIN, Embedder, resolve
 from vault.embedding.vectors import ann_hash, concept_vector, embedder_bytes
 from vault.errors import CorruptionError, VaultError
+from vault.handle import CHANGE_OPS, Handle, is_stale
 from vault.index import table as tables
 from vault.index.generations import CurrentRef, IndexGeneration
 from vault.index.preload import preload
@@ -50,9 +51,7 @@ from vault.store.fs import atomic_write, fsync_dir
 
 if TYPE_CHECKING:
     from vault.index.snapshot import Snapshot
-    from vault.vault import Vault
 
-CHANGE_OPS = STATE_OPS | {"rollback"}  # entries that change what the index must hold
 Progress = Callable[[int, int], None]
 
 
@@ -283,7 +282,7 @@ def plan_incremental(
 
 
 # --------------------------------------------------------------------------- publishing
-def publish(vault: Vault, plan: Plan, op: str, parent: int | None) -> BuildResult:
+def publish(vault: Handle, plan: Plan, op: str, parent: int | None) -> BuildResult:
     """Store ``plan`` and make it current (under the write lock). ``parent`` is the record
     current before it (the record a pending rollback moved to, during catch-up)."""
     gen, manifest, blobs = plan.materialize()
@@ -318,7 +317,7 @@ def publish(vault: Vault, plan: Plan, op: str, parent: int | None) -> BuildResul
     return BuildResult(gen, number, plan.table.n, changed, manifest["counts"])
 
 
-def point_current(vault: Vault, ref: CurrentRef, manifest: Mapping[str, Any]) -> None:
+def point_current(vault: Handle, ref: CurrentRef, manifest: Mapping[str, Any]) -> None:
     """Replace ``CURRENT`` with ``ref``, then the ``embeddings/`` view (a crash between the
     two leaves the view one generation behind: readers never use it, the next write fixes
     it, and verify reports it as a warning).
@@ -346,17 +345,13 @@ def point_current(vault: Vault, ref: CurrentRef, manifest: Mapping[str, Any]) ->
 
 
 # --------------------------------------------------------------------------- catch-up
-def pending(vault: Vault, cur: CurrentRef) -> list[AuditEntry]:
+def pending(vault: Handle, cur: CurrentRef) -> list[AuditEntry]:
     """Acknowledged entries after ``cur``'s audit position."""
     return vault.audit.entries_after(cur.audit_seq)
 
 
-def is_stale(entries: Iterable[AuditEntry]) -> bool:
-    return any(e.op in CHANGE_OPS for e in entries)
-
-
 def catch_up(
-    vault: Vault, *, repair: bool = False, completed: list[AuditEntry] | None = None
+    vault: Handle, *, repair: bool = False, completed: list[AuditEntry] | None = None
 ) -> Snapshot:
     """Under the lock: the current snapshot, after completing every acknowledged operation
     the index does not reflect yet (a write-back or a rollback killed after its audit line);
@@ -430,7 +425,7 @@ def rollback_target(e: AuditEntry) -> CurrentRef:
         raise CorruptionError(f"audit entry {e.seq}: malformed rollback") from None
 
 
-def _readable(vault: Vault, cur: CurrentRef) -> bool:
+def _readable(vault: Handle, cur: CurrentRef) -> bool:
     from vault.index.snapshot import Snapshot
 
     try:
@@ -441,7 +436,7 @@ def _readable(vault: Vault, cur: CurrentRef) -> bool:
 
 
 def build_all(
-    vault: Vault, op: str, parent: int | None, progress: Progress | None = None
+    vault: Handle, op: str, parent: int | None, progress: Progress | None = None
 ) -> BuildResult:
     """The whole index from the audit log, published (under the lock)."""
     entries = vault.audit.entries()

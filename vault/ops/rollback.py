@@ -21,11 +21,11 @@ from vault.errors import (
     NotFoundError,
     VaultError,
 )
+from vault.handle import CHANGE_OPS, Handle
 from vault.index.build import catch_up, point_current
 from vault.index.generations import CurrentRef, IndexGeneration
 from vault.index.snapshot import Snapshot
 from vault.store.audit import STATE_OPS, AuditEntry
-from vault.vault import Vault
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,14 @@ class RollbackResult:
         }
 
 
-def list_generations(vault: Vault) -> tuple[list[IndexGeneration], str | None, int | None]:
+def list_generations(vault: Handle) -> tuple[list[IndexGeneration], str | None, int | None]:
     """Every kept record in order, and the current generation id and number (None if the
     ref is unreadable)."""
     cur = vault.current_ref(tolerant=True)
     return vault.generations.history(), cur.generation if cur else None, cur.number if cur else None
 
 
-def rollback(vault: Vault, to: str | None = None) -> RollbackResult:
+def rollback(vault: Handle, to: str | None = None) -> RollbackResult:
     """Make the previous (or ``to``) generation current; see the module docstring."""
     with vault.lock:
         cur: CurrentRef | None
@@ -152,7 +152,7 @@ def _earlier_rollback(
     return None
 
 
-def complete(vault: Vault, manifest: dict[str, Any]) -> None:
+def complete(vault: Handle, manifest: dict[str, Any]) -> None:
     """Raise unless every object a manifest names directly is present."""
     names = [manifest[k] for k in ("state", "embedder", "vectors", "ann_hash_file")]
     names += list(manifest["table"].values())
@@ -192,9 +192,7 @@ class IndexStatus:
         }
 
 
-def index_status(vault: Vault) -> IndexStatus:
-    from vault.index.build import CHANGE_OPS
-
+def index_status(vault: Handle) -> IndexStatus:
     mode = vault.config().mode
     running = builtin().identity()
     try:

@@ -13,7 +13,7 @@ how far the evidence has moved since the fit.
   records the audit seq and the positive evidence count at fit time.
 * ``use_embedder`` makes ``shipped`` (the package's default, every new vault's), ``builtin``
   (the hand-set map), ``fitted`` (the latest fit) or a weights digest the vault's embedder:
-  one audited write (``vault.writeback.set_embedder``), one generation with every concept
+  one audited write (``vault.ops.write.set_embedder``), one generation with every concept
   re-embedded; ``vault rollback`` takes it back.
 * ``embedder_status``: the current embedder, its fit, and the share of positive evidence
   newer than the fit, with a re-fit suggestion past ``config.toml``'s ``[embedder]``
@@ -31,13 +31,13 @@ from vault.embedding import fitted
 from vault.embedding.select import BUILTIN, SHIPPED, load_weights, manifest_choice
 from vault.embedding.vectors import concept_inputs
 from vault.errors import EmbeddingError, InvalidInputError, NotFoundError, UsageError, VaultError
+from vault.ops.write import WriteResult, set_embedder
 from vault.store.objects import is_digest
-from vault.writeback import WriteResult, set_embedder
 
 if TYPE_CHECKING:
-    from vault.eval.datasets import TaskItem
+    from vault.arc import TaskItem
+    from vault.handle import Handle
     from vault.index.snapshot import Snapshot
-    from vault.vault import Vault
 
 FIT_OP = "embedder_fit"
 
@@ -60,7 +60,7 @@ class FitResult:
 
 # --------------------------------------------------------------------------- fit
 def concept_classes(
-    vault: Vault, snap: Snapshot
+    vault: Handle, snap: Snapshot
 ) -> tuple[dict[str, list[list[int]]], dict[str, float]]:
     """One class per concept version with evidence to learn from (the known reprs and
     pairs its vector is built from, plus its keys), and its weight: the number of distinct
@@ -94,7 +94,7 @@ def positive_evidence(snap: Snapshot) -> int:
 
 
 def fit_embedder(
-    vault: Vault,
+    vault: Handle,
     tasks: Sequence[TaskItem] = (),
     labels: Mapping[str, str] | None = None,
     *,
@@ -146,7 +146,7 @@ def fit_embedder(
 
 
 # --------------------------------------------------------------------------- use
-def _fitted_digests(vault: Vault) -> list[str]:
+def _fitted_digests(vault: Handle) -> list[str]:
     """The weights digests ``embedder_fit`` audit entries name, oldest first."""
     return [
         str(e.detail["weights"])
@@ -155,13 +155,19 @@ def _fitted_digests(vault: Vault) -> list[str]:
     ]
 
 
-def latest_fit(vault: Vault) -> str | None:
+def latest_fit(vault: Handle) -> str | None:
     """The weights digest of the latest ``embedder_fit`` audit entry."""
     digests = _fitted_digests(vault)
     return digests[-1] if digests else None
 
 
-def choice_of(vault: Vault, which: str) -> str:
+def fit_roots(vault: Handle) -> list[str]:
+    """What ``vault gc`` keeps besides the kept generations: the latest fit's weights."""
+    fit = latest_fit(vault)
+    return [] if fit is None else [fit]
+
+
+def choice_of(vault: Handle, which: str) -> str:
     """The choice ``which`` names: ``builtin``, ``shipped`` (the package's default weights,
     stored into the vault here), ``fitted`` (the latest fit), a weights digest or a unique
     prefix of a recorded fit's — checked to load."""
@@ -191,7 +197,7 @@ def choice_of(vault: Vault, which: str) -> str:
     return digest
 
 
-def use_embedder(vault: Vault, which: str) -> WriteResult:
+def use_embedder(vault: Handle, which: str) -> WriteResult:
     """``vault embedder use``: make ``which`` the embedder (a new generation)."""
     return set_embedder(vault, choice_of(vault, which))
 
@@ -222,7 +228,7 @@ class EmbedderStatus:
         }
 
 
-def _fit_info(vault: Vault, choice: str) -> dict[str, Any] | None:
+def _fit_info(vault: Handle, choice: str) -> dict[str, Any] | None:
     digest = choice if choice != BUILTIN else latest_fit(vault)
     if digest is None:
         return None
@@ -252,7 +258,7 @@ def _suggestion(evidence: dict[str, Any], cfg: EmbedderConfig, shipped: bool = F
     )
 
 
-def embedder_status(vault: Vault) -> EmbedderStatus:
+def embedder_status(vault: Handle) -> EmbedderStatus:
     cfg = load_embedder(vault.config_path)
     snap = vault.snapshot()
     choice = manifest_choice(snap.manifest)

@@ -39,7 +39,7 @@ from vault.records.cards import (
 from vault.store.audit import AuditEntry
 
 if TYPE_CHECKING:
-    from vault.vault import Vault
+    from vault.handle import Handle
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,22 @@ class _Batch:
         return get
 
 
+def add(vault: Handle, cards: Iterable[tuple[Any, str]], *, fork: bool = False) -> WriteResult:
+    """Store concept cards (``(object, source)`` pairs); all are checked before any write.
+
+    An id+version already stored with the same content is left as is; with different
+    content it is refused. ``fork`` stores each card as the next minor version of its id.
+    """
+    return write_back(vault, cards=cards, fork=fork, op="fork" if fork else "add")
+
+
+def add_evidence(vault: Handle, items: Iterable[tuple[Any, str]]) -> WriteResult:
+    """Store evidence records (positive or negative) about stored concept versions."""
+    return write_back(vault, evidence=items, op="evidence")
+
+
 def write_back(
-    vault: Vault,
+    vault: Handle,
     cards: Iterable[tuple[Any, str]] = (),
     evidence: Iterable[tuple[Any, str]] = (),
     *,
@@ -143,7 +157,7 @@ def _fork_shape(card: dict[str, Any]) -> bytes:
 
 
 def _earlier_fork(
-    vault: Vault, completed: list[AuditEntry], cards: list[dict[str, Any]]
+    vault: Handle, completed: list[AuditEntry], cards: list[dict[str, Any]]
 ) -> tuple[int, list[str]] | None:
     """(audit seq, refs) of a fork this command's catch-up just completed whose cards are
     these cards: the same request, acknowledged by an attempt that then failed."""
@@ -160,7 +174,7 @@ def _earlier_fork(
 
 
 def set_status(
-    vault: Vault, concept: str, version: str, status: str, reason: str | None = None
+    vault: Handle, concept: str, version: str, status: str, reason: str | None = None
 ) -> WriteResult:
     """Append a status event (the card itself never changes)."""
     event = status_event(concept, version, status, reason)
@@ -179,7 +193,7 @@ def set_status(
         )
 
 
-def set_embedder(vault: Vault, choice: str) -> WriteResult:
+def set_embedder(vault: Handle, choice: str) -> WriteResult:
     """Make ``choice`` (``"builtin"`` or a stored weights digest, already checked) the
     embedder: one ``embedder`` audit entry, one generation with every concept re-embedded.
     Choosing the embedder in effect changes nothing."""
@@ -191,7 +205,7 @@ def set_embedder(vault: Vault, choice: str) -> WriteResult:
 
 
 def _commit(
-    vault: Vault,
+    vault: Handle,
     snap: Snapshot,
     op: str,
     digests: list[str],
@@ -220,7 +234,7 @@ def _commit(
 
 
 def _plan_cards(
-    vault: Vault,
+    vault: Handle,
     snap: Snapshot,
     cards: list[tuple[dict[str, Any], str]],
     fork: bool,
@@ -274,7 +288,7 @@ def _forked(
 
 
 def _plan_evidence(
-    vault: Vault,
+    vault: Handle,
     snap: Snapshot,
     new_refs: set[str],
     items: list[tuple[NormalizedEvidence, str]],
@@ -312,7 +326,7 @@ def _plan_evidence(
     return new, unchanged
 
 
-def _check_known_repr(vault: Vault, snap: Snapshot, rid: str, needs_grid: bool, src: str) -> None:
+def _check_known_repr(vault: Handle, snap: Snapshot, rid: str, needs_grid: bool, src: str) -> None:
     if not snap.known(rid):
         raise NotFoundError(
             f"{src}: unknown repr id {rid} (a repr is known once evidence that carries it "

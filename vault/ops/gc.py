@@ -4,8 +4,8 @@
 Liveness is the union of the kept generations' closures — every object a kept generation
 depends on, reached from its manifest: its own blobs, its state shards, and from those each
 concept's card, evidence and status events and every known repr, and the fitted weights
-object its manifest names (see ``closure``) — and the latest fit's weights, so that `vault
-embedder use fitted` still works. The kept
+object its manifest names (see ``closure``) — and the roots its caller names (the latest
+fit's weights, so that `vault embedder use fitted` still works). The kept
 generations are the N newest records plus the current one, after catching up (so every
 acknowledged write is in the current generation). Objects no kept generation reaches — old
 index blobs, records of write-backs a rollback reverted, leftovers of write-backs killed
@@ -29,12 +29,12 @@ the generation. ``dry_run`` reports the same numbers and deletes nothing.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vault.canonical import loads
-from vault.embedders import latest_fit
 from vault.embedding.cache import EmbeddingCache, read_pack
 from vault.errors import (
     CommittedError,
@@ -43,12 +43,12 @@ from vault.errors import (
     UsageError,
     VaultError,
 )
+from vault.handle import Handle
 from vault.index.build import catch_up
 from vault.index.generations import IndexGeneration
 from vault.index.snapshot import Generation, generation_embedders
 from vault.store.fs import fsync_dir, is_temporary
 from vault.store.objects import ObjectStore
-from vault.vault import Vault
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,20 @@ SCOPE = (
 CACHE_KINDS = ("cache_entry_bad", "cache_pack_bad", "cache_stale", "nondeterminism")
 
 
-def gc(vault: Vault, keep: int | None, *, cache: bool = False, dry_run: bool = False) -> GcResult:
+Roots = Callable[[Handle], Iterable[str]]
+
+
+def gc(
+    vault: Handle,
+    keep: int | None,
+    *,
+    cache: bool = False,
+    dry_run: bool = False,
+    roots: Roots | None = None,
+) -> GcResult:
+    """Collect what no kept generation reaches. ``roots`` names the objects the caller keeps
+    live besides the kept generations' closures (``vault.ops.embedder.fit_roots``: the latest
+    fit's weights); it is asked under the write lock, after catching up."""
     if keep is None and not cache:
         raise UsageError(SCOPE)
     if keep is not None and keep < 1:
@@ -135,7 +148,7 @@ def gc(vault: Vault, keep: int | None, *, cache: bool = False, dry_run: bool = F
         stale_cache: list[Path] = []
         ours: dict[EmbeddingCache, list[Path]] = {}
         if keep is not None:
-            history, kept, dead, size, stale_cache, ours = _plan(vault, keep)
+            history, kept, dead, size, stale_cache, ours = _plan(vault, keep, roots)
         kept_numbers = {g.number for g in kept}
         checked, bad_cache = _bad_cache(vault) if cache else (0, [])
         dropped = sorted(set(stale_cache) | set(bad_cache))
@@ -174,7 +187,7 @@ def gc(vault: Vault, keep: int | None, *, cache: bool = False, dry_run: bool = F
 
 
 def _plan(
-    vault: Vault, keep: int
+    vault: Handle, keep: int, roots: Roots | None
 ) -> tuple[
     list[IndexGeneration],
     list[IndexGeneration],
@@ -200,9 +213,8 @@ def _plan(
                 f"generation {g.number} cannot be read ({exc}); nothing was removed — "
                 "`vault verify` tells more"
             ) from None
-    fit = latest_fit(vault)
-    if fit is not None:
-        live.add(fit)
+    if roots is not None:
+        live.update(roots(vault))
     dead = [d for d in vault.objects if d not in live]
     size = sum(vault.objects.path(d).stat().st_size for d in dead)
     embedders = generation_embedders(vault.objects, [g.generation for g in kept])
@@ -222,10 +234,10 @@ def _plan(
     return history, kept, dead, size, stale_cache, ours
 
 
-def _bad_cache(vault: Vault) -> tuple[int, list[Path]]:
+def _bad_cache(vault: Handle) -> tuple[int, list[Path]]:
     """(entries checked, the cache files ``vault verify``'s cache checks report): each
     single entry, or the whole pack a bad line is in."""
-    from vault.verify import check_cache
+    from vault.ops.verify import check_cache
 
     checked, problems = check_cache(vault)
     files = {str(p): p for p in [*vault.cache.entries(), *vault.cache.packs()]}
@@ -240,7 +252,7 @@ def _bad_cache(vault: Vault) -> tuple[int, list[Path]]:
 
 
 def _remove(
-    vault: Vault,
+    vault: Handle,
     history: list[IndexGeneration],
     kept_numbers: set[int],
     dead: list[str],
@@ -272,7 +284,7 @@ def _remove(
             fsync_dir(parent)
 
 
-def _temporaries(vault: Vault) -> list[Path]:
+def _temporaries(vault: Handle) -> list[Path]:
     """Temporaries below the object fan-out and the cache, which writers do not sweep
     (the cache's may be a reader's; writers sweep the other directories themselves)."""
     out: list[Path] = []

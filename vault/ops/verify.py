@@ -41,7 +41,8 @@ from vault.embedding.cache import EmbeddingCache, FreshCache, pack_name_ok
 from vault.embedding.select import Embedder, builtin
 from vault.embedding.vectors import source_vector
 from vault.errors import EmbeddingError, InvalidInputError, VaultError
-from vault.index.build import CHANGE_OPS, plan_full
+from vault.handle import CHANGE_OPS, FORMAT_FILE, Handle, format_bytes
+from vault.index.build import plan_full
 from vault.index.generations import CurrentRef, IndexGeneration
 from vault.index.snapshot import Generation, generation_embedders
 from vault.index.state import State, reverted_in_effect
@@ -49,7 +50,6 @@ from vault.index.table import TABLE_OBJECTS, parse_line
 from vault.index.view import FILES
 from vault.store.audit import AuditEntry
 from vault.store.objects import read_file
-from vault.vault import FORMAT_FILE, Vault, format_bytes
 from vault.workers import exit_with_parent
 
 HASH_PARALLEL_MIN = 5000  # objects: below this, worker processes cost more than they save
@@ -96,7 +96,7 @@ class VerifyReport:
 class _Context:
     """What the checks learn and share (never written to disk)."""
 
-    def __init__(self, vault: Vault):
+    def __init__(self, vault: Handle):
         self.vault = vault
         self.bad_objects: set[str] = set()
         self.objects: set[str] = set()
@@ -109,10 +109,10 @@ class _Context:
 
 
 def verify(
-    vault: Vault, *, sample: int | None = None, progress: Callable[[str], None] | None = None
+    vault: Handle, *, sample: int | None = None, progress: Callable[[str], None] | None = None
 ) -> VerifyReport:
     """Check ``vault``; never writes (a read-only twin of ``vault`` does the reading)."""
-    ro = Vault(vault.root, clock=vault.clock, readonly=True)
+    ro = Handle(vault.root, clock=vault.clock, readonly=True)
     report = VerifyReport()
     ctx = _Context(ro)
     step = progress or (lambda _: None)
@@ -145,11 +145,11 @@ def verify(
 CACHE_FIX = "derived data: `vault gc --cache` drops it"
 
 
-def check_cache(vault: Vault) -> tuple[int, list[Problem]]:
+def check_cache(vault: Handle) -> tuple[int, list[Problem]]:
     """Only verify's cache checks, over every entry: (entries checked, problems) — each
     entry and pack line read and recomputed from its own source with its own embedder.
     ``vault gc --cache`` drops the files named."""
-    ro = Vault(vault.root, clock=vault.clock, readonly=True)
+    ro = Handle(vault.root, clock=vault.clock, readonly=True)
     report = VerifyReport()
     ctx = _Context(ro)
     _read_cache(ctx, report, None)
@@ -157,7 +157,7 @@ def check_cache(vault: Vault) -> tuple[int, list[Problem]]:
     return report.checked.get("cache_entries", 0), report.problems
 
 
-def _current_embedder(vault: Vault) -> Embedder:
+def _current_embedder(vault: Handle) -> Embedder:
     """The embedder of the current generation (the built-in one if it cannot be run:
     the generation checks report why)."""
     try:
@@ -166,7 +166,7 @@ def _current_embedder(vault: Vault) -> Embedder:
         return builtin()
 
 
-def _kept_caches(vault: Vault, current: Embedder) -> list[EmbeddingCache]:
+def _kept_caches(vault: Handle, current: Embedder) -> list[EmbeddingCache]:
     """The caches of the current embedder and of every kept generation's (a rollback may
     use those again); entries of any other embedder are unused."""
     try:
@@ -252,7 +252,7 @@ def _check_cache(ctx: _Context, report: VerifyReport) -> None:
 
 
 # --------------------------------------------------------------------------- 2. settings
-def _settings(vault: Vault, report: VerifyReport) -> None:
+def _settings(vault: Handle, report: VerifyReport) -> None:
     for link in vault.planted_symlinks():
         report.add(
             "symlink_planted",

@@ -11,8 +11,8 @@ from vault.embedding.vectors import embed_repr, query_vector
 from vault.errors import InvalidInputError
 from vault.grid.grid import parse_grid
 from vault.grid.reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance
+from vault.handle import Handle
 from vault.records.query import Query, is_arc_task, normalize_query, task_query
-from vault.vault import Vault
 
 
 def query_id(query: Query) -> str:
@@ -27,7 +27,7 @@ def query_id(query: Query) -> str:
     )
 
 
-def embed_records(vault: Vault, records: Iterable[tuple[Any, str]]) -> Iterator[dict[str, Any]]:
+def embed_records(vault: Handle, records: Iterable[tuple[Any, str]]) -> Iterator[dict[str, Any]]:
     """One output line per input record; every record is validated before any output."""
     parsed: list[tuple[str, Any]] = []
     for value, source in records:
