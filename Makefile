@@ -23,6 +23,7 @@ test: install
 check: install
 	$(BIN)/ruff check vault vault_cli tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The reliability suite's long variants (tests/reliability, VAULT_STRESS=1); rewrites
 # RELIABILITY.md with the figures it measured. CI runs the short variants in `make test`.

@@ -1,0 +1,93 @@
+"""The layers of ARCHITECTURE.md, checked from the code: every module of the library sits in
+a layer of ``.importlinter`` (whose contracts ``lint-imports`` checks in ``make check``),
+the import graph — function-level and TYPE_CHECKING imports included — has no cycle, and
+the facade (``vault/vault.py``) imports every operation at the top, none inside a method."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+from pathlib import Path
+
+import grimp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _layers() -> list[str]:
+    ini = configparser.ConfigParser()
+    ini.read(ROOT / ".importlinter")
+    out = []
+    for line in ini["importlinter:contract:layers"]["layers"].split("\n"):
+        out += [m.strip() for m in line.replace(":", "|").split("|") if m.strip()]
+    return out
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), or a self-import."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1 or v in edges.get(v, ()):
+                found.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_every_module_is_in_a_layer() -> None:
+    layers = _layers()
+    graph = grimp.build_graph("vault", "vault_cli")
+    packages = {"vault", "vault_cli"} | {
+        m for m in graph.modules if graph.find_children(m)
+    }
+    missing = [
+        m
+        for m in sorted(graph.modules)
+        if m not in packages and not any(m == la or m.startswith(la + ".") for la in layers)
+    ]
+    assert not missing, f"place these modules in a layer of .importlinter: {missing}"
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    graph = grimp.build_graph("vault", "vault_cli")
+    edges = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+    assert _cycles(edges) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_facade_has_no_lazy_import() -> None:
+    tree = ast.parse((ROOT / "vault" / "vault.py").read_text())
+    top = set(tree.body)
+    lazy = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom) and node not in top
+    ]
+    assert lazy == []
