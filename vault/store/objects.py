@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vault.canonical import canonical_bytes, loads, loads_trusted, sha256_hex
-from vault.errors import CorruptionError, NotFoundError
+from vault.errors import CorruptionError, NotFoundError, StorageError
 from vault.store.fs import fsync_dir, make_dir, naming
 
 HEX = frozenset("0123456789abcdef")
@@ -114,7 +114,13 @@ class ObjectStore:
         are written and fsynced by a pool of threads (fsync waits on the disk, not on
         Python), never with ``sync(2)``, which reports no write-back error."""
         if self.readonly:
-            raise PermissionError(f"{self.root}: opened read-only")
+            raise StorageError(errno.EROFS, "opened read-only", str(self.root))
+        try:
+            self._put_digested(items)
+        except OSError as exc:  # (a StorageError, naming the path, for library users)
+            raise StorageError.of(exc, self.root) from None
+
+    def _put_digested(self, items: list[tuple[str, bytes]]) -> None:
         items = list(dict(items).items())  # each object once (in the threads too)
         if not items:
             return
