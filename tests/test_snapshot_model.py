@@ -450,3 +450,32 @@ def test_random_sequences_incremental_equals_full_and_verify_holds(
             assert_sound(v)
     v.build_index()
     assert_sound(v)
+
+
+def test_the_rollback_plan_is_the_rollback_after_the_catch_up(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rollback(dry_run=True)`` (what `vault rollback` shows before it asks) plans as the
+    rollback does: after completing an acknowledged write the index missed, not before."""
+    vault.add([(card("a", ["feature:square"]), "a")])  # generation 2
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(writeback, "publish", die)
+    with pytest.raises(KeyboardInterrupt):
+        vault.add([(card("b", ["feature:square"]), "b")])  # acknowledged, not indexed
+    monkeypatch.undo()
+    assert vault.current_ref() is not None and vault.current_ref().number == 2  # type: ignore[union-attr]
+    plan = vault.rollback(dry_run=True)
+    assert plan.dry_run and plan.to_json()["dry_run"] is True
+    assert (plan.previous_number, plan.current.number) == (3, 2)  # from `add b`'s generation
+    assert plan.previous_record is not None and plan.previous_record.op == "catch-up"
+    before = tree(vault.root)
+    again = vault.rollback(dry_run=True)
+    assert tree(vault.root) == before  # a plan writes nothing once caught up
+    assert (again.previous_number, again.current.number) == (3, 2)
+    done = vault.rollback()
+    assert not done.dry_run and "dry_run" not in done.to_json()
+    assert (done.previous_number, done.current.number) == (3, 2) and served(vault) == {"a"}
+    assert vault.rollback("2", dry_run=True).changed is False  # already current: final result

@@ -146,8 +146,10 @@ class Vault(Handle):
         return rollback.index_status(self)
 
     @_contract
-    def rollback(self, to: str | None = None) -> rollback.RollbackResult:
-        return rollback.rollback(self, to)
+    def rollback(self, to: str | None = None, *, dry_run: bool = False) -> rollback.RollbackResult:
+        """Make the previous (or ``to``) generation current; ``dry_run``: the plan only
+        (``vault.ops.rollback.rollback``)."""
+        return rollback.rollback(self, to, dry_run=dry_run)
 
     @_contract
     def gc(

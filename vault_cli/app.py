@@ -629,24 +629,11 @@ def show(
 
 
 # --------------------------------------------------------------------------- rollback
-def _rollback_plan(vault: Any, to: str | None) -> str | None:
-    """What a rollback would do, for the question; None when there is nothing to ask about
-    (no target: the rollback itself then says why, and changes nothing)."""
-    cur = vault.current_ref(tolerant=True)
-    current = vault.generations.record(cur.number) if cur else None
-    if to is not None:
-        target = vault.generations.find(to)
-    elif current is not None and current.parent is not None:
-        target = vault.generations.record(current.parent)
-    else:
-        return None
-    if target is None or (current is not None and target.number == current.number):
-        return None
+def _rollback_question(plan: Any) -> str:
+    """The question for a planned rollback (``rollback(dry_run=True)``)."""
+    current = plan.previous_record
     source = render.generation_line(current) if current else "an unreadable current generation"
-    text = f"rollback from {source}\n          to {render.generation_line(target)}"
-    if vault.stale():
-        text += "\n(acknowledged writes not indexed yet are applied first)"
-    return text
+    return f"rollback from {source}\n          to {render.generation_line(plan.current)}"
 
 
 @app.command(
@@ -689,9 +676,12 @@ def rollback(
         vault.set_mode(None if mode == "config" else mode)
         render.mode_result(vault.config().mode, json_out)
     else:
-        plan = _rollback_plan(vault, to) if not yes and core.can_prompt() else None
+        plan = run(vault, to, dry_run=True) if not yes and core.can_prompt() else None
+        if plan is not None and not plan.dry_run:  # nothing to write: that is the answer
+            render.rollback_result(plan, json_out)
+            return
         if plan is not None:
-            confirm(f"{plan}\nRoll back?", yes=yes)
+            confirm(f"{_rollback_question(plan)}\nRoll back?", yes=yes)
         render.rollback_result(run(vault, to), json_out)
 
 
@@ -966,19 +956,15 @@ def eval_cmd(
     weights = _eval_weights(embedder, vault_dir)
     with render.phases(enabled=not json_out) as ph:
         ph.start("loading the data set")
-        if dataset in datasets.ARC_SPLITS:
-            splits = datasets.ARC_SPLITS[dataset]
-            ds = datasets.arc1(splits=splits, protocol=protocol or "self", seed=seed)
-        elif dataset == "synthetic":
-            ds = datasets.synthetic(
-                seed=seed,
-                tasks_per_family=per_family,
-                families=families,
-                protocol=protocol or "cross",
-            )
-        else:
-            assert tasks is not None
-            ds = datasets.from_folder(tasks, labels, protocol or "cross", seed)
+        ds = datasets.load(
+            dataset,
+            tasks,
+            labels,
+            protocol=protocol,
+            seed=seed,
+            tasks_per_family=per_family,
+            families=families,
+        )
         tick = ph.start(f"{len(ds.queries)} queries x {len(chosen)} modes")
         result = study.run(ds, cfg, chosen, progress=tick, weights=weights)
     command = "vault eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None

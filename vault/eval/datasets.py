@@ -494,3 +494,31 @@ def from_folder(
         "tasks of its group",
         None,
     )
+
+
+def load(
+    dataset: str | None = None,
+    tasks: str | Path | None = None,
+    labels: str | Path | None = None,
+    *,
+    protocol: str | None = None,
+    seed: int = 0,
+    tasks_per_family: int = 6,
+    families: Sequence[str] | str | None = None,
+) -> Dataset:
+    """The data set ``vault eval`` names: an ARC split (``ARC_SPLITS``, protocol ``self`` by
+    default), the synthetic tasks (``cross`` by default) or the task files in ``tasks``
+    (with ``labels``; ``cross`` by default)."""
+    if dataset in ARC_SPLITS:
+        return arc1(splits=ARC_SPLITS[dataset], protocol=protocol or "self", seed=seed)
+    if dataset == "synthetic":
+        return synthetic(
+            seed=seed,
+            tasks_per_family=tasks_per_family,
+            families=families,
+            protocol=protocol or "cross",
+        )
+    if tasks is None:
+        known = ", ".join([*ARC_SPLITS, "synthetic"])
+        raise UsageError(f"unknown data set {dataset!r} (known: {known})")
+    return from_folder(tasks, labels, protocol or "cross", seed)

@@ -35,15 +35,18 @@ class RollbackResult:
     current: IndexGeneration
     audit_seq: int
     changed: bool = True
+    dry_run: bool = False  # the plan: nothing written (``current`` is the target)
+    previous_record: IndexGeneration | None = None  # the record of ``previous`` (a plan's)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "previous": self.previous,
             "previous_number": self.previous_number,
             "current": self.current.to_json(),
             "audit_seq": self.audit_seq,
             "changed": self.changed,
         }
+        return out | {"dry_run": True} if self.dry_run else out
 
 
 def list_generations(vault: Handle) -> tuple[list[IndexGeneration], str | None, int | None]:
@@ -53,8 +56,15 @@ def list_generations(vault: Handle) -> tuple[list[IndexGeneration], str | None, 
     return vault.generations.history(), cur.generation if cur else None, cur.number if cur else None
 
 
-def rollback(vault: Handle, to: str | None = None) -> RollbackResult:
-    """Make the previous (or ``to``) generation current; see the module docstring."""
+def rollback(vault: Handle, to: str | None = None, *, dry_run: bool = False) -> RollbackResult:
+    """Make the previous (or ``to``) generation current; see the module docstring.
+
+    ``dry_run``: the plan, computed as the rollback computes it — under the lock, after
+    completing acknowledged operations (as every command does), with the same errors — and
+    nothing else written: a result with ``dry_run`` set, ``current`` the target and
+    ``previous_record`` the generation it leaves. When there is nothing to write (the target
+    is already current, or the catch-up just completed this very rollback, a retry) the
+    result is the final one, as without ``dry_run``."""
     with vault.lock:
         cur: CurrentRef | None
         seen = vault.current_ref(tolerant=True)  # what the caller saw as current
@@ -103,6 +113,15 @@ def rollback(vault: Handle, to: str | None = None) -> RollbackResult:
             raise CorruptionError(
                 f"cannot roll back to generation {target.number}: {exc}"
             ) from None
+        if dry_run:
+            return RollbackResult(
+                cur.generation if cur else None,
+                cur.number if cur else None,
+                target,
+                vault.audit.last_seq(),
+                dry_run=True,
+                previous_record=vault.generations.record(cur.number) if cur else None,
+            )
         vault.generations.sync()  # the target's record is durable before a line names it
         later = vault.audit.entries_after(target.audit_seq)
         reverted = sorted(set(target.reverted) | {e.seq for e in later if e.op in STATE_OPS})
