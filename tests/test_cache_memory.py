@@ -199,10 +199,10 @@ def test_a_batch_stream_is_bounded_per_line_not_in_total(
     256 MiB). Files read whole stay limited (tests/test_hardening.py)."""
     from typer.testing import CliRunner
 
-    import vault_cli.io
+    import vault.input
     from vault_cli.app import app
 
-    monkeypatch.setattr(vault_cli.io, "MAX_INPUT_BYTES", 2_000)
+    monkeypatch.setattr(vault.input, "MAX_INPUT_BYTES", 2_000)
     lines = "".join(json.dumps({"repr": [[i % 10, 1], [2, 3]], "id": i}) + "\n" for i in range(80))
     assert len(lines) > 2_000
     result = CliRunner().invoke(

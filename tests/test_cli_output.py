@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from vault import input as cli_io
 from vault.embedding import embedder
 from vault.errors import InvalidInputError, NotFoundError
 from vault.like import neighbours
 from vault.ops import write as writeback
 from vault.vault import Vault
-from vault_cli import io as cli_io
 from vault_cli.app import app
 
 from .conftest import EXAMPLES, card

@@ -134,7 +134,7 @@ def test_tasks_with_too_many_pairs_are_refused(vault: Vault, tmp_path: Path) -> 
 
 
 def test_a_batch_line_over_the_limit_is_an_error(example_vault: Vault, monkeypatch: Any) -> None:
-    from vault_cli import io
+    from vault import input as io
 
     monkeypatch.setattr(io, "MAX_LINE_BYTES", 100)
     line = '{"repr": [[1]], "id": "' + "x" * 200 + '"}\n'

@@ -12,11 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vault.canonical import loads
-from vault.errors import InvalidInputError, MissingExtraError, UsageError
+from vault.errors import MissingExtraError, UsageError
 from vault.grid.pairs import analyze_pair
 from vault.grid.reprs import repr_id
-from vault.limits import read_limited
+from vault.input import read_json
 from vault.records.keys import matchable, task_keys
 from vault.records.query import Pair, parse_task
 
@@ -73,15 +72,11 @@ def _pair_evidence(cid: str, task_id: str, pair: Pair) -> dict[str, Any]:
 
 
 def read_task_files(paths: Iterable[str]) -> list[TaskItem]:
+    """ARC task files (JSON, read by ``vault.input``: size-limited, UTF-8, strict)."""
     out = []
     for name in paths:
-        path = Path(name)
-        try:
-            with open(path, "rb") as f:
-                data = read_limited(f, name)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read ({exc.strerror})", source=name) from None
-        out.append((path.stem, loads(data, source=name), name))
+        value, source = read_json(name)
+        out.append((Path(name).stem, value, source))
     return out
 
 

@@ -1,7 +1,7 @@
 """The ``vault`` commands. Each parses its options, calls one library function and renders
 the result: a table for people, clean JSON on stdout with ``--json``. The conventions every
 command shares — exit codes, one-line errors, ``--vault``, prompts, help examples — live in
-``vault_cli.core``; output and progress in ``vault_cli.render``; input in ``vault_cli.io``.
+``vault_cli.core``; output and progress in ``vault_cli.render``; input read by ``vault.input``.
 
 Start-up stays fast: only typer is imported here; the library, numpy and rich load inside
 the command that needs them.
@@ -159,8 +159,8 @@ def add(
 ) -> None:
     """Write back concept cards. The index is updated in the same operation; an identical
     card already stored is left as is, a different one under the same version refused."""
+    from vault.input import read_records
     from vault.ops.write import add as run
-    from vault_cli.io import read_records
 
     vault = open_vault(vault_dir)
     render.write_result(run(vault, read_records(file), fork=fork), json_out)
@@ -176,8 +176,8 @@ def evidence_add(
 ) -> None:
     """Record evidence about concept versions. Positive, or negative with a tier and a reason
     code; grids given inline are stored as reprs."""
+    from vault.input import read_records
     from vault.ops.write import add_evidence
-    from vault_cli.io import read_records
 
     vault = open_vault(vault_dir)
     render.write_result(add_evidence(vault, read_records(file)), json_out)
@@ -239,8 +239,8 @@ def repr_cmd(
     (a task: every grid of it); no vault needed."""
     from vault.grid.grid import parse_grid
     from vault.grid.reprs import grid_to_repr, with_id
+    from vault.input import read_json
     from vault.records.query import is_arc_task, parse_task
-    from vault_cli.io import read_json
 
     value, source = read_json(file)
     out = render.json_lines()
@@ -269,8 +269,8 @@ def embed(
 ) -> None:
     """Embed reprs, grids, queries or tasks. JSON lines in, JSON lines out (id and int8
     vector); vectors are cached in the vault."""
+    from vault.input import read_records
     from vault.ops.embed import embed_records
-    from vault_cli.io import read_records
 
     vault = open_vault(vault_dir)
     out = render.json_lines()
@@ -393,7 +393,7 @@ def retrieve(
     cfg = vault.config().with_overrides(mode=mode, k=k, strategy=strategy, similarity=similarity)
     kind, path = given[0]
     if kind == "batch":
-        from vault_cli.io import iter_requests
+        from vault.input import iter_requests
 
         writer = render.json_lines()
         from vault.retriever import Retriever
@@ -411,9 +411,9 @@ def retrieve(
         found = neighbours(vault, concept, version or None, cfg)
         result, name = found.result, found.like
     else:
+        from vault.input import read_json
         from vault.records.query import query_from
         from vault.retrieval import retrieve as run
-        from vault_cli.io import read_json
 
         value, source = read_json(path)
         result, name = run(vault, query_from(kind, value, source, test_index), cfg), None

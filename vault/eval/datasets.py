@@ -58,6 +58,7 @@ from vault.arc import TaskItem, concept_id, load_dataset, read_task_files
 from vault.errors import InvalidInputError, UsageError
 from vault.grid.grid import parse_grid
 from vault.grid.reprs import grid_to_repr
+from vault.input import iter_json_lines
 from vault.records.query import Pair, Query, parse_task, task_query
 
 # the generalisation protocols first, then self-retrieval (which overstates quality)
@@ -432,33 +433,23 @@ def read_folder(folder: str | Path) -> list[TaskItem]:
 
 def read_labels(labels: str | Path, tasks: Sequence[TaskItem], root: str | Path) -> dict[str, str]:
     """Task id -> group from a JSON-lines file of ``{"task": <file stem>, "group": <name>}``
-    (every task named must be one of ``tasks``, read from ``root``)."""
-    import jsonlines
-
+    (every task named must be one of ``tasks``, read from ``root``), read by
+    ``vault.input`` (strict, size-limited, errors at file:line)."""
     known = {t for t, _, _ in tasks}
     groups: dict[str, str] = {}
-    try:
-        with jsonlines.open(labels) as reader:
-            for number, row in enumerate(reader.iter(skip_empty=True), start=1):
-                where = f"{labels}:{number}"
-                if (
-                    not isinstance(row, dict)
-                    or set(row) != {"task", "group"}
-                    or not all(isinstance(v, str) for v in row.values())
-                ):
-                    raise InvalidInputError(
-                        'expected {"task": "...", "group": "..."}', source=where
-                    )
-                if row["task"] not in known:
-                    raise InvalidInputError(
-                        f"no task file {row['task']}.json in {root}", source=where, field="task"
-                    )
-                if groups.setdefault(row["task"], row["group"]) != row["group"]:
-                    raise InvalidInputError("task labelled twice", source=where, field="task")
-    except FileNotFoundError:
-        raise InvalidInputError("no such file", source=str(labels)) from None
-    except jsonlines.InvalidLineError as exc:
-        raise InvalidInputError(f"line {exc.lineno}: not JSON", source=str(labels)) from None
+    for row, where in iter_json_lines(str(labels)):
+        if (
+            not isinstance(row, dict)
+            or set(row) != {"task", "group"}
+            or not all(isinstance(v, str) for v in row.values())
+        ):
+            raise InvalidInputError('expected {"task": "...", "group": "..."}', source=where)
+        if row["task"] not in known:
+            raise InvalidInputError(
+                f"no task file {row['task']}.json in {root}", source=where, field="task"
+            )
+        if groups.setdefault(row["task"], row["group"]) != row["group"]:
+            raise InvalidInputError("task labelled twice", source=where, field="task")
     return groups
 
 

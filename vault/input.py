@@ -1,4 +1,7 @@
-"""Reading the CLI's input (a path, or ``-`` for stdin) into located JSON values.
+"""The one input module: user files (a path, or ``-`` for stdin) read into located JSON
+values, strictly — at most ``vault.limits.MAX_INPUT_BYTES`` (each JSON line at most
+``MAX_LINE_BYTES``), UTF-8 only, vault's strict parser — for the CLI, the evaluation
+study's task files and labels, ARC task files and ``retrieve --batch`` requests.
 
 Every value comes with its location — ``file``, ``file[i]`` or ``file:line`` — so an error
 names it. JSON lines are read with the ``jsonlines`` package (blank lines skipped, a BOM
@@ -129,7 +132,7 @@ def json_lines(lines: Iterable[str | bytes], source: str) -> Iterator[Located]:
     ``InvalidInputError`` naming its line number."""
     import jsonlines  # (imported on use: most commands never read JSON lines)
 
-    numbered = _Numbered(lines, source)
+    numbered = _Numbered(lines, source, MAX_INPUT_BYTES)
     reader = jsonlines.Reader(numbered, loads=_strict)
     try:
         for value in reader.iter(allow_none=True, skip_empty=True):
