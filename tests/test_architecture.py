@@ -91,3 +91,60 @@ def test_the_facade_has_no_lazy_import() -> None:
         if isinstance(node, ast.Import | ast.ImportFrom) and node not in top
     ]
     assert lazy == []
+
+
+VOCABULARY = ("D4", "D4_ORDER", "FEATURE_KEYS", "INVARIANTS", "KEY_VOCABULARY", "SYMMETRIES")
+
+
+def test_the_key_vocabulary_is_defined_once() -> None:
+    """Each vocabulary constant is assigned in one module (the fitted embedder used to
+    re-declare the D4 order and the feature keys)."""
+    where: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "vault").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if isinstance(node, ast.AnnAssign):
+                targets = [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id in VOCABULARY:
+                    where.setdefault(t.id, []).append(str(path.relative_to(ROOT)))
+    assert {name: len(paths) for name, paths in where.items()} == {
+        name: 1 for name in where
+    }, where
+
+
+def test_the_d4_names_are_spelt_out_once() -> None:
+    """No module re-declares the D4 order (``vault.grid.grid.D4`` is it)."""
+    from vault.grid.grid import D4
+
+    names = set(D4)
+    copies = []
+    for path in sorted((ROOT / "vault").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Tuple | ast.List | ast.Dict):
+                elts = node.keys if isinstance(node, ast.Dict) else node.elts
+                found = {e.value for e in elts if isinstance(e, ast.Constant)}
+                if found == names:
+                    copies.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert copies == ["vault/grid/grid.py:67"]
+
+
+def test_the_feature_keys_are_the_ones_emitted() -> None:
+    """Every ``feature:`` key ``repr_keys`` / ``pair_keys`` emits on the example tasks is in
+    ``FEATURE_KEYS``, the fitted embedder's one-hot slots."""
+    import json
+
+    from vault.embedding.fitted.raw import KEY_VOCABULARY
+    from vault.grid.pairs import analyze_pair
+    from vault.records.keys import FEATURE_KEYS, pair_keys, repr_keys
+    from vault.records.query import parse_task
+
+    emitted: set[str] = set()
+    for path in sorted((ROOT / "examples" / "tasks").glob("*.json")):
+        pairs, _ = parse_task(json.loads(path.read_text()), str(path))
+        for p in pairs:
+            emitted |= repr_keys(p.input) | repr_keys(p.output)
+            emitted |= pair_keys(analyze_pair(p.input, p.output))
+    features = {k.split(":", 1)[1] for k in emitted if k.startswith("feature:")}
+    assert features and features <= set(FEATURE_KEYS)
+    assert all(f"feature:{f}" in KEY_VOCABULARY for f in FEATURE_KEYS)

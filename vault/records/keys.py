@@ -16,6 +16,7 @@ from typing import Any
 
 from vault.errors import InvalidInputError
 from vault.grid.pairs import PairFacts
+from vault.grid.reprs import SYMMETRIES
 
 FAMILIES = ("domain", "transform", "invariant", "feature")
 
@@ -61,6 +62,23 @@ TRANSFORMS = (
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 # Closed families: a name outside these sets is refused (with the nearest known name).
+# The ``feature:`` keys ``repr_keys`` and ``pair_keys`` emit, in the order of the fitted
+# embedder's one-hot key block (``vault.embedding.fitted.raw.KEY_VOCABULARY``).
+FEATURE_KEYS: tuple[str, ...] = (
+    *(f"symmetry_{s}" for s in SYMMETRIES),
+    "no_object",
+    "single_object",
+    "multi_object",
+    "square",
+    "has_containment",
+    "monochrome_objects",
+    "output_larger",
+    "output_smaller",
+    "colours_added",
+    "colours_removed",
+    "objects_added",
+    "objects_removed",
+)
 CLOSED = {"transform": frozenset(TRANSFORMS), "invariant": frozenset(INVARIANTS)}
 
 
