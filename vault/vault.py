@@ -25,10 +25,11 @@ from vault.handle import (
     read_format,
     utc_now,
 )
-from vault.index.build import BuildResult, Progress
 from vault.like import Neighbours, neighbours
-from vault.ops import arc_import, create, embed, embedder, gc, rollback, verify, write
-from vault.ops.build import build_index
+from vault.ops import arc_import, create, embed, embedder, gc, write
+from vault.ops import build as build_op
+from vault.ops import rollback as rollback_op
+from vault.ops import verify as verify_op
 from vault.retrieval import RetrievalResult, retrieve
 from vault.retriever import Retriever
 
@@ -93,87 +94,27 @@ class Vault(Handle):
         """The kill switch (``Handle.set_mode``)."""
         super().set_mode(mode)
 
-    # ----------------------------------------------------------------- write-back
-    @_contract
-    def add(self, cards: Iterable[tuple[Any, str]], *, fork: bool = False) -> write.WriteResult:
-        """Store concept cards (``(object, source)`` pairs); all are checked before any write.
-
-        An id+version already stored with the same content is left as is; with different
-        content it is refused. ``fork`` stores each card as the next minor version of its id.
-        """
-        return write.add(self, cards, fork=fork)
-
-    @_contract
-    def add_evidence(self, items: Iterable[tuple[Any, str]]) -> write.WriteResult:
-        """Store evidence records (positive or negative) about stored concept versions."""
-        return write.add_evidence(self, items)
-
-    @_contract
-    def write_back(
-        self,
-        cards: Iterable[tuple[Any, str]] = (),
-        evidence: Iterable[tuple[Any, str]] = (),
-        *,
-        fork: bool = False,
-        op: str = "add",
-        detail: dict[str, Any] | None = None,
-        reprs: Iterable[dict[str, Any]] = (),
-    ) -> write.WriteResult:
-        """One write-back (see ``vault.ops.write.write_back``)."""
-        return write.write_back(self, cards, evidence, fork=fork, op=op, detail=detail, reprs=reprs)
-
-    @_contract
-    def set_status(
-        self, concept: str, version: str, status: str, reason: str | None = None
-    ) -> write.WriteResult:
-        return write.set_status(self, concept, version, status, reason)
-
-    @_contract
-    def import_tasks(
-        self, tasks: Iterable[Any], *, holdout_last: bool = False
-    ) -> write.WriteResult:
-        """One concept per ARC task (``vault.ops.arc_import``)."""
-        return arc_import.import_tasks(self, tasks, holdout_last=holdout_last)
-
-    # ----------------------------------------------------------------- index
-    @_contract
-    def build_index(self, progress: Progress | None = None) -> BuildResult:
-        """``vault index build``: the whole index from the audit log, as a new generation."""
-        return build_index(self, progress)
-
-    @_contract
-    def index_status(self) -> rollback.IndexStatus:
-        return rollback.index_status(self)
-
-    @_contract
-    def rollback(self, to: str | None = None, *, dry_run: bool = False) -> rollback.RollbackResult:
-        """Make the previous (or ``to``) generation current; ``dry_run``: the plan only
-        (``vault.ops.rollback.rollback``)."""
-        return rollback.rollback(self, to, dry_run=dry_run)
+    # -------------------------------------------------- one call into an operation each
+    # (the operation's own signature and docstring; ``self`` is its handle argument)
+    add = _contract(write.add)
+    add_evidence = _contract(write.add_evidence)
+    write_back = _contract(write.write_back)
+    set_status = _contract(write.set_status)
+    import_tasks = _contract(arc_import.import_tasks)
+    build_index = _contract(build_op.build_index)
+    index_status = _contract(rollback_op.index_status)
+    rollback = _contract(rollback_op.rollback)
+    verify = _contract(verify_op.verify)
+    fit_embedder = _contract(embedder.fit_embedder)
+    use_embedder = _contract(embedder.use_embedder)
+    embedder_status = _contract(embedder.embedder_status)
 
     @_contract
     def gc(
         self, keep: int | None = None, *, cache: bool = False, dry_run: bool = False
     ) -> gc.GcResult:
+        """``vault.ops.gc.gc``, keeping the latest fit's weights (``embedder.fit_roots``)."""
         return gc.gc(self, keep, cache=cache, dry_run=dry_run, roots=embedder.fit_roots)
-
-    @_contract
-    def verify(self, *, sample: int | None = None) -> verify.VerifyReport:
-        return verify.verify(self, sample=sample)
-
-    # ----------------------------------------------------------------- embedder
-    @_contract
-    def fit_embedder(self, tasks: Any = (), **options: Any) -> embedder.FitResult:
-        """Fit a weights object (``vault.ops.embedder.fit_embedder``)."""
-        return embedder.fit_embedder(self, tasks, **options)
-
-    @_contract
-    def use_embedder(self, which: str) -> write.WriteResult:
-        return embedder.use_embedder(self, which)
-
-    @_contract
-    def embedder_status(self) -> embedder.EmbedderStatus:
-        return embedder.embedder_status(self)
 
     @_contract
     def embed(self, records: Iterable[tuple[Any, str]]) -> list[dict[str, Any]]:
