@@ -328,7 +328,8 @@ class Vault:
         """Store concept cards (``(object, source)`` pairs); all are checked before any write.
 
         An id+version already stored with the same content is left as is; with different
-        content it is refused. ``fork`` stores each card as the next minor version of its id.
+        content it is refused. ``fork`` stores each card as the next minor version of its id,
+        unless the newest version already holds that content (then it is left as is).
         """
         return self.write_back(cards=cards, fork=fork, op="fork" if fork else "add")
 

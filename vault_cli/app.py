@@ -152,7 +152,12 @@ def add(
         typer.Argument(metavar="FILE", help="A card JSON file, a JSON-lines file, or - for stdin."),
     ],
     fork: Annotated[
-        bool, typer.Option("--fork", help="Store each card as the next minor version.")
+        bool,
+        typer.Option(
+            "--fork",
+            help="Store each card as the next minor version (a card the newest version "
+            "already holds is left as is).",
+        ),
     ] = False,
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
