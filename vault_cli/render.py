@@ -315,23 +315,23 @@ def retrieval(result: Any, as_json: bool, *, like: str | None = None) -> None:
         (len(h.id) + (0 if h.status == "active" else len(h.status) + 3) for h in result.results),
         default=2,
     )
-    for col in ("#", "id", "version", "score", "keys", "penalty", "sim", "utility"):
+    for col in ("#", "id", "version", "score", "keys", "evidence", "penalty", "sim", "utility"):
         if col == "id":
             table.add_column(col, no_wrap=True, min_width=width)
         else:
             table.add_column(col, justify="left" if col == "version" else "right")
     for h in result.results:
-        sim = "" if h.similarity is None else f"{h.similarity:.4f}"
         name = h.id if h.status == "active" else f"{h.id} ({h.status})"
         table.add_row(
             str(h.rank),
             name,
             h.version,
-            f"{h.score:.4f}",
+            number(h.score),
             str(h.key_overlap),
-            str(h.penalty),
-            sim,
-            f"{h.utility:.3f}",
+            signed_counts(h.positive, h.negative),
+            number(h.penalty),
+            number(h.similarity),
+            number(h.utility),
         )
     stdout_console().print(table)
     if not result.results:
@@ -366,29 +366,43 @@ def log(entries: list[Any], as_json: bool) -> None:
 
 
 def show(entry: dict[str, Any], card: dict[str, Any], as_json: bool) -> None:
-    from vault.retrieval import failure_rate  # the one evidence model (FORMAT §10)
+    from vault.retrieval import evidence_of  # the one evidence model (FORMAT §10)
 
-    penalty = float(failure_rate(entry["positive"], entry["negative"]))
+    ev = evidence_of(entry["positive"], entry["negative"])
     info = {
         "card": card,
         "status": entry["status"],
         "keys": entry["keys"],
-        "positive": entry["positive"],
+        "positive": entry["positive"],  # (also in "evidence", as in every hit)
         "negative": entry["negative"],
-        "penalty": penalty,
-        "utility": 1.0 - penalty,
+        **ev,
         "object": entry["card"],
     }
     if as_json:
         json_out(info)
         return
     out = stdout_console()
-    out.print(
-        f"[bold]{card['id']}[/bold] {card['version']}  status={entry['status']}  "
-        f"evidence +{entry['positive']} -{entry['negative']}"
-    )
+    out.print(f"[bold]{card['id']}[/bold] {card['version']}  status={entry['status']}")
+    out.print(evidence_line(ev["evidence"], ev["penalty"], ev["utility"]), markup=False)
     out.print("keys: " + " ".join(entry["keys"]), markup=False)
     out.print("template: " + card["template"]["template_dsl"], markup=False)
+
+
+def evidence_line(counts: dict[str, int], penalty: float, utility: float) -> str:
+    """``evidence +1 -1  penalty 0.045  utility 0.955``: what a table row says, in words."""
+    return (
+        f"evidence {signed_counts(counts['positive'], counts['negative'])}  "
+        f"penalty {number(penalty)}  utility {number(utility)}"
+    )
+
+
+def signed_counts(positive: int, negative: int) -> str:
+    return f"+{positive} -{negative}"
+
+
+def number(x: float | None, places: int = 3) -> str:
+    """A number for people: ``places`` decimals (full precision stays in ``--json``)."""
+    return "" if x is None else f"{x:.{places}f}"
 
 
 def index_condition(status: Any) -> str:
