@@ -42,7 +42,7 @@ def test_eval_writes_the_report_and_prints_json(tmp_path: Path) -> None:
     assert (out / "REPORT.md").is_file() and (out / "results.json").is_file()
     assert result.stderr == ""  # no progress without a terminal, nothing else with --json
     human = runner.invoke(app, args[:-1])
-    assert "| hybrid-weighted |" in human.stdout and "ranks best" in human.stderr
+    assert "| hybrid-weighted |" in human.stdout and "tie by precision@5" in human.stderr
 
 
 def test_batch_streams_one_result_per_line_in_order(example_vault: Vault, tmp_path: Path) -> None:
