@@ -359,10 +359,26 @@ def embedder_status(status: Any, as_json: bool) -> None:
         note(s["suggestion"])
 
 
-def retrieval(result: Any, as_json: bool, *, like: str | None = None) -> None:
-    """A ranking as a table (or one JSON document); ``like`` names the concept asked about."""
+def _with_explain(result: Any, explain: list[dict[str, Any]] | None) -> dict[str, Any]:
+    doc: dict[str, Any] = result.to_json()
+    if explain is not None:
+        for hit, why in zip(doc["results"], explain, strict=True):
+            hit["explain"] = why
+    return doc
+
+
+def retrieval(
+    result: Any,
+    as_json: bool,
+    *,
+    like: str | None = None,
+    explain: list[dict[str, Any]] | None = None,
+) -> None:
+    """A ranking as a table (or one JSON document); ``like`` names the concept asked about;
+    ``explain`` (``vault.explain``) adds why each hit ranks where it does."""
     if as_json:
-        json_out({"like": like, **result.to_json()} if like else result.to_json())
+        doc = _with_explain(result, explain)
+        json_out({"like": like, **doc} if like else doc)
         return
     if result.fallback_reason:
         note(f"fell back to symbolic: {result.fallback_reason}")
@@ -401,15 +417,42 @@ def retrieval(result: Any, as_json: bool, *, like: str | None = None) -> None:
     )
     if not result.results:
         note("no concept matches")
+    if explain is not None:
+        out = stdout_console()
+        for h, why in zip(result.results, explain, strict=True):
+            out.print(f"#{h.rank} {h.id}@{h.version}: " + explain_line(why), markup=False)
 
 
-def retrieval_lines(result: Any) -> None:
+def explain_line(why: dict[str, Any]) -> str:
+    """An explanation (``vault.explain``) in one line for people."""
+    keys = why["shared_keys"]
+    parts = [
+        f"shares {len(keys)} key{'s' if len(keys) != 1 else ''}"
+        + (f" ({', '.join(keys)})" if keys else "")
+    ]
+    if why["similarity"] is not None:
+        sim = f"similarity {number(why['similarity'])}"
+        blocks = why["block_similarity"]
+        if blocks:
+            sim += " (" + ", ".join(f"{k} {number(v) or '-'}" for k, v in blocks.items()) + ")"
+        parts.append(sim)
+    ev = why["evidence"]
+    parts.append(evidence_line(ev, why["penalty"], why["utility"]))
+    if why["score_terms"]:
+        parts.append(
+            "score = " + " + ".join(f"{k} {number(v)}" for k, v in why["score_terms"].items())
+        )
+    parts.append(f"ahead of the next by {why['decided_by']}")
+    return "; ".join(parts)
+
+
+def retrieval_lines(result: Any, *, explain: list[dict[str, Any]] | None = None) -> None:
     """``--jsonl``: one JSON line per hit (as ``llm similar``); a fallback is told on stderr."""
     if result.fallback_reason:
         note(f"fell back to symbolic: {result.fallback_reason}")
     writer = json_lines()
-    for hit in result.results:
-        writer.write(hit.to_json())
+    for hit in _with_explain(result, explain)["results"]:
+        writer.write(hit)
 
 
 def log(entries: list[Any], as_json: bool) -> None:
