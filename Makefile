@@ -14,6 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# DEMO may be any path: the demo refuses a non-empty one it did not make (examples/demo.sh).
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh $(DEMO)
 

@@ -362,7 +362,8 @@ def test_index_build_and_status(vault: Vault, tmp_path: Path) -> None:
     assert build["changed"] is False and build["concepts"] == 1
     assert run_json(vault.root, "log")[-1]["op"] == "index_build"
     human = run(vault.root, "index", "status").stdout
-    assert "generation" in human and status["generation"] in human
+    # a table (TSV when piped, issue 20), the generation by number and short id
+    assert f"generation\t{status['number']} ({status['generation'][:12]})" in human
 
 
 def test_rollback_list_and_rollback(vault: Vault, tmp_path: Path) -> None:

@@ -151,13 +151,13 @@ def test_index_status_exit_code_says_current_or_stale(
     root = vault.root
     assert run(root, "index", "status", "-q").stdout == ""
     assert json.loads(run(root, "index", "status", "--json").stdout)["stale"] is False
-    assert run(root, "index", "status").stdout.startswith("index: current\n")
+    assert run(root, "index", "status").stdout.startswith("what\tvalue\nindex\tcurrent\n")
     _make_stale(vault, monkeypatch)
     quiet = run(root, "index", "status", "-q", code=1)
     assert quiet.stdout == "" and quiet.stderr == ""
     doc = json.loads(run(root, "index", "status", "--json", code=1).stdout)
     assert doc["stale"] is True and doc["pending"] == 1
-    assert run(root, "index", "status", code=1).stdout.startswith("index: stale\n")
+    assert run(root, "index", "status", code=1).stdout.startswith("what\tvalue\nindex\tstale\n")
     run(root, "index", "build")
     run(root, "index", "status", "-q")
 
@@ -167,7 +167,7 @@ def test_index_status_drift_is_not_current(
 ) -> None:
     monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
     result = run(example_builtin_vault.root, "index", "status", code=1)
-    assert result.stdout.startswith("index: drift\n")
+    assert result.stdout.startswith("what\tvalue\nindex\tdrift\n")
 
 
 # --------------------------------------------------------------------------- piped tables

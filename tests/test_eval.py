@@ -262,7 +262,7 @@ def test_study_and_report(tmp_path: Path) -> None:
     assert all(a <= b for a, b in zip(curve, curve[1:], strict=False))
     out = report.write(result, tmp_path / "out", "vault eval --dataset synthetic")
     text = (tmp_path / "out" / "REPORT.md").read_text()
-    assert ds.fingerprint in text and "| hybrid-weighted |" in text and "ranks best" in text
+    assert ds.fingerprint in text and "| hybrid-weighted |" in text and "tie by precision@5" in text
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["dataset"]["fingerprint"] == ds.fingerprint
     assert data["modes"]["hybrid-weighted"]["mrr"] == weighted.mrr

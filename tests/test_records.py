@@ -483,3 +483,36 @@ def test_cli_add_fork(vault: Vault, tmp_path: Path) -> None:
     shown = json.loads(res.stdout)
     assert shown["card"]["version"] == "1.1.0"
     assert shown["card"]["provenance"]["forked_from"] == "x@1.0.0"
+
+
+def test_a_repeated_fork_of_unchanged_content_makes_no_new_version(vault: Vault) -> None:
+    """Issue 20: `add --fork` twice forked the same content twice (1.1.0, then 1.2.0)."""
+    vault.add([(card("x", ["feature:square"]), "a")])
+    changed = card("x", ["feature:square", "feature:single_object"])
+    assert vault.add([(changed, "f")], fork=True).added == ["x@1.1.0"]
+    n = audit_len(vault)
+    again = vault.add([(changed, "f")], fork=True)
+    assert (again.added, again.unchanged) == ([], ["x@1.1.0"])
+    assert audit_len(vault) == n  # nothing written, no new generation
+    assert vault.snapshot().versions("x") == ["1.0.0", "1.1.0"]
+    # a fork of the newest version's own content (no change at all) adds nothing either,
+    # and the same card twice in one fork request makes one version
+    assert vault.add([(card("y", []), "b")]).added == ["y@1.0.0"]
+    assert vault.add([(card("y", []), "b")], fork=True).unchanged == ["y@1.0.0"]
+    twice = vault.add([(card("y", ["feature:square"]), "c")] * 2, fork=True)
+    assert (twice.added, twice.unchanged) == (["y@1.1.0"], ["y@1.1.0"])
+    # content that differs from the newest is forked, even when an older version holds it
+    assert vault.add([(card("x", ["feature:square"]), "g")], fork=True).added == ["x@1.2.0"]
+
+
+def test_cli_add_fork_twice_reports_unchanged(vault: Vault, tmp_path: Path) -> None:
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps(card("x", ["feature:square"])))
+    assert runner.invoke(app, ["--vault", str(vault.root), "add", str(f)]).exit_code == 0
+    f.write_text(json.dumps(card("x", ["feature:single_object"])))
+    for added in (["x@1.1.0"], []):
+        res = runner.invoke(app, ["--vault", str(vault.root), "add", "--fork", str(f), "--json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["added"] == added
+    res = runner.invoke(app, ["--vault", str(vault.root), "add", "--fork", str(f)])
+    assert "fork: 1 already stored, unchanged" in res.stderr

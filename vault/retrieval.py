@@ -95,6 +95,18 @@ def failure_rate(positive: Any, negative: Any) -> Any:
     return np.where(negative > 0, np.maximum(low - TOLERATED_FAILURE_RATE, 0.0), 0.0)
 
 
+def evidence_of(positive: int, negative: int) -> dict[str, Any]:
+    """A concept version's evidence as every output reports it (``show``, each hit of every
+    mode and of ``--like``): its counts, ``penalty`` (``failure_rate``) and ``utility`` =
+    1 - penalty — for a stored concept, from its state entry's ``positive`` / ``negative``."""
+    penalty = float(failure_rate(positive, negative))
+    return {
+        "evidence": {"positive": int(positive), "negative": int(negative)},
+        "penalty": penalty,
+        "utility": 1.0 - penalty,
+    }
+
+
 @dataclass(frozen=True)
 class RetrievalResult:
     mode_requested: str

@@ -152,7 +152,12 @@ def add(
         typer.Argument(metavar="FILE", help="A card JSON file, a JSON-lines file, or - for stdin."),
     ],
     fork: Annotated[
-        bool, typer.Option("--fork", help="Store each card as the next minor version.")
+        bool,
+        typer.Option(
+            "--fork",
+            help="Store each card as the next minor version (a card the newest version "
+            "already holds is left as is).",
+        ),
     ] = False,
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
@@ -313,7 +318,8 @@ def retrieve(
             metavar="FILE|-",
             help='JSON lines of requests {"task"|"repr"|"query": ..., "k"?, "mode"?, "id"?, '
             '"exclude"?}; one JSON result per line, in input order (a bad line gives '
-            '{"line", "error"}); the snapshot is opened once.',
+            '{"line", "error"}, and the run exits 1 when any line failed, saying how many); '
+            "the snapshot is opened once.",
         ),
     ] = None,
     workers: Annotated[
@@ -360,6 +366,24 @@ def retrieve(
     jsonl: Annotated[
         bool, typer.Option("--jsonl", help="One JSON line per result on stdout.")
     ] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Say why each hit ranks where it does: the shared keys, the similarity per "
+            "embedding block, evidence, penalty, utility, the score's terms and the term that "
+            'put it ahead of the next hit (in --json / --jsonl: an "explain" object per hit).',
+        ),
+    ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            help="Also draw the query's grids and each hit's validated grids (its positive "
+            "evidence) as coloured cells in one self-contained HTML file.",
+        ),
+    ] = None,
     vault_dir: VaultOpt = None,
 ) -> None:
     """Rank concepts for a task, query or repr. Give one of --task, --query, --repr, or
@@ -387,23 +411,33 @@ def retrieve(
         raise UsageError("--workers applies to --batch only")
     if test_index != 0 and task_file is None:
         raise UsageError("--test-index applies to --task only")
+    if batch is not None and (explain or html is not None):
+        raise UsageError("--explain and --html apply to one ranking, not --batch")
     if like is not None and (mode is not None or strategy is not None):
         raise UsageError("--like ranks by embedding similarity: --mode and --strategy do not apply")
     vault = open_vault(vault_dir)
     cfg = vault.config().with_overrides(mode=mode, k=k, strategy=strategy, similarity=similarity)
     kind, path = given[0]
     if kind == "batch":
+        from vault.errors import VaultError
         from vault.input import iter_requests
-
-        writer = render.json_lines()
         from vault.retriever import Retriever
 
+        writer = render.json_lines()
+        n = failed = 0
         with Retriever(vault, config=cfg) as r, render.phases() as ph:
             counted = ph.count("retrieving")
             for n, out in enumerate(r.batch(iter_requests(path), workers=workers), start=1):
                 writer.write(out)
+                failed += "error" in out
                 counted(n)
+        if failed:  # every line was answered; the exit code still says not all succeeded
+            raise VaultError(
+                f"{failed} of {n} request line{'s' if n != 1 else ''} failed (their results "
+                'are {"line", "error"} lines)'
+            )
         return
+    query = None
     if kind == "like":
         from vault.like import neighbours
 
@@ -416,11 +450,22 @@ def retrieve(
         from vault.retrieval import retrieve as run
 
         value, source = read_json(path)
-        result, name = run(vault, query_from(kind, value, source, test_index), cfg), None
+        query = query_from(kind, value, source, test_index)
+        result, name = run(vault, query, cfg), None
+    why = None
+    if explain:
+        from vault.explain import explain as explain_hits
+
+        why = explain_hits(vault.snapshot(), query, result, cfg, like=name)
     if jsonl:
-        render.retrieval_lines(result)
+        render.retrieval_lines(result, explain=why)
     else:
-        render.retrieval(result, json_out, like=name)
+        render.retrieval(result, json_out, like=name, explain=why)
+    if html is not None:
+        from vault_cli import html as draw
+
+        draw.write(html, draw.retrieval_page(vault, result, query, like=name, explain=why))
+        render.note(f"wrote {html}")
 
 
 # --------------------------------------------------------------------------- index
@@ -621,11 +666,26 @@ def show(
         typer.Option(help="Version (default: newest).", callback=checked("concept", "version")),
     ] = None,
     json_out: JsonOpt = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            help="Also draw the concept's validated grids (its positive evidence, and the "
+            "negative) as coloured cells in one self-contained HTML file.",
+        ),
+    ] = None,
     vault_dir: VaultOpt = None,
 ) -> None:
     """Show one concept card. With its status, keys and evidence counts."""
-    entry, card = open_vault(vault_dir).concept_card(concept, version)
+    vault = open_vault(vault_dir)
+    entry, card = vault.concept_card(concept, version)
     render.show(entry, card, json_out)
+    if html is not None:
+        from vault_cli import html as draw
+
+        draw.write(html, draw.concept_page(vault, entry, card))
+        render.note(f"wrote {html}")
 
 
 # --------------------------------------------------------------------------- rollback

@@ -8,13 +8,14 @@ The exit-code rule (also in ``vault --help`` and the README):
 * **0** ok.
 * **1** the command ran and failed, or found what it checks for: a bad input file, an
   unknown concept or generation, a vault it cannot use, a missing optional extra, the write
-  lock held too long, ``verify`` found an error, ``index status`` is not current, a prompt
-  answered no.
+  lock held too long, ``verify`` found an error, ``index status`` is not current, a
+  ``retrieve --batch`` line failed (every line still answered), a prompt answered no.
 * **2** usage: the command line itself is wrong — an unknown command or option, a missing or
   extra argument, a value of the wrong form or out of range (a choice, a count, an id, a
   version), conflicting options, a bad ``SOURCE_DATE_EPOCH``. Told from the command line
   alone, before any input file or the vault is read.
-* **130** interrupted; **141** stdout closed early (``vault … | head``): quietly, as git.
+* **130** interrupted; **141** stdout closed early (``vault … | head``), whatever the output
+  form (rich tables too: rich's own handler would exit 1): quietly, as git.
 
 Errors are one line on stderr, ``error: <message>``; never a traceback (an unexpected one is
 reported as ``error: internal error: …``; ``VAULT_TRACEBACK=1`` shows it, and
@@ -47,9 +48,9 @@ MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second a timestamp
 
 EXIT_CODES_HELP = """\b
 Exit codes: 0 ok; 1 failure (bad input, unknown concept, vault problem, missing
-extra; verify found a problem; index status not current; prompt declined);
-2 usage error (bad option or argument value, conflicting options); 130
-interrupted; 141 output pipe closed (quiet).
+extra; verify found a problem; index status not current; a failed --batch line;
+prompt declined); 2 usage error (bad option or argument value, conflicting
+options); 130 interrupted; 141 output pipe closed (quiet).
 Without --vault or VAULT_DIR the vault is the one containing the current
 directory (searched upwards, as git does), else ./vault."""
 
@@ -288,6 +289,14 @@ class VaultGroup(TyperGroup):
             raise  # click's own signals: handled in main()
         except BaseException as exc:  # noqa: BLE001 - the one place errors are reported
             raise typer.Exit(report(exc)) from None
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        # `vault --help` / `--version` write while the root's arguments are parsed, outside
+        # ``invoke``: a closed pipe there is 141 too (click's own handler exits 1).
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            raise typer.Exit(report(BrokenPipeError())) from None
 
     def main(
         self,

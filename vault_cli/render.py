@@ -2,7 +2,8 @@
 
 Human output goes to stdout, messages and progress to stderr. ``--json`` output is one JSON
 document, ``--jsonl`` and streaming commands write JSON lines (``json_lines``): no colour,
-no progress. Piped tables are never cut to the terminal's width. ``NO_COLOR`` (any
+no progress. Tables (``table``) fit a terminal's width and are plain TSV when piped; their
+numbers are rounded (``number``). ``NO_COLOR`` (any
 non-empty value) turns every escape code off, bold included. Progress is drawn only when
 stderr is a terminal (``phases``), so scripts and logs see nothing of it.
 
@@ -20,10 +21,12 @@ For a new command (``vault eval``, ``vault retrieve --batch``)::
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +36,6 @@ if TYPE_CHECKING:
     import jsonlines
     from rich.console import Console
 
-WIDE = 10_000  # piped output: whole rows, for scripts and `less -S`
 Tick = Callable[[int, int], None]
 
 
@@ -41,17 +43,81 @@ def _no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
-def stdout_console() -> Console:
+@functools.cache
+def _console_class() -> type[Console]:
     from rich.console import Console
 
-    tty = sys.stdout.isatty()
-    return Console(
+    class StdoutConsole(Console):
+        """rich exits 1 on a closed pipe (``on_broken_pipe``); vault's rule is 141 for every
+        output form, so the error goes to the one place that reports it (``core.report``)."""
+
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return StdoutConsole
+
+
+def stdout_console() -> Console:
+    return _console_class()(
         file=sys.stdout,
         highlight=False,
         soft_wrap=True,
-        width=None if tty else WIDE,
         color_system=None if _no_color() else "auto",
     )
+
+
+def table(
+    columns: Sequence[str | tuple[str, str]],
+    rows: Iterable[Sequence[str]],
+    *,
+    title: str | None = None,
+    whole: Sequence[str] = (),
+) -> None:
+    """A table for people. On a terminal (or with FORCE_COLOR) a rich table fitted to its
+    width; piped, plain TSV: a header line, then one line per row, tab-separated, every value
+    whole (a tab or newline inside one becomes a space) and a title as a ``# `` line before
+    them — for ``cut``, ``sort``, ``column -t`` (``--json`` keeps full precision). A column
+    given as ``(name, "right")`` is right-aligned on a terminal; the columns named in
+    ``whole`` are never cut there (values fold in the others, never an ellipsis)."""
+    names = [c if isinstance(c, str) else c[0] for c in columns]
+    out = stdout_console()
+    if not out.is_terminal:
+        lines = [f"# {title}"] if title else []
+        lines.append("\t".join(names))
+        lines += ["\t".join(_tsv_cell(cell) for cell in row) for row in rows]
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
+    from rich import box
+    from rich.table import Table
+
+    rows = [list(row) for row in rows]
+    # no side borders and one space between columns: 80 columns go further
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, c in enumerate(columns):
+        name, justify = (c, "left") if isinstance(c, str) else c
+        if name in whole:  # never cut nor folded (an id): the other columns give way
+            widest = max((len(row[i]) for row in rows), default=len(name))
+            t.add_column(
+                name,
+                justify=justify,  # type: ignore[arg-type]
+                no_wrap=True,
+                min_width=widest,
+            )
+        else:
+            t.add_column(
+                name,
+                justify=justify,  # type: ignore[arg-type]
+                overflow="fold",
+                min_width=len(name),
+            )
+    for row in rows:
+        t.add_row(*row)
+    out.print(t, markup=False)
+
+
+def _tsv_cell(text: str) -> str:
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
 def stderr_console() -> Console:
@@ -262,118 +328,185 @@ def embedder_status(status: Any, as_json: bool) -> None:
         json_out(status.to_json())
         return
     s = status.to_json()
-    out = stdout_console()
     ident = s["embedder"]
-    out.print(f"embedder: {ident.get('name')} {ident.get('version')}", markup=False)
-    out.print(f"weights: {ident.get('weights_hash')}", markup=False)
+    rows = [
+        ["embedder", f"{ident.get('name')} {ident.get('version')}"],
+        ["weights", str(ident.get("weights_hash"))[:12]],
+    ]
     if s["fit"]:
-        fit = s["fit"]
+        fit, meta = s["fit"], s["fit"]["meta"]
         state = "in use" if fit["in_use"] else "latest fit, not in use"
-        out.print(f"fit: {fit['weights'][:12]} ({state}): {json.dumps(fit['meta'])}", markup=False)
+        rows.append(["fit", f"{fit['weights'][:12]} ({state})"])
+        if meta.get("fitted_on"):
+            rows.append(["fitted on", "; ".join(str(x) for x in meta["fitted_on"])])
+        size = [f"{meta[k]} {k}" for k in ("items", "tasks", "concepts") if k in meta]
+        if size:
+            rows.append(["fit size", ", ".join(size)])
+    else:
+        rows.append(["fit", "none"])
     if s["evidence"]:
         e = s["evidence"]
-        out.print(
-            f"positive evidence: {e['now']} now, {e['at_fit']} at the fit, {e['newer']} newer "
-            f"({e['share']:.0%})",
-            markup=False,
+        rows.append(
+            [
+                "positive evidence",
+                f"{e['now']} now, {e['at_fit']} at the fit, {e['newer']} newer ({e['share']:.0%})",
+            ]
         )
     if s["problem"]:
-        out.print(f"problem: {s['problem']}", markup=False)
+        rows.append(["problem", s["problem"]])
+    table(["what", "value"], rows)
     if s["suggestion"]:
         note(s["suggestion"])
 
 
-def retrieval(result: Any, as_json: bool, *, like: str | None = None) -> None:
-    """A ranking as a table (or one JSON document); ``like`` names the concept asked about."""
-    if as_json:
-        json_out({"like": like, **result.to_json()} if like else result.to_json())
-        return
-    from rich.table import Table
+def _with_explain(result: Any, explain: list[dict[str, Any]] | None) -> dict[str, Any]:
+    doc: dict[str, Any] = result.to_json()
+    if explain is not None:
+        for hit, why in zip(doc["results"], explain, strict=True):
+            hit["explain"] = why
+    return doc
 
+
+def retrieval(
+    result: Any,
+    as_json: bool,
+    *,
+    like: str | None = None,
+    explain: list[dict[str, Any]] | None = None,
+) -> None:
+    """A ranking as a table (or one JSON document); ``like`` names the concept asked about;
+    ``explain`` (``vault.explain``) adds why each hit ranks where it does."""
+    if as_json:
+        doc = _with_explain(result, explain)
+        json_out({"like": like, **doc} if like else doc)
+        return
     if result.fallback_reason:
         note(f"fell back to symbolic: {result.fallback_reason}")
     if result.index_stale:
         note("the index is stale (acknowledged writes not indexed yet): any write catches up")
     title = f"like {like}" if like else f"mode {result.mode_used}"
-    table = Table(title=title + (f" ({result.strategy})" if result.strategy else ""))
-    width = max(
-        (len(h.id) + (0 if h.status == "active" else len(h.status) + 3) for h in result.results),
-        default=2,
+    right = "right"
+    table(
+        [
+            ("#", right),
+            "id",
+            "version",
+            ("score", right),
+            ("keys", right),
+            ("+/-", right),
+            ("penalty", right),
+            ("sim", right),
+            ("utility", right),
+        ],
+        [
+            [
+                str(h.rank),
+                h.id if h.status == "active" else f"{h.id} ({h.status})",
+                h.version,
+                number(h.score),
+                str(h.key_overlap),
+                signed_counts(h.positive, h.negative),
+                number(h.penalty),
+                number(h.similarity),
+                number(h.utility),
+            ]
+            for h in result.results
+        ],
+        title=title + (f" ({result.strategy})" if result.strategy else ""),
+        whole=("id",),
     )
-    for col in ("#", "id", "version", "score", "keys", "penalty", "sim", "utility"):
-        if col == "id":
-            table.add_column(col, no_wrap=True, min_width=width)
-        else:
-            table.add_column(col, justify="left" if col == "version" else "right")
-    for h in result.results:
-        sim = "" if h.similarity is None else f"{h.similarity:.4f}"
-        name = h.id if h.status == "active" else f"{h.id} ({h.status})"
-        table.add_row(
-            str(h.rank),
-            name,
-            h.version,
-            f"{h.score:.4f}",
-            str(h.key_overlap),
-            str(h.penalty),
-            sim,
-            f"{h.utility:.3f}",
-        )
-    stdout_console().print(table)
     if not result.results:
         note("no concept matches")
+    if explain is not None:
+        out = stdout_console()
+        for h, why in zip(result.results, explain, strict=True):
+            out.print(f"#{h.rank} {h.id}@{h.version}: " + explain_line(why), markup=False)
 
 
-def retrieval_lines(result: Any) -> None:
+def explain_line(why: dict[str, Any]) -> str:
+    """An explanation (``vault.explain``) in one line for people."""
+    keys = why["shared_keys"]
+    parts = [
+        f"shares {len(keys)} key{'s' if len(keys) != 1 else ''}"
+        + (f" ({', '.join(keys)})" if keys else "")
+    ]
+    if why["similarity"] is not None:
+        sim = f"similarity {number(why['similarity'])}"
+        blocks = why["block_similarity"]
+        if blocks:
+            sim += " (" + ", ".join(f"{k} {number(v) or '-'}" for k, v in blocks.items()) + ")"
+        parts.append(sim)
+    ev = why["evidence"]
+    parts.append(evidence_line(ev, why["penalty"], why["utility"]))
+    if why["score_terms"]:
+        parts.append(
+            "score = " + " + ".join(f"{k} {number(v)}" for k, v in why["score_terms"].items())
+        )
+    parts.append(f"ahead of the next by {why['decided_by']}")
+    return "; ".join(parts)
+
+
+def retrieval_lines(result: Any, *, explain: list[dict[str, Any]] | None = None) -> None:
     """``--jsonl``: one JSON line per hit (as ``llm similar``); a fallback is told on stderr."""
     if result.fallback_reason:
         note(f"fell back to symbolic: {result.fallback_reason}")
     writer = json_lines()
-    for hit in result.results:
-        writer.write(hit.to_json())
+    for hit in _with_explain(result, explain)["results"]:
+        writer.write(hit)
 
 
 def log(entries: list[Any], as_json: bool) -> None:
     if as_json:
         json_out([e.to_json() for e in entries])
         return
-    from rich.table import Table
-
-    cut = sys.stdout.isatty()  # a terminal gets a readable table; a pipe gets every byte
-    table = Table()
-    for col in ("seq", "time", "op", "records", "detail"):
-        table.add_column(col)
+    cut = stdout_console().is_terminal  # a terminal gets a readable table; TSV every byte
+    rows = []
     for e in entries:
         detail = json.dumps(e.detail, sort_keys=True)
         if cut and len(detail) >= 80:
             detail = detail[:77] + "..."
-        table.add_row(str(e.seq), e.time, e.op, str(len(e.records)), detail)
-    stdout_console().print(table)
+        rows.append([str(e.seq), e.time, e.op, str(len(e.records)), detail])
+    table([("seq", "right"), "time", "op", ("records", "right"), "detail"], rows)
 
 
 def show(entry: dict[str, Any], card: dict[str, Any], as_json: bool) -> None:
-    from vault.retrieval import failure_rate  # the one evidence model (FORMAT §10)
+    from vault.retrieval import evidence_of  # the one evidence model (FORMAT §10)
 
-    penalty = float(failure_rate(entry["positive"], entry["negative"]))
+    ev = evidence_of(entry["positive"], entry["negative"])
     info = {
         "card": card,
         "status": entry["status"],
         "keys": entry["keys"],
-        "positive": entry["positive"],
+        "positive": entry["positive"],  # (also in "evidence", as in every hit)
         "negative": entry["negative"],
-        "penalty": penalty,
-        "utility": 1.0 - penalty,
+        **ev,
         "object": entry["card"],
     }
     if as_json:
         json_out(info)
         return
     out = stdout_console()
-    out.print(
-        f"[bold]{card['id']}[/bold] {card['version']}  status={entry['status']}  "
-        f"evidence +{entry['positive']} -{entry['negative']}"
-    )
+    out.print(f"[bold]{card['id']}[/bold] {card['version']}  status={entry['status']}")
+    out.print(evidence_line(ev["evidence"], ev["penalty"], ev["utility"]), markup=False)
     out.print("keys: " + " ".join(entry["keys"]), markup=False)
     out.print("template: " + card["template"]["template_dsl"], markup=False)
+
+
+def evidence_line(counts: dict[str, int], penalty: float, utility: float) -> str:
+    """``evidence +1 -1  penalty 0.045  utility 0.955``: what a table row says, in words."""
+    return (
+        f"evidence {signed_counts(counts['positive'], counts['negative'])}  "
+        f"penalty {number(penalty)}  utility {number(utility)}"
+    )
+
+
+def signed_counts(positive: int, negative: int) -> str:
+    return f"+{positive} -{negative}"
+
+
+def number(x: float | None, places: int = 3) -> str:
+    """A number for people: ``places`` decimals (full precision stays in ``--json``)."""
+    return "" if x is None else f"{x:.{places}f}"
 
 
 def index_condition(status: Any) -> str:
@@ -391,22 +524,20 @@ def index_status(status: Any, as_json: bool) -> None:
     if as_json:
         json_out(status.to_json())
         return
-    s = status.to_json()
-    out = stdout_console()
-    out.print(f"index: {index_condition(status)}", markup=False)
-    for key in (
-        "generation",
-        "number",
-        "stale",
-        "pending",
-        "drift",
-        "mode_default",
-        "counts",
-        "embedder",
-        "running_embedder",
-        "problem",
-    ):
-        out.print(f"{key}: {json.dumps(s.get(key))}", markup=False)
+    rows = [["index", index_condition(status)]]
+    if status.generation is not None:
+        rows.append(["generation", f"{status.number} ({status.generation[:12]})"])
+    rows.append(["pending writes", f"{status.pending} acknowledged, not indexed yet"])
+    rows.append(["mode default", status.mode_default])
+    if status.counts:
+        rows.append(["counts", ", ".join(f"{v} {k}" for k, v in sorted(status.counts.items()))])
+    if status.embedder is not None:
+        rows.append(["embedder", _embedder_label(status.embedder)])
+    if status.embedder is None or status.drift:
+        rows.append(["this tool runs", _embedder_label(status.running_embedder)])
+    if status.problem:
+        rows.append(["problem", status.problem])
+    table(["what", "value"], rows)
 
 
 def generations(history: list[Any], current: str | None, number: int | None, as_json: bool) -> None:
@@ -419,15 +550,9 @@ def generations(history: list[Any], current: str | None, number: int | None, as_
             }
         )
         return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("", "number", "parent", "generation", "time", "op", "concepts", "embedder"):
-        table.add_column(col)
-    for g in history:
-        mark = "*" if g.number == number else ""
-        table.add_row(
-            mark,
+    rows = [
+        [
+            "*" if g.number == number else "",
             str(g.number),
             "" if g.parent is None else str(g.parent),
             g.generation[:12],
@@ -435,8 +560,23 @@ def generations(history: list[Any], current: str | None, number: int | None, as_
             g.op,
             str(g.counts.get("concepts", "")),
             _embedder_label(g.embedder),
-        )
-    stdout_console().print(table)
+        ]
+        for g in history
+    ]
+    table(
+        [
+            "cur",
+            ("#", "right"),
+            ("parent", "right"),
+            "generation",
+            "time",
+            "op",
+            ("concepts", "right"),
+            "embedder",
+        ],
+        rows,
+        whole=("generation", "time"),
+    )
 
 
 def _embedder_label(ident: dict[str, Any]) -> str:

@@ -161,6 +161,9 @@ class VaultMachine(RuleBasedStateMachine):
         self.v.add([(card(cid, sorted(keys), dsl=dsl), "model")], fork=True)
         self.steps += 1
         entry = Entry(frozenset(keys) | {"domain:grid_2d"}, dsl)
+        newest = self.state[f"{cid}@{top[0]}.{top[1]}.{top[2]}"]
+        if (newest.keys, newest.dsl) == (entry.keys, entry.dsl):
+            return  # the newest version holds this content already: no new version
         self._publish({**self.state, f"{cid}@{version}": entry})
 
     @precondition(lambda self: bool(self.state))

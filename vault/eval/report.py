@@ -25,11 +25,22 @@ COLUMNS = (
 
 def table(result: StudyResult) -> str:
     """The results table in Markdown."""
-    head = ["mode", *(c for c, _ in COLUMNS), "coverage@10", "vs symbolic", "ms median", "ms p95"]
+    # each column names what it measures: the MRR gain and the coverage change over
+    # symbolic are two columns (one "vs symbolic" column showed a coverage change)
+    head = [
+        "mode",
+        *(c for c, _ in COLUMNS),
+        "coverage@10",
+        "MRR vs symbolic",
+        "coverage@10 vs symbolic",
+        "ms median",
+        "ms p95",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for mode, summary in result.summaries.items():
         s = summary.to_json()
         change = result.coverage_change.get(mode)
+        gain = result.versus_symbolic.get(mode)
         lines.append(
             "| "
             + " | ".join(
@@ -37,6 +48,7 @@ def table(result: StudyResult) -> str:
                     mode,
                     *(f"{s[key]:.3f}" for _, key in COLUMNS),
                     str(summary.coverage),
+                    "" if gain is None or mode == "symbolic" else f"{gain.mean_diff:+.3f}",
                     "" if change is None or mode == "symbolic" else f"{change:+.0%}",
                     f"{summary.latency_median_ms:.2f}",
                     f"{summary.latency_p95_ms:.2f}",
@@ -96,30 +108,60 @@ def interpretation(result: StudyResult) -> str:
     ranked = sorted((m for m in s if m != "none"), key=lambda m: (-float(getattr(s[m], key)), m))
     if not ranked:
         return "Only the no-retrieval baseline ran."
-    best = ranked[0]
-    first = f"On this data set `{best}` ranks best by {label} ({getattr(s[best], key):.3f}"
+    value = {m: round(float(getattr(s[m], key)), 3) for m in ranked}  # as the table shows
+    tied = [m for m in ranked if value[m] == value[ranked[0]]]
+    if len(tied) > 1 and key != "mrr":  # a tie is a tie: MRR, the next measure, decides
+        by_mrr = sorted(tied, key=lambda m: (-round(float(s[m].mrr), 3), m))
+        first = f"On this data set {_names(tied)} tie by {label} ({value[tied[0]]:.3f})" + (
+            f"; by MRR `{by_mrr[0]}` ranks first ({s[by_mrr[0]].mrr:.3f})"
+            if round(float(s[by_mrr[0]].mrr), 3) != round(float(s[by_mrr[1]].mrr), 3)
+            else f" and by MRR too ({s[by_mrr[0]].mrr:.3f})"
+        )
+        best = by_mrr[0]
+    elif len(tied) > 1:
+        first = f"On this data set {_names(tied)} tie by {label} ({value[tied[0]]:.3f})"
+        best = tied[0]
+    else:
+        best = ranked[0]
+        first = f"On this data set `{best}` ranks best by {label} ({value[best]:.3f}"
+        if "symbolic" in s and best != "symbolic":
+            first += (
+                f" vs {value.get('symbolic', float(getattr(s['symbolic'], key))):.3f} for symbolic)"
+            )
+        else:
+            first += ")"
     if "symbolic" in s and best != "symbolic" and best in result.versus_symbolic:
         b = result.versus_symbolic[best]
         first += (
-            f" vs {getattr(s['symbolic'], key):.3f} for symbolic; its MRR is "
-            f"{b.mean_diff:+.3f} over symbolic, {BOOTSTRAP_CONFIDENCE:.0%} bootstrap interval "
-            f"[{b.low:+.3f}, {b.high:+.3f}])."
+            f". `{best}`'s MRR is {b.mean_diff:+.3f} over symbolic's ({BOOTSTRAP_CONFIDENCE:.0%} "
+            f"bootstrap interval [{b.low:+.3f}, {b.high:+.3f}]"
+            + (", which includes 0: not a measured difference" if b.low <= 0.0 <= b.high else "")
+            + ")."
         )
     else:
-        first += ")."
+        first += "."
     second = ""
     if "symbolic" in s and best != "symbolic":
         change = result.coverage_change.get(best)
         sym_ms = s["symbolic"].latency_median_ms
-        second = (
-            f" It surfaces {change:+.0%} distinct concepts in the top {s[best].coverage_k} "
-            "compared with "
-            f"symbolic, at a median {s[best].latency_median_ms:.2f} ms per query against "
-            f"{sym_ms:.2f} ms."
-            if change is not None
-            else ""
-        )
+        if change is not None:
+            more = (
+                "as many distinct concepts"
+                if round(change, 2) == 0
+                else f"{change:+.0%} distinct concepts"
+            )
+            second = (
+                f" It surfaces {more} in the top {s[best].coverage_k} as symbolic does, at a "
+                f"median {s[best].latency_median_ms:.2f} ms per query against {sym_ms:.2f} ms."
+            )
     return first + second
+
+
+def _names(modes: list[str]) -> str:
+    quoted = [f"`{m}`" for m in modes]
+    return (
+        " and ".join(quoted) if len(quoted) <= 2 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    )
 
 
 def _embedder_name(ident: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ A crash after 6 loses nothing: the next writer's catch-up completes the work fro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -246,6 +247,10 @@ def _plan_cards(
     unchanged = []
     for card, src in cards:
         if fork:
+            same = _newest_if_same(vault, snap, card, pending_versions, new)
+            if same is not None:  # forking unchanged content again makes no new version
+                unchanged.append(same)
+                continue
             card = _forked(snap, card, src, pending_versions)
         name = ref(card["id"], card["version"])
         data = canonical_bytes(card)
@@ -265,6 +270,30 @@ def _plan_cards(
         new[name] = (batch.add(card), data)
         pending_versions.setdefault(card["id"], []).append(parse_version(card["version"]))
     return [d for d, _ in new.values()], list(new), unchanged
+
+
+def _newest_if_same(
+    vault: Vault,
+    snap: Snapshot,
+    card: dict[str, Any],
+    pending: dict[str, list[tuple[int, int, int]]],
+    new: dict[str, tuple[str, bytes]],
+) -> str | None:
+    """The ref of the newest version of ``card``'s id (stored, or earlier in this batch)
+    when it holds ``card``'s content but for the version and ``forked_from``; else None."""
+    versions = [parse_version(v) for v in snap.versions(card["id"])]
+    versions += pending.get(card["id"], [])
+    if not versions:
+        return None  # (``_forked`` says it cannot fork what is not stored)
+    name = ref(card["id"], version_text(max(versions)))
+    if name in new:
+        data = new[name][1]
+    else:
+        entry = snap.concept(name)
+        if entry is None:
+            return None
+        data = vault.objects.get(entry["card"])
+    return name if _fork_shape(json.loads(data)) == _fork_shape(card) else None
 
 
 def _forked(
