@@ -203,8 +203,13 @@ def test_solver_loop_example_runs(example_vault: Vault) -> None:
         check=True,
         env=env,
     )
-    assert "rotate: try rotate-90" in out.stdout
-    assert "picked up a newer generation: True" in out.stdout
+    assert "rotate: try rotate-90@1.0.0" in out.stdout
+    assert "(rotate_90 grid)" in out.stdout  # the hit's template, read through hit.card()
+    assert "wrote back 10 records as one generation (transaction" in out.stdout
+    assert "newest concept: solver-idea-1@1.0.0" in out.stdout
+    after = Vault.open(example_vault.root)
+    assert after.concept("rotate-90").positive == 3  # 2 in the examples + the loop's
+    assert [e.op for e in after.audit.entries()][-1] == "transaction"
 
 
 def test_soft_selection_equals_a_full_sort_with_ties_and_statuses(tmp_path: Path) -> None:
