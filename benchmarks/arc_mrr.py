@@ -32,7 +32,7 @@ def main() -> None:
         tasks = tasks[: args.limit]
     root = Path(args.vault)
     shutil.rmtree(root, ignore_errors=True)
-    vault, _ = Vault.init(root)
+    vault = Vault.init(root)
     t0 = time.perf_counter()
     import_tasks(vault, tasks, holdout_last=True)
     print(f"imported {len(tasks)} tasks in {time.perf_counter() - t0:.1f} s")

@@ -90,7 +90,7 @@ def _vault(root: Path) -> None:
 
     from vault.vault import Vault, fixed_clock
 
-    v, _ = Vault.init(root, clock=fixed_clock(1_700_000_000))
+    v = Vault.init(root, clock=fixed_clock(1_700_000_000))
     v.add(example_cards())
     v.add_evidence(example_evidence())
 

@@ -75,7 +75,7 @@ def cards_only(n: int, root: Path) -> dict[str, Any]:
         "import sys; sys.path.insert(0, %r)\n"
         "import gen\n"
         "from vault.vault import Vault, fixed_clock\n"
-        "v, _ = Vault.init(%r, clock=fixed_clock(0))\n"
+        "v = Vault.init(%r, clock=fixed_clock(0))\n"
         "cards = [c for chunk in gen.generate(%d) for c in chunk[0]]\n"
         "t0 = time.perf_counter(); v.add(cards); print('add', time.perf_counter() - t0)\n"
     ) % (str(HERE), str(root), n)

@@ -93,7 +93,7 @@ def cold_retrieve(runs: int) -> dict[str, Any]:
         task.write_text(json.dumps(tasks[1].task))
         vaults = {}
         for name in ("builtin", "shipped"):
-            v, _ = Vault.init(root / name, clock=fixed_clock(0), embedder=name)
+            v = Vault.init(root / name, clock=fixed_clock(0), embedder=name)
             import_tasks(v, items)
             vaults[name] = root / name
         vault_bin = Path(sys.executable).parent / "vault"

@@ -83,7 +83,7 @@ def run_queries(
     with tempfile.TemporaryDirectory(prefix="fit-study-") as tmp:
         _objects.cache_clear()
         _blobs.cache_clear()
-        vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0), embedder="builtin")
+        vault = Vault.init(Path(tmp) / "v", clock=fixed_clock(0), embedder="builtin")
         if weights is not None:
             set_embedder(vault, vault.objects.put(weights.to_bytes()))
         import_tasks(vault, ds.tasks, holdout_last=ds.holdout_last)

@@ -144,7 +144,7 @@ def generate(
 
 def build(root: Path, n: int, seed: int = 0, progress: bool = True) -> Vault:
     """A vault of ``n`` generated concepts at ``root`` (written back in chunks)."""
-    v, _ = Vault.init(root, clock=fixed_clock(0))
+    v = Vault.init(root, clock=fixed_clock(0))
     t0 = time.perf_counter()
     done = 0
     for cards, evidence, reprs in generate(n, seed):

@@ -20,14 +20,14 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def vault(tmp_path: Path) -> Vault:
     """A fresh empty vault in this test's own directory, with a frozen clock (and the
     shipped fitted embedder every new vault starts with)."""
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000))
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000))
     return v
 
 
 @pytest.fixture
 def builtin_vault(tmp_path: Path) -> Vault:
     """The same with the built-in (hand-set) embedder, as a vault made before issue 22."""
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000), embedder="builtin")
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000), embedder="builtin")
     return v
 
 

@@ -10,6 +10,7 @@ import vault
 PUBLIC = [
     "BuildResult",
     "CommittedError",
+    "Concept",
     "Config",
     "ConfigError",
     "ConflictError",
@@ -28,6 +29,7 @@ PUBLIC = [
     "RetrievalResult",
     "Retriever",
     "StorageError",
+    "Transaction",
     "UsageError",
     "Vault",
     "VaultError",

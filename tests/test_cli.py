@@ -721,7 +721,7 @@ def test_cli_same_commands_give_byte_identical_vaults(tmp_path: Path) -> None:
 
 
 def _library_sequence(root: Path) -> Vault:
-    v, _ = Vault.init(root, clock=fixed_clock(1_234_567_890))
+    v = Vault.init(root, clock=fixed_clock(1_234_567_890))
     v.add(example_cards())
     v.add_evidence(example_evidence())
     v.set_status("rotate-180", "1.0.0", "suppressed")

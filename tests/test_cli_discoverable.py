@@ -216,7 +216,7 @@ def test_vault_before_the_command_and_vault_dir(vault: Vault, tmp_path: Path) ->
 @pytest.fixture
 def inside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Vault:
     """A vault, with the current directory deep inside it."""
-    v, _ = Vault.init(tmp_path / "myvault", clock=fixed_clock(1_700_000_000))
+    v = Vault.init(tmp_path / "myvault", clock=fixed_clock(1_700_000_000))
     monkeypatch.chdir(v.root / "embeddings" / "cache")
     return v
 

@@ -64,7 +64,7 @@ def test_no_color_means_no_escape_codes_even_when_colour_is_forced(tmp_path: Pat
     from vault.vault import Vault
     from vault_cli.app import app
 
-    v, _ = Vault.init(tmp_path / "v")
+    v = Vault.init(tmp_path / "v")
     runner = CliRunner()
     args = ["log", "--vault", str(v.root)]
     forced = runner.invoke(app, args, env={"FORCE_COLOR": "1", "NO_COLOR": None})

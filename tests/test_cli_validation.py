@@ -233,7 +233,7 @@ def test_any_text_in_any_field_is_accepted_only_if_valid(
 @pytest.fixture
 def seeded(tmp_path: Path) -> Vault:
     """c@1.0.0 plus evidence that makes the reprs R1 and R2 known."""
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000))
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000))
     v.add([(card("c", ["feature:square"]), "seed")])
     ev = {
         "schema_version": 1,

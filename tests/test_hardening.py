@@ -73,7 +73,7 @@ def test_a_planted_symlink_is_never_written_through(
 
 
 def test_a_failed_append_is_cut_off_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    v, _ = Vault.init(tmp_path / "v")
+    v = Vault.init(tmp_path / "v")
     before = v.audit.path.read_bytes()
 
     def no_sync(fd: int) -> None:

@@ -201,7 +201,7 @@ def test_the_whole_protocol_puts_every_row_in_the_hybrid_shortlist(tmp_path: Any
     shortlist is the whole table (every concept comes back), the case issue 17 found wrong."""
     ds = datasets.synthetic(tasks_per_family=2, protocol="whole")
     assert all(not q.exclude for q in ds.queries) and not ds.holdout_last
-    vault, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    vault = Vault.init(tmp_path / "v", clock=fixed_clock(0))
     from vault.ops.arc_import import import_tasks
 
     import_tasks(vault, ds.tasks)

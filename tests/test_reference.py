@@ -284,14 +284,14 @@ def weights() -> Iterator[bytes]:
     from vault.arc import read_task_files
 
     with tempfile.TemporaryDirectory() as d:
-        v, _ = Vault.init(Path(d) / "fit", clock=fixed_clock(1_700_000_000))
+        v = Vault.init(Path(d) / "fit", clock=fixed_clock(1_700_000_000))
         tasks = read_task_files([str(p) for p in sorted((EXAMPLES / "tasks").glob("*.json"))])
         digest = fit_embedder(v, tasks, sources=["examples"]).weights
         yield v.objects.path(digest).read_bytes()
 
 
 def build(root: Path, world: World, weights: bytes) -> Vault:
-    v, _ = Vault.init(root, clock=fixed_clock(1_700_000_000))
+    v = Vault.init(root, clock=fixed_clock(1_700_000_000))
     (root / "config.toml").write_text(_config_text(world.config))
     seed_card = {
         "schema_version": 1,
@@ -530,7 +530,7 @@ def _bulk_cards(n: int, seed: int) -> list[tuple[dict[str, Any], str]]:
 
 
 def _bulk_vault(root: Path, n: int, cfg: dict[str, Any]) -> Vault:
-    v, _ = Vault.init(root, clock=fixed_clock(1_700_000_000))
+    v = Vault.init(root, clock=fixed_clock(1_700_000_000))
     (root / "config.toml").write_text(_config_text(cfg))
     seed = [
         (
@@ -631,7 +631,7 @@ def test_a_vault_past_the_topk_summary_threshold_equals_the_reference(
 def test_the_reference_agrees_with_itself_on_a_handmade_case(tmp_path: Path) -> None:
     """The reference is not vacuous: on a 3-card vault its hybrid order and figures are
     the ones FORMAT.md's rules give by hand (rotate-90 first, overlap 1, utility 1)."""
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000))
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(1_700_000_000))
     lines = (EXAMPLES / "cards.jsonl").read_text().splitlines()
     wanted = {"rotate-90", "flip-horizontal", "flip-vertical"}
     v.add([(json.loads(x), "c") for x in lines if json.loads(x)["id"] in wanted])

@@ -66,7 +66,7 @@ def test_hybrid_gives_each_concept_its_own_similarity_when_every_row_is_shortlis
 # --------------------------------------------------------------------------- domain filter
 def _text_card_vault(tmp_path: Path) -> Vault:
     """A grid concept and a ``text`` concept whose signature carries ``domain:grid_2d``."""
-    v, _ = Vault.init(tmp_path / "d", clock=fixed_clock(1_700_000_000))
+    v = Vault.init(tmp_path / "d", clock=fixed_clock(1_700_000_000))
     v.add(
         [
             (card("grid-rot", ["transform:rotate_90"]), "a"),
@@ -105,7 +105,7 @@ def test_like_of_a_grid_concept_leaves_out_a_text_concept_with_a_grid_key(tmp_pa
 # --------------------------------------------------------------------------- one evidence model
 def _evidence_vault(tmp_path: Path) -> Vault:
     """``a-rot`` with one positive and one negative evidence record, ``b-rot`` with none."""
-    v, _ = Vault.init(tmp_path / "e", clock=fixed_clock(1_700_000_000))
+    v = Vault.init(tmp_path / "e", clock=fixed_clock(1_700_000_000))
     v.add(
         [
             (card("a-rot", ["transform:rotate_90"]), "a"),
@@ -181,7 +181,7 @@ def test_weighted_ranks_an_active_concept_before_a_deprecated_one_whatever_the_s
     """The reported case (``1 a-flip 0.2``, ``2 b-rot 0.518``): each status class is ranked
     in turn, so the score rises where the deprecated ones begin — FORMAT §10 says so (it
     said "never increasing" without the exception)."""
-    v, _ = Vault.init(tmp_path / "w", clock=fixed_clock(1_700_000_000))
+    v = Vault.init(tmp_path / "w", clock=fixed_clock(1_700_000_000))
     v.add(
         [(card("a-flip", ["transform:flip_h"]), "a"), (card("b-rot", ["transform:rotate_90"]), "b")]
     )
@@ -201,7 +201,7 @@ def test_mmr_dup_is_the_true_highest_similarity_even_when_negative(tmp_path: Pat
     """rotate_90 and rotate_180 share a keys slot with opposite signs: two keys-only concept
     vectors with cosine -1. With delta > 0, the second's dup is -1 (it was clamped to 0),
     so its score is its relevance + delta. (The built-in embedder's key layout.)"""
-    v, _ = Vault.init(tmp_path / "m", clock=fixed_clock(1_700_000_000), embedder="builtin")
+    v = Vault.init(tmp_path / "m", clock=fixed_clock(1_700_000_000), embedder="builtin")
     v.add(
         [
             (card("x-rot", ["transform:rotate_90"]), "x"),

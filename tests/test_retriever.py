@@ -133,7 +133,7 @@ def test_packed_symbolic_order_equals_the_reference_with_ties(tmp_path: Path) ->
         (card(f"c{i:03d}", rng.sample(keys, rng.randint(1, 3)), version=f"1.{i % 3}.0"), "x")
         for i in range(150)
     ]
-    v, _ = Vault.init(tmp_path / "v")
+    v = Vault.init(tmp_path / "v")
     v.add(cards)
     neg = [
         (
@@ -178,7 +178,7 @@ def test_sparse_key_overlap_equals_a_dense_count(tmp_path: Path) -> None:
     rng = random.Random(11)
     keys = [f"feature:k{j}" for j in range(6)]
     cards = [(card(f"c{i:03d}", rng.sample(keys, rng.randint(1, 4))), "x") for i in range(120)]
-    v, _ = Vault.init(tmp_path / "v")
+    v = Vault.init(tmp_path / "v")
     v.add(cards)
     table = v.snapshot().table
     every = np.arange(table.n)
@@ -203,8 +203,13 @@ def test_solver_loop_example_runs(example_vault: Vault) -> None:
         check=True,
         env=env,
     )
-    assert "rotate: try rotate-90" in out.stdout
-    assert "picked up a newer generation: True" in out.stdout
+    assert "rotate: try rotate-90@1.0.0" in out.stdout
+    assert "(rotate_90 grid)" in out.stdout  # the hit's template, read through hit.card()
+    assert "wrote back 10 records as one generation (transaction" in out.stdout
+    assert "newest concept: solver-idea-1@1.0.0" in out.stdout
+    after = Vault.open(example_vault.root)
+    assert after.concept("rotate-90").positive == 3  # 2 in the examples + the loop's
+    assert [e.op for e in after.audit.entries()][-1] == "transaction"
 
 
 def test_soft_selection_equals_a_full_sort_with_ties_and_statuses(tmp_path: Path) -> None:
@@ -216,7 +221,7 @@ def test_soft_selection_equals_a_full_sort_with_ties_and_statuses(tmp_path: Path
     from vault.retrieval import retrieve
 
     rng = random.Random(3)
-    v, _ = Vault.init(tmp_path / "v")
+    v = Vault.init(tmp_path / "v")
     cards = []
     for i in range(120):  # many share their keys (equal vectors: ties by version, then id)
         keys = ["feature:a"] if i % 3 else ["feature:b", "transform:flip_h"]

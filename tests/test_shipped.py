@@ -58,8 +58,8 @@ def test_the_prior_file_is_checked() -> None:
 
 
 def test_a_new_vault_starts_with_the_shipped_embedder(tmp_path: Path) -> None:
-    v, created = Vault.init(tmp_path / "v", clock=fixed_clock(0))
-    assert created and manifest_choice(v.snapshot().manifest) == shipped.digest()
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    assert v.created and manifest_choice(v.snapshot().manifest) == shipped.digest()
     assert v.objects.get(shipped.digest()) == shipped.weights_bytes()
     assert [(e.op, e.detail) for e in v.audit.entries()][1] == (
         "embedder",
@@ -75,7 +75,7 @@ def test_a_new_vault_starts_with_the_shipped_embedder(tmp_path: Path) -> None:
 def test_an_old_vault_keeps_its_embedder_until_use(tmp_path: Path) -> None:
     """A vault made before (no embedder entry: the built-in) is not re-embedded by this
     version; `vault embedder use shipped` is an audited write, and reversible."""
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0), embedder="builtin")
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(0), embedder="builtin")
     v.add(example_cards())
     again = Vault.open(v.root)
     assert manifest_choice(again.snapshot().manifest) == BUILTIN

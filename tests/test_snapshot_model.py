@@ -433,7 +433,7 @@ def test_random_sequences_incremental_equals_full_and_verify_holds(
     tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(seed)
-    v, _ = Vault.init(tmp_path / "v", clock=fixed_clock(0))
+    v = Vault.init(tmp_path / "v", clock=fixed_clock(0))
     done: list[str] = []
     for i in range(18):
         try:

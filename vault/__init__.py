@@ -33,10 +33,11 @@ from vault.errors import (
 )
 
 if TYPE_CHECKING:
+    from vault.catalog import Concept
     from vault.config import Config
     from vault.grid.reprs import grid_to_repr, repr_id
     from vault.index.build import BuildResult
-    from vault.ops.write import WriteResult
+    from vault.ops.write import Transaction, WriteResult
     from vault.records.query import Query, normalize_query, task_query
     from vault.retrieval import Hit, RetrievalResult, retrieve
     from vault.retriever import Retriever
@@ -46,11 +47,13 @@ __version__ = "0.2.0"
 
 _LAZY = {
     "BuildResult": "vault.index.build",
+    "Concept": "vault.catalog",
     "Config": "vault.config",
     "Hit": "vault.retrieval",
     "Query": "vault.records.query",
     "RetrievalResult": "vault.retrieval",
     "Retriever": "vault.retriever",
+    "Transaction": "vault.ops.write",
     "Vault": "vault.vault",
     "WriteResult": "vault.ops.write",
     "grid_to_repr": "vault.grid.reprs",
@@ -73,6 +76,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BuildResult",
     "CommittedError",
+    "Concept",
     "Config",
     "ConfigError",
     "ConflictError",
@@ -91,6 +95,7 @@ __all__ = [
     "RetrievalResult",
     "Retriever",
     "StorageError",
+    "Transaction",
     "UsageError",
     "Vault",
     "VaultError",

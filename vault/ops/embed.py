@@ -38,7 +38,7 @@ def embed_records(vault: Handle, records: Iterable[tuple[Any, str]]) -> Iterator
         elif isinstance(value, dict) and (value.get("kind") == "repr" or "globals" in value):
             parsed.append(("repr", strip_provenance(normalize_repr(value, source))))
         elif isinstance(value, dict):
-            parsed.append(("query", normalize_query(value, source)))
+            parsed.append(("query", normalize_query(value, source, vault.declared())))
         else:
             raise InvalidInputError(
                 "expected a grid, a repr, a query or an ARC task", source=source

@@ -29,12 +29,14 @@ the generation. ``dry_run`` reports the same numbers and deletes nothing.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vault.canonical import loads
+from vault.config import Retention
 from vault.embedding.cache import EmbeddingCache, read_pack
 from vault.errors import (
     CommittedError,
@@ -132,14 +134,20 @@ def gc(
     cache: bool = False,
     dry_run: bool = False,
     roots: Roots | None = None,
+    keep_days: float = 0.0,
+    policy: bool = False,
 ) -> GcResult:
     """Collect what no kept generation reaches. ``roots`` names the objects the caller keeps
     live besides the kept generations' closures (``vault.ops.embedder.fit_roots``: the latest
-    fit's weights); it is asked under the write lock, after catching up."""
+    fit's weights); it is asked under the write lock, after catching up. ``keep_days`` also
+    keeps every generation younger than that many days; ``policy`` marks a run of the
+    ``[gc]`` retention policy (``retain``) in the audit line."""
     if keep is None and not cache:
         raise UsageError(SCOPE)
     if keep is not None and keep < 1:
-        raise UsageError("--keep must be at least 1")
+        raise UsageError("keep must be at least 1")
+    if not (isinstance(keep_days, int | float) and 0 <= keep_days <= 36_500):
+        raise UsageError(f"keep_days must be a number of days in [0, 36500], got {keep_days!r}")
     with vault.lock:
         history: list[IndexGeneration] = []
         kept: list[IndexGeneration] = []
@@ -148,7 +156,7 @@ def gc(
         stale_cache: list[Path] = []
         ours: dict[EmbeddingCache, list[Path]] = {}
         if keep is not None:
-            history, kept, dead, size, stale_cache, ours = _plan(vault, keep, roots)
+            history, kept, dead, size, stale_cache, ours = _plan(vault, keep, roots, keep_days)
         kept_numbers = {g.number for g in kept}
         checked, bad_cache = _bad_cache(vault) if cache else (0, [])
         dropped = sorted(set(stale_cache) | set(bad_cache))
@@ -164,6 +172,10 @@ def gc(
                     "removed_generations": removed,
                     "removed_objects": len(dead),
                 }
+                if keep_days:
+                    detail["keep_days"] = keep_days
+                if policy:
+                    detail["policy"] = "config"
             if cache:
                 detail["cache"] = {"checked": checked, "removed": len(bad_cache)}
             entry = vault.audit.append("gc", vault.clock(), [], detail)
@@ -186,8 +198,39 @@ def gc(
         )
 
 
+def past(history: list[IndexGeneration], keep: int, keep_days: float, now: str) -> list[int]:
+    """Numbers of the records neither among the ``keep`` newest nor younger than
+    ``keep_days`` days at ``now`` (an ISO-8601 UTC time, as the records hold)."""
+    limit = _seconds(now) - keep_days * 86_400
+    older = history[:-keep] if keep else history
+    return [g.number for g in older if not (keep_days and _seconds(g.time) > limit)]
+
+
+def _seconds(stamp: str) -> float:
+    try:
+        when = _dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        raise CorruptionError(
+            f"generation record time {stamp!r} is not YYYY-MM-DDTHH:MM:SSZ"
+        ) from None
+    return when.replace(tzinfo=_dt.UTC).timestamp()
+
+
+def retain(vault: Handle, policy: Retention, roots: Roots | None = None) -> GcResult | None:
+    """The ``[gc]`` retention policy after a write-back: ``gc`` with its ``keep`` and
+    ``keep_days`` once ``policy.slack`` generations are past them (so the work is shared by
+    that many write-backs); None when it did not run. At most ``keep + slack`` generation
+    records stay, besides those younger than ``keep_days``."""
+    if policy.keep == 0:
+        return None
+    history = vault.generations.history()
+    if len(past(history, policy.keep, policy.keep_days, vault.clock())) < policy.slack:
+        return None
+    return gc(vault, policy.keep, roots=roots, keep_days=policy.keep_days, policy=True)
+
+
 def _plan(
-    vault: Handle, keep: int, roots: Roots | None
+    vault: Handle, keep: int, roots: Roots | None, keep_days: float = 0.0
 ) -> tuple[
     list[IndexGeneration],
     list[IndexGeneration],
@@ -200,7 +243,8 @@ def _plan(
     files of other embedders or torn, the kept embedders' packs to merge)."""
     cur = catch_up(vault).ref
     history = vault.generations.history()
-    kept = history[-keep:]
+    gone = set(past(history, keep, keep_days, vault.clock()))
+    kept = [g for g in history if g.number not in gone]
     if all(g.number != cur.number for g in kept):
         kept = [g for g in history if g.number == cur.number] + kept
     closures = Closures(vault.objects)

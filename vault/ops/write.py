@@ -23,8 +23,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vault.canonical import canonical_bytes, sha256_hex
-from vault.errors import CommittedError, ConflictError, InvalidInputError, NotFoundError, VaultError
-from vault.grid.reprs import repr_id, strip_provenance
+from vault.errors import (
+    CommittedError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    UsageError,
+    VaultError,
+)
+from vault.grid.reprs import normalize_repr, repr_id, strip_provenance
 from vault.index.build import catch_up, plan_incremental, publish
 from vault.index.snapshot import Snapshot
 from vault.index.state import Records, cited_reprs
@@ -32,11 +39,13 @@ from vault.records.cards import (
     NormalizedEvidence,
     normalize_card,
     normalize_evidence,
+    normalize_status,
     parse_version,
     ref,
     status_event,
     version_text,
 )
+from vault.records.keys import Declared
 from vault.store.audit import AuditEntry
 
 if TYPE_CHECKING:
@@ -112,11 +121,16 @@ def write_back(
     op: str = "add",
     detail: dict[str, Any] | None = None,
     reprs: Iterable[dict[str, Any]] = (),
+    statuses: Iterable[tuple[Any, str]] = (),
 ) -> WriteResult:
-    """Cards and evidence (which may cite those cards) as one audit entry and one new
-    generation. ``reprs``: reprs made by ``grid_to_repr`` that the evidence cites by id."""
-    norm_cards = [(normalize_card(obj, src), src) for obj, src in cards]
+    """Cards, evidence and status events (which may name those cards) as one audit entry and
+    one new generation. ``reprs``: reprs made by ``grid_to_repr`` that the evidence cites by
+    id. A status event equal to the concept's status that is already among its events is
+    left as is (so writing the same records twice changes nothing)."""
+    declared = vault.declared()
+    norm_cards = [(normalize_card(obj, src, declared), src) for obj, src in cards]
     norm_ev = [(normalize_evidence(obj, src), src) for obj, src in evidence]
+    norm_status = [(normalize_status(obj, src), src) for obj, src in statuses]
     given = {repr_id(r): strip_provenance(r) for r in reprs}
     with vault.lock:
         completed: list[AuditEntry] = []
@@ -131,24 +145,98 @@ def write_back(
         ev_digests, unchanged_ev = _plan_evidence(
             vault, snap, set(new_refs), norm_ev, given, batch, repr_digests
         )
-        added = new_refs + ev_digests
+        st_digests, st_refs, unchanged_st = _plan_status(snap, set(new_refs), norm_status, batch)
+        added = new_refs + ev_digests + st_refs
         if not added:
-            return WriteResult(op, [], unchanged + unchanged_ev)
+            return WriteResult(op, [], unchanged + unchanged_ev + unchanged_st)
         info = detail or ({"concepts": new_refs} if new_refs else {})
         if ev_digests:
             info = {**info, "evidence": len(ev_digests)}
+        if st_digests:
+            info = {**info, "status": len(st_digests)}
         if repr_digests:  # the records start with them; the fold need not read them
             info = {**info, "reprs": len(repr_digests)}
         return _commit(
             vault,
             snap,
             op,
-            repr_digests + card_digests + ev_digests,
+            repr_digests + card_digests + ev_digests + st_digests,
             batch,
             info,
             added,
-            unchanged + unchanged_ev,
+            unchanged + unchanged_ev + unchanged_st,
         )
+
+
+class Transaction:
+    """Cards, evidence and status events gathered for one write-back: one audit entry (op
+    ``transaction``), one generation, written by ``commit`` (``Vault.transaction()`` commits
+    when its ``with`` block ends without an exception, and writes nothing otherwise).
+
+    Items are checked when they are added (a bad one raises at once, naming it) and again,
+    against the vault, at the commit; nothing is written before the commit."""
+
+    def __init__(self, vault: Handle, *, op: str = "transaction"):
+        self.vault = vault
+        self.op = op
+        self.cards: list[tuple[dict[str, Any], str]] = []
+        self.evidence: list[tuple[Any, str]] = []
+        self.statuses: list[tuple[dict[str, Any], str]] = []
+        self.reprs: list[dict[str, Any]] = []
+        self.result: WriteResult | None = None
+        self.declared = vault.declared()
+
+    def __len__(self) -> int:
+        return len(self.cards) + len(self.evidence) + len(self.statuses)
+
+    def _open(self) -> None:
+        if self.result is not None:
+            raise UsageError("this transaction was committed: start another")
+
+    def add(self, card: Any, source: str | None = None) -> None:
+        """Queue a concept card (a dict in the form ``vault add`` reads)."""
+        self._open()
+        src = source or f"transaction card {len(self.cards) + 1}"
+        self.cards.append((normalize_card(card, src, self.declared), src))
+
+    def add_evidence(self, item: Any, source: str | None = None) -> None:
+        """Queue an evidence record (grids may be given inline, as for ``vault evidence add``)."""
+        self._open()
+        src = source or f"transaction evidence {len(self.evidence) + 1}"
+        normalize_evidence(item, src)  # checked now; normalised again at the commit
+        self.evidence.append((item, src))
+
+    def set_status(
+        self, concept: str, version: str, status: str, reason: str | None = None
+    ) -> None:
+        """Queue a status change (applied after the cards and evidence, in order)."""
+        self._open()
+        src = f"transaction status {len(self.statuses) + 1}"
+        self.statuses.append((status_event(concept, version, status, reason), src))
+
+    def add_status_event(self, event: Any, source: str | None = None) -> None:
+        """Queue a stored status event record (as ``vault export`` writes it)."""
+        self._open()
+        src = source or f"transaction status {len(self.statuses) + 1}"
+        self.statuses.append((normalize_status(event, src), src))
+
+    def add_repr(self, rep: Any, source: str | None = None) -> None:
+        """Queue a repr that evidence of this transaction cites by id."""
+        self._open()
+        self.reprs.append(strip_provenance(normalize_repr(rep, source)))
+
+    def commit(self) -> WriteResult:
+        """Write everything queued as one write-back (nothing queued: nothing written)."""
+        self._open()
+        self.result = write_back(
+            self.vault,
+            self.cards,
+            self.evidence,
+            op=self.op,
+            reprs=self.reprs,
+            statuses=self.statuses,
+        )
+        return self.result
 
 
 def _fork_shape(card: dict[str, Any]) -> bytes:
@@ -251,7 +339,7 @@ def _plan_cards(
             if same is not None:  # forking unchanged content again makes no new version
                 unchanged.append(same)
                 continue
-            card = _forked(snap, card, src, pending_versions)
+            card = _forked(snap, card, src, pending_versions, vault.declared())
         name = ref(card["id"], card["version"])
         data = canonical_bytes(card)
         if name in new:
@@ -273,7 +361,7 @@ def _plan_cards(
 
 
 def _newest_if_same(
-    vault: Vault,
+    vault: Handle,
     snap: Snapshot,
     card: dict[str, Any],
     pending: dict[str, list[tuple[int, int, int]]],
@@ -301,6 +389,7 @@ def _forked(
     card: dict[str, Any],
     src: str,
     pending: dict[str, list[tuple[int, int, int]]],
+    declared: Declared,
 ) -> dict[str, Any]:
     versions = [parse_version(v) for v in snap.versions(card["id"])]
     versions += pending.get(card["id"], [])
@@ -313,7 +402,7 @@ def _forked(
         **card["provenance"],
         "forked_from": ref(card["id"], version_text(top)),
     }
-    return normalize_card(forked, src)
+    return normalize_card(forked, src, declared)
 
 
 def _plan_evidence(
@@ -353,6 +442,45 @@ def _plan_evidence(
         batch.add(ev.record)
         new.append(digest)
     return new, unchanged
+
+
+def _plan_status(
+    snap: Snapshot,
+    new_refs: set[str],
+    events: list[tuple[dict[str, Any], str]],
+    batch: _Batch,
+) -> tuple[list[str], list[str], list[str]]:
+    """(new status event digests, the refs they change, unchanged refs). Events are folded
+    in the given order, after the cards and evidence of the same write-back. A concept whose
+    events here are all among its events already and end at the status it has is left as is
+    (so writing the same records twice changes nothing)."""
+    per: dict[str, list[str]] = {}
+    final: dict[str, str] = {}
+    order: list[tuple[str, str, dict[str, Any]]] = []
+    for ev, src in events:
+        name = ref(ev["concept"], ev["version"])
+        if snap.concept(name) is None and name not in new_refs:
+            raise NotFoundError(f"{src}: status of unknown concept version {name}")
+        digest = sha256_hex(canonical_bytes(ev))
+        per.setdefault(name, []).append(digest)
+        final[name] = ev["status"]
+        order.append((name, digest, ev))
+    unchanged = []
+    for name, digests in per.items():
+        entry = snap.concept(name)
+        if (
+            entry is not None
+            and final[name] == entry["status"]
+            and set(digests) <= set(entry["events"])
+        ):
+            unchanged.append(name)
+    skip = set(unchanged)
+    kept = [(name, d, ev) for name, d, ev in order if name not in skip]
+    last = {d: i for i, (_, d, _) in enumerate(kept)}  # one digest once, at its last place
+    out = [(name, d, ev) for i, (name, d, ev) in enumerate(kept) if last[d] == i]
+    for _, _, ev in out:
+        batch.add(ev)
+    return [d for _, d, _ in out], [name for name, _, _ in out], unchanged
 
 
 def _check_known_repr(vault: Handle, snap: Snapshot, rid: str, needs_grid: bool, src: str) -> None:

@@ -14,7 +14,13 @@ from vault.canonical import check_bounds
 from vault.errors import InvalidInputError
 from vault.grid.grid import parse_grid
 from vault.grid.reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance
-from vault.records.keys import canonical_key, canonical_name, obligation_key
+from vault.records.keys import (
+    NONE_DECLARED,
+    Declared,
+    canonical_key,
+    canonical_name,
+    obligation_key,
+)
 from vault.records.schema import validate
 from vault.store.objects import is_digest
 
@@ -51,21 +57,25 @@ def _kind(obj: Any, kind: str, source: str | None) -> dict[str, Any]:
     return out
 
 
-def normalize_card(obj: Any, source: str | None = None) -> dict[str, Any]:
-    """A concept card in normal form (defaults filled, keys sorted), or a clear error."""
+def normalize_card(
+    obj: Any, source: str | None = None, declared: Declared = NONE_DECLARED
+) -> dict[str, Any]:
+    """A concept card in normal form (defaults filled, keys sorted), or a clear error;
+    ``declared``: the names the vault's config adds to the closed key families."""
     card = _kind(obj, "concept", source)
+    card.setdefault("schema_version", SCHEMA_VERSION)  # as evidence: the only version
     validate(card, "concept", source)
     try:
         check_bounds(card)  # params is free-form: keep it portable JSON
     except InvalidInputError as exc:
         raise InvalidInputError(exc.detail, source=source, field="template.params") from None
     for i, name in enumerate(card.get("proof_obligations", ())):
-        obligation_key(name, source, f"proof_obligations[{i}]")
+        obligation_key(name, source, f"proof_obligations[{i}]", declared)
     card.setdefault("status", "active")
     card["signature"] = {
         "keys": sorted(
             {
-                canonical_key(k, source, f"signature.keys[{i}]")
+                canonical_key(k, source, f"signature.keys[{i}]", declared)
                 for i, k in enumerate(card["signature"]["keys"])
             }
         )
@@ -151,6 +161,14 @@ def normalize_evidence(obj: Any, source: str | None = None) -> NormalizedEvidenc
             field="tier" if "tier" in ev else "reason",
         )
     return NormalizedEvidence(ev, reprs)
+
+
+def normalize_status(obj: Any, source: str | None = None) -> dict[str, Any]:
+    """A status event in stored form (``{"concept", "version", "status"[, "reason"]}``)."""
+    ev = _kind(obj, "status", source)
+    ev.setdefault("schema_version", SCHEMA_VERSION)
+    validate(ev, "status", source)
+    return ev
 
 
 def status_event(

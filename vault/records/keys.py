@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from vault.errors import InvalidInputError
@@ -61,6 +62,7 @@ TRANSFORMS = (
 )
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*")
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a name a vault's config may declare
 # Closed families: a name outside these sets is refused (with the nearest known name).
 # The ``feature:`` keys ``repr_keys`` and ``pair_keys`` emit, in the order of the fitted
 # embedder's one-hot key block (``vault.embedding.fitted.raw.KEY_VOCABULARY``).
@@ -80,21 +82,58 @@ FEATURE_KEYS: tuple[str, ...] = (
     "objects_removed",
 )
 CLOSED = {"transform": frozenset(TRANSFORMS), "invariant": frozenset(INVARIANTS)}
+DECLARE_HINT = "declare a new one under [keys] in the vault's config.toml"
 
 
-def obligation_key(name: str, source: str | None = None, field: str = "") -> str:
-    """The key of a proof obligation or query constraint name."""
+@dataclass(frozen=True)
+class Declared:
+    """Names a vault's config.toml adds to the closed families (``[keys]``: ``transform``,
+    ``invariant``), so that its cards and queries may use them; any other unknown name is
+    still refused as a typo. Only input is checked against them: a stored record is folded
+    whatever the config says (``stored_key``), so an index stays a function of the log."""
+
+    transform: frozenset[str] = frozenset()
+    invariant: frozenset[str] = frozenset()
+
+    def names(self, family: str) -> frozenset[str]:
+        extra: frozenset[str] = getattr(self, family, frozenset())
+        return CLOSED.get(family, frozenset()) | extra
+
+
+NONE_DECLARED = Declared()
+
+
+def obligation_key(
+    name: str, source: str | None = None, field: str = "", declared: Declared = NONE_DECLARED
+) -> str:
+    """The key of a proof obligation or query constraint name (a built-in invariant or one
+    the vault declares)."""
     canonical = ALIASES.get(name, name)
     key = INVARIANTS.get(canonical)
     if key is None:
-        known = ", ".join(sorted(INVARIANTS))
+        if canonical in declared.invariant:
+            return f"invariant:{canonical}"
+        known = ", ".join(sorted(declared.names("invariant")))
         raise InvalidInputError(
-            f"unknown constraint {name!r} (known: {known})", source=source, field=field or None
+            f"unknown constraint {name!r} (known: {known}; {DECLARE_HINT})",
+            source=source,
+            field=field or None,
         )
     return key
 
 
-def canonical_key(key: str, source: str | None = None, field: str | None = None) -> str:
+def stored_obligation_key(name: str) -> str:
+    """A stored card's proof obligation as a key: a declared name is kept as written."""
+    canonical = ALIASES.get(name, name)
+    return INVARIANTS.get(canonical, f"invariant:{canonical}")
+
+
+def canonical_key(
+    key: str,
+    source: str | None = None,
+    field: str | None = None,
+    declared: Declared = NONE_DECLARED,
+) -> str:
     """The canonical form of a ``family:name`` key: aliases of the original design mapped
     (``invariant:shape_preserved`` -> ``invariant:same_dims``); an unknown ``transform:`` or
     ``invariant:`` name is refused with the nearest known one suggested. ``domain:`` and
@@ -102,18 +141,20 @@ def canonical_key(key: str, source: str | None = None, field: str | None = None)
     family, _, name = key.partition(":")
     if family == "invariant":
         name = ALIASES.get(name, name)
-    known = CLOSED.get(family)
-    if known is not None and name not in known:
-        import difflib  # (only for the error message)
+    if family in CLOSED:
+        known = declared.names(family)
+        if name not in known:
+            import difflib  # (only for the error message)
 
-        choices = sorted(known | (set(ALIASES) if family == "invariant" else set()))
-        near = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-        hint = f"; did you mean {family}:{near[0]}?" if near else ""
-        raise InvalidInputError(
-            f"unknown key {key!r}{hint} (known {family}: names: {', '.join(sorted(known))})",
-            source=source,
-            field=field,
-        )
+            choices = sorted(known | (set(ALIASES) if family == "invariant" else set()))
+            near = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+            hint = f"; did you mean {family}:{near[0]}?" if near else ""
+            raise InvalidInputError(
+                f"unknown key {key!r}{hint} (known {family} names: "
+                f"{', '.join(sorted(known))}; {DECLARE_HINT})",
+                source=source,
+                field=field,
+            )
     return f"{family}:{name}"
 
 
@@ -140,7 +181,7 @@ def stored_key(key: str) -> str:
 def concept_keys(card: dict[str, Any]) -> list[str]:
     """All keys of a concept card, sorted: signature, obligations, template operators."""
     keys = {stored_key(k) for k in card["signature"]["keys"]}
-    keys.update(obligation_key(o) for o in card.get("proof_obligations", ()))
+    keys.update(stored_obligation_key(o) for o in card.get("proof_obligations", ()))
     keys.update(template_keys(card["template"]["template_dsl"]))
     keys.add(f"domain:{card['domain']}")
     return sorted(keys)

@@ -13,7 +13,14 @@ from vault.grid.pairs import PairFacts, analyze_pair
 from vault.grid.reprs import grid_to_repr, normalize_repr, strip_provenance
 from vault.limits import MAX_PAIRS, MAX_TESTS
 from vault.records.cards import _kind
-from vault.records.keys import canonical_name, obligation_key, task_keys
+from vault.records.keys import (
+    NONE_DECLARED,
+    Declared,
+    canonical_name,
+    obligation_key,
+    stored_obligation_key,
+    task_keys,
+)
 from vault.records.schema import validate
 
 
@@ -47,13 +54,16 @@ class Query:
     @cached_property
     def _keys(self) -> tuple[str, ...]:
         keys = {f"domain:{self.domain}"}
-        keys.update(obligation_key(c) for c in self.constraints)
+        keys.update(stored_obligation_key(c) for c in self.constraints)
         inputs = [p.input for p in self.pairs] + ([self.repr] if self.repr else [])
         keys |= task_keys(list(self._facts), inputs)
         return tuple(sorted(keys))
 
 
-def normalize_query(obj: Any, source: str | None = None) -> Query:
+def normalize_query(
+    obj: Any, source: str | None = None, declared: Declared = NONE_DECLARED
+) -> Query:
+    """A query record, checked (``declared``: invariant names the vault's config adds)."""
     q = _kind(obj, "query", source)
     validate(q, "query", source)
     if "repr" in q and "grid" in q:
@@ -64,7 +74,7 @@ def normalize_query(obj: Any, source: str | None = None) -> Query:
     elif "repr" in q:
         rep = strip_provenance(normalize_repr(q["repr"], source))
     for i, name in enumerate(q.get("constraints", ())):
-        obligation_key(name, source, f"constraints[{i}]")
+        obligation_key(name, source, f"constraints[{i}]", declared)
     constraints = tuple(sorted({canonical_name(c) for c in q.get("constraints", ())}))
     if len(q.get("pairs", ())) > MAX_PAIRS:
         raise InvalidInputError(
@@ -157,14 +167,20 @@ def task_query(obj: Any, test_index: int = 0, source: str | None = None) -> Quer
 QUERY_KINDS = ("repr", "query", "task")
 
 
-def query_from(kind: str, value: Any, source: str | None = None, test_index: int = 0) -> Query:
+def query_from(
+    kind: str,
+    value: Any,
+    source: str | None = None,
+    test_index: int = 0,
+    declared: Declared = NONE_DECLARED,
+) -> Query:
     """A query from user input of ``kind``: ``repr`` (a repr or a bare grid), ``query`` (a
     query record) or ``task`` (an ARC task; its test input ``test_index`` is the repr)."""
     if kind == "repr":
         key = "grid" if isinstance(value, list) else "repr"
         return normalize_query({"schema_version": 1, key: value}, source)
     if kind == "query":
-        return normalize_query(value, source)
+        return normalize_query(value, source, declared)
     if kind == "task":
         return task_query(value, test_index, source)
     raise InvalidInputError(f"unknown query kind {kind!r} (expected {', '.join(QUERY_KINDS)})")
