@@ -753,7 +753,7 @@ app.command(
 @app.command(
     epilog=example(
         "vault export -o all.jsonl",
-        "vault export --since 42 | vault import - --vault /tmp/other",
+        "vault export --since 42 -o new.jsonl",
     )
 )
 def export(
@@ -791,7 +791,7 @@ def export(
 
 @app.command(
     "import",
-    epilog=example("vault import all.jsonl", "vault export --vault A | vault import - --vault B"),
+    epilog=example("vault import all.jsonl", "vault import - --vault /tmp/other"),
 )
 def import_cmd(
     file: Annotated[
