@@ -672,7 +672,8 @@ def show(
     ] = None,
     vault_dir: VaultOpt = None,
 ) -> None:
-    """Show one concept card. With its status, keys and evidence counts."""
+    """Show one concept card. With its status, keys, evidence counts, penalty and utility
+    (the evidence model every output shares)."""
     vault = open_vault(vault_dir)
     entry, card = vault.concept_card(concept, version)
     render.show(entry, card, json_out)
