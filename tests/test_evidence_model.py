@@ -47,7 +47,7 @@ def oracle_penalty(positive: int, negative: int) -> float:
 
 @pytest.fixture
 def ev_vault(tmp_path: Path) -> Vault:
-    v, _ = Vault.init(tmp_path / "ev", clock=fixed_clock(1_700_000_000))
+    v = Vault.init(tmp_path / "ev", clock=fixed_clock(1_700_000_000))
     keys = ["transform:rotate_90", "invariant:palette_preserved"]
     v.add([(card(cid, keys, dsl=f"(rotate_90 {cid})"), cid) for cid in [*COUNTS, "anchor"]])
     items = []

@@ -68,6 +68,13 @@ INVOCATIONS: list[list[str]] = [
     ["embedder", "fit", "--from-vault", "--json"],
     ["log"],
     ["log", "--json"],
+    ["list"],
+    ["list", "--json"],
+    ["list", "--jsonl"],
+    ["ls", "--all-versions"],
+    ["export"],
+    ["export", "--json"],
+    ["import", "{records}", "--json"],
     ["show", "rotate-90"],
     ["show", "rotate-90", "--json"],
     ["rollback", "--list"],
@@ -116,7 +123,14 @@ def stocked(example_vault: Vault, tmp_path: Path) -> Iterator[dict[str, str]]:
     fork.write_text(json.dumps(card))
     requests = tmp_path / "requests.jsonl"
     requests.write_text(json.dumps({"task": json.loads(Path(TASK).read_text())}) + "\n")
-    yield {"vault": str(example_vault.root), "fork": str(fork), "requests": str(requests)}
+    records = tmp_path / "records.jsonl"  # one new card, as `vault export` writes it
+    records.write_text(json.dumps({**card, "kind": "concept", "version": "9.0.0"}) + "\n")
+    yield {
+        "vault": str(example_vault.root),
+        "fork": str(fork),
+        "requests": str(requests),
+        "records": str(records),
+    }
 
 
 def _fill(args: list[str], names: dict[str, str]) -> list[str]:

@@ -70,12 +70,16 @@ def _ops_table() -> dict[str, set[str]]:
 def busy(tmp_path_factory: pytest.TempPathFactory) -> Vault:
     """A vault every operation has written to."""
     root = tmp_path_factory.mktemp("format") / "v"
-    v, _ = Vault.init(root, clock=fixed_clock(1_700_000_000))
+    v = Vault.init(root, clock=fixed_clock(1_700_000_000))
     tasks = read_task_files(sorted(str(p) for p in (EXAMPLES / "tasks").glob("*.json")))
     v.import_tasks(tasks)
     cards = [json.loads(line) for line in (EXAMPLES / "cards.jsonl").read_text().splitlines()]
     v.add([(c, "cards") for c in cards])
-    v.add([(cards[0], "fork")], fork=True)
+    changed = {**cards[0], "template": {"template_dsl": "(rotate_90 (identity grid))"}}
+    v.add([(changed, "fork")], fork=True)  # (a fork of unchanged content makes none)
+    with v.transaction() as t:
+        t.set_status(cards[2]["id"], cards[2]["version"], "suppressed")
+    v.import_records([{**cards[3], "kind": "concept", "version": "7.0.0"}])
     evidence = (EXAMPLES / "evidence.jsonl").read_text().splitlines()
     v.add_evidence([(json.loads(line), "evidence") for line in evidence])
     v.set_status(cards[1]["id"], cards[1]["version"], "deprecated", "superseded")

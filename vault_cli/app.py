@@ -689,7 +689,7 @@ def show(
     "list",
     epilog=example(
         "vault list",
-        "vault ls --status active --key transform:rotate_90",
+        "vault list --status active --key transform:rotate_90",
         "vault list --has-evidence --jsonl",
     ),
 )
