@@ -389,3 +389,14 @@ def test_summary_only_for_immutable_matrices() -> None:
     f = frozen(m)
     assert SM.cached(f, "full", NA, 1) is None  # the first request only counts
     assert SM.cached(f, "full", NA, 1) is SM.cached(f, "full", NA, 1) is not None
+
+
+def test_one_thread_unless_a_second_was_measured_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load average is not consulted (it counts this process's own load): one worker
+    thread by default, two only when VAULT_TOPK_THREADS=2 says so, never for small scans."""
+    monkeypatch.delenv(T.THREADS_ENV, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert T.default_threads(10**6) == 1
+    monkeypatch.setenv(T.THREADS_ENV, "2")
+    assert T.default_threads(10**6) == (2 if (os.cpu_count() or 1) >= 2 else 1)
+    assert T.default_threads(1000) == 1

@@ -35,9 +35,10 @@ pairs that can still reach a query's floor are examined row by row; survivors ar
 re-ranked exactly as above. ``euclidean`` bounds its score through the cosine and the two
 norms (upper and lower bounds kept apart, see ``_Batch``).
 
-Threads: large scans split their blocks over two worker threads (numpy releases the GIL
-in conversions, products and comparisons) and run numpy's OpenBLAS single-threaded
-meanwhile (``_single_threaded_blas``: its spin-waiting threads are several times slower
+Threads: one by default; with ``threads=2`` (or ``VAULT_TOPK_THREADS=2``, see
+``default_threads``) large scans split their blocks over two worker threads (numpy releases
+the GIL in conversions, products and comparisons). Scans run numpy's OpenBLAS
+single-threaded (``_single_threaded_blas``: its spin-waiting threads are several times slower
 on a busy 2-core machine); neither changes any result. The process-wide BLAS thread count
 is restored when the last scan ends.
 
@@ -717,19 +718,18 @@ def _single_threaded_blas() -> Iterator[None]:
                 blas[1](_BLAS_SAVED)
 
 
+THREADS_ENV = "VAULT_TOPK_THREADS"  # "2": a large scan splits over two worker threads
+
+
 def default_threads(rows: int) -> int:
-    """Worker threads for a scan of ``rows`` rows: 2 for a large scan on 2 or more cores
-    when the 1-minute load average leaves about a core idle besides this one, else 1 (on a
-    busy machine a second worker only adds contention: measured 41 vs 31 ms at 10**6).
-    Results never depend on it."""
-    cores = os.cpu_count() or 1
-    if cores < 2 or rows < 4 * SUPER:
+    """Worker threads for a scan of ``rows`` rows: 1, unless ``VAULT_TOPK_THREADS=2`` says a
+    second one was measured faster on this machine (``benchmarks/bench.py`` times both).
+    Measured on a 2-vCPU Xeon, exact top-10 over 10**6 rows: 14.8 ms on one thread, 16.9 on
+    two — the old rule (two when the 1-minute load average left a core idle) counted this
+    process's own load and picked the slower. Results never depend on it."""
+    if rows < 4 * SUPER or os.environ.get(THREADS_ENV) != "2" or (os.cpu_count() or 1) < 2:
         return 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return 2
-    return 2 if load < cores - 0.5 else 1
+    return 2
 
 
 def topk(
