@@ -400,3 +400,74 @@ def test_one_thread_unless_a_second_was_measured_faster(monkeypatch: pytest.Monk
     monkeypatch.setenv(T.THREADS_ENV, "2")
     assert T.default_threads(10**6) == (2 if (os.cpu_count() or 1) >= 2 else 1)
     assert T.default_threads(1000) == 1
+
+
+def test_a_stored_summary_serves_the_first_query_of_a_new_process(
+    summaries: None, tmp_path: Any
+) -> None:
+    """A placed matrix's summary is written by the process that built it (its second query)
+    and read back whole by the first query of the next one (a new matrix object over the
+    same bytes, as a new process loads it): the same bytes and parts, the same exact
+    results as the brute force; a damaged file is not used."""
+    rng = np.random.default_rng(7)
+    raw = dict(summary_matrices(rng, 600))["clustered"]
+    where = tmp_path / "summaries"
+    m = frozen(raw)
+    SM.place(m, where, "f" * 64, True)
+    na, nb = norms(m)
+    qs = queries(rng, m)
+    for q in qs[:2]:  # the second builds (and stores) the summary
+        for metric in ("structured", "cosine"):
+            topk(m, na, nb, q, 10, metric)
+    files = sorted(p.name for p in where.iterdir())
+    assert files == [f"{'f' * 64}-full.summary", f"{'f' * 64}-parts.summary"]
+    built = {kind: SM._SEEN[(id(m), kind)][1] for kind in ("full", "parts")}
+    again = frozen(raw)  # "a new process": another matrix object, the same bytes
+    SM.place(again, where, "f" * 64, False)
+    for kind in ("full", "parts"):
+        got = SM.cached(again, kind, NA, 1)  # its first request
+        want = built[kind]
+        assert got is not None and want is not None
+        assert got.data.tobytes() == want.data.tobytes() and not got.data.flags.writeable
+        for a, b in zip(got.parts, want.parts, strict=True):
+            assert (a.lo, a.hi, a.sigma, a.quant) == (b.lo, b.hi, b.sigma, b.quant)
+            assert a.basis.tobytes() == b.basis.tobytes()
+    for q in qs:
+        for metric in METRICS:
+            assert same(topk(again, na, nb, q, 10, metric), reference(again, q, 10, metric))
+    path = where / f"{'f' * 64}-parts.summary"
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 1
+    path.write_bytes(bytes(blob))
+    third = frozen(raw)
+    SM.place(third, where, "f" * 64, False)
+    assert SM.cached(third, "parts", NA, 1) is None  # damaged: not used (built later)
+    assert SM.from_bytes(bytes(blob), len(raw), "parts") is None
+    assert SM.from_bytes(SM.to_bytes(built["full"]), len(raw), "parts") is None  # other kind
+    assert SM.from_bytes(SM.to_bytes(built["full"]), len(raw) + 1, "full") is None
+
+
+def test_a_vault_keeps_its_summaries_in_the_cache(
+    summaries: None, example_vault: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrieval over a generation places its matrix (named by the matrix object's address):
+    the summary built by one retriever's second soft query is in embeddings/cache/summaries/,
+    and a fresh open's first query reads it instead of building one."""
+    from vault.index import snapshot as snapshot_module
+
+    grids = [[[1, 0], [0, 2]], [[3, 3, 0], [0, 0, 4]], [[5]]]
+    snapshot_module.clear_cache()  # read from the store, as a new process would
+    r = example_vault.retriever()
+    first = [r.retrieve(g, mode="soft").to_json() for g in grids[:2]]
+    name = r.snapshot.manifest["table"]["matrix"]
+    where = example_vault.root / "embeddings" / "cache" / "summaries"
+    assert sorted(p.name for p in where.iterdir()) == [f"{name}-parts.summary"]
+    snapshot_module.clear_cache()
+    SM._SEEN.clear()
+    built: list[str] = []
+    real = SM.build
+    monkeypatch.setattr(SM, "build", lambda *a, **k: built.append(a[1]) or real(*a, **k))
+    r2 = example_vault.retriever()
+    again = [r2.retrieve(g, mode="soft").to_json() for g in grids[:2]]
+    assert again == first and built == []  # read from the cache, never rebuilt
+    assert SM._SEEN[(id(r2.snapshot.table.matrix), "parts")][1] is not None
