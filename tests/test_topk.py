@@ -471,3 +471,25 @@ def test_a_vault_keeps_its_summaries_in_the_cache(
     again = [r2.retrieve(g, mode="soft").to_json() for g in grids[:2]]
     assert again == first and built == []  # read from the cache, never rebuilt
     assert SM._SEEN[(id(r2.snapshot.table.matrix), "parts")][1] is not None
+
+
+def test_index_build_writes_the_summaries(
+    summaries: None, example_vault: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vault index build` leaves both kinds of summary in the cache: the first query of a
+    process then builds none."""
+    from vault.index import snapshot as snapshot_module
+
+    example_vault.build_index()
+    name = example_vault.snapshot().manifest["table"]["matrix"]
+    where = example_vault.root / "embeddings" / "cache" / "summaries"
+    assert sorted(p.name for p in where.iterdir()) == [
+        f"{name}-full.summary",
+        f"{name}-parts.summary",
+    ]
+    snapshot_module.clear_cache()
+    SM._SEEN.clear()
+    monkeypatch.setattr(SM, "build", lambda *a, **k: pytest.fail("built in a query"))
+    r = example_vault.retriever()
+    for similarity in ("structured", "cosine"):
+        assert r.retrieve([[1, 0], [0, 2]], mode="soft", similarity=similarity).results

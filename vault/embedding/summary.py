@@ -380,7 +380,17 @@ def _store_placed(matrix: np.ndarray, s: Summary) -> None:
     where = _placed(matrix, s.kind)
     if where is None or not where[1]:
         return
-    path = where[0]
+    _write(where[0], s)
+
+
+def write(directory: Path, name: str, s: Summary) -> None:
+    """Store ``s`` as the summary of the matrix whose bytes have the address ``name``."""
+    if directory.is_symlink() or directory.parent.is_symlink():
+        return
+    _write(directory / f"{name}-{s.kind}.summary", s)
+
+
+def _write(path: Path, s: Summary) -> None:
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
