@@ -38,3 +38,98 @@ def test_warm_caches_give_the_same_bytes(expected: dict) -> None:
     for _ in range(2):
         for name, task in tasks:
             assert ac.digests(task) == expected["tasks"][name], name
+
+
+def _oracle(grid: list[list[int]]) -> tuple[list[list[tuple[int, int]]], set[tuple[int, int]]]:
+    """Components (4-connected, one colour, not the most frequent colour, reading order)
+    and the contained_in pairs, the slow obvious way: a flood per component, and for each
+    strict box containment a flood from the border around B."""
+    h, w = len(grid), len(grid[0])
+    counts = [sum(row.count(c) for row in grid) for c in range(10)]
+    bg = max(range(10), key=lambda c: (counts[c], -c))
+    seen: set[tuple[int, int]] = set()
+    comps = []
+    for r in range(h):
+        for c in range(w):
+            if grid[r][c] == bg or (r, c) in seen:
+                continue
+            todo, cells = [(r, c)], {(r, c)}
+            while todo:
+                y, x = todo.pop()
+                for n in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                    inside = 0 <= n[0] < h and 0 <= n[1] < w
+                    if n not in cells and inside and grid[n[0]][n[1]] == grid[r][c]:
+                        cells.add(n)
+                        todo.append(n)
+            seen |= cells
+            comps.append(sorted(cells))
+
+    def box(cells: list[tuple[int, int]]) -> tuple[int, int, int, int]:
+        return (
+            min(y for y, _ in cells),
+            min(x for _, x in cells),
+            max(y for y, _ in cells),
+            max(x for _, x in cells),
+        )
+
+    contained = set()
+    for a, ca in enumerate(comps):
+        for b, cb in enumerate(comps):
+            (t, lf, bt, rt), (t2, l2, b2, r2) = box(ca), box(cb)
+            if a == b or not (t2 < t and l2 < lf and b2 > bt and r2 > rt):
+                continue
+            wall = set(cb)
+            out = {
+                (y, x)
+                for y in range(h)
+                for x in range(w)
+                if (y in (0, h - 1) or x in (0, w - 1)) and (y, x) not in wall
+            }
+            todo = list(out)
+            while todo:
+                y, x = todo.pop()
+                for n in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                    if 0 <= n[0] < h and 0 <= n[1] < w and n not in wall and n not in out:
+                        out.add(n)
+                        todo.append(n)
+            if not any(cell in out for cell in ca):
+                contained.add((a, b))
+    return comps, contained
+
+
+def test_components_and_enclosure_agree_with_a_plain_flood() -> None:
+    """Random grids, many with nested hollow shapes: the repr's components (bbox, area) and
+    its contained_in edges are the ones a plain flood fill finds."""
+    import random
+
+    from vault.grid.reprs import grid_to_repr
+
+    rng = random.Random(23)
+    nested = 0
+    for _ in range(400):
+        h, w = rng.randint(1, 14), rng.randint(1, 14)
+        colours = [0] * 4 + list(range(1, rng.randint(2, 5)))
+        grid = [[rng.choice(colours) for _ in range(w)] for _ in range(h)]
+        for _ in range(rng.randint(0, 3)):  # a hollow rectangle
+            top, left = rng.randrange(h), rng.randrange(w)
+            bottom, right = rng.randint(top, h - 1), rng.randint(left, w - 1)
+            colour = rng.randint(1, 9)
+            for r in range(top, bottom + 1):
+                for c in range(left, right + 1):
+                    if r in (top, bottom) or c in (left, right):
+                        grid[r][c] = colour
+        rep = grid_to_repr(grid)
+        comps, contained = _oracle(grid)
+        nodes = [n for n in rep["nodes"] if n["type"] == "component"]
+        assert [(n["area"], n["bbox"]) for n in nodes] == [
+            (len(c), [c[0][0], min(x for _, x in c), max(y for y, _ in c), max(x for _, x in c)])
+            for c in comps
+        ]
+        got = {
+            (int(e["src"][1:]), int(e["dst"][1:]))
+            for e in rep["edges"]
+            if e["type"] == "contained_in"
+        }
+        assert got == contained, grid
+        nested += len(got)
+    assert nested > 50  # the enclosure check was exercised

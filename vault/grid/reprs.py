@@ -110,32 +110,42 @@ def _components(g: Grid, background: int) -> tuple[list[list[int]], np.ndarray]:
     return comps, label
 
 
-def _enclosed(label: list[int], index: int, h: int, w: int) -> list[bool]:
-    """Per cell (flat ``r * w + c``): True where it cannot reach the grid border without
-    crossing component ``index`` (the component's own cells are not enclosed). Walked with
-    a frame of open cells around the grid, from which the fill starts."""
-    pw = w + 2
-    walls = [False] * pw  # the frame: open, where the border's outside starts
-    for r in range(h):
-        walls.append(False)
-        walls.extend(x == index for x in label[r * w : r * w + w])
-        walls.append(False)
-    walls.extend([False] * pw)
-    n = len(walls)
-    seen = walls  # the component's own cells are never entered
-    seen[0] = True
-    stack = [0]
-    while stack:
-        i = stack.pop()
-        for j in (i - pw, i + pw, i - 1, i + 1):
-            if 0 <= j < n and not seen[j]:
-                seen[j] = True
-                stack.append(j)
-    return [
-        not seen[(r + 1) * pw + c + 1] and label[r * w + c] != index
-        for r in range(h)
-        for c in range(w)
-    ]
+def _enclosed(lab: np.ndarray, index: int) -> np.ndarray:
+    """Per cell (flat ``r * w + c``, from the (h, w) label array): True where it cannot
+    reach the grid border without crossing component ``index`` (the component's own cells
+    are not enclosed) — the regions of the other cells (4-connected: runs along rows joined
+    with the runs they touch in the next row) that touch no border."""
+    h, w = lab.shape
+    free = lab != index
+    start = free.copy()
+    start[:, 1:] &= ~free[:, :-1]  # a run of free cells starts here
+    run_of = np.cumsum(start.ravel()) - 1
+    n_runs = int(run_of[-1]) + 1
+    if n_runs == 0:
+        return np.zeros(h * w, dtype=bool)
+    parent = list(range(n_runs))
+    touch = (free[1:] & free[:-1]).ravel()
+    if touch.any():
+        codes = np.unique(run_of[: (h - 1) * w][touch] * n_runs + run_of[w:][touch])
+        for a, b in zip((codes // n_runs).tolist(), (codes % n_runs).tolist(), strict=True):
+            while parent[a] != a:
+                parent[a] = a = parent[parent[a]]
+            while parent[b] != b:
+                parent[b] = b = parent[parent[b]]
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    root = np.array(parent, dtype=np.int64)
+    while True:
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    edge = np.zeros((h, w), dtype=bool)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
+    outside = np.zeros(n_runs, dtype=bool)
+    outside[root[run_of[(edge & free).ravel()]]] = True
+    enclosed: np.ndarray = free.ravel() & ~outside[root[run_of]]
+    return enclosed
 
 
 def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -146,6 +156,7 @@ def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[st
     bg = background_colour(g)
     comps, lab = _components(g, bg)
     m = len(comps)
+    names = [f"c{i}" for i in range(m)]
     nodes: list[dict[str, Any]] = [{"id": "grid", "type": "grid"}]
     edges: list[dict[str, Any]] = []
     boxes: list[tuple[int, int, int, int]] = []
@@ -197,7 +208,7 @@ def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[st
             colour = g[top][firsts[i] % w]
             nodes.append(
                 {
-                    "id": f"c{i}",
+                    "id": names[i],
                     "type": "component",
                     "colour": colour,
                     "bbox": list(box),
@@ -207,10 +218,10 @@ def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[st
                     "perimeter": per,
                 }
             )
-            edges.append({"type": "has_component", "src": "grid", "dst": f"c{i}"})
+            edges.append({"type": "has_component", "src": "grid", "dst": names[i]})
         _prime_objects(g, bg, comps, boxes, w)
     for a_, b_ in adjacent:
-        edges.append({"type": "adjacent_to", "src": f"c{a_}", "dst": f"c{b_}"})
+        edges.append({"type": "adjacent_to", "src": names[a_], "dst": names[b_]})
     # contained_in: every cell of A is enclosed by B (checked only where B's box holds A's).
     # A is 4-connected and apart from B, so it lies in one region of the cells that are not
     # B: all of A is enclosed exactly when its first cell is.
@@ -223,13 +234,13 @@ def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[st
             & (bt_[None, :] > bt_[:, None])
             & (rt_[None, :] > rt_[:, None])
         )
-        enclosure: dict[int, list[bool]] = {}
-        label = lab.tolist()
+        enclosure: dict[int, np.ndarray] = {}
+        lab2 = lab.reshape(h, w)
         for a_, b_ in zip(*(x.tolist() for x in np.nonzero(inside)), strict=True):
             if b_ not in enclosure:
-                enclosure[b_] = _enclosed(label, b_, h, w)
+                enclosure[b_] = _enclosed(lab2, b_)
             if enclosure[b_][comps[a_][0]]:
-                edges.append({"type": "contained_in", "src": f"c{a_}", "dst": f"c{b_}"})
+                edges.append({"type": "contained_in", "src": names[a_], "dst": names[b_]})
     # aligned_with: chain the components sharing an identical row span / column span.
     for axis, (lo_, hi_) in (("row", (0, 2)), ("col", (1, 3))):
         groups: dict[tuple[int, int], list[int]] = {}
@@ -237,7 +248,9 @@ def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[st
             groups.setdefault((box[lo_], box[hi_]), []).append(i)
         for members_ in groups.values():
             for x, y in zip(members_, members_[1:], strict=False):
-                edges.append({"type": "aligned_with", "src": f"c{x}", "dst": f"c{y}", "axis": axis})
+                edges.append(
+                    {"type": "aligned_with", "src": names[x], "dst": names[y], "axis": axis}
+                )
     rep: dict[str, Any] = {
         "schema_version": REPR_SCHEMA_VERSION,
         "kind": "repr",
