@@ -133,3 +133,31 @@ def test_components_and_enclosure_agree_with_a_plain_flood() -> None:
         assert got == contained, grid
         nested += len(got)
     assert nested > 50  # the enclosure check was exercised
+
+
+def test_a_remembered_repr_is_a_copy_equal_to_a_fresh_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reprs are remembered by grid content across requests: each call returns an equal repr
+    (key order included) that shares nothing with the next, and the memo keeps its byte
+    budget (a tiny one keeps a few reprs, and they still equal fresh ones)."""
+    import random
+
+    from vault.grid import reprs
+    from vault.memo import BoundedMemo
+
+    rng = random.Random(5)
+    grids = [[[rng.randrange(4) for _ in range(12)] for _ in range(9)] for _ in range(30)]
+    clear_caches()
+    fresh = [json.dumps(reprs.grid_to_repr(g)) for g in grids]  # (key order kept by dumps)
+    first = reprs.grid_to_repr(grids[0])
+    first["grid"][0][0] = 9
+    first["nodes"][1]["bbox"][0] = 99
+    first["globals"]["symmetry"]["rot180"] = "changed"
+    first["edges"].clear()
+    assert [json.dumps(reprs.grid_to_repr(g)) for g in grids] == fresh
+    assert json.dumps(reprs.grid_to_repr(grids[1], {"source": "x"})) != fresh[1]  # provenance
+    assert "provenance" not in reprs.grid_to_repr(grids[1])
+    memo: BoundedMemo[object, object] = BoundedMemo(300_000)
+    monkeypatch.setattr(reprs, "_memo", memo)
+    assert [json.dumps(reprs.grid_to_repr(g)) for g in grids] == fresh
+    assert memo.bytes <= 300_000 and 0 < len(memo) < len(grids)
+    assert [json.dumps(reprs.grid_to_repr(g)) for g in grids] == fresh

@@ -160,5 +160,9 @@ def separators(g: Grid, bg: int | None = None) -> int:
 
 
 def clear_caches() -> None:
-    """Forget every memoised analysis (the study times each query from a cold start)."""
+    """Forget every memoised analysis, reprs included (the study times each query from a
+    cold start)."""
+    from vault.grid import reprs
+
     _memo.clear()
+    reprs.clear_caches()

@@ -23,6 +23,7 @@ from vault.grid.grid import (
     to_lists,
 )
 from vault.grid.objects import prime_objects as _prime_objects
+from vault.memo import BoundedMemo, MiB
 from vault.records.schema import validate
 
 REPR_SCHEMA_VERSION = 1
@@ -148,9 +149,61 @@ def _enclosed(lab: np.ndarray, index: int) -> np.ndarray:
     return enclosed
 
 
+# Reprs of grids seen before (a solver asks about the same grids again, a task's grids come
+# back in its later requests), by the grid's content, bounded in bytes: each caller gets its
+# own copy, so what it does with the dict never reaches the memo.
+MEMO_BYTES = 32 * MiB
+_memo: BoundedMemo[Grid, dict[str, Any]] = BoundedMemo(MEMO_BYTES)
+
+
 def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """The canonical repr of ``grid`` (a list of rows or a parsed ``Grid``)."""
     g = grid if isinstance(grid, tuple) else parse_grid(grid)
+    known = _memo.get(g)
+    if known is None:
+        known = _repr(g)
+        cells = len(g) * len(g[0])
+        size = 1024 + 16 * cells + 1280 * len(known["nodes"]) + 400 * len(known["edges"])
+        _memo.put(g, known, size)
+    rep = _copy(known)
+    if provenance:
+        rep["provenance"] = provenance
+    return rep
+
+
+def _copy(rep: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a repr as ``_repr`` builds it, sharing no mutable part (key order kept)."""
+    g = rep["globals"]
+    return {
+        **rep,
+        "grid": [list(row) for row in rep["grid"]],
+        "globals": {
+            **g,
+            "palette": list(g["palette"]),
+            "colour_hist": dict(g["colour_hist"]),
+            "symmetry": dict(g["symmetry"]),
+        },
+        "nodes": [
+            {
+                **n,
+                "bbox": list(n["bbox"]),
+                "centroid": list(n["centroid"]),
+                "colour_hist": dict(n["colour_hist"]),
+            }
+            if "bbox" in n
+            else dict(n)
+            for n in rep["nodes"]
+        ],
+        "edges": [dict(e) for e in rep["edges"]],
+    }
+
+
+def clear_caches() -> None:
+    """Forget every memoised repr."""
+    _memo.clear()
+
+
+def _repr(g: Grid) -> dict[str, Any]:
     h, w = dims(g)
     counts = colour_counts(g)
     bg = background_colour(g)
@@ -269,8 +322,6 @@ def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[st
         "nodes": nodes,
         "edges": edges,
     }
-    if provenance:
-        rep["provenance"] = provenance
     return rep
 
 
