@@ -150,22 +150,30 @@ def _enclosed(lab: np.ndarray, index: int) -> np.ndarray:
 
 
 # Reprs of grids seen before (a solver asks about the same grids again, a task's grids come
-# back in its later requests), by the grid's content, bounded in bytes: each caller gets its
-# own copy, so what it does with the dict never reaches the memo.
+# back in its later requests), by the grid's content, bounded in bytes. Each caller gets its
+# own copy, so what it does with the dict never reaches the memo; a copy costs about half a
+# build, so a grid is only noted the first time (new grids, the common case, pay nothing)
+# and its repr kept from the second.
 MEMO_BYTES = 32 * MiB
-_memo: BoundedMemo[Grid, dict[str, Any]] = BoundedMemo(MEMO_BYTES)
+_memo: BoundedMemo[Grid, dict[str, Any] | None] = BoundedMemo(MEMO_BYTES)
+_SEEN = None  # the memo's note of a grid seen once
 
 
 def grid_to_repr(grid: Any, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """The canonical repr of ``grid`` (a list of rows or a parsed ``Grid``)."""
     g = grid if isinstance(grid, tuple) else parse_grid(grid)
-    known = _memo.get(g)
-    if known is None:
-        known = _repr(g)
-        cells = len(g) * len(g[0])
-        size = 1024 + 16 * cells + 1280 * len(known["nodes"]) + 400 * len(known["edges"])
-        _memo.put(g, known, size)
-    rep = _copy(known)
+    key_bytes = 64 + sum(64 + 8 * len(row) for row in g)  # the grid, kept as the key
+    if not _memo.has(g):
+        rep = _repr(g)
+        _memo.put(g, _SEEN, key_bytes + 64)
+    else:
+        known = _memo.get(g)
+        if known is None:  # the second time: keep a copy
+            rep = _repr(g)
+            size = key_bytes + 1024 + 1280 * len(rep["nodes"]) + 400 * len(rep["edges"])
+            _memo.put(g, _copy(rep), size)
+        else:
+            rep = _copy(known)
     if provenance:
         rep["provenance"] = provenance
     return rep
