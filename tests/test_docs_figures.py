@@ -190,6 +190,23 @@ def _load(name: str, path: Path) -> Any:
     return module
 
 
+def _use_data(rng: random.Random) -> dict[str, Any]:
+    """benchmarks/use.py's measurements, made up."""
+
+    def q() -> dict[str, float]:
+        return {k: rng.uniform(1.5, 999.0) for k in ("median", "p90", "mean")}
+
+    modes = ("hybrid", "symbolic", "soft")
+    use = {f"{s}_{m}": q() for s in ("arc", "synthetic", "grid") for m in modes}
+    return {
+        "use": {**use, "warm_hybrid": q(), "metric": "structured"},
+        "first": {"open": q(), "first": q(), "second": q()},
+        "cold": {k: rng.uniform(1.5, 999.0) for k in ("cli_ms", "numpy_ms", "cli_range_ms")},
+        "cli_batch1": {"qps": rng.uniform(1.5, 999.0)},
+        "cli_batch2": {"qps": rng.uniform(1.5, 999.0)},
+    }
+
+
 def _bench_data(seed: int) -> tuple[list[dict[str, Any]], dict[str, Any], Any]:
     rng = random.Random(seed)
 
@@ -213,6 +230,7 @@ def _bench_data(seed: int) -> tuple[list[dict[str, Any]], dict[str, Any], Any]:
             **{k: f() for k in ("symbolic_ms", "hybrid_ms", "soft_ms", "batch_qps")},
             **{k: f() for k in ("batch2_qps", "cli_ms", "numpy_ms", "cli_range_ms")},
             "max_spread": rng.random(),
+            "of_use": _use_data(rng),
         }
         for _ in range(2)
     ]
@@ -220,7 +238,10 @@ def _bench_data(seed: int) -> tuple[list[dict[str, Any]], dict[str, Any], Any]:
         "n": n(),
         **{k: f() for k in ("symbolic_ms", "hybrid_ms", "soft_ms", "batch_qps", "rss_mb")},
         **{k: f() for k in ("rss_stage_mb", "summary_mb", "build_s", "faiss_ms")},
-        **{k: f() for k in ("faiss_1t_ms", "stage_ms")},
+        **{k: f() for k in ("faiss_1t_ms", "faiss_2t_ms", "stage_ms")},
+        **{f"stage_{m}_{t}t_ms": f() for m in ("structured", "cosine") for t in (1, 2)},
+        **{k: f() for k in ("open_ms", "first_ms", "second_ms", "third_ms")},
+        "metric": "structured",
         "faiss_threads": rng.randrange(3, 64),
         "k": rng.randrange(11, 99),
     }
@@ -233,7 +254,7 @@ def test_bench_names_its_commit_and_types_no_figure() -> None:
     assert re.search(r"^Produced by `python \S+.*` at commit `", renders[0], re.M)
     fixed = _fixed(renders, ("Machine:", "Produced by"))
     # the workers of the parallel batch and the generator's constants: settings, not figures
-    allowed = {str(bench.WORKERS), f"{bench.BATCH:,}", f"{bench.gen.CHUNK:,}"}
+    allowed = {str(bench.WORKERS), f"{bench.BATCH:,}", f"{bench.gen.CHUNK:,}", str(bench.PER_MODE)}
     allowed |= {str(x) for x in bench.gen.EVIDENCE_PAIRS}
     assert fixed <= allowed, fixed - allowed
 

@@ -622,7 +622,7 @@ def test_a_vault_past_the_topk_summary_threshold_equals_the_reference(
         summaries.append(args[1])
         return real(*args)
 
-    monkeypatch.setattr(topk, "cached", spy)
+    monkeypatch.setattr(topk.single, "cached", spy)  # (where the single-query scan reads it)
     cfg = {"k": 10, "shortlist_min": 20, "shortlist_max": 200}
     assert _bulk_test(140_000, cfg, "Retriever.retrieve (140,000 rows)") >= topk.SUMMARY_MIN_ROWS
     assert {"parts", "full"} <= set(summaries)  # the summary path ran, for every metric

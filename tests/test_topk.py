@@ -72,13 +72,21 @@ def same(got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.ndarray]
     )
 
 
+def patch(monkeypatch: pytest.MonkeyPatch, name: str, value: Any) -> None:
+    """Set ``name`` wherever the top-k package's modules read it (the package re-exports
+    its submodules' names: each module has its own binding)."""
+    for mod in (T, T._common, T.single, T.batch, T.threads):
+        if hasattr(mod, name):
+            monkeypatch.setattr(mod, name, value)
+
+
 @pytest.fixture
 def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Blocks of a few rows, so that small matrices take every multi-block path."""
-    monkeypatch.setattr(T, "BLOCK", 16)
-    monkeypatch.setattr(T, "SUPER", 48)
-    monkeypatch.setattr(T, "BATCH_BLOCK", 32)
-    monkeypatch.setattr(T, "BATCH_QUERIES", 3)
+    patch(monkeypatch, "BLOCK", 16)
+    patch(monkeypatch, "SUPER", 48)
+    patch(monkeypatch, "BATCH_BLOCK", 32)
+    patch(monkeypatch, "BATCH_QUERIES", 3)
     yield
 
 
@@ -262,9 +270,9 @@ def frozen(m: np.ndarray) -> np.ndarray:
 
 @pytest.fixture
 def summaries(monkeypatch: pytest.MonkeyPatch, tiny_blocks: None) -> Iterator[None]:
-    monkeypatch.setattr(T, "SUMMARY_MIN_ROWS", 1)
-    monkeypatch.setattr(T, "SUMMARY_BLOCK", 16)
-    monkeypatch.setattr(T, "SUMMARY_SUPER", 200)
+    patch(monkeypatch, "SUMMARY_MIN_ROWS", 1)
+    patch(monkeypatch, "SUMMARY_BLOCK", 16)
+    patch(monkeypatch, "SUMMARY_SUPER", 200)
     monkeypatch.setattr(SM, "BUILD_BLOCK", 64)
     yield
 
@@ -338,8 +346,8 @@ class SummaryUse:
                 self.scored += len(args[5])
             merge(*args)
 
-        monkeypatch.setattr(T, "_summary_block", counting_block)
-        monkeypatch.setattr(T, "_merge", counting_merge)
+        patch(monkeypatch, "_summary_block", counting_block)
+        patch(monkeypatch, "_merge", counting_merge)
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -389,3 +397,107 @@ def test_summary_only_for_immutable_matrices() -> None:
     f = frozen(m)
     assert SM.cached(f, "full", NA, 1) is None  # the first request only counts
     assert SM.cached(f, "full", NA, 1) is SM.cached(f, "full", NA, 1) is not None
+
+
+def test_one_thread_unless_a_second_was_measured_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load average is not consulted (it counts this process's own load): one worker
+    thread by default, two only when VAULT_TOPK_THREADS=2 says so, never for small scans."""
+    monkeypatch.delenv(T.THREADS_ENV, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert T.default_threads(10**6) == 1
+    monkeypatch.setenv(T.THREADS_ENV, "2")
+    assert T.default_threads(10**6) == (2 if (os.cpu_count() or 1) >= 2 else 1)
+    assert T.default_threads(1000) == 1
+
+
+def test_a_stored_summary_serves_the_first_query_of_a_new_process(
+    summaries: None, tmp_path: Any
+) -> None:
+    """A placed matrix's summary is written by the process that built it (its second query)
+    and read back whole by the first query of the next one (a new matrix object over the
+    same bytes, as a new process loads it): the same bytes and parts, the same exact
+    results as the brute force; a damaged file is not used."""
+    rng = np.random.default_rng(7)
+    raw = dict(summary_matrices(rng, 600))["clustered"]
+    where = tmp_path / "summaries"
+    m = frozen(raw)
+    SM.place(m, where, "f" * 64, True)
+    na, nb = norms(m)
+    qs = queries(rng, m)
+    for q in qs[:2]:  # the second builds (and stores) the summary
+        for metric in ("structured", "cosine"):
+            topk(m, na, nb, q, 10, metric)
+    files = sorted(p.name for p in where.iterdir())
+    assert files == [f"{'f' * 64}-full.summary", f"{'f' * 64}-parts.summary"]
+    built = {kind: SM._SEEN[(id(m), kind)][1] for kind in ("full", "parts")}
+    again = frozen(raw)  # "a new process": another matrix object, the same bytes
+    SM.place(again, where, "f" * 64, False)
+    for kind in ("full", "parts"):
+        got = SM.cached(again, kind, NA, 1)  # its first request
+        want = built[kind]
+        assert got is not None and want is not None
+        assert got.data.tobytes() == want.data.tobytes() and not got.data.flags.writeable
+        for a, b in zip(got.parts, want.parts, strict=True):
+            assert (a.lo, a.hi, a.sigma, a.quant) == (b.lo, b.hi, b.sigma, b.quant)
+            assert a.basis.tobytes() == b.basis.tobytes()
+    for q in qs:
+        for metric in METRICS:
+            assert same(topk(again, na, nb, q, 10, metric), reference(again, q, 10, metric))
+    path = where / f"{'f' * 64}-parts.summary"
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 1
+    path.write_bytes(bytes(blob))
+    third = frozen(raw)
+    SM.place(third, where, "f" * 64, False)
+    assert SM.cached(third, "parts", NA, 1) is None  # damaged: not used (built later)
+    assert SM.from_bytes(bytes(blob), len(raw), "parts") is None
+    assert SM.from_bytes(SM.to_bytes(built["full"]), len(raw), "parts") is None  # other kind
+    assert SM.from_bytes(SM.to_bytes(built["full"]), len(raw) + 1, "full") is None
+
+
+def test_a_vault_keeps_its_summaries_in_the_cache(
+    summaries: None, example_vault: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrieval over a generation places its matrix (named by the matrix object's address):
+    the summary built by one retriever's second soft query is in embeddings/cache/summaries/,
+    and a fresh open's first query reads it instead of building one."""
+    from vault.index import snapshot as snapshot_module
+
+    grids = [[[1, 0], [0, 2]], [[3, 3, 0], [0, 0, 4]], [[5]]]
+    snapshot_module.clear_cache()  # read from the store, as a new process would
+    r = example_vault.retriever()
+    first = [r.retrieve(g, mode="soft").to_json() for g in grids[:2]]
+    name = r.snapshot.manifest["table"]["matrix"]
+    where = example_vault.root / "embeddings" / "cache" / "summaries"
+    assert sorted(p.name for p in where.iterdir()) == [f"{name}-parts.summary"]
+    snapshot_module.clear_cache()
+    SM._SEEN.clear()
+    built: list[str] = []
+    real = SM.build
+    monkeypatch.setattr(SM, "build", lambda *a, **k: built.append(a[1]) or real(*a, **k))
+    r2 = example_vault.retriever()
+    again = [r2.retrieve(g, mode="soft").to_json() for g in grids[:2]]
+    assert again == first and built == []  # read from the cache, never rebuilt
+    assert SM._SEEN[(id(r2.snapshot.table.matrix), "parts")][1] is not None
+
+
+def test_index_build_writes_the_summaries(
+    summaries: None, example_vault: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vault index build` leaves both kinds of summary in the cache: the first query of a
+    process then builds none."""
+    from vault.index import snapshot as snapshot_module
+
+    example_vault.build_index()
+    name = example_vault.snapshot().manifest["table"]["matrix"]
+    where = example_vault.root / "embeddings" / "cache" / "summaries"
+    assert sorted(p.name for p in where.iterdir()) == [
+        f"{name}-full.summary",
+        f"{name}-parts.summary",
+    ]
+    snapshot_module.clear_cache()
+    SM._SEEN.clear()
+    monkeypatch.setattr(SM, "build", lambda *a, **k: pytest.fail("built in a query"))
+    r = example_vault.retriever()
+    for similarity in ("structured", "cosine"):
+        assert r.retrieve([[1, 0], [0, 2]], mode="soft", similarity=similarity).results

@@ -39,6 +39,14 @@ class BoundedMemo(Generic[K, V]):
             self._items.move_to_end(key)
             return hit[0]
 
+    def has(self, key: K) -> bool:
+        """Whether ``key`` is held (its value may be None), as recently used."""
+        with self._lock:
+            if key not in self._items:
+                return False
+            self._items.move_to_end(key)
+            return True
+
     def put(self, key: K, value: V, size: int) -> None:
         """Remember ``value`` (estimated at ``size`` bytes), forgetting the least recently
         used entries as needed."""

@@ -43,16 +43,24 @@ the cosine, of the euclidean score.
 The summary is K = SUMMARY_COLUMNS int8 values per row (32 MiB at 10**6 rows) and is
 derived from the matrix alone, so it is cached per matrix object — only for matrices
 that cannot change (a read-only array over ``bytes``, as a loaded table's is), and only
-from the second query on (a one-query process does not pay the build).
+from the second query on (a one-query process does not pay the build). A matrix whose
+content address is known (a generation's ``matrix`` table object, ``place``) also has its
+summary kept on disk, in the vault's cache (FORMAT.md §8.5): built once by the first
+process that asks twice, read (and checked) by the first query of every later process —
+any summary is exact for the bytes it was built from, whichever machine built it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
 import threading
 import weakref
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
@@ -227,8 +235,10 @@ def _forget(key: tuple[int, str], _ref: object) -> None:
 
 
 def cached(matrix: np.ndarray, kind: str, na: int, min_rows: int) -> Summary | None:
-    """The summary of ``matrix`` if it is cached, or built now when this is at least the
-    second request for this matrix and kind; None for small or changeable matrices."""
+    """The summary of ``matrix`` if it is cached (in this process, or on disk where the
+    matrix was ``place``d), or built now when this is at least the second request for this
+    matrix and kind (and then stored where placed); None for small or changeable matrices
+    and for a first request with nothing stored."""
     if matrix.shape[0] < min_rows or not immutable(matrix):
         return None
     key = (id(matrix), kind)
@@ -237,8 +247,155 @@ def cached(matrix: np.ndarray, kind: str, na: int, min_rows: int) -> Summary | N
         if entry is not None and entry[0]() is not matrix:
             entry = None  # an id reused after the old matrix died
         if entry is None:
-            _SEEN[key] = (weakref.ref(matrix, partial(_forget, key)), None)
-            return None
+            stored = _load_placed(matrix, kind)
+            _SEEN[key] = (weakref.ref(matrix, partial(_forget, key)), stored)
+            return stored
         if entry[1] is None:
-            _SEEN[key] = (entry[0], build(matrix, kind, na))
+            built = build(matrix, kind, na)
+            _SEEN[key] = (entry[0], built)
+            _store_placed(matrix, built)
         return _SEEN[key][1]
+
+
+# ---------------------------------------------------------------------------------------
+# on disk: ``<dir>/<matrix digest>-<kind>.summary`` (FORMAT.md §8.5)
+
+MAGIC = b"VSUMMARY1\n"
+KEEP_FILES = 4  # summaries kept in a directory (derived data: the oldest go first)
+_PLACES: dict[int, tuple[weakref.ref[np.ndarray], Path, str, bool]] = {}
+
+
+def place(matrix: np.ndarray, directory: Path, name: str, writable: bool) -> None:
+    """Where the summaries of ``matrix`` are kept: ``directory``, named by ``name`` (the
+    content address of the matrix's bytes), written only when ``writable``."""
+    with _LOCK:
+        hit = _PLACES.get(id(matrix))
+        if hit is not None and hit[0]() is matrix:
+            return
+        _PLACES[id(matrix)] = (
+            weakref.ref(matrix, partial(_unplace, id(matrix))),
+            directory,
+            name,
+            writable,
+        )
+
+
+def _unplace(key: int, _ref: object) -> None:
+    with _LOCK:
+        _PLACES.pop(key, None)
+
+
+def _placed(matrix: np.ndarray, kind: str) -> tuple[Path, bool] | None:
+    """(file, writable) of ``matrix``'s summary of ``kind``; None where it has no place or
+    the cache is not to be used (a symbolic link at the cache or its ``summaries``: FORMAT.md
+    §12, readers then ignore the cache)."""
+    hit = _PLACES.get(id(matrix))
+    if hit is None or hit[0]() is not matrix:
+        return None
+    directory = hit[1]
+    if directory.is_symlink() or directory.parent.is_symlink():
+        return None
+    return directory / f"{hit[2]}-{kind}.summary", hit[3]
+
+
+def to_bytes(s: Summary) -> bytes:
+    """The file: MAGIC, the header's length (8 bytes, little-endian), the header (JSON:
+    kind, rows, columns, parts with their float64 bases, xxh3_128 of the data), the data."""
+    import xxhash
+
+    data = s.data.tobytes()
+    header = {
+        "kind": s.kind,
+        "rows": int(s.data.shape[0]),
+        "columns": int(s.data.shape[1]),
+        "parts": [
+            {
+                "lo": p.lo,
+                "hi": p.hi,
+                "basis": p.basis.tolist(),
+                "sigma": p.sigma,
+                "quant": p.quant,
+            }
+            for p in s.parts
+        ],
+        "xxh3_128": xxhash.xxh3_128_hexdigest(data),
+    }
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    return MAGIC + len(head).to_bytes(8, "little") + head + data
+
+
+def from_bytes(blob: bytes, rows: int, kind: str) -> Summary | None:
+    """The summary in ``blob`` if it is whole, of ``kind`` and ``rows`` rows; else None."""
+    import xxhash
+
+    try:
+        if not blob.startswith(MAGIC):
+            return None
+        at = len(MAGIC)
+        size = int.from_bytes(blob[at : at + 8], "little")
+        header = json.loads(blob[at + 8 : at + 8 + size])
+        start = at + 8 + size
+        cols = int(header["columns"])
+        if (
+            header["kind"] != kind
+            or int(header["rows"]) != rows
+            or len(blob) != start + rows * cols
+        ):
+            return None
+        view = memoryview(blob)[start:]
+        if xxhash.xxh3_128_hexdigest(view) != header["xxh3_128"]:
+            return None
+        data = np.frombuffer(blob, dtype=np.int8, offset=start).reshape(rows, cols)
+        parts = tuple(
+            Part(
+                int(p["lo"]),
+                int(p["hi"]),
+                np.array(p["basis"], dtype=np.float64).reshape(-1, int(p["hi"]) - int(p["lo"])),
+                float(p["sigma"]),
+                float(p["quant"]),
+            )
+            for p in header["parts"]
+        )
+        if sum(p.basis.shape[0] for p in parts) + len(parts) != cols:
+            return None
+        return Summary(kind, data, parts)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+def _load_placed(matrix: np.ndarray, kind: str) -> Summary | None:
+    where = _placed(matrix, kind)
+    if where is None:
+        return None
+    try:
+        blob = where[0].read_bytes()
+    except OSError:
+        return None
+    return from_bytes(blob, matrix.shape[0], kind)
+
+
+def _store_placed(matrix: np.ndarray, s: Summary) -> None:
+    """Write the summary where its matrix was placed (atomically, not fsynced: derived
+    data, FORMAT.md §8.5), keeping the ``KEEP_FILES`` newest of the directory."""
+    where = _placed(matrix, s.kind)
+    if where is None or not where[1]:
+        return
+    _write(where[0], s)
+
+
+def write(directory: Path, name: str, s: Summary) -> None:
+    """Store ``s`` as the summary of the matrix whose bytes have the address ``name``."""
+    if directory.is_symlink() or directory.parent.is_symlink():
+        return
+    _write(directory / f"{name}-{s.kind}.summary", s)
+
+
+def _write(path: Path, s: Summary) -> None:
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(to_bytes(s))
+        os.replace(tmp, path)
+        files = sorted(path.parent.glob("*.summary"), key=lambda p: p.stat().st_mtime)
+        for old in files[:-KEEP_FILES]:
+            old.unlink()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from vault.errors import InvalidInputError
@@ -20,6 +21,9 @@ def parse_grid(value: Any, source: str | None = None, field: str = "grid") -> Gr
         raise bad("expected a non-empty list of rows")
     if len(value) > MAX_SIDE:
         raise bad(f"grid has {len(value)} rows; at most {MAX_SIDE} allowed")
+    fast = _parse_fast(value)
+    if fast is not None:
+        return fast
     width = None
     rows = []
     for r, row in enumerate(value):
@@ -36,6 +40,33 @@ def parse_grid(value: Any, source: str | None = None, field: str = "grid") -> Gr
                 raise bad(f"cell [{r}][{c}] = {cell!r}: expected an integer colour 0-9")
         rows.append(tuple(row))
     return tuple(rows)
+
+
+_COLOURS = frozenset(range(10))
+
+
+def _parse_fast(value: list[Any]) -> Grid | None:
+    """The grid when every row is a list of the first row's length holding only ints 0-9
+    (checked a row at a time in C), else None: the careful loop then says what is wrong."""
+    first = value[0]
+    if not isinstance(first, list):
+        return None
+    width = len(first)
+    if not 0 < width <= MAX_SIDE:
+        return None
+    rows = []
+    for row in value:
+        if type(row) is not list or len(row) != width:
+            return None
+        t = tuple(row)
+        # int only (not bool, whose values would pass the colour test), colours 0-9
+        if set(map(type, t)) != _INT or not _COLOURS.issuperset(t):
+            return None
+        rows.append(t)
+    return tuple(rows)
+
+
+_INT = {int}
 
 
 def to_lists(grid: Grid) -> list[list[int]]:
@@ -76,11 +107,11 @@ D4: dict[str, Any] = {
 
 
 def colour_counts(g: Grid) -> list[int]:
-    counts = [0] * 10
-    for row in g:
-        for cell in row:
-            counts[cell] += 1
-    return counts
+    flat = b"".join(map(bytes, g))  # colours 0-9: one byte a cell
+    return [flat.count(c) for c in _BYTES]
+
+
+_BYTES = [bytes([c]) for c in range(10)]
 
 
 def background_colour(g: Grid) -> int:
@@ -95,11 +126,23 @@ def find_subgrid(small: Grid, big: Grid) -> bool:
     bh, bw = dims(big)
     if sh > bh or sw > bw or (sh, sw) == (bh, bw):
         return False
+    first = small[0]
     for top in range(bh - sh + 1):
-        for left in range(bw - sw + 1):
-            if all(big[top + r][left : left + sw] == small[r] for r in range(sh)):
+        row = big[top]
+        left = _find(row, first, 0, bw - sw)
+        while left >= 0:
+            if all(big[top + r][left : left + sw] == small[r] for r in range(1, sh)):
                 return True
+            left = _find(row, first, left + 1, bw - sw)
     return False
+
+
+def _find(row: tuple[int, ...], part: tuple[int, ...], lo: int, hi: int) -> int:
+    """The first position p in [lo, hi] where ``part`` starts in ``row``, else -1."""
+    if lo > hi:
+        return -1
+    p = bytes(row).find(bytes(part), lo, hi + len(part))
+    return p
 
 
 def upscale(g: Grid, fh: int, fw: int) -> Grid:
@@ -108,3 +151,9 @@ def upscale(g: Grid, fh: int, fw: int) -> Grid:
 
 def tile(g: Grid, th: int, tw: int) -> Grid:
     return tuple(tuple(row) * tw for _ in range(th) for row in g)
+
+
+@lru_cache(maxsize=64)  # a few hundred KB at most
+def coordinates(h: int, w: int) -> tuple[tuple[int, int], ...]:
+    """(row, column) of every flat index of an h x w grid."""
+    return tuple((r, c) for r in range(h) for c in range(w))

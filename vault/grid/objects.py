@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from vault.grid.grid import Grid, background_colour, dims
+from vault.grid.grid import Grid, background_colour, coordinates, dims
 from vault.memo import BoundedMemo, MiB
 
 # A pair's input is analysed by both the pair and its appearance, so analyses are memoised —
@@ -56,35 +56,41 @@ class GridObject:
 
 
 def _flood(g: Grid, bg: int, eight: bool) -> list[list[tuple[int, int]]]:
+    """Components of non-background cells in reading order of their first cell (4-connected
+    of one colour, or 8-connected of any colours). The grid is walked with a frame of one
+    background cell around it (flat index ``(r + 1) * (w + 2) + c + 1``), so a neighbour is
+    one addition away and never out of bounds."""
     h, w = dims(g)
-    seen = [[False] * w for _ in range(h)]
-    steps: tuple[tuple[int, int], ...] = ((-1, 0), (1, 0), (0, -1), (0, 1))
+    pw = w + 2
+    flat = [bg] * pw
+    for row in g:
+        flat.append(bg)
+        flat.extend(row)
+        flat.append(bg)
+    flat.extend([bg] * pw)
+    seen = [x == bg for x in flat]  # background (and the frame) is never entered
+    steps: tuple[int, ...] = (-pw, pw, -1, 1)
     if eight:
-        steps += ((-1, -1), (-1, 1), (1, -1), (1, 1))
+        steps += (-pw - 1, -pw + 1, pw - 1, pw + 1)
     out = []
     for r0 in range(h):
-        for c0 in range(w):
-            if seen[r0][c0] or g[r0][c0] == bg:
+        base = (r0 + 1) * pw + 1
+        for i0 in range(base, base + w):
+            if seen[i0]:
                 continue
-            colour = g[r0][c0]
-            seen[r0][c0] = True
-            cells = [(r0, c0)]
-            stack = [(r0, c0)]
+            colour = flat[i0]
+            seen[i0] = True
+            cells = [i0]
+            stack = [i0]
             while stack:
-                r, c = stack.pop()
-                for dr, dc in steps:
-                    nr, nc = r + dr, c + dc
-                    if (
-                        0 <= nr < h
-                        and 0 <= nc < w
-                        and not seen[nr][nc]
-                        and g[nr][nc] != bg
-                        and (eight or g[nr][nc] == colour)
-                    ):
-                        seen[nr][nc] = True
-                        cells.append((nr, nc))
-                        stack.append((nr, nc))
-            out.append(cells)
+                i = stack.pop()
+                for d in steps:
+                    j = i + d
+                    if not seen[j] and (eight or flat[j] == colour):
+                        seen[j] = True
+                        cells.append(j)
+                        stack.append(j)
+            out.append([(i // pw - 1, i % pw - 1) for i in cells])
     return out
 
 
@@ -98,10 +104,37 @@ def objects(g: Grid, bg: int | None = None) -> tuple[GridObject, ...]:
             GridObject(g[cells[0][0]][cells[0][1]], frozenset(cells))
             for cells in _flood(g, bg, False)
         )
-        cells = sum(o.area for o in found)
-        _memo.put(key, found, _grid_bytes(g) + 256 * cells + 768 * len(found) + 512)
+        _remember(key, g, found)
         return found
     return hit  # type: ignore[no-any-return]
+
+
+def _remember(key: tuple[str, Grid, int], g: Grid, found: tuple[GridObject, ...]) -> None:
+    cells = sum(o.area for o in found)
+    _memo.put(key, found, _grid_bytes(g) + 256 * cells + 768 * len(found) + 512)
+
+
+def prime_objects(
+    g: Grid,
+    bg: int,
+    comps: list[list[int]],
+    boxes: list[tuple[int, int, int, int]],
+    w: int,
+) -> None:
+    """Remember ``objects(g, bg)`` from components a repr found (the same components:
+    4-connected, one colour, in reading order of their first cell; ``comps`` as sorted flat
+    indices ``r * w + c``, ``boxes`` their bounding boxes), unless already known."""
+    key = ("objects", g, bg)
+    if _memo.get(key) is not None:
+        return
+    found = []
+    at = coordinates(len(g), w).__getitem__
+    for cells, box in zip(comps, boxes, strict=True):
+        first = cells[0]
+        o = GridObject(g[first // w][first % w], frozenset(map(at, cells)))
+        o.__dict__["bbox"] = box  # the cached property, as it would compute it
+        found.append(o)
+    _remember(key, g, tuple(found))
 
 
 def blobs(g: Grid, bg: int | None = None) -> tuple[frozenset[tuple[int, int]], ...]:
@@ -127,5 +160,9 @@ def separators(g: Grid, bg: int | None = None) -> int:
 
 
 def clear_caches() -> None:
-    """Forget every memoised analysis (the study times each query from a cold start)."""
+    """Forget every memoised analysis, reprs included (the study times each query from a
+    cold start)."""
+    from vault.grid import reprs
+
     _memo.clear()
+    reprs.clear_caches()

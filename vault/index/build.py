@@ -441,4 +441,22 @@ def build_all(
     """The whole index from the audit log, published (under the lock)."""
     entries = vault.audit.entries()
     plan = plan_full(entries, State(vault.objects), vault.records, vault.cache, progress)
-    return publish(vault, plan, op, parent)
+    result = publish(vault, plan, op, parent)
+    if op == "build":
+        store_summaries(vault, result.generation, plan.table)
+    return result
+
+
+def store_summaries(vault: Vault, generation: str, table: tables.Table) -> None:
+    """A full build also writes its matrix's top-k summaries into the cache (FORMAT.md
+    §8.5), so that no query process pays for one — for tables large enough to have them."""
+    from vault.embedding import summary, topk
+    from vault.index.snapshot import read_manifest
+
+    if table.n < topk.SUMMARY_MIN_ROWS or not vault.cache.writable:
+        return
+    digest = read_manifest(vault.objects, generation)["table"]["matrix"]
+    for kind in ("parts", "full"):
+        summary.write(
+            vault.cache.root / "summaries", digest, summary.build(table.matrix, kind, topk.NA)
+        )

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from vault.canonical import loads, loads_trusted, sha256_hex
 from vault.embedding import select
 from vault.errors import (
@@ -226,12 +228,25 @@ class Generation:
         # the loaders the table keeps hold the store, never this generation: no reference
         # cycle, so dropping the generation closes its descriptors at once
         store, gid, vectors = self.pins or self.objects, self.id, self.manifest["vectors"]
-        return Table.from_blobs(
+        table = Table.from_blobs(
             blobs,
             lambda: _read(store, gid, names["matrix"], "matrix"),
             lambda: _read(store, gid, vectors, "concept_vectors.jsonl"),
             f"generation {self.id[:12]}",
         )
+        load = table._matrix
+        objects = self.objects
+
+        def placed() -> np.ndarray:  # the top-k summary of the matrix: kept in the cache
+            m = load() if callable(load) else load
+            from vault.embedding import summary
+
+            cache = objects.root.parent / "embeddings" / "cache"  # (FORMAT.md §8.5)
+            summary.place(m, cache / "summaries", names["matrix"], not objects.readonly)
+            return m
+
+        table._matrix = placed
+        return table
 
     def nbytes(self) -> int:
         """What this generation holds in memory now (estimated: arrays and blobs exactly,
