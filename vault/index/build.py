@@ -447,7 +447,7 @@ def build_all(
     return result
 
 
-def store_summaries(vault: Vault, generation: str, table: tables.Table) -> None:
+def store_summaries(vault: Handle, generation: str, table: tables.Table) -> None:
     """A full build also writes its matrix's top-k summaries into the cache (FORMAT.md
     §8.5), so that no query process pays for one — for tables large enough to have them."""
     from vault.embedding import summary, topk
