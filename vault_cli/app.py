@@ -32,6 +32,7 @@ from vault_cli.core import (
     open_vault,
     vault_path,
 )
+from vault_cli.remote import register as register_remote
 
 Mode = Literal["symbolic", "hybrid", "soft"]
 EvalDataset = Literal["arc1", "arc1-train", "arc1-eval", "arc2", "synthetic"]
@@ -92,6 +93,7 @@ app.add_typer(evidence_app, name="evidence")
 app.add_typer(index_app, name="index")
 app.add_typer(arc_app, name="arc")
 app.add_typer(embedder_app, name="embedder")
+register_remote(app, _typer)  # remote, push, pull, clone (vault_cli/remote.py)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print clean JSON on stdout.")]
 YesOpt = Annotated[
