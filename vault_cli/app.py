@@ -292,6 +292,7 @@ def _concept_ref(value: str | None) -> str | None:
         "vault retrieve --task examples/tasks/rotate.json -k 5 --json",
         "vault retrieve --like rotate-90 --jsonl",
         "vault retrieve --batch requests.jsonl --workers 2 > results.jsonl",
+        "vault retrieve --batch requests.jsonl --scheduler auto > results.jsonl",
     )
 )
 def retrieve(
@@ -323,6 +324,15 @@ def retrieve(
             metavar="N",
         ),
     ] = 1,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS|auto",
+            help="With --batch: answer partitions on a Dask cluster (the dask extra) at "
+            "ADDRESS; auto: DASK_SCHEDULER_ADDRESS, else a local cluster of --workers "
+            "processes (default 2). The same results, byte for byte, in input order.",
+        ),
+    ] = None,
     like: Annotated[
         str | None,
         typer.Option(
@@ -381,8 +391,8 @@ def retrieve(
         raise UsageError("--batch always writes JSON lines: drop --json / --jsonl")
     if json_out and jsonl:
         raise UsageError("give one of --json, --jsonl")
-    if workers != 1 and batch is None:
-        raise UsageError("--workers applies to --batch only")
+    if (workers != 1 or scheduler is not None) and batch is None:
+        raise UsageError("--workers and --scheduler apply to --batch only")
     if test_index != 0 and task_file is None:
         raise UsageError("--test-index applies to --task only")
     if like is not None and (mode is not None or strategy is not None):
@@ -394,6 +404,19 @@ def retrieve(
         from vault_cli.io import iter_requests
 
         writer = render.json_lines()
+        if scheduler is not None:  # partitions on a Dask cluster (vault/distributed.py)
+            from vault.distributed import batch as on_cluster
+
+            with vault.retriever(config=cfg) as r, render.phases() as ph:
+                counted = ph.count("retrieving")
+                answers = on_cluster(
+                    str(vault.root.resolve()), r.generation, cfg, iter_requests(path),
+                    scheduler=scheduler, workers=max(workers, 2) if workers == 1 else workers,
+                )
+                for n, out in enumerate(answers, start=1):
+                    writer.write(out)
+                    counted(n)
+            return
         with vault.retriever(config=cfg) as r, render.phases() as ph:
             counted = ph.count("retrieving")
             for n, out in enumerate(r.batch(iter_requests(path), workers=workers), start=1):
