@@ -19,7 +19,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ class SyncResult:
     objects_received: int = 0
     bytes_received: int = 0
     generation: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # where the time went
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -575,16 +576,20 @@ def clone(url: str, root: Path | str, *, clock: Any = None, name: str = "origin"
         atomic_write(vault.config_path, add_text(default_text(), name, url).encode())
     result = SyncResult(name, url)
     with vault.lock:
+        t = time.perf_counter()
         remote.load_index()
         needed, optional = _objects_of(entries, reverted_in_effect(entries))
         missing = [d for d in dict.fromkeys(needed) if not vault.objects.has(d)]
         got, size = remote.fetch(missing, optional, vault.objects.put_digested)
         result.objects_received, result.bytes_received = got, size
+        result.seconds["fetch"] = round(time.perf_counter() - t, 3)
         atomic_write(vault.audit.path, p.segment_bytes(entries))
         result.pulled = len(entries)
         vault.generations.rewrite([])
         vault.generations.current_path.unlink(missing_ok=True)
+        t = time.perf_counter()
         build = build_all(vault, "build", None)
+        result.seconds["build"] = round(time.perf_counter() - t, 3)
         result.generation = build.generation
         _write_head(vault, name, entries[-1])
         result.head = entries[-1].seq
