@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from vault.config import Config
-from vault.errors import UsageError, VaultError
+from vault.errors import VaultError
 
 PARTITION = 256  # requests per task sent to a worker
 AHEAD = 3  # partitions in flight per worker
@@ -36,7 +36,7 @@ def _client(scheduler: str, workers: int) -> tuple[Any, Any]:
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
-        raise UsageError(
+        raise VaultError(  # (a missing extra is a failure, exit 1, as the arc extra's)
             "--scheduler needs the `dask` extra: pip install 'concept-vault[dask]'"
         ) from None
     address = scheduler

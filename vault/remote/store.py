@@ -34,7 +34,7 @@ def _obstore() -> Any:
     try:
         import obstore
     except ImportError:
-        raise UsageError(
+        raise RemoteError(  # (a missing extra is a failure, exit 1, as the arc extra's)
             "remotes need the `remote` extra: pip install 'concept-vault[remote]'"
         ) from None
     return obstore
