@@ -391,8 +391,10 @@ def retrieve(
         raise UsageError("--batch always writes JSON lines: drop --json / --jsonl")
     if json_out and jsonl:
         raise UsageError("give one of --json, --jsonl")
-    if (workers != 1 or scheduler is not None) and batch is None:
-        raise UsageError("--workers and --scheduler apply to --batch only")
+    if workers != 1 and batch is None:
+        raise UsageError("--workers applies to --batch only")
+    if scheduler is not None and batch is None:
+        raise UsageError("--scheduler applies to --batch only")
     if test_index != 0 and task_file is None:
         raise UsageError("--test-index applies to --task only")
     if like is not None and (mode is not None or strategy is not None):
