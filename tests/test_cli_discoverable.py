@@ -122,7 +122,10 @@ def examples(path: tuple[str, ...]) -> list[str]:
     return [line.strip() for line in block if line.startswith("    vault ")]
 
 
-@pytest.mark.parametrize("path", [(), ("evidence",), ("index",), ("arc",), ("embedder",), *LEAVES])
+GROUPS = [(), ("evidence",), ("index",), ("arc",), ("embedder",), ("remote",)]
+
+
+@pytest.mark.parametrize("path", [*GROUPS, *LEAVES])
 def test_every_help_shows_an_example_that_parses(path: tuple[str, ...]) -> None:
     lines = examples(path)
     assert lines
@@ -168,6 +171,12 @@ def minimal_args(tmp_path: Path) -> dict[str, list[str]]:
         "status": ["status", "x", "1.0.0", "active"],
         "upgrade": ["upgrade"],
         "verify": ["verify"],
+        "remote add": ["remote", "add", "origin", (tmp_path / "r").as_uri()],
+        "remote list": ["remote", "list"],
+        "remote remove": ["remote", "remove", "origin"],
+        "push": ["push"],
+        "pull": ["pull"],
+        "clone": ["clone", (tmp_path / "no-remote").as_uri()],
     }
 
 

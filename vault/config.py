@@ -145,12 +145,12 @@ def _read(path: Path) -> dict[str, Any]:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown_tables = set(data) - {"retrieval", "embedder", "gc", "keys"}
+    unknown_tables = set(data) - {"retrieval", "embedder", "gc", "keys", "remote"}
     if unknown_tables:
         raise ConfigError(
             f"{path}: unknown table or key '{sorted(unknown_tables)[0]}' "
-            "(expected [retrieval], [embedder], [gc] and [keys])"
-        )
+            "(expected [retrieval], [embedder], [gc], [keys] and [remote.NAME])"
+        )  # ([remote.NAME] tables: `vault remote add`, read by vault.remote.config)
     _embedder_config(data, path)
     _retention(data, path)
     _declared(data, path)

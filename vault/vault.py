@@ -181,9 +181,14 @@ class Vault(Handle):
         op: str = "add",
         detail: dict[str, Any] | None = None,
         reprs: Iterable[dict[str, Any]] = (),
+        statuses: Iterable[tuple[Any, str]] = (),
     ) -> write.WriteResult:
-        """One write-back (see ``vault.ops.write.write_back``)."""
-        return write.write_back(self, cards, evidence, fork=fork, op=op, detail=detail, reprs=reprs)
+        """One write-back of ``(record, source)`` items (``vault.ops.write.write_back``);
+        the retention policy is not applied (a low-level call: the remote's re-application
+        uses it)."""
+        return write.write_back(
+            self, cards, evidence, fork=fork, op=op, detail=detail, reprs=reprs, statuses=statuses
+        )
 
     @_contract
     def set_status(

@@ -1,0 +1,308 @@
+"""Issue 21's figures (SCALING.md): remotes on a local S3 server, contending writers, batch
+retrieval on a Dask cluster. Every server is started here, on 127.0.0.1.
+
+    python benchmarks/scaling.py clone --concepts 100000
+    python benchmarks/scaling.py writers --writers 1 4 16 --commits 100
+    python benchmarks/scaling.py dask --concepts 10000 --requests 20000
+
+Prints one JSON document per part (and appends it to --out, JSON lines)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import gen  # noqa: E402
+
+from vault.vault import Vault, fixed_clock  # noqa: E402
+
+CLOCK = fixed_clock(0)
+
+
+# --------------------------------------------------------------------------- servers
+def s3_server() -> tuple[Any, str]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ALLOW_HTTP="true",
+    )
+    return server, endpoint
+
+
+def s3_server_process() -> tuple[subprocess.Popen[bytes], str]:
+    """moto in a process of its own (the writers must not share its interpreter)."""
+    code = (
+        "import logging, sys, time\n"
+        "from moto.server import ThreadedMotoServer\n"
+        "logging.getLogger('werkzeug').setLevel(logging.ERROR)\n"
+        "s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False); s.start()\n"
+        "h, p = s.get_host_and_port(); print(f'http://{h}:{p}', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    endpoint = proc.stdout.readline().decode().strip()
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ALLOW_HTTP="true",
+    )
+    return proc, endpoint
+
+
+def bucket(endpoint: str) -> str:
+    import boto3
+
+    name = f"vault-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=name)
+    return f"s3://{name}/bench"
+
+
+def cards_vault(root: Path, n: int, chunk: int = 10_000) -> Vault:
+    v, _ = Vault.init(root, clock=CLOCK)
+    for lo in range(0, n, chunk):
+        cards = [c for part in gen.generate(min(chunk, n - lo), start=lo) for c in part[0]]
+        v.add(cards)
+    return v
+
+
+def dir_bytes(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def full_build_generation(v: Vault) -> str:
+    from vault.index.build import plan_full
+    from vault.index.state import State
+
+    return plan_full(v.audit.entries(), State(v.objects), v.records, v.cache).generation
+
+
+# --------------------------------------------------------------------------- parts
+def part_clone(n: int, work: Path) -> dict[str, Any]:
+    from vault.remote import clone, push
+    from vault.remote.config import add_remote
+
+    server, endpoint = s3_server_process()
+    try:
+        t = time.perf_counter()
+        a = cards_vault(work / "origin", n)
+        made = time.perf_counter() - t
+        url = bucket(endpoint)
+        add_remote(a.config_path, "origin", url)
+        t = time.perf_counter()
+        first = push(a)
+        push_s = time.perf_counter() - t
+        t = time.perf_counter()
+        got = clone(url, work / "clone", clock=CLOCK)
+        clone_s = time.perf_counter() - t
+        b = Vault.open(work / "clone")
+        same = b.current_ref().generation == a.current_ref().generation  # type: ignore[union-attr]
+        a.add([({"schema_version": 1, "id": "one-more", "version": "1.0.0", "domain": "grid_2d",
+                 "signature": {"keys": ["transform:rotate_90"]},
+                 "template": {"template_dsl": "(rotate_90 grid)"}}, "bench")])
+        t = time.perf_counter()
+        second = push(a)
+        push1_s = time.perf_counter() - t
+        records_bytes = first.bytes_sent
+        vault_bytes = dir_bytes(a.root)
+        return {
+            "part": "clone",
+            "concepts": n,
+            "make_vault_s": round(made, 1),
+            "objects": first.objects_sent,
+            "push_s": round(push_s, 1),
+            "push_bytes": first.bytes_sent,
+            "clone_s": round(clone_s, 1),
+            "clone_objects": got.objects_received,
+            "clone_bytes": got.bytes_received,
+            "clone_index_identical": same,
+            "push_after_one_write_back_bytes": second.bytes_sent,
+            "push_after_one_write_back_s": round(push1_s, 2),
+            "pct_of_pushed_records": round(100 * second.bytes_sent / records_bytes, 4),
+            "vault_dir_bytes": vault_bytes,
+            "pct_of_vault_dir": round(100 * second.bytes_sent / vault_bytes, 4),
+        }
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(timeout=30)
+
+
+def writer(root: str, index: int, commits: int, out: str) -> None:
+    """One writer process: ``commits`` write-backs, each pushed (re-applied when it loses)."""
+    from vault.remote import push
+
+    v = Vault.open(root, clock=CLOCK)
+    retries = replayed = 0
+    names = []
+    t = time.perf_counter()
+    for j in range(commits):
+        name = f"w{index:02d}-{j:04d}"
+        v.add([({"schema_version": 1, "id": name, "version": "1.0.0", "domain": "grid_2d",
+                 "signature": {"keys": ["transform:rotate_90", f"feature:w{index}"]},
+                 "template": {"template_dsl": "(rotate_90 grid)"}}, name)])
+        r = push(v)
+        retries += r.retries
+        replayed += r.replayed
+        names.append(name)  # acknowledged: push returned
+    Path(out).write_text(json.dumps({"acknowledged": names, "retries": retries,
+                                     "replayed": replayed, "seconds": time.perf_counter() - t}))
+
+
+def part_writers(counts: list[int], commits: int, base: int, work: Path) -> list[dict[str, Any]]:
+    from vault.remote import clone, pull, push
+    from vault.remote.config import add_remote
+
+    server, endpoint = s3_server_process()
+    results = []
+    try:
+        for w in counts:
+            d = work / f"w{w}"
+            shutil.rmtree(d, ignore_errors=True)
+            a = cards_vault(d / "origin", base)
+            url = bucket(endpoint)
+            add_remote(a.config_path, "origin", url)
+            push(a)
+            for i in range(w):
+                clone(url, d / f"clone{i}", clock=CLOCK)
+            t = time.perf_counter()
+            procs = [
+                subprocess.Popen([sys.executable, __file__, "_writer", str(d / f"clone{i}"), str(i),
+                                  str(commits), str(d / f"out{i}.json")])
+                for i in range(w)
+            ]
+            codes = [p.wait() for p in procs]
+            wall = time.perf_counter() - t
+            outs = [json.loads((d / f"out{i}.json").read_text()) for i in range(w)]
+            acked = [n for o in outs for n in o["acknowledged"]]
+            vaults = [a] + [Vault.open(d / f"clone{i}", clock=CLOCK) for i in range(w)]
+            for v in vaults:
+                pull(v)
+            logs = {v.audit.path.read_bytes() for v in vaults}
+            final = full_build_generation(a)
+            gens = {v.current_ref().generation for v in vaults}  # type: ignore[union-attr]
+            snap = a.snapshot()
+            lost = [n for n in acked if snap.concept(f"{n}@1.0.0") is None]
+            results.append({
+                "part": "writers",
+                "writers": w,
+                "commits_each": commits,
+                "exit_codes": sorted(set(codes)),
+                "acknowledged": len(acked),
+                "lost": len(lost),
+                "wall_s": round(wall, 1),
+                "commits_per_s": round(len(acked) / wall, 2),
+                "lost_races": sum(o["retries"] for o in outs),
+                "logs_identical": len(logs) == 1,
+                "every_index_is_the_full_build": gens == {final},
+                "base_concepts": base,
+            })
+            print(json.dumps(results[-1]), flush=True)
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(timeout=30)
+    return results
+
+
+def part_dask(n: int, requests: int, work: Path) -> dict[str, Any]:
+    from dask.distributed import LocalCluster
+
+    from vault.distributed import batch
+    from vault.records.query import query_from  # noqa: F401 (the path batch takes)
+
+    v = cards_vault(work / "dask", n)
+    rng = random.Random(21)
+    families = sorted(gen.FAMILIES)
+
+    def task() -> dict[str, Any]:  # new grids each time: every request is computed afresh
+        f = gen.FAMILIES[families[rng.randrange(len(families))]][0]
+        train = [gen.pool_grid(rng) for _ in range(2)]
+        return json.loads(json.dumps({"train": [{"input": g, "output": f(g)} for g in train],
+                                      "test": [{"input": gen.pool_grid(rng)}]}))  # (lists)
+
+    lines = [(i + 1, {"task": task(), "k": 5, "id": i}) for i in range(requests)]
+    cfg = v.config()
+    out: dict[str, Any] = {"part": "dask", "concepts": n, "requests": requests}
+    with v.retriever(config=cfg) as r:
+        gen_id = r.generation
+        t = time.perf_counter()
+        alone = [json.dumps(a, sort_keys=True) for a in r.batch(iter(lines))]
+        out["one_process_s"] = round(time.perf_counter() - t, 1)
+        out["one_process_per_s"] = round(requests / out["one_process_s"])
+        out["errors"] = sum('"error"' in a for a in alone)
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster:
+            warm = lines[: 2 * workers]  # each worker imports vault and opens the snapshot
+            list(batch(str(v.root), gen_id, cfg, iter(warm), scheduler=cluster.scheduler_address,
+                       partition=1))
+            t = time.perf_counter()
+            spread = [json.dumps(a, sort_keys=True) for a in batch(
+                str(v.root), gen_id, cfg, iter(lines), scheduler=cluster.scheduler_address)]
+            s = time.perf_counter() - t
+        out[f"dask_{workers}_s"] = round(s, 1)
+        out[f"dask_{workers}_per_s"] = round(requests / s)
+        out[f"dask_{workers}_identical"] = spread == alone
+    out["speedup_2_over_1"] = round(out["dask_1_s"] / out["dask_2_s"], 2)
+    return out
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["_writer"]:
+        root, index, commits, out = sys.argv[2:6]
+        writer(root, int(index), int(commits), out)
+        return
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("part", choices=["clone", "writers", "dask"])
+    ap.add_argument("--concepts", type=int, default=100_000)
+    ap.add_argument("--writers", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--commits", type=int, default=100)
+    ap.add_argument("--requests", type=int, default=20_000)
+    ap.add_argument("--out", type=Path, default=HERE / "scaling.jsonl")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="vault-scaling-"))
+    try:
+        if args.part == "clone":
+            found: Any = part_clone(args.concepts, work)
+        elif args.part == "writers":
+            found = part_writers(args.writers, args.commits, min(args.concepts, 1000), work)
+        else:
+            found = part_dask(args.concepts, args.requests, work)
+        for item in found if isinstance(found, list) else [found]:
+            print(json.dumps(item), flush=True)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(item) + "\n")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""Remotes on object storage (issue 21): push, pull, clone and the many-writer commit
+protocol, against a file:// remote and a real S3 server (moto's server mode, started on
+127.0.0.1 by the fixture). Skipped only when the ``remote`` / ``dev`` extras are absent."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("obstore")
+
+from vault.canonical import dumps_line, with_check  # noqa: E402
+from vault.errors import ConflictError, CorruptionError, UsageError  # noqa: E402
+from vault.remote import clone, pull, push  # noqa: E402
+from vault.remote.config import add_remote  # noqa: E402
+from vault.vault import Vault, fixed_clock  # noqa: E402
+
+from .conftest import card, example_cards, example_evidence  # noqa: E402
+
+CLOCK = fixed_clock(1_700_000_000)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    server_mod = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["file", "s3"])
+def remote_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: Any) -> str:
+    """A fresh, empty remote: a directory, or a bucket of the local S3 server."""
+    if request.param == "file":
+        return (tmp_path / "remote").as_uri()
+    endpoint = request.getfixturevalue("s3_endpoint")
+    for key, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    import boto3
+
+    bucket = f"vault-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/team/arc"
+
+
+def origin(tmp_path: Path, url: str, name: str = "a") -> Vault:
+    v, _ = Vault.init(tmp_path / name, clock=CLOCK)
+    add_remote(v.config_path, "origin", url)
+    return v
+
+
+def log_bytes(v: Vault) -> bytes:
+    return v.audit.path.read_bytes()
+
+
+def current(v: Vault) -> bytes:
+    return v.generations.current_path.read_bytes()
+
+
+def generation(v: Vault) -> str:
+    ref = v.current_ref()
+    assert ref is not None
+    return ref.generation
+
+
+def full_build_generation(v: Vault) -> str:
+    """The generation a full build of the log gives (an independent path: plan_full)."""
+    from vault.index.build import plan_full
+    from vault.index.state import State
+
+    plan = plan_full(v.audit.entries(), State(v.objects), v.records, v.cache)
+    return plan.generation
+
+
+def test_push_then_clone_is_the_same_vault(tmp_path: Path, remote_url: str) -> None:
+    a = origin(tmp_path, remote_url)
+    a.add(example_cards())
+    a.add_evidence(example_evidence())
+    sent = push(a)
+    assert sent.pushed == len(a.audit.entries()) and sent.objects_sent > 0
+    got = clone(remote_url, tmp_path / "b", clock=CLOCK)
+    b = Vault.open(tmp_path / "b")
+    assert got.objects_received == sent.objects_sent
+    assert log_bytes(b) == log_bytes(a)
+    assert generation(b) == generation(a) == full_build_generation(b)
+    assert b.verify().ok
+    again = push(a)  # nothing new: nothing moves
+    assert (again.pushed, again.objects_sent) == (0, 0)
+
+
+def test_push_after_one_write_back_moves_only_its_records(tmp_path: Path) -> None:
+    remote_url = (tmp_path / "remote").as_uri()
+    a = origin(tmp_path, remote_url)
+    a.add(example_cards())
+    first = push(a)
+    a.add([(card("one-more", ["transform:rotate_90"]), "x")])
+    second = push(a)
+    assert second.pushed == 1 and second.objects_sent == 1  # the one new card
+    assert second.bytes_sent < first.bytes_sent / 10
+    b_dir = tmp_path / "b"
+    clone(remote_url, b_dir, clock=CLOCK)
+    b = Vault.open(b_dir)
+    a.add([(card("third", ["transform:flip_h"]), "x")])
+    push(a)
+    pulled = pull(b)
+    assert (pulled.pulled, pulled.objects_received) == (1, 1)
+    assert log_bytes(b) == log_bytes(a) and generation(b) == generation(a)
+
+
+def test_a_writer_that_loses_the_race_reapplies_on_top(tmp_path: Path, remote_url: str) -> None:
+    a = origin(tmp_path, remote_url)
+    a.add(example_cards())
+    push(a)
+    clone(remote_url, tmp_path / "b", clock=CLOCK)
+    b = Vault.open(tmp_path / "b", clock=CLOCK)
+    a.add([(card("from-a", ["transform:rotate_90"]), "a")])
+    b.add([(card("from-b", ["transform:flip_h"]), "b")])
+    push(a)
+    r = push(b)  # b's seq 4 is taken: b pulls a's entry, re-applies its own, pushes
+    assert (r.pulled, r.replayed, r.pushed) == (1, 1, 1)
+    pull(a)
+    assert log_bytes(a) == log_bytes(b)
+    assert generation(a) == generation(b) == full_build_generation(a)
+    for v in (a, b):
+        snap = v.snapshot()
+        assert snap.concept("from-a@1.0.0") and snap.concept("from-b@1.0.0")
+        assert v.verify().ok
+
+
+def test_two_writers_forking_one_concept_keep_both_forks(tmp_path: Path) -> None:
+    remote_url = (tmp_path / "remote").as_uri()
+    a = origin(tmp_path, remote_url)
+    a.add([(card("base", ["transform:rotate_90"]), "x")])
+    push(a)
+    clone(remote_url, tmp_path / "b", clock=CLOCK)
+    b = Vault.open(tmp_path / "b", clock=CLOCK)
+    a.add([(card("base", ["transform:rotate_90"], dsl="(rot90 a)"), "a")], fork=True)
+    b.add([(card("base", ["transform:rotate_90"], dsl="(rot90 b)"), "b")], fork=True)
+    push(a)
+    push(b)
+    pull(a)
+    for v in (a, b):
+        snap = v.snapshot()
+        forks = {
+            v.records(snap.concept(f"base@{ver}")["card"])["template"]["template_dsl"]
+            for ver in ("1.1.0", "1.2.0")
+        }
+        assert forks == {"(rot90 a)", "(rot90 b)"}
+    assert generation(a) == generation(b)
+
+
+def test_contending_writers_lose_nothing(tmp_path: Path, remote_url: str) -> None:
+    """Three clones write back and push at once (threads): the conditional create decides;
+    every acknowledged push is in the final log, every clone builds the same index."""
+    a = origin(tmp_path, remote_url)
+    push(a)
+    writers = []
+    for i in range(3):
+        clone(remote_url, tmp_path / f"w{i}", clock=CLOCK)
+        writers.append(Vault.open(tmp_path / f"w{i}", clock=CLOCK))
+    acknowledged: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(i: int, v: Vault) -> None:
+        try:
+            for j in range(2):
+                name = f"w{i}-c{j}"
+                v.add([(card(name, ["transform:rotate_90"]), name)])
+                push(v)
+                acknowledged.append(name)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i, v)) for i, v in enumerate(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(acknowledged) == 6
+    for v in [a, *writers]:
+        pull(v)
+    logs = {log_bytes(v) for v in [a, *writers]}
+    assert len(logs) == 1
+    gens = {generation(v) for v in [a, *writers]}
+    assert gens == {full_build_generation(a)}
+    snap = a.snapshot()
+    assert all(snap.concept(f"{n}@1.0.0") for n in acknowledged)
+
+
+def test_a_rollback_that_lost_the_race_is_refused(tmp_path: Path) -> None:
+    url = (tmp_path / "remote").as_uri()
+    a = origin(tmp_path, url)
+    a.add([(card("first", ["transform:rotate_90"]), "x")])
+    a.add([(card("second", ["transform:flip_h"]), "x")])
+    push(a)
+    clone(url, tmp_path / "b", clock=CLOCK)
+    b = Vault.open(tmp_path / "b", clock=CLOCK)
+    b.add([(card("b-only", ["transform:rotate_180"]), "x")])
+    b.rollback()  # b's unpushed tail: an add, then a rollback of it
+    a.add([(card("third", ["transform:flip_v"]), "x")])
+    push(a)
+    before = (log_bytes(b), current(b))
+    with pytest.raises(ConflictError, match="discard-unpushed"):
+        push(b)
+    assert (log_bytes(b), current(b)) == before  # nothing changed
+    pull(b, discard_unpushed=True)
+    assert log_bytes(b) == log_bytes(a) and generation(b) == generation(a)
+    assert b.verify().ok
+    b.rollback()  # decided again, on the state it now sees: pushed without a race
+    push(b)
+    pull(a)
+    assert generation(a) == generation(b) == full_build_generation(a)
+    assert a.snapshot().concept("third@1.0.0") is None
+
+
+def _remote_root(url: str) -> Path:
+    return Path(url.removeprefix("file://"))
+
+
+@pytest.mark.parametrize("tamper", ["object", "checksum", "op", "gap"])
+def test_a_tampered_remote_is_refused_before_anything_changes(
+    tmp_path: Path, tamper: str
+) -> None:
+    url = (tmp_path / "remote").as_uri()
+    a = origin(tmp_path, url)
+    a.add(example_cards())
+    push(a)
+    clone(url, tmp_path / "b", clock=CLOCK)
+    b = Vault.open(tmp_path / "b", clock=CLOCK)
+    a.add([(card("new-one", ["transform:rotate_90"]), "x")])
+    push(a)
+    root = _remote_root(url)
+    segment = sorted((root / "log").iterdir())[-1]
+    line = json.loads(segment.read_bytes())
+    if tamper == "object":
+        idx = json.loads(sorted(root.glob("packs/*.idx"))[-1].read_bytes())
+        digest, offset, length = idx["objects"][0]
+        pack = root / "packs" / f"{idx['pack']}.pack"
+        data = bytearray(pack.read_bytes())
+        data[offset + 5] ^= 1
+        pack.chmod(0o644)
+        pack.write_bytes(bytes(data))
+    elif tamper == "checksum":
+        line["time"] = "2030-01-01T00:00:00Z"
+        segment.write_bytes(dumps_line(line))
+    elif tamper == "op":
+        line.pop("check")
+        line["op"] = "teleport"
+        segment.write_bytes(dumps_line(with_check(line)))
+    else:
+        segment.rename(segment.with_name(f"{line['seq'] + 1:012d}.jsonl"))
+    before = (log_bytes(b), current(b), sorted(b.objects))
+    with pytest.raises(CorruptionError):
+        pull(b)
+    assert (log_bytes(b), current(b), sorted(b.objects)) == before
+    assert b.verify().ok
+
+
+def test_an_interrupted_clone_resumes(tmp_path: Path, monkeypatch: Any) -> None:
+    from vault.remote import sync
+
+    url = (tmp_path / "remote").as_uri()
+    a = origin(tmp_path, url)
+    a.add(example_cards())
+    a.add_evidence(example_evidence())
+    push(a)
+    real = sync.Remote.fetch
+
+    def fetch_then_fail(self: Any, digests: Any, optional: Any, store: Any) -> tuple[int, int]:
+        wanted = sorted(set(digests))
+        real(self, wanted[: len(wanted) // 2], optional, store)
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(sync.Remote, "fetch", fetch_then_fail)
+    with pytest.raises(OSError):
+        clone(url, tmp_path / "b", clock=CLOCK)
+    assert not (tmp_path / "b" / "format.json").exists()
+    monkeypatch.setattr(sync.Remote, "fetch", real)
+    total = push(a).objects_sent + len(set(sorted(a.objects)))  # (only for scale)
+    got = clone(url, tmp_path / "b", clock=CLOCK)
+    assert 0 < got.objects_received < total
+    b = Vault.open(tmp_path / "b")
+    assert b.verify().ok and generation(b) == generation(a)
+
+
+def test_remote_urls_and_names_are_checked(tmp_path: Path) -> None:
+    v, _ = Vault.init(tmp_path / "v", clock=CLOCK)
+    for bad in ("http://example.com/x", "s3://", "file://relative/x", "s3://b/p?key=secret",
+                "s3://user:pw@bucket/x"):
+        with pytest.raises(UsageError):
+            add_remote(v.config_path, "origin", bad)
+    with pytest.raises(UsageError):
+        add_remote(v.config_path, "bad name", "file:///tmp/x")
+    add_remote(v.config_path, "origin", (tmp_path / "r").as_uri())
+    assert v.config().mode == "hybrid"  # config.toml still loads with the remote table
+    with pytest.raises(UsageError, match="exists"):
+        add_remote(v.config_path, "origin", (tmp_path / "r").as_uri())
+
+
+def test_the_remote_commands(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vault_cli.app import app
+
+    runner = CliRunner()
+    url = (tmp_path / "remote").as_uri()
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(app, list(args), env={"VAULT_DIR": None, "SOURCE_DATE_EPOCH": "0"})
+        assert "Traceback" not in result.output
+        return result
+
+    assert run("init", a).exit_code == 0
+    bad = run("--vault", a, "remote", "add", "origin", "http://example.com/v")
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
+    assert run("--vault", a, "remote", "add", "origin", url).exit_code == 0
+    listed = run("--vault", a, "remote", "list", "--json")
+    assert json.loads(listed.stdout) == {"origin": url}
+    assert run("--vault", a, "add", str(Path(__file__).parent.parent / "examples" / "cards.jsonl"))
+    pushed = run("--vault", a, "push", "--json")
+    assert pushed.exit_code == 0 and json.loads(pushed.stdout)["pushed"] == 3
+    cloned = run("clone", url, b, "--json")
+    assert cloned.exit_code == 0 and json.loads(cloned.stdout)["head"] == 3
+    assert run("--vault", b, "verify").exit_code == 0
+    pulled = run("--vault", b, "pull")
+    assert pulled.exit_code == 0 and "pulled 0 audit entries" in pulled.stderr
+    again = run("clone", url, b)
+    assert again.exit_code == 2 and "already" in again.stderr
+    nothing = run("clone", (tmp_path / "nowhere").as_uri(), str(tmp_path / "c"))
+    assert nothing.exit_code == 1 and not (tmp_path / "nowhere").exists()
+    assert run("--vault", a, "remote", "remove", "origin").exit_code == 0
+    assert run("--vault", a, "push").exit_code == 2  # no remote any more

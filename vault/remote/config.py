@@ -1,0 +1,111 @@
+"""Named remotes, kept in ``config.toml`` as ``[remote.NAME]`` tables holding ``url`` only
+(never a credential: those come from the object-store library's environment)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from vault.errors import ConfigError, NotFoundError, UsageError
+from vault.remote.store import check_url
+from vault.store.fs import atomic_write
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT = "origin"
+
+
+def _tables(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+
+
+def remotes(config_path: Path) -> dict[str, str]:
+    """{name: url} of the vault's remotes."""
+    table = _tables(config_path).get("remote", {})
+    out = {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{config_path}: 'remote' must be a table of [remote.NAME] tables")
+    for name, value in table.items():
+        if (
+            not isinstance(value, dict)
+            or set(value) != {"url"}
+            or not isinstance(value["url"], str)
+        ):
+            raise ConfigError(f"{config_path}: [remote.{name}] holds exactly one key, url")
+        out[name] = value["url"]
+    return out
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise UsageError(f"remote name {name!r}: letters, digits, '.', '_', '-' (at most 64)")
+    return name
+
+
+def add_text(text: str, name: str, url: str) -> str:
+    """``config.toml`` text with ``[remote.NAME]`` appended."""
+    check_name(name)
+    check_url(url)
+    if any(ord(c) < 32 or c in '"\\' for c in url):
+        raise UsageError(f"remote URL {url!r}: control characters, quotes and backslashes "
+                         "are not allowed")
+    sep = "" if not text or text.endswith("\n") else "\n"
+    return f'{text}{sep}\n[remote.{name}]\nurl = "{url}"\n'
+
+
+def without_remotes(text: str) -> str:
+    """``config.toml`` text with every ``[remote.*]`` table removed (what a remote keeps)."""
+    out: list[str] = []
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            skipping = stripped.startswith("[remote.") or stripped == "[remote]"
+        if not skipping:
+            out.append(line)
+    return "".join(out).rstrip("\n") + "\n"
+
+
+def add_remote(config_path: Path, name: str, url: str) -> None:
+    """Add ``[remote.NAME]`` (call under the vault's write lock)."""
+    if name in remotes(config_path):
+        raise UsageError(f"remote {name!r} exists already (`vault remote remove {name}` first)")
+    try:
+        text = config_path.read_text("utf-8")
+    except FileNotFoundError:
+        text = ""
+    atomic_write(config_path, add_text(text, name, url).encode())
+
+
+def remove_remote(config_path: Path, name: str) -> None:
+    if name not in remotes(config_path):
+        raise NotFoundError(f"no remote named {name!r}")
+    text = config_path.read_text("utf-8")
+    kept = {n: u for n, u in remotes(config_path).items() if n != name}
+    text = without_remotes(text)
+    for n, u in kept.items():
+        text = add_text(text, n, u)
+    atomic_write(config_path, text.encode())
+
+
+def resolve(config_path: Path, name: str | None) -> tuple[str, str]:
+    """(name, url) of the remote meant: ``name``, else the only one or ``origin``."""
+    known = remotes(config_path)
+    if name is None:
+        if DEFAULT in known:
+            name = DEFAULT
+        elif len(known) == 1:
+            name = next(iter(known))
+        elif not known:
+            raise UsageError("this vault has no remote: `vault remote add NAME URL`")
+        else:
+            raise UsageError(f"several remotes ({', '.join(sorted(known))}): name one")
+    if name not in known:
+        raise NotFoundError(f"no remote named {name!r} (known: {', '.join(sorted(known))})")
+    return name, known[name]
