@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 from vault.arc import load_dataset  # noqa: E402
 from vault.embedding import embedder, shipped  # noqa: E402
 from vault.eval.synthetic import generate  # noqa: E402
-from vault.grid.objects import clear_caches  # noqa: E402
+from vault.grid.reprs import clear_caches  # noqa: E402
 from vault.grid.pairs import analyze_pair  # noqa: E402
 from vault.ops.arc_import import import_tasks  # noqa: E402
 from vault.records.query import Pair, parse_task  # noqa: E402

@@ -88,7 +88,7 @@ def bucket(endpoint: str) -> str:
 
 
 def cards_vault(root: Path, n: int, chunk: int = 10_000) -> Vault:
-    v, _ = Vault.init(root, clock=CLOCK)
+    v = Vault.init(root, clock=CLOCK)
     for lo in range(0, n, chunk):
         cards = [c for part in gen.generate(min(chunk, n - lo), start=lo) for c in part[0]]
         v.add(cards)

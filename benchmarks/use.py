@@ -87,7 +87,7 @@ def grids(n: int, seed: int) -> list[list[list[int]]]:
 def in_process(v: Any, arc: list[dict[str, Any]], per_mode: int) -> dict[str, Any]:
     """Per-query figures on one retriever; no request is asked twice (each mode its own
     tasks; the snapshot's arrays warmed first with a query not timed)."""
-    from vault.grid.objects import clear_caches
+    from vault.grid.reprs import clear_caches
 
     r = v.retriever()
     out: dict[str, Any] = {}

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests import analysis_corpus as ac
-from vault.grid.objects import clear_caches
+from vault.grid.reprs import clear_caches
 
 
 @pytest.fixture(scope="module")

@@ -126,7 +126,7 @@ def test_the_d4_names_are_spelt_out_once() -> None:
                 found = {e.value for e in elts if isinstance(e, ast.Constant)}
                 if found == names:
                     copies.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert copies == ["vault/grid/grid.py:67"]
+    assert [c.split(":")[0] for c in copies] == ["vault/grid/grid.py"]  # D4 itself, once
 
 
 def test_the_feature_keys_are_the_ones_emitted() -> None:

@@ -19,6 +19,7 @@ from vault.canonical import canonical_bytes
 from vault.embedding import embedder
 from vault.embedding.cache import EmbeddingCache
 from vault.grid import objects as grid_objects
+from vault.grid import reprs as grid_reprs
 from vault.grid.grid import parse_grid
 from vault.grid.reprs import grid_to_repr
 from vault.index import snapshot
@@ -61,7 +62,7 @@ def test_grid_analysis_estimates_cover_what_an_entry_really_holds() -> None:
     holds (the analysis, its objects' cached bbox and shape, the grid kept as the key)."""
     rng = random.Random(1)
     for make in (noise, lambda r: [[0] * 15 + [r.randrange(1, 10)] * 15 for _ in range(30)]):
-        grid_objects.clear_caches()
+        grid_reprs.clear_caches()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         g = parse_grid(make(rng))
@@ -71,7 +72,7 @@ def test_grid_analysis_estimates_cover_what_an_entry_really_holds() -> None:
         held = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()
         assert grid_objects._memo.bytes >= held, (grid_objects._memo.bytes, held)
-    grid_objects.clear_caches()
+    grid_reprs.clear_caches()
 
 
 def test_grid_analysis_memo_stays_within_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,7 +164,7 @@ def test_long_keys_are_not_memoised() -> None:
 # --------------------------------------------------------------------------- same answers
 def _batch(v: Vault, requests: list[tuple[int, Any]], workers: int) -> bytes:
     snapshot.clear_cache()
-    grid_objects.clear_caches()
+    grid_reprs.clear_caches()
     fresh = Vault.open(v.root)  # (a new handle: nothing remembered)
     with fresh.retriever() as r:
         return b"".join(canonical_bytes(a) + b"\n" for a in r.batch(requests, workers=workers))

@@ -132,6 +132,9 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["remote", "list", "extra"], 2, ["unexpected extra argument"]),
     (["push", "--json"], 2, ["this vault has no remote", "vault remote add"]),
     (["clone", "http://example.com/v", "MISSING"], 2, ["cannot clone into", "remote URL"]),
+    (["list", "--status", "retired"], 2, ["'--status'", "'retired'"]),
+    (["ls", "--key", "transform:rotate90"], 2, ["--key", "did you mean transform:rotate_90"]),
+    (["export", "--since", "-1"], 2, ["'--since'", "expected an integer >= 0, got -1"]),
     # the command ran and failed: 1
     (["init", "FILE"], 1, ["exists and is not a directory"]),
     (["add", "BADCARD"], 1, ["field 'version'", '"1.0"']),
@@ -155,6 +158,8 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["embedder", "fit", "--tasks", "MISSING"], 1, ["not a directory"]),
     (["remote", "remove", "ghost"], 1, ["no remote named 'ghost'"]),
     (["pull", "ghost"], 1, ["no remote named 'ghost'"]),
+    (["import", "NOTJSON"], 1, ["malformed JSON"]),
+    (["import", "MISSING"], 1, ["missing.json: no such file"]),
 ]
 
 

@@ -75,6 +75,13 @@ INVOCATIONS: list[list[str]] = [
     ["export"],
     ["export", "--json"],
     ["import", "{records}", "--json"],
+    ["remote", "add", "second", "{remote2}"],
+    ["remote", "list"],
+    ["remote", "list", "--json"],
+    ["push", "--json"],
+    ["pull", "--json"],
+    ["clone", "{remote}", "{new}", "--json"],
+    ["remote", "remove", "origin"],
     ["show", "rotate-90"],
     ["show", "rotate-90", "--json"],
     ["rollback", "--list"],
@@ -123,6 +130,12 @@ def stocked(example_vault: Vault, tmp_path: Path) -> Iterator[dict[str, str]]:
     fork.write_text(json.dumps(card))
     requests = tmp_path / "requests.jsonl"
     requests.write_text(json.dumps({"task": json.loads(Path(TASK).read_text())}) + "\n")
+    remote = (tmp_path / "remote").as_uri()  # a file:// remote the vault has pushed to
+    from vault.remote import push
+    from vault.remote.config import add_remote
+
+    add_remote(example_vault.config_path, "origin", remote)
+    push(example_vault, "origin")
     records = tmp_path / "records.jsonl"  # one new card, as `vault export` writes it
     records.write_text(json.dumps({**card, "kind": "concept", "version": "9.0.0"}) + "\n")
     yield {
@@ -130,6 +143,8 @@ def stocked(example_vault: Vault, tmp_path: Path) -> Iterator[dict[str, str]]:
         "fork": str(fork),
         "requests": str(requests),
         "records": str(records),
+        "remote": remote,
+        "remote2": (tmp_path / "remote2").as_uri(),
     }
 
 

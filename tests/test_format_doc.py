@@ -49,6 +49,8 @@ def _pattern(name: str) -> re.Pattern[str]:
             text = re.escape(part)
             text = re.sub(r"<(\d+)\\? hex>", r"[0-9a-f]{\1}", text)
             text = text.replace("<version>", r"[0-9]+\.[0-9]+\.[0-9]+")
+            text = text.replace("NAME", r"[A-Za-z0-9_-]+").replace(r"\*", r"[^/]+")
+            text = text.replace("<digest>", "[0-9a-f]{64}").replace("<kind>", r"\w+")
             out.append(text)
     return re.compile("/".join(out))
 
@@ -64,6 +66,15 @@ def _ops_table() -> dict[str, set[str]]:
         for op in re.findall(r"^`(\w+)`|, `(\w+)`", cells[0]):
             out[next(o for o in op if o)] = keys
     return out
+
+
+# Files the busy vault does not have, by their nature: a rebase's journal exists only while
+# a lost race is re-applied (tests/test_remote.py); summaries only for tables of >= 131,072
+# rows (tests/test_topk.py).
+SOMETIMES = {
+    "remotes/NAME/rebase.jsonl",
+    "embeddings/cache/summaries/<digest>-<kind>.summary",
+}
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +100,11 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Vault:
     v.rollback()
     v.gc(keep=3)
     v.embed([([[1, 2], [3, 4]], "grid")])  # single cache entries (not packs)
+    from vault.remote import push
+    from vault.remote.config import add_remote
+
+    add_remote(v.config_path, "origin", (root.parent / "remote").as_uri())
+    push(v, "origin")  # remotes/origin/head and its pack index
     v.set_mode("symbolic")
     return v
 
@@ -103,7 +119,7 @@ def test_the_layout_block_names_every_file_and_each_name_exists(busy: Vault) -> 
     unnamed = [f for f in files if not any(p.fullmatch(f) for p in patterns.values())]
     assert unnamed == []
     absent = [n for n, p in patterns.items() if not any(p.fullmatch(f) for f in files)]
-    assert absent == []
+    assert set(absent) == SOMETIMES
 
 
 def test_the_audit_op_table_is_the_code_s(busy: Vault) -> None:

@@ -63,7 +63,7 @@ def remote_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: Any)
 
 
 def origin(tmp_path: Path, url: str, name: str = "a") -> Vault:
-    v, _ = Vault.init(tmp_path / name, clock=CLOCK)
+    v = Vault.init(tmp_path / name, clock=CLOCK)
     add_remote(v.config_path, "origin", url)
     return v
 
@@ -304,7 +304,7 @@ def test_an_interrupted_clone_resumes(tmp_path: Path, monkeypatch: Any) -> None:
 
 
 def test_remote_urls_and_names_are_checked(tmp_path: Path) -> None:
-    v, _ = Vault.init(tmp_path / "v", clock=CLOCK)
+    v = Vault.init(tmp_path / "v", clock=CLOCK)
     for bad in ("http://example.com/x", "s3://", "file://relative/x", "s3://b/p?key=secret",
                 "s3://user:pw@bucket/x"):
         with pytest.raises(UsageError):

@@ -37,8 +37,7 @@ from vault.eval.metrics import (
     reciprocal_rank,
     summarize,
 )
-from vault.grid.objects import clear_caches
-from vault.grid.reprs import repr_id
+from vault.grid.reprs import clear_caches, repr_id
 from vault.index.snapshot import Snapshot
 from vault.ops.arc_import import import_tasks
 from vault.ops.write import set_embedder

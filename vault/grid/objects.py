@@ -159,10 +159,7 @@ def separators(g: Grid, bg: int | None = None) -> int:
     return n
 
 
-def clear_caches() -> None:
-    """Forget every memoised analysis, reprs included (the study times each query from a
-    cold start)."""
-    from vault.grid import reprs
-
+def clear_objects() -> None:
+    """Forget the memoised object analyses (``vault.grid.reprs.clear_caches`` forgets the
+    reprs too)."""
     _memo.clear()
-    reprs.clear_caches()

@@ -22,6 +22,7 @@ from vault.grid.grid import (
     parse_grid,
     to_lists,
 )
+from vault.grid.objects import clear_objects
 from vault.grid.objects import prime_objects as _prime_objects
 from vault.memo import BoundedMemo, MiB
 from vault.records.schema import validate
@@ -207,8 +208,10 @@ def _copy(rep: dict[str, Any]) -> dict[str, Any]:
 
 
 def clear_caches() -> None:
-    """Forget every memoised repr."""
+    """Forget every memoised analysis: reprs and object analyses (the study times each
+    query from a cold start)."""
     _memo.clear()
+    clear_objects()
 
 
 def _repr(g: Grid) -> dict[str, Any]:
