@@ -64,6 +64,18 @@ def _state_lines(data: bytes | None) -> list[bytes]:
     return out
 
 
+def _repaired(root: Path, name: str) -> bool:
+    """Whether the command rewrote object ``name`` (``objects/ab/cdef…``) as damaged and said
+    so with a ``repair`` audit line (FORMAT §3): an existing object whose fsync fails is
+    replaced by a fresh, fsynced file — the failure was handled, not ignored."""
+    parts = Path(name).parts
+    if len(parts) != 3 or parts[0] != "objects":
+        return False
+    digest = parts[1] + parts[2]
+    log = state_files(root)["audit/commits.jsonl"]
+    return any(b'"op":"repair"' in line and digest.encode() in line for line in _lines(log))
+
+
 def fault_at(b: Baseline, n: int, err: str, work: Path) -> Fault:
     w = copy_vault(b.pre, work / "w")
     before = b.pre_tree  # the copy is byte-identical to the pre-state
@@ -77,7 +89,7 @@ def fault_at(b: Baseline, n: int, err: str, work: Path) -> Fault:
         f.checks["no_traceback"] = child.stderr[-300:]
     if child.code == 0:
         f.handled = True
-        if point[0] in ("fsync", "sync"):
+        if point[0] in ("fsync", "sync") and not _repaired(w, point[1]):
             f.checks["fails"] = f"exit 0 although {point[0]} of {point[1]} failed"
     else:
         if not child.one_line_error:
