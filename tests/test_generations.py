@@ -12,7 +12,7 @@ import pytest
 from vault.canonical import loads
 from vault.embedding import embedder
 from vault.errors import CorruptionError, NotFoundError, UsageError, VaultError
-from vault.index.snapshot import clear_cache
+from vault.index.snapshot import Generation, clear_cache
 from vault.ops.gc import gc
 from vault.ops.rollback import index_status, rollback
 from vault.records.query import task_query
@@ -223,7 +223,8 @@ def test_readers_use_the_snapshot_not_the_view(example_vault: Vault) -> None:
 def test_corrupt_vectors_fall_back_with_the_reason(example_vault: Vault) -> None:
     v = example_vault
     q = task_query(rotate_task())
-    matrix = v.objects.path(v.snapshot().manifest["table"]["matrix"])
+    first = Generation(v.objects, v.snapshot().generation).metas[0]
+    matrix = v.objects.path(first.matrix)  # a matrix chunk (FORMAT §7.5)
     matrix.chmod(0o644)
     data = bytearray(matrix.read_bytes())
     data[-1] ^= 1

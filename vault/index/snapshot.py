@@ -44,10 +44,20 @@ from vault.errors import (
 )
 from vault.index.generations import CurrentRef, Generations
 from vault.index.state import State
-from vault.index.table import MANIFEST_SCHEMA_VERSION, TABLE_OBJECTS, Table
+from vault.index.table import (
+    MANIFEST_SCHEMA_VERSION,
+    TABLE_OBJECTS,
+    Meta,
+    Table,
+    join,
+    parse_lists,
+    read_into,
+    read_matrix,
+)
 from vault.store.objects import ObjectStore, is_digest
 
-CACHE_SIZE = 4  # generations kept loaded per process (each holds <= 9 descriptors) ...
+CACHE_SIZE = 4  # generations kept loaded per process (each holds <= 4 + PIN_CHUNKS fds) ...
+PIN_CHUNKS = 256  # chunk objects held open at most; a larger table is read when opened
 CACHE_BYTES = 512 << 20  # ... and at most this much of them (the most recent one always)
 SHARD_ENTRY_BYTES = 1024  # a parsed state entry, estimated
 REPR_ID_BYTES = 128  # a repr id in a parsed repr shard, estimated
@@ -75,7 +85,7 @@ def read_manifest(objects: ObjectStore, generation: str) -> dict[str, Any]:
             f"{MANIFEST_SCHEMA_VERSION} (made by another version of vault: `vault index build`)"
         )
     table = manifest.get("table")
-    names = ["state", "embedder", "vectors", "ann_hash_file"]
+    names = ["state", "embedder", "ann_hash"]
     if (
         not isinstance(table, dict)
         or set(table) != set(TABLE_OBJECTS)
@@ -145,6 +155,9 @@ class Pins(ObjectStore):
             ) from None
         weakref.finalize(self, _close, self._fds)
 
+    def fd(self, digest: str) -> int | None:
+        return self._fds.get(digest)
+
     def get(self, digest: str, *, check: bool = False) -> bytes:
         """The object's bytes (a held one always checked against its address)."""
         fd = self._fds.get(digest)
@@ -180,23 +193,70 @@ def _read(store: ObjectStore, generation: str, digest: str, what: str) -> bytes:
         raise CorruptionError(f"{where}: {exc}") from None
 
 
+class _Chunks:
+    """Reads a generation's chunk objects into the joined arrays: from a held descriptor,
+    else from the store (a missing one: ``GenerationGoneError`` when the generation was
+    collected, or ``gone``)."""
+
+    def __init__(self, objects: ObjectStore, pins: Pins | None, generation: str, gone: bool):
+        self.objects, self.pins, self.generation, self.gone = objects, pins, generation, gone
+
+    def rows(self, i: int, m: Meta, bufs: list[memoryview]) -> None:
+        self._read(m.digest, bufs, f"rows chunk {i}")
+
+    def matrix(self, i: int, m: Meta, buf: memoryview) -> None:
+        self._read(m.matrix, [buf], f"matrix chunk {i}")
+
+    def _read(self, digest: str, bufs: list[memoryview], what: str) -> None:
+        where = f"generation {self.generation[:12]}: {what}"
+        fd = self.pins.fd(digest) if self.pins is not None else None
+        if fd is not None:
+            read_into(fd, bufs, digest, f"{where} ({self.objects.path(digest)})")
+            return
+        path = self.objects.path(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            if self.gone or not self.objects.path(self.generation).exists():
+                raise GenerationGoneError(f"{where}: object {digest} is missing; {_GONE}") from None
+            raise CorruptionError(f"{where}: object {path} is missing") from None
+        except OSError as exc:
+            raise CorruptionError(
+                f"{where}: object {path} cannot be read ({exc.strerror})"
+            ) from None
+        try:
+            read_into(fd, bufs, digest, f"{where} ({path})")
+        finally:
+            os.close(fd)
+
+
 class Generation:
     """The loaded, immutable content of one generation (shared by snapshots of it)."""
 
     def __init__(self, objects: ObjectStore, generation: str, *, pin: bool = False):
         """``pin``: hold what it reads later open now (a reader's ``Snapshot.open``;
-        ``GenerationGoneError`` if any of it is missing). Without it (gc, verify: they
-        read under the lock or only report) everything is read from the store."""
+        ``GenerationGoneError`` if any of it is missing) — its state list, chunk lists and
+        chunks; a table of more than ``PIN_CHUNKS`` chunk objects is read now instead.
+        Without it (gc, verify: they read under the lock or only report) everything is
+        read from the store."""
         self.objects = objects
         self.id = generation
         self.manifest = read_manifest(objects, generation)
-        self.pins: Pins | None = self._pin() if pin else None
+        self.pins: Pins | None = None
+        self.chunk_pins: Pins | None = None
+        if pin:
+            self.pins = self._pin()
+            metas = self.metas
+            if 2 * len(metas) <= PIN_CHUNKS:
+                digests = [d for m in metas for d in (m.digest, m.matrix)]
+                self.chunk_pins = Pins(objects, digests, f"generation {self.id[:12]}")
+            else:
+                self.__dict__["table"] = self._load_table(gone=True)
+                self.table.matrix  # noqa: B018 (read now: nothing holds its chunks open)
 
-    def _pin(self, table: bool = True) -> Pins:
+    def _pin(self) -> Pins:
         m = self.manifest
-        names = [m["state"]]
-        if table:
-            names += [m["vectors"], *(m["table"][n] for n in TABLE_OBJECTS)]
+        names = [m["state"], *(m["table"][n] for n in TABLE_OBJECTS)]
         weights = [m["weights"]] if "weights" in m else []
         return Pins(self.objects, names, f"generation {self.id[:12]}", optional=weights)
 
@@ -209,12 +269,12 @@ class Generation:
         MB at 10^5 concepts) would only check what was just written."""
         data = cls.__new__(cls)
         data.objects, data.id, data.manifest = objects, generation, manifest
+        data.chunk_pins = None
         try:
-            data.pins = data._pin(table=False)  # (the table is in memory)
+            data.pins = data._pin()  # (the table is in memory)
         except VaultError:  # (just stored: never; else it is read from the store)
             data.pins = None
-        for a in (table.columns, table.offsets, table.matrix, table.key_offsets, table.postings):
-            a.flags.writeable = False  # shared by every reader, as a loaded table is
+        table.freeze()  # shared by every reader, as a loaded table is
         data.__dict__["table"] = table  # (the cached_property's slot)
         return data
 
@@ -222,31 +282,36 @@ class Generation:
         return _read(self.pins or self.objects, self.id, digest, what)
 
     @cached_property
-    def table(self) -> Table:
+    def lists(self) -> tuple[bytes, bytes]:
         names = self.manifest["table"]
-        blobs = {name: self._blob(names[name], name) for name in TABLE_OBJECTS if name != "matrix"}
+        return self._blob(names["rows"], "rows list"), self._blob(names["matrix"], "matrix list")
+
+    @cached_property
+    def metas(self) -> list[Meta]:
+        return parse_lists(*self.lists, f"generation {self.id[:12]}")
+
+    def _load_table(self, gone: bool = False) -> Table:
+        where = f"generation {self.id[:12]}"
+        metas = self.metas
         # the loaders the table keeps hold the store, never this generation: no reference
         # cycle, so dropping the generation closes its descriptors at once
-        store, gid, vectors = self.pins or self.objects, self.id, self.manifest["vectors"]
-        table = Table.from_blobs(
-            blobs,
-            lambda: _read(store, gid, names["matrix"], "matrix"),
-            lambda: _read(store, gid, vectors, "concept_vectors.jsonl"),
-            f"generation {self.id[:12]}",
-        )
-        load = table._matrix
+        reader = _Chunks(self.objects, self.chunk_pins, self.id, gone)
+        names = self.manifest["table"]
         objects = self.objects
 
-        def placed() -> np.ndarray:  # the top-k summary of the matrix: kept in the cache
-            m = load() if callable(load) else load
+        def matrix() -> np.ndarray:  # the top-k summary of the matrix: kept in the cache
+            m = read_matrix(metas, reader.matrix)
             from vault.embedding import summary
 
             cache = objects.root.parent / "embeddings" / "cache"  # (FORMAT.md §8.5)
             summary.place(m, cache / "summaries", names["matrix"], not objects.readonly)
             return m
 
-        table._matrix = placed
-        return table
+        return join(metas, reader.rows, matrix, self.lists, where)
+
+    @cached_property
+    def table(self) -> Table:
+        return self._load_table()
 
     def nbytes(self) -> int:
         """What this generation holds in memory now (estimated: arrays and blobs exactly,
@@ -254,12 +319,11 @@ class Generation:
         n = 0
         table = self.__dict__.get("table")
         if table is not None:
-            n += sum(a.nbytes for a in (table.columns, table.offsets, table.key_offsets))
+            n += sum(a.nbytes for a in (table.columns, table.ref_offsets, table.key_offsets))
             n += table.postings.nbytes + len(table.refs) + sum(49 + len(k) for k in table.keys)
+            n += len(table.kbytes) + table.kcounts.nbytes + table.klocal.nbytes
             if not callable(table._matrix):  # (loaded on first use)
                 n += table._matrix.nbytes
-            if not callable(table._vectors):
-                n += len(table._vectors)
         state = self.__dict__.get("state")
         if state is not None:  # (what State parsed so far)
             n += SHARD_ENTRY_BYTES * sum(len(sh) for sh in state._concepts if sh is not None)
@@ -474,6 +538,13 @@ def generation_embedders(objects: ObjectStore, generations: Iterable[str]) -> li
             continue
         out.setdefault(f"{emb.version}:{emb.weights_hash}", emb)
     return list(out.values())
+
+
+def loaded_table(objects: ObjectStore, generation: str) -> Table | None:
+    """The table of ``generation`` if this process holds it loaded (a write-back's base)."""
+    with _lock:
+        data = _loaded.get((str(objects.root), generation))
+    return None if data is None else data.__dict__.get("table")
 
 
 def remember(data: Generation) -> None:

@@ -306,5 +306,3 @@ class FittedWeights:
             else:
                 out += [0] * (blk.stop - blk.start)
         return out
-
-
