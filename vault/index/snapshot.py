@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
@@ -35,6 +35,7 @@ import numpy as np
 
 from vault.canonical import loads, loads_trusted, sha256_hex
 from vault.embedding import select
+from vault.embedding.embedder import DIM
 from vault.errors import (
     CorruptionError,
     EmbeddingError,
@@ -53,6 +54,7 @@ from vault.index.table import (
     parse_lists,
     read_into,
     read_matrix,
+    read_object,
 )
 from vault.store.objects import ObjectStore, is_digest
 
@@ -140,7 +142,8 @@ class Pins(ObjectStore):
                 if digest in self._fds:
                     continue
                 try:
-                    self._fds[digest] = os.open(objects.path(digest), flags)
+                    path = f"{objects.root}/{digest[:2]}/{digest[2:]}"  # (= objects.path)
+                    self._fds[digest] = os.open(path, flags)
                 except FileNotFoundError:
                     if digest not in maybe:
                         raise
@@ -204,14 +207,19 @@ class _Chunks:
     def rows(self, i: int, m: Meta, bufs: list[memoryview]) -> None:
         self._read(m.digest, bufs, f"rows chunk {i}")
 
-    def matrix(self, i: int, m: Meta, buf: memoryview) -> None:
-        self._read(m.matrix, [buf], f"matrix chunk {i}")
+    def matrix(self, i: int, m: Meta) -> bytes:
+        out: list[bytes] = []
+        self._read(m.matrix, out, f"matrix chunk {i}", m.rows * DIM)
+        return out[0]
 
-    def _read(self, digest: str, bufs: list[memoryview], what: str) -> None:
+    def _read(
+        self, digest: str, bufs: list[memoryview] | list[bytes], what: str, size: int = 0
+    ) -> None:
+        """Into ``bufs`` (views), or appended to it (``size`` bytes)."""
         where = f"generation {self.generation[:12]}: {what}"
         fd = self.pins.fd(digest) if self.pins is not None else None
         if fd is not None:
-            read_into(fd, bufs, digest, f"{where} ({self.objects.path(digest)})")
+            self._into(fd, bufs, digest, lambda: f"{where} ({self.objects.path(digest)})", size)
             return
         path = self.objects.path(digest)
         try:
@@ -225,9 +233,22 @@ class _Chunks:
                 f"{where}: object {path} cannot be read ({exc.strerror})"
             ) from None
         try:
-            read_into(fd, bufs, digest, f"{where} ({path})")
+            self._into(fd, bufs, digest, lambda: f"{where} ({path})", size)
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _into(
+        fd: int,
+        bufs: list[memoryview] | list[bytes],
+        digest: str,
+        what: Callable[[], str],
+        size: int,
+    ) -> None:
+        if size:
+            bufs.append(read_object(fd, size, digest, what))  # type: ignore[arg-type]
+        else:
+            read_into(fd, bufs, digest, what)  # type: ignore[arg-type]
 
 
 class Generation:
@@ -319,9 +340,10 @@ class Generation:
         n = 0
         table = self.__dict__.get("table")
         if table is not None:
-            n += sum(a.nbytes for a in (table.columns, table.ref_offsets, table.key_offsets))
-            n += table.postings.nbytes + len(table.refs) + sum(49 + len(k) for k in table.keys)
-            n += len(table.kbytes) + table.kcounts.nbytes + table.klocal.nbytes
+            n += table.columns.nbytes + table.ref_offsets.nbytes + len(table.refs)
+            r = table.runs
+            n += len(r.kbytes) + r.counts.nbytes + r.local.nbytes + 49 * len(r.names)
+            n += table.postings_bytes() + sum(49 + len(k) for k in table.keys)
             if not callable(table._matrix):  # (loaded on first use)
                 n += table._matrix.nbytes
         state = self.__dict__.get("state")

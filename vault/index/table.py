@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import re
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -156,8 +157,11 @@ def parse_lists(rows: bytes, matrix: bytes, where: str) -> list[Meta]:
     return out
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def _digest(x: Any) -> bool:
-    return isinstance(x, str) and len(x) == 64 and all(c in "0123456789abcdef" for c in x)
+    return isinstance(x, str) and _HEX64.fullmatch(x) is not None
 
 
 @dataclass(eq=False)
@@ -239,7 +243,8 @@ Fill = Callable[[int, Meta, list[memoryview]], None]  # fill a rows chunk's buff
 
 class Table:
     """A table in memory (joined from its chunks); the matrix may be loaded on first use,
-    since symbolic retrieval never needs it."""
+    since symbolic retrieval never needs it, and a key's postings are joined from the
+    chunks (and checked) on first use: a query reads only its keys'."""
 
     where = "the table"  # how errors name it (a loaded one: its generation)
 
@@ -250,9 +255,8 @@ class Table:
         ref_offsets: np.ndarray,  # int64 (N + 1,)
         refs: bytes,
         keys: tuple[str, ...],
-        key_offsets: np.ndarray,  # int64 (len(keys) + 1,)
-        postings: np.ndarray,  # int32
-        matrix: np.ndarray | Callable[[], np.ndarray],  # int8 (N, DIM)
+        runs: Runs,
+        matrix: np.ndarray | Callable[[], np.ndarray],
         lists: tuple[bytes, bytes],
     ):
         self.metas = metas
@@ -260,19 +264,12 @@ class Table:
         self.ref_offsets = ref_offsets
         self.refs = refs
         self.keys = keys
-        self.key_offsets = key_offsets
-        self.postings = postings
+        self.runs = runs
         self._matrix = matrix
         self.lists = lists  # the rows and matrix list objects' bytes
         self.new: list[Chunk] = []  # chunks made in this process and not stored yet
-        # each chunk's key lines, key counts and local postings, joined (a write-back
-        # re-joins the chunks it keeps from them), and where each chunk's start in them
-        self.kbytes = b""
-        self.kcounts = np.zeros(0, dtype=np.uint32)
-        self.klocal = np.zeros(0, dtype=np.uint32)
-        self.sections: tuple[list[int], list[int], list[int]] = ([0], [0], [0])
-        self.starts = np.zeros(len(metas) + 1, dtype=np.int64)  # each chunk's first row
-        np.cumsum([m.rows for m in metas], out=self.starts[1:])
+        self.starts = runs.starts  # each chunk's first row (and N)
+        self._postings: dict[int, np.ndarray] = {}
 
     @property
     def matrix(self) -> np.ndarray:
@@ -289,7 +286,7 @@ class Table:
         return int(self.columns.shape[1])
 
     def freeze(self) -> None:
-        for a in (self.columns, self.ref_offsets, self.key_offsets, self.postings):
+        for a in (self.columns, self.ref_offsets):
             a.flags.writeable = False
         if not callable(self._matrix):
             self._matrix.flags.writeable = False
@@ -321,29 +318,41 @@ class Table:
         return range(lo, hi)
 
     def posting(self, key: str) -> np.ndarray:
+        """The rows holding ``key``, ascending (int32, read-only)."""
         i = bisect.bisect_left(self.keys, key)
         if i == len(self.keys) or self.keys[i] != key:
-            return self.postings[:0]
-        return self.postings[int(self.key_offsets[i]) : int(self.key_offsets[i + 1])]
+            return _EMPTY
+        got = self._postings.get(i)
+        if got is None:
+            got = self.runs.posting(i, f"{self.where} postings (key {key!r})")
+            self._postings[i] = got
+        return got
 
-    def rows_of(self, lo: int, hi: int) -> list[Row]:
-        """Rows ``lo..hi`` decoded (a write-back re-chunks the few chunks it changes)."""
+    def postings_bytes(self) -> int:
+        """Memory of the postings joined so far."""
+        return sum(p.nbytes for p in self._postings.values())
+
+    def chunk_rows(self, c: int) -> list[Row]:
+        """The rows of chunk ``c`` decoded (a write-back re-chunks the few it changes)."""
+        lo, hi = int(self.starts[c]), int(self.starts[c + 1])
+        r = self.runs
+        names = r.names[r.kstarts[c] : r.kstarts[c + 1]]
+        counts = r.counts[r.kstarts[c] : r.kstarts[c + 1]].tolist()
+        local = r.local[r.pstarts[c] : r.pstarts[c + 1]].tolist()
         keys: list[list[str]] = [[] for _ in range(hi - lo)]
-        inside = (self.postings >= lo) & (self.postings < hi)
-        where = np.flatnonzero(inside)
-        key_of = np.searchsorted(self.key_offsets, where, side="right") - 1
-        for k, r in zip(key_of.tolist(), self.postings[where].tolist(), strict=True):
-            keys[r - lo].append(self.keys[k])
+        at = 0
+        for name, count in zip(names, counts, strict=True):
+            for row in local[at : at + count]:
+                keys[row].append(name)
+            at += count
         cols = self.columns[:, lo:hi].tolist()
-        status, positive, negative = (
-            cols[COL["status"]],
-            cols[COL["positive"]],
-            cols[COL["negative"]],
-        )
-        refs = self.refs[int(self.ref_offsets[lo]) : int(self.ref_offsets[hi])].decode().split("\n")
+        status, positive = cols[COL["status"]], cols[COL["positive"]]
+        negative = cols[COL["negative"]]
+        refs = self.refs[int(self.ref_offsets[lo]) : int(self.ref_offsets[hi])].decode()
+        names_ = refs.split("\n")
         vectors = self.matrix[lo:hi].tolist()
         return [
-            Row(refs[i], status[i], positive[i], negative[i], tuple(keys[i]), tuple(vectors[i]))
+            Row(names_[i], status[i], positive[i], negative[i], tuple(keys[i]), tuple(vectors[i]))
             for i in range(hi - lo)
         ]
 
@@ -360,6 +369,50 @@ class Table:
 
     def chunk_of(self, row: int) -> int:
         return int(np.searchsorted(self.starts, row, side="right")) - 1
+
+
+_EMPTY = np.zeros(0, dtype=np.int32)
+_EMPTY.flags.writeable = False
+
+
+@dataclass
+class Runs:
+    """The chunks' key sections, joined: for each (chunk, key) run its key id, and where
+    its local rows are; a key's postings are its runs' rows plus their chunks' first rows,
+    in chunk order."""
+
+    starts: np.ndarray  # int64 (chunks + 1,): each chunk's first row
+    rows: np.ndarray  # int64 (chunks,)
+    kbytes: bytes  # every chunk's key lines
+    names: list[str]  # the key of each run
+    counts: np.ndarray  # uint32 (runs,): rows per run
+    local: np.ndarray  # uint32: the runs' local rows
+    kstarts: list[int]  # each chunk's first run (and the number of runs)
+    pstarts: list[int]  # each chunk's first local row in ``local``
+    kbstarts: list[int]  # each chunk's first key byte in ``kbytes``
+    csum: np.ndarray  # int64 (runs + 1,): each run's first local row in ``local``
+    chunk: np.ndarray  # int64 (runs,): each run's chunk
+    by_key: np.ndarray  # int64 (runs,): runs ordered by key id, then chunk
+    key_runs: np.ndarray  # int64 (keys + 1,): each key's first run in ``by_key``
+
+    def posting(self, k: int, where: str) -> np.ndarray:
+        runs = self.by_key[int(self.key_runs[k]) : int(self.key_runs[k + 1])]
+        lo, hi = self.csum[runs], self.csum[runs + 1]
+        if len(runs) == 1:
+            loc = self.local[int(lo[0]) : int(hi[0])]
+        else:
+            loc = np.concatenate(
+                [self.local[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+            )
+        lengths = hi - lo
+        chunks = self.chunk[runs]
+        if bool((loc >= np.repeat(self.rows[chunks], lengths)).any()):
+            raise CorruptionError(f"{where}: a local row is out of its chunk")
+        out: np.ndarray = (loc + np.repeat(self.starts[chunks], lengths)).astype(np.int32)
+        if len(out) > 1 and not bool((out[1:] > out[:-1]).all()):
+            raise CorruptionError(f"{where}: rows of a key not strictly ascending")
+        out.flags.writeable = False
+        return out
 
 
 def join(
@@ -442,85 +495,99 @@ def _joined(
     if len(at) != n or (n and not bool(((at > ref_offsets[:-1]) & (at < ends - 1)).all())):
         raise CorruptionError(f"{where} refs: a line is not id@version")
     # the tie rank: version descending, then row order
-    major, minor, patch = (columns[COL[c]].astype(np.int64) for c in ("major", "minor", "patch"))
-    order = np.lexsort((-patch, -minor, -major))
+    major, minor, patch = (columns[COL[c]] for c in ("major", "minor", "patch"))
+    order = np.lexsort((~patch, ~minor, ~major))  # (uint32: ~ orders descending; stable)
     tail = columns[COL["tail"]]
     tail[order] = np.arange(n, dtype=np.uint32)
-    # keys and postings: each chunk's keys (ascending) and local rows, joined by key
+    # keys: each chunk's keys (ascending); their postings are joined on first use
     names = kbytes.decode("ascii", "replace").split("\n")
     if names.pop() != "" or len(names) != len(counts):
         raise CorruptionError(f"{where} keys: not one line per key")
-    kstarts = np.zeros(len(metas) + 1, dtype=np.int64)
-    np.cumsum([m.keys for m in metas], out=kstarts[1:])
-    for a, b in zip(kstarts[:-1].tolist(), kstarts[1:].tolist(), strict=True):
+    kstarts = [0]
+    pstarts = [0]
+    kbstarts = [0]
+    for m in metas:
+        kstarts.append(kstarts[-1] + m.keys)
+        pstarts.append(pstarts[-1] + m.postings)
+        kbstarts.append(kbstarts[-1] + m.key_bytes)
+    for a, b in zip(kstarts, kstarts[1:], strict=False):
         chunk_keys = names[a:b]
         if any(x >= y for x, y in zip(chunk_keys, chunk_keys[1:], strict=False)):
             raise CorruptionError(f"{where} keys: a chunk's keys are not strictly ascending")
     keys = tuple(sorted(set(names)))
     index = {k: i for i, k in enumerate(keys)}
     gid = np.fromiter((index[k] for k in names), dtype=np.int64, count=len(names))
-    pstarts = np.zeros(len(metas) + 1, dtype=np.int64)
-    np.cumsum([m.postings for m in metas], out=pstarts[1:])
     csum = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=csum[1:])
-    if not bool((csum[kstarts] == pstarts).all()):
+    if not bool((csum[kstarts] == np.array(pstarts, dtype=np.int64)).all()):
         raise CorruptionError(f"{where} postings: key counts do not match a chunk's postings")
-    per_key = counts.astype(np.int64)
-    chunk_of_key = np.repeat(np.arange(len(metas)), np.diff(kstarts))
-    if len(local):
-        limit = np.repeat(rows[chunk_of_key], per_key)
-        if int((local.astype(np.int64) - limit).max()) >= 0:
-            raise CorruptionError(f"{where} postings: a local row is out of its chunk")
-        rising = np.diff(local.astype(np.int64)) > 0
-        rising[csum[1:-1][(csum[1:-1] > 0) & (csum[1:-1] < len(local))] - 1] = True
-        if not bool(rising.all()):
-            raise CorruptionError(f"{where} postings: rows of a key not strictly ascending")
-    key_of = np.repeat(gid, per_key)
-    glob = local.astype(np.int32) + np.repeat(starts[:-1][chunk_of_key], per_key).astype(np.int32)
-    order = np.argsort(key_of, kind="stable")
-    postings = glob[order]
-    key_offsets = np.zeros(len(keys) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(key_of, minlength=len(keys)), out=key_offsets[1:])
-    table = Table(metas, columns, ref_offsets, refs, keys, key_offsets, postings, matrix, lists)
-    kb = np.zeros(len(metas) + 1, dtype=np.int64)
-    np.cumsum([m.key_bytes for m in metas], out=kb[1:])
-    table.kbytes, table.kcounts, table.klocal = kbytes, counts, local
-    table.sections = (kb.tolist(), kstarts.tolist(), pstarts.tolist())
-    return table
+    key_runs = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(gid, minlength=len(keys)), out=key_runs[1:])
+    runs = Runs(
+        starts,
+        rows,
+        kbytes,
+        names,
+        counts,
+        local,
+        kstarts,
+        pstarts,
+        kbstarts,
+        csum,
+        np.repeat(np.arange(len(metas), dtype=np.int64), np.diff(kstarts)),
+        np.argsort(gid, kind="stable"),
+        key_runs,
+    )
+    return Table(metas, columns, ref_offsets, refs, keys, runs, matrix, lists)
 
 
-def read_matrix(metas: list[Meta], fill: Callable[[int, Meta, memoryview], None]) -> np.ndarray:
-    """The joined matrix: each chunk read (``fill``, checked) into its rows."""
+def read_matrix(metas: list[Meta], get: Callable[[int, Meta], bytes]) -> np.ndarray:
+    """The joined matrix: each chunk's bytes (``get``, checked), joined into one ``bytes``
+    (a read-only array over immutable bytes: what the top-k summaries are kept for)."""
     n = sum(m.rows for m in metas)
-    matrix = np.empty((n, DIM), dtype=np.int8)
-    view = matrix.reshape(-1).data
-    at = 0
-    for i, m in enumerate(metas):
-        fill(i, m, view[at * DIM : (at + m.rows) * DIM].cast("B"))
-        at += m.rows
-    return matrix
+    data = b"".join(get(i, m) for i, m in enumerate(metas))
+    if len(data) != n * DIM:
+        raise CorruptionError("the matrix chunks do not hold the listed rows")
+    return np.frombuffer(data, dtype=np.int8).reshape(n, DIM)
 
 
-def read_into(fd: int, bufs: list[memoryview], digest: str, what: str) -> None:
-    """Read an object's bytes into ``bufs`` (one ``preadv``), checked against its address."""
+def read_object(fd: int, size: int, digest: str, what: str | Callable[[], str]) -> bytes:
+    """An object's bytes (``size`` of them), checked against its address."""
+    try:
+        data = _all(fd, size + 1)
+    except OSError as exc:
+        name = what if isinstance(what, str) else what()
+        raise CorruptionError(f"{name} cannot be read ({exc.strerror or exc})") from None
+    if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+        name = what if isinstance(what, str) else what()
+        raise CorruptionError(f"{name} does not match its address")
+    return data
+
+
+def read_into(fd: int, bufs: list[memoryview], digest: str, what: str | Callable[[], str]) -> None:
+    """Read an object's bytes into ``bufs`` (one ``preadv``), checked against its address
+    (``what`` names it in errors)."""
     size = sum(b.nbytes for b in bufs)
     try:
-        if os.fstat(fd).st_size != size:
-            raise CorruptionError(f"{what}: {os.fstat(fd).st_size} bytes, expected {size}")
         got = os.preadv(fd, bufs, 0)
-        if got != size:  # a short read: the rest by plain reads
-            data = memoryview(b"".join([_all(fd, size)]))
-            at = 0
+        if got != size or os.pread(fd, 1, size):  # short, or longer than its list says
+            data = _all(fd, size + 1)
+            if len(data) != size:
+                name = what if isinstance(what, str) else what()
+                raise CorruptionError(f"{name}: {len(data)} bytes, expected {size}")
+            view, at = memoryview(data), 0
             for b in bufs:
-                b[:] = data[at : at + b.nbytes]
+                b[:] = view[at : at + b.nbytes]
                 at += b.nbytes
     except OSError as exc:
-        raise CorruptionError(f"{what} cannot be read ({exc.strerror or exc})") from None
+        name = what if isinstance(what, str) else what()
+        raise CorruptionError(f"{name} cannot be read ({exc.strerror or exc})") from None
     h = hashlib.sha256()
     for b in bufs:
         h.update(b)
     if h.hexdigest() != digest:
-        raise CorruptionError(f"{what} does not match its address")
+        name = what if isinstance(what, str) else what()
+        raise CorruptionError(f"{name} does not match its address")
 
 
 def _all(fd: int, size: int) -> bytes:
@@ -584,14 +651,14 @@ def _sections(p: Part) -> tuple[Meta, np.ndarray, bytes, bytes, np.ndarray, np.n
     t, c = p
     m = t.metas[c]
     lo, hi = int(t.starts[c]), int(t.starts[c + 1])
-    s = t.sections
+    r = t.runs
     return (
         m,
         t.columns[_STORED_AT, lo:hi],
         t.refs[int(t.ref_offsets[lo]) : int(t.ref_offsets[hi])],
-        t.kbytes[s[0][c] : s[0][c + 1]],
-        t.kcounts[s[1][c] : s[1][c + 1]],
-        t.klocal[s[2][c] : s[2][c + 1]],
+        r.kbytes[r.kbstarts[c] : r.kbstarts[c + 1]],
+        r.counts[r.kstarts[c] : r.kstarts[c + 1]],
+        r.local[r.pstarts[c] : r.pstarts[c + 1]],
     )
 
 
@@ -653,7 +720,7 @@ def update(base: Table, changes: Mapping[str, Row]) -> Table:
     j, c, cut = 0, c0, None
     while c < k:
         lo, hi = int(base.starts[c]), int(base.starts[c + 1])
-        for i, r in enumerate(base.rows_of(lo, hi), start=lo):
+        for i, r in enumerate(base.chunk_rows(c), start=lo):
             while j < len(ordered) and positions[j] == i and ordered[j].ref != r.ref:
                 rows.append(ordered[j])  # inserted before row i
                 j += 1
