@@ -12,6 +12,7 @@ import pytest
 from vault.canonical import loads
 from vault.embedding import embedder
 from vault.errors import CorruptionError, NotFoundError, UsageError, VaultError
+from vault.index import table as tables
 from vault.index.snapshot import Generation, clear_cache
 from vault.ops.gc import gc
 from vault.ops.rollback import index_status, rollback
@@ -59,9 +60,9 @@ def test_incremental_equals_full_build(example_vault: Vault) -> None:
     assert result.generation == gen.generation and not result.changed  # type: ignore[union-attr]
 
 
-def _random_ops(rng: random.Random) -> list[tuple[str, Any]]:
+def _random_ops(rng: random.Random, n_ids: int = 6, n_ops: int = 10) -> list[tuple[str, Any]]:
     ops: list[tuple[str, Any]] = []
-    ids = [f"c{i}" for i in range(6)]
+    ids = [f"c{i}" for i in range(n_ids)]
     keys = [
         "transform:rotate_90",
         "transform:flip_h",
@@ -71,7 +72,7 @@ def _random_ops(rng: random.Random) -> list[tuple[str, Any]]:
         "invariant:palette_preserved",
     ]
     added: list[str] = []
-    for _ in range(rng.randint(4, 10)):
+    for _ in range(rng.randint(4, n_ops)):
         kind = rng.choice(["add", "add", "fork", "status", "evidence", "neg"])
         cid = rng.choice(ids)
         if kind == "add" or not added:
@@ -101,9 +102,30 @@ def _random_ops(rng: random.Random) -> list[tuple[str, Any]]:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_write_backs_match_full_build(tmp_path: Path, seed: int) -> None:
+    _write_backs_match_full_build(tmp_path, seed)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_write_backs_match_full_build_in_many_chunks(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Byte-determinism of the chunked table (FORMAT §7.5) where write-backs re-chunk: with
+    small cut constants every vault has many chunks, and each write-back's generation,
+    its chunks and its view equal a full build's."""
+    monkeypatch.setattr(tables, "CUT_EVERY", 3)
+    monkeypatch.setattr(tables, "CUT_MAX", 4)
+    v = _write_backs_match_full_build(tmp_path, 100 + seed, n_ids=40, n_ops=30)
+    assert len(Generation(v.objects, v.snapshot().generation).metas) >= 3
+
+
+def _write_backs_match_full_build(
+    tmp_path: Path, seed: int, n_ids: int = 6, n_ops: int = 10
+) -> Vault:
     rng = random.Random(seed)
     v = Vault.init(tmp_path / "v", clock=fixed_clock(0))
-    for kind, arg in _random_ops(rng):
+    if n_ids > 6:  # half of the ids first, so that the random ops insert between them
+        v.add([(card(f"c{i}", ["feature:square"]), "seed") for i in range(0, n_ids, 2)])
+    for kind, arg in _random_ops(rng, n_ids, n_ops):
         try:
             if kind == "add":
                 v.add([(arg, "op")])
@@ -122,6 +144,7 @@ def test_random_write_backs_match_full_build(tmp_path: Path, seed: int) -> None:
     assert_sound(v)
     v.build_index()
     assert index_files(v) == incremental
+    return v
 
 
 def test_two_vaults_same_inputs_byte_identical(tmp_path: Path) -> None:

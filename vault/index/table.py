@@ -554,7 +554,9 @@ def read_matrix(metas: list[Meta], get: Callable[[int, Meta], bytes]) -> np.ndar
 def read_object(fd: int, size: int, digest: str, what: str | Callable[[], str]) -> bytes:
     """An object's bytes (``size`` of them), checked against its address."""
     try:
-        data = _all(fd, size + 1)
+        data = os.pread(fd, size + 1, 0)  # (a regular file: short only at its end)
+        if len(data) != size:
+            data = _all(fd, size + 1)
     except OSError as exc:
         name = what if isinstance(what, str) else what()
         raise CorruptionError(f"{name} cannot be read ({exc.strerror or exc})") from None
