@@ -173,17 +173,25 @@ class Chunk:
     mblob: bytes
 
 
-def make_chunk(rows: Sequence[Row]) -> Chunk:
-    """The two objects of a chunk of ``rows`` (sorted, starting an id)."""
+def make_chunk(rows: Sequence[Row], matrix: np.ndarray | None = None) -> Chunk:
+    """The two objects of a chunk of ``rows`` (sorted, starting an id); ``matrix``: their
+    vectors when at hand as an array (then ``Row.vector`` is not read)."""
     n = len(rows)
     cols = np.zeros((len(STORED), n), dtype=np.uint32)
     refs = [r.ref for r in rows]
-    concepts = [r.concept for r in rows]
-    cols[0] = [1 if i == 0 or concepts[i] != concepts[i - 1] else 0 for i in range(n)]
-    for j, r in enumerate(rows):
-        major, minor, patch = parse_version(r.ref.rsplit("@", 1)[1])
-        cols[1:7, j] = (r.status, r.positive, r.negative, major, minor, patch)
-    vec = np.array([r.vector for r in rows], dtype=np.int64).reshape(n, DIM)
+    flat: list[int] = []
+    prev = None
+    for r in rows:
+        concept, version = r.ref.rsplit("@", 1)
+        major, minor, patch = parse_version(version)
+        flat += (concept != prev, r.status, r.positive, r.negative, major, minor, patch)
+        prev = concept
+    if n:
+        cols[:7] = np.array(flat, dtype=np.uint32).reshape(n, 7).T
+    if matrix is None:
+        vec = np.array([r.vector for r in rows], dtype=np.int64).reshape(n, DIM)
+    else:
+        vec = matrix.astype(np.int64)
     from vault.embedding.similarity import APPEARANCE_DIMS, BEHAVIOUR_DIMS, squared_norms
 
     cols[7] = squared_norms(vec, APPEARANCE_DIMS)
@@ -332,8 +340,9 @@ class Table:
         """Memory of the postings joined so far."""
         return sum(p.nbytes for p in self._postings.values())
 
-    def chunk_rows(self, c: int) -> list[Row]:
-        """The rows of chunk ``c`` decoded (a write-back re-chunks the few it changes)."""
+    def chunk_rows(self, c: int, vectors: bool = True) -> list[Row]:
+        """The rows of chunk ``c`` decoded (a write-back re-chunks the few it changes);
+        without ``vectors``, their ``vector`` is ``()`` (read from the matrix instead)."""
         lo, hi = int(self.starts[c]), int(self.starts[c + 1])
         r = self.runs
         names = r.names[r.kstarts[c] : r.kstarts[c + 1]]
@@ -350,9 +359,9 @@ class Table:
         negative = cols[COL["negative"]]
         refs = self.refs[int(self.ref_offsets[lo]) : int(self.ref_offsets[hi])].decode()
         names_ = refs.split("\n")
-        vectors = self.matrix[lo:hi].tolist()
+        vecs = self.matrix[lo:hi].tolist() if vectors else [()] * (hi - lo)
         return [
-            Row(names_[i], status[i], positive[i], negative[i], tuple(keys[i]), tuple(vectors[i]))
+            Row(names_[i], status[i], positive[i], negative[i], tuple(keys[i]), tuple(vecs[i]))
             for i in range(hi - lo)
         ]
 
@@ -719,18 +728,22 @@ def update(base: Table, changes: Mapping[str, Row]) -> Table:
     first = base.chunk_of(positions[0])  # (k for an append at the end)
     c0 = first - 1 if first > 0 and positions[0] == int(base.starts[first]) else first
     rows: list[Row] = []
+    src: list[int] = []  # each row's base row (its vector), or -1: a change (its own)
     j, c, cut = 0, c0, None
     while c < k:
         lo, hi = int(base.starts[c]), int(base.starts[c + 1])
-        for i, r in enumerate(base.chunk_rows(c), start=lo):
+        for i, r in enumerate(base.chunk_rows(c, vectors=False), start=lo):
             while j < len(ordered) and positions[j] == i and ordered[j].ref != r.ref:
                 rows.append(ordered[j])  # inserted before row i
+                src.append(-1)
                 j += 1
             if j < len(ordered) and positions[j] == i:
                 rows.append(ordered[j])  # replaces row i
+                src.append(-1)
                 j += 1
             else:
                 rows.append(r)
+                src.append(i)
         c += 1
         if j == len(ordered) and c < k:
             cut = chunk_rows(rows)
@@ -739,9 +752,20 @@ def update(base: Table, changes: Mapping[str, Row]) -> Table:
             cut = None
     if cut is None:
         rows += ordered[j:]  # (appended after the last row)
+        src += [-1] * (len(ordered) - j)
         cut = chunk_rows(rows)
     parts: list[Part] = [(base, x) for x in range(c0)]
-    parts += [make_chunk(x) for x in cut]
+    at = 0
+    for x in cut:
+        where = np.array(src[at : at + len(x)], dtype=np.int64)
+        at += len(x)
+        vec = np.empty((len(x), DIM), dtype=np.int8)
+        kept = where >= 0
+        vec[kept] = base.matrix[where[kept]]
+        made = np.flatnonzero(~kept)
+        if len(made):
+            vec[made] = np.array([x[i].vector for i in made.tolist()], dtype=np.int8)
+        parts.append(make_chunk(x, vec))
     parts += [(base, x) for x in range(c, k)]
     return from_chunks(parts)
 

@@ -103,7 +103,11 @@ class View:
                     if run:
                         _copy(fin, out, run[0], run[1])
                         run = []
-                    out.write(t.view_lines(int(t.starts[c]), int(t.starts[c + 1])))
+                    if fin is not None and before is not None:
+                        out.flush()
+                        out.write(_reused_lines(t, c, before, fin))
+                    else:
+                        out.write(t.view_lines(int(t.starts[c]), int(t.starts[c + 1])))
                 if run:
                     _copy(fin, out, run[0], run[1])
             os.replace(tmp, src)
@@ -132,3 +136,61 @@ def _copy(fin: Any, out: Any, offset: int, length: int) -> None:
     if done < length:
         fin.seek(offset + done)
         out.write(fin.read(length - done))
+
+
+def _reused_lines(t: Table, c: int, before: Table, fin: Any) -> bytes:
+    """The view lines of ``t``'s chunk ``c`` (made by a write-back from ``before``): a row
+    ``before`` holds with the same vector keeps its line from the old view file ``fin``
+    (rows are only ever replaced or inserted); only the others are formatted."""
+    import bisect
+
+    import numpy as np
+
+    from vault.index.table import _Keys, sort_key
+
+    lo, hi = int(t.starts[c]), int(t.starts[c + 1])
+    keys = _Keys(before)
+    b0 = bisect.bisect_left(keys, sort_key(t.ref(lo)))
+    b1 = min(before.n, bisect.bisect_left(keys, sort_key(t.ref(hi - 1))) + 1)
+    if b0 >= b1:
+        return t.view_lines(lo, hi)
+    c0, c1 = before.chunk_of(b0), before.chunk_of(b1 - 1)
+    at = sum(m.lines for m in before.metas[:c0])
+    size = sum(m.lines for m in before.metas[c0 : c1 + 1])
+    fin.seek(at)
+    old = fin.read(size).split(b"\n")[:-1]
+    base = int(before.starts[c0])
+    if len(old) != int(before.starts[c1 + 1]) - base:
+        return t.view_lines(lo, hi)
+    new_refs = t.refs[int(t.ref_offsets[lo]) : int(t.ref_offsets[hi])].split(b"\n")[:-1]
+    old_refs = before.refs[
+        int(before.ref_offsets[base]) : int(before.ref_offsets[int(before.starts[c1 + 1])])
+    ].split(b"\n")[:-1]
+    pairs_new, pairs_old = [], []
+    j = b0 - base  # the first old row the chunk can hold
+    for i, ref in enumerate(new_refs):  # the old rows in its range, all in it, in order
+        if j < len(old_refs) and old_refs[j] == ref:
+            pairs_new.append(i)
+            pairs_old.append(j)
+            j += 1
+    same = np.zeros(hi - lo, dtype=bool)
+    if pairs_new:
+        pn, po = np.array(pairs_new), np.array(pairs_old)
+        equal = (t.matrix[lo + pn] == before.matrix[base + po]).all(axis=1)
+        same[pn[equal]] = True
+        source = dict(zip(pn[equal].tolist(), po[equal].tolist(), strict=True))
+    else:
+        source = {}
+    out: list[bytes] = []
+    i = 0
+    while i < hi - lo:
+        if same[i]:
+            out.append(old[source[i]] + b"\n")
+            i += 1
+            continue
+        k = i
+        while k < hi - lo and not same[k]:
+            k += 1
+        out.append(t.view_lines(lo + i, lo + k))
+        i = k
+    return b"".join(out)
