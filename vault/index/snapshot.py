@@ -133,6 +133,7 @@ class Pins(ObjectStore):
         the missing ones are listed in ``missing``."""
         super().__init__(objects.root, memo_bytes=0, readonly=True)
         self.store = objects
+        self.chunks = False  # whether it holds the table's chunks too
         self._fds: dict[str, int] = {}
         self.missing: list[str] = []
         flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -264,22 +265,24 @@ class Generation:
         self.id = generation
         self.manifest = read_manifest(objects, generation)
         self.pins: Pins | None = None
-        self.chunk_pins: Pins | None = None
         if pin:
             self.pins = self._pin()
-            metas = self.metas
-            if 2 * len(metas) <= PIN_CHUNKS:
-                digests = [d for m in metas for d in (m.digest, m.matrix)]
-                self.chunk_pins = Pins(objects, digests, f"generation {self.id[:12]}")
-            else:
+            if self.pins is not None and not self.pins.chunks:  # too many to hold open
                 self.__dict__["table"] = self._load_table(gone=True)
                 self.table.matrix  # noqa: B018 (read now: nothing holds its chunks open)
 
-    def _pin(self) -> Pins:
+    def _pin(self, chunks: bool = True) -> Pins:
+        """Its state list, chunk lists, fitted weights, and (``chunks``, up to
+        ``PIN_CHUNKS`` of them) the chunks, held open."""
         m = self.manifest
         names = [m["state"], *(m["table"][n] for n in TABLE_OBJECTS)]
+        held = chunks and 2 * len(self.metas) <= PIN_CHUNKS  # (the lists read from the store)
+        if held:
+            names += [d for c in self.metas for d in (c.digest, c.matrix)]
         weights = [m["weights"]] if "weights" in m else []
-        return Pins(self.objects, names, f"generation {self.id[:12]}", optional=weights)
+        pins = Pins(self.objects, names, f"generation {self.id[:12]}", optional=weights)
+        pins.chunks = held
+        return pins
 
     @classmethod
     def built(
@@ -290,9 +293,8 @@ class Generation:
         MB at 10^5 concepts) would only check what was just written."""
         data = cls.__new__(cls)
         data.objects, data.id, data.manifest = objects, generation, manifest
-        data.chunk_pins = None
         try:
-            data.pins = data._pin()  # (the table is in memory)
+            data.pins = data._pin(chunks=False)  # (the table is in memory)
         except VaultError:  # (just stored: never; else it is read from the store)
             data.pins = None
         table.freeze()  # shared by every reader, as a loaded table is
@@ -316,7 +318,7 @@ class Generation:
         metas = self.metas
         # the loaders the table keeps hold the store, never this generation: no reference
         # cycle, so dropping the generation closes its descriptors at once
-        reader = _Chunks(self.objects, self.chunk_pins, self.id, gone)
+        reader = _Chunks(self.objects, self.pins, self.id, gone)
         names = self.manifest["table"]
         objects = self.objects
 

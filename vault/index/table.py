@@ -115,16 +115,6 @@ class Meta:
     lines: int
     matrix: str
 
-    def size(self) -> int:
-        return (
-            HEADER.size
-            + 4 * len(STORED) * self.rows
-            + self.ref_bytes
-            + self.key_bytes
-            + 4 * self.keys
-            + 4 * self.postings
-        )
-
 
 def list_bytes(metas: Sequence[Meta]) -> tuple[bytes, bytes]:
     """The ``rows`` and ``matrix`` list objects naming ``metas`` (FORMAT §7.5)."""
@@ -351,7 +341,14 @@ class Table:
         keys: list[list[str]] = [[] for _ in range(hi - lo)]
         at = 0
         for name, count in zip(names, counts, strict=True):
-            for row in local[at : at + count]:
+            run = local[at : at + count]
+            if any(a >= b for a, b in zip(run, run[1:], strict=False)) or (
+                run and run[-1] >= hi - lo
+            ):
+                raise CorruptionError(
+                    f"{self.where} postings (key {name!r}): not ascending rows of its chunk"
+                )
+            for row in run:
                 keys[row].append(name)
             at += count
         cols = self.columns[:, lo:hi].tolist()

@@ -75,6 +75,8 @@ class View:
         stamp = self.root / HASH_FILE
         old: dict[str, tuple[int, int]] = {}  # chunk digest -> (offset, length) in the old file
         src = self.root / VECTORS_FILE
+        if force:  # (the old file is not trusted: it may have been edited in place)
+            before = None
         if (
             before is not None
             and before_manifest is not None
