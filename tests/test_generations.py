@@ -337,3 +337,24 @@ def test_gc_merges_cache_packs_and_drops_other_embedders(example_vault: Vault) -
     assert len(after) == 1 and not stale.exists()
     assert len(after[0].read_bytes().splitlines()) <= entries
     assert_sound(v)
+
+
+def test_a_table_of_many_chunks_is_read_when_opened_not_held(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``PIN_CHUNKS`` chunk objects a reader does not hold the chunks open (descriptors
+    are finite): the rows chunks are read when the generation opens, the matrix chunks on
+    first use — and it answers as a reader holding them."""
+    from vault.index import snapshot as snapshot_module
+
+    q = task_query(rotate_task())
+    clear_cache()
+    want = retrieve(example_vault, q, example_vault.config()).to_json()
+    clear_cache()
+    monkeypatch.setattr(snapshot_module, "PIN_CHUNKS", 0)
+    snap = example_vault.snapshot()
+    data = snap._data
+    assert data.pins is not None and not data.pins.chunks
+    assert "table" in data.__dict__ and callable(data.table._matrix)  # rows read, matrix not
+    assert retrieve(example_vault, q, example_vault.config()).to_json() == want
+    clear_cache()

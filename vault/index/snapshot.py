@@ -258,7 +258,8 @@ class Generation:
     def __init__(self, objects: ObjectStore, generation: str, *, pin: bool = False):
         """``pin``: hold what it reads later open now (a reader's ``Snapshot.open``;
         ``GenerationGoneError`` if any of it is missing) — its state list, chunk lists and
-        chunks; a table of more than ``PIN_CHUNKS`` chunk objects is read now instead.
+        chunks; of a table of more than ``PIN_CHUNKS`` chunk objects, the rows chunks are
+        read now instead (the matrix chunks when first used).
         Without it (gc, verify: they read under the lock or only report) everything is
         read from the store."""
         self.objects = objects
@@ -267,9 +268,10 @@ class Generation:
         self.pins: Pins | None = None
         if pin:
             self.pins = self._pin()
-            if self.pins is not None and not self.pins.chunks:  # too many to hold open
+            if self.pins is not None and not self.pins.chunks:  # too many to hold open:
+                # the rows chunks are read now; the matrix chunks when first used (a
+                # retriever that then finds them collected by gc refreshes and says so)
                 self.__dict__["table"] = self._load_table(gone=True)
-                self.table.matrix  # noqa: B018 (read now: nothing holds its chunks open)
 
     def _pin(self, chunks: bool = True) -> Pins:
         """Its state list, chunk lists, fitted weights, and (``chunks``, up to
