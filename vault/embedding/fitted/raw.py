@@ -760,3 +760,5 @@ def raw_combine(
         total = [sum(col) for col in zip(*(r[s] for r in rows), strict=True)] if rows else []
         out += _requantize(total, RAW_WEIGHT) if total else [0] * (s.stop - s.start)
     return out
+
+

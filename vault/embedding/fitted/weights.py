@@ -306,3 +306,5 @@ class FittedWeights:
             else:
                 out += [0] * (blk.stop - blk.start)
         return out
+
+
