@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vault.embedding.select import builtin
+from vault.embedding import builtin
 from vault.errors import (
     CommittedError,
     CorruptionError,
@@ -213,7 +213,7 @@ class IndexStatus:
 
 def index_status(vault: Handle) -> IndexStatus:
     mode = vault.config().mode
-    running = builtin().identity()
+    running = builtin.EMBEDDER.identity()
     try:
         snap = vault.snapshot()
     except VaultError as exc:

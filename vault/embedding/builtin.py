@@ -15,23 +15,23 @@ A vector is four blocks, each scaled to a fixed norm before int8 quantization:
   other keys (``feature:``, user keys) sign-hashed into the last slot.
 
 Features are normalized with fixed constants written in ``SPEC`` (nothing is fitted on
-data) and computed with + - * / and sqrt only, which IEEE 754 rounds correctly on every
-machine, so the same input gives the same int8 vector everywhere. Blocks of several
-items (a concept's validated reprs, a task's pairs) are summed as integers and
-re-normalized, so aggregation is exact too.
+data); their values come from ``vault.embedding.features`` (shared with the fitted embedder)
+by the names of ``SHAPE``, ``COLOUR`` and ``TRANSFORM`` (``READS`` for the shape features
+this embedder names its own way), computed with + - * / and sqrt only, which IEEE 754
+rounds correctly on every machine, so the same input gives the same int8 vector everywhere.
+Blocks of several items (a concept's validated reprs, a task's pairs) are summed as integers
+and re-normalized, so aggregation is exact too.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from vault.canonical import canonical_bytes, sha256_hex
-from vault.grid.grid import Grid
-from vault.grid.objects import blobs, objects, separators
+from vault.embedding import DIM, Vectors, features
+from vault.embedding.features import Feature, normalize, quantize, requantize
 from vault.grid.pairs import PairFacts
 from vault.records.keys import matchable, pair_keys, repr_keys
 
@@ -39,10 +39,10 @@ NAME = "vault-grid-embedder"
 # 2.0.0: colour-invariant shape block, absolute colours apart, object-level transformation
 # features, known keys in their own slots; 1.1.0: every D4 symmetry of a pair.
 VERSION = "2.0.0"
-DIM = 64
+BUILTIN = "builtin"  # the choice naming this embedder (``vault.embedding.select``)
 
 # (name, centre, scale): feature = clip((raw - centre) / scale, -1, 1).
-SHAPE: tuple[tuple[str, float, float], ...] = (
+SHAPE: tuple[Feature, ...] = (
     ("height", 10.0, 10.0),
     ("width", 10.0, 10.0),
     ("palette_size", 3.0, 3.0),
@@ -60,11 +60,19 @@ SHAPE: tuple[tuple[str, float, float], ...] = (
     ("rot180_symmetry", 0.0, 1.0),
     ("adjacency_per_object", 0.0, 2.0),
 )
-COLOUR: tuple[tuple[str, float, float], ...] = tuple(
+# The shape features this embedder names its own way (its names are part of its hash): the
+# ``vault.embedding.features`` value each reads.
+READS = {
+    "object_count": "objects",
+    "singleton_fraction": "singleton_objects",
+    "multicolour_objects": "multicolour_blobs",
+    "rot180_symmetry": "symmetry_rot180",
+}
+COLOUR: tuple[Feature, ...] = tuple(
     (f"colour_{c}_mass", 0.0, 1.0)
     for c in range(10)  # sqrt of the colour's cell fraction
 )
-TRANSFORM: tuple[tuple[str, float, float], ...] = (
+TRANSFORM: tuple[Feature, ...] = (
     ("same_dims", 0.5, 0.5),
     ("height_ratio", 0.0, 1.0),  # (r - 1) / (r + 1) for r = out / in
     ("width_ratio", 0.0, 1.0),
@@ -164,97 +172,15 @@ def identity() -> dict[str, Any]:
     }
 
 
-def _clip(x: float) -> float:
-    return -1.0 if x < -1.0 else 1.0 if x > 1.0 else x
-
-
-def _normalize(raw: Sequence[float], spec: Sequence[tuple[str, float, float]]) -> list[float]:
-    return [_clip((x - c) / s) for x, (_, c, s) in zip(raw, spec, strict=True)]
-
-
-def _quantize(values: Sequence[float], weight: float) -> list[int]:
-    norm = math.sqrt(math.fsum(v * v for v in values))
-    if norm == 0.0:
-        return [0] * len(values)
-    scale = 127.0 * weight
-    return [round(scale * v / norm) for v in values]
-
-
-def _requantize(total: Sequence[int], weight: float) -> list[int]:
-    norm = math.sqrt(sum(v * v for v in total))  # exact integer sum, one rounding in sqrt
-    if norm == 0.0:
-        return [0] * len(total)
-    scale = 127.0 * weight
-    return [round(scale * v / norm) for v in total]
-
-
-def _grid_structure(rep: dict[str, Any]) -> tuple[float, float, float, float]:
-    """(box fill, border objects, separators, multi-colour blobs) from the repr's grid;
-    neutral values for a repr given without one."""
-    cells = rep.get("grid")
-    bg = rep["globals"].get("background")
-    if cells is None or bg is None:
-        return 0.5, 0.5, 0.0, 0.0
-    g: Grid = tuple(tuple(r) for r in cells)
-    h, w = len(g), len(g[0])
-    objs = objects(g, bg)
-    if objs:
-        fill = sum(o.area / o.box_area for o in objs) / len(objs)
-        border = sum(
-            1
-            for o in objs
-            if o.bbox[0] == 0 or o.bbox[1] == 0 or o.bbox[2] == h - 1 or o.bbox[3] == w - 1
-        ) / len(objs)
-    else:
-        fill, border = 0.5, 0.5
-    groups = blobs(g, bg)
-    multi = (
-        sum(1 for b in groups if len({g[r][c] for r, c in b}) > 1) / len(groups) if groups else 0.0
-    )
-    return fill, border, separators(g, bg) / (h + w), multi
-
-
 def shape_block(rep: dict[str, Any]) -> list[int]:
-    g = rep["globals"]
-    h, w = g["height"], g["width"]
-    cells = h * w
-    hist = g.get("colour_hist") or {}
-    comps = [x for x in rep.get("nodes", ()) if x.get("type") == "component"]
-    n = len(comps)
-    areas = [x.get("area", 0) for x in comps]
-    edges = rep.get("edges", ())
-    count = {"adjacent_to": sum(1 for e in edges if e.get("type") == "adjacent_to")}
-    sym = g.get("symmetry", {})
-    bg = g.get("background")
-    second = sorted((v / cells for v in hist.values()), reverse=True)[1:2]
-    fill, border, seps, multi = _grid_structure(rep)
-    raw = [
-        float(h),
-        float(w),
-        float(g["palette_size"]),
-        (hist.get(str(bg), 0) / cells) if bg is not None else 0.6,
-        second[0] if second else 0.0,
-        n / (n + 4),
-        (sum(areas) / n / cells) if n else 0.0,
-        (max(areas) / cells) if n else 0.0,
-        (sum(1 for a in areas if a == 1) / n) if n else 0.0,
-        fill,
-        border,
-        seps,
-        multi,
-        1.0 if sym.get("horizontal") or sym.get("vertical") else 0.0,
-        1.0 if sym.get("rot180") else 0.0,
-        count["adjacent_to"] / max(1, n),
-    ]
-    return _quantize(_normalize(raw, SHAPE), BLOCK_WEIGHT["shape"])
+    values = features.shape_values(rep, full=False, grid_dims=True)
+    raw = [values[READS.get(name, name)] for name, _, _ in SHAPE]
+    return quantize(normalize(raw, SHAPE), BLOCK_WEIGHT["shape"])
 
 
 def colour_block(rep: dict[str, Any]) -> list[int]:
-    g = rep["globals"]
-    cells = g["height"] * g["width"]
-    hist = g.get("colour_hist") or {}
-    raw = [math.sqrt(hist.get(str(c), 0) / cells) for c in range(10)]
-    return _quantize(_normalize(raw, COLOUR), BLOCK_WEIGHT["colour"])
+    raw = features.read(features.colour_values(rep, full=False), COLOUR)
+    return quantize(normalize(raw, COLOUR), BLOCK_WEIGHT["colour"])
 
 
 def appearance_blocks(rep: dict[str, Any]) -> list[int]:
@@ -262,42 +188,9 @@ def appearance_blocks(rep: dict[str, Any]) -> list[int]:
     return shape_block(rep) + colour_block(rep)
 
 
-def _ratio(a: float, b: float) -> float:
-    r = a / b
-    return (r - 1.0) / (r + 1.0)
-
-
 def transform_block(f: PairFacts) -> list[int]:
-    (hi, wi), (ho, wo) = f.in_dims, f.out_dims
-
-    def b(flag: bool) -> float:
-        return 1.0 if flag else 0.0
-
-    raw = [
-        b(f.same_dims),
-        _ratio(ho, hi),
-        _ratio(wo, wi),
-        _ratio(ho * wo, hi * wi),
-        f.changed_fraction if f.same_dims else 0.0,
-        f.from_bg,
-        f.to_bg,
-        float(len(f.colours_out - f.colours_in)),
-        float(len(f.colours_in - f.colours_out)),
-        b(f.colours_in == f.colours_out),
-        b(f.counts_preserved),
-        (f.objects_out - f.objects_in) / (f.objects_out + f.objects_in + 2),
-        f.objects_kept,
-        f.objects_moved,
-        f.objects_recoloured,
-        b(f.out_is_object),
-        b(f.out_uniform),
-        b(f.background_in == f.background_out),
-        b(bool(f.d4 & {"rotate_90", "rotate_270"})),
-        b("rotate_180" in f.d4),
-        b(bool(f.d4 & {"flip_h", "flip_v"})),
-        b(bool(f.d4 & {"transpose", "anti_transpose"})),
-    ]
-    return _quantize(_normalize(raw, TRANSFORM), BLOCK_WEIGHT["transform"])
+    raw = features.read(features.facts_values(f, full=False), TRANSFORM)
+    return quantize(normalize(raw, TRANSFORM), BLOCK_WEIGHT["transform"])
 
 
 KEY_MEMO_CHARS = 256  # keys up to this long are memoised (4096 of them: < 2 MB in all)
@@ -310,10 +203,7 @@ def _key_term(key: str) -> tuple[int, float]:
 
 def _key_term_of(key: str) -> tuple[int, float]:
     weight = FAMILY_WEIGHT.get(key.split(":", 1)[0], 1.0)
-    slot = KEY_SLOTS.get(key)
-    if slot is None:
-        digest = hashlib.sha256(key.encode("utf-8")).digest()
-        slot = (KEY_DIMS - 1, 1.0 if digest[1] & 1 else -1.0)
+    slot = KEY_SLOTS.get(key) or (KEY_DIMS - 1, features.other_key_sign(key))
     return slot[0], slot[1] * weight
 
 
@@ -326,7 +216,7 @@ def keys_block(keys: Iterable[str]) -> list[int]:
     for key in matchable(keys):
         dim, term = _key_term(key)
         acc[dim] += term
-    return _quantize(acc, BLOCK_WEIGHT["keys"])
+    return quantize(acc, BLOCK_WEIGHT["keys"])
 
 
 def repr_vector(rep: dict[str, Any]) -> list[int]:
@@ -339,24 +229,49 @@ def pair_vector(in_rep: dict[str, Any], facts: PairFacts) -> list[int]:
     return appearance_blocks(in_rep) + transform_block(facts) + keys_block(pair_keys(facts))
 
 
-def _column_sums(vectors: Sequence[Sequence[int]]) -> list[int]:
+def _column_sums(vectors: Vectors) -> list[int]:
     """Exact integer sums per dim (one vector: itself, as a query's lone repr is)."""
     if len(vectors) == 1:
         return list(vectors[0])
     return [sum(col) for col in zip(*vectors, strict=True)] if vectors else [0] * DIM
 
 
-def combine(
-    appearance: Sequence[Sequence[int]], transform: Sequence[Sequence[int]], keys: Iterable[str]
-) -> list[int]:
+def combine(appearance: Vectors, transform: Vectors, keys: Iterable[str]) -> list[int]:
     """One vector from item vectors: their shape, colour and transformation blocks summed
     (exact integers) and re-normalized, plus the keys block of ``keys``."""
     app = _column_sums(appearance)
     trans = _column_sums(transform)
     shp, col, trn = app[SHP], app[COL], trans[TRN]
     return (
-        _requantize(shp, BLOCK_WEIGHT["shape"])
-        + _requantize(col, BLOCK_WEIGHT["colour"])
-        + _requantize(trn, BLOCK_WEIGHT["transform"])
+        requantize(shp, BLOCK_WEIGHT["shape"])
+        + requantize(col, BLOCK_WEIGHT["colour"])
+        + requantize(trn, BLOCK_WEIGHT["transform"])
         + keys_block(keys)
     )
+
+
+class BuiltinEmbedder:
+    """This module as an ``Embedder`` (its constants read at call time)."""
+
+    choice = BUILTIN
+    repr_vector = staticmethod(repr_vector)
+    combine = staticmethod(combine)
+
+    @property
+    def version(self) -> str:
+        return VERSION
+
+    @property
+    def weights_hash(self) -> str:
+        return WEIGHTS_HASH
+
+    def identity(self) -> dict[str, Any]:
+        return identity()
+
+    def pair_vector(
+        self, in_rep: dict[str, Any], out_rep: dict[str, Any], facts: PairFacts
+    ) -> list[int]:
+        return pair_vector(in_rep, facts)  # (the built-in one reads the facts only)
+
+
+EMBEDDER = BuiltinEmbedder()  # the one instance (``vault.embedding.select.resolve``)
