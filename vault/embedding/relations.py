@@ -29,12 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from vault.embedding.features import array, flag
+from vault.embedding.features import Feature, array, flag
 from vault.grid.grid import Grid
 from vault.grid.objects import GridObject, objects
 from vault.grid.pairs import PairFacts
-
-Feature = tuple[str, float, float]  # (name, centre, scale)
 
 ROLES: tuple[Feature, ...] = (
     ("out_major_is_in_major", 0.0, 1.0),  # the output's most frequent non-bg colour is M
