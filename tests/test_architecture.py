@@ -169,7 +169,8 @@ def test_the_feature_rules_are_defined_once() -> None:
 
 def test_every_spec_reads_a_computed_feature() -> None:
     """Each name of the built-in and the fitted specs is a value ``features`` computes (the
-    built-in one's through ``READS``), for a grid and for a pair."""
+    built-in one's through ``READS``), for a grid and for a pair; each value computed has
+    its constants in ``features.SCALES``, and nothing else has."""
     from vault.embedding import builtin, features
     from vault.embedding.fitted import raw
     from vault.grid.pairs import analyze_pair
@@ -182,6 +183,8 @@ def test_every_spec_reads_a_computed_feature() -> None:
     assert {builtin.READS.get(n, n) for n, _, _ in builtin.SHAPE + builtin.COLOUR} == set(lean)
     assert {n for n, _, _ in builtin.TRANSFORM} == set(features.facts_values(f, full=False))
     full = features.shape_values(a) | features.colour_values(a)
+    pair = features.pair_values(a, b, f) | features.facts_values(f, full=False)
+    assert set(features.SCALES) == set(full) | set(pair)
     assert {n for n, _, _ in raw.SHAPE_RAW + raw.COLOUR_RAW} == set(full) - {"mirror_symmetry"}
     assert {n for n, _, _ in raw.TRANSFORM_RAW} == set(features.pair_values(a, b, f)) - {
         "rotate_quarter",

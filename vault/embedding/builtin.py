@@ -31,7 +31,7 @@ from typing import Any
 
 from vault.canonical import canonical_bytes, sha256_hex
 from vault.embedding import DIM, Vectors, features
-from vault.embedding.features import Feature, normalize, quantize, requantize
+from vault.embedding.features import COLOUR_MASS, normalize, quantize, requantize, spec
 from vault.grid.pairs import PairFacts
 from vault.records.keys import matchable, pair_keys, repr_keys
 
@@ -41,25 +41,6 @@ NAME = "vault-grid-embedder"
 VERSION = "2.0.0"
 BUILTIN = "builtin"  # the choice naming this embedder (``vault.embedding.select``)
 
-# (name, centre, scale): feature = clip((raw - centre) / scale, -1, 1).
-SHAPE: tuple[Feature, ...] = (
-    ("height", 10.0, 10.0),
-    ("width", 10.0, 10.0),
-    ("palette_size", 3.0, 3.0),
-    ("background_fraction", 0.6, 0.4),  # 0.6 when the repr names no background
-    ("second_colour_fraction", 0.0, 0.5),  # colour-frequency profile, not which colours
-    ("object_count", 0.5, 0.5),  # n / (n + 4)
-    ("mean_object_fraction", 0.0, 0.25),  # mean area / cells
-    ("max_object_fraction", 0.0, 0.5),
-    ("singleton_fraction", 0.0, 1.0),
-    ("box_fill", 0.5, 0.5),  # mean area / bounding-box area (1 for rectangles)
-    ("border_objects", 0.5, 0.5),  # share of objects touching the border
-    ("separators", 0.0, 0.2),  # full one-colour rows and columns / (height + width)
-    ("multicolour_objects", 0.0, 1.0),  # share of 8-connected blobs with several colours
-    ("mirror_symmetry", 0.0, 1.0),  # horizontal or vertical
-    ("rot180_symmetry", 0.0, 1.0),
-    ("adjacency_per_object", 0.0, 2.0),
-)
 # The shape features this embedder names its own way (its names are part of its hash): the
 # ``vault.embedding.features`` value each reads.
 READS = {
@@ -68,33 +49,50 @@ READS = {
     "multicolour_objects": "multicolour_blobs",
     "rot180_symmetry": "symmetry_rot180",
 }
-COLOUR: tuple[Feature, ...] = tuple(
-    (f"colour_{c}_mass", 0.0, 1.0)
-    for c in range(10)  # sqrt of the colour's cell fraction
+# The features of each block, in order (their constants: ``features.SCALES``).
+SHAPE = spec(
+    "height",
+    "width",
+    "palette_size",
+    "background_fraction",
+    "second_colour_fraction",
+    "object_count",
+    "mean_object_fraction",
+    "max_object_fraction",
+    "singleton_fraction",
+    "box_fill",
+    "border_objects",
+    "separators",
+    "multicolour_objects",
+    "mirror_symmetry",
+    "rot180_symmetry",
+    "adjacency_per_object",
+    reads=READS,
 )
-TRANSFORM: tuple[Feature, ...] = (
-    ("same_dims", 0.5, 0.5),
-    ("height_ratio", 0.0, 1.0),  # (r - 1) / (r + 1) for r = out / in
-    ("width_ratio", 0.0, 1.0),
-    ("cell_ratio", 0.0, 1.0),
-    ("changed_fraction", 0.0, 0.5),  # same dims only
-    ("changed_from_background", 0.0, 1.0),  # share of changed cells (drawing, filling)
-    ("changed_to_background", 0.0, 1.0),  # (erasing)
-    ("colours_added", 0.0, 2.0),
-    ("colours_removed", 0.0, 2.0),
-    ("palette_preserved", 0.5, 0.5),
-    ("colour_counts_preserved", 0.0, 1.0),
-    ("object_ratio", 0.0, 1.0),  # (o - i) / (o + i + 2)
-    ("objects_kept", 0.0, 1.0),
-    ("objects_moved", 0.0, 1.0),
-    ("objects_recoloured", 0.0, 1.0),
-    ("output_is_an_object", 0.0, 1.0),
-    ("output_uniform", 0.0, 1.0),
-    ("background_preserved", 0.5, 0.5),
-    ("rotate_quarter", 0.0, 1.0),  # the D4 symmetries that map the pair (any of several)
-    ("rotate_half", 0.0, 1.0),
-    ("flip", 0.0, 1.0),
-    ("diagonal_flip", 0.0, 1.0),
+COLOUR = spec(*COLOUR_MASS)
+TRANSFORM = spec(
+    "same_dims",
+    "height_ratio",
+    "width_ratio",
+    "cell_ratio",
+    "changed_fraction",
+    "changed_from_background",
+    "changed_to_background",
+    "colours_added",
+    "colours_removed",
+    "palette_preserved",
+    "colour_counts_preserved",
+    "object_ratio",
+    "objects_kept",
+    "objects_moved",
+    "objects_recoloured",
+    "output_is_an_object",
+    "output_uniform",
+    "background_preserved",
+    "rotate_quarter",
+    "rotate_half",
+    "flip",
+    "diagonal_flip",
 )
 # Known transform keys in pairs that never hold together (the sign tells them apart).
 TRANSFORM_SLOTS: tuple[tuple[str, str], ...] = (

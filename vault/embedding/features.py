@@ -1,7 +1,8 @@
 """The raw features of a grid or a pair, shared by both embedders: every value is computed
-here once, under one name, and an embedder's spec — its ``(name, centre, scale)`` tuples
-(``builtin.SHAPE`` ..., ``fitted.raw.SHAPE_RAW`` ...) — says which values it reads and in
-what order. The built-in embedder reads a few names of its own (``builtin.READS``).
+here once, under one name, with its constants (``SCALES``: centre and scale), and an
+embedder's spec (``builtin.SHAPE`` ..., ``fitted.raw.SHAPE_RAW`` ..., made by ``spec``) says
+which it reads and in what order. The built-in embedder names a few its own way
+(``builtin.READS``).
 
 Also the rules both embedders share: a feature is ``clip((x - centre) / scale, -1, 1)``
 (``normalize``); a block is quantised to int8 as ``round(127·w·v_i / sqrt(fsum(v²)))``,
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -97,6 +98,145 @@ def components(rep: dict[str, Any]) -> list[dict[str, Any]]:
     return [x for x in rep.get("nodes", ()) if x.get("type") == "component"]
 
 
+# ------------------------------------------------------------------ the features
+
+SYMMETRY = tuple(f"symmetry_{s}" for s in SYMMETRIES)
+COLOUR_MASS = tuple(f"colour_{c}_mass" for c in range(10))
+BACKGROUND = tuple(f"background_{c}" for c in range(10))
+D4_KEYS = tuple(f"d4_{name}" for name in D4)
+GAINS_SYMMETRY = tuple(f"gains_symmetry_{s}" for s in SYMMETRIES)
+
+# Every feature an embedder may read, with its constants: (centre, scale), the feature being
+# clip((value - centre) / scale, -1, 1). An embedder's spec is a list of these names
+# (``spec``); the constants are part of its hash, so a feature's never change.
+SCALES: dict[str, tuple[float, float]] = {
+    # one grid: its shape (colour-permutation invariant)
+    "height": (10.0, 10.0),
+    "width": (10.0, 10.0),
+    "side": (10.0, 10.0),  # sqrt(cells)
+    "aspect": (0.0, 0.5),  # (h - w) / (h + w)
+    "square": (0.0, 1.0),
+    "palette_size": (3.0, 3.0),
+    "background_fraction": (0.6, 0.4),  # 0.6 when the repr names no background
+    "second_colour_fraction": (0.0, 0.5),  # colour-frequency profile, not which colours
+    "third_colour_fraction": (0.0, 0.25),
+    "objects": (0.5, 0.5),  # n / (n + 4)
+    "many_objects": (0.25, 0.25),  # n / (n + 32): noise grids apart from scenes
+    "mean_object_fraction": (0.0, 0.25),  # mean area / cells
+    "max_object_fraction": (0.0, 0.5),
+    "singleton_objects": (0.0, 1.0),
+    "box_fill": (0.5, 0.5),  # mean area / bounding-box area (1 for rectangles)
+    "border_objects": (0.5, 0.5),  # share of objects touching the border
+    "separators": (0.0, 0.2),  # full one-colour non-background rows + columns / (h + w)
+    "multicolour_blobs": (0.0, 1.0),  # share of 8-connected blobs with several colours
+    "blobs": (0.5, 0.5),  # b / (b + 4), 8-connected non-background blobs
+    "objects_per_blob": (0.0, 1.0),  # (n - b) / (n + b + 1)
+    "symmetry_horizontal": (0.0, 1.0),
+    "symmetry_vertical": (0.0, 1.0),
+    "symmetry_diagonal": (0.0, 1.0),
+    "symmetry_anti_diagonal": (0.0, 1.0),
+    "symmetry_rot180": (0.0, 1.0),
+    "adjacency_per_object": (0.0, 2.0),
+    "containment_per_object": (0.0, 1.0),
+    "alignment_per_object": (0.0, 2.0),
+    "distinct_shapes": (0.5, 0.5),  # distinct (box height, box width, area) of objects / n
+    "monochrome_objects": (0.0, 1.0),  # > 1 object, all one colour
+    "rectangle_objects": (0.0, 1.0),  # share of objects (area > 1) filling their box
+    "line_objects": (0.0, 1.0),  # share of objects (area > 1) one cell thick
+    "thinness": (0.5, 0.5),  # sum of perimeters / (4 * sum of areas)
+    "isolated_pixels": (0.0, 1.0),  # share of non-background cells with no 8-neighbour
+    "periodic": (0.0, 1.0),  # equal to itself shifted by p rows or columns, p <= side / 2
+    "mirror_symmetry": (0.0, 1.0),  # horizontal or vertical
+    # one grid: its colours
+    **{name: (0.0, 1.0) for name in COLOUR_MASS},  # sqrt of the colour's cell fraction
+    **{name: (0.0, 1.0) for name in BACKGROUND},  # the background colour
+    # one pair: input -> output
+    "same_dims": (0.5, 0.5),
+    "height_ratio": (0.0, 1.0),  # (r - 1) / (r + 1), r = out / in
+    "width_ratio": (0.0, 1.0),
+    "cell_ratio": (0.0, 1.0),
+    "dims_swapped": (0.0, 1.0),
+    "one_side_kept": (0.0, 1.0),
+    "out_height": (10.0, 10.0),
+    "out_width": (10.0, 10.0),
+    "out_bar": (0.0, 1.0),  # one row or one column
+    "changed_fraction": (0.0, 0.5),  # same dims only (as every changed_* feature)
+    "changed_from_background": (0.0, 1.0),  # share of changed cells (drawing, filling)
+    "changed_to_background": (0.0, 1.0),  # (erasing)
+    "changed_per_object_cell": (0.0, 1.0),  # changed / (non-background input cells + changed)
+    "changed_next_to_object": (0.0, 1.0),  # 4-adjacent to a non-background input cell
+    "changed_between_objects": (0.0, 1.0),  # input non-background cells on all four sides
+    "changed_on_colour_line": (0.0, 1.0),  # new non-background colour on a row/column of it
+    "changed_to_new_colour": (0.0, 1.0),  # new colour absent from the input
+    "changed_box": (0.0, 1.0),  # bounding box of the changed cells / cells
+    "changed_spread": (0.0, 1.0),  # (changed rows + changed columns) / (h + w)
+    "colours_added": (0.0, 2.0),
+    "colours_removed": (0.0, 2.0),
+    "palette_preserved": (0.5, 0.5),
+    "colour_counts_preserved": (0.0, 1.0),
+    "background_preserved": (0.5, 0.5),
+    "palette_change": (0.0, 0.5),  # (po - pi) / (po + pi)
+    "object_ratio": (0.0, 1.0),  # (o - i) / (o + i + 2)
+    "objects_kept": (0.0, 1.0),
+    "objects_moved": (0.0, 1.0),
+    "objects_recoloured": (0.0, 1.0),
+    "objects_removed": (0.0, 1.0),  # 1 - kept - moved - recoloured
+    "output_is_an_object": (0.0, 1.0),
+    "output_uniform": (0.0, 1.0),
+    "output_box_of_largest": (0.0, 1.0),  # output dims = bbox dims of the largest object
+    "output_box_of_an_object": (0.0, 1.0),
+    "output_counts_objects": (0.0, 1.0),  # output (non-background) cells = input objects
+    "column_counts_preserved": (0.0, 1.0),  # per column non-background counts (not identity)
+    "row_counts_preserved": (0.0, 1.0),
+    "column_colours_preserved": (0.0, 1.0),  # per column colour multiset (not identity)
+    "row_colours_preserved": (0.0, 1.0),
+    **{key: (0.0, 1.0) for key in D4_KEYS},  # each D4 symmetry apart
+    "identity": (0.0, 1.0),
+    "scale_up": (0.0, 1.0),
+    "scale_down": (0.0, 1.0),
+    "tile": (0.0, 1.0),
+    "crop": (0.0, 1.0),
+    "extend": (0.0, 1.0),
+    "recolor": (0.0, 1.0),
+    "fill": (0.0, 1.0),
+    "erase": (0.0, 1.0),
+    **{key: (0.0, 1.0) for key in GAINS_SYMMETRY},
+    "output_symmetric": (0.0, 1.0),
+    "out_background_fraction": (0.6, 0.4),
+    "out_objects": (0.5, 0.5),
+    "out_palette_size": (3.0, 3.0),
+    "out_singleton_objects": (0.0, 1.0),
+    # the fate of the input's objects (vault.grid.objects: 4-connected, one colour)
+    "removed_singletons": (0.0, 1.0),  # share of the removed objects that are one cell
+    "survivor_size_contrast": (0.0, 1.0),  # (mean area survived - removed) / (sum of both)
+    "largest_survives": (0.0, 1.0),  # the largest object is kept, moved or recoloured
+    "one_object_left": (0.0, 1.0),  # several objects in, one out
+    "objects_created": (0.0, 1.0),  # share of the output's objects matching no input object
+    "objects_grown": (0.0, 1.0),  # share of input objects a larger output object extends
+    "moved_distance": (0.0, 0.5),  # mean (|dr| + |dc|) / (h + w) of the moved objects
+    "moved_together": (0.0, 1.0),  # every moved object has the same offset
+    "moved_to_border": (0.0, 1.0),  # share of the moved objects touching the border after
+    "changed_interior": (0.0, 1.0),  # share of changed cells inside an object (4 neighbours)
+    # the fate of the input's 8-connected blobs (multi-colour objects)
+    "blobs_kept": (0.0, 1.0),
+    "blobs_erased": (0.0, 1.0),
+    "erased_blob_singletons": (0.0, 1.0),  # share of the erased blobs that are one cell
+    "largest_blob_kept": (0.0, 1.0),
+    "one_blob_left": (0.0, 1.0),  # exactly one input blob not erased
+    "rotate_quarter": (0.0, 1.0),  # the D4 symmetries that map the pair (any of several)
+    "rotate_half": (0.0, 1.0),
+    "flip": (0.0, 1.0),
+    "diagonal_flip": (0.0, 1.0),
+}
+
+
+def spec(*names: str, reads: Mapping[str, str] | None = None) -> tuple[Feature, ...]:
+    """The spec of the features ``names``, in that order: ``(name, centre, scale)`` each
+    (``reads``: the feature an embedder's own name for it stands for)."""
+    own = reads or {}
+    return tuple((name, *SCALES[own.get(name, name)]) for name in names)
+
+
 # ------------------------------------------------------------------ one grid
 
 
@@ -169,11 +309,6 @@ def structure(rep: dict[str, Any], h: int, w: int, *, full: bool = True) -> tupl
             "periodic": flag(period),
         }
     return values, nblobs
-
-
-SYMMETRY = tuple(f"symmetry_{s}" for s in SYMMETRIES)
-COLOUR_MASS = tuple(f"colour_{c}_mass" for c in range(10))
-BACKGROUND = tuple(f"background_{c}" for c in range(10))
 
 
 def shape_values(rep: dict[str, Any], *, full: bool = True, grid_dims: bool = False) -> Values:
@@ -418,10 +553,6 @@ def _blob_fate(gi: Grid, go: Grid, bg_in: int, bg_out: int) -> list[float]:
 
 
 # ------------------------------------------------------------------ one pair
-
-
-D4_KEYS = tuple(f"d4_{name}" for name in D4)
-GAINS_SYMMETRY = tuple(f"gains_symmetry_{s}" for s in SYMMETRIES)
 
 
 def facts_values(f: PairFacts, *, full: bool = True) -> Values:

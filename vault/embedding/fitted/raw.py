@@ -26,9 +26,7 @@ from vault.embedding.features import (
     read,
     requantize,
 )
-from vault.grid.grid import D4
 from vault.grid.pairs import PairFacts, analyze_pair
-from vault.grid.reprs import SYMMETRIES
 from vault.records.keys import (
     FEATURE_KEYS,
     INVARIANTS,
@@ -44,120 +42,92 @@ VERSIONS = ("1.0.0", "2.0.0")  # every raw-feature version this tool runs (old w
 FORMAT_MAGIC = b"VFITW\x00"
 FORMAT_VERSION = 1
 
-SHAPE_RAW: tuple[Feature, ...] = (
-    ("height", 10.0, 10.0),
-    ("width", 10.0, 10.0),
-    ("side", 10.0, 10.0),  # sqrt(cells)
-    ("aspect", 0.0, 0.5),  # (h - w) / (h + w)
-    ("square", 0.0, 1.0),
-    ("palette_size", 3.0, 3.0),
-    ("background_fraction", 0.6, 0.4),
-    ("second_colour_fraction", 0.0, 0.5),
-    ("third_colour_fraction", 0.0, 0.25),
-    ("objects", 0.5, 0.5),  # n / (n + 4)
-    ("many_objects", 0.25, 0.25),  # n / (n + 32): noise grids apart from scenes
-    ("mean_object_fraction", 0.0, 0.25),
-    ("max_object_fraction", 0.0, 0.5),
-    ("singleton_objects", 0.0, 1.0),
-    ("box_fill", 0.5, 0.5),
-    ("border_objects", 0.5, 0.5),
-    ("separators", 0.0, 0.2),  # full one-colour non-background rows + columns / (h + w)
-    ("multicolour_blobs", 0.0, 1.0),
-    ("blobs", 0.5, 0.5),  # b / (b + 4), 8-connected non-background blobs
-    ("objects_per_blob", 0.0, 1.0),  # (n - b) / (n + b + 1)
-    ("symmetry_horizontal", 0.0, 1.0),
-    ("symmetry_vertical", 0.0, 1.0),
-    ("symmetry_diagonal", 0.0, 1.0),
-    ("symmetry_anti_diagonal", 0.0, 1.0),
-    ("symmetry_rot180", 0.0, 1.0),
-    ("adjacency_per_object", 0.0, 2.0),
-    ("containment_per_object", 0.0, 1.0),
-    ("alignment_per_object", 0.0, 2.0),
-    ("distinct_shapes", 0.5, 0.5),  # distinct (box height, box width, area) of objects / n
-    ("monochrome_objects", 0.0, 1.0),  # > 1 object, all one colour
-    ("rectangle_objects", 0.0, 1.0),  # share of objects (area > 1) filling their box
-    ("line_objects", 0.0, 1.0),  # share of objects (area > 1) one cell thick
-    ("thinness", 0.5, 0.5),  # sum of perimeters / (4 * sum of areas)
-    ("isolated_pixels", 0.0, 1.0),  # share of non-background cells with no 8-neighbour
-    ("periodic", 0.0, 1.0),  # equal to itself shifted by p rows or columns, p <= side / 2
+SHAPE_RAW = features.spec(
+    "height",
+    "width",
+    "side",
+    "aspect",
+    "square",
+    "palette_size",
+    "background_fraction",
+    "second_colour_fraction",
+    "third_colour_fraction",
+    "objects",
+    "many_objects",
+    "mean_object_fraction",
+    "max_object_fraction",
+    "singleton_objects",
+    "box_fill",
+    "border_objects",
+    "separators",
+    "multicolour_blobs",
+    "blobs",
+    "objects_per_blob",
+    *features.SYMMETRY,
+    "adjacency_per_object",
+    "containment_per_object",
+    "alignment_per_object",
+    "distinct_shapes",
+    "monochrome_objects",
+    "rectangle_objects",
+    "line_objects",
+    "thinness",
+    "isolated_pixels",
+    "periodic",
 )
-COLOUR_RAW: tuple[Feature, ...] = tuple(
-    (f"colour_{c}_mass", 0.0, 1.0)
-    for c in range(10)  # sqrt of the colour's cell fraction
-) + tuple((f"background_{c}", 0.0, 1.0) for c in range(10))
-TRANSFORM_RAW: tuple[Feature, ...] = (
-    ("same_dims", 0.5, 0.5),
-    ("height_ratio", 0.0, 1.0),  # (r - 1) / (r + 1), r = out / in
-    ("width_ratio", 0.0, 1.0),
-    ("cell_ratio", 0.0, 1.0),
-    ("dims_swapped", 0.0, 1.0),
-    ("one_side_kept", 0.0, 1.0),
-    ("out_height", 10.0, 10.0),
-    ("out_width", 10.0, 10.0),
-    ("out_bar", 0.0, 1.0),  # one row or one column
-    ("changed_fraction", 0.0, 0.5),  # same dims only (as every changed_* feature)
-    ("changed_from_background", 0.0, 1.0),
-    ("changed_to_background", 0.0, 1.0),
-    ("changed_per_object_cell", 0.0, 1.0),  # changed / (non-background input cells + changed)
-    ("changed_next_to_object", 0.0, 1.0),  # 4-adjacent to a non-background input cell
-    ("changed_between_objects", 0.0, 1.0),  # input non-background cells on all four sides
-    ("changed_on_colour_line", 0.0, 1.0),  # new non-background colour on a row/column of it
-    ("changed_to_new_colour", 0.0, 1.0),  # new colour absent from the input
-    ("changed_box", 0.0, 1.0),  # bounding box of the changed cells / cells
-    ("changed_spread", 0.0, 1.0),  # (changed rows + changed columns) / (h + w)
-    ("colours_added", 0.0, 2.0),
-    ("colours_removed", 0.0, 2.0),
-    ("palette_preserved", 0.5, 0.5),
-    ("colour_counts_preserved", 0.0, 1.0),
-    ("background_preserved", 0.5, 0.5),
-    ("palette_change", 0.0, 0.5),  # (po - pi) / (po + pi)
-    ("object_ratio", 0.0, 1.0),  # (o - i) / (o + i + 2)
-    ("objects_kept", 0.0, 1.0),
-    ("objects_moved", 0.0, 1.0),
-    ("objects_recoloured", 0.0, 1.0),
-    ("objects_removed", 0.0, 1.0),  # 1 - kept - moved - recoloured
-    ("output_is_an_object", 0.0, 1.0),
-    ("output_uniform", 0.0, 1.0),
-    ("output_box_of_largest", 0.0, 1.0),  # output dims = bbox dims of the largest object
-    ("output_box_of_an_object", 0.0, 1.0),
-    ("output_counts_objects", 0.0, 1.0),  # output (non-background) cells = input objects
-    ("column_counts_preserved", 0.0, 1.0),  # per column non-background counts (not identity)
-    ("row_counts_preserved", 0.0, 1.0),
-    ("column_colours_preserved", 0.0, 1.0),  # per column colour multiset (not identity)
-    ("row_colours_preserved", 0.0, 1.0),
-    *((f"d4_{name}", 0.0, 1.0) for name in D4),
-    ("identity", 0.0, 1.0),
-    ("scale_up", 0.0, 1.0),
-    ("scale_down", 0.0, 1.0),
-    ("tile", 0.0, 1.0),
-    ("crop", 0.0, 1.0),
-    ("extend", 0.0, 1.0),
-    ("recolor", 0.0, 1.0),
-    ("fill", 0.0, 1.0),
-    ("erase", 0.0, 1.0),
-    *((f"gains_symmetry_{s}", 0.0, 1.0) for s in SYMMETRIES),
-    ("output_symmetric", 0.0, 1.0),
-    ("out_background_fraction", 0.6, 0.4),
-    ("out_objects", 0.5, 0.5),
-    ("out_palette_size", 3.0, 3.0),
-    ("out_singleton_objects", 0.0, 1.0),
+COLOUR_RAW = features.spec(*features.COLOUR_MASS, *features.BACKGROUND)
+TRANSFORM_RAW = features.spec(
+    "same_dims",
+    "height_ratio",
+    "width_ratio",
+    "cell_ratio",
+    "dims_swapped",
+    "one_side_kept",
+    "out_height",
+    "out_width",
+    "out_bar",
+    "changed_fraction",
+    "changed_from_background",
+    "changed_to_background",
+    *features.CHANGED,
+    "colours_added",
+    "colours_removed",
+    "palette_preserved",
+    "colour_counts_preserved",
+    "background_preserved",
+    "palette_change",
+    "object_ratio",
+    "objects_kept",
+    "objects_moved",
+    "objects_recoloured",
+    "objects_removed",
+    "output_is_an_object",
+    "output_uniform",
+    "output_box_of_largest",
+    "output_box_of_an_object",
+    "output_counts_objects",
+    *features.LINES,
+    *features.D4_KEYS,
+    "identity",
+    "scale_up",
+    "scale_down",
+    "tile",
+    "crop",
+    "extend",
+    "recolor",
+    "fill",
+    "erase",
+    *features.GAINS_SYMMETRY,
+    "output_symmetric",
+    "out_background_fraction",
+    "out_objects",
+    "out_palette_size",
+    "out_singleton_objects",
     # the fate of the input's objects (vault.grid.objects: 4-connected, one colour)
-    ("removed_singletons", 0.0, 1.0),  # share of the removed objects that are one cell
-    ("survivor_size_contrast", 0.0, 1.0),  # (mean area survived - removed) / (sum of both)
-    ("largest_survives", 0.0, 1.0),  # the largest object is kept, moved or recoloured
-    ("one_object_left", 0.0, 1.0),  # several objects in, one out
-    ("objects_created", 0.0, 1.0),  # share of the output's objects matching no input object
-    ("objects_grown", 0.0, 1.0),  # share of input objects a larger output object extends
-    ("moved_distance", 0.0, 0.5),  # mean (|dr| + |dc|) / (h + w) of the moved objects
-    ("moved_together", 0.0, 1.0),  # every moved object has the same offset
-    ("moved_to_border", 0.0, 1.0),  # share of the moved objects touching the border after
-    ("changed_interior", 0.0, 1.0),  # share of changed cells inside an object (4 neighbours)
+    *features.OBJECT_FATE,
+    "changed_interior",
     # the fate of the input's 8-connected blobs (multi-colour objects)
-    ("blobs_kept", 0.0, 1.0),
-    ("blobs_erased", 0.0, 1.0),
-    ("erased_blob_singletons", 0.0, 1.0),  # share of the erased blobs that are one cell
-    ("largest_blob_kept", 0.0, 1.0),
-    ("one_blob_left", 0.0, 1.0),  # exactly one input blob not erased
+    *features.BLOB_FATE,
 )
 KEY_VOCABULARY: tuple[str, ...] = (
     tuple(f"transform:{t}" for t in TRANSFORMS)
