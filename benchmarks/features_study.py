@@ -47,7 +47,7 @@ from machine import command, commit, provenance  # noqa: E402
 
 from vault.arc import concept_id, load_dataset  # noqa: E402
 from vault.config import Config  # noqa: E402
-from vault.embedding import Embedder, builtin, fitted, recipe  # noqa: E402  # noqa: E402
+from vault.embedding import Embedder, builtin, fitted, recipe  # noqa: E402
 from vault.embedding.select import fitted_embedder  # noqa: E402
 from vault.embedding.similarity import similarity  # noqa: E402
 from vault.eval import datasets, study  # noqa: E402
@@ -344,7 +344,8 @@ def run(quick: bool) -> dict[str, Any]:
     )
     groups = ("roles", "objects", "sizes", "counts")
     features: list[tuple[str, dict[str, float]]] = []
-    features.append(("built-in (hand-set map)", evaluate(all_folds, [builtin.EMBEDDER, builtin.EMBEDDER], cfg)))
+    both_builtin = [builtin.EMBEDDER, builtin.EMBEDDER]
+    features.append(("built-in (hand-set map)", evaluate(all_folds, both_builtin, cfg)))
     log("features")
     features.append(
         (
