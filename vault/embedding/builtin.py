@@ -171,8 +171,7 @@ def identity() -> dict[str, Any]:
 
 
 def shape_block(rep: dict[str, Any]) -> list[int]:
-    values = features.shape_values(rep, full=False, grid_dims=True)
-    raw = [values[READS.get(name, name)] for name, _, _ in SHAPE]
+    raw = features.read(features.shape_values(rep, full=False, grid_dims=True), SHAPE, READS)
     return quantize(normalize(raw, SHAPE), BLOCK_WEIGHT["shape"])
 
 

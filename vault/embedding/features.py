@@ -63,9 +63,12 @@ def requantize(total: Sequence[int], weight: float) -> list[int]:
     return [round(scale * v / norm) for v in total]
 
 
-def read(values: Values, spec: Sequence[Feature]) -> list[float]:
-    """The values ``spec`` names, in its order."""
-    return [values[name] for name, _, _ in spec]
+def read(
+    values: Values, spec: Sequence[Feature], reads: Mapping[str, str] | None = None
+) -> list[float]:
+    """The values ``spec`` names, in its order (``reads`` as for ``spec``)."""
+    own = reads or {}
+    return [values[own.get(name, name)] for name, _, _ in spec]
 
 
 def other_key_sign(key: str) -> float:
