@@ -108,6 +108,15 @@ COLOUR_MASS = tuple(f"colour_{c}_mass" for c in range(10))
 BACKGROUND = tuple(f"background_{c}" for c in range(10))
 D4_KEYS = tuple(f"d4_{name}" for name in D4)
 GAINS_SYMMETRY = tuple(f"gains_symmetry_{s}" for s in SYMMETRIES)
+# groups of a pair's features both embedders read whole, in this order
+RATIOS = ("height_ratio", "width_ratio", "cell_ratio")  # output / input sizes
+CHANGES = ("changed_fraction", "changed_from_background", "changed_to_background")
+COLOUR_CHANGES = (
+    "colours_added",
+    "colours_removed",
+    "palette_preserved",
+    "colour_counts_preserved",
+)
 
 # Every feature an embedder may read, with its constants: (centre, scale), the feature being
 # clip((value - centre) / scale, -1, 1). An embedder's spec is a list of these names
