@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vault.embedding import fitted, relations
+from vault.embedding import features, fitted, relations
 from vault.embedding.fitted import FitSettings, FittedWeights, OutBlock
 from vault.embedding.similarity import similarity
 from vault.eval.synthetic import generate
@@ -296,7 +296,7 @@ def test_inference_is_exact_integer_arithmetic() -> None:
         vec = w.embed_raw(z)
         for blk in w.blocks:
             total = acc[blk.start : blk.stop]
-            assert vec[blk.start : blk.stop] == fitted._requantize(total, blk.weight)
+            assert vec[blk.start : blk.stop] == features.requantize(total, blk.weight)
 
 
 def test_numpy_block_rule_equals_the_python_rule() -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from vault.canonical import canonical_bytes, loads_trusted
-from vault.embedding.embedder import DIM
+from vault.embedding import DIM
 from vault.errors import CorruptionError
 from vault.records.cards import parse_version
 from vault.store.arrays import load_npy, npy_bytes
