@@ -34,10 +34,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from vault.arc import load_dataset  # noqa: E402
-from vault.embedding import embedder, shipped  # noqa: E402
+from vault.embedding import builtin, shipped  # noqa: E402
 from vault.eval.synthetic import generate  # noqa: E402
-from vault.grid.reprs import clear_caches  # noqa: E402
 from vault.grid.pairs import analyze_pair  # noqa: E402
+from vault.grid.reprs import clear_caches  # noqa: E402
 from vault.ops.arc_import import import_tasks  # noqa: E402
 from vault.records.query import Pair, parse_task  # noqa: E402
 from vault.vault import Vault, fixed_clock  # noqa: E402
@@ -49,9 +49,9 @@ def embedding_cost(rounds: int) -> dict[str, Any]:
         pairs += parse_task(task, source)[0]
     w = shipped.weights()
     fns: dict[str, Callable[[Pair], object]] = {
-        "pair builtin": lambda p: embedder.pair_vector(p.input, analyze_pair(p.input, p.output)),
+        "pair builtin": lambda p: builtin.pair_vector(p.input, analyze_pair(p.input, p.output)),
         "pair shipped": lambda p: w.embed_pair(p.input, p.output, analyze_pair(p.input, p.output)),
-        "grid builtin": lambda p: embedder.repr_vector(p.input),
+        "grid builtin": lambda p: builtin.repr_vector(p.input),
         "grid shipped": lambda p: w.embed_repr(p.input),
     }
 

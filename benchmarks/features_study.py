@@ -47,8 +47,8 @@ from machine import command, commit, provenance  # noqa: E402
 
 from vault.arc import concept_id, load_dataset  # noqa: E402
 from vault.config import Config  # noqa: E402
-from vault.embedding import fitted, recipe  # noqa: E402
-from vault.embedding.select import Embedder, builtin, fitted_embedder  # noqa: E402
+from vault.embedding import Embedder, builtin, fitted, recipe  # noqa: E402
+from vault.embedding.select import fitted_embedder  # noqa: E402
 from vault.embedding.similarity import similarity  # noqa: E402
 from vault.eval import datasets, study  # noqa: E402
 from vault.eval.metrics import ModeSummary, QueryOutcome, summarize  # noqa: E402
@@ -296,7 +296,7 @@ def check_replica(fold: Fold, w: fitted.FittedWeights) -> str:
     cfg = Config()
     lines = []
     for name, emb, weights in (
-        ("built-in", builtin(), "builtin"),
+        ("built-in", builtin.EMBEDDER, "builtin"),
         ("fitted", fitted_embedder(w), w.to_bytes()),
     ):
         real = study.run(ds, cfg, ("hybrid-weighted", "soft"), weights=weights)
@@ -344,7 +344,8 @@ def run(quick: bool) -> dict[str, Any]:
     )
     groups = ("roles", "objects", "sizes", "counts")
     features: list[tuple[str, dict[str, float]]] = []
-    features.append(("built-in (hand-set map)", evaluate(all_folds, [builtin(), builtin()], cfg)))
+    both_builtin = [builtin.EMBEDDER, builtin.EMBEDDER]
+    features.append(("built-in (hand-set map)", evaluate(all_folds, both_builtin, cfg)))
     log("features")
     features.append(
         (
@@ -395,7 +396,7 @@ def run(quick: bool) -> dict[str, Any]:
     for metric in ("structured", "cosine"):
         c = cfg.with_overrides(similarity=metric)
         grid.append((f"soft, {metric}", evaluate(all_folds, embs, c, "soft")))
-    b = [builtin(), builtin()]
+    b = [builtin.EMBEDDER, builtin.EMBEDDER]
     grid.append(
         (
             "built-in embedder, hybrid weighted, structured, gamma 0.2 (the old default)",

@@ -56,7 +56,7 @@ import numpy as np
 
 from vault.arc import load_dataset
 from vault.config import Config
-from vault.embedding import embedder, fitted
+from vault.embedding import builtin, fitted
 from vault.eval import datasets
 from vault.eval.metrics import QueryOutcome, paired_bootstrap, reciprocal_rank, summarize
 from vault.eval.synthetic import FAMILIES, generate
@@ -217,11 +217,11 @@ def embedding_speed(weights: fitted.FittedWeights, rounds: int) -> dict[str, Any
     for _, task, source in load_dataset("arc1-train")[:150]:
         pairs += parse_task(task, source)[0]
     fns: dict[str, Callable[[Pair], object]] = {
-        "pair built-in": lambda p: embedder.pair_vector(p.input, analyze_pair(p.input, p.output)),
+        "pair built-in": lambda p: builtin.pair_vector(p.input, analyze_pair(p.input, p.output)),
         "pair fitted": lambda p: weights.embed_pair(
             p.input, p.output, analyze_pair(p.input, p.output)
         ),
-        "grid built-in": lambda p: embedder.repr_vector(p.input),
+        "grid built-in": lambda p: builtin.repr_vector(p.input),
         "grid fitted": lambda p: weights.embed_repr(p.input),
     }
 

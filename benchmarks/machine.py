@@ -34,6 +34,18 @@ def command(script: str | None = None) -> str:
     return shlex.join(["python", shown, *sys.argv[1:]])
 
 
+#: what the benchmark and study commands write: their own changes do not make the tree dirty
+GENERATED = (
+    "EVALUATION.md",
+    "evaluation/",
+    "RELIABILITY.md",
+    "SCALING.md",
+    "benchmarks/RESULTS.md",
+    "benchmarks/TOPK.md",
+    "benchmarks/FIT.md",
+)
+
+
 def commit() -> str:
     """The commit the working tree is at, with a warning when tracked files differ from it
     ("unknown" outside a git checkout)."""
@@ -51,9 +63,10 @@ def commit() -> str:
     if not head:
         return "unknown (not a git checkout)"
     changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
-    if not changed:
+    # the generated documents themselves (a command names the commit after writing them)
+    names = [line[3:] for line in changed if not line[3:].startswith(GENERATED)]
+    if not names:
         return head
-    names = [line[3:] for line in changed]
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return f"{head} with uncommitted changes to {shown}"
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 import gen  # noqa: E402
 
 from vault.config import Config  # noqa: E402
-from vault.embedding import embedder  # noqa: E402
+from vault.embedding import builtin  # noqa: E402
 from vault.grid.pairs import analyze_pair  # noqa: E402
 from vault.grid.reprs import grid_to_repr  # noqa: E402
 from vault.index.table import COL, COLUMNS, Table  # noqa: E402
@@ -50,12 +50,12 @@ def build(n: int = N, out: Path | None = None) -> float:
     for g in grids:
         f = families[rng.randrange(len(families))]
         a, b = grid_to_repr(g), grid_to_repr(gen.FAMILIES[f][0](g))
-        protos.append((f, embedder.pair_vector(a, analyze_pair(a, b))))
+        protos.append((f, builtin.pair_vector(a, analyze_pair(a, b))))
     by_family: dict[str, list[list[int]]] = {}
     for f, v in protos:
         by_family.setdefault(f, []).append(v)
     keys_of_row: list[tuple[str, ...]] = []
-    matrix = np.zeros((n, embedder.DIM), dtype=np.int8)
+    matrix = np.zeros((n, builtin.DIM), dtype=np.int8)
     memo: dict[tuple[Any, ...], list[int]] = {}
     for i in range(n):
         f = families[rng.randrange(len(families))]
@@ -66,7 +66,7 @@ def build(n: int = N, out: Path | None = None) -> float:
         vec = memo.get(key)
         if vec is None:
             items = [pool[p] for p in picks]
-            vec = embedder.combine(items, items, keys)
+            vec = builtin.combine(items, items, keys)
             if len(memo) < 200_000:
                 memo[key] = vec
         matrix[i] = vec
@@ -77,8 +77,8 @@ def build(n: int = N, out: Path | None = None) -> float:
     columns[COL["positive"]] = 1
     columns[COL["major"]] = 1
     columns[COL["tail"]] = np.arange(n, dtype=np.uint32)
-    app = np.zeros(embedder.DIM, dtype=bool)
-    app[embedder.APPEARANCE] = True
+    app = np.zeros(builtin.DIM, dtype=bool)
+    app[builtin.APPEARANCE] = True
     columns[COL["norm2_appearance"]] = (m64[:, app] ** 2).sum(axis=1)
     columns[COL["norm2_behaviour"]] = (m64[:, ~app] ** 2).sum(axis=1)
     refs = b"".join(f"c{i:07d}@1.0.0\n".encode() for i in range(n))
@@ -116,9 +116,9 @@ class FixtureSnapshot:
         self.generation = "fixture-1e6"
 
     def embedder(self) -> Any:
-        from vault.embedding.select import builtin
+        from vault.embedding import builtin
 
-        return builtin()  # the fixture's vectors are the built-in embedder's
+        return builtin.EMBEDDER  # the fixture's vectors are the built-in embedder's
 
 
 def summaries(out: Path | None = None) -> None:
@@ -177,7 +177,7 @@ def peak_rss_mb() -> float:
 
 
 def measure(runs: int = 5) -> dict[str, Any]:
-    from vault.embedding.select import builtin
+    from vault.embedding import builtin
     from vault.embedding.topk import topk
     from vault.embedding.vectors import query_vector
     from vault.retrieval import retrieve_in
@@ -218,7 +218,7 @@ def measure(runs: int = 5) -> dict[str, Any]:
     out["batch_qps"] = len(queries) / (time.perf_counter() - t)
     # retrieval as a process runs it: every mode with the configured metric (structured)
     out["rss_mb"] = peak_rss_mb()
-    qv = np.array(query_vector(builtin(), queries[0], None), dtype=np.int8)
+    qv = np.array(query_vector(builtin.EMBEDDER, queries[0], None), dtype=np.int8)
     table = snap.table
     n2a, n2b = table.col("norm2_appearance"), table.col("norm2_behaviour")
     tie = table.col("tail")
@@ -299,7 +299,7 @@ def first_queries(runs: int = 5) -> dict[str, Any]:
     third query of each (new query vectors), the fixture's load apart."""
     import subprocess
 
-    from vault.embedding.select import builtin
+    from vault.embedding import builtin
     from vault.embedding.vectors import query_vector
 
     summaries()  # as `vault index build` leaves them (not timed)
@@ -308,7 +308,7 @@ def first_queries(runs: int = 5) -> dict[str, Any]:
     for _ in range(runs):
         qs = [
             query_vector(
-                builtin(),
+                builtin.EMBEDDER,
                 normalize_query(
                     {"schema_version": 1, "grid": [list(r) for r in gen.pool_grid(rng)]}
                 ),

@@ -140,8 +140,8 @@ def _facts(f: Any) -> dict[str, Any]:
 
 def digests(task: dict[str, Any]) -> dict[str, str]:
     """What one task's analysis gives, as short digests."""
-    from vault.embedding import shipped
-    from vault.embedding.select import builtin, fitted_embedder
+    from vault.embedding import builtin, shipped
+    from vault.embedding.select import fitted_embedder
     from vault.embedding.vectors import query_vector
     from vault.grid.pairs import analyze_pair
     from vault.records.query import task_query
@@ -150,7 +150,10 @@ def digests(task: dict[str, Any]) -> dict[str, str]:
     reprs = [[p.input, p.output] for p in q.pairs] + [q.repr]
     facts = [_facts(analyze_pair(p.input, p.output)) for p in q.pairs]
     out = {"reprs": _h(reprs), "facts": _h(facts), "keys": _h(q.all_keys())}
-    for name, emb in (("builtin", builtin()), ("shipped", fitted_embedder(shipped.weights()))):
+    for name, emb in (
+        ("builtin", builtin.EMBEDDER),
+        ("shipped", fitted_embedder(shipped.weights())),
+    ):
         items = [emb.repr_vector(p.input) for p in q.pairs] + [emb.repr_vector(q.repr)]  # type: ignore[arg-type]
         items += [
             emb.pair_vector(p.input, p.output, f) for p, f in zip(q.pairs, q.facts(), strict=True)

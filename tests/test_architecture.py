@@ -61,9 +61,7 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 def test_every_module_is_in_a_layer() -> None:
     layers = _layers()
     graph = grimp.build_graph("vault", "vault_cli")
-    packages = {"vault", "vault_cli"} | {
-        m for m in graph.modules if graph.find_children(m)
-    }
+    packages = {"vault", "vault_cli"} | {m for m in graph.modules if graph.find_children(m)}
     missing = [
         m
         for m in sorted(graph.modules)
@@ -94,6 +92,7 @@ def test_the_facade_has_no_lazy_import() -> None:
 
 
 VOCABULARY = ("D4", "D4_ORDER", "FEATURE_KEYS", "INVARIANTS", "KEY_VOCABULARY", "SYMMETRIES")
+VOCABULARY += ("DIM", "Feature", "BUILTIN")  # the space's dims, a feature spec, the choice
 
 
 def test_the_key_vocabulary_is_defined_once() -> None:
@@ -108,9 +107,7 @@ def test_the_key_vocabulary_is_defined_once() -> None:
             for t in targets:
                 if isinstance(t, ast.Name) and t.id in VOCABULARY:
                     where.setdefault(t.id, []).append(str(path.relative_to(ROOT)))
-    assert {name: len(paths) for name, paths in where.items()} == {
-        name: 1 for name in where
-    }, where
+    assert {name: len(paths) for name, paths in where.items()} == {name: 1 for name in where}, where
 
 
 def test_the_d4_names_are_spelt_out_once() -> None:
@@ -148,3 +145,50 @@ def test_the_feature_keys_are_the_ones_emitted() -> None:
     features = {k.split(":", 1)[1] for k in emitted if k.startswith("feature:")}
     assert features and features <= set(FEATURE_KEYS)
     assert all(f"feature:{f}" in KEY_VOCABULARY for f in FEATURE_KEYS)
+
+
+# The rules both embedders apply to raw features (vault/embedding/features.py); before, the
+# fitted embedder and the structure groups carried their own copies of several of them.
+SHARED_RULES = {"clip", "normalize", "quantize", "requantize", "flag", "ratio", "array"}
+SHARED_RULES |= {"grid_of", "grids_of", "other_key_sign", "read"}
+
+
+def test_the_feature_rules_are_defined_once() -> None:
+    """No module of ``vault/embedding`` but ``features.py`` defines a function of the shared
+    raw-feature rules, nor one of their former private names (``_b``, ``_quantize`` ...)."""
+    former = {"_b", "_grid", "_clip", "_normalize", "_quantize", "_requantize", "_ratio", "_array"}
+    names = SHARED_RULES | former
+    where = sorted(
+        f"{path.relative_to(ROOT)}:{node.name}"
+        for path in (ROOT / "vault" / "embedding").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name in names
+    )
+    assert where == sorted(f"vault/embedding/features.py:{n}" for n in SHARED_RULES)
+
+
+def test_every_spec_reads_a_computed_feature() -> None:
+    """Each name of the built-in and the fitted specs is a value ``features`` computes (the
+    built-in one's through ``READS``), for a grid and for a pair; each value computed has
+    its constants in ``features.SCALES``, and nothing else has."""
+    from vault.embedding import builtin, features
+    from vault.embedding.fitted import raw
+    from vault.grid.pairs import analyze_pair
+    from vault.grid.reprs import grid_to_repr
+
+    a = grid_to_repr([[0, 1, 1], [0, 2, 0], [3, 0, 0]])
+    b = grid_to_repr([[1, 1, 0], [0, 2, 0], [0, 0, 3]])
+    f = analyze_pair(a, b)
+    lean = features.shape_values(a, full=False) | features.colour_values(a, full=False)
+    assert {builtin.READS.get(n, n) for n, _, _ in builtin.SHAPE + builtin.COLOUR} == set(lean)
+    assert {n for n, _, _ in builtin.TRANSFORM} == set(features.facts_values(f, full=False))
+    full = features.shape_values(a) | features.colour_values(a)
+    pair = features.pair_values(a, b, f) | features.facts_values(f, full=False)
+    assert set(features.SCALES) == set(full) | set(pair)
+    assert {n for n, _, _ in raw.SHAPE_RAW + raw.COLOUR_RAW} == set(full) - {"mirror_symmetry"}
+    assert {n for n, _, _ in raw.TRANSFORM_RAW} == set(features.pair_values(a, b, f)) - {
+        "rotate_quarter",
+        "rotate_half",
+        "flip",
+        "diagonal_flip",
+    }

@@ -16,7 +16,7 @@ import pytest
 
 import vault.embedding.cache as cache_module
 from vault.canonical import canonical_bytes
-from vault.embedding import embedder
+from vault.embedding import builtin
 from vault.embedding.cache import EmbeddingCache
 from vault.grid import objects as grid_objects
 from vault.grid import reprs as grid_reprs
@@ -155,10 +155,10 @@ def test_loaded_generations_are_bounded_in_bytes(
 
 
 def test_long_keys_are_not_memoised() -> None:
-    before = embedder._key_term_memo.cache_info().currsize
+    before = builtin._key_term_memo.cache_info().currsize
     long_key = "feature:" + "x" * 10_000
-    assert embedder._key_term(long_key) == embedder._key_term_of(long_key)
-    assert embedder._key_term_memo.cache_info().currsize == before
+    assert builtin._key_term(long_key) == builtin._key_term_of(long_key)
+    assert builtin._key_term_memo.cache_info().currsize == before
 
 
 # --------------------------------------------------------------------------- same answers

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from vault import input as cli_io
-from vault.embedding import embedder
+from vault.embedding import builtin
 from vault.errors import InvalidInputError, NotFoundError
 from vault.like import neighbours
 from vault.ops import write as writeback
@@ -51,7 +51,7 @@ def test_retrieve_jsonl_is_one_line_per_hit(example_vault: Vault, mode: str) -> 
 def test_retrieve_jsonl_tells_a_fallback_on_stderr(
     example_builtin_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
+    monkeypatch.setattr(builtin, "WEIGHTS_HASH", "0" * 64)
     result = run(example_builtin_vault.root, "retrieve", "--task", TASK, "--jsonl")
     assert "fell back to symbolic: embedder drift" in result.stderr
     assert all(json.loads(line)["similarity"] is None for line in result.stdout.splitlines())
@@ -165,7 +165,7 @@ def test_index_status_exit_code_says_current_or_stale(
 def test_index_status_drift_is_not_current(
     example_builtin_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
+    monkeypatch.setattr(builtin, "WEIGHTS_HASH", "0" * 64)
     result = run(example_builtin_vault.root, "index", "status", code=1)
     assert result.stdout.startswith("what\tvalue\nindex\tdrift\n")
 

@@ -74,7 +74,7 @@ def test_fallback_after_a_bug(example_vault, monkeypatch):
 
 def test_designed_fallback(example_builtin_vault, monkeypatch):
     v = example_builtin_vault  # a built-in-embedder vault: patching its identity is drift
-    monkeypatch.setattr("vault.embedding.embedder.WEIGHTS_HASH", "0" * 64)
+    monkeypatch.setattr("vault.embedding.builtin.WEIGHTS_HASH", "0" * 64)
     r = retrieve(v, task_query(TASK), v.config(), "hybrid")
     assert r.fallback_reason.startswith("embedder drift")
 

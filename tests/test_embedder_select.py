@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from vault.embedding import embedder, fitted, shipped
+from vault.embedding import builtin, fitted, shipped
+from vault.embedding.builtin import BUILTIN
 from vault.embedding.cache import EmbeddingCache
 from vault.embedding.select import (
-    BUILTIN,
-    builtin,
     fitted_embedder,
     load_weights,
     manifest_choice,
@@ -80,15 +79,15 @@ def fitted_vault(example_vault: Vault) -> Vault:
 def test_builtin_is_the_module_bit_for_bit() -> None:
     a, b = grid_to_repr(GRID_A), grid_to_repr([row[::-1] for row in GRID_A])
     facts = analyze_pair(a, b)
-    emb = builtin()
-    assert emb.repr_vector(a) == embedder.repr_vector(a)
-    assert emb.pair_vector(a, b, facts) == embedder.pair_vector(a, facts)
-    assert emb.combine([emb.repr_vector(a)], [], ["transform:flip_h"]) == embedder.combine(
-        [embedder.repr_vector(a)], [], ["transform:flip_h"]
+    emb = builtin.EMBEDDER
+    assert emb.repr_vector(a) == builtin.repr_vector(a)
+    assert emb.pair_vector(a, b, facts) == builtin.pair_vector(a, facts)
+    assert emb.combine([emb.repr_vector(a)], [], ["transform:flip_h"]) == builtin.combine(
+        [builtin.repr_vector(a)], [], ["transform:flip_h"]
     )
-    assert emb.identity() == embedder.identity() and emb.choice == BUILTIN
+    assert emb.identity() == builtin.identity() and emb.choice == BUILTIN
     key = EmbeddingCache(Path("/nonexistent")).key("c")  # the cache key format is unchanged
-    assert key == f"c:{embedder.VERSION}:{embedder.WEIGHTS_HASH}"
+    assert key == f"c:{builtin.VERSION}:{builtin.WEIGHTS_HASH}"
 
 
 def test_fitted_is_the_weights_object() -> None:
@@ -131,7 +130,7 @@ def test_weights_object_round_trip_through_the_store(vault: Vault) -> None:
     back = load_weights(vault.objects, digest)
     assert back == w and back.to_bytes() == w.to_bytes()
     assert resolve(vault.objects, digest).identity() == w.identity()
-    assert resolve(vault.objects, BUILTIN) is builtin()
+    assert resolve(vault.objects, BUILTIN) is builtin.EMBEDDER
 
 
 # --------------------------------------------------------------------------- end to end (CLI)
@@ -326,7 +325,7 @@ def test_eval_with_the_fitted_embedder(fitted_vault: Vault) -> None:
     default = json.loads(run(fitted_vault.root, *args).stdout)
     assert default["settings"]["embedder"] == shipped.weights().identity()  # a new vault's
     hand = json.loads(run(fitted_vault.root, *args, "--embedder", "builtin").stdout)
-    assert hand["settings"]["embedder"] == embedder.identity()
+    assert hand["settings"]["embedder"] == builtin.identity()
     out = json.loads(run(fitted_vault.root, *args, "--embedder", "fitted").stdout)
     ident = out["settings"]["embedder"]
     assert ident["name"] == fitted.NAME and ident["weights_hash"] == choice_of(

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vault.embedding import embedder
+from vault.embedding import builtin
 from vault.embedding.cache import EmbeddingCache
-from vault.embedding.select import builtin
 from vault.embedding.similarity import cosine, euclidean, exact_dots
 from vault.embedding.vectors import embed_pair, embed_repr, query_vector
 from vault.grid.reprs import grid_to_repr, repr_id
@@ -40,21 +39,21 @@ GRIDS = {
 def test_vector_shape_range_and_determinism() -> None:
     for grid in GRIDS.values():
         rep = grid_to_repr(grid)
-        v1 = embedder.repr_vector(rep)
-        v2 = embedder.repr_vector(grid_to_repr(grid))
+        v1 = builtin.repr_vector(rep)
+        v2 = builtin.repr_vector(grid_to_repr(grid))
         assert v1 == v2
-        assert len(v1) == embedder.DIM == 64
+        assert len(v1) == builtin.DIM == 64
         assert all(isinstance(x, int) and -127 <= x <= 127 for x in v1)
         assert any(v1)
 
 
 def test_same_vectors_in_a_fresh_process() -> None:
     grids = list(GRIDS.values())
-    here = [embedder.repr_vector(grid_to_repr(g)) for g in grids]
+    here = [builtin.repr_vector(grid_to_repr(g)) for g in grids]
     code = (
-        "import json,sys; from vault.embedding import embedder;"
+        "import json,sys; from vault.embedding import builtin;"
         " from vault.grid.reprs import grid_to_repr;"
-        "print(json.dumps([embedder.repr_vector(grid_to_repr(g)) for g in json.load(sys.stdin)]))"
+        "print(json.dumps([builtin.repr_vector(grid_to_repr(g)) for g in json.load(sys.stdin)]))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -69,12 +68,16 @@ def test_same_vectors_in_a_fresh_process() -> None:
 def test_cache_hit_equals_miss_and_checks_key(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path / "cache")
     a, b = grid_to_repr(GRIDS["checker"]), grid_to_repr(GRIDS["stripes"])
-    miss = embed_repr(builtin(), a, cache)
-    assert miss == embedder.repr_vector(a)
+    miss = embed_repr(builtin.EMBEDDER, a, cache)
+    assert miss == builtin.repr_vector(a)
     assert cache.get(repr_id(a)) == miss
-    assert embed_repr(builtin(), a, cache) == miss
-    pair_miss = embed_pair(builtin(), a, b, cache)
-    assert embed_pair(builtin(), a, b, cache) == pair_miss == embed_pair(builtin(), a, b, None)
+    assert embed_repr(builtin.EMBEDDER, a, cache) == miss
+    pair_miss = embed_pair(builtin.EMBEDDER, a, b, cache)
+    assert (
+        embed_pair(builtin.EMBEDDER, a, b, cache)
+        == pair_miss
+        == embed_pair(builtin.EMBEDDER, a, b, None)
+    )
     # an entry whose key does not match is a miss, never a wrong vector
     path = cache.path(cache.key(repr_id(a)))
     entry = json.loads(path.read_text())
@@ -82,14 +85,14 @@ def test_cache_hit_equals_miss_and_checks_key(tmp_path: Path) -> None:
     path.write_text(json.dumps(entry))
     fresh = EmbeddingCache(tmp_path / "cache")  # (an instance remembers what it computed)
     assert fresh.get(repr_id(a)) is None
-    assert embed_repr(builtin(), a, fresh) == miss
+    assert embed_repr(builtin.EMBEDDER, a, fresh) == miss
 
 
 def test_bulk_writes_one_pack_that_full_builds_read(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path / "cache")
     reps = [grid_to_repr(g) for g in GRIDS.values()]
     with cache.bulk():
-        vectors = [embed_repr(builtin(), r, cache) for r in reps]
+        vectors = [embed_repr(builtin.EMBEDDER, r, cache) for r in reps]
     assert list(cache.entries()) == [] and len(cache.packs()) == 1
     fresh = EmbeddingCache(tmp_path / "cache")
     assert fresh.get(repr_id(reps[0])) is None  # packs are read on request (full builds)
@@ -288,10 +291,10 @@ def test_hybrid_tiebreak_keeps_symbolic_order_and_breaks_ties_by_similarity(tmp_
 
 def test_query_vector_uses_pairs_and_repr() -> None:
     q = _rotate_query()
-    with_pairs = query_vector(builtin(), q, None)
-    only_repr = query_vector(builtin(), Query(repr=q.repr), None)
-    none = [0] * len(embedder.TRANSFORM)
-    assert with_pairs[embedder.TRN] != none and only_repr[embedder.TRN] == none
+    with_pairs = query_vector(builtin.EMBEDDER, q, None)
+    only_repr = query_vector(builtin.EMBEDDER, Query(repr=q.repr), None)
+    none = [0] * len(builtin.TRANSFORM)
+    assert with_pairs[builtin.TRN] != none and only_repr[builtin.TRN] == none
 
 
 def test_hybrid_tops_up_a_short_symbolic_list_from_embedding_neighbours(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vault.config import Config
-from vault.embedding import embedder
+from vault.embedding import builtin
 from vault.embedding.similarity import APPEARANCE_GATE, similarity
 from vault.errors import InvalidInputError, UsageError
 from vault.eval import datasets, report, study
@@ -34,19 +34,19 @@ def test_golden_vectors_pin_the_embedder_to_its_version() -> None:
     a new embedder version (and weights_hash), or every vault's vectors silently change
     meaning. Regenerate the file only together with a version bump."""
     g = json.loads(GOLDEN.read_text())
-    reprs = {k: embedder.repr_vector(grid_to_repr(v)) for k, v in g["grids"].items()}
+    reprs = {k: builtin.repr_vector(grid_to_repr(v)) for k, v in g["grids"].items()}
     pairs = {
-        k: embedder.pair_vector(grid_to_repr(a), analyze_pair(grid_to_repr(a), grid_to_repr(b)))
+        k: builtin.pair_vector(grid_to_repr(a), analyze_pair(grid_to_repr(a), grid_to_repr(b)))
         for k, (a, b) in g["pair_grids"].items()
     }
-    keys = embedder.keys_block(
+    keys = builtin.keys_block(
         ["transform:flip_h", "invariant:same_dims", "feature:square", "user:x"]
     )
     changed = reprs != g["reprs"] or pairs != g["pairs"] or keys != g["keys"]["flip+same_dims"]
-    assert not (changed and g["version"] == embedder.VERSION), (
-        "the embedder's output changed but embedder.VERSION did not: bump it"
+    assert not (changed and g["version"] == builtin.VERSION), (
+        "the embedder's output changed but builtin.VERSION did not: bump it"
     )
-    assert (g["version"], g["weights_hash"]) == (embedder.VERSION, embedder.WEIGHTS_HASH)
+    assert (g["version"], g["weights_hash"]) == (builtin.VERSION, builtin.WEIGHTS_HASH)
     assert not changed
 
 
@@ -82,22 +82,22 @@ def test_penalty_and_utility_come_from_the_same_model(vault: Vault) -> None:
 # --------------------------------------------------------------------------- similarity
 def test_euclidean_uses_the_real_range() -> None:
     rep = grid_to_repr([[1, 2], [3, 4]])
-    v = np.array(embedder.repr_vector(rep), dtype=np.int8)
+    v = np.array(builtin.repr_vector(rep), dtype=np.int8)
     m = np.stack([v, -v, np.zeros_like(v)])
     sims = similarity(m, v, "euclidean")
     assert sims[0] == 1.0 and sims[1] == 0.0  # identical, opposite: the ends of [0, 1]
     assert sims[2] == 0.0  # a zero vector, as for cosine
-    other = np.array(embedder.repr_vector(grid_to_repr([[0, 5, 5], [5, 0, 0]])), dtype=np.int8)
+    other = np.array(builtin.repr_vector(grid_to_repr([[0, 5, 5], [5, 0, 0]])), dtype=np.int8)
     assert 0.0 < similarity(other[None, :], v, "euclidean")[0] < 0.95
 
 
 def test_structured_similarity_counts_appearance_only_above_the_gate() -> None:
     a = grid_to_repr([[1, 0, 0], [0, 1, 0]])
     pair = analyze_pair(a, grid_to_repr([[0, 0, 1], [0, 1, 0]]))
-    q = np.array(embedder.pair_vector(a, pair), dtype=np.int8)
+    q = np.array(builtin.pair_vector(a, pair), dtype=np.int8)
     same_look = q.copy()
     other_look = q.copy()
-    other_look[embedder.APPEARANCE] = -q[embedder.APPEARANCE]
+    other_look[builtin.APPEARANCE] = -q[builtin.APPEARANCE]
     s = similarity(np.stack([same_look, other_look]), q, "structured")
     assert s[0] == pytest.approx(1.0 + 2.0 * (1.0 - APPEARANCE_GATE))
     assert s[1] == 1.0  # looking different costs nothing: the transformation decides

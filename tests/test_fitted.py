@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
 import sys
 from typing import Any
@@ -279,6 +280,19 @@ def test_raw_vectors_are_int8_blocks_of_norm_127() -> None:
     assert not any(raw[fitted.RAW_SLICES["transform"]])
 
 
+def _requantize(acc: list[int], weight: float) -> list[int]:
+    """FORMAT.md §9.1 written out here, not imported (an oracle shares no code with what it
+    checks): ``y_i = round(127·weight·acc_i / sqrt(Σ acc²))``, the sum of squares an exact
+    integer, Python ``round`` (half to even); all zero stays all zero."""
+    squares = 0
+    for a in acc:
+        squares += int(a) * int(a)
+    if squares == 0:
+        return [0 for _ in acc]
+    root = math.sqrt(squares)
+    return [round((127.0 * weight) * int(a) / root) for a in acc]
+
+
 def test_inference_is_exact_integer_arithmetic() -> None:
     """``m ⊙ (W z) + b`` through float64 BLAS equals the same sum in Python integers, and
     each block is the built-in requantisation of those integers."""
@@ -296,7 +310,7 @@ def test_inference_is_exact_integer_arithmetic() -> None:
         vec = w.embed_raw(z)
         for blk in w.blocks:
             total = acc[blk.start : blk.stop]
-            assert vec[blk.start : blk.stop] == fitted._requantize(total, blk.weight)
+            assert vec[blk.start : blk.stop] == _requantize(total, blk.weight)
 
 
 def test_numpy_block_rule_equals_the_python_rule() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from vault.canonical import loads
-from vault.embedding import embedder
+from vault.embedding import builtin
 from vault.errors import CorruptionError, NotFoundError, UsageError, VaultError
 from vault.index import table as tables
 from vault.index.snapshot import Generation, clear_cache
@@ -262,7 +262,7 @@ def test_drift_falls_back_and_status_says_so(
     example_builtin_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     v = example_builtin_vault
-    monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
+    monkeypatch.setattr(builtin, "WEIGHTS_HASH", "0" * 64)
     r = retrieve(v, task_query(rotate_task()), v.config())
     assert r.mode_used == "symbolic"
     assert r.fallback_reason == "embedder drift: run `vault index build`"

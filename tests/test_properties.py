@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vault.canonical import canonical_bytes, loads
-from vault.embedding import embedder
+from vault.embedding import builtin
 from vault.grid.grid import D4, parse_grid
 from vault.grid.reprs import grid_to_repr, repr_id
 
@@ -57,10 +57,10 @@ def test_repr_is_a_function_of_the_grid(grid: list[list[int]]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(grids)
 def test_vectors_are_int8_and_rotation_changes_nothing_but_dims(grid: list[list[int]]) -> None:
-    vector = embedder.repr_vector(grid_to_repr(grid))
-    assert len(vector) == embedder.DIM and all(-127 <= x <= 127 for x in vector)
+    vector = builtin.repr_vector(grid_to_repr(grid))
+    assert len(vector) == builtin.DIM and all(-127 <= x <= 127 for x in vector)
     turned = [list(r) for r in D4["rotate_180"](parse_grid(grid))]
     # a 180-degree turn keeps every appearance feature (sizes, colours, components, symmetry)
-    assert embedder.appearance_blocks(grid_to_repr(turned)) == embedder.appearance_blocks(
+    assert builtin.appearance_blocks(grid_to_repr(turned)) == builtin.appearance_blocks(
         grid_to_repr(grid)
     )

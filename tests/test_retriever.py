@@ -64,10 +64,10 @@ def test_retriever_accepts_what_a_solver_holds(example_vault: Vault) -> None:
 def test_drift_is_a_fallback_reason_not_a_failure(
     example_builtin_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vault.embedding import embedder
+    from vault.embedding import builtin
 
     r = example_builtin_vault.retriever()
-    monkeypatch.setattr(embedder, "WEIGHTS_HASH", "0" * 64)
+    monkeypatch.setattr(builtin, "WEIGHTS_HASH", "0" * 64)
     result = r.retrieve(ROTATE, mode="hybrid")
     assert result.mode_used == "symbolic" and "embedder drift" in (result.fallback_reason or "")
 

@@ -17,7 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from vault.embedding import fitted, linalg, recipe, shipped
-from vault.embedding.select import BUILTIN, manifest_choice
+from vault.embedding.builtin import BUILTIN
+from vault.embedding.select import manifest_choice
 from vault.errors import EmbeddingError
 from vault.index.snapshot import clear_cache
 from vault.ops.embedder import fit_embedder, use_embedder

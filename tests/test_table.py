@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault.embedding.embedder import DIM
+from vault.embedding import DIM
 from vault.errors import CorruptionError
 from vault.index import table as tables
 from vault.index.table import Row, Table

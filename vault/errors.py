@@ -105,6 +105,16 @@ class CommittedError(VaultError):
         super().__init__(message)
         self.audit_seq = audit_seq
 
+    @classmethod
+    def after(
+        cls, what: str, seq: int, failed: str, exc: BaseException, advice: str, *, note: str = ""
+    ) -> CommittedError:
+        """``<what> took effect (audit seq <seq><note>) but <failed> (<exc>); <advice>``."""
+        return cls(
+            f"{what} took effect (audit seq {seq}{note}) but {failed} ({exc}); {advice}",
+            audit_seq=seq,
+        )
+
 
 class LockError(VaultError):
     pass

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vault.config import MODES, Config
-from vault.embedding.select import Embedder
+from vault.embedding import Embedder
 from vault.embedding.similarity import pairwise, similarity_rows
 from vault.embedding.topk import topk
 from vault.embedding.vectors import query_vector

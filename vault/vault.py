@@ -129,11 +129,12 @@ class Vault(Handle):
         try:
             gc.retain(self, load_retention(self.config_path), roots=embedder.fit_roots)
         except (VaultError, OSError) as exc:
-            raise CommittedError(
-                f"{result.op} took effect (audit seq {result.audit_seq}) but the [gc] "
-                f"retention policy of config.toml could not run ({exc}); `vault verify` tells "
-                "more — do not redo the write",
-                audit_seq=result.audit_seq,
+            raise CommittedError.after(
+                result.op,
+                result.audit_seq,
+                "the [gc] retention policy of config.toml could not run",
+                exc,
+                "`vault verify` tells more — do not redo the write",
             ) from None
         return result
 
@@ -171,24 +172,9 @@ class Vault(Handle):
         except OSError as exc:
             raise StorageError.of(exc) from None
 
-    @_contract
-    def write_back(
-        self,
-        cards: Iterable[tuple[Any, str]] = (),
-        evidence: Iterable[tuple[Any, str]] = (),
-        *,
-        fork: bool = False,
-        op: str = "add",
-        detail: dict[str, Any] | None = None,
-        reprs: Iterable[dict[str, Any]] = (),
-        statuses: Iterable[tuple[Any, str]] = (),
-    ) -> write.WriteResult:
-        """One write-back of ``(record, source)`` items (``vault.ops.write.write_back``);
-        the retention policy is not applied (a low-level call: the remote's re-application
-        uses it)."""
-        return write.write_back(
-            self, cards, evidence, fork=fork, op=op, detail=detail, reprs=reprs, statuses=statuses
-        )
+    # One write-back of ``(record, source)`` items, without the retention policy (a
+    # low-level call: the remote's re-application and the study use it).
+    write_back = _contract(write.write_back)
 
     @_contract
     def set_status(

@@ -5,6 +5,7 @@ and a retry (used by ``test_faults.py``)."""
 from __future__ import annotations
 
 import errno
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,16 +56,18 @@ def _acked(b: Baseline, root: Path) -> bool:
     )
 
 
-def _state_lines(data: bytes | None) -> list[bytes]:
+def _state_lines(data: bytes | None) -> list[tuple[str, list[str], str]]:
+    """The state-changing audit entries as (op, records, detail) — not their seq and check,
+    which shift by one when a ``repair`` line (FORMAT §3) was written before them."""
     out = []
     for line in _lines(data):
-        for op in (*STATE_OPS, "rollback"):
-            if f'"op":"{op}"'.encode() in line:
-                out.append(line)
+        entry = json.loads(line)
+        if entry["op"] in (*STATE_OPS, "rollback"):
+            out.append((entry["op"], entry["records"], json.dumps(entry["detail"], sort_keys=True)))
     return out
 
 
-def _repaired(root: Path, name: str) -> bool:
+def repaired(root: Path, name: str) -> bool:
     """Whether the command rewrote object ``name`` (``objects/ab/cdef…``) as damaged and said
     so with a ``repair`` audit line (FORMAT §3): an existing object whose fsync fails is
     replaced by a fresh, fsynced file — the failure was handled, not ignored."""
@@ -81,7 +84,9 @@ def fault_at(b: Baseline, n: int, err: str, work: Path) -> Fault:
     before = b.pre_tree  # the copy is byte-identical to the pre-state
     inj = Injector(w, "raise", n, ERRNOS[err])
     child = fork_cli(w, b.args, inj)
-    point = b.trace[n - 1]
+    # the point that failed in this run (the batch path's threads may order the points
+    # differently from the clean run's trace)
+    point = child.fired if child.fired is not None else b.trace[n - 1]
     f = Fault(b.op, n, point, err, child.code, child.stderr.strip())
     f.acked = _acked(b, w)
     temp_unlink = point[0] == "unlink" and Path(point[1]).name.startswith(".")
@@ -89,7 +94,7 @@ def fault_at(b: Baseline, n: int, err: str, work: Path) -> Fault:
         f.checks["no_traceback"] = child.stderr[-300:]
     if child.code == 0:
         f.handled = True
-        if point[0] in ("fsync", "sync") and not _repaired(w, point[1]):
+        if point[0] in ("fsync", "sync") and not repaired(w, point[1]):
             f.checks["fails"] = f"exit 0 although {point[0]} of {point[1]} failed"
     else:
         if not child.one_line_error:

@@ -23,17 +23,15 @@ import re
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import xxhash
 
 from vault.canonical import canonical_bytes, loads, loads_trusted, sha256_hex
+from vault.embedding import DIM, Embedder, builtin
 from vault.errors import InvalidInputError
 from vault.memo import BoundedMemo, MiB
 from vault.store.fs import atomic_write
-
-if TYPE_CHECKING:
-    from vault.embedding.select import Embedder
 
 PACK_NAME = re.compile(
     r"^(?P<version>[0-9.]+)-(?P<weights>[0-9a-f]{16})-(?P<sha>[0-9a-f]{32})\.jsonl$"
@@ -52,7 +50,7 @@ def pair_id(in_id: str, out_id: str) -> str:
 def is_vector(v: Any) -> bool:
     return (
         isinstance(v, list)
-        and len(v) == 64  # embedder.DIM
+        and len(v) == DIM
         and all(isinstance(x, int) and not isinstance(x, bool) and -127 <= x <= 127 for x in v)
     )
 
@@ -65,13 +63,11 @@ class EmbeddingCache:
     embedder's identity (default: the built-in one; ``bound`` gives another's)."""
 
     def __init__(self, root: Path, *, writable: bool = True, embedder: Embedder | None = None):
-        from vault.embedding.select import builtin
-
         self.root = root
         # a link planted where the cache lives is neither read nor written (verify says so)
         self.planted = root.is_symlink()
         self.writable = writable and not self.planted
-        self.embedder: Embedder = embedder or builtin()
+        self.embedder: Embedder = embedder or builtin.EMBEDDER
         self._memo: BoundedMemo[str, bytes] = BoundedMemo(MEMO_BYTES)
         self._packed: dict[str, bytes] | None = None  # (a full build's: int8 vectors by key)
         self._pending: dict[str, Pending] | None = None  # (pack line, int8 vector) by key

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from vault.embedding import Embedder
 from vault.embedding.cache import EmbeddingCache, pair_id
-from vault.embedding.select import Embedder
 from vault.embedding.vectors import embed_pair, embed_repr
 from vault.store.objects import ObjectStore
 from vault.workers import exit_with_parent

@@ -29,11 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from vault.embedding.features import Feature, array, flag
 from vault.grid.grid import Grid
 from vault.grid.objects import GridObject, objects
 from vault.grid.pairs import PairFacts
-
-Feature = tuple[str, float, float]  # (name, centre, scale)
 
 ROLES: tuple[Feature, ...] = (
     ("out_major_is_in_major", 0.0, 1.0),  # the output's most frequent non-bg colour is M
@@ -87,16 +86,6 @@ GROUPS: tuple[tuple[str, tuple[Feature, ...]], ...] = (
     ("counts", COUNTS),
 )
 NAMES = tuple(name for name, _ in GROUPS)
-
-
-def _b(flag: bool) -> float:
-    return 1.0 if flag else 0.0
-
-
-def _array(g: Grid) -> np.ndarray:
-    return np.frombuffer(b"".join(bytes(row) for row in g), dtype=np.uint8).reshape(
-        len(g), len(g[0])
-    )
 
 
 def _ranked(hist: Counter[int], bg: int) -> list[int]:
@@ -191,7 +180,7 @@ def groups_raw(
     if "roles" in wanted:
         changed_major = changed_minor = changed_neigh = n_changed = 0
         if f.same_dims:
-            a, b = _array(gi), _array(go)
+            a, b = array(gi), array(go)
             rr, cc = np.nonzero(a != b)
             n_changed = len(rr)
             if n_changed:
@@ -214,16 +203,16 @@ def groups_raw(
             colour_at[o.cells] for o in ins if colour_at.get(o.cells, o.colour) != o.colour
         ]
         roles = [
-            _b(out_major is not None and out_major == major),
-            _b(out_major is not None and out_major == minor),
-            _b(out_major is not None and out_major not in hist_in),
-            _b(major is not None and bg_out == major),
+            flag(out_major is not None and out_major == major),
+            flag(out_major is not None and out_major == minor),
+            flag(out_major is not None and out_major not in hist_in),
+            flag(major is not None and bg_out == major),
             changed_major / n_changed if n_changed else 0.0,
             changed_minor / n_changed if n_changed else 0.0,
             changed_neigh / n_changed if n_changed else 0.0,
-            _b(major is not None and major not in hist_out),
-            _b(minor is not None and minor not in hist_out),
-            _b(len(both) > 1 and both == both_out),
+            flag(major is not None and major not in hist_out),
+            flag(minor is not None and minor not in hist_out),
+            flag(len(both) > 1 and both == both_out),
             sum(1 for c in recoloured if c == major) / len(recoloured) if recoloured else 0.0,
         ]
 
@@ -244,7 +233,7 @@ def groups_raw(
         filled_at = None
         if f.same_dims:  # non-background output cells in any box, from an integral image
             filled_at = np.zeros((ho + 1, wo + 1), dtype=np.int64)
-            filled_at[1:, 1:] = np.cumsum(np.cumsum(_array(go) != bg_out, axis=0), axis=1)
+            filled_at[1:, 1:] = np.cumsum(np.cumsum(array(go) != bg_out, axis=0), axis=1)
         for o in ins:
             top, left, bottom, right = o.bbox
             oh, ow = bottom - top + 1, right - left + 1
@@ -305,16 +294,16 @@ def groups_raw(
             reshaped / len(ins),
             copied / len(ins),
             filled / n_shaped if n_shaped else 0.0,
-            _b(len(moved) > 0 and len(signs) == 1),
+            flag(len(moved) > 0 and len(signs) == 1),
             contact / len(moved) if moved else 0.0,
             sum(1 for o in outs if o.shape in in_shapes) / len(outs) if outs else 0.0,
-            _b(
+            flag(
                 len(ins) > 1
                 and any(
                     o.area == smallest and (o.cells in survivors or id(o) in moved_ids) for o in ins
                 )
             ),
-            _b(
+            flag(
                 len(ins) > 1
                 and not any(
                     o.area == largest
@@ -340,15 +329,15 @@ def groups_raw(
     smaller = ho * wo < hi * wi
     larger = ho * wo > hi * wi
     sizes = [
-        _b(not f.same_dims and content == (ho, wo)),
-        _b(not f.same_dims and smallest_box == (ho, wo)),
-        _b(len(ins) > 0 and not f.same_dims and len(ins) in (ho, wo)),
-        _b(n_colours > 0 and not f.same_dims and n_colours in (ho, wo)),
-        _b(smaller and hi % ho == 0 and wi % wo == 0),
-        _b(larger and ho % hi == 0 and wo % wi == 0),
-        _b(any((len(p), len(p[0])) == (ho, wo) for p in panels)),
-        _b(any(p == go for p in panels)),
-        _b(ho == wo and hi != wi),
+        flag(not f.same_dims and content == (ho, wo)),
+        flag(not f.same_dims and smallest_box == (ho, wo)),
+        flag(len(ins) > 0 and not f.same_dims and len(ins) in (ho, wo)),
+        flag(n_colours > 0 and not f.same_dims and n_colours in (ho, wo)),
+        flag(smaller and hi % ho == 0 and wi % wo == 0),
+        flag(larger and ho % hi == 0 and wo % wi == 0),
+        flag(any((len(p), len(p[0])) == (ho, wo) for p in panels)),
+        flag(any(p == go for p in panels)),
+        flag(ho == wo and hi != wi),
     ]
 
     # ------------------------------------------------------------------ counts
@@ -368,27 +357,27 @@ def groups_raw(
             ):
                 bars = 1.0
     counts = [
-        _b(n_colours > 0 and not f.same_dims and out_nonbg == n_colours),
-        _b(n_colours > 1 and len(outs) == n_colours and not f.identity),
-        _b(
+        flag(n_colours > 0 and not f.same_dims and out_nonbg == n_colours),
+        flag(n_colours > 1 and len(outs) == n_colours and not f.identity),
+        flag(
             len(ins) > 1
             and not f.identity
             and sorted(o.area for o in ins) == sorted(o.area for o in outs)
         ),
-        _b(
+        flag(
             out_major is not None
             and per_colour.get(out_major, 0) == most_objects
             and most_objects > 0
             and len(per_colour) > 1
         ),
-        _b(
+        flag(
             out_major is not None
             and largest_obj is not None
             and largest_obj.colour == out_major
             and len(ins) > 1
         ),
         bars,
-        _b(largest_obj is not None and not f.same_dims and out_nonbg == largest_obj.area),
+        flag(largest_obj is not None and not f.same_dims and out_nonbg == largest_obj.area),
     ]
     return {"roles": roles, "objects": objs, "sizes": sizes, "counts": counts}
 
@@ -396,10 +385,3 @@ def groups_raw(
 def empty() -> dict[str, list[float]]:
     """The groups' values for a pair without grids (all neutral)."""
     return {name: [c for _, c, _ in spec] for name, spec in GROUPS}
-
-
-def grids_of(in_rep: dict[str, Any], out_rep: dict[str, Any]) -> tuple[Grid, Grid] | None:
-    a, b = in_rep.get("grid"), out_rep.get("grid")
-    if a is None or b is None:
-        return None
-    return tuple(tuple(r) for r in a), tuple(tuple(r) for r in b)

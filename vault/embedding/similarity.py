@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from vault.config import SIMILARITIES as METRICS
-from vault.embedding.embedder import APPEARANCE, DIM, KEY, TRN
+from vault.embedding import DIM
+from vault.embedding.builtin import APPEARANCE, KEY, TRN
 
 APPEARANCE_GATE = 0.7
 APPEARANCE_BONUS = 2.0

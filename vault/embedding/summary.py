@@ -64,7 +64,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vault.embedding.embedder import DIM
+from vault.embedding import DIM
 
 SUMMARY_COLUMNS = 32  # int8 columns per row: projections + one residual column per part
 BUILD_BLOCK = 8192  # rows per step of a build (2 MiB float32 temporaries)

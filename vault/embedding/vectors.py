@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from vault.canonical import canonical_bytes
+from vault.embedding import Embedder
 from vault.embedding.cache import EmbeddingCache, pair_id
-from vault.embedding.select import Embedder
 from vault.errors import InvalidInputError
 from vault.grid.grid import parse_grid
 from vault.grid.pairs import PairFacts, analyze_pair

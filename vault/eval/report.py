@@ -145,14 +145,16 @@ def interpretation(result: StudyResult) -> str:
         change = result.coverage_change.get(best)
         sym_ms = s["symbolic"].latency_median_ms
         if change is not None:
+            k = s[best].coverage_k
             more = (
-                "as many distinct concepts"
+                f"as many distinct concepts in the top {k} as symbolic"
                 if round(change, 2) == 0
-                else f"{change:+.0%} distinct concepts"
+                else f"{abs(change):.0%} {'more' if change > 0 else 'fewer'} distinct concepts "
+                f"in the top {k} than symbolic"
             )
             second = (
-                f" It surfaces {more} in the top {s[best].coverage_k} as symbolic does, at a "
-                f"median {s[best].latency_median_ms:.2f} ms per query against {sym_ms:.2f} ms."
+                f" It surfaces {more}, at a median {s[best].latency_median_ms:.2f} ms per query "
+                f"against {sym_ms:.2f} ms."
             )
     return first + second
 

@@ -1,7 +1,7 @@
 """Exact facts about one demonstration pair (input grid -> output grid).
 
 Both the key vocabulary (``keys.py``) and the embedder's transformation block
-(``embedder.py``) read these facts, so a symbolic key and an embedding feature that
+(``vault.embedding.builtin``) read these facts, so a symbolic key and an embedding feature that
 describe the same thing cannot disagree.
 """
 

@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vault.canonical import canonical_bytes, sha256_hex
+from vault.embedding import Embedder
+from vault.embedding.builtin import BUILTIN
 from vault.embedding.cache import EmbeddingCache
 from vault.embedding.prefetch import Computed, prefetch, put_computed
-from vault.embedding.select import BUILTIN, Embedder, resolve
+from vault.embedding.select import resolve
 from vault.embedding.vectors import ann_hash, concept_vector, embedder_bytes
 from vault.errors import CorruptionError, VaultError
 from vault.handle import CHANGE_OPS, Handle, is_stale

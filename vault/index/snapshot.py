@@ -34,8 +34,7 @@ from typing import Any
 import numpy as np
 
 from vault.canonical import loads, loads_trusted, sha256_hex
-from vault.embedding import select
-from vault.embedding.embedder import DIM
+from vault.embedding import DIM, Embedder, builtin, select
 from vault.errors import (
     CorruptionError,
     EmbeddingError,
@@ -375,7 +374,7 @@ class Generation:
         return State(self.objects, self.state_shards)
 
     @cached_property
-    def fitted(self) -> select.Embedder | str:
+    def fitted(self) -> Embedder | str:
         """The fitted embedder the manifest names, loaded once (or why it cannot be)."""
         try:
             return select.for_generation(self.pins or self.objects, self.manifest)
@@ -432,11 +431,11 @@ class Snapshot:
         ident: dict[str, Any] = self.manifest["embedder_id"]
         return ident
 
-    def embedder(self) -> select.Embedder:
+    def embedder(self) -> Embedder:
         """The embedder this generation was built with; ``EmbeddingError`` ("embedder
         drift: ...") when this tool cannot run it (another version, weights missing or
         damaged)."""
-        if select.manifest_choice(self.manifest) == select.BUILTIN:
+        if select.manifest_choice(self.manifest) == builtin.BUILTIN:
             return select.for_generation(self.objects, self.manifest)
         emb = self._data.fitted
         if isinstance(emb, str):
@@ -552,10 +551,10 @@ def open_current(objects: ObjectStore, generations: Generations) -> Snapshot:
     raise CorruptionError(f"{objects.root.parent}: CURRENT kept moving while it was opened")
 
 
-def generation_embedders(objects: ObjectStore, generations: Iterable[str]) -> list[select.Embedder]:
+def generation_embedders(objects: ObjectStore, generations: Iterable[str]) -> list[Embedder]:
     """The embedders the given generations were built with that this tool can run, each
     once (the caches worth keeping and checking)."""
-    out: dict[str, select.Embedder] = {}
+    out: dict[str, Embedder] = {}
     for generation in generations:
         try:
             manifest = Generation(objects, generation).manifest

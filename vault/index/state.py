@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from vault.canonical import canonical_bytes
-from vault.embedding.select import BUILTIN
+from vault.embedding.builtin import BUILTIN
 from vault.errors import CorruptionError, VaultError
 from vault.records.cards import ref
 from vault.records.keys import concept_keys

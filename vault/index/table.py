@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from vault.canonical import canonical_bytes, loads_trusted, sha256_hex
-from vault.embedding.embedder import DIM
+from vault.embedding import DIM
 from vault.errors import CorruptionError
 from vault.records.cards import parse_version
 

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from vault.config import EmbedderConfig, load_embedder
 from vault.embedding import fitted
-from vault.embedding.select import BUILTIN, SHIPPED, load_weights, manifest_choice
+from vault.embedding.builtin import BUILTIN
+from vault.embedding.select import SHIPPED, load_weights, manifest_choice
 from vault.embedding.vectors import concept_inputs
 from vault.errors import EmbeddingError, InvalidInputError, NotFoundError, UsageError, VaultError
 from vault.ops.write import WriteResult, set_embedder

@@ -183,10 +183,12 @@ def gc(
             try:
                 _remove(vault, history, kept_numbers, dead, dropped, temporaries, ours)
             except OSError as exc:
-                raise CommittedError(
-                    f"gc took effect (audit seq {entry.seq}) but could not remove everything "
-                    f"({exc}); nothing kept was touched — `vault gc` again finishes it",
-                    audit_seq=entry.seq,
+                raise CommittedError.after(
+                    "gc",
+                    entry.seq,
+                    "could not remove everything",
+                    exc,
+                    "nothing kept was touched — `vault gc` again finishes it",
                 ) from None
         return GcResult(
             dry_run,

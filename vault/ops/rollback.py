@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vault.embedding.select import builtin
+from vault.embedding import builtin
 from vault.errors import (
     CommittedError,
     CorruptionError,
@@ -145,11 +145,12 @@ def rollback(vault: Handle, to: str | None = None, *, dry_run: bool = False) -> 
                 before=cur,
             )
         except (OSError, VaultError) as exc:
-            raise CommittedError(
-                f"the rollback to generation {target.number} took effect (audit seq "
-                f"{entry.seq}) but CURRENT could not be moved ({exc}); the next vault command "
-                "completes it — do not roll back again",
-                audit_seq=entry.seq,
+            raise CommittedError.after(
+                f"the rollback to generation {target.number}",
+                entry.seq,
+                "CURRENT could not be moved",
+                exc,
+                "the next vault command completes it — do not roll back again",
             ) from None
         return RollbackResult(
             cur.generation if cur else None, cur.number if cur else None, target, entry.seq
@@ -214,7 +215,7 @@ class IndexStatus:
 
 def index_status(vault: Handle) -> IndexStatus:
     mode = vault.config().mode
-    running = builtin().identity()
+    running = builtin.EMBEDDER.identity()
     try:
         snap = vault.snapshot()
     except VaultError as exc:

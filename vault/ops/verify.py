@@ -38,8 +38,8 @@ import xxhash
 
 from vault.canonical import CHECK, dumps_line, loads, sha256_hex, verify_check
 from vault.config import load as load_config
+from vault.embedding import Embedder, builtin
 from vault.embedding.cache import EmbeddingCache, FreshCache, pack_name_ok
-from vault.embedding.select import Embedder, builtin
 from vault.embedding.vectors import source_vector
 from vault.errors import EmbeddingError, InvalidInputError, VaultError
 from vault.handle import CHANGE_OPS, FORMAT_FILE, Handle, format_bytes
@@ -163,7 +163,7 @@ def _current_embedder(vault: Handle) -> Embedder:
     try:
         return vault.snapshot().embedder()
     except VaultError:
-        return builtin()
+        return builtin.EMBEDDER
 
 
 def _kept_caches(vault: Handle, current: Embedder) -> list[EmbeddingCache]:

@@ -126,7 +126,8 @@ def write_back(
     """Cards, evidence and status events (which may name those cards) as one audit entry and
     one new generation. ``reprs``: reprs made by ``grid_to_repr`` that the evidence cites by
     id. A status event equal to the concept's status that is already among its events is
-    left as is (so writing the same records twice changes nothing)."""
+    left as is (so writing the same records twice changes nothing). The ``[gc]`` retention
+    policy is not applied (``Vault.add`` and the other facade writes apply it after)."""
     declared = vault.declared()
     norm_cards = [(normalize_card(obj, src, declared), src) for obj, src in cards]
     norm_ev = [(normalize_evidence(obj, src), src) for obj, src in evidence]
@@ -313,11 +314,13 @@ def _commit(
     try:
         build = publish(vault, plan, op, snap.number)
     except (OSError, VaultError) as exc:
-        raise CommittedError(
-            f"{op} took effect (audit seq {entry.seq}: {len(added)} record(s) stored and "
-            f"acknowledged) but its index generation could not be published ({exc}); the "
-            "next vault command completes it — do not redo the write",
-            audit_seq=entry.seq,
+        raise CommittedError.after(
+            op,
+            entry.seq,
+            "its index generation could not be published",
+            exc,
+            "the next vault command completes it — do not redo the write",
+            note=f": {len(added)} record(s) stored and acknowledged",
         ) from None
     return WriteResult(op, added, unchanged, entry.seq, build.generation, build.number)
 

@@ -61,7 +61,7 @@ keep deterministic"), in three layers.
    integer, ``int -> float`` and ``sqrt`` round correctly, then one multiply and one
    divide, Python ``round``, half to even). An all-zero raw input (a grid has no
    transformation; an empty key set) gives an all-zero block, never the bias. A query's or
-   a concept's vector *combines* its items' 64-d vectors exactly as ``embedder.combine``
+   a concept's vector *combines* its items' 64-d vectors exactly as ``builtin.combine``
    does: integer sums of the items' appearance blocks (every item) and transformation
    blocks (the pairs), each requantised, plus the keys block of its key set.
 
@@ -78,6 +78,7 @@ with items from ``task_items`` (an ARC task), ``concept_items`` (a concept's evi
 
 from __future__ import annotations
 
+from vault.embedding.features import Feature
 from vault.embedding.fitted.fit import (
     FLOOR,
     LABEL_WEIGHT,
@@ -101,7 +102,6 @@ from vault.embedding.fitted.raw import (
     _HASHES,
     COLOUR_RAW,
     DEFAULT_READS,
-    DIM,
     FORMAT_MAGIC,
     FORMAT_VERSION,
     KEY_INDEX,
@@ -123,12 +123,10 @@ from vault.embedding.fitted.raw import (
     TRANSFORM_RAW,
     VERSION,
     VERSIONS,
-    Feature,
     Layout,
     OutputBlocks,
     _block,
     _block_reference,
-    _requantize,
     appearance_raw,
     keys_raw,
     raw_combine,
@@ -146,7 +144,6 @@ __all__ = [
     "BlockFit",
     "COLOUR_RAW",
     "DEFAULT_READS",
-    "DIM",
     "FLOOR",
     "FORMAT_MAGIC",
     "FORMAT_VERSION",
@@ -182,7 +179,6 @@ __all__ = [
     "_HASHES",
     "_block",
     "_block_reference",
-    "_requantize",
     "appearance_raw",
     "block_scatters",
     "concept_items",

@@ -14,17 +14,17 @@ from typing import Any
 import numpy as np
 
 from vault.canonical import canonical_bytes
+from vault.embedding import DIM, Vectors
+from vault.embedding.features import requantize
 from vault.embedding.fitted.raw import (
     _HASHES,
     _SLICES,
-    DIM,
     FORMAT_MAGIC,
     FORMAT_VERSION,
     LAYOUTS,
     NAME,
     VERSION,
     VERSIONS,
-    _requantize,
     keys_raw,
     raw_pair,
     raw_repr,
@@ -250,7 +250,7 @@ class FittedWeights:
                 continue
             part = acc[blk.start : blk.stop]
             # the sum of squares as an exact Python integer (|acc| < 2^53, squares are not
-            # exact in int64), then the same float64 operations as ``_requantize``
+            # exact in int64), then the same float64 operations as ``features.requantize``
             norm = math.sqrt(sum(v * v for v in part.tolist()))
             if norm == 0.0:
                 out += [0] * (blk.stop - blk.start)
@@ -284,13 +284,8 @@ class FittedWeights:
         raw[_SLICES[self.version]["keys"]] = keys_raw(keys)
         return self.block("keys", raw)
 
-    def combine(
-        self,
-        appearance: Sequence[Sequence[int]],
-        transform: Sequence[Sequence[int]],
-        keys: Iterable[str],
-    ) -> list[int]:
-        """One vector from 64-d item vectors, as ``embedder.combine``: the "items" blocks
+    def combine(self, appearance: Vectors, transform: Vectors, keys: Iterable[str]) -> list[int]:
+        """One vector from 64-d item vectors, as ``builtin.combine``: the "items" blocks
         summed over ``appearance`` (every item), the "pairs" blocks over ``transform`` (the
         pairs), each requantised (exact integer sums), and the keys block of ``keys``."""
         out: list[int] = []
@@ -302,9 +297,7 @@ class FittedWeights:
             s = slice(blk.start, blk.stop)
             if rows:
                 total = [sum(col) for col in zip(*(r[s] for r in rows), strict=True)]
-                out += _requantize(total, blk.weight)
+                out += requantize(total, blk.weight)
             else:
                 out += [0] * (blk.stop - blk.start)
         return out
-
-

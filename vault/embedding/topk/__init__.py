@@ -45,7 +45,8 @@ is restored when the last scan ends.
 Modules: ``single`` (the single-query scan, ``topk``), ``batch`` (the batch kernel,
 ``topk_batch``), ``threads`` (BLAS thread control and the scans' worker pool) and
 ``_common`` (constants, checks, the keys and the exact re-rank both use); this package
-re-exports what callers use, so ``vault.embedding.topk`` imports as before.
+re-exports what callers use (the kernels, ``NA``, the block sizes the tests and benchmarks
+read, the thread controls).
 
 Memory: a few MiB of buffers beyond the caller's arrays; the matrix may be a read-only
 memory map. Precondition: ``n2_app`` / ``n2_beh`` are the rows' squared norms over the
@@ -53,19 +54,7 @@ appearance / behaviour dims (as the table stores them).
 """
 
 from vault.embedding.summary import cached
-from vault.embedding.topk._common import (
-    BATCH_BLOCK,
-    BATCH_KEY_ERROR,
-    BATCH_QUERIES,
-    BLOCK,
-    KEY_ERROR,
-    NA,
-    SUMMARY_BLOCK,
-    SUMMARY_MIN_ROWS,
-    SUMMARY_SUPER,
-    SUPER,
-    Result,
-)
+from vault.embedding.topk._common import BLOCK, NA, SUMMARY_BLOCK, SUMMARY_MIN_ROWS, SUPER
 from vault.embedding.topk.batch import topk_batch
 from vault.embedding.topk.single import _merge, _summary_block, topk
 from vault.embedding.topk.threads import (
@@ -76,18 +65,12 @@ from vault.embedding.topk.threads import (
 )
 
 __all__ = [
-    "BATCH_BLOCK",
-    "BATCH_KEY_ERROR",
-    "BATCH_QUERIES",
     "BLOCK",
-    "KEY_ERROR",
     "NA",
     "SUMMARY_BLOCK",
     "SUMMARY_MIN_ROWS",
-    "SUMMARY_SUPER",
     "SUPER",
     "THREADS_ENV",
-    "Result",
     "_merge",
     "_openblas",
     "_single_threaded_blas",

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from vault.config import SIMILARITIES as METRICS
-from vault.embedding.embedder import DIM
+from vault.embedding import DIM
 from vault.embedding.similarity import (
     APPEARANCE_BONUS,
     APPEARANCE_DIMS,

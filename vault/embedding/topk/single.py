@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vault.embedding.embedder import DIM
+from vault.embedding import DIM
 from vault.embedding.similarity import (
     APPEARANCE_BONUS,
     APPEARANCE_GATE,
