@@ -159,7 +159,9 @@ class Remote:
                 sent += len(blob) + len(x.to_bytes())
         return sent
 
-    def fetch(self, digests: Iterable[str], optional: set[str], store: Store) -> tuple[int, int]:
+    def fetch(
+        self, digests: Iterable[str], optional: set[str], store: Store
+    ) -> tuple[int, int]:
         """Fetch objects, check each against its address, hand them to ``store`` in batches;
         a digest no pack holds is corruption unless ``optional``. Returns (count, bytes)."""
         by_pack: dict[str, list[tuple[str, int, int]]] = {}
@@ -490,7 +492,9 @@ def _resume_rebase(vault: Vault, name: str, result: SyncResult) -> None:
     path.unlink()
 
 
-def _send_objects(vault: Vault, remote: Remote, tail: list[AuditEntry], result: SyncResult) -> None:
+def _send_objects(
+    vault: Vault, remote: Remote, tail: list[AuditEntry], result: SyncResult
+) -> None:
     """Upload the records the tail names that the remote has no pack for."""
     from vault.index.state import reverted_in_effect
 
@@ -519,9 +523,8 @@ def _ensure_config(store: RemoteStore, config_path: Path) -> None:
     store.create(p.CONFIG_KEY, without_remotes(text).encode())
 
 
-def push(
-    vault: Vault, name: str | None = None, *, attempts: int = ATTEMPTS, sleep: Sleep = time.sleep
-) -> SyncResult:
+def push(vault: Vault, name: str | None = None, *, attempts: int = ATTEMPTS,
+         sleep: Sleep = time.sleep) -> SyncResult:
     """Commit the local entries the remote lacks (re-applying them on top of newer remote
     entries when another writer got there first)."""
     return _sync(vault, name, push=True, attempts=attempts, sleep=sleep)
