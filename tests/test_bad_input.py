@@ -541,7 +541,7 @@ def test_package_with_format_json_still_refused(vault: Vault) -> None:
     assert snapshot(vault.root) == before
 
 
-@pytest.mark.parametrize("version", [99, 3])
+@pytest.mark.parametrize("version", [99, 4])
 def test_newer_format_refused(vault: Vault, version: int) -> None:
     (vault.root / "format.json").write_text(dumps({"format": "concept-vault", "version": version}))
     before = snapshot(vault.root)

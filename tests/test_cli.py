@@ -141,7 +141,7 @@ def test_init_creates_a_vault(tmp_path: Path) -> None:
     assert out == {"vault": str(root), "created": True}
     assert json.loads((root / "format.json").read_text()) == {
         "format": "concept-vault",
-        "version": 2,
+        "version": 3,
     }
     assert (root / "config.toml").is_file()
     for sub in ("objects", "audit", "index", "refs"):

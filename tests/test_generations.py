@@ -12,7 +12,8 @@ import pytest
 from vault.canonical import loads
 from vault.embedding import builtin
 from vault.errors import CorruptionError, NotFoundError, UsageError, VaultError
-from vault.index.snapshot import clear_cache
+from vault.index import table as tables
+from vault.index.snapshot import Generation, clear_cache
 from vault.ops.gc import gc
 from vault.ops.rollback import index_status, rollback
 from vault.records.query import task_query
@@ -59,9 +60,9 @@ def test_incremental_equals_full_build(example_vault: Vault) -> None:
     assert result.generation == gen.generation and not result.changed  # type: ignore[union-attr]
 
 
-def _random_ops(rng: random.Random) -> list[tuple[str, Any]]:
+def _random_ops(rng: random.Random, n_ids: int = 6, n_ops: int = 10) -> list[tuple[str, Any]]:
     ops: list[tuple[str, Any]] = []
-    ids = [f"c{i}" for i in range(6)]
+    ids = [f"c{i}" for i in range(n_ids)]
     keys = [
         "transform:rotate_90",
         "transform:flip_h",
@@ -71,7 +72,7 @@ def _random_ops(rng: random.Random) -> list[tuple[str, Any]]:
         "invariant:palette_preserved",
     ]
     added: list[str] = []
-    for _ in range(rng.randint(4, 10)):
+    for _ in range(rng.randint(4, n_ops)):
         kind = rng.choice(["add", "add", "fork", "status", "evidence", "neg"])
         cid = rng.choice(ids)
         if kind == "add" or not added:
@@ -101,9 +102,30 @@ def _random_ops(rng: random.Random) -> list[tuple[str, Any]]:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_write_backs_match_full_build(tmp_path: Path, seed: int) -> None:
+    _write_backs_match_full_build(tmp_path, seed)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_write_backs_match_full_build_in_many_chunks(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Byte-determinism of the chunked table (FORMAT §7.5) where write-backs re-chunk: with
+    small cut constants every vault has many chunks, and each write-back's generation,
+    its chunks and its view equal a full build's."""
+    monkeypatch.setattr(tables, "CUT_EVERY", 3)
+    monkeypatch.setattr(tables, "CUT_MAX", 4)
+    v = _write_backs_match_full_build(tmp_path, 100 + seed, n_ids=40, n_ops=30)
+    assert len(Generation(v.objects, v.snapshot().generation).metas) >= 3
+
+
+def _write_backs_match_full_build(
+    tmp_path: Path, seed: int, n_ids: int = 6, n_ops: int = 10
+) -> Vault:
     rng = random.Random(seed)
     v = Vault.init(tmp_path / "v", clock=fixed_clock(0))
-    for kind, arg in _random_ops(rng):
+    if n_ids > 6:  # half of the ids first, so that the random ops insert between them
+        v.add([(card(f"c{i}", ["feature:square"]), "seed") for i in range(0, n_ids, 2)])
+    for kind, arg in _random_ops(rng, n_ids, n_ops):
         try:
             if kind == "add":
                 v.add([(arg, "op")])
@@ -122,6 +144,7 @@ def test_random_write_backs_match_full_build(tmp_path: Path, seed: int) -> None:
     assert_sound(v)
     v.build_index()
     assert index_files(v) == incremental
+    return v
 
 
 def test_two_vaults_same_inputs_byte_identical(tmp_path: Path) -> None:
@@ -223,7 +246,8 @@ def test_readers_use_the_snapshot_not_the_view(example_vault: Vault) -> None:
 def test_corrupt_vectors_fall_back_with_the_reason(example_vault: Vault) -> None:
     v = example_vault
     q = task_query(rotate_task())
-    matrix = v.objects.path(v.snapshot().manifest["table"]["matrix"])
+    first = Generation(v.objects, v.snapshot().generation).metas[0]
+    matrix = v.objects.path(first.matrix)  # a matrix chunk (FORMAT §7.5)
     matrix.chmod(0o644)
     data = bytearray(matrix.read_bytes())
     data[-1] ^= 1
@@ -313,3 +337,24 @@ def test_gc_merges_cache_packs_and_drops_other_embedders(example_vault: Vault) -
     assert len(after) == 1 and not stale.exists()
     assert len(after[0].read_bytes().splitlines()) <= entries
     assert_sound(v)
+
+
+def test_a_table_of_many_chunks_is_read_when_opened_not_held(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``PIN_CHUNKS`` chunk objects a reader does not hold the chunks open (descriptors
+    are finite): the rows chunks are read when the generation opens, the matrix chunks on
+    first use — and it answers as a reader holding them."""
+    from vault.index import snapshot as snapshot_module
+
+    q = task_query(rotate_task())
+    clear_cache()
+    want = retrieve(example_vault, q, example_vault.config()).to_json()
+    clear_cache()
+    monkeypatch.setattr(snapshot_module, "PIN_CHUNKS", 0)
+    snap = example_vault.snapshot()
+    data = snap._data
+    assert data.pins is not None and not data.pins.chunks
+    assert "table" in data.__dict__ and callable(data.table._matrix)  # rows read, matrix not
+    assert retrieve(example_vault, q, example_vault.config()).to_json() == want
+    clear_cache()

@@ -16,6 +16,9 @@ from vault_cli.app import app
 from .helpers import assert_sound, concepts, tree
 
 FIXTURE = Path(__file__).parent / "fixtures" / "format1-vault.tar.gz"
+# the format-1 fixture upgraded by vault at b74506c (format 2: whole table objects, the view
+# hard links to them), then one negative evidence record added
+FIXTURE2 = Path(__file__).parent / "fixtures" / "format2-vault.tar.gz"
 
 
 @pytest.fixture
@@ -39,7 +42,7 @@ def test_upgrade_keeps_every_record_and_the_rollback(old_vault: Path) -> None:
     assert json.loads(result.stdout) == {
         "vault": str(old_vault),
         "from": 1,
-        "to": 2,
+        "to": 3,
         "changed": True,
     }
     v = Vault.open(old_vault)
@@ -50,7 +53,7 @@ def test_upgrade_keeps_every_record_and_the_rollback(old_vault: Path) -> None:
     assert sum(int(e["positive"]) for e in stored.values()) == 0  # the rolled-back evidence
     assert_sound(v)
     again = CliRunner().invoke(app, ["--vault", str(old_vault), "upgrade"])
-    assert again.exit_code == 0 and "already format 2" in again.stderr
+    assert again.exit_code == 0 and "already format 3" in again.stderr
     v.add_evidence(
         [
             (
@@ -67,3 +70,38 @@ def test_upgrade_keeps_every_record_and_the_rollback(old_vault: Path) -> None:
         ]
     )
     assert_sound(v)
+
+
+def test_upgrade_from_format_2_rebuilds_the_table_in_chunks(tmp_path: Path) -> None:
+    with tarfile.open(FIXTURE2) as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / "f2"
+    with pytest.raises(FormatError, match="vault upgrade"):
+        Vault.open(root)
+    before = concepts_of_format2(root)
+    audit = (root / "audit" / "commits.jsonl").read_bytes()
+    assert Vault.upgrade(root) == (2, 3)
+    v = Vault.open(root)
+    assert (root / "audit" / "commits.jsonl").read_bytes().startswith(audit)
+    stored = concepts(v)
+    assert {ref: e["negative"] for ref, e in stored.items()} == before
+    assert set(v.snapshot().manifest["table"]) == {"rows", "matrix"}
+    assert (root / "index" / "format2.generations.jsonl").is_file()
+    # the view: derived files of their own now, not links to the old vectors objects
+    view = root / "embeddings" / "concept_vectors.jsonl"
+    assert view.stat().st_nlink == 1 and len(view.read_bytes().splitlines()) == len(stored)
+    assert_sound(v)
+
+
+def concepts_of_format2(root: Path) -> dict[str, int]:
+    """{ref: negative} of a format-2 vault's current generation, read by hand (§7.3-7.4 of
+    format 2: the manifest's ``state`` names 256 concept shards)."""
+
+    def obj(digest: str) -> dict:  # type: ignore[type-arg]
+        return json.loads((root / "objects" / digest[:2] / digest[2:]).read_bytes())
+
+    current = json.loads((root / "index" / "CURRENT").read_text())
+    out: dict[str, int] = {}
+    for digest in obj(obj(current["generation"])["state"])["concepts"]:
+        out.update({ref: e["negative"] for ref, e in obj(digest).items()})
+    return out

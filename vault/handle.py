@@ -40,7 +40,7 @@ from vault.store.fs import (
 from vault.store.objects import ObjectStore
 
 FORMAT_NAME = "concept-vault"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FORMAT_FILE = "format.json"
 
 CHANGE_OPS = STATE_OPS | {"rollback"}  # audit entries that change what the index must hold

@@ -2,9 +2,11 @@
 
 §7.1 ``index/CURRENT`` names the generation; §3 an object ``abcd…`` lives at
 ``objects/ab/cd…`` and its sha256 is its name; §7.3 the manifest names the state list and
-the vectors object; §7.4 the state list names 256 concept shards of ``{"id@version":
-entry}``; §8.2 the vectors object holds one ``{"id","vector","version"}`` line per concept
-version. Each card's keys are recomputed from the card by §5's rule and must equal the
+its two chunk lists; §7.5 the ``rows`` list names the rows chunks (a 32-byte header, nine
+uint32 columns, then ``id@version\n`` refs, keys, counts and local postings) and the
+``matrix`` list the matrix chunks (rows x 64 int8), in row order, and the chunk boundaries
+follow the hash rule; §7.4 the state list names 256 concept shards of ``{"id@version":
+entry}``. Each card's keys are recomputed from the card by §5's rule and must equal the
 entry's. §11 ``config.toml`` and ``refs/mode.json`` give the retrieval settings.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +119,53 @@ def _json_object(root: Path, digest: str) -> Any:
     return json.loads(_object(root, digest))
 
 
+def table_rows(root: Path, manifest: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+    """§7.5: (id@version, vector) of every row, read from the chunks by hand; checks each
+    header against its list entry, the row order and the chunk boundary rule."""
+    rows_list = _json_object(root, manifest["table"]["rows"])["chunks"]
+    matrix_list = _json_object(root, manifest["table"]["matrix"])["chunks"]
+    if len(rows_list) != len(matrix_list):
+        raise ValueError("the two chunk lists differ in length")
+    out: list[tuple[str, tuple[int, ...]]] = []
+    for entry, mentry in zip(rows_list, matrix_list, strict=True):
+        digest, rows, ref_bytes, keys, key_bytes, postings, _lines = entry
+        if mentry[1] != rows:
+            raise ValueError("chunk lists disagree on a chunk's rows")
+        data = _object(root, digest)
+        magic = data[:8]
+        header = struct.unpack("<6I", data[8:32])
+        if magic != b"VTROWS1\n" or header != (rows, ref_bytes, keys, key_bytes, postings, 0):
+            raise ValueError(f"rows chunk {digest}: header does not match its list entry")
+        at = 32 + 9 * 4 * rows  # the nine columns
+        refs = data[at : at + ref_bytes].decode("ascii").split("\n")[:-1]
+        vectors = _object(root, mentry[0])
+        if len(refs) != rows or len(vectors) != 64 * rows:
+            raise ValueError(f"chunk {digest}: not {rows} rows")
+        for i, ref in enumerate(refs):
+            vec = struct.unpack("64b", vectors[64 * i : 64 * (i + 1)])
+            out.append((ref, vec))
+        first_id = refs[0].rsplit("@", 1)[0]
+        if out[: -rows] and out[-rows - 1][0].rsplit("@", 1)[0] == first_id:
+            raise ValueError(f"chunk {digest} starts inside an id")
+    ids = [ref.rsplit("@", 1)[0] for ref, _ in out]
+    order = sorted(range(len(out)), key=lambda i: (ids[i], semver(out[i][0].rsplit("@", 1)[1])))
+    if order != list(range(len(out))):
+        raise ValueError("table rows are not sorted by id, then version")
+    # the boundary rule: which rows start a chunk
+    starts, size, at = set(), 0, 0
+    for entry in rows_list:
+        starts.add(at)
+        at += entry[1]
+    for i, cid in enumerate(ids):
+        new_id = i > 0 and cid != ids[i - 1]
+        hashed = int.from_bytes(hashlib.sha256(cid.encode()).digest()[:4], "big") % 1024 == 0
+        cut = i == 0 or (new_id and (hashed or size >= 4096))
+        if cut != (i in starts):
+            raise ValueError(f"row {i} ({out[i][0]}): chunk boundary against the rule")
+        size = 1 if cut else size + 1
+    return out
+
+
 def concept_keys(card: dict[str, Any]) -> tuple[str, ...]:
     """§5: signature keys ∪ obligation keys ∪ transform:<t> for every template identifier
     that is a transform name ∪ domain:<domain> (aliases mapped)."""
@@ -156,10 +206,7 @@ def read_vault(root: Path | str, *, check_cards: bool = True) -> RefVault:
     generation = current["generation"]
     manifest = _json_object(root, generation)
     state = _json_object(root, manifest["state"])
-    vectors: dict[str, tuple[int, ...]] = {}
-    for line in _object(root, manifest["vectors"]).decode("utf-8").splitlines():
-        obj = json.loads(line)
-        vectors[f"{obj['id']}@{obj['version']}"] = tuple(obj["vector"])
+    vectors: dict[str, tuple[int, ...]] = dict(table_rows(root, manifest))
     concepts = []
     for shard_digest in state["concepts"]:
         shard = _json_object(root, shard_digest)
@@ -185,6 +232,6 @@ def read_vault(root: Path | str, *, check_cards: bool = True) -> RefVault:
                 )
             )
     if len(concepts) != len(vectors):
-        raise ValueError("the state and the vectors object hold different concept versions")
+        raise ValueError("the state and the table hold different concept versions")
     settings, override = read_settings(root)
     return RefVault(root, generation, tuple(concepts), settings, override)

@@ -49,7 +49,7 @@ from vault.index.state import (
     reverted_in_effect,
 )
 from vault.store.audit import STATE_OPS, AuditEntry
-from vault.store.fs import atomic_write, fsync_dir
+from vault.store.fs import atomic_write
 
 if TYPE_CHECKING:
     from vault.index.snapshot import Snapshot
@@ -114,32 +114,28 @@ def counts(table: tables.Table) -> dict[str, int]:
 def manifest_objects(
     state: State, table: tables.Table, embedder: Embedder
 ) -> tuple[str, dict[str, Any], list[tuple[str, bytes]]]:
+    """The generation's id, manifest and the objects to store: the state shards, the
+    table's chunks made in this process (the others are the base generation's, stored
+    already), its two chunk lists, the embedder identity and the manifest."""
     shard_list, shard_blobs = state.shard_bytes()
     blobs: list[tuple[str, bytes]] = [(sha256_hex(b), b) for b in shard_blobs]
     state_obj = canonical_bytes(shard_list)
     emb = embedder_bytes(embedder)
-    vec = table.vectors
-    digest = ann_hash(emb, vec)
-    named: dict[str, bytes] = {
-        "state": state_obj,
-        "embedder": emb,
-        "vectors": vec,
-        "ann_hash_file": f"{digest}\n".encode(),
-    }
-    table_blobs = table.blobs()
-    digests = {name: sha256_hex(data) for name, data in {**named, **table_blobs}.items()}
-    blobs += [(digests[name], data) for name, data in {**named, **table_blobs}.items()]
+    rows_list, matrix_list = table.lists
+    named = {"state": state_obj, "embedder": emb, "rows": rows_list, "matrix": matrix_list}
+    digests = {name: sha256_hex(data) for name, data in named.items()}
+    for chunk in table.new:
+        blobs += [(chunk.meta.digest, chunk.blob), (chunk.meta.matrix, chunk.mblob)]
+    blobs += [(digests[name], data) for name, data in named.items()]
     manifest = {
         "kind": "generation",
         "schema_version": tables.MANIFEST_SCHEMA_VERSION,
-        "ann_hash": digest,
-        "ann_hash_file": digests["ann_hash_file"],
+        "ann_hash": ann_hash(emb, rows_list + matrix_list),
         "counts": counts(table),
         "embedder": digests["embedder"],
         "embedder_id": embedder.identity(),
         "state": digests["state"],
         "table": {name: digests[name] for name in tables.TABLE_OBJECTS},
-        "vectors": digests["vectors"],
     }
     if embedder.choice != BUILTIN:
         manifest["weights"] = embedder.choice  # the weights object (gc keeps it)
@@ -166,7 +162,6 @@ def row(name: str, entry: dict[str, Any], vector: list[int]) -> tables.Row:
         int(entry["negative"]),
         posted_keys(entry),
         tuple(vector),
-        tables.vector_line(entry["id"], entry["version"], vector),
     )
 
 
@@ -305,7 +300,9 @@ def plan_incremental(
 
 
 # --------------------------------------------------------------------------- publishing
-def publish(vault: Handle, plan: Plan, op: str, parent: int | None) -> BuildResult:
+def publish(
+    vault: Handle, plan: Plan, op: str, parent: int | None, *, force_view: bool = False
+) -> BuildResult:
     """Store ``plan`` and make it current (under the write lock). ``parent`` is the record
     current before it (the record a pending rollback moved to, during catch-up)."""
     gen, manifest, blobs = plan.materialize()
@@ -333,38 +330,85 @@ def publish(vault: Handle, plan: Plan, op: str, parent: int | None) -> BuildResu
                 parent,
             )
         )
-    point_current(vault, CurrentRef(gen, number, plan.audit_seq, plan.reverted), manifest)
+    point_current(
+        vault,
+        CurrentRef(gen, number, plan.audit_seq, plan.reverted),
+        manifest,
+        plan.table,
+        cur,
+        force_view=force_view,
+    )
     from vault.index.snapshot import Generation, remember
 
+    plan.table.new = []  # stored: a later write-back from it stores only its own chunks
     remember(Generation.built(vault.objects, gen, manifest, plan.table))
     return BuildResult(gen, number, plan.table.n, changed, manifest["counts"])
 
 
-def point_current(vault: Handle, ref: CurrentRef, manifest: Mapping[str, Any]) -> None:
-    """Replace ``CURRENT`` with ``ref``, then the ``embeddings/`` view (a crash between the
-    two leaves the view one generation behind: readers never use it, the next write fixes
-    it, and verify reports it as a warning).
+def point_current(
+    vault: Handle,
+    ref: CurrentRef,
+    manifest: Mapping[str, Any],
+    table: tables.Table | None = None,
+    before: CurrentRef | None = None,
+    *,
+    force_view: bool = False,
+) -> None:
+    """Replace ``CURRENT`` with ``ref``, then refresh the ``embeddings/`` view, derived data
+    (``vault.index.view``: a crash before it is done leaves the view behind; readers never
+    use it, the next write fixes it, and verify reports it as a warning). ``table``: the
+    generation's table when in memory; ``before``: the record current until now (the view
+    splices the lines of the chunks both share).
 
-    When a step fails (an fsync after the rename, a view link), ``CURRENT`` is put back as
-    it was, if the disk lets us: the acknowledged operation then stays *pending*, so the
-    next command's catch-up completes it and a retry of the same request recognises it
-    (no second fork, no second rollback) instead of finding it done and repeating it."""
+    When replacing ``CURRENT`` fails (an fsync after the rename), it is put back as it
+    was, if the disk lets us: the acknowledged operation then stays *pending*, so the next
+    command's catch-up completes it and a retry of the same request recognises it (no
+    second fork, no second rollback) instead of finding it done and repeating it."""
     path = vault.generations.current_path
     try:
-        before: bytes | None = path.read_bytes()
+        old: bytes | None = path.read_bytes()
     except FileNotFoundError:
-        before = None
+        old = None
     try:
         vault.generations.set_current(ref)
-        vault.view.publish(vault.objects, manifest)
-        fsync_dir(vault.view.root)  # its links and renames (or a killed writer's)
     except OSError:
         with contextlib.suppress(OSError):
-            if before is None:
+            if old is None:
                 path.unlink(missing_ok=True)
             else:
-                atomic_write(path, before)
+                atomic_write(path, old)
         raise
+    refresh_view(vault, ref.generation, manifest, table, before, force=force_view)
+
+
+def refresh_view(
+    vault: Handle,
+    generation: str,
+    manifest: Mapping[str, Any],
+    table: tables.Table | None = None,
+    before: CurrentRef | None = None,
+    *,
+    force: bool = False,
+) -> None:
+    """Bring ``embeddings/`` to ``generation`` (derived data: an error is not the write's;
+    the view stays behind, and the next write or `vault index build` retries)."""
+    from vault.index.snapshot import Generation, loaded_table
+
+    prev, prev_manifest = None, None
+    if before is not None and before.generation != generation:
+        prev = loaded_table(vault.objects, before.generation)
+        if prev is not None:
+            with contextlib.suppress(VaultError):
+                prev_manifest = Generation(vault.objects, before.generation).manifest
+    with contextlib.suppress(OSError, VaultError):  # (verify reports it; the next one retries)
+        vault.view.publish(
+            vault.objects,
+            manifest,
+            table if table is not None else (lambda: Generation(vault.objects, generation).table),
+            prev,
+            prev_manifest,
+            force=force,
+        )
 
 
 # --------------------------------------------------------------------------- catch-up
@@ -405,7 +449,7 @@ def catch_up(
     todo = pending(vault, cur)
     if not is_stale(todo):
         snap = vault.snapshot()
-        vault.view.publish(vault.objects, snap.manifest)  # no-op unless a crash left it behind
+        refresh_view(vault, snap.generation, snap.manifest)  # no-op unless a crash left it
         return snap
     vault.audit.sync()  # the lines completed here are durable before anything names them
     if completed is not None:
@@ -425,6 +469,7 @@ def catch_up(
             vault,
             CurrentRef(base.generation, base.number, last_seq, base.reverted),
             target.manifest,
+            before=cur,
         )
         return vault.snapshot()
     try:
@@ -464,7 +509,7 @@ def build_all(
     """The whole index from the audit log, published (under the lock)."""
     entries = vault.audit.entries()
     plan = plan_full(entries, State(vault.objects), vault.records, vault.cache, progress)
-    result = publish(vault, plan, op, parent)
+    result = publish(vault, plan, op, parent, force_view=op == "build")
     if op == "build":
         store_summaries(vault, result.generation, plan.table)
     return result

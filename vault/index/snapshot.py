@@ -27,14 +27,14 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from vault.canonical import loads, loads_trusted, sha256_hex
-from vault.embedding import Embedder, builtin, select
+from vault.embedding import DIM, Embedder, builtin, select
 from vault.errors import (
     CorruptionError,
     EmbeddingError,
@@ -44,10 +44,21 @@ from vault.errors import (
 )
 from vault.index.generations import CurrentRef, Generations
 from vault.index.state import State
-from vault.index.table import MANIFEST_SCHEMA_VERSION, TABLE_OBJECTS, Table
+from vault.index.table import (
+    MANIFEST_SCHEMA_VERSION,
+    TABLE_OBJECTS,
+    Meta,
+    Table,
+    join,
+    parse_lists,
+    read_into,
+    read_matrix,
+    read_object,
+)
 from vault.store.objects import ObjectStore, is_digest
 
-CACHE_SIZE = 4  # generations kept loaded per process (each holds <= 9 descriptors) ...
+CACHE_SIZE = 4  # generations kept loaded per process (each holds <= 4 + PIN_CHUNKS fds) ...
+PIN_CHUNKS = 256  # chunk objects held open at most; a larger table is read when opened
 CACHE_BYTES = 512 << 20  # ... and at most this much of them (the most recent one always)
 SHARD_ENTRY_BYTES = 1024  # a parsed state entry, estimated
 REPR_ID_BYTES = 128  # a repr id in a parsed repr shard, estimated
@@ -75,7 +86,7 @@ def read_manifest(objects: ObjectStore, generation: str) -> dict[str, Any]:
             f"{MANIFEST_SCHEMA_VERSION} (made by another version of vault: `vault index build`)"
         )
     table = manifest.get("table")
-    names = ["state", "embedder", "vectors", "ann_hash_file"]
+    names = ["state", "embedder", "ann_hash"]
     if (
         not isinstance(table, dict)
         or set(table) != set(TABLE_OBJECTS)
@@ -121,6 +132,7 @@ class Pins(ObjectStore):
         the missing ones are listed in ``missing``."""
         super().__init__(objects.root, memo_bytes=0, readonly=True)
         self.store = objects
+        self.chunks = False  # whether it holds the table's chunks too
         self._fds: dict[str, int] = {}
         self.missing: list[str] = []
         flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -130,7 +142,8 @@ class Pins(ObjectStore):
                 if digest in self._fds:
                     continue
                 try:
-                    self._fds[digest] = os.open(objects.path(digest), flags)
+                    path = f"{objects.root}/{digest[:2]}/{digest[2:]}"  # (= objects.path)
+                    self._fds[digest] = os.open(path, flags)
                 except FileNotFoundError:
                     if digest not in maybe:
                         raise
@@ -144,6 +157,9 @@ class Pins(ObjectStore):
                 f"{where}: object {objects.path(digest)} cannot be read ({exc.strerror})"
             ) from None
         weakref.finalize(self, _close, self._fds)
+
+    def fd(self, digest: str) -> int | None:
+        return self._fds.get(digest)
 
     def get(self, digest: str, *, check: bool = False) -> bytes:
         """The object's bytes (a held one always checked against its address)."""
@@ -180,25 +196,94 @@ def _read(store: ObjectStore, generation: str, digest: str, what: str) -> bytes:
         raise CorruptionError(f"{where}: {exc}") from None
 
 
+class _Chunks:
+    """Reads a generation's chunk objects into the joined arrays: from a held descriptor,
+    else from the store (a missing one: ``GenerationGoneError`` when the generation was
+    collected, or ``gone``)."""
+
+    def __init__(self, objects: ObjectStore, pins: Pins | None, generation: str, gone: bool):
+        self.objects, self.pins, self.generation, self.gone = objects, pins, generation, gone
+
+    def rows(self, i: int, m: Meta, bufs: list[memoryview]) -> None:
+        self._read(m.digest, bufs, f"rows chunk {i}")
+
+    def matrix(self, i: int, m: Meta) -> bytes:
+        out: list[bytes] = []
+        self._read(m.matrix, out, f"matrix chunk {i}", m.rows * DIM)
+        return out[0]
+
+    def _read(
+        self, digest: str, bufs: list[memoryview] | list[bytes], what: str, size: int = 0
+    ) -> None:
+        """Into ``bufs`` (views), or appended to it (``size`` bytes)."""
+        where = f"generation {self.generation[:12]}: {what}"
+        fd = self.pins.fd(digest) if self.pins is not None else None
+        if fd is not None:
+            self._into(fd, bufs, digest, lambda: f"{where} ({self.objects.path(digest)})", size)
+            return
+        path = self.objects.path(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            if self.gone or not self.objects.path(self.generation).exists():
+                raise GenerationGoneError(f"{where}: object {digest} is missing; {_GONE}") from None
+            raise CorruptionError(f"{where}: object {path} is missing") from None
+        except OSError as exc:
+            raise CorruptionError(
+                f"{where}: object {path} cannot be read ({exc.strerror})"
+            ) from None
+        try:
+            self._into(fd, bufs, digest, lambda: f"{where} ({path})", size)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _into(
+        fd: int,
+        bufs: list[memoryview] | list[bytes],
+        digest: str,
+        what: Callable[[], str],
+        size: int,
+    ) -> None:
+        if size:
+            bufs.append(read_object(fd, size, digest, what))  # type: ignore[arg-type]
+        else:
+            read_into(fd, bufs, digest, what)  # type: ignore[arg-type]
+
+
 class Generation:
     """The loaded, immutable content of one generation (shared by snapshots of it)."""
 
     def __init__(self, objects: ObjectStore, generation: str, *, pin: bool = False):
         """``pin``: hold what it reads later open now (a reader's ``Snapshot.open``;
-        ``GenerationGoneError`` if any of it is missing). Without it (gc, verify: they
-        read under the lock or only report) everything is read from the store."""
+        ``GenerationGoneError`` if any of it is missing) — its state list, chunk lists and
+        chunks; of a table of more than ``PIN_CHUNKS`` chunk objects, the rows chunks are
+        read now instead (the matrix chunks when first used).
+        Without it (gc, verify: they read under the lock or only report) everything is
+        read from the store."""
         self.objects = objects
         self.id = generation
         self.manifest = read_manifest(objects, generation)
-        self.pins: Pins | None = self._pin() if pin else None
+        self.pins: Pins | None = None
+        if pin:
+            self.pins = self._pin()
+            if self.pins is not None and not self.pins.chunks:  # too many to hold open:
+                # the rows chunks are read now; the matrix chunks when first used (a
+                # retriever that then finds them collected by gc refreshes and says so)
+                self.__dict__["table"] = self._load_table(gone=True)
 
-    def _pin(self, table: bool = True) -> Pins:
+    def _pin(self, chunks: bool = True) -> Pins:
+        """Its state list, chunk lists, fitted weights, and (``chunks``, up to
+        ``PIN_CHUNKS`` of them) the chunks, held open."""
         m = self.manifest
-        names = [m["state"]]
-        if table:
-            names += [m["vectors"], *(m["table"][n] for n in TABLE_OBJECTS)]
+        names = [m["state"], *(m["table"][n] for n in TABLE_OBJECTS)]
+        held = chunks and 2 * len(self.metas) <= PIN_CHUNKS  # (the lists read from the store)
+        if held:
+            names += [d for c in self.metas for d in (c.digest, c.matrix)]
         weights = [m["weights"]] if "weights" in m else []
-        return Pins(self.objects, names, f"generation {self.id[:12]}", optional=weights)
+        pins = Pins(self.objects, names, f"generation {self.id[:12]}", optional=weights)
+        pins.chunks = held
+        return pins
 
     @classmethod
     def built(
@@ -210,11 +295,10 @@ class Generation:
         data = cls.__new__(cls)
         data.objects, data.id, data.manifest = objects, generation, manifest
         try:
-            data.pins = data._pin(table=False)  # (the table is in memory)
+            data.pins = data._pin(chunks=False)  # (the table is in memory)
         except VaultError:  # (just stored: never; else it is read from the store)
             data.pins = None
-        for a in (table.columns, table.offsets, table.matrix, table.key_offsets, table.postings):
-            a.flags.writeable = False  # shared by every reader, as a loaded table is
+        table.freeze()  # shared by every reader, as a loaded table is
         data.__dict__["table"] = table  # (the cached_property's slot)
         return data
 
@@ -222,31 +306,36 @@ class Generation:
         return _read(self.pins or self.objects, self.id, digest, what)
 
     @cached_property
-    def table(self) -> Table:
+    def lists(self) -> tuple[bytes, bytes]:
         names = self.manifest["table"]
-        blobs = {name: self._blob(names[name], name) for name in TABLE_OBJECTS if name != "matrix"}
+        return self._blob(names["rows"], "rows list"), self._blob(names["matrix"], "matrix list")
+
+    @cached_property
+    def metas(self) -> list[Meta]:
+        return parse_lists(*self.lists, f"generation {self.id[:12]}")
+
+    def _load_table(self, gone: bool = False) -> Table:
+        where = f"generation {self.id[:12]}"
+        metas = self.metas
         # the loaders the table keeps hold the store, never this generation: no reference
         # cycle, so dropping the generation closes its descriptors at once
-        store, gid, vectors = self.pins or self.objects, self.id, self.manifest["vectors"]
-        table = Table.from_blobs(
-            blobs,
-            lambda: _read(store, gid, names["matrix"], "matrix"),
-            lambda: _read(store, gid, vectors, "concept_vectors.jsonl"),
-            f"generation {self.id[:12]}",
-        )
-        load = table._matrix
+        reader = _Chunks(self.objects, self.pins, self.id, gone)
+        names = self.manifest["table"]
         objects = self.objects
 
-        def placed() -> np.ndarray:  # the top-k summary of the matrix: kept in the cache
-            m = load() if callable(load) else load
+        def matrix() -> np.ndarray:  # the top-k summary of the matrix: kept in the cache
+            m = read_matrix(metas, reader.matrix)
             from vault.embedding import summary
 
             cache = objects.root.parent / "embeddings" / "cache"  # (FORMAT.md §8.5)
             summary.place(m, cache / "summaries", names["matrix"], not objects.readonly)
             return m
 
-        table._matrix = placed
-        return table
+        return join(metas, reader.rows, matrix, self.lists, where)
+
+    @cached_property
+    def table(self) -> Table:
+        return self._load_table()
 
     def nbytes(self) -> int:
         """What this generation holds in memory now (estimated: arrays and blobs exactly,
@@ -254,12 +343,12 @@ class Generation:
         n = 0
         table = self.__dict__.get("table")
         if table is not None:
-            n += sum(a.nbytes for a in (table.columns, table.offsets, table.key_offsets))
-            n += table.postings.nbytes + len(table.refs) + sum(49 + len(k) for k in table.keys)
+            n += table.columns.nbytes + table.ref_offsets.nbytes + len(table.refs)
+            r = table.runs
+            n += len(r.kbytes) + r.counts.nbytes + r.local.nbytes + 49 * len(r.names)
+            n += table.postings_bytes() + sum(49 + len(k) for k in table.keys)
             if not callable(table._matrix):  # (loaded on first use)
                 n += table._matrix.nbytes
-            if not callable(table._vectors):
-                n += len(table._vectors)
         state = self.__dict__.get("state")
         if state is not None:  # (what State parsed so far)
             n += SHARD_ENTRY_BYTES * sum(len(sh) for sh in state._concepts if sh is not None)
@@ -474,6 +563,13 @@ def generation_embedders(objects: ObjectStore, generations: Iterable[str]) -> li
             continue
         out.setdefault(f"{emb.version}:{emb.weights_hash}", emb)
     return list(out.values())
+
+
+def loaded_table(objects: ObjectStore, generation: str) -> Table | None:
+    """The table of ``generation`` if this process holds it loaded (a write-back's base)."""
+    with _lock:
+        data = _loaded.get((str(objects.root), generation))
+    return None if data is None else data.__dict__.get("table")
 
 
 def remember(data: Generation) -> None:

@@ -105,8 +105,9 @@ class Closures:
         """Every object ``generation`` depends on (its manifest included)."""
         data = Generation(self.objects, generation)
         m = data.manifest
-        out = {generation, m["state"], m["embedder"], m["vectors"], m["ann_hash_file"]}
+        out = {generation, m["state"], m["embedder"]}
         out.update(m["table"].values())
+        out.update(d for c in data.metas for d in (c.digest, c.matrix))
         if "weights" in m:
             out.add(m["weights"])
         shards = data.state_shards

@@ -142,6 +142,7 @@ def rollback(vault: Handle, to: str | None = None, *, dry_run: bool = False) -> 
                 vault,
                 CurrentRef(target.generation, target.number, entry.seq, tuple(reverted)),
                 manifest,
+                before=cur,
             )
         except (OSError, VaultError) as exc:
             raise CommittedError.after(
@@ -174,7 +175,7 @@ def _earlier_rollback(
 
 def complete(vault: Handle, manifest: dict[str, Any]) -> None:
     """Raise unless every object a manifest names directly is present."""
-    names = [manifest[k] for k in ("state", "embedder", "vectors", "ann_hash_file")]
+    names = [manifest[k] for k in ("state", "embedder")]
     names += list(manifest["table"].values())
     names += [manifest["weights"]] if "weights" in manifest else []
     missing = [d for d in names if not vault.objects.has(d)]

@@ -24,6 +24,7 @@ Exit 0 when no error is found (warnings do not fail it), 1 otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import os
 import random
@@ -46,8 +47,7 @@ from vault.index.build import plan_full
 from vault.index.generations import CurrentRef, IndexGeneration
 from vault.index.snapshot import Generation, generation_embedders
 from vault.index.state import State, reverted_in_effect
-from vault.index.table import TABLE_OBJECTS, parse_line
-from vault.index.view import FILES
+from vault.index.view import EMBEDDER_FILE, HASH_FILE, VECTORS_FILE
 from vault.store.audit import AuditEntry
 from vault.store.objects import read_file
 from vault.workers import exit_with_parent
@@ -490,8 +490,9 @@ def _complete(ctx: _Context, report: VerifyReport, generation: str, what: str) -
     try:
         data = Generation(objects, generation)
         m = data.manifest
-        names = [m["state"], m["embedder"], m["vectors"], m["ann_hash_file"], *m["table"].values()]
+        names = [m["state"], m["embedder"], *m["table"].values()]
         names += [m["weights"]] if "weights" in m else []
+        names += [d for c in data.metas for d in (c.digest, c.matrix)]
         names += data.state_shards["concepts"] + data.state_shards["reprs"]
     except VaultError as exc:
         report.add("generation_unreadable", path, f"{what}: {exc}")
@@ -538,7 +539,6 @@ def _rebuild(ctx: _Context, report: VerifyReport) -> None:
             report.add("state_mismatch", path, "differs from a fresh fold of the audit log")
         return
     if gen_a == cur.generation:
-        _binary_agrees(ctx, stored, report)
         return
     if man_a["state"] != m["state"]:
         bad = [
@@ -558,104 +558,85 @@ def _rebuild(ctx: _Context, report: VerifyReport) -> None:
             path,
             f"{len(bad)} state shard(s) differ from a fresh fold of the audit log",
         )
-    for name in TABLE_OBJECTS:
-        if man_a["table"][name] != m["table"][name]:
-            report.add(
-                "table_mismatch",
-                vault.objects.path(m["table"][name]),
-                f"table {name} differs from a fresh build",
-            )
-    if man_a["vectors"] != m["vectors"]:
-        where = vault.objects.path(m["vectors"])
+    if man_a["table"]["rows"] != m["table"]["rows"]:
+        report.add(
+            "table_mismatch",
+            vault.objects.path(m["table"]["rows"]),
+            "table rows differ from a fresh build",
+        )
+    if man_a["table"]["matrix"] != m["table"]["matrix"]:
+        where = vault.objects.path(m["table"]["matrix"])
         try:
-            fresh = plan_a.table.vectors.splitlines()
-            old = vault.objects.get(m["vectors"]).splitlines()
-            bad = [i for i, (x, y) in enumerate(zip(old, fresh, strict=False), 1) if x != y]
-            count = len(bad) + abs(len(old) - len(fresh))
-            where_s = f"{where}:{bad[0]}" if bad else str(where)
+            fresh, old = plan_a.table, stored.table
+            bad = [
+                i
+                for i in range(min(fresh.n, old.n))
+                if fresh.ref(i) != old.ref(i) or not np.array_equal(fresh.matrix[i], old.matrix[i])
+            ]
+            count = len(bad) + abs(fresh.n - old.n)
+            where_s = f"{where} (row {bad[0] + 1}: {old.ref(bad[0])})" if bad else str(where)
         except VaultError:
             count, where_s = 0, str(where)
         report.add(
             "vector_mismatch",
             where_s,
-            f"{count} concept vector line(s) differ from re-embedding with the current embedder",
+            f"{count} concept vector(s) differ from re-embedding with the current embedder",
         )
-    for name in ("embedder", "ann_hash", "ann_hash_file", "counts"):
+    for name in ("embedder", "ann_hash", "counts"):
         if man_a[name] != m[name]:
             report.add("manifest_mismatch", path, f"{name} differs from a fresh build")
     if not [p for p in report.problems if p.kind.endswith("_mismatch")]:
         report.add("manifest_mismatch", path, "the generation id differs from a fresh build")
 
 
-def _binary_agrees(ctx: _Context, stored: Generation, report: VerifyReport) -> None:
-    """The JSONL (source of truth) and its binary form say the same (the rebuild already
-    matched both byte for byte; this names a disagreement precisely if one slipped in)."""
-    table = stored.table
-    lines = table.vectors.splitlines()
-    if len(lines) != table.n:
-        report.add(
-            "vectors_binary_mismatch",
-            ctx.vault.objects.path(stored.manifest["vectors"]),
-            f"{len(lines)} lines but {table.n} rows",
-        )
-        return
-    matrix = table.matrix
-    for i, line in enumerate(lines):
-        name, vector = parse_line(line)
-        if name != table.ref(i) or not np.array_equal(matrix[i], np.array(vector, np.int8)):
-            report.add(
-                "vectors_binary_mismatch",
-                f"{ctx.vault.objects.path(stored.manifest['vectors'])}:{i + 1}",
-                "differs from the binary matrix",
-            )
-            return
-
-
 # --------------------------------------------------------------------------- 7. view
 def _view(ctx: _Context, report: VerifyReport) -> None:
+    """The view is derived data of the current generation (FORMAT §8): behind, missing
+    or different, it is a warning — the next write or `vault index build` rewrites it."""
     vault, cur = ctx.vault, ctx.current
     if cur is None:
         return
     try:
-        manifest = Generation(vault.objects, cur.generation).manifest
+        data = Generation(vault.objects, cur.generation)
+        manifest = data.manifest
     except VaultError:
         return
-    others: dict[str, set[str]] = {name: set() for name in FILES}
-    for g in ctx.history:
-        try:
-            m = Generation(vault.objects, g.generation).manifest
-        except VaultError:
-            continue
-        for name, fieldname in FILES.items():
-            others[name].add(m[fieldname])
     paths = vault.view.paths()
-    lagging = False
-    for name, fieldname in FILES.items():
-        p = paths[name]
-        try:
-            if p.is_symlink():
-                raise ValueError("is a symbolic link")
-            digest = sha256_hex(p.read_bytes())
-        except (OSError, ValueError) as exc:
-            report.add(
-                "view_file_missing",
-                p,
-                str(exc) if isinstance(exc, ValueError) else f"cannot read ({exc.strerror})",
-                "warning",
-            )
-            lagging = True
-            continue
-        if digest == manifest[fieldname]:
-            continue
-        if digest in others[name]:
-            lagging = True
-        else:
-            report.add("view_file_mismatch", p, "is no generation's file (modified in place?)")
-    if lagging:
+    for p in paths.values():
+        if p.is_symlink() or not p.is_file():
+            report.add("view_file_missing", p, "missing or not a plain file", "warning")
+            return
+    if not vault.view.current(vault.objects, manifest):
         report.add(
             "view_behind",
-            vault.view.root,
-            "shows another generation (an interrupted "
-            "publish); the next write or `vault index build` refreshes it",
+            paths[HASH_FILE],
+            "does not show the current generation (an interrupted publish); the next "
+            "write or `vault index build` refreshes it",
             "warning",
         )
+        return
+    try:
+        table = data.table
+        want = hashlib.sha256()
+        for c in range(len(table.metas)):
+            want.update(table.view_lines(int(table.starts[c]), int(table.starts[c + 1])))
+        emb = vault.objects.get(manifest["embedder"])
+    except VaultError:
+        return  # (reported by the generation checks)
+    for name, expected in (
+        (VECTORS_FILE, want.hexdigest()),
+        (EMBEDDER_FILE, sha256_hex(emb)),
+    ):
+        try:
+            digest = sha256_hex(paths[name].read_bytes())
+        except OSError as exc:
+            report.add("view_file_missing", paths[name], f"cannot read ({exc.strerror})", "warning")
+            continue
+        if digest != expected:
+            report.add(
+                "view_file_mismatch",
+                paths[name],
+                "differs from the current generation's table (edited?); "
+                "`vault index build` rewrites it",
+                "warning",
+            )
