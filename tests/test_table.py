@@ -44,7 +44,7 @@ def _load(t: Table, blobs: list[bytes] | None = None) -> Table:
     mats = [made[m.digest].mblob for m in t.metas]
 
     def matrix() -> np.ndarray:
-        return tables.read_matrix(t.metas, lambda i, m: mats[i])
+        return tables.read_matrix(t.metas, lambda i, m, b: tables.copy_into(mats[i], b))
 
     return tables.join(
         t.metas, lambda i, m, b: tables.copy_into(data[i], b), matrix, t.lists, WHERE

@@ -399,6 +399,31 @@ def test_summary_only_for_immutable_matrices() -> None:
     assert SM.cached(f, "full", NA, 1) is SM.cached(f, "full", NA, 1) is not None
 
 
+def test_a_sealed_matrix_keeps_summaries_and_stays_read_only() -> None:
+    """A chunked table's matrix is read into an array vault owns, then sealed (FORMAT §8.5):
+    its summaries are kept; it and its views cannot be written; only an owner is sealed."""
+    rng = np.random.default_rng(6)
+    m = rng.integers(-128, 128, (100, 64), dtype=np.int8)
+    copy = m.copy()
+    sealed = SM.seal(m)
+    assert sealed is m and SM.immutable(m) and SM.immutable(m[10:20])
+    with pytest.raises(ValueError):
+        m[0, 0] = 1
+    with pytest.raises(ValueError):
+        m[10:20].setflags(write=True)  # a view of a read-only owner cannot be made writable
+    with pytest.raises(ValueError):
+        SM.seal(copy[1:])  # a view: its owner could still change it
+    assert SM.cached(m, "full", NA, 1) is None  # the first request only counts
+    assert SM.cached(m, "full", NA, 1) is SM.cached(m, "full", NA, 1) is not None
+    assert not SM.immutable(copy)
+
+
+def test_a_snapshot_matrix_is_sealed(example_vault: Any) -> None:
+    """What a reader loads from the chunks is an immutable matrix (its summaries are kept)."""
+    m = example_vault.snapshot().table.matrix
+    assert m.shape[0] > 0 and not m.flags.writeable and SM.immutable(m)
+
+
 def test_one_thread_unless_a_second_was_measured_faster(monkeypatch: pytest.MonkeyPatch) -> None:
     """The load average is not consulted (it counts this process's own load): one worker
     thread by default, two only when VAULT_TOPK_THREADS=2 says so, never for small scans."""

@@ -216,16 +216,38 @@ def build(matrix: np.ndarray, kind: str, na: int, columns: int = SUMMARY_COLUMNS
 
 def immutable(matrix: np.ndarray) -> bool:
     """Whether no one can change ``matrix``'s values: read-only arrays down to a ``bytes``
-    object (as ``store.arrays.load_npy`` makes them)."""
+    object (as ``store.arrays.load_npy`` makes them) or down to an array ``seal``ed here."""
     base: object = matrix
     while isinstance(base, np.ndarray):
         if base.flags.writeable:
             return False
+        with _LOCK:
+            hit = _SEALED.get(id(base))
+        if hit is not None and hit() is base:
+            return True
         base = base.base
     return isinstance(base, bytes)
 
 
+def seal(matrix: np.ndarray) -> np.ndarray:
+    """Make ``matrix`` read-only and let its summaries be kept: for an array that owns its
+    memory, filled by the caller (a chunked table's matrix, read straight into it) and never
+    written again — no other view of it may be writable."""
+    if matrix.base is not None:
+        raise ValueError("seal: the array must own its memory")
+    matrix.flags.writeable = False
+    with _LOCK:
+        _SEALED[id(matrix)] = weakref.ref(matrix, partial(_unseal, id(matrix)))
+    return matrix
+
+
+def _unseal(key: int, _ref: object) -> None:
+    with _LOCK:
+        _SEALED.pop(key, None)
+
+
 _LOCK = threading.RLock()  # re-entrant: a weakref callback may run under it
+_SEALED: dict[int, weakref.ref[np.ndarray]] = {}
 _SEEN: dict[tuple[int, str], tuple[weakref.ref[np.ndarray], Summary | None]] = {}
 
 

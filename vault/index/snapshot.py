@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from vault.canonical import loads, loads_trusted, sha256_hex
-from vault.embedding import DIM, Embedder, builtin, select
+from vault.embedding import Embedder, builtin, select
 from vault.errors import (
     CorruptionError,
     EmbeddingError,
@@ -207,10 +207,8 @@ class _Chunks:
     def rows(self, i: int, m: Meta, bufs: list[memoryview]) -> None:
         self._read(m.digest, bufs, f"rows chunk {i}")
 
-    def matrix(self, i: int, m: Meta) -> bytes:
-        out: list[bytes] = []
-        self._read(m.matrix, out, f"matrix chunk {i}", m.rows * DIM)
-        return out[0]
+    def matrix(self, i: int, m: Meta, buf: memoryview) -> None:
+        self._read(m.matrix, [buf], f"matrix chunk {i}")
 
     def _read(
         self, digest: str, bufs: list[memoryview] | list[bytes], what: str, size: int = 0
@@ -324,9 +322,9 @@ class Generation:
         objects = self.objects
 
         def matrix() -> np.ndarray:  # the top-k summary of the matrix: kept in the cache
-            m = read_matrix(metas, reader.matrix)
             from vault.embedding import summary
 
+            m = summary.seal(read_matrix(metas, reader.matrix))
             cache = objects.root.parent / "embeddings" / "cache"  # (FORMAT.md §8.5)
             summary.place(m, cache / "summaries", names["matrix"], not objects.readonly)
             return m

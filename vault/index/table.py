@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from vault.canonical import canonical_bytes, loads_trusted, sha256_hex
-from vault.embedding import DIM
+from vault.embedding import DIM, summary
 from vault.errors import CorruptionError
 from vault.records.cards import parse_version
 
@@ -287,7 +287,10 @@ class Table:
         for a in (self.columns, self.ref_offsets):
             a.flags.writeable = False
         if not callable(self._matrix):
-            self._matrix.flags.writeable = False
+            if self._matrix.base is None:  # joined here: sealed, so its summaries are kept
+                summary.seal(self._matrix)
+            else:
+                self._matrix.flags.writeable = False
 
     @cached_property
     def groups(self) -> np.ndarray:
@@ -547,14 +550,16 @@ def _joined(
     return Table(metas, columns, ref_offsets, refs, keys, runs, matrix, lists)
 
 
-def read_matrix(metas: list[Meta], get: Callable[[int, Meta], bytes]) -> np.ndarray:
-    """The joined matrix: each chunk's bytes (``get``, checked), joined into one ``bytes``
-    (a read-only array over immutable bytes: what the top-k summaries are kept for)."""
+def read_matrix(metas: list[Meta], into: Callable[[int, Meta, memoryview], None]) -> np.ndarray:
+    """The joined matrix: each chunk read (``into``, checked against its address) straight
+    into its rows of one array — no join, no copy. The caller seals it read-only."""
     n = sum(m.rows for m in metas)
-    data = b"".join(get(i, m) for i, m in enumerate(metas))
-    if len(data) != n * DIM:
-        raise CorruptionError("the matrix chunks do not hold the listed rows")
-    return np.frombuffer(data, dtype=np.int8).reshape(n, DIM)
+    out = np.empty((n, DIM), dtype=np.int8)
+    view, at = out.reshape(-1).data.cast("B"), 0
+    for i, m in enumerate(metas):
+        into(i, m, view[at : at + m.rows * DIM])
+        at += m.rows * DIM
+    return out
 
 
 def read_object(fd: int, size: int, digest: str, what: str | Callable[[], str]) -> bytes:
