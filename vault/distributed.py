@@ -27,7 +27,8 @@ from vault.errors import VaultError
 
 PARTITION = 256  # requests per task sent to a worker
 AHEAD = 3  # partitions in flight per worker
-_OPEN: dict[tuple[str, str], Any] = {}  # in a worker: (root, generation) -> Retriever
+_OPEN: dict[tuple[Any, ...], Any] = {}  # in a worker: what it opened, by (what, root, generation)
+KEEP_OPEN = 4  # snapshots a worker keeps open (a long-lived cluster serves many runs)
 
 
 def _client(scheduler: str, workers: int) -> tuple[Any, Any]:
@@ -53,11 +54,24 @@ def _client(scheduler: str, workers: int) -> tuple[Any, Any]:
     return Client(cluster), cluster  # type: ignore[no-untyped-call]
 
 
+def kept(key: tuple[Any, ...]) -> Any:
+    """What a worker opened under ``key`` before (None: nothing)."""
+    return _OPEN.get(key)
+
+
+def keep(key: tuple[Any, ...], value: Any) -> Any:
+    """Remember what a worker opened (the oldest forgotten beyond ``KEEP_OPEN``)."""
+    while len(_OPEN) >= KEEP_OPEN:
+        del _OPEN[next(iter(_OPEN))]
+    _OPEN[key] = value
+    return value
+
+
 def _answer_partition(
     root: str, generation: str, config: dict[str, Any], part: list[tuple[int, Any, str | None]]
 ) -> list[dict[str, Any]]:
     """In a worker: the answers of one partition, with the vault's snapshot opened once."""
-    r = _OPEN.get((root, generation))
+    r = kept((root, generation))
     if r is None:
         from vault.vault import Vault
 
@@ -67,7 +81,7 @@ def _answer_partition(
                 f"{root}: this worker sees generation {r.generation[:12]}, the batch was "
                 f"started on {generation[:12]} (the vault changed, or the path is not shared)"
             )
-        _OPEN[(root, generation)] = r
+        keep((root, generation), r)
     out = []
     for line, value, error in part:
         if error is not None:
@@ -93,6 +107,47 @@ def _partitions(
         yield part
 
 
+def _ordered(
+    client: Any, fn: Any, common: tuple[Any, ...], parts: Iterable[Any], n: int
+) -> Iterator[Any]:
+    """Submit ``fn(*common, part)`` for each partition, ``AHEAD`` per worker in flight;
+    yields each partition's result in input order."""
+    window: deque[Any] = deque()
+    for part in parts:
+        window.append(client.submit(fn, *common, part, pure=False))
+        while len(window) > AHEAD * n:
+            yield window.popleft().result()
+    while window:
+        yield window.popleft().result()
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    part: list[Any] = []
+    for item in items:
+        part.append(item)
+        if len(part) == size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+def map_partitions(
+    scheduler: str, workers: int, fn: Any, common: tuple[Any, ...], parts: Iterable[Any]
+) -> Iterator[Any]:
+    """``fn(*common, part)`` for every partition, on the workers of a cluster reached (or
+    started) here; yields the results in input order. ``fn`` must be importable by the
+    workers (a module-level function of this package)."""
+    client, cluster = _client(scheduler, workers)
+    try:
+        n = max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        yield from _ordered(client, fn, common, parts, n)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def batch(
     root: str,
     generation: str,
@@ -105,18 +160,51 @@ def batch(
 ) -> Iterator[dict[str, Any]]:
     """Answer ``retrieve --batch`` requests on a Dask cluster; yields the answers in input
     order, each as ``Retriever.batch`` yields it."""
-    client, cluster = _client(scheduler, workers)
-    try:
-        n = max(1, len(client.scheduler_info().get("workers", {})) or workers)
-        window: deque[Any] = deque()
-        cfg = config.to_json()
-        for part in _partitions(requests, partition):
-            window.append(client.submit(_answer_partition, root, generation, cfg, part, pure=False))
-            while len(window) > AHEAD * n:
-                yield from window.popleft().result()
-        while window:
-            yield from window.popleft().result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    common = (root, generation, config.to_json())
+    parts = _partitions(requests, partition)
+    for answers in map_partitions(scheduler, workers, _answer_partition, common, parts):
+        yield from answers
+
+
+# --------------------------------------------------------------------------- vault embed
+def _embed_partition(
+    root: str, generation: str, part: list[tuple[str, Any]]
+) -> list[dict[str, Any]]:
+    """In a worker: the ``vault embed`` lines of one partition of parsed records; the
+    vectors it computes are written to the vault's cache as the single-process run writes
+    them (the same files, the same bytes)."""
+    key = ("embed", root, generation)
+    opened = kept(key)
+    if opened is None:
+        from vault.vault import Vault
+
+        vault = Vault.open(root)
+        snap = vault.snapshot()
+        if snap.generation != generation:
+            raise VaultError(
+                f"{root}: this worker sees generation {snap.generation[:12]}, the embedding "
+                f"was started on {generation[:12]} (the vault changed, or the path is not "
+                "shared)"
+            )
+        emb = snap.embedder()
+        opened = keep(key, (emb, vault.cache.bound(emb)))
+    from vault.ops.embed import embed_parsed
+
+    emb, cache = opened
+    return list(embed_parsed(emb, cache, part))
+
+
+def embed(
+    root: str,
+    generation: str,
+    parsed: list[tuple[str, Any]],
+    *,
+    scheduler: str = "auto",
+    workers: int = 2,
+    partition: int = PARTITION,
+) -> Iterator[dict[str, Any]]:
+    """``vault embed`` on a Dask cluster: the lines of ``parsed`` records (validated by
+    ``vault.ops.embed.parse_records``) in input order, byte-identical to one process."""
+    parts = _chunks(parsed, partition)
+    for lines in map_partitions(scheduler, workers, _embed_partition, (root, generation), parts):
+        yield from lines
