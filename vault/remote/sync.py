@@ -623,14 +623,15 @@ def clone(url: str, root: Path | str, *, clock: Any = None, name: str = "origin"
             needed, optional = _objects_of(entries, reverted_in_effect(entries))
             wanted = list(dict.fromkeys(needed))
             missing = _recheck(vault, wanted) if partial else wanted
-            staged: list[Path] = []
+            staged: list[str] = []
             got, size = remote.fetch(
                 missing, optional, lambda batch: staged.extend(vault.objects.stage(batch))
             )
             result.objects_received, result.bytes_received = got, size
             result.seconds["fetch"] = round(time.perf_counter() - t, 3)
             t = time.perf_counter()
-            dirs = sorted({f.parent for f in staged}) + [vault.objects.root, root, root.parent]
+            fans = sorted({os.path.dirname(f) for f in staged})
+            dirs = [*fans, str(vault.objects.root), str(root), str(root.parent)]
             try:
                 sync_staged(root_fd, root, staged, dirs)
             except OSError as exc:  # a write-back error: this clone is not a vault

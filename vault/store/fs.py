@@ -77,7 +77,7 @@ def _syncfs() -> Callable[[int], int] | None:
     return call
 
 
-def sync_staged(root_fd: int, root: Path, files: list[Path], dirs: list[Path]) -> str:
+def sync_staged(root_fd: int, root: Path, files: list[str], dirs: list[str]) -> str:
     """Make files written without fsync durable at once, their errors checked: ``syncfs(2)``
     on ``root_fd`` (opened before the first of them was written, so that a write-back error
     of any of them since is reported) where the kernel reports such errors; else an fsync of
@@ -91,9 +91,9 @@ def sync_staged(root_fd: int, root: Path, files: list[Path], dirs: list[Path]) -
         return "syncfs"
     from concurrent.futures import ThreadPoolExecutor
 
-    def each(paths: list[Path]) -> None:
+    def each(paths: list[str]) -> None:
         for p in paths:
-            (fsync_dir if p in dirs_set else fsync_file)(p)
+            (fsync_dir if p in dirs_set else fsync_file)(Path(p))
 
     dirs_set = set(dirs)
     todo = [*files, *dirs]

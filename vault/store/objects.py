@@ -150,7 +150,7 @@ class ObjectStore:
             if self.on_repair is not None:
                 self.on_repair(repaired)
 
-    def stage(self, items: list[tuple[str, bytes]]) -> list[Path]:
+    def stage(self, items: list[tuple[str, bytes]]) -> list[str]:
         """Write ``(sha256, bytes)`` pairs that are not here yet under their names, read-only,
         **without** fsync (a clone's objects: ``vault.store.fs.sync_staged`` makes them
         durable at once before the clone becomes a vault). Returns the files written. A name
@@ -161,8 +161,9 @@ class ObjectStore:
         items = list(dict(items).items())
         try:
             make_dir(self.root, durable=False)
-            for fan in sorted({self.path(digest).parent for digest, _ in items}):
-                fan.mkdir(exist_ok=True)
+            for fan in sorted({digest[:2] for digest, _ in items}):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(f"{self._prefix}{fan}")
             chunks = [items[i : i + STAGE_CHUNK] for i in range(0, len(items), STAGE_CHUNK)]
             if len(chunks) > 1:
                 done = in_threads(self._stage, [(c,) for c in chunks])
@@ -175,8 +176,8 @@ class ObjectStore:
             self.put_digested(taken)
         return [p for w, _ in done for p in w]
 
-    def _stage(self, items: list[tuple[str, bytes]]) -> tuple[list[Path], list[tuple[str, bytes]]]:
-        written: list[Path] = []
+    def _stage(self, items: list[tuple[str, bytes]]) -> tuple[list[str], list[tuple[str, bytes]]]:
+        written: list[str] = []
         taken: list[tuple[str, bytes]] = []
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         for digest, data in items:
@@ -193,7 +194,7 @@ class ObjectStore:
                         view = view[os.write(fd, view) :]
                 finally:
                     os.close(fd)
-            written.append(Path(final))
+            written.append(final)
         return written, taken
 
     def _put(self, data: bytes, digest: str) -> tuple[Path, str]:
