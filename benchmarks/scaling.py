@@ -232,11 +232,18 @@ def part_writers(counts: list[int], commits: int, base: int, work: Path) -> list
     return results
 
 
-def part_dask(n: int, requests: int, work: Path) -> dict[str, Any]:
+def part_dask(n: int, requests: int, work: Path, partition: int | None = None) -> dict[str, Any]:
+    """``retrieve --batch FILE`` as the command runs it: one process (``Retriever.batch``,
+    each answer encoded as the command writes it) against ``vault.distributed.batch_lines``
+    on a ``LocalCluster`` of 1 and 2 worker processes (warmed: each worker has imported vault
+    and opened the snapshot). The client's CPU seconds are measured too."""
+    import io
+
+    import jsonlines
     from dask.distributed import LocalCluster
 
-    from vault.distributed import batch
-    from vault.records.query import query_from  # noqa: F401 (the path batch takes)
+    from vault import distributed
+    from vault.input import iter_requests
 
     v = cards_vault(work / "dask", n)
     rng = random.Random(21)
@@ -245,33 +252,48 @@ def part_dask(n: int, requests: int, work: Path) -> dict[str, Any]:
     def task() -> dict[str, Any]:  # new grids each time: every request is computed afresh
         f = gen.FAMILIES[families[rng.randrange(len(families))]][0]
         train = [gen.pool_grid(rng) for _ in range(2)]
-        return json.loads(json.dumps({"train": [{"input": g, "output": f(g)} for g in train],
-                                      "test": [{"input": gen.pool_grid(rng)}]}))  # (lists)
+        return {"train": [{"input": g, "output": f(g)} for g in train],
+                "test": [{"input": gen.pool_grid(rng)}]}
 
-    lines = [(i + 1, {"task": task(), "k": 5, "id": i}) for i in range(requests)]
+    path = work / "requests.jsonl"
+    with open(path, "w") as f:
+        for i in range(requests):
+            f.write(json.dumps({"task": task(), "k": 5, "id": i}) + "\n")
     cfg = v.config()
-    out: dict[str, Any] = {"part": "dask", "concepts": n, "requests": requests}
+    size = partition or distributed.PARTITION
+    out: dict[str, Any] = {"part": "dask", "concepts": n, "requests": requests,
+                           "partition": size, "load_before": os.getloadavg()[0]}
     with v.retriever(config=cfg) as r:
         gen_id = r.generation
-        t = time.perf_counter()
-        alone = [json.dumps(a, sort_keys=True) for a in r.batch(iter(lines))]
+        t, c = time.perf_counter(), time.process_time()
+        buf = io.StringIO()
+        writer = jsonlines.Writer(buf, compact=True, sort_keys=True)
+        for answer in r.batch(iter_requests(str(path))):
+            writer.write(answer)
+        alone = buf.getvalue()
         out["one_process_s"] = round(time.perf_counter() - t, 1)
+        out["one_process_cpu_s"] = round(time.process_time() - c, 1)
         out["one_process_per_s"] = round(requests / out["one_process_s"])
-        out["errors"] = sum('"error"' in a for a in alone)
+        out["errors"] = alone.count('"error"')
+    warm = work / "warm.jsonl"
+    warm.write_text("".join(path.read_text().splitlines(keepends=True)[:4]))
     for workers in (1, 2):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
                           dashboard_address=None) as cluster:
-            warm = lines[: 2 * workers]  # each worker imports vault and opens the snapshot
-            list(batch(str(v.root), gen_id, cfg, iter(warm), scheduler=cluster.scheduler_address,
-                       partition=1))
-            t = time.perf_counter()
-            spread = [json.dumps(a, sort_keys=True) for a in batch(
-                str(v.root), gen_id, cfg, iter(lines), scheduler=cluster.scheduler_address)]
+            address = cluster.scheduler_address
+            list(distributed.batch_lines(str(v.root), gen_id, cfg, str(warm), scheduler=address,
+                                         partition=1))
+            t, c = time.perf_counter(), time.process_time()
+            spread = "".join(text for text, _, _ in distributed.batch_lines(
+                str(v.root), gen_id, cfg, str(path), scheduler=address, partition=size))
             s = time.perf_counter() - t
+            out[f"dask_{workers}_client_cpu_s"] = round(time.process_time() - c, 1)
         out[f"dask_{workers}_s"] = round(s, 1)
         out[f"dask_{workers}_per_s"] = round(requests / s)
         out[f"dask_{workers}_identical"] = spread == alone
+        print(json.dumps(out), flush=True)
     out["speedup_2_over_1"] = round(out["dask_1_s"] / out["dask_2_s"], 2)
+    out["load_after"] = os.getloadavg()[0]
     return out
 
 
@@ -286,6 +308,7 @@ def main() -> None:
     ap.add_argument("--writers", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--commits", type=int, default=100)
     ap.add_argument("--requests", type=int, default=20_000)
+    ap.add_argument("--partition", type=int, default=None, help="dask: requests per task")
     ap.add_argument("--out", type=Path, default=HERE / "scaling.jsonl")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vault-scaling-"))
@@ -295,7 +318,7 @@ def main() -> None:
         elif args.part == "writers":
             found = part_writers(args.writers, args.commits, min(args.concepts, 1000), work)
         else:
-            found = part_dask(args.concepts, args.requests, work)
+            found = part_dask(args.concepts, args.requests, work, args.partition)
         for item in found if isinstance(found, list) else [found]:
             print(json.dumps(item), flush=True)
             with open(args.out, "a") as f:

@@ -70,6 +70,38 @@ def test_a_cluster_batch_is_byte_identical_to_one_process(
     assert len(alone) == 43 and sum("error" in json.loads(a) for a in alone) == 2
 
 
+def test_raw_partitions_give_the_command_s_bytes(
+    example_vault: Vault, tmp_path: Path, cluster: str
+) -> None:
+    """The workers parse, answer and encode raw lines: blank lines, a line that is not
+    UTF-8 and one that is not JSON across partition edges keep their numbers and errors."""
+    import io
+
+    import jsonlines
+
+    from vault.distributed import batch_lines
+    from vault.input import iter_requests
+
+    path = requests_file(tmp_path)
+    data = path.read_bytes().split(b"\n")
+    data[3:3] = [b"", b"   ", b'{"task": "\xff"}', b""]
+    path.write_bytes(b"\n".join(data))
+    cfg = example_vault.config()
+    with example_vault.retriever(config=cfg) as r:
+        buf = io.StringIO()
+        writer = jsonlines.Writer(buf, compact=True, sort_keys=True)
+        for answer in r.batch(iter_requests(str(path))):
+            writer.write(answer)
+        gen = r.generation
+    alone = buf.getvalue()
+    parts = list(batch_lines(str(example_vault.root), gen, cfg, str(path), scheduler=cluster,
+                             partition=3))
+    assert "".join(text for text, _, _ in parts) == alone
+    assert sum(n for _, n, _ in parts) == alone.count("\n") == 44
+    assert sum(bad for _, _, bad in parts) == 3 and len(parts) == 16
+    assert "not UTF-8" in alone and f"{path.name}:6" in alone  # (line numbers of the file)
+
+
 def test_the_cli_batch_on_a_cluster(example_vault: Vault, tmp_path: Path, cluster: str) -> None:
     from typer.testing import CliRunner
 

@@ -25,7 +25,8 @@ from typing import Any
 from vault.config import Config
 from vault.errors import VaultError
 
-PARTITION = 256  # requests per task sent to a worker
+PARTITION = 64  # requests per task sent to a worker ...
+PARTITION_BYTES = 4 << 20  # ... or fewer, when their lines hold this many bytes
 AHEAD = 3  # partitions in flight per worker
 _OPEN: dict[tuple[Any, ...], Any] = {}  # in a worker: what it opened, by (what, root, generation)
 KEEP_OPEN = 4  # snapshots a worker keeps open (a long-lived cluster serves many runs)
@@ -67,10 +68,8 @@ def keep(key: tuple[Any, ...], value: Any) -> Any:
     return value
 
 
-def _answer_partition(
-    root: str, generation: str, config: dict[str, Any], part: list[tuple[int, Any, str | None]]
-) -> list[dict[str, Any]]:
-    """In a worker: the answers of one partition, with the vault's snapshot opened once."""
+def _retriever(root: str, generation: str, config: dict[str, Any]) -> Any:
+    """In a worker: the retriever of ``root`` at ``generation``, opened once."""
     r = kept((root, generation))
     if r is None:
         from vault.vault import Vault
@@ -82,6 +81,14 @@ def _answer_partition(
                 f"started on {generation[:12]} (the vault changed, or the path is not shared)"
             )
         keep((root, generation), r)
+    return r
+
+
+def _answer_partition(
+    root: str, generation: str, config: dict[str, Any], part: list[tuple[int, Any, str | None]]
+) -> list[dict[str, Any]]:
+    """In a worker: the answers of one partition, with the vault's snapshot opened once."""
+    r = _retriever(root, generation, config)
     out = []
     for line, value, error in part:
         if error is not None:
@@ -164,6 +171,71 @@ def batch(
     parts = _partitions(requests, partition)
     for answers in map_partitions(scheduler, workers, _answer_partition, common, parts):
         yield from answers
+
+
+def _answer_lines(
+    root: str, generation: str, config: dict[str, Any], source: str,
+    part: tuple[int, list[bytes]],
+) -> tuple[str, int, int]:
+    """In a worker: one partition of raw request lines (the first one's number - 1, the
+    lines) parsed, answered and encoded as ``retrieve --batch`` prints them; returns (the
+    JSON lines, how many, how many failed)."""
+    import io
+
+    import jsonlines
+
+    from vault.input import requests_of
+
+    r = _retriever(root, generation, config)
+    start, lines = part
+    buf = io.StringIO()
+    writer = jsonlines.Writer(buf, compact=True, sort_keys=True)  # (as the CLI writes)
+    n = failed = 0
+    for line, value in requests_of(lines, source, start):
+        out = r._answer(line, value)
+        writer.write(out)
+        n += 1
+        failed += "error" in out
+    return buf.getvalue(), n, failed
+
+
+def _raw_partitions(
+    lines: Iterable[tuple[int, bytes]], size: int, most: int
+) -> Iterator[tuple[int, list[bytes]]]:
+    """Partitions of ``size`` lines, or fewer holding ``most`` bytes."""
+    part: list[bytes] = []
+    start = held = 0
+    for number, line in lines:
+        if not part:
+            start = number - 1
+        part.append(line)
+        held += len(line)
+        if len(part) == size or held >= most:
+            yield start, part
+            part, held = [], 0
+    if part:
+        yield start, part
+
+
+def batch_lines(
+    root: str,
+    generation: str,
+    config: Config,
+    path: str,
+    *,
+    scheduler: str = "auto",
+    workers: int = 2,
+    partition: int = PARTITION,
+) -> Iterator[tuple[str, int, int]]:
+    """``retrieve --batch PATH`` on a Dask cluster, as the command prints it: for each
+    partition in input order, (its JSON lines, how many, how many failed). The client only
+    reads raw lines (bounded as ``iter_requests`` bounds them); the workers parse, answer
+    and encode — the same bytes as one process writes."""
+    from vault.input import request_lines, source_name
+
+    common = (root, generation, config.to_json(), source_name(path))
+    parts = _raw_partitions(request_lines(path), partition, PARTITION_BYTES)
+    yield from map_partitions(scheduler, workers, _answer_lines, common, parts)
 
 
 # --------------------------------------------------------------------------- vault embed

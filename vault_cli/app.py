@@ -480,22 +480,26 @@ def retrieve(
         with Retriever(vault, config=cfg) as r, render.phases() as ph:
             counted = ph.count("retrieving")
             if scheduler is not None:  # partitions on a Dask cluster (vault/distributed.py)
-                from vault.distributed import batch as on_cluster
+                from vault.distributed import batch_lines
 
-                answers = on_cluster(
+                # the workers parse, answer and encode: the same lines as below
+                for text, lines, bad in batch_lines(
                     str(vault.root.resolve()),
                     r.generation,
                     cfg,
-                    iter_requests(path),
+                    path,
                     scheduler=scheduler,
                     workers=max(workers, 2) if workers == 1 else workers,
-                )
+                ):
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                    n, failed = n + lines, failed + bad
+                    counted(n)
             else:
-                answers = r.batch(iter_requests(path), workers=workers)
-            for n, out in enumerate(answers, start=1):
-                writer.write(out)
-                failed += "error" in out
-                counted(n)
+                for n, out in enumerate(r.batch(iter_requests(path), workers=workers), start=1):
+                    writer.write(out)
+                    failed += "error" in out
+                    counted(n)
         if failed:  # every line was answered; the exit code still says not all succeeded
             raise VaultError(
                 f"{failed} of {n} request line{'s' if n != 1 else ''} failed (their results "
