@@ -232,6 +232,14 @@ def part_writers(counts: list[int], commits: int, base: int, work: Path) -> list
     return results
 
 
+def _cpu_seconds() -> float:
+    """This process's CPU seconds (user + system), run in each Dask worker."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def part_dask(n: int, requests: int, work: Path, partition: int | None = None) -> dict[str, Any]:
     """``retrieve --batch FILE`` as the command runs it: one process (``Retriever.batch``,
     each answer encoded as the command writes it) against ``vault.distributed.batch_lines``
@@ -283,11 +291,17 @@ def part_dask(n: int, requests: int, work: Path, partition: int | None = None) -
             address = cluster.scheduler_address
             list(distributed.batch_lines(str(v.root), gen_id, cfg, str(warm), scheduler=address,
                                          partition=1))
-            t, c = time.perf_counter(), time.process_time()
-            spread = "".join(text for text, _, _ in distributed.batch_lines(
-                str(v.root), gen_id, cfg, str(path), scheduler=address, partition=size))
-            s = time.perf_counter() - t
-            out[f"dask_{workers}_client_cpu_s"] = round(time.process_time() - c, 1)
+            from dask.distributed import Client
+
+            with Client(address) as client:  # type: ignore[no-untyped-call]
+                before = sum(client.run(_cpu_seconds).values())
+                t, c = time.perf_counter(), time.process_time()
+                spread = "".join(text for text, _, _ in distributed.batch_lines(
+                    str(v.root), gen_id, cfg, str(path), scheduler=address, partition=size))
+                s = time.perf_counter() - t
+                out[f"dask_{workers}_client_cpu_s"] = round(time.process_time() - c, 1)
+                used = sum(client.run(_cpu_seconds).values()) - before
+                out[f"dask_{workers}_workers_cpu_s"] = round(used, 1)
         out[f"dask_{workers}_s"] = round(s, 1)
         out[f"dask_{workers}_per_s"] = round(requests / s)
         out[f"dask_{workers}_identical"] = spread == alone
