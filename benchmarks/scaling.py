@@ -121,9 +121,11 @@ def part_clone(n: int, work: Path) -> dict[str, Any]:
         t = time.perf_counter()
         first = push(a)
         push_s = time.perf_counter() - t
+        load = os.getloadavg()[0]
         t = time.perf_counter()
         got = clone(url, work / "clone", clock=CLOCK)
         clone_s = time.perf_counter() - t
+        load_after = os.getloadavg()[0]
         b = Vault.open(work / "clone")
         same = b.current_ref().generation == a.current_ref().generation  # type: ignore[union-attr]
         a.add([({"schema_version": 1, "id": "one-more", "version": "1.0.0", "domain": "grid_2d",
@@ -142,6 +144,9 @@ def part_clone(n: int, work: Path) -> dict[str, Any]:
             "push_s": round(push_s, 1),
             "push_bytes": first.bytes_sent,
             "clone_s": round(clone_s, 1),
+            "clone_parts_s": got.seconds,
+            "load_before_clone": load,
+            "load_after_clone": load_after,
             "clone_objects": got.objects_received,
             "clone_bytes": got.bytes_received,
             "clone_index_identical": same,
