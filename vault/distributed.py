@@ -1,5 +1,15 @@
-"""``vault retrieve --batch FILE --scheduler ADDRESS|auto``: a batch answered by the
-partitions of a Dask cluster, byte-identical to the single-process ``--batch``.
+"""Batch work on a Dask cluster (``--scheduler ADDRESS|auto``), in partitions, the results
+in input order and byte-identical to one process:
+
+* ``vault retrieve --batch FILE`` (``batch_lines``; ``batch`` for the library): the client
+  only reads raw lines (bounded as ``iter_requests`` bounds them); each worker parses,
+  answers and encodes its partition exactly as the command does, so the client writes the
+  text it gets back — no JSON parsed, pickled or encoded on the client's core;
+* ``vault embed FILE`` (``embed``): records checked on the client first (nothing is
+  written unless all are good), embedded by the workers, which write the vectors they
+  compute to the vault's cache — the same files, the same bytes, as one process;
+* ``vault eval`` (``vault.eval.study.run(..., scheduler=...)`` with ``map_partitions``):
+  the queries ranked by the workers on the study's throwaway vault.
 
 Dask distributed, not Ray: a Dask cluster is plain Python processes (a scheduler and
 workers, ``pip install dask[distributed]``, nothing to build or to run beside them), a
@@ -8,11 +18,12 @@ ordinary functions whose results come back as they finish — what a partitioned
 shared vault path needs. Ray brings a C++ runtime, an object store and a dashboard of its
 own, heavier than this job wants, and its local start-up is several times longer.
 
-Each worker opens the vault at the shared path read-only, once per (path, generation), and
-answers the partitions it is given with the same code as ``Retriever.batch``; the client
-sends the partitions a few ahead of what it has written and writes the answers in input
-order. Every worker must see the generation the client saw (a vault path shared by every
-machine of the cluster: NFS, a clone on each, …): a worker that finds another one refuses.
+Each worker opens the vault at the shared path once per (path, generation) — ``kept`` /
+``keep`` remember it across partitions and runs — and answers the partitions it is given
+with the same code as one process; the client keeps ``AHEAD`` partitions per worker in
+flight and yields the results in input order. Every worker must see the generation the
+client saw (a vault path shared by every machine of the cluster: NFS, a clone on each, …):
+a worker that finds another one refuses.
 """
 
 from __future__ import annotations
