@@ -238,3 +238,5 @@ def test_the_cli_eval_on_a_cluster(cluster: str) -> None:
     assert one.exit_code == many.exit_code == 0, many.output
     assert timeless(json.loads(many.stdout)) == timeless(json.loads(one.stdout))
     assert json.loads(one.stdout)["modes"]["symbolic"]["n_queries"] == 18
+    lone = runner.invoke(app, [*base, "--workers", "3"])  # (no cluster to size)
+    assert lone.exit_code == 2 and "--workers applies to --scheduler" in lone.stderr

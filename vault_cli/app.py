@@ -302,9 +302,12 @@ def embed(
     With --scheduler, the records are embedded in partitions by the workers of a Dask
     cluster, each opening the vault (a path every worker sees) once and writing the
     vectors it computes to its cache, as one process does."""
+    from vault.errors import UsageError
     from vault.input import read_records
     from vault.ops.embed import embed_parsed, parse_records
 
+    if workers != 2 and scheduler is None:
+        raise UsageError("--workers applies to --scheduler (a local Dask cluster)")
     vault = open_vault(vault_dir)
     out = render.json_lines()
     parsed = parse_records(vault, read_records(file))
@@ -1195,6 +1198,8 @@ def eval_cmd(
 
     if (dataset is None) == (tasks is None):
         raise UsageError("give --dataset or --tasks (with --labels, or --protocol self|whole)")
+    if workers != 2 and scheduler is None:
+        raise UsageError("--workers applies to --scheduler (a local Dask cluster)")
     if labels is not None and tasks is None:
         raise UsageError("--labels goes with --tasks")
     if families is not None and dataset != "synthetic":
