@@ -245,11 +245,26 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def part_dask(n: int, requests: int, work: Path, partition: int | None = None) -> dict[str, Any]:
+def _slices(path: Path, rounds: int, work: Path) -> list[Path]:
+    """The request file cut into ``rounds`` files of whole lines (for turns)."""
+    lines = path.read_text().splitlines(keepends=True)
+    step = -(-len(lines) // rounds)
+    out = []
+    for i in range(0, len(lines), step):
+        part = work / f"slice-{i // step:03d}.jsonl"
+        part.write_text("".join(lines[i : i + step]))
+        out.append(part)
+    return out
+
+
+def part_dask(
+    n: int, requests: int, work: Path, partition: int | None = None, rounds: int = 10
+) -> dict[str, Any]:
     """``retrieve --batch FILE`` as the command runs it: one process (``Retriever.batch``,
     each answer encoded as the command writes it) against ``vault.distributed.batch_lines``
     on a ``LocalCluster`` of 1 and 2 worker processes (warmed: each worker has imported vault
-    and opened the snapshot). The client's CPU seconds are measured too."""
+    and opened the snapshot), in turns on ``rounds`` slices of the requests. The CPU seconds
+    of the client and of the workers are measured too."""
     import io
 
     import jsonlines
@@ -276,41 +291,61 @@ def part_dask(n: int, requests: int, work: Path, partition: int | None = None) -
     size = partition or distributed.PARTITION
     out: dict[str, Any] = {"part": "dask", "concepts": n, "requests": requests,
                            "partition": size, "load_before": os.getloadavg()[0]}
-    with v.retriever(config=cfg) as r:
-        gen_id = r.generation
-        t, c = time.perf_counter(), time.process_time()
-        buf = io.StringIO()
-        writer = jsonlines.Writer(buf, compact=True, sort_keys=True)
-        for answer in r.batch(iter_requests(str(path))):
-            writer.write(answer)
-        alone = buf.getvalue()
-        out["one_process_s"] = round(time.perf_counter() - t, 1)
-        out["one_process_cpu_s"] = round(time.process_time() - c, 1)
-        out["one_process_per_s"] = round(requests / out["one_process_s"])
-        out["errors"] = alone.count('"error"')
-    warm = work / "warm.jsonl"
-    warm.write_text("".join(path.read_text().splitlines(keepends=True)[:4]))
-    for workers in (1, 2):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
-                          dashboard_address=None) as cluster:
-            address = cluster.scheduler_address
-            list(distributed.batch_lines(str(v.root), gen_id, cfg, str(warm), scheduler=address,
-                                         partition=1))
-            from dask.distributed import Client
+    # One process and both clusters take turns on slices of the file (one process, then 1
+    # worker, then 2, slice after slice), so that the other load of a shared machine, which
+    # comes and goes, falls on all three alike; each slice's answers must be the same bytes.
+    slices = _slices(path, rounds, work)
+    clusters = {w: LocalCluster(n_workers=w, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
+                                dashboard_address=None) for w in (1, 2)}
+    from dask.distributed import Client
 
-            with Client(address) as client:  # type: ignore[no-untyped-call]
-                before = sum(client.run(_cpu_seconds).values())
-                t, c = time.perf_counter(), time.process_time()
-                spread = "".join(text for text, _, _ in distributed.batch_lines(
-                    str(v.root), gen_id, cfg, str(path), scheduler=address, partition=size))
-                s = time.perf_counter() - t
-                out[f"dask_{workers}_client_cpu_s"] = round(time.process_time() - c, 1)
-                used = sum(client.run(_cpu_seconds).values()) - before
-                out[f"dask_{workers}_workers_cpu_s"] = round(used, 1)
-        out[f"dask_{workers}_s"] = round(s, 1)
-        out[f"dask_{workers}_per_s"] = round(requests / s)
-        out[f"dask_{workers}_identical"] = spread == alone
-        print(json.dumps(out), flush=True)
+    clients = {w: Client(c.scheduler_address) for w, c in clusters.items()}  # type: ignore[no-untyped-call]
+    try:
+        with v.retriever(config=cfg) as r:
+            gen_id = r.generation
+            for c in clusters.values():  # warm: each worker imports vault, opens the snapshot
+                list(distributed.batch_lines(str(v.root), gen_id, cfg, str(slices[0]),
+                                             scheduler=c.scheduler_address, partition=1))
+            secs = {0: 0.0, 1: 0.0, 2: 0.0}
+            cpu = {0: 0.0, 1: 0.0, 2: 0.0}
+            same = {1: True, 2: True}
+            errors = 0
+            before = {w: sum(c.run(_cpu_seconds).values()) for w, c in clients.items()}
+            for part in slices:
+                t, c0 = time.perf_counter(), time.process_time()
+                buf = io.StringIO()
+                writer = jsonlines.Writer(buf, compact=True, sort_keys=True)
+                for answer in r.batch(iter_requests(str(part))):
+                    writer.write(answer)
+                alone = buf.getvalue()
+                secs[0] += time.perf_counter() - t
+                cpu[0] += time.process_time() - c0
+                errors += alone.count('"error"')
+                for w, cl in clusters.items():
+                    t, c0 = time.perf_counter(), time.process_time()
+                    text = "".join(x for x, _, _ in distributed.batch_lines(
+                        str(v.root), gen_id, cfg, str(part), scheduler=cl.scheduler_address,
+                        partition=size))
+                    secs[w] += time.perf_counter() - t
+                    cpu[w] += time.process_time() - c0
+                    same[w] = same[w] and text == alone
+        out["one_process_s"] = round(secs[0], 1)
+        out["one_process_cpu_s"] = round(cpu[0], 1)
+        out["one_process_per_s"] = round(requests / secs[0])
+        out["errors"] = errors
+        for w, client in clients.items():
+            out[f"dask_{w}_s"] = round(secs[w], 1)
+            out[f"dask_{w}_per_s"] = round(requests / secs[w])
+            out[f"dask_{w}_client_cpu_s"] = round(cpu[w], 1)
+            used = sum(client.run(_cpu_seconds).values()) - before[w]
+            out[f"dask_{w}_workers_cpu_s"] = round(used, 1)
+            out[f"dask_{w}_identical"] = same[w]
+        out["slices"] = len(slices)
+    finally:
+        for client in clients.values():
+            client.close()
+        for cl in clusters.values():
+            cl.close()
     out["speedup_2_over_1"] = round(out["dask_1_s"] / out["dask_2_s"], 2)
     out["load_after"] = os.getloadavg()[0]
     return out
@@ -328,6 +363,8 @@ def main() -> None:
     ap.add_argument("--commits", type=int, default=100)
     ap.add_argument("--requests", type=int, default=20_000)
     ap.add_argument("--partition", type=int, default=None, help="dask: requests per task")
+    ap.add_argument("--rounds", type=int, default=10,
+                    help="dask: slices of the requests, run by 1 and 2 workers in turn")
     ap.add_argument("--out", type=Path, default=HERE / "scaling.jsonl")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vault-scaling-"))
@@ -337,7 +374,7 @@ def main() -> None:
         elif args.part == "writers":
             found = part_writers(args.writers, args.commits, min(args.concepts, 1000), work)
         else:
-            found = part_dask(args.concepts, args.requests, work, args.partition)
+            found = part_dask(args.concepts, args.requests, work, args.partition, args.rounds)
         for item in found if isinstance(found, list) else [found]:
             print(json.dumps(item), flush=True)
             with open(args.out, "a") as f:
