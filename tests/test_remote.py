@@ -386,6 +386,7 @@ def test_a_resumed_clone_checks_what_it_staged_before(tmp_path: Path, monkeypatc
     assert b.verify().ok and generation(b) == generation(a)
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names descriptors by /proc")
 @pytest.mark.parametrize("syncfs", [True, False])
 def test_a_clone_makes_its_objects_durable_once_before_anything_names_them(
     tmp_path: Path, monkeypatch: Any, syncfs: bool
