@@ -121,9 +121,11 @@ def part_clone(n: int, work: Path) -> dict[str, Any]:
         t = time.perf_counter()
         first = push(a)
         push_s = time.perf_counter() - t
+        load = os.getloadavg()[0]
         t = time.perf_counter()
         got = clone(url, work / "clone", clock=CLOCK)
         clone_s = time.perf_counter() - t
+        load_after = os.getloadavg()[0]
         b = Vault.open(work / "clone")
         same = b.current_ref().generation == a.current_ref().generation  # type: ignore[union-attr]
         a.add([({"schema_version": 1, "id": "one-more", "version": "1.0.0", "domain": "grid_2d",
@@ -142,6 +144,9 @@ def part_clone(n: int, work: Path) -> dict[str, Any]:
             "push_s": round(push_s, 1),
             "push_bytes": first.bytes_sent,
             "clone_s": round(clone_s, 1),
+            "clone_parts_s": got.seconds,
+            "load_before_clone": load,
+            "load_after_clone": load_after,
             "clone_objects": got.objects_received,
             "clone_bytes": got.bytes_received,
             "clone_index_identical": same,
@@ -232,11 +237,41 @@ def part_writers(counts: list[int], commits: int, base: int, work: Path) -> list
     return results
 
 
-def part_dask(n: int, requests: int, work: Path) -> dict[str, Any]:
+def _cpu_seconds() -> float:
+    """This process's CPU seconds (user + system), run in each Dask worker."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _slices(path: Path, rounds: int, work: Path) -> list[Path]:
+    """The request file cut into ``rounds`` files of whole lines (for turns)."""
+    lines = path.read_text().splitlines(keepends=True)
+    step = -(-len(lines) // rounds)
+    out = []
+    for i in range(0, len(lines), step):
+        part = work / f"slice-{i // step:03d}.jsonl"
+        part.write_text("".join(lines[i : i + step]))
+        out.append(part)
+    return out
+
+
+def part_dask(
+    n: int, requests: int, work: Path, partition: int | None = None, rounds: int = 10
+) -> dict[str, Any]:
+    """``retrieve --batch FILE`` as the command runs it: one process (``Retriever.batch``,
+    each answer encoded as the command writes it) against ``vault.distributed.batch_lines``
+    on a ``LocalCluster`` of 1 and 2 worker processes (warmed: each worker has imported vault
+    and opened the snapshot), in turns on ``rounds`` slices of the requests. The CPU seconds
+    of the client and of the workers are measured too."""
+    import io
+
+    import jsonlines
     from dask.distributed import LocalCluster
 
-    from vault.distributed import batch
-    from vault.records.query import query_from  # noqa: F401 (the path batch takes)
+    from vault import distributed
+    from vault.input import iter_requests
 
     v = cards_vault(work / "dask", n)
     rng = random.Random(21)
@@ -245,33 +280,74 @@ def part_dask(n: int, requests: int, work: Path) -> dict[str, Any]:
     def task() -> dict[str, Any]:  # new grids each time: every request is computed afresh
         f = gen.FAMILIES[families[rng.randrange(len(families))]][0]
         train = [gen.pool_grid(rng) for _ in range(2)]
-        return json.loads(json.dumps({"train": [{"input": g, "output": f(g)} for g in train],
-                                      "test": [{"input": gen.pool_grid(rng)}]}))  # (lists)
+        return {"train": [{"input": g, "output": f(g)} for g in train],
+                "test": [{"input": gen.pool_grid(rng)}]}
 
-    lines = [(i + 1, {"task": task(), "k": 5, "id": i}) for i in range(requests)]
+    path = work / "requests.jsonl"
+    with open(path, "w") as f:
+        for i in range(requests):
+            f.write(json.dumps({"task": task(), "k": 5, "id": i}) + "\n")
     cfg = v.config()
-    out: dict[str, Any] = {"part": "dask", "concepts": n, "requests": requests}
-    with v.retriever(config=cfg) as r:
-        gen_id = r.generation
-        t = time.perf_counter()
-        alone = [json.dumps(a, sort_keys=True) for a in r.batch(iter(lines))]
-        out["one_process_s"] = round(time.perf_counter() - t, 1)
-        out["one_process_per_s"] = round(requests / out["one_process_s"])
-        out["errors"] = sum('"error"' in a for a in alone)
-    for workers in (1, 2):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster:
-            warm = lines[: 2 * workers]  # each worker imports vault and opens the snapshot
-            list(batch(str(v.root), gen_id, cfg, iter(warm), scheduler=cluster.scheduler_address,
-                       partition=1))
-            t = time.perf_counter()
-            spread = [json.dumps(a, sort_keys=True) for a in batch(
-                str(v.root), gen_id, cfg, iter(lines), scheduler=cluster.scheduler_address)]
-            s = time.perf_counter() - t
-        out[f"dask_{workers}_s"] = round(s, 1)
-        out[f"dask_{workers}_per_s"] = round(requests / s)
-        out[f"dask_{workers}_identical"] = spread == alone
+    size = partition or distributed.PARTITION
+    out: dict[str, Any] = {"part": "dask", "concepts": n, "requests": requests,
+                           "partition": size, "load_before": os.getloadavg()[0]}
+    # One process and both clusters take turns on slices of the file (one process, then 1
+    # worker, then 2, slice after slice), so that the other load of a shared machine, which
+    # comes and goes, falls on all three alike; each slice's answers must be the same bytes.
+    slices = _slices(path, rounds, work)
+    clusters = {w: LocalCluster(n_workers=w, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
+                                dashboard_address=None) for w in (1, 2)}
+    from dask.distributed import Client
+
+    clients = {w: Client(c.scheduler_address) for w, c in clusters.items()}  # type: ignore[no-untyped-call]
+    try:
+        with v.retriever(config=cfg) as r:
+            gen_id = r.generation
+            for c in clusters.values():  # warm: each worker imports vault, opens the snapshot
+                list(distributed.batch_lines(str(v.root), gen_id, cfg, str(slices[0]),
+                                             scheduler=c.scheduler_address, partition=1))
+            secs = {0: 0.0, 1: 0.0, 2: 0.0}
+            cpu = {0: 0.0, 1: 0.0, 2: 0.0}
+            same = {1: True, 2: True}
+            errors = 0
+            before = {w: sum(c.run(_cpu_seconds).values()) for w, c in clients.items()}
+            for part in slices:
+                t, c0 = time.perf_counter(), time.process_time()
+                buf = io.StringIO()
+                writer = jsonlines.Writer(buf, compact=True, sort_keys=True)
+                for answer in r.batch(iter_requests(str(part))):
+                    writer.write(answer)
+                alone = buf.getvalue()
+                secs[0] += time.perf_counter() - t
+                cpu[0] += time.process_time() - c0
+                errors += alone.count('"error"')
+                for w, cl in clusters.items():
+                    t, c0 = time.perf_counter(), time.process_time()
+                    text = "".join(x for x, _, _ in distributed.batch_lines(
+                        str(v.root), gen_id, cfg, str(part), scheduler=cl.scheduler_address,
+                        partition=size))
+                    secs[w] += time.perf_counter() - t
+                    cpu[w] += time.process_time() - c0
+                    same[w] = same[w] and text == alone
+        out["one_process_s"] = round(secs[0], 1)
+        out["one_process_cpu_s"] = round(cpu[0], 1)
+        out["one_process_per_s"] = round(requests / secs[0])
+        out["errors"] = errors
+        for w, client in clients.items():
+            out[f"dask_{w}_s"] = round(secs[w], 1)
+            out[f"dask_{w}_per_s"] = round(requests / secs[w])
+            out[f"dask_{w}_client_cpu_s"] = round(cpu[w], 1)
+            used = sum(client.run(_cpu_seconds).values()) - before[w]
+            out[f"dask_{w}_workers_cpu_s"] = round(used, 1)
+            out[f"dask_{w}_identical"] = same[w]
+        out["slices"] = len(slices)
+    finally:
+        for client in clients.values():
+            client.close()
+        for cl in clusters.values():
+            cl.close()
     out["speedup_2_over_1"] = round(out["dask_1_s"] / out["dask_2_s"], 2)
+    out["load_after"] = os.getloadavg()[0]
     return out
 
 
@@ -286,6 +362,9 @@ def main() -> None:
     ap.add_argument("--writers", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--commits", type=int, default=100)
     ap.add_argument("--requests", type=int, default=20_000)
+    ap.add_argument("--partition", type=int, default=None, help="dask: requests per task")
+    ap.add_argument("--rounds", type=int, default=10,
+                    help="dask: slices of the requests, run by 1 and 2 workers in turn")
     ap.add_argument("--out", type=Path, default=HERE / "scaling.jsonl")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vault-scaling-"))
@@ -295,7 +374,7 @@ def main() -> None:
         elif args.part == "writers":
             found = part_writers(args.writers, args.commits, min(args.concepts, 1000), work)
         else:
-            found = part_dask(args.concepts, args.requests, work)
+            found = part_dask(args.concepts, args.requests, work, args.partition, args.rounds)
         for item in found if isinstance(found, list) else [found]:
             print(json.dumps(item), flush=True)
             with open(args.out, "a") as f:

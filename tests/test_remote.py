@@ -351,3 +351,116 @@ def test_the_remote_commands(tmp_path: Path) -> None:
     assert nothing.exit_code == 1 and not (tmp_path / "nowhere").exists()
     assert run("--vault", a, "remote", "remove", "origin").exit_code == 0
     assert run("--vault", a, "push").exit_code == 2  # no remote any more
+
+
+def test_a_resumed_clone_checks_what_it_staged_before(tmp_path: Path, monkeypatch: Any) -> None:
+    """Objects are staged without a fsync each: after an interruption (a power cut may tear
+    them) each one there is checked against its address again, a damaged one fetched anew."""
+    from vault.remote import sync
+
+    url = (tmp_path / "remote").as_uri()
+    a = origin(tmp_path, url)
+    a.add(example_cards())
+    a.add_evidence(example_evidence())
+    push(a)
+    real = sync.Remote.fetch
+
+    def fetch_then_fail(self: Any, digests: Any, optional: Any, store: Any) -> tuple[int, int]:
+        real(self, sorted(set(digests))[:6], optional, store)
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(sync.Remote, "fetch", fetch_then_fail)
+    with pytest.raises(OSError):
+        clone(url, tmp_path / "b", clock=CLOCK)
+    staged = sorted(p for p in (tmp_path / "b" / "objects").rglob("*") if p.is_file())
+    assert len(staged) == 6
+    staged[0].chmod(0o644)
+    staged[0].write_bytes(b"")  # what a power cut can leave of a file never fsynced
+    staged[1].chmod(0o644)
+    staged[1].write_bytes(staged[1].read_bytes()[:-3] + b"xyz")  # torn
+    monkeypatch.setattr(sync.Remote, "fetch", real)
+    got = clone(url, tmp_path / "b", clock=CLOCK)
+    needed = {d for e in a.audit.entries() for d in sync.p.referenced(e)}
+    assert got.objects_received == len(needed) - 4  # the 4 sound ones were kept
+    b = Vault.open(tmp_path / "b")
+    assert b.verify().ok and generation(b) == generation(a)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names descriptors by /proc")
+@pytest.mark.parametrize("syncfs", [True, False])
+def test_a_clone_makes_its_objects_durable_once_before_anything_names_them(
+    tmp_path: Path, monkeypatch: Any, syncfs: bool
+) -> None:
+    """One syncfs (or, where the kernel would not report its errors, a fsync of every
+    staged file and directory) after the last object is staged, before the log is written
+    and long before format.json; no fsync of an object file while staging."""
+    import os
+
+    from vault.store import fs
+    from vault.store.objects import ObjectStore
+
+    url = (tmp_path / "remote").as_uri()
+    a = origin(tmp_path, url)
+    a.add(example_cards())
+    a.add_evidence(example_evidence())
+    push(a)
+    events: list[tuple[str, str]] = []
+    root = tmp_path / "b"
+    real_fsync, real_stage, real_write = os.fsync, ObjectStore.stage, fs.atomic_write
+
+    def stage(self: Any, items: Any) -> Any:
+        out = real_stage(self, items)
+        events.extend(("stage", str(f)) for f in out)
+        return out
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def syncfs_call(fd: int) -> int:
+        events.append(("syncfs", os.readlink(f"/proc/self/fd/{fd}")))
+        return 0
+
+    monkeypatch.setattr(ObjectStore, "stage", stage)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(fs, "_syncfs", lambda: syncfs_call if syncfs else None)
+    got = clone(url, root, clock=CLOCK)
+    staged = [f for kind, f in events if kind == "stage"]
+    assert len(staged) == got.objects_received > 10
+    last_stage = max(i for i, (kind, _) in enumerate(events) if kind == "stage")
+    audit = str(root / "audit")
+    first_log = min(i for i, (_, f) in enumerate(events) if f.startswith(audit))
+    fsynced = {f for kind, f in events if kind == "fsync"}
+    if syncfs:
+        synced = [i for i, (kind, _) in enumerate(events) if kind == "syncfs"]
+        assert len(synced) == 1 and last_stage < synced[0] < first_log
+        assert events[synced[0]][1] == str(root)
+        assert not fsynced & set(staged)  # no object file fsynced one by one
+    else:
+        after = {f for kind, f in events[last_stage:first_log] if kind == "fsync"}
+        assert set(staged) <= after and str(root / "objects") in after
+        assert {str(Path(f).parent) for f in staged} <= after
+    assert real_write is fs.atomic_write and (root / "format.json").exists()
+    assert Vault.open(root).verify().ok
+
+
+def test_a_write_back_error_at_the_clone_s_sync_leaves_no_vault(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    import errno
+
+    from vault.errors import StorageError
+    from vault.store import fs
+
+    url = (tmp_path / "remote").as_uri()
+    a = origin(tmp_path, url)
+    a.add(example_cards())
+    push(a)
+    monkeypatch.setattr(fs, "_syncfs", lambda: lambda fd: errno.EIO)
+    with pytest.raises(StorageError, match="Input/output error"):
+        clone(url, tmp_path / "b", clock=CLOCK)
+    assert not (tmp_path / "b" / "format.json").exists()
+    assert not (tmp_path / "b" / "audit" / "commits.jsonl").exists()
+    monkeypatch.undo()
+    clone(url, tmp_path / "b", clock=CLOCK)  # resumes (every staged object checked again)
+    assert Vault.open(tmp_path / "b").verify().ok

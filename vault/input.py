@@ -177,10 +177,26 @@ def iter_requests(path: str) -> Iterator[tuple[int, Any]]:
         yield from _requests(fp, source_name(path))
 
 
-def _requests(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, Any]]:
+def request_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """``(line number, bytes)`` of every line of a requests file or stdin, blank ones too,
+    each bounded as ``iter_requests`` bounds it: what ``retrieve --batch --scheduler`` sends
+    to the workers, which parse them with ``requests_of`` (the same values and errors)."""
+    with _binary_stream(path) as fp:
+        numbered = _Numbered(fp, source_name(path), limit=None)
+        for line in numbered:
+            yield numbered.number, line  # type: ignore[misc]
+
+
+def requests_of(lines: Iterable[bytes], source: str, start: int) -> Iterator[tuple[int, Any]]:
+    """``iter_requests`` of lines ``start + 1``, ``start + 2``, … of ``source``."""
+    return _requests(lines, source, start)
+
+
+def _requests(lines: Iterable[bytes], source: str, start: int = 0) -> Iterator[tuple[int, Any]]:
     import jsonlines
 
     numbered = _Numbered(lines, source, limit=None)
+    numbered.number = start
     reader = jsonlines.Reader(numbered, loads=_strict)
     while True:
         try:
@@ -188,12 +204,13 @@ def _requests(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, Any]]:
         except EOFError:
             return
         except jsonlines.InvalidLineError as exc:
-            where = f"{source}:{exc.lineno}"
+            lineno = start + exc.lineno
+            where = f"{source}:{lineno}"
             cause = exc.__cause__
             detail = cause.error.detail if isinstance(cause, _LineError) else "not JSON"
             if isinstance(cause, UnicodeDecodeError):
                 detail = f"not UTF-8 (byte {cause.start})"
-            yield exc.lineno, InvalidInputError(detail, source=where)
+            yield lineno, InvalidInputError(detail, source=where)
             continue
         yield numbered.number, value
 

@@ -261,7 +261,29 @@ def repr_cmd(
                     out.write(with_id(grid_to_repr(grid, prov)))
 
 
-@app.command(epilog=example("vault embed examples/grids/ring.json"))
+def _scheduler_option(what: str) -> Any:
+    return typer.Option(
+        metavar="ADDRESS|auto",
+        help=f"{what} in partitions on a Dask cluster (the dask extra) at ADDRESS; auto: "
+        "DASK_SCHEDULER_ADDRESS, else a local cluster of --workers processes (default 2). "
+        "The same results, byte for byte, in input order.",
+    )
+
+
+def _cluster_workers(what: str) -> Any:
+    return typer.Option(
+        help=f"With --scheduler auto and no DASK_SCHEDULER_ADDRESS: {what}.",
+        parser=int_range(1, 64),
+        metavar="N",
+    )
+
+
+@app.command(
+    epilog=example(
+        "vault embed examples/grids/ring.json",
+        "vault embed grids.jsonl --scheduler auto > vectors.jsonl",
+    )
+)
 def embed(
     file: Annotated[
         str,
@@ -269,16 +291,38 @@ def embed(
             metavar="FILE", help="JSON lines of reprs, grids, queries or tasks; - for stdin."
         ),
     ],
+    scheduler: Annotated[
+        str | None, _scheduler_option("Embed every record (and fill the vault's cache)")
+    ] = None,
+    workers: Annotated[int, _cluster_workers("the local cluster's worker processes")] = 2,
     vault_dir: VaultOpt = None,
 ) -> None:
     """Embed reprs, grids, queries or tasks. JSON lines in, JSON lines out (id and int8
-    vector); vectors are cached in the vault."""
+    vector); vectors are cached in the vault. Every record is checked before any output.
+    With --scheduler, the records are embedded in partitions by the workers of a Dask
+    cluster, each opening the vault (a path every worker sees) once and writing the
+    vectors it computes to its cache, as one process does."""
+    from vault.errors import UsageError
     from vault.input import read_records
-    from vault.ops.embed import embed_records
+    from vault.ops.embed import embed_parsed, parse_records
 
+    if workers != 2 and scheduler is None:
+        raise UsageError("--workers applies to --scheduler (a local Dask cluster)")
     vault = open_vault(vault_dir)
     out = render.json_lines()
-    for line in embed_records(vault, read_records(file)):
+    parsed = parse_records(vault, read_records(file))
+    snap = vault.snapshot()
+    if scheduler is not None:  # partitions on a Dask cluster (vault/distributed.py)
+        from vault.distributed import embed as on_cluster
+
+        lines = on_cluster(
+            str(vault.root.resolve()), snap.generation, parsed, scheduler=scheduler,
+            workers=workers,
+        )
+    else:
+        emb = snap.embedder()
+        lines = embed_parsed(emb, vault.cache.bound(emb), parsed)
+    for line in lines:
         out.write(line)
 
 
@@ -439,22 +483,26 @@ def retrieve(
         with Retriever(vault, config=cfg) as r, render.phases() as ph:
             counted = ph.count("retrieving")
             if scheduler is not None:  # partitions on a Dask cluster (vault/distributed.py)
-                from vault.distributed import batch as on_cluster
+                from vault.distributed import batch_lines
 
-                answers = on_cluster(
+                # the workers parse, answer and encode: the same lines as below
+                for text, lines, bad in batch_lines(
                     str(vault.root.resolve()),
                     r.generation,
                     cfg,
-                    iter_requests(path),
+                    path,
                     scheduler=scheduler,
                     workers=max(workers, 2) if workers == 1 else workers,
-                )
+                ):
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                    n, failed = n + lines, failed + bad
+                    counted(n)
             else:
-                answers = r.batch(iter_requests(path), workers=workers)
-            for n, out in enumerate(answers, start=1):
-                writer.write(out)
-                failed += "error" in out
-                counted(n)
+                for n, out in enumerate(r.batch(iter_requests(path), workers=workers), start=1):
+                    writer.write(out)
+                    failed += "error" in out
+                    counted(n)
         if failed:  # every line was answered; the exit code still says not all succeeded
             raise VaultError(
                 f"{failed} of {n} request line{'s' if n != 1 else ''} failed (their results "
@@ -1127,6 +1175,10 @@ def eval_cmd(
             callback=lambda v: None if v is None else _digest_or_name(v),
         ),
     ] = None,
+    scheduler: Annotated[
+        str | None, _scheduler_option("Rank the queries (every mode)")
+    ] = None,
+    workers: Annotated[int, _cluster_workers("the local cluster's worker processes")] = 2,
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
 ) -> None:
@@ -1135,7 +1187,10 @@ def eval_cmd(
     coverage, helpful rate, latency, and a bootstrap interval of each mode's MRR difference
     with symbolic. --protocol whole ranks the whole vault for every query (nothing left
     out), so a vault of at most shortlist_max concepts puts every row in the hybrid
-    shortlist. The vault (--vault) is only read for the weights of --embedder."""
+    shortlist. The vault (--vault) is only read for the weights of --embedder. With
+    --scheduler the queries are ranked in partitions on a Dask cluster, each worker opening
+    the throwaway vault (under TMPDIR: a path every worker must see) once: the same
+    rankings and figures, only the latencies differ."""
     from vault.config import Config
     from vault.config import load as load_config
     from vault.errors import UsageError
@@ -1143,6 +1198,8 @@ def eval_cmd(
 
     if (dataset is None) == (tasks is None):
         raise UsageError("give --dataset or --tasks (with --labels, or --protocol self|whole)")
+    if workers != 2 and scheduler is None:
+        raise UsageError("--workers applies to --scheduler (a local Dask cluster)")
     if labels is not None and tasks is None:
         raise UsageError("--labels goes with --tasks")
     if families is not None and dataset != "synthetic":
@@ -1177,7 +1234,10 @@ def eval_cmd(
             families=families,
         )
         tick = ph.start(f"{len(ds.queries)} queries x {len(chosen)} modes")
-        result = study.run(ds, cfg, chosen, progress=tick, weights=weights)
+        result = study.run(
+            ds, cfg, chosen, progress=tick, weights=weights, scheduler=scheduler,
+            workers=workers,
+        )
     command = "vault eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
     written = report.write(result, out, command) if out is not None else None
     render.eval_result(result, written, json_out)

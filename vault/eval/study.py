@@ -53,6 +53,7 @@ MODES: dict[str, tuple[str, str | None]] = {
     "soft": ("soft", None),
 }
 KS = (1, 5, 10, 50)
+PARTITION = 16  # queries per task sent to a Dask worker (run(..., scheduler=...))
 BOOTSTRAP_CONFIDENCE = 0.95  # of the interval of each mode's MRR difference with symbolic
 Progress = Callable[[int, int], None]
 
@@ -126,7 +127,7 @@ class Learning:
         return {"without": self.without.to_json(), "gain": self.gain.to_json()}
 
 
-def _vault_order(snap: Snapshot) -> list[str]:
+def vault_order(snap: Snapshot) -> list[str]:
     t = snap.table
     seen: list[str] = []
     for i in range(t.n):
@@ -163,12 +164,12 @@ Embedder = bytes | str | None  # a weights object's bytes, "builtin", or None: a
 @contextmanager
 def _throwaway(
     dataset: Dataset, weights: Embedder
-) -> Iterator[tuple[Snapshot, Snapshot | None, float]]:
+) -> Iterator[tuple[Snapshot, Snapshot | None, float, Path]]:
     """A throwaway vault holding ``dataset``'s concepts, embedded with what a new vault
     starts with (``weights`` None: the shipped embedder), the built-in embedder
     (``"builtin"``) or the weights object ``weights`` (chosen as ``vault embedder use``
     does): its snapshot, the snapshot after the dataset's evidence is written back (None
-    without evidence) and the import time."""
+    without evidence), the import time and the vault's directory."""
     with tempfile.TemporaryDirectory(prefix="vault-eval-") as tmp:
         chosen = "shipped" if weights is None else "builtin"
         vault = Vault.init(Path(tmp) / "v", clock=fixed_clock(0), embedder=chosen)
@@ -184,7 +185,7 @@ def _throwaway(
         if dataset.evidence:
             write_evidence(vault, dataset)
             after = vault.snapshot()
-        yield before, after, import_seconds
+        yield before, after, import_seconds, vault.root
 
 
 def run_variants(
@@ -198,14 +199,14 @@ def run_variants(
     """One retrieval ``mode`` under each configuration of ``variants`` (name -> Config), on
     one throwaway vault: how each setting changes the figures, everything else equal."""
     out: dict[str, ModeSummary] = {}
-    with _throwaway(dataset, weights) as (before, after, _):
+    with _throwaway(dataset, weights) as (before, after, _, _):
         snap = after or before
-        order = _vault_order(snap)
+        order = vault_order(snap)
         for name, cfg in variants.items():
             vcfg = cfg.with_overrides(k=k_max)
             rows = []
             for q in dataset.queries:
-                ranking, seconds, fell = _rank(snap, q, mode, vcfg, order, k_max)
+                ranking, seconds, fell = rank(snap, q, mode, vcfg, order, k_max)
                 if fell:
                     raise RuntimeError(f"{name}: {q.qid} fell back from {mode}")
                 rows.append(QueryOutcome(q.qid, ranking, q.relevant, seconds))
@@ -221,10 +222,18 @@ def run(
     k_max: int = 50,
     progress: Progress | None = None,
     weights: Embedder = None,
+    scheduler: str | None = None,
+    workers: int = 2,
 ) -> StudyResult:
     """Run every mode over ``dataset``'s queries on a throwaway vault (embedding with the
     fitted ``weights`` object, chosen as ``vault embedder use`` does; ``"builtin"``: the
-    built-in embedder; None: what a new vault starts with, the shipped embedder)."""
+    built-in embedder; None: what a new vault starts with, the shipped embedder).
+
+    ``scheduler`` (an address, or ``auto``: see ``vault.distributed``): the queries are
+    ranked in partitions on a Dask cluster, each worker opening the throwaway vault's
+    snapshots once (its directory, under ``TMPDIR``, must be one every worker sees); the
+    rankings are the same, in the same order — only the timings differ, as between two
+    runs of one process."""
     for m in modes:
         if m not in MODES:
             raise ValueError(f"unknown mode {m!r} (known: {', '.join(MODES)})")
@@ -233,29 +242,55 @@ def run(
     rounds = 2 if dataset.evidence else 1
     total = rounds * len(modes) * len(dataset.queries)
     done = 0
-    with _throwaway(dataset, weights) as (before, after, import_seconds):
+    with _throwaway(dataset, weights) as (before, after, import_seconds, root):
         snap = after or before
         embedder_id = snap.embedder_id
-        order = _vault_order(snap)
+        snaps = [before, after] if after else [before]
+        # the steps per query: (mode name, retrieval mode, config, which snapshot, rows)
         outcomes: dict[str, list[QueryOutcome]] = {}
         without: dict[str, list[QueryOutcome]] = {}
         fallbacks: dict[str, int] = {}
+        plan: list[tuple[str, str, Config, int, list[QueryOutcome]]] = []
         for m in modes:
             mode, strategy = MODES[m]
             mcfg = base.with_overrides(k=k_max, strategy=strategy)
             fallbacks[m] = 0
-            for target, where in ((outcomes, snap), (without, before if after else None)):
-                if where is None:
-                    continue
-                rows: list[QueryOutcome] = []
+            outcomes[m] = []
+            plan.append((m, mode, mcfg, len(snaps) - 1, outcomes[m]))
+            if after:
+                without[m] = []
+                plan.append((m, mode, mcfg, 0, without[m]))
+        if scheduler is None:
+            order = vault_order(snap)
+            for m, mode, mcfg, where, rows in plan:
                 for q in dataset.queries:
-                    ranking, seconds, fell = _rank(where, q, mode, mcfg, order, k_max)
+                    ranking, seconds, fell = rank(snaps[where], q, mode, mcfg, order, k_max)
                     fallbacks[m] += fell
                     rows.append(QueryOutcome(q.qid, ranking, q.relevant, seconds))
                     done += 1
                     if progress:
                         progress(done, total)
-                target[m] = rows
+        else:
+            from vault.distributed import map_partitions
+
+            steps = [(mode, mcfg.to_json(), where) for _, mode, mcfg, where, _ in plan]
+            common = (str(root), [s.ref for s in snaps], steps, k_max)
+            queries = list(dataset.queries)
+            parts = [queries[i : i + PARTITION] for i in range(0, len(queries), PARTITION)]
+            ranked = (
+                row
+                for rows in map_partitions(scheduler, workers, rank_partition, common, parts)
+                for row in rows
+            )
+            for q, per_step in zip(dataset.queries, ranked, strict=True):
+                for (m, _, _, _, rows), (ranking, seconds, fell) in zip(
+                    plan, per_step, strict=True
+                ):
+                    fallbacks[m] += fell
+                    rows.append(QueryOutcome(q.qid, ranking, q.relevant, seconds))
+                    done += 1
+                if progress:
+                    progress(done, total)
     summaries = {m: summarize(rows, KS) for m, rows in outcomes.items()}
     learning = None
     if without:
@@ -312,7 +347,40 @@ def run(
     )
 
 
-def _rank(
+def rank_partition(
+    root: str, refs: list[Any], steps: list[tuple[str, dict[str, Any], int]], k_max: int,
+    part: list[EvalQuery],
+) -> list[list[tuple[tuple[str, ...], float, int]]]:
+    """In a Dask worker: each query's ``rank`` under each step (retrieval mode, config,
+    which snapshot of ``refs``), the throwaway vault's snapshots opened once a worker."""
+    from vault.distributed import keep, kept
+    from vault.errors import VaultError
+    from vault.store.objects import ObjectStore
+
+    key = ("eval", root, tuple(r.generation for r in refs))
+    opened = kept(key)
+    if opened is None:
+        objects = ObjectStore(Path(root) / "objects", readonly=True)
+        try:
+            snaps = [Snapshot.open(objects, ref) for ref in refs]
+        except (VaultError, OSError) as exc:
+            raise VaultError(
+                f"{root}: this worker cannot open the evaluation's throwaway vault ({exc}); "
+                "on a cluster of several machines, TMPDIR must be a path they all share"
+            ) from None
+        opened = keep(key, (snaps, vault_order(snaps[-1])))
+    snaps, order = opened
+    configs = [Config(**cfg) for _, cfg, _ in steps]
+    return [
+        [
+            rank(snaps[where], q, mode, cfg, order, k_max)
+            for (mode, _, where), cfg in zip(steps, configs, strict=True)
+        ]
+        for q in part
+    ]
+
+
+def rank(
     snap: Snapshot, q: EvalQuery, mode: str, cfg: Config, order: list[str], k: int
 ) -> tuple[tuple[str, ...], float, int]:
     if mode == "none":

@@ -29,6 +29,13 @@ def query_id(query: Query) -> str:
 
 def embed_records(vault: Handle, records: Iterable[tuple[Any, str]]) -> Iterator[dict[str, Any]]:
     """One output line per input record; every record is validated before any output."""
+    parsed = parse_records(vault, records)
+    emb = vault.snapshot().embedder()
+    yield from embed_parsed(emb, vault.cache.bound(emb), parsed)
+
+
+def parse_records(vault: Handle, records: Iterable[tuple[Any, str]]) -> list[tuple[str, Any]]:
+    """Every record validated: ``("repr", repr)`` or ``("query", Query)`` each."""
     parsed: list[tuple[str, Any]] = []
     for value, source in records:
         if isinstance(value, list):
@@ -43,8 +50,14 @@ def embed_records(vault: Handle, records: Iterable[tuple[Any, str]]) -> Iterator
             raise InvalidInputError(
                 "expected a grid, a repr, a query or an ARC task", source=source
             )
-    emb = vault.snapshot().embedder()
-    cache = vault.cache.bound(emb)
+    return parsed
+
+
+def embed_parsed(
+    emb: Any, cache: Any, parsed: Iterable[tuple[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """The output lines of parsed records, embedded with ``emb``; the vectors computed are
+    put in ``cache`` (one file each). ``vault embed --scheduler`` runs this on partitions."""
     ident = {"embedder": emb.version, "weights_hash": emb.weights_hash}
     for kind, item in parsed:
         if kind == "repr":

@@ -29,6 +29,7 @@ MEMO_BYTES = 64 << 20  # parsed records remembered per store (estimated bytes)
 PARSED_BYTES = 8  # a parsed JSON record weighs up to ~7x its bytes (tracemalloc, a 30x30 repr)
 PARALLEL_MIN = 64  # above this many objects (or directories), a pool of threads fsyncs them
 PUT_THREADS = 32
+STAGE_CHUNK = 4096  # objects a thread stages per call (``stage``)
 CREATED, SOUND, REPAIRED = "created", "sound", "repaired"
 T = TypeVar("T")
 
@@ -148,6 +149,53 @@ class ObjectStore:
             self.repairs += repaired
             if self.on_repair is not None:
                 self.on_repair(repaired)
+
+    def stage(self, items: list[tuple[str, bytes]]) -> list[str]:
+        """Write ``(sha256, bytes)`` pairs that are not here yet under their names, read-only,
+        **without** fsync (a clone's objects: ``vault.store.fs.sync_staged`` makes them
+        durable at once before the clone becomes a vault). Returns the files written. A name
+        already taken goes through ``put_digested`` (compared, made durable or repaired).
+        Nothing may name a staged object durably before it is made durable."""
+        if self.readonly:
+            raise StorageError(errno.EROFS, "opened read-only", str(self.root))
+        items = list(dict(items).items())
+        try:
+            make_dir(self.root, durable=False)
+            for fan in sorted({digest[:2] for digest, _ in items}):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(f"{self._prefix}{fan}")
+            chunks = [items[i : i + STAGE_CHUNK] for i in range(0, len(items), STAGE_CHUNK)]
+            if len(chunks) > 1:
+                done = in_threads(self._stage, [(c,) for c in chunks])
+            else:
+                done = [self._stage(c) for c in chunks]
+        except OSError as exc:
+            raise StorageError.of(exc, self.root) from None
+        taken = [item for _, t in done for item in t]
+        if taken:
+            self.put_digested(taken)
+        return [p for w, _ in done for p in w]
+
+    def _stage(self, items: list[tuple[str, bytes]]) -> tuple[list[str], list[tuple[str, bytes]]]:
+        written: list[str] = []
+        taken: list[tuple[str, bytes]] = []
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        for digest, data in items:
+            final = f"{self._prefix}{digest[:2]}/{digest[2:]}"
+            with naming(final):
+                try:
+                    fd = os.open(final, flags, 0o444)
+                except FileExistsError:
+                    taken.append((digest, data))
+                    continue
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+            written.append(final)
+        return written, taken
 
     def _put(self, data: bytes, digest: str) -> tuple[Path, str]:
         """Make one object durable (its directory excepted: the caller fsyncs it); returns
