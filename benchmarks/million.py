@@ -1,12 +1,12 @@
 """A 10^6-concept vector-level fixture for `make bench` (reads only).
 
-Building a real vault of 10^6 generated concepts takes longer than the whole bench may
-(file creation dominates), so this builds the table a generation would hold — the int8
-matrix, the columns, the refs and the key postings — directly from generated data: concept
-vectors are combined (by the embedder itself) from 1-2 pair vectors of a pool of generated
-grids under ten transformation families, with their family's keys and random tags, as in
-benchmarks/gen.py. The fixture is written as NPY files once (`build`) and loaded by a fresh
-process (`measure`), whose peak memory is what retrieval over 10^6 concepts costs.
+Building a real vault of 10^6 generated concepts takes longer than the whole bench may (file
+creation dominates), so this builds the table a generation would hold — its chunks (FORMAT §7.5:
+columns, refs, key postings and the int8 matrix) — directly from generated data: concept vectors
+are combined (by the embedder itself) from 1-2 pair vectors of a pool of generated grids under
+ten transformation families, with their family's keys and random tags, as in benchmarks/gen.py.
+The fixture's chunk files are written once (`build`) and joined by a fresh process (`measure`)
+as a reader joins a generation's, whose peak memory is what retrieval over 10^6 concepts costs.
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from vault.config import Config  # noqa: E402
 from vault.embedding import builtin  # noqa: E402
 from vault.grid.pairs import analyze_pair  # noqa: E402
 from vault.grid.reprs import grid_to_repr  # noqa: E402
-from vault.index.table import COL, COLUMNS, Table  # noqa: E402
+from vault.index import table as tables  # noqa: E402
 from vault.records.keys import matchable  # noqa: E402
 from vault.records.query import normalize_query  # noqa: E402
-from vault.store.arrays import load_npy, npy_bytes  # noqa: E402
 
 N = 1_000_000
 DIR = Path(tempfile.gettempdir()) / "vault-bench-million"
@@ -71,37 +70,24 @@ def build(n: int = N, out: Path | None = None) -> float:
                 memo[key] = vec
         matrix[i] = vec
         keys_of_row.append(("domain:grid_2d", *matchable(keys)))
-    m64 = matrix.astype(np.int64)
-    columns = np.zeros((len(COLUMNS), n), dtype=np.uint32)
-    columns[COL["first"]] = 1
-    columns[COL["positive"]] = 1
-    columns[COL["major"]] = 1
-    columns[COL["tail"]] = np.arange(n, dtype=np.uint32)
-    app = np.zeros(builtin.DIM, dtype=bool)
-    app[builtin.APPEARANCE] = True
-    columns[COL["norm2_appearance"]] = (m64[:, app] ** 2).sum(axis=1)
-    columns[COL["norm2_behaviour"]] = (m64[:, ~app] ** 2).sum(axis=1)
-    refs = b"".join(f"c{i:07d}@1.0.0\n".encode() for i in range(n))
-    ref_offsets = np.arange(n + 1, dtype=np.uint64) * 15
-    offsets = np.stack([np.zeros(n + 1, dtype=np.uint64), ref_offsets])
-    by_key: dict[str, list[int]] = {}
-    for i, ks in enumerate(keys_of_row):
-        for k in ks:
-            by_key.setdefault(k, []).append(i)
-    names = sorted(by_key)
-    postings = np.concatenate([np.array(by_key[k], dtype=np.int32) for k in names])
-    key_offsets = np.zeros(len(names) + 1, dtype=np.int64)
-    np.cumsum([len(by_key[k]) for k in names], out=key_offsets[1:])
+    # the table a generation would hold (format 3, FORMAT §7.5): rows in id order, cut into
+    # chunks by the boundary rule, each chunk's two objects as `index build` makes them
+    rows = [
+        tables.Row(f"c{i:07d}@1.0.0", 0, 1, 0, tuple(sorted(keys_of_row[i])), ()) for i in range(n)
+    ]
     out.mkdir(parents=True, exist_ok=True)
-    for name, arr in (
-        ("columns", columns),
-        ("offsets", offsets),
-        ("matrix", matrix),
-        ("postings", postings),
-    ):
-        (out / f"{name}.npy").write_bytes(npy_bytes(arr))
-    (out / "refs").write_bytes(refs)
-    (out / "keys.json").write_text(json.dumps({"keys": names, "offsets": key_offsets.tolist()}))
+    chunks_dir = out / "chunks"
+    chunks_dir.mkdir(exist_ok=True)
+    metas, at = [], 0
+    for i, part in enumerate(tables.chunk_rows(rows)):
+        chunk = tables.make_chunk(part, matrix[at : at + len(part)])
+        at += len(part)
+        (chunks_dir / f"{i}.rows").write_bytes(chunk.blob)
+        (chunks_dir / f"{i}.matrix").write_bytes(chunk.mblob)
+        metas.append(chunk.meta)
+    rows_list, matrix_list = tables.list_bytes(metas)
+    (out / "rows.list").write_bytes(rows_list)
+    (out / "matrix.list").write_bytes(matrix_list)
     seconds = time.perf_counter() - t0
     (out / "built").write_text(str(seconds))
     return seconds
@@ -110,7 +96,7 @@ def build(n: int = N, out: Path | None = None) -> float:
 class FixtureSnapshot:
     """Enough of a Snapshot for retrieval: a table, no drift, a generation name."""
 
-    def __init__(self, table: Table):
+    def __init__(self, table: tables.Table):
         self.table = table
         self.drift = False
         self.generation = "fixture-1e6"
@@ -128,39 +114,40 @@ def summaries(out: Path | None = None) -> None:
     from vault.embedding.topk import NA
 
     out = out or DIR
-    import hashlib
-
     snap = load(out)
-    name = hashlib.sha256((out / "matrix.npy").read_bytes()).hexdigest()
+    name = _name(out)
     for kind in ("parts", "full"):
         if not (out / "summaries" / f"{name}-{kind}.summary").exists():
             summary.write(out / "summaries", name, summary.build(snap.table.matrix, kind, NA))
 
 
-def load(out: Path | None = None) -> FixtureSnapshot:
-    out = out or DIR
+def _name(out: Path) -> str:
+    """The matrix's name (as the manifest names a generation's matrix list object)."""
     import hashlib
 
+    return hashlib.sha256((out / "matrix.list").read_bytes()).hexdigest()
+
+
+def load(out: Path | None = None) -> FixtureSnapshot:
+    """The fixture's table, joined from its chunk files as a reader joins a generation's."""
     from vault.embedding import summary
 
-    name = hashlib.sha256((out / "matrix.npy").read_bytes()).hexdigest()  # (as an address)
+    out = out or DIR
+    lists = ((out / "rows.list").read_bytes(), (out / "matrix.list").read_bytes())
+    metas = tables.parse_lists(*lists, "fixture")
+    chunks = out / "chunks"
 
-    def arr(name: str) -> np.ndarray:
-        return load_npy((out / f"{name}.npy").read_bytes(), name)
+    def fill(i: int, m: tables.Meta, bufs: list[memoryview]) -> None:
+        tables.copy_into((chunks / f"{i}.rows").read_bytes(), bufs)
 
-    keys = json.loads((out / "keys.json").read_text())
-    matrix = arr("matrix")
-    table = Table(
-        arr("columns"),
-        arr("offsets"),
-        matrix,
-        (out / "refs").read_bytes(),
-        tuple(keys["keys"]),
-        np.array(keys["offsets"], dtype=np.int64),
-        arr("postings"),
-        b"",
-    )
-    summary.place(table.matrix, out / "summaries", name, True)
+    def into(i: int, m: tables.Meta, buf: memoryview) -> None:
+        tables.copy_into((chunks / f"{i}.matrix").read_bytes(), buf)
+
+    def matrix() -> np.ndarray:
+        return summary.seal(tables.read_matrix(metas, into))
+
+    table = tables.join(metas, fill, matrix, lists, "fixture")
+    summary.place(table.matrix, out / "summaries", _name(out), True)
     return FixtureSnapshot(table)
 
 
@@ -182,7 +169,7 @@ def measure(runs: int = 5) -> dict[str, Any]:
     from vault.embedding.vectors import query_vector
     from vault.retrieval import retrieve_in
 
-    if not (DIR / "built").exists():
+    if not (DIR / "built").exists() or not (DIR / "rows.list").exists():  # (format 3)
         import subprocess
 
         subprocess.run(
