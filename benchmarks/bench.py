@@ -333,6 +333,14 @@ def report(
         "",
         provenance() + " `make bench` runs `python benchmarks/bench.py --million`.",
         "",
+        *(
+            [
+                f"Parts taken from an earlier run's output (`--parts-from`): {args.parts_note}",
+                "",
+            ]
+            if getattr(args, "parts_note", None)
+            else []
+        ),
         f"Machine: {machine()}; load average at the end {load()}. Medians of "
         f"{args.runs} runs ({3 * args.runs} for the cold start, interleaved with "
         "`import numpy`). Other jobs may share the machine: ratios are measured in the same "
@@ -428,6 +436,25 @@ def report(
     return "\n".join(lines)
 
 
+def _printed(log: Path) -> dict[str, Any]:
+    """The parts an earlier run printed: its per-size dicts, the 10^6 fixture's and the
+    batch memory's (Python literals, one per line)."""
+    import ast
+
+    out: dict[str, Any] = {"sizes": []}
+    for line in log.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        d = ast.literal_eval(line)
+        if "of_use" in d:
+            out["sizes"].append(d)
+        elif "peak_after_mb" in d:
+            out["memory"] = d
+        elif "faiss_ms" in d:
+            out["million"] = d
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000")
@@ -435,16 +462,26 @@ def main() -> None:
     ap.add_argument("--million", action="store_true", help="also the 10^6 fixture")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--batch-memory-tasks", type=int, default=1000, help="0: skip batch_memory.py")
+    ap.add_argument(
+        "--parts-from",
+        type=Path,
+        help="take the parts an earlier run printed (its output: one dict per line) instead of "
+        "measuring them again; --parts-note says in the report which run that was",
+    )
+    ap.add_argument("--parts-note", help="with --parts-from: which run, commit, and parts")
     args = ap.parse_args()
+    earlier = _printed(args.parts_from) if args.parts_from else {}
     workdir = Path(tempfile.mkdtemp(prefix="vault-bench-"))
-    results = [scale(int(n), args.runs, workdir) for n in args.sizes.split(",")]
+    results = earlier.get("sizes") or [
+        scale(int(n), args.runs, workdir) for n in args.sizes.split(",")
+    ]
     for r in results:
         print(r, flush=True)
-    big = million(args.runs) if args.million else None
+    big = earlier.get("million") or (million(args.runs) if args.million else None)
     if big:
         print(big, flush=True)
-    mem = None
-    if args.batch_memory_tasks:
+    mem = earlier.get("memory")
+    if mem is None and args.batch_memory_tasks:
         mem = batch_memory.measure(args.batch_memory_tasks, 1, "arc", 1)
         print(mem, flush=True)
     args.out.write_text(report(results, big, args, mem))
