@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE))
 import batch_memory  # noqa: E402
 import gen  # noqa: E402
 import use  # noqa: E402
-from machine import cpu_name, provenance  # noqa: E402
+from machine import compile_bytecode, cpu_name, provenance  # noqa: E402
 
 from vault.records.query import normalize_query  # noqa: E402
 from vault.vault import Vault  # noqa: E402
@@ -103,18 +103,7 @@ def cold_cli(root: Path, runs: int) -> dict[str, float]:
     numpy_only = [sys.executable, "-c", "import numpy"]
     # Bytecode compiled, as an install leaves it (pip compiles on install, and a first run
     # writes it unless PYTHONDONTWRITEBYTECODE is set, as it is on some CI machines).
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "compileall",
-            "-q",
-            str(HERE.parent / "vault"),
-            str(HERE.parent / "vault_cli"),
-        ],
-        capture_output=True,
-        check=True,
-    )
+    compile_bytecode()
     subprocess.run(cli, capture_output=True, check=True)  # warm: the page cache, not timed
     t_cli, t_np = [], []
     for _ in range(runs):  # interleaved: the two are compared as a ratio in the same run

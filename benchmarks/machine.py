@@ -74,3 +74,14 @@ def commit() -> str:
 def provenance(cmd: str | None = None) -> str:
     """One Markdown line naming the commit and the exact command that produced a file."""
     return f"Produced by `{cmd or command()}` at commit `{commit()}`."
+
+
+def compile_bytecode() -> None:
+    """Compile vault's bytecode as an install leaves it, before timing fresh processes (pip
+    compiles on install; with PYTHONDONTWRITEBYTECODE, as on some CI machines, every timed
+    process would compile vault anew)."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "vault"), str(ROOT / "vault_cli")],
+        capture_output=True,
+        check=True,
+    )

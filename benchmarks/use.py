@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import compile_bytecode
+
 HERE = Path(__file__).resolve().parent
 
 SYNTHETIC_SEED = 23  # the bench's vaults (benchmarks/gen.py) hold no synthetic task
@@ -185,18 +187,7 @@ def cold_cli(root: Path, tasks: list[dict[str, Any]], runs: int) -> dict[str, fl
     """A fresh ``vault retrieve --task FILE --json`` per run, each a new task, interleaved
     with ``python -c "import numpy"``; bytecode compiled as an install leaves it."""
     vault_bin = Path(sys.executable).parent / "vault"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "compileall",
-            "-q",
-            str(HERE.parent / "vault"),
-            str(HERE.parent / "vault_cli"),
-        ],
-        capture_output=True,
-        check=True,
-    )
+    compile_bytecode()
     files = []
     for i in range(runs + 1):
         p = root.parent / f"cold-{i}.json"

@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import gen  # noqa: E402
+from machine import compile_bytecode  # noqa: E402
 
 VAULT_BIN = Path(sys.executable).parent / "vault"  # (--bin: another tree's, to compare)
 
@@ -117,18 +118,7 @@ def main() -> None:
         VAULT_BIN = args.bin
     # bytecode compiled, as an install leaves it (as bench.py does: PYTHONDONTWRITEBYTECODE
     # would otherwise make every timed process compile vault anew)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "compileall",
-            "-q",
-            str(HERE.parent / "vault"),
-            str(HERE.parent / "vault_cli"),
-        ],
-        capture_output=True,
-        check=True,
-    )
+    compile_bytecode()
     work = Path(tempfile.mkdtemp(prefix="wb-", dir=args.workdir))
     try:
         root = work / "v"
