@@ -5,6 +5,7 @@ equal the digests written from the previous code (tests/analysis_corpus.py)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -97,42 +98,84 @@ def _oracle(grid: list[list[int]]) -> tuple[list[list[tuple[int, int]]], set[tup
     return comps, contained
 
 
-def test_components_and_enclosure_agree_with_a_plain_flood() -> None:
-    """Random grids, many with nested hollow shapes: the repr's components (bbox, area) and
-    its contained_in edges are the ones a plain flood fill finds."""
+def _random_grid(rng: Any, most: int) -> list[list[int]]:
+    """A random grid of up to ``most`` x ``most`` cells, often with hollow rectangles."""
+    h, w = rng.randint(1, most), rng.randint(1, most)
+    colours = [0] * 4 + list(range(1, rng.randint(2, 5)))
+    grid = [[rng.choice(colours) for _ in range(w)] for _ in range(h)]
+    for _ in range(rng.randint(0, 3)):  # a hollow rectangle
+        top, left = rng.randrange(h), rng.randrange(w)
+        bottom, right = rng.randint(top, h - 1), rng.randint(left, w - 1)
+        colour = rng.randint(1, 9)
+        for r in range(top, bottom + 1):
+            for c in range(left, right + 1):
+                if r in (top, bottom) or c in (left, right):
+                    grid[r][c] = colour
+    return grid
+
+
+@pytest.mark.parametrize("most", [14, 30])
+def test_components_and_enclosure_agree_with_a_plain_flood(most: int) -> None:
+    """Random grids up to 14 x 14 and up to 30 x 30 (many with more components than the
+    pure-Python box comparison takes), many with nested hollow shapes: the repr's components
+    (bbox, area, perimeter, centroid), its adjacent_to and its contained_in edges are the
+    ones a plain flood fill finds."""
     import random
 
-    from vault.grid.reprs import grid_to_repr
+    from vault.grid.reprs import INSIDE_PYTHON_MAX, grid_to_repr
 
-    rng = random.Random(23)
-    nested = 0
-    for _ in range(400):
-        h, w = rng.randint(1, 14), rng.randint(1, 14)
-        colours = [0] * 4 + list(range(1, rng.randint(2, 5)))
-        grid = [[rng.choice(colours) for _ in range(w)] for _ in range(h)]
-        for _ in range(rng.randint(0, 3)):  # a hollow rectangle
-            top, left = rng.randrange(h), rng.randrange(w)
-            bottom, right = rng.randint(top, h - 1), rng.randint(left, w - 1)
-            colour = rng.randint(1, 9)
-            for r in range(top, bottom + 1):
-                for c in range(left, right + 1):
-                    if r in (top, bottom) or c in (left, right):
-                        grid[r][c] = colour
+    rng = random.Random(23 + most)
+    nested = many = 0
+    for _ in range(400 if most == 14 else 150):
+        grid = _random_grid(rng, most)
+        h, w = len(grid), len(grid[0])
         rep = grid_to_repr(grid)
         comps, contained = _oracle(grid)
         nodes = [n for n in rep["nodes"] if n["type"] == "component"]
-        assert [(n["area"], n["bbox"]) for n in nodes] == [
-            (len(c), [c[0][0], min(x for _, x in c), max(y for y, _ in c), max(x for _, x in c)])
-            for c in comps
+        owner = {cell: k for k, c in enumerate(comps) for cell in c}
+        sides = [
+            sum(
+                1
+                for y, x in c
+                for n in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1))
+                if owner.get(n) != k
+            )
+            for k, c in enumerate(comps)
         ]
-        got = {
+        assert [(n["area"], n["bbox"], n["perimeter"], n["centroid"]) for n in nodes] == [
+            (
+                len(c),
+                [c[0][0], min(x for _, x in c), max(y for y, _ in c), max(x for _, x in c)],
+                sides[k],
+                [round(sum(y for y, _ in c) / len(c), 3), round(sum(x for _, x in c) / len(c), 3)],
+            )
+            for k, c in enumerate(comps)
+        ]
+        touching = sorted(
+            {
+                (min(k, owner[n]), max(k, owner[n]))
+                for k, c in enumerate(comps)
+                for y, x in c
+                for n in ((y + 1, x), (y, x + 1))
+                if 0 <= n[0] < h and 0 <= n[1] < w and owner.get(n, k) != k
+            }
+        )
+        assert [
+            (int(e["src"][1:]), int(e["dst"][1:]))
+            for e in rep["edges"]
+            if e["type"] == "adjacent_to"
+        ] == touching
+        got = [
             (int(e["src"][1:]), int(e["dst"][1:]))
             for e in rep["edges"]
             if e["type"] == "contained_in"
-        }
-        assert got == contained, grid
+        ]
+        assert got == sorted(contained), grid
         nested += len(got)
+        many += len(comps) > INSIDE_PYTHON_MAX
     assert nested > 50  # the enclosure check was exercised
+    if most == 30:
+        assert many > 50  # and numpy's comparison of many boxes
 
 
 def test_a_remembered_repr_is_a_copy_equal_to_a_fresh_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from vault.grid.grid import Grid, background_colour, coordinates, dims
+from vault.grid.grid import Grid, background_colour, dims
 from vault.memo import BoundedMemo, MiB
 
 # A pair's input is analysed by both the pair and its appearance, so analyses are memoised —
@@ -117,24 +117,20 @@ def _remember(key: tuple[str, Grid, int], g: Grid, found: tuple[GridObject, ...]
 def prime_objects(
     g: Grid,
     bg: int,
-    comps: list[list[int]],
-    boxes: list[tuple[int, int, int, int]],
-    w: int,
+    found: list[tuple[int, frozenset[tuple[int, int]], tuple[int, int, int, int]]],
 ) -> None:
     """Remember ``objects(g, bg)`` from components a repr found (the same components:
-    4-connected, one colour, in reading order of their first cell; ``comps`` as sorted flat
-    indices ``r * w + c``, ``boxes`` their bounding boxes), unless already known."""
+    4-connected, one colour, in reading order of their first cell; each as (colour, cells,
+    bounding box)), unless already known."""
     key = ("objects", g, bg)
     if _memo.get(key) is not None:
         return
-    found = []
-    at = coordinates(len(g), w).__getitem__
-    for cells, box in zip(comps, boxes, strict=True):
-        first = cells[0]
-        o = GridObject(g[first // w][first % w], frozenset(map(at, cells)))
+    objs = []
+    for colour, cells, box in found:
+        o = GridObject(colour, cells)
         o.__dict__["bbox"] = box  # the cached property, as it would compute it
-        found.append(o)
-    _remember(key, g, tuple(found))
+        objs.append(o)
+    _remember(key, g, tuple(objs))
 
 
 def blobs(g: Grid, bg: int | None = None) -> tuple[frozenset[tuple[int, int]], ...]:
