@@ -124,6 +124,80 @@ def test_a_batch_caches_its_new_query_vectors_as_one_pack(example_vault: Vault) 
         assert again["results"] == o["results"]
 
 
+def _task(i: int) -> dict:
+    """A small task no test asked before (two pairs: input -> input turned, and a test)."""
+    grids = [
+        [[(r * 3 + c + i + j) % 4 for c in range(3 + j)] for r in range(2 + i % 3)]
+        for j in range(3)
+    ]
+    turn = [list(row) for row in zip(*grids[0][::-1], strict=True)]
+    return {
+        "train": [{"input": grids[0], "output": turn}, {"input": grids[1], "output": grids[1]}],
+        "test": [{"input": grids[2]}],
+    }
+
+
+def test_a_solver_loop_writes_its_queries_cache_entries_as_packs(example_vault: Vault) -> None:
+    """A retriever collects the cache entries of the items it is asked about (grids and
+    pairs) and writes them as one pack when it closes — not one file per item — and another
+    when it refreshes; each entry is the item's vector as a single query computes it
+    (verify recomputes every entry from its source: no problem), and a later single query
+    of the same task in another process meets them without nondeterminism."""
+    v = example_vault
+    singles, packs = _cache_files(v)
+    tasks = [_task(i) for i in range(5)]
+    r = v.retriever()
+    asked = [r.retrieve(t, mode="hybrid", k=3).to_json() for t in tasks[:3]]
+    assert _cache_files(v) == (singles, packs)  # nothing written yet
+    r.refresh()  # the same generation, but a refresh writes what was collected
+    singles_1, packs_1 = _cache_files(v)
+    assert singles_1 == singles and len(packs_1 - packs) == 1
+    asked += [r.retrieve(t, mode="hybrid", k=3).to_json() for t in tasks[3:]]
+    r.close()
+    singles_2, packs_2 = _cache_files(v)
+    assert singles_2 == singles and len(packs_2 - packs_1) == 1
+    root = v.embeddings_dir / "cache" / "packs"
+    keys = [
+        json.loads(line)["key"]
+        for name in packs_2 - packs
+        for line in (root / name).read_text().splitlines()
+    ]
+    # per task: two pairs and the test input (a pair whose output is its input included)
+    assert len(keys) == len(set(keys)) == 3 * len(tasks)
+    report = v.verify().to_json()
+    assert report["ok"], report["problems"]
+    for t, first in zip(tasks, asked, strict=True):
+        fresh = Vault.open(v.root)  # another process asking once: the same ranking
+        again = fresh.retrieve(t, fresh.config().with_overrides(k=3))
+        assert again.fallback_reason is None and again.to_json()["results"] == first["results"]
+
+
+def test_a_retriever_never_closed_writes_its_pack_at_exit(
+    example_vault: Vault, tmp_path: Path
+) -> None:
+    """A solver that never closes its retriever still leaves its entries, as one pack, when
+    the process exits; one whose vault was removed meanwhile leaves nothing behind."""
+    v = example_vault
+    _, packs = _cache_files(v)
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps(_task(7)))
+    code = (
+        "import json, shutil, sys\n"
+        "from vault.vault import Vault\n"
+        "r = Vault.open(sys.argv[1]).retriever()\n"
+        "r.retrieve(json.loads(open(sys.argv[2]).read()))\n"
+        "if len(sys.argv) > 3: shutil.rmtree(sys.argv[1])\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(v.root), str(task)], check=True)
+    _, after = _cache_files(v)
+    assert len(after - packs) == 1
+    gone = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(v.root), str(gone)], check=True)
+    task.write_text(json.dumps(_task(8)))
+    subprocess.run([sys.executable, "-c", code, str(gone), str(task), "rm"], check=True)
+    assert not gone.exists()
+
+
 def test_packed_symbolic_order_equals_the_reference_with_ties(tmp_path: Path) -> None:
     """Many concepts with equal overlap, penalty and version: the final order is by id; the
     packed-key selection of any prefix equals a full lexsort."""

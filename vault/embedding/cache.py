@@ -6,9 +6,10 @@ or a stale entry is a miss, never a wrong vector:
 
 * ``cache/ab/<xxh3-128>.json`` — one entry (what ``retrieve`` and ``embed`` compute);
 * ``cache/packs/<version>-<weights_hash[:16]>-<sha256[:32]>.jsonl`` — many entries, one
-  canonical line each, sorted by key: a write-back or a build writes all it computed as
-  one pack (one file instead of thousands). Packs are read by full builds and verify
-  (``load_packs``); ``vault gc`` merges them and drops other embedders' ones.
+  canonical line each, sorted by key: a write-back, a build, a batch or a retriever's
+  loop writes all it computed as one pack (one file instead of thousands). Packs are read
+  by full builds and verify (``load_packs``); ``vault gc`` merges them and drops other
+  embedders' ones.
 
 The cache is rebuildable: writes are atomic but not fsynced, and any unreadable, torn or
 mismatching entry is a miss — a pack whose bytes do not match its name is not read at all.
@@ -240,6 +241,8 @@ class EmbeddingCache:
         name = f"{emb.version}-{emb.weights_hash[:16]}-{sha256_hex(data)[:32]}.jsonl"
         path = self.packs_dir / name
         if self.root.is_symlink() or self.packs_dir.is_symlink():
+            return None
+        if not self.root.parent.is_dir():  # the vault is gone (a retriever flushing at exit)
             return None
         with contextlib.suppress(OSError):
             if not path.exists():
