@@ -479,3 +479,53 @@ def test_the_rollback_plan_is_the_rollback_after_the_catch_up(
     assert not done.dry_run and "dry_run" not in done.to_json()
     assert (done.previous_number, done.current.number) == (3, 2) and served(vault) == {"a"}
     assert vault.rollback("2", dry_run=True).changed is False  # already current: final result
+
+
+def test_a_write_back_reads_each_concept_shard_once(vault: Vault, monkeypatch: Any) -> None:
+    """A write-back naming concepts spread over every shard reads each shard of the
+    snapshot's state once, even when the record memo holds almost nothing (at 10^5
+    concepts it cannot hold the 256 shards: a 10,000-card write-back parsed them ~18,000
+    times); ``entries`` gives what ``concept`` gives, None for a version not stored."""
+    from vault.index import state as state_mod
+
+    vault.add([(card(f"s{i:04d}", ["transform:rotate_90"]), f"c{i}") for i in range(600)])
+    snap = vault.snapshot()
+    names = [f"s{i:04d}@1.0.0" for i in range(0, 600, 7)] + ["nope@1.0.0", "s0001@9.9.9"]
+    assert snap.entries(names) == {n: snap.concept(n) for n in names}
+    assert snap.entries(names)["nope@1.0.0"] is None
+    loads: list[int] = []
+    real = state_mod.State._load
+
+    def counted(self: Any, kind: str, i: int) -> Any:
+        if kind == "concepts":
+            loads.append(i)
+        return real(self, kind, i)
+
+    monkeypatch.setattr(state_mod.State, "_load", counted)
+    monkeypatch.setattr(vault.objects, "_memo_max", 1)  # remembers nothing
+    clear_cache()
+    evidence = [
+        (
+            {
+                "schema_version": 1,
+                "concept": f"s{i:04d}",
+                "version": "1.0.0",
+                "polarity": "positive",
+                "grid": [[1, 2], [3, i % 10]],
+            },
+            f"e{i}",
+        )
+        for i in range(600)
+    ]
+    more = [(card(f"s{i:04d}", ["transform:rotate_90"]), f"c{i}") for i in range(600)]
+    planned: list[int] = []
+    plan_status = writeback._plan_status
+
+    def after_planning(*args: Any) -> Any:  # cards and evidence planned: what was read
+        planned.extend(loads)
+        return plan_status(*args)
+
+    monkeypatch.setattr(writeback, "_plan_status", after_planning)
+    result = writeback.write_back(vault, more, evidence)
+    assert len(result.unchanged) == 600 and result.added  # the cards as they were
+    assert len(planned) == len(set(planned)) > 200, sorted(planned)

@@ -485,6 +485,13 @@ class Snapshot:
         with self._reading():
             return self.state.concept(name)
 
+    def entries(self, names: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """The state entries of ``names`` (``id@version``; None for one not stored), each
+        shard read once: a write-back names thousands of concepts spread over every shard,
+        more than the record memo holds at 10^5 concepts."""
+        with self._reading():
+            return self.state.entries(names)
+
     def known(self, rid: str) -> bool:
         with self._reading():
             return self.state.known(rid)

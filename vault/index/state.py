@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from vault.canonical import canonical_bytes
@@ -132,6 +132,19 @@ class State:
         """The entry of ``id@version`` (do not mutate it; use ``edit``)."""
         entry: dict[str, Any] | None = self.concept_shard(concept_shard(name)).get(name)
         return entry
+
+    def entries(self, names: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """The entries of ``names`` (do not mutate them), reading the shards they fall in in
+        shard order: each shard is parsed at most once, however the names are spread."""
+        by_shard: dict[int, list[str]] = {}
+        for name in dict.fromkeys(names):
+            by_shard.setdefault(concept_shard(name), []).append(name)
+        out: dict[str, dict[str, Any] | None] = {}
+        for i in sorted(by_shard):
+            shard = self.concept_shard(i)
+            for name in by_shard[i]:
+                out[name] = shard.get(name)
+        return out
 
     def edit(self, name: str) -> dict[str, Any]:
         return self.concept_shard(concept_shard(name), write=True)[name]  # type: ignore[no-any-return]

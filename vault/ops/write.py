@@ -18,7 +18,7 @@ A crash after 6 loses nothing: the next writer's catch-up completes the work fro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,10 @@ from vault.store.audit import AuditEntry
 
 if TYPE_CHECKING:
     from vault.handle import Handle
+
+
+# the state entry of ``id@version`` in the snapshot a write-back plans against (or None)
+Lookup = Callable[[str], "dict[str, Any] | None"]
 
 
 @dataclass(frozen=True)
@@ -142,11 +146,23 @@ def write_back(
                 return WriteResult("fork", earlier[1], [], earlier[0], snap.generation, snap.number)
         batch = _Batch()
         repr_digests: list[str] = []
-        card_digests, new_refs, unchanged = _plan_cards(vault, snap, norm_cards, fork, batch)
-        ev_digests, unchanged_ev = _plan_evidence(
-            vault, snap, set(new_refs), norm_ev, given, batch, repr_digests
+        # the entries of every concept named, read shard by shard (each shard parsed once)
+        found = snap.entries(
+            [ref(c["id"], c["version"]) for c, _ in norm_cards]
+            + [ref(e.record["concept"], e.record["version"]) for e, _ in norm_ev]
+            + [ref(e["concept"], e["version"]) for e, _ in norm_status]
         )
-        st_digests, st_refs, unchanged_st = _plan_status(snap, set(new_refs), norm_status, batch)
+
+        def concept(name: str) -> dict[str, Any] | None:
+            return found[name] if name in found else snap.concept(name)
+
+        card_digests, new_refs, unchanged = _plan_cards(
+            vault, snap, concept, norm_cards, fork, batch
+        )
+        ev_digests, unchanged_ev = _plan_evidence(
+            vault, snap, concept, set(new_refs), norm_ev, given, batch, repr_digests
+        )
+        st_digests, st_refs, unchanged_st = _plan_status(concept, set(new_refs), norm_status, batch)
         added = new_refs + ev_digests + st_refs
         if not added:
             return WriteResult(op, [], unchanged + unchanged_ev + unchanged_st)
@@ -328,6 +344,7 @@ def _commit(
 def _plan_cards(
     vault: Handle,
     snap: Snapshot,
+    concept: Lookup,
     cards: list[tuple[dict[str, Any], str]],
     fork: bool,
     batch: _Batch,
@@ -338,7 +355,7 @@ def _plan_cards(
     unchanged = []
     for card, src in cards:
         if fork:
-            same = _newest_if_same(vault, snap, card, pending_versions, new)
+            same = _newest_if_same(vault, snap, concept, card, pending_versions, new)
             if same is not None:  # forking unchanged content again makes no new version
                 unchanged.append(same)
                 continue
@@ -349,7 +366,7 @@ def _plan_cards(
             if new[name][1] != data:
                 raise ConflictError(f"{src}: {name} appears twice with different content")
             continue
-        existing = snap.concept(name)
+        existing = concept(name)
         if existing is not None:
             if vault.objects.get(existing["card"]) == data:
                 unchanged.append(name)
@@ -366,6 +383,7 @@ def _plan_cards(
 def _newest_if_same(
     vault: Handle,
     snap: Snapshot,
+    concept: Lookup,
     card: dict[str, Any],
     pending: dict[str, list[tuple[int, int, int]]],
     new: dict[str, tuple[str, bytes]],
@@ -380,7 +398,7 @@ def _newest_if_same(
     if name in new:
         data = new[name][1]
     else:
-        entry = snap.concept(name)
+        entry = concept(name)
         if entry is None:
             return None
         data = vault.objects.get(entry["card"])
@@ -411,6 +429,7 @@ def _forked(
 def _plan_evidence(
     vault: Handle,
     snap: Snapshot,
+    concept: Lookup,
     new_refs: set[str],
     items: list[tuple[NormalizedEvidence, str]],
     given: dict[str, dict[str, Any]],
@@ -424,7 +443,7 @@ def _plan_evidence(
     inline: dict[str, dict[str, Any]] = {}
     for ev, src in items:
         name = ref(ev.record["concept"], ev.record["version"])
-        entry = snap.concept(name)
+        entry = concept(name)
         if entry is None and name not in new_refs:
             raise NotFoundError(f"{src}: evidence for unknown concept version {name}")
         for rep in ev.reprs:
@@ -448,7 +467,7 @@ def _plan_evidence(
 
 
 def _plan_status(
-    snap: Snapshot,
+    concept: Lookup,
     new_refs: set[str],
     events: list[tuple[dict[str, Any], str]],
     batch: _Batch,
@@ -462,7 +481,7 @@ def _plan_status(
     order: list[tuple[str, str, dict[str, Any]]] = []
     for ev, src in events:
         name = ref(ev["concept"], ev["version"])
-        if snap.concept(name) is None and name not in new_refs:
+        if concept(name) is None and name not in new_refs:
             raise NotFoundError(f"{src}: status of unknown concept version {name}")
         digest = sha256_hex(canonical_bytes(ev))
         per.setdefault(name, []).append(digest)
@@ -470,7 +489,7 @@ def _plan_status(
         order.append((name, digest, ev))
     unchanged = []
     for name, digests in per.items():
-        entry = snap.concept(name)
+        entry = concept(name)
         if (
             entry is not None
             and final[name] == entry["status"]
