@@ -53,6 +53,14 @@ WORKERS = 2  # forked workers of the parallel batch
 PER_MODE = 100  # new tasks (or grids) per in-process row of use
 
 
+START = time.perf_counter()
+
+
+def say(text: str) -> None:
+    """A progress line, with the minutes since the bench started (what each part costs)."""
+    print(f"{(time.perf_counter() - START) / 60:5.1f} min  {text}", flush=True)
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -182,18 +190,18 @@ def write_back_vs_build(v: Vault, n: int, runs: int) -> dict[str, Any]:
 def scale(n: int, runs: int, workdir: Path) -> dict[str, Any]:
     root = workdir / f"v{n}"
     shutil.rmtree(root, ignore_errors=True)
-    print(f"[{n}] cards only in one add ...", flush=True)
+    say(f"[{n}] cards only in one add ...")
     cards = cards_only(n, workdir / f"cards{n}")
-    print(f"[{n}] generating the vault ...", flush=True)
+    say(f"[{n}] generating the vault ...")
     t = time.perf_counter()
     v = gen.build(root, n, progress=False)
     gen_s = time.perf_counter() - t
-    print(f"[{n}] reads ...", flush=True)
+    say(f"[{n}] reads ...")
     reads = in_process(v, runs, BATCH)
-    print(f"[{n}] reads of use: new tasks, fresh processes, the CLI ...", flush=True)
+    say(f"[{n}] reads of use: new tasks, fresh processes, the CLI ...")
     used = use.measure(v, root, runs, PER_MODE, BATCH)
     cold = used["cold"]
-    print(f"[{n}] write-back, build, verify ...", flush=True)
+    say(f"[{n}] write-back, build, verify ...")
     wb = write_back_vs_build(v, n, runs)
     shutil.rmtree(root, ignore_errors=True)
     return {"n": n, "cards": cards, "gen_s": gen_s, **reads, **cold, **wb, "of_use": used}
@@ -466,16 +474,19 @@ def main() -> None:
     ]
     for r in results:
         print(r, flush=True)
+    if args.million and "million" not in earlier:
+        say("the 10^6 fixture ...")
     big = earlier.get("million") or (million(args.runs) if args.million else None)
     if big:
         print(big, flush=True)
     mem = earlier.get("memory")
     if mem is None and args.batch_memory_tasks:
+        say(f"--batch memory over {args.batch_memory_tasks} maximum-size tasks ...")
         mem = batch_memory.measure(args.batch_memory_tasks, 1, "arc", 1)
         print(mem, flush=True)
     args.out.write_text(report(results, big, args, mem))
     shutil.rmtree(workdir, ignore_errors=True)
-    print(f"wrote {args.out}")
+    say(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
