@@ -1,7 +1,7 @@
 """Item 6 — bit flips: single-byte changes across every kind of file (every kind of object,
 the view files, ``index/CURRENT``, ``generations.jsonl``, the audit log, ``refs/mode.json``,
 ``config.toml``, ``format.json``, cache entries of reprs and of pairs). Random changes
-(``runs(1, 36)`` per kind) plus targeted ones that keep the file well formed — the hard
+(``runs(1, 40)`` per kind) plus targeted ones that keep the file well formed — the hard
 ones: a digit of a time, a count, an op name, a renamed key, a digit of a cached vector.
 
 Per kind of file, each criterion is its own test: verify detects every change (exit 1; a
@@ -46,7 +46,7 @@ def flips(seed: Seed, tmp_path_factory: pytest.TempPathFactory) -> Results:
     kinds = bf.classify(root)
     b = bf.baseline(root, seed.query_task, seed.inputs / "next-card.json")
     chosen = bf.targeted_flips(root, kinds, seed.query_task)
-    chosen += bf.random_flips(root, kinds, runs(1, 36), seed=2024)
+    chosen += bf.random_flips(root, kinds, runs(1, 40), seed=2024)
     out: Results = defaultdict(list)
     work = Path("/dev/shm") if Path("/dev/shm").is_dir() else base
     scratch = Path(tempfile.mkdtemp(dir=work, prefix="vault-flips-"))
