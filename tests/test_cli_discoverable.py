@@ -75,11 +75,20 @@ def test_completion_options_are_offered() -> None:
     assert "--install-completion" in help_text and "--show-completion" in help_text
 
 
-@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_show_completion_prints_a_script(shell: str) -> None:
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [("bash", "complete -o"), ("zsh", "compdef"), ("fish", "complete --command")],
+)
+def test_show_completion_prints_a_script(
+    shell: str, marker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script for the shell named. (typer detects the running shell from the process's
+    ancestors unless told not to — then ``--show-completion`` takes the shell's name; a test
+    run whose ancestors hold no shell, e.g. under nohup, would detect none.)"""
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     result = invoke(["--show-completion", shell])
     assert result.exit_code == 0, result.output
-    assert "_VAULT_COMPLETE" in result.stdout
+    assert "_VAULT_COMPLETE" in result.stdout and marker in result.stdout
 
 
 @pytest.mark.parametrize(
