@@ -464,3 +464,181 @@ def test_a_write_back_error_at_the_clone_s_sync_leaves_no_vault(
     monkeypatch.undo()
     clone(url, tmp_path / "b", clock=CLOCK)  # resumes (every staged object checked again)
     assert Vault.open(tmp_path / "b").verify().ok
+
+
+# --------------------------------------------------------------------------- pull stages
+def _with_new_entries(tmp_path: Path, url: str) -> tuple[Vault, Vault, list[str]]:
+    """``a`` pushed, ``b`` cloned from it, then ``a`` wrote back more and pushed: returns
+    (a, b, the addresses of the records b lacks — from the log lines, not the code)."""
+    a = origin(tmp_path, url)
+    a.add(example_cards())
+    push(a)
+    clone(url, tmp_path / "b", clock=CLOCK)
+    b = Vault.open(tmp_path / "b", clock=CLOCK)
+    seen = len(a.audit.entries())
+    a.add_evidence(example_evidence())
+    a.add([(card(f"new-{i}", ["transform:rotate_90"], dsl=f"(n{i} grid)"), "x") for i in range(3)])
+    push(a)
+    have = set(b.objects)
+    lines = a.audit.path.read_bytes().splitlines()[seen:]
+    new = {d for line in lines for d in json.loads(line)["records"]} - have
+    return a, b, sorted(new)
+
+
+def _journal(v: Vault) -> list[str] | None:
+    path = v.root / "remotes" / "staged"
+    return path.read_text().split() if path.exists() else None
+
+
+def _state(v: Vault) -> tuple[bytes, bytes, bytes, bytes]:
+    head = v.root / "remotes" / "origin" / "head"
+    return log_bytes(v), current(v), v.generations.log_path.read_bytes(), head.read_bytes()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names descriptors by /proc")
+@pytest.mark.parametrize("syncfs", [True, False])
+def test_a_pull_makes_its_objects_durable_once_before_anything_names_them(
+    tmp_path: Path, remote_url: str, monkeypatch: Any, syncfs: bool
+) -> None:
+    """As a clone: the staging journal durable first, then every fetched object staged
+    without a fsync of its own, then one syncfs (or a fsync of each staged file and
+    directory), the journal removed — and only then the log, the head and the index."""
+    import os
+
+    from vault.store import fs
+    from vault.store.objects import ObjectStore
+
+    a, b, new = _with_new_entries(tmp_path, remote_url)
+    root = b.root
+    events: list[tuple[str, str]] = []
+    real_fsync, real_stage = os.fsync, ObjectStore.stage
+
+    def stage(self: Any, items: Any) -> Any:
+        out = real_stage(self, items)
+        events.extend(("stage", str(f)) for f in out)
+        return out
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def syncfs_call(fd: int) -> int:
+        events.append(("syncfs", os.readlink(f"/proc/self/fd/{fd}")))
+        return 0
+
+    monkeypatch.setattr(ObjectStore, "stage", stage)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(fs, "_syncfs", lambda: syncfs_call if syncfs else None)
+    got = pull(b)
+    staged = [f for kind, f in events if kind == "stage"]
+    assert sorted(Path(f).parent.name + Path(f).name for f in staged) == new
+    assert got.objects_received == len(new) > 5
+    first_stage = min(i for i, (kind, _) in enumerate(events) if kind == "stage")
+    last_stage = max(i for i, (kind, _) in enumerate(events) if kind == "stage")
+    tmp = str(root / "remotes" / ".staged.")  # (atomic_write's temporary, fsynced)
+    journal = [i for i, (_, f) in enumerate(events) if f.startswith(tmp)]
+    assert journal and max(journal) < first_stage  # the journal durable before any object
+    names = (str(root / "audit"), str(root / "index"), str(root / "remotes" / "origin"))
+    first_name = min(i for i, (_, f) in enumerate(events) if f.startswith(names))
+    fsynced = {f for kind, f in events if kind == "fsync"}
+    if syncfs:
+        synced = [i for i, (kind, _) in enumerate(events) if kind == "syncfs"]
+        assert len(synced) == 1 and last_stage < synced[0] < first_name
+        assert events[synced[0]][1] == str(root)
+        assert not fsynced & set(staged)  # no object file fsynced one by one
+    else:
+        after = {f for kind, f in events[last_stage:first_name] if kind == "fsync"}
+        assert set(staged) <= after and str(root / "objects") in after
+        assert {str(Path(f).parent) for f in staged} <= after
+    assert _journal(b) is None
+    assert log_bytes(b) == log_bytes(a) and generation(b) == generation(a)
+    assert b.verify().ok
+
+
+@pytest.mark.parametrize("where", ["fetch", "sync"])
+def test_a_pull_interrupted_after_staging_changes_nothing_and_a_retry_completes(
+    tmp_path: Path, remote_url: str, monkeypatch: Any, where: str
+) -> None:
+    """Cut while fetching (half the objects staged) or at the sync (all staged, none
+    durable): the log, CURRENT, the generations and the head are as they were, unpushed
+    local entries included, and verify passes; the next pull takes what is left."""
+    import errno
+
+    from vault.errors import StorageError
+    from vault.remote import sync
+    from vault.store import fs
+
+    a, b, new = _with_new_entries(tmp_path, remote_url)
+    b.add([(card("b-local", ["transform:flip_h"]), "b")])  # an unpushed tail
+    before = _state(b)
+    real = sync.Remote.fetch
+
+    def fetch_then_fail(self: Any, digests: Any, optional: Any, store: Any) -> tuple[int, int]:
+        real(self, sorted(set(digests))[:3], optional, store)
+        raise OSError("connection reset")
+
+    with monkeypatch.context() as m:
+        if where == "fetch":
+            m.setattr(sync.Remote, "fetch", fetch_then_fail)
+        else:
+            m.setattr(fs, "_syncfs", lambda: lambda fd: errno.EIO)
+        with pytest.raises((OSError, StorageError)):
+            pull(b)
+    assert _state(b) == before
+    assert sorted(_journal(b) or []) == new
+    staged = [d for d in new if (b.root / "objects" / d[:2] / d[2:]).exists()]
+    assert len(staged) == (3 if where == "fetch" else len(new))
+    assert b.verify().ok
+    got = pull(b)
+    assert got.objects_received == len(new) - len(staged)  # the staged ones kept
+    assert (got.pulled, got.replayed) == (2, 1)
+    assert _journal(b) is None
+    assert b.snapshot().concept("b-local@1.0.0") and b.snapshot().concept("new-2@1.0.0")
+    assert generation(b) == full_build_generation(b)
+    assert b.verify().ok
+    push(b)
+    pull(a)
+    assert log_bytes(a) == log_bytes(b) and generation(a) == generation(b)
+
+
+@pytest.mark.parametrize("recheck", ["pull", "write-back"])
+def test_a_torn_object_staged_by_an_interrupted_pull_is_fetched_again(
+    tmp_path: Path, remote_url: str, monkeypatch: Any, recheck: str
+) -> None:
+    """A power cut after staging, before the sync, may leave staged objects empty or torn:
+    verify warns (nothing names them), the next writer — a pull, or any write-back —
+    rechecks every object the journal lists, keeps the sound ones and removes the damaged
+    ones, which the pull fetches again."""
+    import errno
+
+    from vault.errors import StorageError
+    from vault.store import fs
+
+    a, b, new = _with_new_entries(tmp_path, remote_url)
+    before = _state(b)
+    with monkeypatch.context() as m:
+        m.setattr(fs, "_syncfs", lambda: lambda fd: errno.EIO)
+        with pytest.raises(StorageError):
+            pull(b)
+    files = [b.root / "objects" / d[:2] / d[2:] for d in new]
+    for f in files[:2]:
+        f.chmod(0o644)
+    files[0].write_bytes(b"")  # what a power cut can leave of a file never fsynced
+    files[1].write_bytes(files[1].read_bytes()[:-3] + b"xyz")  # torn
+    report = b.verify()
+    assert report.ok
+    warned = sorted(p.path for p in report.problems if p.kind == "object_staged_damaged")
+    assert warned == sorted(str(f) for f in files[:2])
+    assert _state(b) == before
+    if recheck == "write-back":
+        b.add([(card("b-local", ["transform:flip_h"]), "b")])
+        assert _journal(b) is None
+        assert [f.exists() for f in files] == [False, False] + [True] * (len(files) - 2)
+    got = pull(b)
+    assert got.objects_received == 2
+    assert _journal(b) is None
+    assert generation(b) == full_build_generation(b)
+    assert b.snapshot().concept("new-2@1.0.0")
+    assert b.verify().ok and not b.verify().problems
+    if recheck == "pull":
+        assert log_bytes(b) == log_bytes(a) and generation(b) == generation(a)
