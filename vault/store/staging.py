@@ -60,9 +60,9 @@ def recover(objects: ObjectStore, root: Path) -> int:
     """Finish an interrupted staging (under the write lock): every object the journal lists
     that is there is checked against its address — a sound one made durable, a damaged one
     removed — then the journal is removed. Returns how many were removed."""
-    digests = listed(root)
-    if not digests and not journal_path(root).exists():
+    if not journal_path(root).exists():  # (the common case: one stat per write)
         return 0
+    digests = listed(root)
     removed = 0
     for i in range(0, len(digests), RECHECK_CHUNK):
         sound: list[str] = []
