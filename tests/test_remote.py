@@ -216,9 +216,7 @@ def test_push_after_one_write_back_moves_only_its_records(tmp_path: Path) -> Non
     second = push(a)
     assert second.pushed == 1 and second.objects_sent == 1  # the one new card
     assert second.bytes_sent < first.bytes_sent / 10
-    b_dir = tmp_path / "b"
-    clone(remote_url, b_dir, clock=CLOCK)
-    b = Vault.open(b_dir)
+    b = cloned(tmp_path, remote_url)
     a.add([(card("third", ["transform:flip_h"]), "x")])
     push(a)
     pulled = pull(b)
@@ -248,8 +246,7 @@ def test_two_writers_forking_one_concept_keep_both_forks(tmp_path: Path) -> None
     a = origin(tmp_path, remote_url)
     a.add([(card("base", ["transform:rotate_90"]), "x")])
     push(a)
-    clone(remote_url, tmp_path / "b", clock=CLOCK)
-    b = Vault.open(tmp_path / "b", clock=CLOCK)
+    b = cloned(tmp_path, remote_url)
     a.add([(card("base", ["transform:rotate_90"], dsl="(rot90 a)"), "a")], fork=True)
     b.add([(card("base", ["transform:rotate_90"], dsl="(rot90 b)"), "b")], fork=True)
     push(a)
@@ -272,8 +269,7 @@ def test_contending_writers_lose_nothing(tmp_path: Path, remote_url: str) -> Non
     push(a)
     writers = []
     for i in range(3):
-        clone(remote_url, tmp_path / f"w{i}", clock=CLOCK)
-        writers.append(Vault.open(tmp_path / f"w{i}", clock=CLOCK))
+        writers.append(cloned(tmp_path, remote_url, f"w{i}"))
     acknowledged: list[str] = []
     errors: list[BaseException] = []
 
@@ -310,8 +306,7 @@ def test_a_rollback_that_lost_the_race_is_refused(tmp_path: Path) -> None:
     a.add([(card("first", ["transform:rotate_90"]), "x")])
     a.add([(card("second", ["transform:flip_h"]), "x")])
     push(a)
-    clone(url, tmp_path / "b", clock=CLOCK)
-    b = Vault.open(tmp_path / "b", clock=CLOCK)
+    b = cloned(tmp_path, url)
     b.add([(card("b-only", ["transform:rotate_180"]), "x")])
     b.rollback()  # b's unpushed tail: an add, then a rollback of it
     a.add([(card("third", ["transform:flip_v"]), "x")])
