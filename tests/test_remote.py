@@ -609,3 +609,25 @@ def test_a_torn_object_staged_by_an_interrupted_pull_is_fetched_again(
     assert b.verify().ok and not b.verify().problems
     if recheck == "pull":
         assert log_bytes(b) == log_bytes(a) and generation(b) == generation(a)
+
+
+def test_the_staging_journal_excuses_no_object_the_log_names(tmp_path: Path) -> None:
+    """A damaged object the journal lists is a warning only while nothing names it: one a
+    live log entry names is still an error; a journal that is not one address a line is
+    refused by writers and reported by verify."""
+    v = Vault.init(tmp_path / "v", clock=CLOCK)
+    v.add(example_cards())
+    named = json.loads(v.audit.path.read_bytes().splitlines()[-1])["records"][0]
+    journal = v.root / "remotes" / "staged"
+    journal.parent.mkdir()
+    journal.write_text(f"{named}\n")
+    f = v.root / "objects" / named[:2] / named[2:]
+    f.chmod(0o644)
+    f.write_bytes(b"")
+    kinds = {(p.kind, p.severity) for p in v.verify().problems}
+    assert ("object_staged_damaged", "warning") in kinds
+    assert ("audit_missing_object", "error") in kinds
+    journal.write_text("not an address\n")
+    assert any(p.kind == "staging_journal_bad" for p in v.verify().problems)
+    with pytest.raises(CorruptionError, match="staging journal"):
+        v.add([(card("more", ["transform:flip_h"]), "x")])

@@ -94,8 +94,8 @@ def sync_staged(root_fd: int, root: Path, files: list[str], dirs: list[str]) -> 
 
 
 def fsync_all(files: list[str], dirs: list[str]) -> None:
-    """fsync each of ``files``, then each of ``dirs``, a pool of threads at a time (fsync
-    waits on the disk, not on Python); the first error is raised."""
+    """fsync each of ``files`` and ``dirs`` (above 64 of them, a pool of threads at a time:
+    fsync waits on the disk, not on Python); the first error is raised."""
     from concurrent.futures import ThreadPoolExecutor
 
     def each(paths: list[str]) -> None:
