@@ -187,7 +187,9 @@ def part_pull(
     from vault.remote import clone, pull, push, sync
     from vault.remote.config import add_remote
 
-    staged = getattr(sync, "_fetch_staged", None)
+    staged = getattr(sync, "_fetch_staged", None)  # (None: code from before pulls staged)
+    if compare and staged is None:
+        raise SystemExit("--compare needs the code that stages (vault.remote.sync._fetch_staged)")
     ways = {"staged": staged, "one_by_one": _one_by_one} if compare else {"as_is": staged}
 
     server, endpoint = s3_server_process()
