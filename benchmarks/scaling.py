@@ -2,6 +2,7 @@
 retrieval on a Dask cluster. Every server is started here, on 127.0.0.1.
 
     python benchmarks/scaling.py clone --concepts 100000
+    python benchmarks/scaling.py pull --concepts 10000 --writebacks 100 --cards-each 100 --compare
     python benchmarks/scaling.py writers --writers 1 4 16 --commits 100
     python benchmarks/scaling.py dask --concepts 10000 --requests 20000
 
@@ -155,6 +156,92 @@ def part_clone(n: int, work: Path) -> dict[str, Any]:
             "pct_of_pushed_records": round(100 * second.bytes_sent / records_bytes, 4),
             "vault_dir_bytes": vault_bytes,
             "pct_of_vault_dir": round(100 * second.bytes_sent / vault_bytes, 4),
+        }
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(timeout=30)
+
+
+def _one_by_one(vault: Any, remote: Any, digests: list[str], optional: set[str], result: Any,
+                **_: Any) -> None:
+    """How a pull stored its objects before it staged them (the line it replaced): each
+    made durable by ``put_digested`` (temporary, fsync, link, directory fsyncs)."""
+    got, size = remote.fetch(digests, optional, vault.objects.put_digested)
+    result.objects_received += got
+    result.bytes_received += size
+
+
+def part_pull(
+    n: int, writebacks: int, cards_each: int, repeat: int, work: Path, remote: str = "s3",
+    compare: bool = False,
+) -> dict[str, Any]:
+    """``vault pull`` of a remote (the local S3 server, or a ``file://`` directory: no
+    server's cost) holding ``writebacks`` new write-backs (``cards_each`` new cards each)
+    into a clone of an ``n``-concept vault, ``repeat`` times (each into a fresh copy of the
+    clone, the file system synced first so that no earlier write is flushed by the timed
+    one); the median and each run. ``compare``: each time also a pull that stores its
+    objects one by one as before (``_one_by_one``), the two in turns (alternating which
+    goes first), so that the machine's other load falls on both alike."""
+    import statistics
+
+    from vault.remote import clone, pull, push, sync
+    from vault.remote.config import add_remote
+
+    staged = getattr(sync, "_fetch_staged", None)  # (None: code from before pulls staged)
+    if compare and staged is None:
+        raise SystemExit("--compare needs the code that stages (vault.remote.sync._fetch_staged)")
+    ways = {"staged": staged, "one_by_one": _one_by_one} if compare else {"as_is": staged}
+
+    server, endpoint = s3_server_process()
+    try:
+        a = cards_vault(work / "origin", n)
+        url = bucket(endpoint) if remote == "s3" else (work / "remote").as_uri()
+        add_remote(a.config_path, "origin", url)
+        push(a)
+        clone(url, work / "clone", clock=CLOCK)
+        t = time.perf_counter()
+        for i in range(writebacks):
+            a.add([({"schema_version": 1, "id": f"new-{i:05d}-{j:03d}", "version": "1.0.0",
+                     "domain": "grid_2d",
+                     "signature": {"keys": ["transform:rotate_90", f"feature:n{i % 97}"]},
+                     "template": {"template_dsl": f"(rotate_90 grid {i} {j})"}}, "bench")
+                   for j in range(cards_each)])
+        made = time.perf_counter() - t
+        pushed = push(a)
+        runs: dict[str, list[dict[str, Any]]] = {w: [] for w in ways}
+        for r in range(repeat):
+            for way in list(ways) if r % 2 == 0 else list(ways)[::-1]:
+                d = work / f"pull{r}-{way}"
+                shutil.copytree(work / "clone", d, symlinks=True)
+                os.sync()  # (untimed: the copy's dirty pages are not the pull's to flush)
+                if ways[way] is not None:
+                    sync._fetch_staged = ways[way]  # type: ignore[attr-defined]
+                b = Vault.open(d, clock=CLOCK)
+                load = os.getloadavg()[0]
+                t = time.perf_counter()
+                got = pull(b)
+                s = time.perf_counter() - t
+                same = b.current_ref().generation == a.current_ref().generation  # type: ignore[union-attr]
+                runs[way].append({"s": round(s, 3), "parts_s": dict(got.seconds), "load": load,
+                                  "objects": got.objects_received, "entries": got.pulled,
+                                  "index_identical": same})
+                shutil.rmtree(d)
+        if staged is not None:
+            sync._fetch_staged = staged  # type: ignore[attr-defined]
+        import vault
+
+        return {
+            "part": "pull",
+            "code": str(Path(vault.__file__).parent),
+            "remote": remote,
+            "concepts": n,
+            "writebacks": writebacks,
+            "cards_each": cards_each,
+            "make_writebacks_s": round(made, 1),
+            "pushed_objects": pushed.objects_sent,
+            **{f"pull_median_s_{w}": round(statistics.median(x["s"] for x in v), 3)
+               for w, v in runs.items()},
+            "runs": runs,
         }
     finally:
         server.stdin.close()  # type: ignore[union-attr]
@@ -357,10 +444,17 @@ def main() -> None:
         writer(root, int(index), int(commits), out)
         return
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("part", choices=["clone", "writers", "dask"])
+    ap.add_argument("part", choices=["clone", "pull", "writers", "dask"])
     ap.add_argument("--concepts", type=int, default=100_000)
     ap.add_argument("--writers", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--commits", type=int, default=100)
+    ap.add_argument("--writebacks", type=int, default=1000, help="pull: new write-backs")
+    ap.add_argument("--cards-each", type=int, default=1, help="pull: new cards per write-back")
+    ap.add_argument("--repeat", type=int, default=5, help="pull: timed pulls (the median)")
+    ap.add_argument("--remote", choices=["s3", "file"], default="s3",
+                    help="pull: the local S3 server or a file:// directory")
+    ap.add_argument("--compare", action="store_true",
+                    help="pull: in turns with a pull storing its objects one by one (as before)")
     ap.add_argument("--requests", type=int, default=20_000)
     ap.add_argument("--partition", type=int, default=None, help="dask: requests per task")
     ap.add_argument("--rounds", type=int, default=10,
@@ -371,6 +465,9 @@ def main() -> None:
     try:
         if args.part == "clone":
             found: Any = part_clone(args.concepts, work)
+        elif args.part == "pull":
+            found = part_pull(args.concepts, args.writebacks, args.cards_each, args.repeat, work,
+                              args.remote, args.compare)
         elif args.part == "writers":
             found = part_writers(args.writers, args.commits, min(args.concepts, 1000), work)
         else:

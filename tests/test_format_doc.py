@@ -69,10 +69,11 @@ def _ops_table() -> dict[str, set[str]]:
 
 
 # Files the busy vault does not have, by their nature: a rebase's journal exists only while
-# a lost race is re-applied (tests/test_remote.py); summaries only for tables of >= 131,072
-# rows (tests/test_topk.py).
+# a lost race is re-applied, the staging journal only while a pull or clone stages objects
+# (tests/test_remote.py); summaries only for tables of >= 131,072 rows (tests/test_topk.py).
 SOMETIMES = {
     "remotes/NAME/rebase.jsonl",
+    "remotes/staged",
     "embeddings/cache/summaries/<digest>-<kind>.summary",
 }
 

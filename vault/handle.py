@@ -29,6 +29,7 @@ from vault.index.generations import CurrentRef, Generations, IndexGeneration
 from vault.index.snapshot import Snapshot, open_current
 from vault.index.view import View
 from vault.records.keys import Declared
+from vault.store import staging
 from vault.store.audit import STATE_OPS, AuditEntry, AuditLog
 from vault.store.fs import (
     WriteLock,
@@ -86,11 +87,13 @@ class Handle:
 
     def check_layout(self) -> None:
         """Refuse to write when a symbolic link was planted inside the vault, then sweep the
-        temporaries an interrupted writer left (``vault gc`` also sweeps the cache). Runs
-        under the lock, before every write."""
+        temporaries an interrupted writer left (``vault gc`` also sweeps the cache) and
+        recheck the objects an interrupted pull or clone staged (``vault.store.staging``).
+        Runs under the lock, before every write."""
         self.refuse_planted_symlinks()
         r = self.root
         sweep_temporaries(r, *(r / d for d in ("objects", "audit", "index", "refs", "embeddings")))
+        staging.recover(self.objects, r)
 
     def refuse_planted_symlinks(self) -> None:
         """Raise when a symbolic link sits where vault keeps a directory or file it writes

@@ -114,7 +114,9 @@ def register(app: typer.Typer, make_group: Callable[[str, str], typer.Typer]) ->
         vault_dir: VaultOpt = None,
     ) -> None:
         """Take the remote's newer audit entries and the records they name (each checked
-        against its address before anything local changes); the index follows."""
+        against its address before anything local changes); the index follows. An
+        interrupted pull leaves the log and the index as they were; run it again: what it
+        fetched is kept (checked again) and only the rest is fetched."""
         from vault.remote.sync import pull as run
 
         vault = open_vault(vault_dir)

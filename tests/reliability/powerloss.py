@@ -7,7 +7,8 @@ keeps only what was made durable. This module
    forked child, it wraps the calls through which vault changes files — ``os.open``
    creating a file, ``os.write``, buffered ``write``/``truncate`` of files opened for
    writing, ``ftruncate``, ``fsync``/``fdatasync`` of a file or a directory, ``link``,
-   ``rename``/``replace``, ``unlink``, ``mkdir``, ``rmdir``, ``sync``, ``chmod`` — runs each
+   ``rename``/``replace``, ``unlink``, ``mkdir``, ``rmdir``, ``sync`` (and vault's
+   ``syncfs``, modelled as ``sync``), ``chmod`` — runs each
    for real and logs it with its arguments and data, files named by inode so hard links
    and renames are followed);
 2. checks the recording is **complete**: replaying every operation over the initial tree
@@ -411,6 +412,26 @@ class Recorder:
                     rec.log(Op("chmod", rel, ino=ino, size=mode & 0o7777))
                 return None
 
+        from vault.store import fs as vault_fs
+
+        real_syncfs = vault_fs._syncfs
+
+        def syncfs() -> Callable[[int], int] | None:
+            """vault's ``syncfs(2)`` (a clone's or a pull's one sync, through ctypes): for
+            the model, a ``sync`` (the recorded tree is on one file system)."""
+            call = real_syncfs()
+            if call is None:
+                return None
+
+            def run(fd: int) -> int:
+                with lock:
+                    err = call(fd)
+                    if not err:
+                        rec.log(Op("sync"))
+                    return err
+
+            return run
+
         def refuse(name: str) -> Callable[..., Any]:
             def call(*args: Any, **kw: Any) -> Any:
                 rec.unsupported.append(f"os.{name}{args[:1]}")
@@ -458,6 +479,7 @@ class Recorder:
         self._patch(os, "mkdir", mkdir)
         self._patch(os, "rmdir", rmdir)
         self._patch(os, "sync", sync)
+        self._patch(vault_fs, "_syncfs", syncfs)
         self._patch(os, "fchmod", fchmod)
         self._patch(os, "chmod", chmod)
         for name in ("pwrite", "writev", "symlink"):

@@ -75,6 +75,8 @@ def commands(inputs: Path) -> dict[str, Command]:
         Command("embedder-use", "fitted", ("embedder", "use", "fitted", "--json"), "embedder"),
         Command("gc", "seed", ("gc", "--keep", "1", "--json"), "gc"),
         Command("build", "seed", ("index", "build", "--json"), "index_build"),
+        # a clone of the seed pulls one write-back of 80 cards (staged, one syncfs)
+        Command("pull", "pull", ("pull", "--json"), "add"),
     ]
     return {c.name: c for c in out}
 
@@ -113,7 +115,25 @@ def bases(seed: Seed, work: Path) -> dict[str, Image]:
         seed_image, work / "b-mode", ["rollback", "--mode", "symbolic", "--yes"]
     )
     out["fitted"] = run_plain(seed_image, work / "b-fit", ["embedder", "fit", "--from-vault"])
+    out["pull"] = pull_base(seed_image, seed, work)
     return out
+
+
+def pull_base(seed_image: Image, seed: Seed, work: Path) -> Image:
+    """A clone of the seed, pushed to a ``file://`` remote under ``work``, whose remote has
+    since taken one more write-back (80 cards: more objects than a thread pool's minimum)
+    from the origin. Every remote call runs in a forked child (as the commands do), so this
+    process never starts the object store's runtime before it forks."""
+    url = (work / "pull-remote").as_uri()
+    origin = run_plain(seed_image, work / "b-origin", ["remote", "add", "origin", url])
+    origin = run_plain(origin, work / "b-origin", ["push"])
+    child = fork_cli(work / "b-pull", ["clone", url, str(work / "b-pull")])
+    assert child.code == 0, child.stderr
+    base, _ = scan(work / "b-pull")
+    shutil.rmtree(work / "b-pull")
+    origin = run_plain(origin, work / "b-origin", ["add", str(seed.inputs / "batch-cards.jsonl")])
+    run_plain(origin, work / "b-origin", ["push"])
+    return base
 
 
 # --------------------------------------------------------------------------- summaries

@@ -52,6 +52,7 @@ NAMES = [
     "embedder-use",
     "gc",
     "build",
+    "pull",
 ]
 # how much of each command is replayed: (most cuts, family cap, random combinations per cut,
 # most states, double-fault cuts); of the last cut's states (after the acknowledgement) the

@@ -8,7 +8,8 @@ here). Checks, each problem reported with its file and a kind:
    embedder (the current generation's, or a kept generation's: a rollback may use them
    again) — first, before anything else reads the cache;
 2. ``format.json``, ``config.toml`` and ``refs/mode.json`` parse and hold valid values;
-3. every object rehashed against its address;
+3. every object rehashed against its address (a damaged one that an interrupted pull or
+   clone staged and nothing names, ``vault.store.staging``, is a warning);
 4. the audit log well formed, every record it names present (those of write-backs a
    rollback reverted may have been collected by ``gc``);
 5. ``generations.jsonl`` and ``CURRENT`` well formed and consistent with each other and with
@@ -48,6 +49,7 @@ from vault.index.generations import CurrentRef, IndexGeneration
 from vault.index.snapshot import Generation, generation_embedders
 from vault.index.state import State, reverted_in_effect
 from vault.index.view import EMBEDDER_FILE, HASH_FILE, VECTORS_FILE
+from vault.store import staging
 from vault.store.audit import AuditEntry
 from vault.store.objects import read_file
 from vault.workers import exit_with_parent
@@ -327,6 +329,11 @@ def _objects(ctx: _Context, report: VerifyReport) -> None:
         if fan and regular and not name.startswith(".") and len(fan) == 2 and len(fan + name) == 64
     ]
     hashes = iter(_hashes(to_hash))
+    try:
+        staged = set(staging.listed(ctx.vault.root))
+    except VaultError as exc:
+        report.add("staging_journal_bad", staging.journal_path(ctx.vault.root), str(exc))
+        staged = set()
     n = 0
     for path, fan, filename, regular in listing:
         name = fan + filename
@@ -348,6 +355,16 @@ def _objects(ctx: _Context, report: VerifyReport) -> None:
         n += 1
         ctx.objects.add(name)
         digest = next(hashes)
+        if name in staged and (isinstance(digest, OSError) or digest != name):
+            ctx.objects.discard(name)  # (named by a live audit entry: reported missing there)
+            report.add(
+                "object_staged_damaged",
+                path,
+                "staged by an interrupted pull or clone, never made durable, named by nothing "
+                "(removed by the next write, fetched again by the next pull)",
+                "warning",
+            )
+            continue
         if isinstance(digest, OSError):
             report.add("object_unreadable", path, f"cannot read ({digest.strerror})")
             ctx.bad_objects.add(name)

@@ -9,8 +9,9 @@ A writer that loses the race fetches what it lacks, puts its vault back at ``hea
 its tail on top through the public write-back operations (an operation is a deterministic
 function of its input: the records its entry names), then tries again, with backoff.
 Every byte fetched is checked (log lines: canonical, checksummed, known op, no seq gap;
-objects: sha256 against the address) before the local log or index changes.
-FORMAT.md §14 tells the protocol and its failure cases.
+objects: sha256 against the address) before the local log or index changes. Fetched objects
+are staged (clone and pull alike: ``_fetch_staged``) and made durable by one sync before
+anything names them. FORMAT.md §14 tells the protocol and its failure cases.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from vault.errors import (
 from vault.remote import protocol as p
 from vault.remote.config import add_text, resolve, without_remotes
 from vault.remote.store import RemoteStore
+from vault.store import staging
 from vault.store.audit import STATE_OPS, AuditEntry
-from vault.store.fs import atomic_write, fsync_dir, make_dir, sync_staged, unlink_durably
+from vault.store.fs import atomic_write, fsync_dir, make_dir, sync_staged
 
 if TYPE_CHECKING:
     from vault.vault import Vault
@@ -451,9 +453,8 @@ def _catch_up_with(
     everything = vault.audit.entries()[:head] + new
     needed, optional = _objects_of(new, reverted_in_effect(everything))
     missing = [d for d in dict.fromkeys(needed) if not vault.objects.has(d)]
-    got, size = remote.fetch(missing, optional, vault.objects.put_digested)
-    result.objects_received += got
-    result.bytes_received += size
+    _fetch_staged(vault, remote, missing, optional, result)
+    t = time.perf_counter()
     if tail:
         _reset(vault, name, head, tail)
     _append(vault, new)
@@ -461,6 +462,7 @@ def _catch_up_with(
     head = new[-1].seq
     _write_head(vault, name, new[-1])
     _reindex(vault)
+    _spent(result, "index", t)
     if tail and not discard:
         _replay_all(vault, tail, result)
     _saved(vault, name).unlink(missing_ok=True)
@@ -530,6 +532,56 @@ def _ensure_config(store: RemoteStore, config_path: Path) -> None:
     store.create(p.CONFIG_KEY, without_remotes(text).encode())
 
 
+def _spent(result: SyncResult, part: str, since: float) -> None:
+    seconds = result.seconds.get(part, 0.0) + time.perf_counter() - since
+    result.seconds[part] = round(seconds, 3)
+
+
+def _fetch_staged(
+    vault: Vault,
+    remote: Remote,
+    digests: list[str],
+    optional: set[str],
+    result: SyncResult,
+    *,
+    dirs: tuple[Path, ...] = (),
+    always: bool = False,
+) -> None:
+    """Fetch ``digests`` (each checked against its address on arrival) and **stage** them
+    (clone and pull alike, under the lock): the staging journal listing them is made
+    durable first (``vault.store.staging``), each object is written under its name without
+    a fsync of its own, then all of them are made durable at once — ``sync_staged``: one
+    ``syncfs`` on a descriptor of the vault's directory opened before the first was
+    written; elsewhere a fsync of every staged file, its fan-out directory, ``objects/``
+    and ``dirs`` — and the journal is removed. Only then may the caller name them (log,
+    refs, manifests). Nothing to fetch: nothing is written or synced, unless ``always``."""
+    if not digests and not always:
+        return
+    root = vault.root
+    t = time.perf_counter()
+    root_fd = os.open(root, os.O_RDONLY)  # before any object is staged (sync_staged)
+    try:
+        if digests:
+            staging.begin(root, digests)
+        staged: list[str] = []
+        got, size = remote.fetch(
+            digests, optional, lambda batch: staged.extend(vault.objects.stage(batch))
+        )
+        result.objects_received += got
+        result.bytes_received += size
+        _spent(result, "fetch", t)
+        t = time.perf_counter()
+        fans = sorted({os.path.dirname(f) for f in staged})
+        try:
+            sync_staged(root_fd, root, staged, [*fans, str(vault.objects.root), *map(str, dirs)])
+            staging.end(root)
+        except OSError as exc:  # a write-back error: nothing names them; rechecked later
+            raise StorageError.of(exc, root) from None
+        _spent(result, "sync", t)
+    finally:
+        os.close(root_fd)
+
+
 def push(vault: Vault, name: str | None = None, *, attempts: int = ATTEMPTS,
          sleep: Sleep = time.sleep) -> SyncResult:
     """Commit the local entries the remote lacks (re-applying them on top of newer remote
@@ -546,39 +598,13 @@ def pull(vault: Vault, name: str | None = None, *, discard_unpushed: bool = Fals
 MARKER = ".clone-partial"
 
 
-def _recheck(vault: Vault, wanted: list[str]) -> list[str]:
-    """An interrupted clone's objects (staged without fsync: a power cut may have torn
-    them): each one there is read and checked against its address — a sound one is made
-    durable, a damaged one removed; returns the ``wanted`` objects still to fetch."""
-    from vault.canonical import sha256_hex
-
-    present = set(vault.objects)
-    sound: list[tuple[str, bytes]] = []
-    bad: list[Path] = []
-    for d in wanted:
-        if d not in present:
-            continue
-        try:
-            data = vault.objects.get(d)
-        except VaultError:
-            data = b""
-        if data and sha256_hex(data) == d:
-            sound.append((d, data))
-        else:
-            bad.append(vault.objects.path(d))
-    unlink_durably(bad)
-    vault.objects.put_digested(sound)  # (compared again, fsynced)
-    kept = {d for d, _ in sound}
-    return [d for d in wanted if d not in kept]
-
-
 def clone(url: str, root: Path | str, *, clock: Any = None, name: str = "origin") -> SyncResult:
     """A new vault at ``root`` from the remote at ``url``: its log, the records the log
     names (checked on arrival), the index built from the log; ``format.json`` last. An
-    interrupted clone resumes where it stopped (objects already fetched stay, each checked
-    again). The records are staged without a fsync each and made durable all at once
-    (``sync_staged``: one ``syncfs``) before the log that names them is written: until
-    ``format.json`` is there, the directory is not a vault."""
+    interrupted clone resumes where it stopped (objects already fetched stay; those the
+    staging journal lists are checked again). The records are staged as a pull's are
+    (``_fetch_staged``: no fsync each, all made durable by one ``syncfs``) before the log
+    that names them is written: until ``format.json`` is there, it is not a vault."""
     from vault.config import default_text
     from vault.config import load as load_config
     from vault.index.build import build_all
@@ -615,30 +641,13 @@ def clone(url: str, root: Path | str, *, clock: Any = None, name: str = "origin"
     except VaultError:
         atomic_write(vault.config_path, add_text(default_text(), name, url).encode())
     result = SyncResult(name, url)
-    with vault.lock:
-        t = time.perf_counter()
-        root_fd = os.open(root, os.O_RDONLY)  # before any object is staged (sync_staged)
-        try:
-            remote.load_index()
-            needed, optional = _objects_of(entries, reverted_in_effect(entries))
-            wanted = list(dict.fromkeys(needed))
-            missing = _recheck(vault, wanted) if partial else wanted
-            staged: list[str] = []
-            got, size = remote.fetch(
-                missing, optional, lambda batch: staged.extend(vault.objects.stage(batch))
-            )
-            result.objects_received, result.bytes_received = got, size
-            result.seconds["fetch"] = round(time.perf_counter() - t, 3)
-            t = time.perf_counter()
-            fans = sorted({os.path.dirname(f) for f in staged})
-            dirs = [*fans, str(vault.objects.root), str(root), str(root.parent)]
-            try:
-                sync_staged(root_fd, root, staged, dirs)
-            except OSError as exc:  # a write-back error: this clone is not a vault
-                raise StorageError.of(exc, root) from None
-            result.seconds["sync"] = round(time.perf_counter() - t, 3)
-        finally:
-            os.close(root_fd)
+    with vault.lock:  # (an interrupted clone's staged objects rechecked first: §14)
+        remote.load_index()
+        needed, optional = _objects_of(entries, reverted_in_effect(entries))
+        missing = [d for d in dict.fromkeys(needed) if not vault.objects.has(d)]
+        _fetch_staged(
+            vault, remote, missing, optional, result, dirs=(root, root.parent), always=True
+        )
         atomic_write(vault.audit.path, p.segment_bytes(entries))
         result.pulled = len(entries)
         vault.generations.rewrite([])

@@ -89,6 +89,13 @@ def sync_staged(root_fd: int, root: Path, files: list[str], dirs: list[str]) -> 
         if err:
             raise OSError(err, os.strerror(err), str(root))
         return "syncfs"
+    fsync_all(files, dirs)
+    return "fsync"
+
+
+def fsync_all(files: list[str], dirs: list[str]) -> None:
+    """fsync each of ``files`` and ``dirs`` (above 64 of them, a pool of threads at a time:
+    fsync waits on the disk, not on Python); the first error is raised."""
     from concurrent.futures import ThreadPoolExecutor
 
     def each(paths: list[str]) -> None:
@@ -97,11 +104,13 @@ def sync_staged(root_fd: int, root: Path, files: list[str], dirs: list[str]) -> 
 
     dirs_set = set(dirs)
     todo = [*files, *dirs]
+    if len(todo) <= 64:
+        each(todo)
+        return
     chunks = [todo[i : i + 512] for i in range(0, len(todo), 512)]
     with ThreadPoolExecutor(16) as pool:
         for f in [pool.submit(each, c) for c in chunks]:
             f.result()
-    return "fsync"
 
 
 def refuse_symlinks(*paths: Path) -> None:

@@ -1,0 +1,85 @@
+"""Objects *staged*: fetched from a remote by a clone or a pull, written under their names
+without a fsync each, and made durable all at once (``sync_staged``: one ``syncfs``)
+before anything names them (FORMAT.md §14).
+
+The **staging journal** ``remotes/staged`` lists their addresses (one a line). It is made
+durable before the first of them is written and removed (durably) once all of them are.
+While it is there a power cut may have left any of them empty or torn, so every writer,
+under the write lock, first rechecks them (``recover``, run by ``Handle.check_layout``):
+each one there is read and checked against its address — a sound one is made durable (an
+fsync of it, of its fan-out directory and of ``objects/``), a damaged one removed (the
+next pull fetches it again). ``vault verify`` reports a damaged object the journal lists
+as a warning, not as corruption: nothing names it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vault.canonical import sha256_hex
+from vault.errors import CorruptionError, NotFoundError, VaultError
+from vault.store.fs import atomic_write, fsync_all, unlink_durably
+from vault.store.objects import ObjectStore, is_digest
+
+JOURNAL = ("remotes", "staged")  # under the vault's root
+RECHECK_CHUNK = 8192  # objects read (and held in memory) at a time by ``recover``
+
+
+def journal_path(root: Path) -> Path:
+    return root.joinpath(*JOURNAL)
+
+
+def begin(root: Path, digests: list[str]) -> None:
+    """Make the journal listing ``digests`` durable (before the first is staged)."""
+    atomic_write(journal_path(root), "".join(f"{d}\n" for d in digests).encode())
+
+
+def end(root: Path) -> None:
+    """Remove the journal, durably (once every staged object is durable)."""
+    unlink_durably([journal_path(root)])
+
+
+def listed(root: Path) -> list[str]:
+    """The addresses the journal lists (none when there is no journal)."""
+    path = journal_path(root)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise CorruptionError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    lines = data.split(b"\n")
+    if lines.pop() != b"" or not all(is_digest(x.decode("ascii", "replace")) for x in lines):
+        raise CorruptionError(
+            f"{path} is not a staging journal (one object address a line): it was changed; "
+            "remove it, then run `vault verify`"
+        )
+    return [x.decode("ascii") for x in lines]
+
+
+def recover(objects: ObjectStore, root: Path) -> int:
+    """Finish an interrupted staging (under the write lock): every object the journal lists
+    that is there is checked against its address — a sound one made durable, a damaged one
+    removed — then the journal is removed. Returns how many were removed."""
+    if not journal_path(root).exists():  # (the common case: one stat per write)
+        return 0
+    digests = listed(root)
+    removed = 0
+    for i in range(0, len(digests), RECHECK_CHUNK):
+        sound: list[str] = []
+        bad: list[Path] = []
+        for d in digests[i : i + RECHECK_CHUNK]:
+            try:
+                data = objects.get(d)
+            except NotFoundError:
+                continue  # never written, or collected since
+            except VaultError:
+                data = b""  # unreadable
+            if data and sha256_hex(data) == d:
+                sound.append(str(objects.path(d)))
+            else:
+                bad.append(objects.path(d))
+        removed += unlink_durably(bad)
+        fans = sorted({str(Path(f).parent) for f in sound})
+        fsync_all(sound, [*fans, str(objects.root)] if sound else [])
+    end(root)
+    return removed
