@@ -23,6 +23,7 @@ test: install
 
 check: install
 	$(BIN)/ruff check vault vault_cli tests
+	$(BIN)/ruff format --check vault vault_cli tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -81,7 +81,7 @@ def test_a_license_file_says_what_pyproject_says() -> None:
     assert meta["project"]["license"] == "MIT"
     assert text.startswith("MIT License\n")
     assert "Copyright (c) the vault authors" in text
-    assert "THE SOFTWARE IS PROVIDED \"AS IS\"" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS"' in text
 
 
 def test_the_readme_opens_with_how_vault_gets_on_path() -> None:

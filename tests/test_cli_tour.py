@@ -74,7 +74,9 @@ def test_the_readme_tour_runs_verbatim(tmp_path: Path, monkeypatch: pytest.Monke
     pytest.importorskip("dask.distributed")
     monkeypatch.chdir(ROOT)
     env: dict[str, str | None] = {
-        "VAULT_DIR": None, "SOURCE_DATE_EPOCH": None, "DASK_SCHEDULER_ADDRESS": None
+        "VAULT_DIR": None,
+        "SOURCE_DATE_EPOCH": None,
+        "DASK_SCHEDULER_ADDRESS": None,
     }
     ran = 0
     for line in tour():

@@ -147,8 +147,16 @@ def test_retriever_like_is_retrieve_like(example_vault: Vault) -> None:
         got = r.like("rotate-90", k=5).to_json()
     cli = json.loads(
         invoke(
-            ["retrieve", "--like", "rotate-90", "-k", "5", "--json", "--vault",
-             str(example_vault.root)]
+            [
+                "retrieve",
+                "--like",
+                "rotate-90",
+                "-k",
+                "5",
+                "--json",
+                "--vault",
+                str(example_vault.root),
+            ]
         ).stdout
     )
     assert got["results"] == cli["results"]
@@ -193,13 +201,25 @@ def test_a_transaction_is_one_audit_entry_and_one_generation(example_vault: Vaul
     with example_vault.transaction() as t:
         t.add(card("new-idea", ["transform:flip_h"], dsl="(flip_h grid)"))
         t.add_evidence(
-            {"concept": "new-idea", "version": "1.0.0", "polarity": "positive",
-             "task": "t1", "grid": [[1, 2], [3, 4]]}
+            {
+                "concept": "new-idea",
+                "version": "1.0.0",
+                "polarity": "positive",
+                "task": "t1",
+                "grid": [[1, 2], [3, 4]],
+            }
         )
         t.set_status("rotate-270", "1.0.0", "deprecated")
         t.add_evidence(
-            {"concept": "rotate-90", "version": "1.0.0", "polarity": "negative",
-             "task": "t2", "tier": "test", "reason": "wrong_output", "grid": [[5]]}
+            {
+                "concept": "rotate-90",
+                "version": "1.0.0",
+                "polarity": "negative",
+                "task": "t2",
+                "tier": "test",
+                "reason": "wrong_output",
+                "grid": [[5]],
+            }
         )
     entries = example_vault.audit.entries_after(seq)
     assert [e.op for e in entries] == ["transaction"]
@@ -255,8 +275,16 @@ def random_history(v: Vault, rng: random.Random, n: int, prefix: str = "c") -> N
         what = rng.random()
         if what < 0.3 or not ids:
             cid = f"{prefix}{i}"
-            keys = rng.sample(["transform:flip_h", "transform:crop", "invariant:same_dims",
-                               "feature:square", "transform:tile"], rng.randint(0, 3))
+            keys = rng.sample(
+                [
+                    "transform:flip_h",
+                    "transform:crop",
+                    "invariant:same_dims",
+                    "feature:square",
+                    "transform:tile",
+                ],
+                rng.randint(0, 3),
+            )
             v.add([card(cid, keys, dsl=f"(op{i} grid)")])
             ids.append(cid)
         elif what < 0.4:
@@ -265,9 +293,13 @@ def random_history(v: Vault, rng: random.Random, n: int, prefix: str = "c") -> N
         elif what < 0.75:
             c = rng.choice(list(v.concepts(all_versions=True)))
             pos = rng.random() < 0.6
-            ev: dict[str, Any] = {"concept": c.id, "version": c.version,
-                                  "polarity": "positive" if pos else "negative",
-                                  "task": f"t{i}", "grid": [[rng.randint(0, 9)] * 2] * 2}
+            ev: dict[str, Any] = {
+                "concept": c.id,
+                "version": c.version,
+                "polarity": "positive" if pos else "negative",
+                "task": f"t{i}",
+                "grid": [[rng.randint(0, 9)] * 2] * 2,
+            }
             if not pos:
                 ev |= {"tier": "runtime", "reason": "crashed"}
             v.add_evidence([ev])
@@ -327,8 +359,9 @@ def test_cli_list_export_import(tmp_path: Path, example_vault: Vault) -> None:
     lines = invoke(["ls", "--status", "deprecated", "--jsonl", "--vault", root]).stdout
     assert [json.loads(x)["id"] for x in lines.splitlines()] == ["rotate-270"]
     held = json.loads(
-        invoke(["list", "--key", "transform:rotate_90", "--has-evidence", "--json",
-                "--vault", root]).stdout
+        invoke(
+            ["list", "--key", "transform:rotate_90", "--has-evidence", "--json", "--vault", root]
+        ).stdout
     )
     assert [c["id"] for c in held] == ["rotate-90"]
     table = invoke(["list", "--vault", root])
@@ -414,8 +447,12 @@ def test_declared_names_can_be_used_by_cards_and_queries(tmp_path: Path) -> None
     configure(v, "transform = []", 'transform = ["shift_rows"]')
     configure(v, "invariant = []", 'invariant = ["row_sums_preserved"]')
     text = (v.root / "config.toml").read_text()
-    v.add([card("mine", ["transform:shift_rows"], proof_obligations=["row_sums_preserved"]),
-           card("other", ["transform:flip_h"])])
+    v.add(
+        [
+            card("mine", ["transform:shift_rows"], proof_obligations=["row_sums_preserved"]),
+            card("other", ["transform:flip_h"]),
+        ]
+    )
     got = v.concept("mine")
     assert "transform:shift_rows" in got.keys and "invariant:row_sums_preserved" in got.keys
     query = {"schema_version": 1, "grid": [[1, 2], [3, 4]], "constraints": ["row_sums_preserved"]}

@@ -62,8 +62,12 @@ def test_a_cluster_batch_is_byte_identical_to_one_process(
     spread = [
         json.dumps(a, sort_keys=True)
         for a in batch(
-            str(example_vault.root), gen, cfg, iter_requests(str(path)),
-            scheduler=cluster, partition=5,
+            str(example_vault.root),
+            gen,
+            cfg,
+            iter_requests(str(path)),
+            scheduler=cluster,
+            partition=5,
         )
     ]
     assert spread == alone
@@ -94,8 +98,9 @@ def test_raw_partitions_give_the_command_s_bytes(
             writer.write(answer)
         gen = r.generation
     alone = buf.getvalue()
-    parts = list(batch_lines(str(example_vault.root), gen, cfg, str(path), scheduler=cluster,
-                             partition=3))
+    parts = list(
+        batch_lines(str(example_vault.root), gen, cfg, str(path), scheduler=cluster, partition=3)
+    )
     assert "".join(text for text, _, _ in parts) == alone
     assert sum(n for _, n, _ in parts) == alone.count("\n") == 44
     assert sum(bad for _, _, bad in parts) == 3 and len(parts) == 16
@@ -116,8 +121,18 @@ def test_the_cli_batch_on_a_cluster(example_vault: Vault, tmp_path: Path, cluste
     assert one.exit_code == many.exit_code == 1, many.output
     assert "2 of 43 request lines failed" in many.stderr
     assert many.stdout == one.stdout and one.stdout.count("\n") == 43
-    wrong = runner.invoke(app, ["--vault", str(example_vault.root), "retrieve", "--repr",
-                                str(EXAMPLES / "grids" / "ring.json"), "--scheduler", cluster])
+    wrong = runner.invoke(
+        app,
+        [
+            "--vault",
+            str(example_vault.root),
+            "retrieve",
+            "--repr",
+            str(EXAMPLES / "grids" / "ring.json"),
+            "--scheduler",
+            cluster,
+        ],
+    )
     assert wrong.exit_code == 2
 
 
@@ -128,8 +143,9 @@ def embed_input(tmp_path: Path) -> Path:
     grids = [json.loads(p.read_text()) for p in sorted((EXAMPLES / "grids").glob("*.json"))]
     tasks = [json.loads(p.read_text()) for p in sorted((EXAMPLES / "tasks").glob("*.json"))]
     query = json.loads((EXAMPLES / "queries" / "same-dims.json").read_text())
-    fresh = [[[rng.randrange(10) for _ in range(rng.randint(1, 6))] for _ in range(3)]
-             for _ in range(6)]  # rows of one width each
+    fresh = [
+        [[rng.randrange(10) for _ in range(rng.randint(1, 6))] for _ in range(3)] for _ in range(6)
+    ]  # rows of one width each
     fresh = [[row[: len(g[0])] + [0] * (len(g[0]) - len(row)) for row in g] for g in fresh]
     items: list[Any] = [*grids, *tasks, query, *fresh, *tasks, *grids]
     path = tmp_path / "embed.jsonl"
@@ -139,8 +155,9 @@ def embed_input(tmp_path: Path) -> Path:
 
 def cache_files(root: Path) -> dict[str, bytes]:
     cache = root / "embeddings" / "cache"
-    return {str(p.relative_to(cache)): p.read_bytes() for p in sorted(cache.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(cache)): p.read_bytes() for p in sorted(cache.rglob("*")) if p.is_file()
+    }
 
 
 def test_embed_on_a_cluster_gives_the_same_lines_and_cache_files(
@@ -199,8 +216,11 @@ def test_a_worker_that_sees_another_generation_refuses(
 def timeless(doc: Any) -> Any:
     """An eval result without what a clock measured (latencies, seconds)."""
     if isinstance(doc, dict):
-        return {k: timeless(v) for k, v in doc.items()
-                if k not in ("import_seconds", "seconds", "median_ms", "p95_ms", "mean_ms")}
+        return {
+            k: timeless(v)
+            for k, v in doc.items()
+            if k not in ("import_seconds", "seconds", "median_ms", "p95_ms", "mean_ms")
+        }
     if isinstance(doc, list):
         return [timeless(v) for v in doc]
     return doc
@@ -230,8 +250,18 @@ def test_the_cli_eval_on_a_cluster(cluster: str) -> None:
 
     from vault_cli.app import app
 
-    base = ["eval", "--dataset", "synthetic", "--tasks-per-family", "2", "--families",
-            "held-out", "--modes", "symbolic,hybrid-weighted", "--json"]
+    base = [
+        "eval",
+        "--dataset",
+        "synthetic",
+        "--tasks-per-family",
+        "2",
+        "--families",
+        "held-out",
+        "--modes",
+        "symbolic,hybrid-weighted",
+        "--json",
+    ]
     runner = CliRunner()
     one = runner.invoke(app, base)
     many = runner.invoke(app, [*base, "--scheduler", cluster])

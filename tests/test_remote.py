@@ -330,9 +330,7 @@ def _remote_root(url: str) -> Path:
 
 
 @pytest.mark.parametrize("tamper", ["object", "checksum", "op", "gap"])
-def test_a_tampered_remote_is_refused_before_anything_changes(
-    tmp_path: Path, tamper: str
-) -> None:
+def test_a_tampered_remote_is_refused_before_anything_changes(tmp_path: Path, tamper: str) -> None:
     url = (tmp_path / "remote").as_uri()
     a = pushed(tmp_path, url)
     b = cloned(tmp_path, url)
@@ -382,8 +380,13 @@ def test_an_interrupted_clone_resumes(tmp_path: Path, monkeypatch: Any) -> None:
 
 def test_remote_urls_and_names_are_checked(tmp_path: Path) -> None:
     v = Vault.init(tmp_path / "v", clock=CLOCK)
-    for bad in ("http://example.com/x", "s3://", "file://relative/x", "s3://b/p?key=secret",
-                "s3://user:pw@bucket/x"):
+    for bad in (
+        "http://example.com/x",
+        "s3://",
+        "file://relative/x",
+        "s3://b/p?key=secret",
+        "s3://user:pw@bucket/x",
+    ):
         with pytest.raises(UsageError):
             add_remote(v.config_path, "origin", bad)
     with pytest.raises(UsageError):

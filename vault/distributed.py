@@ -185,7 +185,10 @@ def batch(
 
 
 def _answer_lines(
-    root: str, generation: str, config: dict[str, Any], source: str,
+    root: str,
+    generation: str,
+    config: dict[str, Any],
+    source: str,
     part: tuple[int, list[bytes]],
 ) -> tuple[str, int, int]:
     """In a worker: one partition of raw request lines (the first one's number - 1, the

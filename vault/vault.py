@@ -101,9 +101,7 @@ class Vault(Handle):
 
     @classmethod
     @_contract
-    def open(
-        cls, root: Path | str, *, clock: Clock | None = None, readonly: bool = False
-    ) -> Vault:
+    def open(cls, root: Path | str, *, clock: Clock | None = None, readonly: bool = False) -> Vault:
         """Open the vault at ``root``: ``NotAVaultError`` when there is none, ``FormatError``
         when it needs ``vault upgrade``. ``readonly`` never writes a byte. ``clock`` gives
         the audit log's times (``fixed_clock(epoch)`` for reproducible vaults)."""

@@ -316,7 +316,10 @@ def embed(
         from vault.distributed import embed as on_cluster
 
         lines = on_cluster(
-            str(vault.root.resolve()), snap.generation, parsed, scheduler=scheduler,
+            str(vault.root.resolve()),
+            snap.generation,
+            parsed,
+            scheduler=scheduler,
             workers=workers,
         )
     else:
@@ -965,6 +968,7 @@ def arc_import(
     its train pairs, the pairs stored as positive evidence — all as one write-back."""
     from vault.arc import load_dataset, read_task_files
     from vault.errors import UsageError
+
     if bool(files) == bool(dataset):
         raise UsageError("give task files or --dataset, not both and not neither")
     vault = open_for_write(vault_dir)
@@ -1175,9 +1179,7 @@ def eval_cmd(
             callback=lambda v: None if v is None else _digest_or_name(v),
         ),
     ] = None,
-    scheduler: Annotated[
-        str | None, _scheduler_option("Rank the queries (every mode)")
-    ] = None,
+    scheduler: Annotated[str | None, _scheduler_option("Rank the queries (every mode)")] = None,
     workers: Annotated[int, _cluster_workers("the local cluster's worker processes")] = 2,
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
@@ -1235,7 +1237,12 @@ def eval_cmd(
         )
         tick = ph.start(f"{len(ds.queries)} queries x {len(chosen)} modes")
         result = study.run(
-            ds, cfg, chosen, progress=tick, weights=weights, scheduler=scheduler,
+            ds,
+            cfg,
+            chosen,
+            progress=tick,
+            weights=weights,
+            scheduler=scheduler,
             workers=workers,
         )
     command = "vault eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None

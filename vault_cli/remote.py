@@ -29,8 +29,10 @@ def _summary(verb: str, r: Any) -> str:
     extra = f"; {r.replayed} re-applied on newer entries" if r.replayed else ""
     extra += f"; {r.retries} lost race(s)" if r.retries else ""
     count = r.pushed if verb == "pushed" else r.pulled
-    return f"{verb} {count} audit entr{'y' if count == 1 else 'ies'} ({moved}){extra}; " \
+    return (
+        f"{verb} {count} audit entr{'y' if count == 1 else 'ies'} ({moved}){extra}; "
         f"{r.remote} at seq {r.head}"
+    )
 
 
 def _result(verb: str, r: Any, as_json: bool) -> None:

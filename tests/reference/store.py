@@ -145,7 +145,7 @@ def table_rows(root: Path, manifest: dict[str, Any]) -> list[tuple[str, tuple[in
             vec = struct.unpack("64b", vectors[64 * i : 64 * (i + 1)])
             out.append((ref, vec))
         first_id = refs[0].rsplit("@", 1)[0]
-        if out[: -rows] and out[-rows - 1][0].rsplit("@", 1)[0] == first_id:
+        if out[:-rows] and out[-rows - 1][0].rsplit("@", 1)[0] == first_id:
             raise ValueError(f"chunk {digest} starts inside an id")
     ids = [ref.rsplit("@", 1)[0] for ref, _ in out]
     order = sorted(range(len(out)), key=lambda i: (ids[i], semver(out[i][0].rsplit("@", 1)[1])))

@@ -348,7 +348,10 @@ def run(
 
 
 def rank_partition(
-    root: str, refs: list[Any], steps: list[tuple[str, dict[str, Any], int]], k_max: int,
+    root: str,
+    refs: list[Any],
+    steps: list[tuple[str, dict[str, Any], int]],
+    k_max: int,
     part: list[EvalQuery],
 ) -> list[list[tuple[tuple[str, ...], float, int]]]:
     """In a Dask worker: each query's ``rank`` under each step (retrieval mode, config,

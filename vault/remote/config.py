@@ -53,8 +53,9 @@ def add_text(text: str, name: str, url: str) -> str:
     check_name(name)
     check_url(url)
     if any(ord(c) < 32 or c in '"\\' for c in url):
-        raise UsageError(f"remote URL {url!r}: control characters, quotes and backslashes "
-                         "are not allowed")
+        raise UsageError(
+            f"remote URL {url!r}: control characters, quotes and backslashes are not allowed"
+        )
     sep = "" if not text or text.endswith("\n") else "\n"
     return f'{text}{sep}\n[remote.{name}]\nurl = "{url}"\n'
 

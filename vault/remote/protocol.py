@@ -73,8 +73,7 @@ def parse_entry(line: bytes, where: str) -> AuditEntry:
         obj = loads(line, source=where)
     except InvalidInputError as exc:
         raise RemoteCorruptionError(f"{where}: {exc}") from None
-    if not isinstance(obj, dict) or set(obj) != {"check", "detail", "op", "records", "seq",
-                                                 "time"}:
+    if not isinstance(obj, dict) or set(obj) != {"check", "detail", "op", "records", "seq", "time"}:
         raise RemoteCorruptionError(f"{where}: not an audit line (fields)")
     try:
         verify_check(obj)

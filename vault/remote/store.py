@@ -53,8 +53,9 @@ def check_url(url: str) -> str:
     elif not parsed.netloc:
         raise UsageError(f"remote URL {url!r}: no bucket or container")
     if parsed.query or parsed.fragment or parsed.params:
-        raise UsageError(f"remote URL {url!r}: no query or fragment (credentials come from "
-                         "the environment)")
+        raise UsageError(
+            f"remote URL {url!r}: no query or fragment (credentials come from the environment)"
+        )
     if parsed.username or parsed.password:
         raise UsageError(f"remote URL {url!r}: credentials never go in a URL")
     return url
@@ -157,9 +158,9 @@ class RemoteStore:
             raise self._fail(key, exc) from None
         return [bytes(b) for b in out]
 
-    def ranges_many(self, requests: Sequence[tuple[str, Sequence[tuple[int, int]]]]) -> list[
-        list[bytes]
-    ]:
+    def ranges_many(
+        self, requests: Sequence[tuple[str, Sequence[tuple[int, int]]]]
+    ) -> list[list[bytes]]:
         """``get_ranges`` of several objects at once."""
 
         async def one(key: str, spans: Sequence[tuple[int, int]]) -> list[bytes]:

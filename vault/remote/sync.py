@@ -168,9 +168,7 @@ class Remote:
                 sent += len(blob) + len(x.to_bytes())
         return sent
 
-    def fetch(
-        self, digests: Iterable[str], optional: set[str], store: Store
-    ) -> tuple[int, int]:
+    def fetch(self, digests: Iterable[str], optional: set[str], store: Store) -> tuple[int, int]:
         """Fetch objects, check each against its address, hand them to ``store`` in batches;
         a digest no pack holds is corruption unless ``optional``. Returns (count, bytes)."""
         by_pack: dict[str, list[tuple[str, int, int]]] = {}
@@ -501,9 +499,7 @@ def _resume_rebase(vault: Vault, name: str, result: SyncResult) -> None:
     path.unlink()
 
 
-def _send_objects(
-    vault: Vault, remote: Remote, tail: list[AuditEntry], result: SyncResult
-) -> None:
+def _send_objects(vault: Vault, remote: Remote, tail: list[AuditEntry], result: SyncResult) -> None:
     """Upload the records the tail names that the remote has no pack for."""
     from vault.index.state import reverted_in_effect
 
@@ -582,8 +578,9 @@ def _fetch_staged(
         os.close(root_fd)
 
 
-def push(vault: Vault, name: str | None = None, *, attempts: int = ATTEMPTS,
-         sleep: Sleep = time.sleep) -> SyncResult:
+def push(
+    vault: Vault, name: str | None = None, *, attempts: int = ATTEMPTS, sleep: Sleep = time.sleep
+) -> SyncResult:
     """Commit the local entries the remote lacks (re-applying them on top of newer remote
     entries when another writer got there first)."""
     return _sync(vault, name, push=True, attempts=attempts, sleep=sleep)

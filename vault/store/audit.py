@@ -19,9 +19,7 @@ from vault.store.fs import fsync_file
 from vault.store.jsonl import append_line, complete_lines, last_line, lines_from_end
 
 # Operations whose records change the vault's state (and so the index).
-STATE_OPS = frozenset(
-    {"add", "fork", "evidence", "status", "import", "embedder", "transaction"}
-)
+STATE_OPS = frozenset({"add", "fork", "evidence", "status", "import", "embedder", "transaction"})
 
 
 @dataclass(frozen=True)

@@ -303,5 +303,3 @@ def fit(
         "items": sum(len(v) for v in items_by_class.values()),
     }
     return FittedWeights(blocks, {**info, **(meta or {})})
-
-
