@@ -4,7 +4,9 @@ Each request is an ARC task at the input limits' size (vault/limits.py): 100 tra
 of 30x30 grids and a 30x30 test input, every task different (so no cache answers for
 another). The requests are generated as they are sent, through a pipe to a real
 `vault retrieve --batch - --workers W` process; its peak resident memory is the figure
-(`ru_maxrss` from `wait4`, the kernel's high-water mark, as `VmHWM`) — for W > 1 also each
+(the kernel's high-water mark `VmHWM`, which the process writes down as it exits; not
+`ru_maxrss` from `wait4`, which carries the peak of the process it was forked from — a
+large bench.py — into the child's) — for W > 1 also each
 worker's (`VmHWM` polled every 0.1 s) and their sum (an upper bound: forked workers share
 pages with the parent).
 The peak is also recorded after the 1st, 10th, 100th, ... answer, to show it stays flat.
@@ -34,6 +36,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from machine import OWN_PEAK, own_peak_kb
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE, PAIRS = 30, 100
@@ -120,7 +124,9 @@ def _children(pid: int) -> list[int]:
 def measure(tasks: int, workers: int, content: str, tests: int, seed: int = 0) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="vault-batch-memory-"))
     _vault(work / "v")
-    cmd = [sys.executable, "-m", "vault_cli", "--vault", str(work / "v"), "retrieve"]
+    peak_file = work / "peak"
+    cli = OWN_PEAK + "sys.argv[0] = 'vault'\nfrom vault_cli.app import main\nmain()\n"
+    cmd = [sys.executable, "-c", cli, str(peak_file), "--vault", str(work / "v"), "retrieve"]
     cmd += ["--batch", "-", "--workers", str(workers)]
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
     child = subprocess.Popen(
@@ -166,11 +172,11 @@ def measure(tasks: int, workers: int, content: str, tests: int, seed: int = 0) -
     threads = [threading.Thread(target=send), threading.Thread(target=receive)]
     for t in threads:
         t.start()
-    while True:  # wait4: the child's own peak exactly (ru_maxrss, KB), whenever it came
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+    while True:  # the child's own peak (VmHWM) polled, and as it left it at exit
+        pid, status, _ = os.wait4(child.pid, os.WNOHANG)
         if pid == child.pid:
             child.returncode = os.waitstatus_to_exitcode(status)
-            peaks[child.pid] = max(peaks.get(child.pid, 0), usage.ru_maxrss)
+            peaks[child.pid] = max(peaks.get(child.pid, 0), own_peak_kb(peak_file) or 0)
             break
         poll()
         time.sleep(0.1)

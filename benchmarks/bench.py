@@ -426,7 +426,7 @@ def report(
             + " / ".join(f"{v:.0f}" for v in mem["peak_after_mb"].values())
             + f" MB | {mem['seconds']:.0f} s | {mem['errors']}, {mem['fallbacks']} |",
             "",
-            "Peak resident memory (`ru_maxrss`) of one `vault retrieve --batch -` process fed "
+            "Peak resident memory (`VmHWM`, as the process left it) of one `vault retrieve --batch -` process fed "
             "the tasks through a pipe, each different (target: <= 500 MB).",
             "",
         ]

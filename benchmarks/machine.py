@@ -85,3 +85,28 @@ def compile_bytecode() -> None:
         capture_output=True,
         check=True,
     )
+
+
+# ``python -c`` preamble: at exit, the process's own peak resident memory (VmHWM, KB) is
+# written to the file named by its first argument (which is removed from sys.argv).
+# wait4's ru_maxrss cannot serve: a child carries into it the high-water mark of the
+# process it was forked from (exec keeps it), so a child of a large benchmark process
+# reports that process's peak.
+OWN_PEAK = """import atexit, sys
+_peak_file = sys.argv.pop(1)
+def _own_peak():
+    with open("/proc/self/status") as f:
+        kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    with open(_peak_file, "w") as f:
+        f.write(kb)
+atexit.register(_own_peak)
+"""
+
+
+def own_peak_kb(path: Path) -> int | None:
+    """The peak a process started with ``OWN_PEAK`` left in ``path`` (KB), if any."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
