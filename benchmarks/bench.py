@@ -338,7 +338,8 @@ def report(
             if getattr(args, "parts_note", None)
             else []
         ),
-        f"Machine: {machine()}; load average at the end {load()}. Medians of "
+        f"Machine: {machine()}; load average "
+        f"{'when this file was rendered' if args.parts_from else 'at the end'} {load()}. Medians of "
         f"{args.runs} runs ({3 * args.runs} for the cold start, interleaved with "
         "`import numpy`). Other jobs may share the machine: ratios are measured in the same "
         f"run. The runs of one in-process timing spread over up to {100 * noise:.0f}% of "
