@@ -339,7 +339,8 @@ def report(
             else []
         ),
         f"Machine: {machine()}; load average "
-        f"{'when this file was rendered' if args.parts_from else 'at the end'} {load()}. Medians of "
+        f"{'when this file was rendered' if getattr(args, 'parts_from', None) else 'at the end'} "
+        f"{load()}. Medians of "
         f"{args.runs} runs ({3 * args.runs} for the cold start, interleaved with "
         "`import numpy`). Other jobs may share the machine: ratios are measured in the same "
         f"run. The runs of one in-process timing spread over up to {100 * noise:.0f}% of "
