@@ -157,3 +157,17 @@ def tile(g: Grid, th: int, tw: int) -> Grid:
 def coordinates(h: int, w: int) -> tuple[tuple[int, int], ...]:
     """(row, column) of every flat index of an h x w grid."""
     return tuple((r, c) for r in range(h) for c in range(w))
+
+
+def padded(g: Grid, frame: int) -> list[int]:
+    """The grid's cells with a frame of ``frame`` one cell wide around it, flat: cell (r, c)
+    at ``(r + 1) * (w + 2) + c + 1``, so a neighbour is one addition away and never outside
+    (the floods of ``vault.grid.reprs`` and ``vault.grid.objects`` walk it)."""
+    pw = len(g[0]) + 2
+    flat = [frame] * pw
+    for row in g:
+        flat.append(frame)
+        flat.extend(row)
+        flat.append(frame)
+    flat.extend([frame] * pw)
+    return flat

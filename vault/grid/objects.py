@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from vault.grid.grid import Grid, background_colour, dims
+from vault.grid.grid import Grid, background_colour, dims, padded
 from vault.memo import BoundedMemo, MiB
 
 # A pair's input is analysed by both the pair and its appearance, so analyses are memoised —
@@ -62,12 +62,7 @@ def _flood(g: Grid, bg: int, eight: bool) -> list[list[tuple[int, int]]]:
     one addition away and never out of bounds."""
     h, w = dims(g)
     pw = w + 2
-    flat = [bg] * pw
-    for row in g:
-        flat.append(bg)
-        flat.extend(row)
-        flat.append(bg)
-    flat.extend([bg] * pw)
+    flat = padded(g, bg)
     seen = [x == bg for x in flat]  # background (and the frame) is never entered
     steps: tuple[int, ...] = (-pw, pw, -1, 1)
     if eight:

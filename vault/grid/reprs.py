@@ -18,6 +18,7 @@ from vault.grid.grid import (
     Grid,
     colour_counts,
     dims,
+    padded,
     parse_grid,
     to_lists,
 )
@@ -52,19 +53,6 @@ def symmetry_flags(g: Grid) -> dict[str, bool]:
 
 
 FRAME = -1  # the colour of the frame of one cell around a padded grid (no real colour)
-
-
-def _padded(g: Grid) -> list[int]:
-    """The grid's cells with a frame of ``FRAME`` around it, flat: cell (r, c) at
-    ``(r + 1) * (w + 2) + c + 1``, so a neighbour is one addition away and never outside."""
-    pw = len(g[0]) + 2
-    flat = [FRAME] * pw
-    for row in g:
-        flat.append(FRAME)
-        flat.extend(row)
-        flat.append(FRAME)
-    flat.extend([FRAME] * pw)
-    return flat
 
 
 def _components(
@@ -230,7 +218,7 @@ def _repr(g: Grid) -> dict[str, Any]:
     pw = w + 2
     counts = colour_counts(g)
     bg = max(range(10), key=lambda c: (counts[c], -c))  # background_colour(g)
-    flat = _padded(g)
+    flat = padded(g, FRAME)
     comps, lab = _components(flat, h, w, bg)
     m = len(comps)
     names = [f"c{i}" for i in range(m)]
