@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE))
 import batch_memory  # noqa: E402
 import gen  # noqa: E402
 import use  # noqa: E402
-from machine import compile_bytecode, cpu_name, provenance  # noqa: E402
+from machine import against_numpy, compile_bytecode, cpu_name, provenance  # noqa: E402
 
 from vault.records.query import normalize_query  # noqa: E402
 from vault.vault import Vault  # noqa: E402
@@ -108,19 +108,10 @@ def cold_cli(root: Path, runs: int) -> dict[str, float]:
     grid.write_text(json.dumps(QUERY_GRID))
     vault_bin = Path(sys.executable).parent / "vault"
     cli = [str(vault_bin), "--vault", str(root), "retrieve", "--repr", str(grid), "--json"]
-    numpy_only = [sys.executable, "-c", "import numpy"]
     # Bytecode compiled, as an install leaves it (pip compiles on install, and a first run
     # writes it unless PYTHONDONTWRITEBYTECODE is set, as it is on some CI machines).
     compile_bytecode()
-    subprocess.run(cli, capture_output=True, check=True)  # warm: the page cache, not timed
-    t_cli, t_np = [], []
-    for _ in range(runs):  # interleaved: the two are compared as a ratio in the same run
-        t = time.perf_counter()
-        subprocess.run(cli, capture_output=True, check=True)
-        t_cli.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        subprocess.run(numpy_only, capture_output=True, check=True)
-        t_np.append(time.perf_counter() - t)
+    t_cli, t_np = against_numpy(cli, runs)
     return {
         "cli_ms": median(t_cli) * 1000,
         "numpy_ms": median(t_np) * 1000,

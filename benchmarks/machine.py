@@ -110,3 +110,22 @@ def own_peak_kb(path: Path) -> int | None:
     except (OSError, ValueError):
         return None
 
+
+def against_numpy(cmd: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """Seconds of ``runs`` fresh runs of ``cmd`` and of ``python -c "import numpy"``,
+    interleaved (the two are compared as a difference in the same run), after one untimed
+    run of ``cmd`` (the page cache)."""
+    import time
+
+    numpy_only = [sys.executable, "-c", "import numpy"]
+    subprocess.run(cmd, capture_output=True, check=True)
+    t_cmd, t_np = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        t_cmd.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        subprocess.run(numpy_only, capture_output=True, check=True)
+        t_np.append(time.perf_counter() - t)
+    return t_cmd, t_np
+

@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import gen  # noqa: E402
-from machine import compile_bytecode  # noqa: E402
+from machine import against_numpy, compile_bytecode  # noqa: E402
 
 VAULT_BIN = Path(sys.executable).parent / "vault"  # (--bin: another tree's, to compare)
 
@@ -80,16 +80,7 @@ def cold(root: Path, work: Path, runs: int) -> dict[str, float]:
     grid = work / "query.json"
     grid.write_text(json.dumps([[1, 0, 2, 0], [0, 3, 0, 0], [4, 4, 0, 1]]))
     query = [str(VAULT_BIN), "--vault", str(root), "retrieve", "--repr", str(grid), "--json"]
-    numpy_only = [sys.executable, "-c", "import numpy"]
-    subprocess.run(query, capture_output=True, check=True)  # (the page cache, not timed)
-    t_cli, t_np = [], []
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run(query, capture_output=True, check=True)
-        t_cli.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        subprocess.run(numpy_only, capture_output=True, check=True)
-        t_np.append(time.perf_counter() - t)
+    t_cli, t_np = against_numpy(query, runs)
     return {
         "cold_retrieve_ms": statistics.median(t_cli) * 1000,
         "import_numpy_ms": statistics.median(t_np) * 1000,
