@@ -98,6 +98,29 @@ def _oracle(grid: list[list[int]]) -> tuple[list[list[tuple[int, int]]], set[tup
     return comps, contained
 
 
+def _oracle_blobs(grid: list[list[int]], bg: int) -> list[list[tuple[int, int]]]:
+    """8-connected components of the cells that are not ``bg``, colours mixed, in reading
+    order of their first cell: a flood per blob."""
+    h, w = len(grid), len(grid[0])
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for r in range(h):
+        for c in range(w):
+            if grid[r][c] == bg or (r, c) in seen:
+                continue
+            todo, cells = [(r, c)], {(r, c)}
+            while todo:
+                y, x = todo.pop()
+                for n in [(y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]:
+                    inside = 0 <= n[0] < h and 0 <= n[1] < w
+                    if inside and n not in cells and grid[n[0]][n[1]] != bg:
+                        cells.add(n)
+                        todo.append(n)
+            seen |= cells
+            out.append(sorted(cells))
+    return out
+
+
 def _random_grid(rng: Any, most: int) -> list[list[int]]:
     """A random grid of up to ``most`` x ``most`` cells, often with hollow rectangles."""
     h, w = rng.randint(1, most), rng.randint(1, most)
@@ -119,13 +142,15 @@ def test_components_and_enclosure_agree_with_a_plain_flood(most: int) -> None:
     """Random grids up to 14 x 14 and up to 30 x 30 (many with more components than the
     pure-Python box comparison takes), many with nested hollow shapes: the repr's components
     (bbox, area, perimeter, centroid), its adjacent_to and its contained_in edges are the
-    ones a plain flood fill finds."""
+    ones a plain flood fill finds; and so are the objects (as a repr leaves them for the
+    pair and shape features, and as those compute them when it has not) and the blobs."""
     import random
 
+    from vault.grid.objects import blobs, objects
     from vault.grid.reprs import INSIDE_PYTHON_MAX, grid_to_repr
 
     rng = random.Random(23 + most)
-    nested = many = 0
+    nested = many = merged = 0
     for _ in range(400 if most == 14 else 150):
         grid = _random_grid(rng, most)
         h, w = len(grid), len(grid[0])
@@ -171,9 +196,19 @@ def test_components_and_enclosure_agree_with_a_plain_flood(most: int) -> None:
             if e["type"] == "contained_in"
         ]
         assert got == sorted(contained), grid
+        g, bg = tuple(tuple(row) for row in grid), rep["globals"]["background"]
+        for left_by_the_repr in (False, True):  # computed by their own floods, then primed
+            clear_caches()
+            if left_by_the_repr:
+                grid_to_repr(grid)
+            assert [sorted(o.cells) for o in objects(g, bg)] == comps
+            assert [o.colour for o in objects(g, bg)] == [grid[c[0][0]][c[0][1]] for c in comps]
+            assert [sorted(b) for b in blobs(g, bg)] == _oracle_blobs(grid, bg), grid
+        merged += sum(1 for b in blobs(g, bg) if len({grid[y][x] for y, x in b}) > 1)
         nested += len(got)
         many += len(comps) > INSIDE_PYTHON_MAX
     assert nested > 50  # the enclosure check was exercised
+    assert merged > 100  # blobs of several components of several colours
     if most == 30:
         assert many > 50  # and numpy's comparison of many boxes
 

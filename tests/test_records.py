@@ -516,3 +516,20 @@ def test_cli_add_fork_twice_reports_unchanged(vault: Vault, tmp_path: Path) -> N
         assert json.loads(res.stdout)["added"] == added
     res = runner.invoke(app, ["--vault", str(vault.root), "add", "--fork", str(f)])
     assert "fork: 1 already stored, unchanged" in res.stderr
+
+
+def test_a_task_query_checks_every_test_input_and_takes_the_one_asked() -> None:
+    """Every test input is checked (a bad one is named, whichever is asked); the query's
+    repr is the asked one's, equal to the repr of that grid on its own."""
+    grids = [[[1, 0], [0, 2]], [[3, 3, 0]], [[0], [4]]]
+    task = {
+        "train": [{"input": [[1, 2]], "output": [[2, 1]]}],
+        "test": [{"input": g} for g in grids],
+    }
+    for i, g in enumerate(grids):
+        assert task_query(task, i).repr == grid_to_repr(g)
+    bad = {**task, "test": [*task["test"][:2], {"input": [[1, 2], [3]]}]}
+    with pytest.raises(InvalidInputError, match=r"test\[2\]\.input"):
+        task_query(bad, 0)
+    with pytest.raises(InvalidInputError, match="out of range"):
+        task_query(task, 3)

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from vault.errors import InvalidInputError
-from vault.grid.grid import parse_grid
+from vault.grid.grid import Grid, parse_grid
 from vault.grid.pairs import PairFacts, analyze_pair
 from vault.grid.reprs import grid_to_repr, normalize_repr, strip_provenance
 from vault.limits import MAX_PAIRS, MAX_TESTS
@@ -102,6 +102,12 @@ def is_arc_task(obj: Any) -> bool:
 
 def parse_task(obj: Any, source: str | None = None) -> tuple[list[Pair], list[dict[str, Any]]]:
     """An ARC task file: its train pairs (as reprs) and its test input reprs."""
+    pairs, tests = _task_parts(obj, source)
+    return pairs, [grid_to_repr(t) for t in tests]
+
+
+def _task_parts(obj: Any, source: str | None) -> tuple[list[Pair], list[Grid]]:
+    """An ARC task file checked: its train pairs (as reprs) and its test input grids."""
     if not isinstance(obj, dict) or not isinstance(obj.get("train"), list):
         raise InvalidInputError(
             'expected an ARC task: {"train": [{"input", "output"}...], "test": [{"input"}...]}',
@@ -142,26 +148,27 @@ def parse_task(obj: Any, source: str | None = None) -> tuple[list[Pair], list[di
                 grid_to_repr(parse_grid(p["output"], source, f"train[{i}].output")),
             )
         )
-    tests = []
+    tests: list[Grid] = []
     test = obj.get("test", [])
     if not isinstance(test, list):
         raise InvalidInputError('expected a list of {"input": grid}', source=source, field="test")
     for i, t in enumerate(test):
         if not isinstance(t, dict) or "input" not in t:
             raise InvalidInputError('expected {"input": grid}', source=source, field=f"test[{i}]")
-        tests.append(grid_to_repr(parse_grid(t["input"], source, f"test[{i}].input")))
+        tests.append(parse_grid(t["input"], source, f"test[{i}].input"))
     return pairs, tests
 
 
 def task_query(obj: Any, test_index: int = 0, source: str | None = None) -> Query:
-    """An ARC task as a query: all train pairs plus test input ``test_index`` as the repr."""
-    pairs, tests = parse_task(obj, source)
+    """An ARC task as a query: all train pairs plus test input ``test_index`` as the repr
+    (every test input is checked; only that one is analysed)."""
+    pairs, tests = _task_parts(obj, source)
     if tests and not 0 <= test_index < len(tests):
         raise InvalidInputError(
             f"--test-index {test_index} out of range (task has {len(tests)} test inputs)",
             source=source,
         )
-    return Query(repr=tests[test_index] if tests else None, pairs=tuple(pairs))
+    return Query(repr=grid_to_repr(tests[test_index]) if tests else None, pairs=tuple(pairs))
 
 
 QUERY_KINDS = ("repr", "query", "task")
