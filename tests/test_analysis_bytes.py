@@ -48,22 +48,7 @@ def _oracle(grid: list[list[int]]) -> tuple[list[list[tuple[int, int]]], set[tup
     h, w = len(grid), len(grid[0])
     counts = [sum(row.count(c) for row in grid) for c in range(10)]
     bg = max(range(10), key=lambda c: (counts[c], -c))
-    seen: set[tuple[int, int]] = set()
-    comps = []
-    for r in range(h):
-        for c in range(w):
-            if grid[r][c] == bg or (r, c) in seen:
-                continue
-            todo, cells = [(r, c)], {(r, c)}
-            while todo:
-                y, x = todo.pop()
-                for n in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
-                    inside = 0 <= n[0] < h and 0 <= n[1] < w
-                    if n not in cells and inside and grid[n[0]][n[1]] == grid[r][c]:
-                        cells.add(n)
-                        todo.append(n)
-            seen |= cells
-            comps.append(sorted(cells))
+    comps = _floods(grid, bg, eight=False)
 
     def box(cells: list[tuple[int, int]]) -> tuple[int, int, int, int]:
         return (
@@ -98,9 +83,10 @@ def _oracle(grid: list[list[int]]) -> tuple[list[list[tuple[int, int]]], set[tup
     return comps, contained
 
 
-def _oracle_blobs(grid: list[list[int]], bg: int) -> list[list[tuple[int, int]]]:
-    """8-connected components of the cells that are not ``bg``, colours mixed, in reading
-    order of their first cell: a flood per blob."""
+def _floods(grid: list[list[int]], bg: int, *, eight: bool) -> list[list[tuple[int, int]]]:
+    """The cells that are not ``bg`` in groups, a flood per group, in reading order of the
+    first cell: 4-connected of one colour (components), or 8-connected of any colours
+    (``eight``: blobs). Each group's cells sorted."""
     h, w = len(grid), len(grid[0])
     seen: set[tuple[int, int]] = set()
     out = []
@@ -111,9 +97,12 @@ def _oracle_blobs(grid: list[list[int]], bg: int) -> list[list[tuple[int, int]]]
             todo, cells = [(r, c)], {(r, c)}
             while todo:
                 y, x = todo.pop()
-                for n in [(y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]:
-                    inside = 0 <= n[0] < h and 0 <= n[1] < w
-                    if inside and n not in cells and grid[n[0]][n[1]] != bg:
+                near = [(y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+                for n in near if eight else [(y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)]:
+                    if n in cells or not (0 <= n[0] < h and 0 <= n[1] < w):
+                        continue
+                    v = grid[n[0]][n[1]]
+                    if (v != bg) if eight else (v == grid[r][c]):
                         cells.add(n)
                         todo.append(n)
             seen |= cells
@@ -203,7 +192,7 @@ def test_components_and_enclosure_agree_with_a_plain_flood(most: int) -> None:
                 grid_to_repr(grid)
             assert [sorted(o.cells) for o in objects(g, bg)] == comps
             assert [o.colour for o in objects(g, bg)] == [grid[c[0][0]][c[0][1]] for c in comps]
-            assert [sorted(b) for b in blobs(g, bg)] == _oracle_blobs(grid, bg), grid
+            assert [sorted(b) for b in blobs(g, bg)] == _floods(grid, bg, eight=True), grid
         merged += sum(1 for b in blobs(g, bg) if len({grid[y][x] for y, x in b}) > 1)
         nested += len(got)
         many += len(comps) > INSIDE_PYTHON_MAX
