@@ -198,6 +198,11 @@ def test_update_makes_the_bytes_of_a_full_build(base: list[Any], more: list[Any]
         tables.CUT_EVERY, tables.CUT_MAX = old
     assert updated.lists == full.lists
     assert [m.digest for m in updated.metas] == [m.digest for m in full.metas]
+    if changes:  # each row's base row, for the summaries (-1: a changed row), by its ref
+        at = {built.ref(i): i for i in range(built.n)}
+        want = [-1 if updated.ref(i) in changes else at[updated.ref(i)] for i in range(updated.n)]
+        assert updated.origin is not None and updated.origin[0] is built
+        assert updated.origin[1].tolist() == want
     base_digests = {m.digest for m in built.metas}
     assert {c.meta.digest for c in updated.new} <= {m.digest for m in full.metas}
     assert all(

@@ -299,22 +299,27 @@ def test_summary_bounds_every_row() -> None:
     """u . q <= t + B for every row, part and kind (the inequality the scan relies on)."""
     rng = np.random.default_rng(21)
     for _name, m in summary_matrices(rng, 400):
-        x = m.astype(np.float64)
         for kind in ("full", "parts"):
             summ = SM.build(m, kind, NA)
             for q in queries(rng, m):
-                for part in (None, 0, 1) if kind == "full" else (0, 1):
-                    w, b, qn = summ.column(q, part)
-                    t = summ.data.astype(np.float32) @ w
-                    lo, hi = (0, 64) if part is None else ((0, NA), (NA, 64))[part]
-                    if kind == "full":
-                        nrm = np.sqrt((x * x).sum(axis=1))
-                    else:
-                        nrm = np.sqrt((x[:, lo:hi] ** 2).sum(axis=1))
-                    dots = x[:, lo:hi] @ q[lo:hi].astype(np.float64)  # exact integers
-                    uq = np.where(nrm > 0, dots / np.maximum(nrm, 1), 0.0)
-                    assert (t.astype(np.float64) + b >= uq).all()
-                    assert qn == pytest.approx(np.sqrt((q[lo:hi].astype(np.float64) ** 2).sum()))
+                check_bounds(summ, m, q)
+
+
+def check_bounds(summ: SM.Summary, m: np.ndarray, q: np.ndarray) -> None:
+    """u . q <= t + B for every row of ``m`` and every part ``summ`` bounds."""
+    x = m.astype(np.float64)
+    for part in (None, 0, 1) if summ.kind == "full" else (0, 1):
+        w, b, qn = summ.column(q, part)
+        t = summ.data.astype(np.float32) @ w
+        lo, hi = (0, 64) if part is None else ((0, NA), (NA, 64))[part]
+        if summ.kind == "full":
+            nrm = np.sqrt((x * x).sum(axis=1))
+        else:
+            nrm = np.sqrt((x[:, lo:hi] ** 2).sum(axis=1))
+        dots = x[:, lo:hi] @ q[lo:hi].astype(np.float64)  # exact integers
+        uq = np.where(nrm > 0, dots / np.maximum(nrm, 1), 0.0)
+        assert (t.astype(np.float64) + b >= uq).all()
+        assert qn == pytest.approx(np.sqrt((q[lo:hi].astype(np.float64) ** 2).sum()))
 
 
 class SummaryUse:
@@ -480,6 +485,148 @@ def test_a_stored_summary_serves_the_first_query_of_a_new_process(
     assert SM.from_bytes(SM.to_bytes(built["full"]), len(raw) + 1, "full") is None
 
 
+def test_a_summary_read_ahead_serves_the_first_scan(summaries: None, tmp_path: Any) -> None:
+    """``read_ahead`` reads and checks a stored summary in the background before the matrix
+    exists: the first scan takes exactly that summary (the file is gone by then), with the
+    brute force's results; a damaged file read ahead is not used; a directory that is a
+    symbolic link is not read; at most AHEAD_MAX read-aheads wait for their matrix."""
+    rng = np.random.default_rng(8)
+    raw = dict(summary_matrices(rng, 600))["clustered"]
+    where, name = tmp_path / "summaries", "e" * 64
+    built = {kind: SM.build(frozen(raw), kind, NA) for kind in ("full", "parts")}
+    na, nb = norms(raw)
+    qs = queries(rng, raw)
+    for kind, want in built.items():
+        SM.write(where, name, want)
+        SM.read_ahead(where, name, kind, len(raw))
+        path = where / f"{name}-{kind}.summary"
+        ahead = SM._AHEAD[path]
+        ahead.join()
+        path.unlink()  # what the first scan gets can only come from the read-ahead
+        m = frozen(raw)
+        SM.place(m, where, name, False)
+        got = SM.cached(m, kind, NA, 1)
+        assert got is not None and got.data.tobytes() == want.data.tobytes()
+        assert not got.data.flags.writeable and path not in SM._AHEAD
+        for q in qs[:4]:
+            for metric in METRICS:
+                if SM.kind_for(metric) == kind:
+                    assert same(topk(m, na, nb, q, 10, metric), reference(m, q, 10, metric))
+    blob = bytearray(SM.to_bytes(built["parts"]))
+    blob[len(blob) // 2] ^= 4
+    (where / f"{name}-parts.summary").write_bytes(bytes(blob))
+    SM.read_ahead(where, name, "parts", len(raw))
+    m = frozen(raw)
+    SM.place(m, where, name, False)
+    assert SM.cached(m, "parts", NA, 1) is None  # damaged: not used
+    link = tmp_path / "linked"
+    link.symlink_to(where)
+    SM.read_ahead(link, name, "parts", len(raw))
+    assert link / f"{name}-parts.summary" not in SM._AHEAD
+    for i in range(SM.AHEAD_MAX + 2):
+        SM.write(where, f"{i:064d}", built["full"])
+        SM.read_ahead(where, f"{i:064d}", "full", len(raw))
+    assert len(SM._AHEAD) <= SM.AHEAD_MAX
+    for ahead in list(SM._AHEAD.values()):
+        ahead.join()
+    SM._AHEAD.clear()
+
+
+def test_a_retrieval_reads_the_summary_ahead(
+    summaries: None, example_vault: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh reader's first hybrid or soft query starts reading its metric's summary before
+    the matrix is read, and its first scan uses it (no build, no second read); a symbolic
+    query reads none. The results are those of a reader that read the summary itself."""
+    from vault.index import snapshot as snapshot_module
+
+    example_vault.build_index()
+    grids = [[[1, 0], [0, 2]], [[3, 3, 0], [0, 0, 4]]]
+    snapshot_module.clear_cache()
+    SM._SEEN.clear()
+    real_ahead = SM.read_ahead
+    monkeypatch.setattr(SM, "read_ahead", lambda *a, **k: None)
+    plain = [example_vault.retriever().retrieve(g, mode="soft").to_json() for g in grids]
+    monkeypatch.setattr(SM, "read_ahead", real_ahead)
+    snapshot_module.clear_cache()
+    SM._SEEN.clear()
+    started: list[tuple[str, int]] = []
+    real_start = SM._Ahead.start
+    monkeypatch.setattr(
+        SM._Ahead, "start", lambda self: started.append((self.kind, self.rows)) or real_start(self)
+    )
+    monkeypatch.setattr(SM, "build", lambda *a, **k: pytest.fail("built in a query"))
+    r = example_vault.retriever()
+    r.retrieve(grids[0], mode="symbolic")
+    assert started == [] and not r.snapshot.table.matrix_loaded
+    real_read = SM._read
+    reads: list[str] = []
+    monkeypatch.setattr(
+        SM, "_read", lambda path: reads.append(threading.current_thread().name) or real_read(path)
+    )
+    got = [r.retrieve(g, mode="soft").to_json() for g in grids]
+    assert got == plain
+    assert started == [("parts", r.snapshot.table.n)]  # once: the matrix is read after it
+    assert reads == ["vault-summary-read"]  # read by the read-ahead only
+    assert SM._SEEN[(id(r.snapshot.table.matrix), "parts")][1] is not None
+
+
+def test_a_derived_summary_bounds_every_row_and_scans_exactly(summaries: None) -> None:
+    """``derive``: a changed matrix (rows inserted and replaced, as a write-back changes a
+    table) gets a summary from the old one's directions — every row's bound holds and every
+    scan equals the brute force; kept rows' summary rows are the old ones; a new row the
+    old residual column cannot express rescales that column (the bounds still hold); a
+    kept row that differs from its origin gives None (a summary is then built)."""
+    rng = np.random.default_rng(31)
+    for name, raw in summary_matrices(rng, 500):
+        old_m = frozen(raw)
+        n = len(raw)
+        inserted = rng.choice(n + 1, 12, replace=False)
+        replaced = rng.choice(n, 6, replace=False)
+        origin = np.insert(np.arange(n, dtype=np.int64), np.sort(inserted), -1)
+        origin[np.isin(origin, replaced)] = -1
+        new_rows = np.flatnonzero(origin < 0)
+        changed = raw[np.clip(origin, 0, None)].copy()
+        donors = rng.integers(0, n, len(new_rows))  # new rows like the data: old rows
+        changed[new_rows] = raw[donors]  # with a sign flipped (the same residual norm)
+        changed[new_rows[::2]] = np.maximum(-127, changed[new_rows[::2]]) * -1
+        m = frozen(changed)
+        na, nb = norms(m)
+        for kind in ("full", "parts"):
+            old = SM.build(old_m, kind, NA)
+            got = SM.derive(old, old_m, m, origin)
+            assert got is not None, (name, kind)
+            kept = origin >= 0
+            assert np.array_equal(got.data[kept], old.data[origin[kept]])
+            for q in queries(rng, m)[:4]:
+                check_bounds(got, m, q)
+            SM.keep(m, got)
+            assert SM.stored(m, kind) is got
+        for q in queries(rng, m)[:6]:
+            for metric in METRICS:
+                assert same(topk(m, na, nb, q, 10, metric), reference(m, q, 10, metric)), name
+        SM._SEEN.clear()
+    raw = dict(summary_matrices(rng, 400))["clustered"]
+    old_m = frozen(raw)
+    old = SM.build(old_m, "parts", NA)
+    origin = np.arange(len(raw), dtype=np.int64)
+    tampered = raw.copy()
+    tampered[7, 3] ^= 1
+    assert SM.derive(old, old_m, frozen(tampered), origin) is None  # a kept row changed
+    odd = raw.copy()
+    odd[5] = rng.integers(-128, 128, 64)  # random among clusters: a large residual
+    origin[5] = -1
+    m = frozen(odd)
+    got = SM.derive(old, old_m, m, origin)
+    assert got is not None and got.parts[0].sigma < old.parts[0].sigma  # rescaled
+    for q in queries(rng, m)[:4]:
+        check_bounds(got, m, q)
+    SM.keep(m, got)
+    na, nb = norms(m)
+    for q in queries(rng, m)[:6]:
+        assert same(topk(m, na, nb, q, 10, "structured"), reference(m, q, 10, "structured"))
+
+
 def test_a_vault_keeps_its_summaries_in_the_cache(
     summaries: None, example_vault: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -504,6 +651,39 @@ def test_a_vault_keeps_its_summaries_in_the_cache(
     again = [r2.retrieve(g, mode="soft").to_json() for g in grids[:2]]
     assert again == first and built == []  # read from the cache, never rebuilt
     assert SM._SEEN[(id(r2.snapshot.table.matrix), "parts")][1] is not None
+
+
+def test_a_write_back_derives_its_generations_summaries(
+    summaries: None, example_vault: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write-back over a generation whose summaries exist derives its own generation's
+    from them (``build.derive_summaries``): the queries after it build none, a later process
+    finds them in the cache under the new matrix's name, and every result is the one a scan
+    without summaries gives."""
+    from tests.conftest import card
+    from vault.index import snapshot as snapshot_module
+
+    example_vault.build_index()
+    grids = [[[1, 0], [0, 2]], [[3, 3, 0], [0, 0, 4]], [[5]]]
+    r = example_vault.retriever()
+    r.retrieve(grids[0], mode="soft")  # the generation's matrix read, its summary with it
+    example_vault.add([(card("zz_new", ["feature:square"], dsl="(y grid)"), "new card")])
+    name = example_vault.snapshot().manifest["table"]["matrix"]
+    where = example_vault.root / "embeddings" / "cache" / "summaries"
+    assert {f"{name}-parts.summary", f"{name}-full.summary"} <= {p.name for p in where.iterdir()}
+    monkeypatch.setattr(SM, "build", lambda *a, **k: pytest.fail("built in a query"))
+    asks = [(g, s) for g in grids for s in ("structured", "cosine", "euclidean")]
+    r = example_vault.retriever()  # (the write-back's generation, as this process holds it)
+    got = [r.retrieve(g, mode="soft", similarity=s).to_json() for g, s in asks]
+    assert {x["generation"] for x in got} == {example_vault.snapshot().generation}
+    matrix = r.snapshot.table.matrix
+    assert all(SM._SEEN[(id(matrix), k)][1] is not None for k in ("parts", "full"))
+    snapshot_module.clear_cache()  # "a later process"
+    SM._SEEN.clear()
+    later = example_vault.retriever()
+    assert [later.retrieve(g, mode="soft", similarity=s).to_json() for g, s in asks] == got
+    patch(monkeypatch, "cached", lambda *a: None)  # no summary at all
+    assert [later.retrieve(g, mode="soft", similarity=s).to_json() for g, s in asks] == got
 
 
 def test_index_build_writes_the_summaries(

@@ -393,6 +393,8 @@ def retrieve_in(
     mode = mode or cfg.mode
     if mode not in MODES:
         raise UsageError(f"invalid mode {mode!r} (expected {' | '.join(MODES)})")
+    if mode != "symbolic":  # a large matrix's top-k summary read while the query is analysed
+        snap.read_ahead(cfg.similarity)
     keys = query.all_keys()
     ranker = _Ranker(snap.table, keys, query.domain, exclude)
     fallback = None

@@ -342,6 +342,7 @@ def publish(
 
     plan.table.new = []  # stored: a later write-back from it stores only its own chunks
     remember(Generation.built(vault.objects, gen, manifest, plan.table))
+    derive_summaries(vault, manifest, plan.table)
     return BuildResult(gen, number, plan.table.n, changed, manifest["counts"])
 
 
@@ -513,6 +514,35 @@ def build_all(
     if op == "build":
         store_summaries(vault, result.generation, plan.table)
     return result
+
+
+def derive_summaries(vault: Handle, manifest: dict[str, Any], table: tables.Table) -> None:
+    """A write-back's table (``tables.update``): the top-k summaries of its base's matrix
+    that this process holds or the cache stores, derived for its matrix (the changed rows
+    projected, the others copied: ``summary.derive``), kept for this process's queries and
+    stored in the cache (FORMAT.md §8.5) — so no query after a write-back builds one."""
+    from vault.embedding import summary, topk
+
+    origin, table.origin = table.origin, None  # (holds the base table)
+    if origin is None or table.n < topk.SUMMARY_MIN_ROWS:
+        return
+    base, rows = origin
+    if not base.matrix_loaded:
+        return
+    for kind in ("parts", "full"):
+        try:
+            old = summary.stored(base.matrix, kind)
+            new = None if old is None else summary.derive(old, base.matrix, table.matrix, rows)
+        except Exception as exc:  # noqa: BLE001 - derived data: the write-back stands
+            from vault.internal import note
+
+            note(exc, "derive_summaries")  # (a bug, made visible to the test suite)
+            continue
+        if new is None:
+            continue
+        summary.keep(table.matrix, new)
+        if vault.cache.writable:
+            summary.write(vault.cache.root / "summaries", manifest["table"]["matrix"], new)
 
 
 def store_summaries(vault: Handle, generation: str, table: tables.Table) -> None:

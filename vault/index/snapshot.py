@@ -29,6 +29,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -297,6 +298,11 @@ class Generation:
         except VaultError:  # (just stored: never; else it is read from the store)
             data.pins = None
         table.freeze()  # shared by every reader, as a loaded table is
+        if table.matrix_loaded:  # its summaries kept in the cache, as a loaded matrix's
+            from vault.embedding import summary
+
+            name = manifest["table"]["matrix"]
+            summary.place(table.matrix, _summaries(objects), name, not objects.readonly)
         data.__dict__["table"] = table  # (the cached_property's slot)
         return data
 
@@ -325,11 +331,26 @@ class Generation:
             from vault.embedding import summary
 
             m = summary.seal(read_matrix(metas, reader.matrix))
-            cache = objects.root.parent / "embeddings" / "cache"  # (FORMAT.md §8.5)
-            summary.place(m, cache / "summaries", names["matrix"], not objects.readonly)
+            summary.place(m, _summaries(objects), names["matrix"], not objects.readonly)
             return m
 
         return join(metas, reader.rows, matrix, self.lists, where)
+
+    def read_ahead(self, metric: str) -> None:
+        """Start reading the top-k summary that the first scan of this generation's matrix
+        with ``metric`` will want, in the background (``summary.read_ahead``): only while
+        the matrix is not read yet, for a table large enough to have one."""
+        from vault.embedding import summary
+        from vault.embedding.topk import SUMMARY_MIN_ROWS
+
+        table = self.table
+        if table.n >= SUMMARY_MIN_ROWS and not table.matrix_loaded:
+            summary.read_ahead(
+                _summaries(self.objects),
+                self.manifest["table"]["matrix"],
+                summary.kind_for(metric),
+                table.n,
+            )
 
     @cached_property
     def table(self) -> Table:
@@ -378,6 +399,11 @@ class Generation:
             return select.for_generation(self.pins or self.objects, self.manifest)
         except EmbeddingError as exc:
             return str(exc)
+
+
+def _summaries(objects: ObjectStore) -> Path:
+    """Where the summaries of the store's matrices are kept (FORMAT.md §8.5)."""
+    return objects.root.parent / "embeddings" / "cache" / "summaries"
 
 
 class Snapshot:
@@ -458,6 +484,10 @@ class Snapshot:
     @property
     def table(self) -> Table:
         return self._data.table
+
+    def read_ahead(self, metric: str) -> None:
+        """See ``Generation.read_ahead``."""
+        self._data.read_ahead(metric)
 
     @property
     def state_shards(self) -> dict[str, Any]:

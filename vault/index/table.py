@@ -266,6 +266,9 @@ class Table:
         self._matrix = matrix
         self.lists = lists  # the rows and matrix list objects' bytes
         self.new: list[Chunk] = []  # chunks made in this process and not stored yet
+        # (``update``) the table this one was made from and the base row of each row (-1:
+        # a changed row), until its summaries are derived (vault.index.build.publish)
+        self.origin: tuple[Table, np.ndarray] | None = None
         self.starts = runs.starts  # each chunk's first row (and N)
         self._postings: dict[int, np.ndarray] = {}
 
@@ -278,6 +281,11 @@ class Table:
                 raise CorruptionError("the vector matrix does not match the table")
             self._matrix = m
         return self._matrix
+
+    @property
+    def matrix_loaded(self) -> bool:
+        """Whether ``matrix`` has been read (or was made here)."""
+        return not callable(self._matrix)
 
     @property
     def n(self) -> int:
@@ -769,7 +777,11 @@ def update(base: Table, changes: Mapping[str, Row]) -> Table:
             vec[made] = np.array([x[i].vector for i in made.tolist()], dtype=np.int8)
         parts.append(make_chunk(x, vec))
     parts += [(base, x) for x in range(c, k)]
-    return from_chunks(parts)
+    table = from_chunks(parts)
+    tail = np.arange(int(base.starts[c]), base.n, dtype=np.int64)
+    head = np.arange(int(base.starts[c0]), dtype=np.int64)
+    table.origin = (base, np.concatenate([head, np.array(src, dtype=np.int64), tail]))
+    return table
 
 
 def _starts_here(cut: list[list[Row]], next_ref: str) -> bool:

@@ -25,7 +25,7 @@ if not (APPEARANCE_DIMS[:NA].all() and BEHAVIOUR_DIMS[NA:].all() and not BEHAVIO
 
 BLOCK = 4096  # rows per float32 conversion (1 MiB buffer)
 SUPER = 65536  # rows per key / selection pass of a single query
-SUMMARY_BLOCK = 32768  # summary rows per conversion (4 MiB float32 at 32 columns)
+SUMMARY_BLOCK = 8192  # summary rows per conversion (1 MiB float32 at 32 columns: within L2)
 SUMMARY_SUPER = 262144  # rows per selection pass of a summary scan
 SUMMARY_MIN_ROWS = 1 << 17  # scans of fewer rows never use (nor build) a summary
 BATCH_BLOCK = 2048  # rows per block of a batch

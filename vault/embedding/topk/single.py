@@ -13,7 +13,7 @@ from vault.embedding.similarity import (
     APPEARANCE_BONUS,
     APPEARANCE_GATE,
 )
-from vault.embedding.summary import Summary, cached
+from vault.embedding.summary import Summary, cached, kind_for
 from vault.embedding.topk._common import (
     BLOCK,
     KEY_ERROR,
@@ -340,8 +340,7 @@ def topk(
     with _single_threaded_blas():
         summ = None
         if total >= SUMMARY_MIN_ROWS and qq.q2:
-            kind = "parts" if metric == "structured" else "full"
-            summ = cached(matrix, kind, NA, SUMMARY_MIN_ROWS)
+            summ = cached(matrix, kind_for(metric), NA, SUMMARY_MIN_ROWS)
         step = SUPER if summ is None else SUMMARY_SUPER
         spans = [(lo, min(lo + step, total)) for lo in range(0, total, step)]
         workers = max(1, min(threads or default_threads(total), len(spans), 2))
