@@ -240,6 +240,8 @@ def _bench_data(seed: int) -> tuple[list[dict[str, Any]], dict[str, Any], Any]:
         **{k: f() for k in ("rss_stage_mb", "summary_mb", "build_s", "faiss_ms")},
         **{k: f() for k in ("faiss_1t_ms", "faiss_2t_ms", "stage_ms")},
         **{f"stage_{m}_{t}t_ms": f() for m in ("structured", "cosine") for t in (1, 2)},
+        **{f"stage_{m}_{t}t_p90_ms": f() for m in ("structured", "cosine") for t in (1, 2)},
+        "stage_queries": rng.randrange(11, 99),
         **{k: f() for k in ("open_ms", "first_ms", "second_ms", "third_ms")},
         "metric": "structured",
         "faiss_threads": rng.randrange(3, 64),
