@@ -340,6 +340,35 @@ def test_vectors_file_and_hash_identical_when_built_by_a_fresh_process(tmp_path:
         ).read_bytes()
 
 
+def test_a_large_write_back_computes_its_vectors_on_every_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write-back with many new reprs and pairs computes their vectors in worker
+    processes first (``prefetch``, as a full build does): the generation, the view and the
+    cache are the bytes a serial write-back makes."""
+    from vault.embedding import prefetch
+    from vault.index import build
+
+    ran: list[int] = []
+    real = build.prefetch
+    monkeypatch.setattr(build, "prefetch", lambda *a: ran.append(real(*a)) or ran[-1])
+    made, computed = [], []
+    for name, least in (("serial", 10**9), ("parallel", 1)):
+        monkeypatch.setattr(prefetch, "PARALLEL_MIN", least)
+        v = Vault.init(tmp_path / name, clock=fixed_clock(1_700_000_000))
+        ran.clear()
+        v.write_back(example_cards(), example_evidence())
+        made.append(v)
+        computed.append(sum(ran))
+    assert computed[0] == 0 and computed[1] > 0  # the pool computed the second's vectors
+    a, b = made
+    assert a.snapshot().generation == b.snapshot().generation
+    for rel in ("embeddings/concept_vectors.jsonl", "embeddings/ann.index.sha256"):
+        assert (a.root / rel).read_bytes() == (b.root / rel).read_bytes()
+    packs = [sorted((v.root / "embeddings" / "cache").rglob("*.jsonl")) for v in made]
+    assert [p.read_bytes() for p in packs[0]] == [p.read_bytes() for p in packs[1]] != []
+
+
 def test_parallel_prefetch_gives_the_same_generation(
     example_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:

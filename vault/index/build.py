@@ -33,7 +33,7 @@ from vault.embedding.builtin import BUILTIN
 from vault.embedding.cache import EmbeddingCache
 from vault.embedding.prefetch import Computed, prefetch, put_computed
 from vault.embedding.select import resolve
-from vault.embedding.vectors import ann_hash, concept_vector, embedder_bytes
+from vault.embedding.vectors import ann_hash, concept_inputs, concept_vector, embedder_bytes
 from vault.errors import CorruptionError, VaultError
 from vault.handle import CHANGE_OPS, Handle, is_stale
 from vault.index import table as tables
@@ -295,8 +295,29 @@ def plan_incremental(
         names = sorted(name for name, _ in state.concepts())
         table = tables.build(_rows(emb, state, names, records, cache).values())
         return Plan(state, table, audit_seq, reverted, emb)
-    changes = _rows(emb, state, sorted(touched), records, cache)
+    names = sorted(touched)
+    if cache is not None:  # a large write-back's new vectors computed on every core first
+        with cache.bulk():
+            prefetch(_concept_items(state, names, records), state.objects, cache)
+            changes = _rows(emb, state, names, records, cache)
+    else:
+        changes = _rows(emb, state, names, records, cache)
     return Plan(state, tables.update(base.table, changes), audit_seq, reverted, emb)
+
+
+def _concept_items(state: State, names: list[str], records: Records) -> list[tuple[str, ...]]:
+    """Every repr and pair the vectors of concepts ``names`` are built from (a concept
+    whose records cannot be read is left out: its own computation reports it)."""
+    out: list[tuple[str, ...]] = []
+    for name in names:
+        entry = state.concept(name)
+        try:
+            reprs, pairs = concept_inputs(entry, state.known, records) if entry else ([], [])
+        except (KeyError, TypeError, AttributeError, ValueError, VaultError):
+            continue
+        out += [(r,) for r in reprs]
+        out += list(pairs)
+    return out
 
 
 # --------------------------------------------------------------------------- publishing
