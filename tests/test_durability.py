@@ -2,7 +2,9 @@
 
 The cases of the issue, each from what it reported: an existing object file that is damaged
 (a power cut left it empty) is rewritten, not trusted; a batch of more than 64 objects is
-fsynced file by file (``sync(2)`` reports no write-back error); ``rollback --mode config``
+fsynced file by file, or — where ``syncfs(2)`` reports write-back errors — a write's 64 or
+more new records are staged and made durable by one ``syncfs`` (never ``sync(2)``, which
+reports no write-back error); ``rollback --mode config``
 makes the unlink of ``refs/mode.json`` durable. The power-loss harness
 (``tests/reliability/powerloss.py``) checks the same properties over every prefix of each
 command's file-system operations; these are the direct cases.
@@ -21,12 +23,13 @@ from typer.testing import CliRunner
 
 from vault.canonical import canonical_bytes, sha256_hex
 from vault.records.cards import normalize_card
+from vault.store import staging
 from vault.store.objects import ObjectStore
 from vault.vault import Vault
 from vault_cli.app import app
 
 from .conftest import card
-from .helpers import assert_sound, concepts
+from .helpers import assert_sound, concepts, durable_once_before, record_durability
 
 runner = CliRunner()
 
@@ -158,47 +161,55 @@ def test_a_batch_fsyncs_every_object_and_directory(
     assert _ino(store.root) in seen
 
 
-def test_a_batch_add_acknowledges_only_fsynced_records(
-    vault: Vault, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("syncfs", [True, False])
+def test_a_batch_add_acknowledges_only_durable_records(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, syncfs: bool
 ) -> None:
-    """``vault add`` of 80 cards: every card object is fsynced before the audit line."""
-    seen = _fsynced_inodes(monkeypatch)
-    audit = vault.audit.path
-    order: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        real_fsync(fd)
-        st = os.fstat(fd)
-        seen.add((st.st_dev, st.st_ino))
-        if audit.exists() and (st.st_dev, st.st_ino) == _ino(audit) and not order:
-            order.append("ack")
-            missing = [
-                d
-                for d in digests
-                if vault.objects.has(d) and _ino(vault.objects.path(d)) not in seen
-            ]
-            assert not missing, f"{len(missing)} records not fsynced before the audit line"
-
+    """``vault add`` of 80 cards: every card object is durable before the audit line — staged
+    and made durable by one ``syncfs`` of the vault (its journal listing them), or, where
+    the kernel would not report a write-back error to ``syncfs``, fsynced one by one."""
     cards = [card(f"batch-{i:03d}", ["transform:rotate_90"]) for i in range(80)]
     digests = [sha256_hex(canonical_bytes(normalize_card(c, "t"))) for c in cards]
     before = len(vault.audit.entries())
-    # the audit log's fsync at the end of the init is not this write's
+    events = record_durability(monkeypatch, syncfs)
+    recorded, audit_ino = os.fsync, _ino(vault.audit.path)
+    before_ack: set[tuple[int, int]] = set()  # the inodes fsynced before the audit line's
+    acked: list[bool] = []
+
+    def fsync(fd: int) -> None:  # (the recorder's, plus the inode: a temporary is linked)
+        recorded(fd)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) == audit_ino:
+            acked.append(True)
+        elif not acked:
+            before_ack.add((st.st_dev, st.st_ino))
+
     monkeypatch.setattr(os, "fsync", fsync)
     result = vault.add([(c, "t") for c in cards])
     assert len(result.added) == 80
-    assert order == ["ack"]
     assert len(vault.audit.entries()) == before + 1
-    for d in digests:
-        assert _ino(vault.objects.path(d)) in seen
+    audit = str(vault.audit.path)
+    ack = events.index(("fsync", audit))
+    staged = [f for kind, f in events[:ack] if kind == "stage"]  # (publishing stages after)
+    if syncfs:
+        durable_once_before(events[: ack + 1], vault.root, (audit,), True)
+        assert set(staged) == {str(vault.objects.path(d)) for d in digests}
+        assert not staging.journal_path(vault.root).exists()
+    else:
+        assert not staged
+        assert {_ino(vault.objects.path(d)) for d in digests} <= before_ack
+    assert_sound(vault)
 
 
 def test_a_write_back_error_in_a_batch_fails_the_write(
     vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A delayed EIO on one object of a batch (its fsync reports it) fails the add before
-    the acknowledgement, with a one-line error naming the object; nothing is acknowledged,
-    and the retry succeeds."""
+    """A delayed EIO on one object of a batch (its fsync reports it, where objects are
+    fsynced one by one) fails the add before the acknowledgement, with a one-line error
+    naming the object; nothing is acknowledged, and the retry succeeds."""
+    from vault.store import fs
+
+    monkeypatch.setattr(fs, "_syncfs", lambda: None)
     real = os.fsync
     calls = {"n": 0}
     objects = str(vault.objects.root)
@@ -221,6 +232,31 @@ def test_a_write_back_error_in_a_batch_fails_the_write(
     assert len(vault.audit.entries()) == lines
     monkeypatch.setattr(os, "fsync", real)
     assert len(vault.add([(c, "t") for c in cards]).added) == 80
+    assert_sound(vault)
+
+
+def test_a_write_back_error_of_the_one_syncfs_fails_the_write(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staged records whose one ``syncfs`` reports a write-back error (EIO): the add fails
+    before the acknowledgement naming the vault, what it staged and its journal are removed
+    (nothing names them) — the vault as it was — and the retry succeeds."""
+    from vault.store import fs
+
+    monkeypatch.setattr(fs, "_syncfs", lambda: lambda fd: errno.EIO)
+    cards = [card(f"batch-{i:03d}", ["transform:rotate_90"]) for i in range(80)]
+    digests = [sha256_hex(canonical_bytes(normalize_card(c, "t"))) for c in cards]
+    lines = len(vault.audit.entries())
+    with pytest.raises(OSError) as info:
+        vault.add([(c, "t") for c in cards])
+    assert info.value.errno == errno.EIO
+    assert str(info.value.filename) == str(vault.root)
+    assert len(vault.audit.entries()) == lines
+    assert not any(vault.objects.has(d) for d in digests)
+    assert not staging.journal_path(vault.root).parent.exists()
+    monkeypatch.setattr(fs, "_syncfs", lambda: lambda fd: 0)
+    assert len(vault.add([(c, "t") for c in cards]).added) == 80
+    assert not staging.journal_path(vault.root).exists()
     assert_sound(vault)
 
 
@@ -254,3 +290,33 @@ def test_mode_config_makes_the_unlink_durable(
     vault.set_mode(None)
     assert events == ["unlink mode.json", "fsync refs/", "fsync audit"]
     assert vault.mode_override() is None
+
+
+@pytest.mark.parametrize("syncfs", [True, False])
+def test_put_durably_leaves_every_object_sound_whatever_was_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool
+) -> None:
+    """``put_durably`` over new objects (more than ``STAGE_MIN``), a sound one already there
+    (left as it is: same inode) and a damaged one (repaired): every file then holds its
+    bytes, the journal and the ``remotes/`` it made are gone — staged under one syncfs
+    where the kernel reports its errors, else fsynced one by one (nothing staged)."""
+    root = tmp_path / "v"
+    root.mkdir()
+    store = ObjectStore(root / "objects")
+    blobs = [f'{{"object": {i}}}'.encode() for i in range(staging.STAGE_MIN + 10)]
+    items = [(sha256_hex(b), b) for b in blobs]
+    store.put_digested(items[:2])
+    sound, damaged = store.path(items[0][0]), store.path(items[1][0])
+    inode = sound.stat().st_ino
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"")
+    events = record_durability(monkeypatch, syncfs)
+    staging.put_durably(store, root, items)
+    for digest, data in items:
+        assert store.get(digest, check=True) == data
+    assert sound.stat().st_ino == inode
+    assert store.repairs == [items[1][0]]
+    assert not (root / "remotes").exists()
+    staged = {f for kind, f in events if kind == "stage"}
+    assert staged == ({str(store.path(d)) for d, _ in items[2:]} if syncfs else set())
+    assert [kind for kind, _ in events].count("syncfs") == (1 if syncfs else 0)

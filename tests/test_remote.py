@@ -23,6 +23,7 @@ from vault.remote.config import add_remote  # noqa: E402
 from vault.vault import Vault, fixed_clock  # noqa: E402
 
 from .conftest import card, example_cards, example_evidence  # noqa: E402
+from .helpers import durable_once_before, record_durability  # noqa: E402
 
 CLOCK = fixed_clock(1_700_000_000)
 
@@ -113,59 +114,6 @@ def tear(empty: Path, torn: Path) -> None:
         f.chmod(0o644)
     empty.write_bytes(b"")
     torn.write_bytes(torn.read_bytes()[:-3] + b"xyz")
-
-
-def record_durability(m: pytest.MonkeyPatch, syncfs: bool) -> list[tuple[str, str]]:
-    """Record, in order, each object file staged, each fsync and each syncfs (by the path of
-    its descriptor: /proc); without ``syncfs``, as where the kernel would not report its
-    errors (a fsync of each staged file and directory instead)."""
-    import os
-
-    from vault.store import fs
-    from vault.store.objects import ObjectStore
-
-    events: list[tuple[str, str]] = []
-    real_fsync, real_stage = os.fsync, ObjectStore.stage
-
-    def stage(self: Any, items: Any) -> Any:
-        out = real_stage(self, items)
-        events.extend(("stage", str(f)) for f in out)
-        return out
-
-    def fsync(fd: int) -> None:
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def syncfs_call(fd: int) -> int:
-        events.append(("syncfs", os.readlink(f"/proc/self/fd/{fd}")))
-        return 0
-
-    m.setattr(ObjectStore, "stage", stage)
-    m.setattr(os, "fsync", fsync)
-    m.setattr(fs, "_syncfs", lambda: syncfs_call if syncfs else None)
-    return events
-
-
-def durable_once_before(
-    events: list[tuple[str, str]], root: Path, names: tuple[str, ...], syncfs: bool
-) -> list[str]:
-    """Check that every staged object was made durable by the one sync (or a fsync of each
-    staged file and directory) after the last was staged and before the first fsync of a
-    file under ``names`` (what names them); returns the staged files."""
-    staged = [f for kind, f in events if kind == "stage"]
-    last_stage = max(i for i, (kind, _) in enumerate(events) if kind == "stage")
-    first_name = min(i for i, (_, f) in enumerate(events) if f.startswith(names))
-    fsynced = {f for kind, f in events if kind == "fsync"}
-    if syncfs:
-        synced = [i for i, (kind, _) in enumerate(events) if kind == "syncfs"]
-        assert len(synced) == 1 and last_stage < synced[0] < first_name
-        assert events[synced[0]][1] == str(root)
-        assert not fsynced & set(staged)  # no object file fsynced one by one
-    else:
-        after = {f for kind, f in events[last_stage:first_name] if kind == "fsync"}
-        assert set(staged) <= after and str(root / "objects") in after
-        assert {str(Path(f).parent) for f in staged} <= after
-    return staged
 
 
 def log_bytes(v: Vault) -> bytes:

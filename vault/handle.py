@@ -88,12 +88,17 @@ class Handle:
     def check_layout(self) -> None:
         """Refuse to write when a symbolic link was planted inside the vault, then sweep the
         temporaries an interrupted writer left (``vault gc`` also sweeps the cache) and
-        recheck the objects an interrupted pull or clone staged (``vault.store.staging``).
-        Runs under the lock, before every write."""
+        recheck the objects an interrupted pull, clone or write staged
+        (``vault.store.staging``). Runs under the lock, before every write."""
         self.refuse_planted_symlinks()
         r = self.root
         sweep_temporaries(r, *(r / d for d in ("objects", "audit", "index", "refs", "embeddings")))
         staging.recover(self.objects, r)
+
+    def put_objects(self, items: list[tuple[str, bytes]]) -> None:
+        """Store ``(sha256, bytes)`` pairs durably (under the lock): many new ones staged
+        and made durable by one ``syncfs`` (``vault.store.staging.put_durably``)."""
+        staging.put_durably(self.objects, self.root, items)
 
     def refuse_planted_symlinks(self) -> None:
         """Raise when a symbolic link sits where vault keeps a directory or file it writes

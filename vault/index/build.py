@@ -327,7 +327,7 @@ def publish(
     """Store ``plan`` and make it current (under the write lock). ``parent`` is the record
     current before it (the record a pending rollback moved to, during catch-up)."""
     gen, manifest, blobs = plan.materialize()
-    vault.objects.put_digested(blobs)
+    vault.put_objects(blobs)
     cur = vault.current_ref(tolerant=True)
     last = vault.last_record(tolerant=True)
     if cur is not None and cur.generation == gen and cur.number == parent:

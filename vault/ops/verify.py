@@ -8,8 +8,8 @@ here). Checks, each problem reported with its file and a kind:
    embedder (the current generation's, or a kept generation's: a rollback may use them
    again) — first, before anything else reads the cache;
 2. ``format.json``, ``config.toml`` and ``refs/mode.json`` parse and hold valid values;
-3. every object rehashed against its address (a damaged one that an interrupted pull or
-   clone staged and nothing names, ``vault.store.staging``, is a warning);
+3. every object rehashed against its address (a damaged one that an interrupted pull,
+   clone or write staged and nothing names, ``vault.store.staging``, is a warning);
 4. the audit log well formed, every record it names present (those of write-backs a
    rollback reverted may have been collected by ``gc``);
 5. ``generations.jsonl`` and ``CURRENT`` well formed and consistent with each other and with
@@ -360,8 +360,8 @@ def _objects(ctx: _Context, report: VerifyReport) -> None:
             report.add(
                 "object_staged_damaged",
                 path,
-                "staged by an interrupted pull or clone, never made durable, named by nothing "
-                "(removed by the next write, fetched again by the next pull)",
+                "staged by an interrupted pull, clone or write, never made durable, named by "
+                "nothing (removed by the next write; a pull fetches it again)",
                 "warning",
             )
             continue

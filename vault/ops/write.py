@@ -321,7 +321,7 @@ def _commit(
     unchanged: list[str],
 ) -> WriteResult:
     """Store, plan (everything computed before the acknowledgement), acknowledge, publish."""
-    vault.objects.put_digested([(d, batch.blobs[d]) for d in digests])
+    vault.put_objects([(d, batch.blobs[d]) for d in digests])
     entry = AuditEntry(vault.audit.last_seq() + 1, op, vault.clock(), tuple(digests), detail)
     records = batch.records(vault.records)
     plan = plan_incremental(snap, [entry], records, vault.cache, entry.seq, snap.ref.reverted)

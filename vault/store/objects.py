@@ -89,6 +89,10 @@ class ObjectStore:
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:]
 
+    def file(self, digest: str) -> str:
+        """``path(digest)`` as a string (cheaper, for many)."""
+        return f"{self._prefix}{digest[:2]}/{digest[2:]}"
+
     def has(self, digest: str) -> bool:
         return is_digest(digest) and self.path(digest).is_file()
 
@@ -181,7 +185,7 @@ class ObjectStore:
         taken: list[tuple[str, bytes]] = []
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         for digest, data in items:
-            final = f"{self._prefix}{digest[:2]}/{digest[2:]}"
+            final = self.file(digest)
             with naming(final):
                 try:
                     fd = os.open(final, flags, 0o444)
@@ -196,6 +200,13 @@ class ObjectStore:
                     os.close(fd)
             written.append(final)
         return written, taken
+
+    def sound(self, digest: str, data: bytes) -> bool:
+        """Whether the object ``digest`` is there holding exactly ``data``; not made durable
+        (``vault.store.staging.put_durably`` syncs the whole file system after)."""
+        path = Path(self.file(digest))
+        with naming(path):
+            return bool(self._sound(path, data, sync=False))
 
     def _put(self, data: bytes, digest: str) -> tuple[Path, str]:
         """Make one object durable (its directory excepted: the caller fsyncs it); returns
@@ -252,10 +263,11 @@ class ObjectStore:
         return tmp
 
     @staticmethod
-    def _sound(final: Path, data: bytes) -> bool | None:
+    def _sound(final: Path, data: bytes, sync: bool = True) -> bool | None:
         """None when ``final`` does not exist; whether it holds exactly ``data`` (compared
         byte for byte: ``data`` hashes to the address) — a sound one is fsynced, since the
-        writer that named it may have died before making it durable."""
+        writer that named it may have died before making it durable (unless not ``sync``:
+        the caller makes it durable another way)."""
         try:
             fd = os.open(final, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | os.O_NOFOLLOW)
         except FileNotFoundError:
@@ -271,7 +283,8 @@ class ObjectStore:
                 chunks.append(chunk)
             if b"".join(chunks) != data:
                 return False
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
             return True
         except OSError as exc:
             if exc.errno == errno.EIO:
@@ -287,7 +300,7 @@ class ObjectStore:
         if not is_digest(digest):
             raise NotFoundError(f"not an object address: {digest!r}")
         try:
-            data = read_file(f"{self._prefix}{digest[:2]}/{digest[2:]}")  # (hot: no Path)
+            data = read_file(self.file(digest))  # (hot: no Path)
         except FileNotFoundError:
             raise NotFoundError(f"object {digest} is missing") from None
         except OSError as exc:

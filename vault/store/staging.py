@@ -1,6 +1,6 @@
-"""Objects *staged*: fetched from a remote by a clone or a pull, written under their names
-without a fsync each, and made durable all at once (``sync_staged``: one ``syncfs``)
-before anything names them (FORMAT.md §14).
+"""Objects *staged*: fetched from a remote by a clone or a pull, or many new ones of one
+write (``put_durably``), written under their names without a fsync each, and made durable
+all at once (``sync_staged``: one ``syncfs``) before anything names them (FORMAT.md §14).
 
 The **staging journal** ``remotes/staged`` lists their addresses (one a line). It is made
 durable before the first of them is written and removed (durably) once all of them are.
@@ -13,15 +13,73 @@ as a warning, not as corruption: nothing names it."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from vault.canonical import sha256_hex
-from vault.errors import CorruptionError, NotFoundError, VaultError
-from vault.store.fs import atomic_write, fsync_all, unlink_durably
+from vault.errors import CorruptionError, NotFoundError, StorageError, VaultError
+from vault.store import fs
+from vault.store.fs import atomic_write, fsync_all, fsync_dir, unlink_durably
 from vault.store.objects import ObjectStore, is_digest
 
 JOURNAL = ("remotes", "staged")  # under the vault's root
 RECHECK_CHUNK = 8192  # objects read (and held in memory) at a time by ``recover``
+# New objects in one write from which ``put_durably`` stages them: a fsync each costs more
+# than the journal and one syncfs (20,000 small objects: 6.5-11.9 s against 0.8-1.9 s,
+# /tmp/putmb.py on this host); below, the journal's own fsyncs would not pay.
+STAGE_MIN = 64
+
+
+def put_durably(objects: ObjectStore, root: Path, items: list[tuple[str, bytes]]) -> None:
+    """``objects.put_digested(items)`` (under the write lock of the vault at ``root``), with
+    the same guarantee when it returns — every object durable under its name — at less cost
+    when many are new: where the kernel reports write-back errors to ``syncfs``, the new
+    ones (at least ``STAGE_MIN``) are staged as a pull's are: the journal listing them made
+    durable, each written under its name without a fsync, then — those already there
+    compared with their bytes — all made durable by one ``syncfs``, and the journal removed.
+    A power cut meanwhile leaves them listed, and the next writer rechecks them
+    (``recover``). An error removes what was staged (nothing names it) and the journal (if
+    that fails too, the journal stays for the next writer). One already there that differs
+    is repaired by ``put_digested``."""
+    items = list(dict(items).items())
+    new = [(d, b) for d, b in items if not os.path.lexists(objects.file(d))]
+    if len(new) < STAGE_MIN or objects.readonly or fs._syncfs() is None:
+        objects.put_digested(items)
+        return
+    fresh = {d for d, _ in new}
+    remotes = journal_path(root).parent
+    made = not remotes.is_dir()  # (removed again after: a vault without remotes has none)
+    damaged: list[tuple[str, bytes]] = []
+    try:
+        root_fd = os.open(root, os.O_RDONLY)  # before the first is written (sync_staged)
+        try:
+            begin(root, [d for d, _ in new])
+            staged = objects.stage(new)
+            damaged = [(d, b) for d, b in items if d not in fresh and not objects.sound(d, b)]
+            fans = sorted({os.path.dirname(f) for f in staged})
+            fs.sync_staged(root_fd, root, staged, [*fans, str(objects.root)])
+        finally:
+            os.close(root_fd)
+    except OSError as exc:  # (a write-back error: nothing names them)
+        with contextlib.suppress(OSError):
+            unlink_durably([Path(objects.file(d)) for d in fresh])
+            _finish(root, made)
+        raise StorageError.of(exc, root) from None
+    _finish(root, made)
+    if damaged:
+        objects.put_digested(damaged)
+
+
+def _finish(root: Path, made: bool) -> None:
+    """Remove the journal (durably), and ``remotes/`` when this write made it."""
+    end(root)
+    if made:
+        try:
+            os.rmdir(journal_path(root).parent)
+        except OSError as exc:
+            raise StorageError.of(exc, journal_path(root).parent) from None
+        fsync_dir(root)
 
 
 def journal_path(root: Path) -> Path:
