@@ -227,7 +227,7 @@ def measure(runs: int = 5) -> dict[str, Any]:
     n2a, n2b = table.col("norm2_appearance"), table.col("norm2_behaviour")
     tie = table.col("tail")
 
-    def stage(metric: str, threads: int) -> tuple[float, float]:
+    def stage(metric: str, threads: int | None) -> tuple[float, float]:
         topk(table.matrix, n2a, n2b, qv, 10, metric, tie=tie, threads=threads)  # warm
         times = []
         for v in stage_qvs:
@@ -241,6 +241,14 @@ def measure(runs: int = 5) -> dict[str, Any]:
             med, high = stage(metric, threads)
             out[f"stage_{metric}_{threads}t_ms"] = med
             out[f"stage_{metric}_{threads}t_p90_ms"] = high
+    # the default: the thread count this process measures faster (its first scans time both)
+    from vault.embedding.topk import MEASURED
+
+    MEASURED.reset()
+    med, high = stage(cfg.similarity, None)
+    out[f"stage_{cfg.similarity}_default_ms"] = med
+    out[f"stage_{cfg.similarity}_default_p90_ms"] = high
+    out["default_picked"] = {str(k): n for k, n in MEASURED.picked.items()}
     out["metric"] = cfg.similarity
     out["stage_ms"] = out["stage_cosine_1t_ms"]
     out["k"] = 10

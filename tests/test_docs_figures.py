@@ -241,6 +241,8 @@ def _bench_data(seed: int) -> tuple[list[dict[str, Any]], dict[str, Any], Any]:
         **{k: f() for k in ("faiss_1t_ms", "faiss_2t_ms", "stage_ms")},
         **{f"stage_{m}_{t}t_ms": f() for m in ("structured", "cosine") for t in (1, 2)},
         **{f"stage_{m}_{t}t_p90_ms": f() for m in ("structured", "cosine") for t in (1, 2)},
+        **{k: f() for k in ("stage_structured_default_ms", "stage_structured_default_p90_ms")},
+        "default_picked": {"1": rng.randrange(11, 99), "2": rng.randrange(11, 99)},
         "stage_queries": rng.randrange(11, 99),
         **{k: f() for k in ("open_ms", "first_ms", "second_ms", "third_ms")},
         "metric": "structured",

@@ -429,15 +429,74 @@ def test_a_snapshot_matrix_is_sealed(example_vault: Any) -> None:
     assert m.shape[0] > 0 and not m.flags.writeable and SM.immutable(m)
 
 
-def test_one_thread_unless_a_second_was_measured_faster(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The load average is not consulted (it counts this process's own load): one worker
-    thread by default, two only when VAULT_TOPK_THREADS=2 says so, never for small scans."""
+def test_a_batch_uses_one_thread_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load average is not consulted (it counts this process's own load): a batch scan
+    uses one worker thread, two only when VAULT_TOPK_THREADS=2 says so, never when small."""
     monkeypatch.delenv(T.THREADS_ENV, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert T.default_threads(10**6) == 1
     monkeypatch.setenv(T.THREADS_ENV, "2")
     assert T.default_threads(10**6) == (2 if (os.cpu_count() or 1) >= 2 else 1)
     assert T.default_threads(1000) == 1
+
+
+def test_a_single_query_runs_on_the_thread_count_measured_faster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Measured``: the first large scan on one thread, untimed; then one and two threads
+    in turns until each has two timings; then the one with the lower median time per row,
+    the other re-timed every 16th scan; the environment fixes it; small scans and one core
+    use one thread."""
+    monkeypatch.delenv(T.THREADS_ENV, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    big = 4 * T.SUPER
+    m = T.Measured()
+    assert m.choose(big - 1) == (1, False)
+    assert m.choose(big) == (1, False)  # the first large scan: not timed
+    cost = {1: 2.0, 2: 1.0}  # seconds per row: two threads faster here
+    for want in (1, 2, 1, 2):
+        workers, timed = m.choose(big)
+        assert (workers, timed) == (want, True)
+        m.note(workers, cost[workers] * big, big)
+    picks = []
+    for _ in range(40):
+        workers, timed = m.choose(big)
+        assert timed
+        picks.append(workers)
+        m.note(workers, cost[workers] * big, big)
+    scans = range(6, 46)  # the scan numbers of ``picks``
+    assert picks == [1 if n % T.Measured.PROBE == 0 else 2 for n in scans]
+    cost = {1: 1.0, 2: 3.0}  # the machine got busy: one thread faster now
+    for _ in range(3 * T.Measured.PROBE):
+        workers, _ = m.choose(big)
+        m.note(workers, cost[workers] * big, big)
+    assert [m.choose(big)[0] for _ in range(5)].count(1) >= 4
+    monkeypatch.setenv(T.THREADS_ENV, "2")
+    assert m.choose(big) == (2, False)
+    monkeypatch.setenv(T.THREADS_ENV, "1")
+    assert m.choose(big) == (1, False)
+    monkeypatch.delenv(T.THREADS_ENV)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert m.choose(big) == (1, False)
+
+
+def test_the_measured_thread_count_never_changes_a_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Large scans on the measured count (one and two threads in turns, then either) give
+    exactly the brute force's top-k, every time."""
+    monkeypatch.delenv(T.THREADS_ENV, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    T.MEASURED.reset()
+    rng = np.random.default_rng(23)
+    m = rng.integers(-128, 128, (4 * T.SUPER + 1000, 64), dtype=np.int8)
+    na, nb = norms(m)
+    for i in range(8):
+        q = rng.integers(-128, 128, 64, dtype=np.int8)
+        metric = METRICS[i % len(METRICS)]
+        assert same(topk(m, na, nb, q, 10, metric), reference(m, q, 10, metric, None, None))
+    assert T.MEASURED.picked[1] >= 1 and T.MEASURED.picked[2] >= 1
+    T.MEASURED.reset()
 
 
 def test_a_stored_summary_serves_the_first_query_of_a_new_process(

@@ -35,9 +35,11 @@ pairs that can still reach a query's floor are examined row by row; survivors ar
 re-ranked exactly as above. ``euclidean`` bounds its score through the cosine and the two
 norms (upper and lower bounds kept apart, see ``_Batch``).
 
-Threads: one by default; with ``threads=2`` (or ``VAULT_TOPK_THREADS=2``, see
-``default_threads``) large scans split their blocks over two worker threads (numpy releases
-the GIL in conversions, products and comparisons). Scans run numpy's OpenBLAS
+Threads: a single query's large scan (at least ``4 * SUPER`` rows) splits its blocks over
+one or two worker threads (numpy releases the GIL in conversions, products and
+comparisons), the count measured faster in this process (``threads.Measured``: both timed
+in turns, then the faster, the other re-timed now and then); a batch scan uses one unless
+told; ``threads=`` or ``VAULT_TOPK_THREADS=1|2`` fixes the count. Scans run numpy's OpenBLAS
 single-threaded (``_single_threaded_blas``: its spin-waiting threads are several times slower
 on a busy 2-core machine); neither changes any result. The process-wide BLAS thread count
 is restored when the last scan ends.
@@ -58,7 +60,9 @@ from vault.embedding.topk._common import BLOCK, NA, SUMMARY_BLOCK, SUMMARY_MIN_R
 from vault.embedding.topk.batch import topk_batch
 from vault.embedding.topk.single import _merge, _summary_block, topk
 from vault.embedding.topk.threads import (
+    MEASURED,
     THREADS_ENV,
+    Measured,
     _openblas,
     _single_threaded_blas,
     default_threads,
@@ -66,6 +70,8 @@ from vault.embedding.topk.threads import (
 
 __all__ = [
     "BLOCK",
+    "MEASURED",
+    "Measured",
     "NA",
     "SUMMARY_BLOCK",
     "SUMMARY_MIN_ROWS",

@@ -4,6 +4,7 @@ summary path and the exact re-rank (see ``vault.embedding.topk``)."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,9 +38,9 @@ from vault.embedding.topk._common import (
     _zero_query,
 )
 from vault.embedding.topk.threads import (
+    MEASURED,
     _run,
     _single_threaded_blas,
-    default_threads,
 )
 
 
@@ -325,8 +326,8 @@ def topk(
 
     Returns (row indices int64, scores float64), ``min(k, #candidates)`` long: exactly the
     brute force's first k (``similarity.similarity`` + ``np.lexsort``), scores bit for bit.
-    ``threads`` (1 or 2; default ``default_threads``) splits the scan; it never changes
-    results.
+    ``threads`` (1 or 2; default: the count measured faster in this process,
+    ``threads.Measured``) splits the scan; it never changes results.
     """
     q = _query(query)
     _check(matrix, n2_app, n2_beh, k, metric, tie)
@@ -343,7 +344,9 @@ def topk(
             summ = cached(matrix, kind_for(metric), NA, SUMMARY_MIN_ROWS)
         step = SUPER if summ is None else SUMMARY_SUPER
         spans = [(lo, min(lo + step, total)) for lo in range(0, total, step)]
-        workers = max(1, min(threads or default_threads(total), len(spans), 2))
+        wanted, timed = (threads, False) if threads else MEASURED.choose(total)
+        workers = max(1, min(wanted, len(spans), 2))
+        started = time.perf_counter()
         shared = [-math.inf]
         scans = [_Scan(k, tie) for _ in range(workers)]
         _run(
@@ -353,6 +356,8 @@ def topk(
                 for w in range(workers)
             ],
         )  # interleaved spans: every worker raises the shared floor from the start
+        if timed and workers == wanted:
+            MEASURED.note(workers, time.perf_counter() - started, total)
     return _top(
         np.concatenate([s.rows for s in scans]),
         np.concatenate([s.scores for s in scans]),

@@ -1,6 +1,7 @@
 """BLAS thread control and the worker pool of the scans (see ``vault.embedding.topk``):
-one worker thread unless a second was measured faster; OpenBLAS single-threaded while a
-scan runs. Thread counts never change results."""
+a single query's large scan on the thread count measured faster in this process
+(``Measured``), a batch's on one unless told; OpenBLAS single-threaded while a scan runs.
+Thread counts never change results."""
 
 from __future__ import annotations
 
@@ -99,15 +100,73 @@ def _single_threaded_blas() -> Iterator[None]:
                 blas[1](_BLAS_SAVED)
 
 
-THREADS_ENV = "VAULT_TOPK_THREADS"  # "2": a large scan splits over two worker threads
+THREADS_ENV = "VAULT_TOPK_THREADS"  # "1" or "2": a large scan's worker threads, fixed
 
 
 def default_threads(rows: int) -> int:
-    """Worker threads for a scan of ``rows`` rows: 1, unless ``VAULT_TOPK_THREADS=2`` says a
-    second one was measured faster on this machine (``benchmarks/bench.py`` times both).
-    Measured on a 2-vCPU Xeon, exact top-10 over 10**6 rows: 14.8 ms on one thread, 16.9 on
-    two — the old rule (two when the 1-minute load average left a core idle) counted this
-    process's own load and picked the slower. Results never depend on it."""
+    """Worker threads for a batch scan of ``rows`` rows: 1, unless ``VAULT_TOPK_THREADS=2``
+    says a second one was measured faster on this machine. Never from the load average: it
+    counts this process's own load (the old rule picked two threads, the slower one, on a
+    2-vCPU Xeon: 16.9 vs 14.8 ms over 10**6 rows). Results never depend on it."""
     if rows < 4 * SUPER or os.environ.get(THREADS_ENV) != "2" or (os.cpu_count() or 1) < 2:
         return 1
     return 2
+
+
+class Measured:
+    """The worker threads of a single query's large scans, chosen by measuring both in this
+    process: the first large scan runs on one thread and is not counted (it reads a summary
+    and faults pages in); then scans alternate one and two threads until each count has
+    ``EXPLORE`` timings; then each runs on the count whose median time per row over its
+    last ``SAMPLES`` scans is lower, except every ``PROBE``-th, which re-measures the other
+    (a machine's load changes). ``VAULT_TOPK_THREADS=1`` or ``2`` fixes the count; one core,
+    or fewer than ``4 * SUPER`` rows: one thread. Results never depend on it."""
+
+    EXPLORE = 2
+    SAMPLES = 5
+    PROBE = 16
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every timing (the next large scan is a first one again)."""
+        with self._lock:
+            self._scans = 0
+            self._costs: dict[int, list[float]] = {1: [], 2: []}
+            self.picked = {1: 0, 2: 0}  # the counts chosen so far (the benchmark reports it)
+
+    def choose(self, rows: int) -> tuple[int, bool]:
+        """(worker threads, whether the scan is to be timed and ``note``d)."""
+        fixed = os.environ.get(THREADS_ENV)
+        if rows < 4 * SUPER or (os.cpu_count() or 1) < 2 or fixed == "1":
+            return 1, False
+        if fixed == "2":
+            return 2, False
+        with self._lock:
+            self._scans += 1
+            if self._scans == 1:
+                pick, timed = 1, False
+            elif min(len(self._costs[1]), len(self._costs[2])) < self.EXPLORE:
+                pick, timed = (1 if len(self._costs[1]) <= len(self._costs[2]) else 2), True
+            else:
+                best = 1 if _median(self._costs[1]) <= _median(self._costs[2]) else 2
+                pick, timed = (3 - best if self._scans % self.PROBE == 0 else best), True
+            self.picked[pick] += 1
+            return pick, timed
+
+    def note(self, workers: int, seconds: float, rows: int) -> None:
+        """A timed scan's wall time over its ``rows`` rows, on ``workers`` threads."""
+        with self._lock:
+            costs = self._costs[workers]
+            costs.append(seconds / max(rows, 1))
+            del costs[: -self.SAMPLES]
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+
+
+MEASURED = Measured()  # this process's choice for single-query scans
