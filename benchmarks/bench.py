@@ -310,7 +310,8 @@ def use_section(results: list[dict[str, Any]], big: dict[str, Any] | None) -> li
             f"| its third query | {big['third_ms']:.1f} ms | {big['third_ms'] / big['faiss_ms']:.2f} |",
             "",
             f"(medians; faiss and the warm rows over the same {big['stage_queries']} query "
-            f"vectors of new grids, each asked once — the faster thread setting here: {wt}; "
+            "vectors of new grids, each asked once by every setting in turn, query by query — "
+            f"the faster thread setting here: {wt}; "
             f"the default ran {picked['2']} of its {picked['1'] + picked['2']} scans on two "
             "threads (`vault.embedding.topk.threads.Measured`: its first scans time both, "
             "then it runs the faster), "
