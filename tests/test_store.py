@@ -158,3 +158,44 @@ def test_a_log_line_written_before_checksums_is_accepted(tmp_path: Path) -> None
     entry = log.append("mode", "2020-01-02T00:00:00Z", [], {"mode": None})
     assert [e.seq for e in log.entries()] == [1, 2] and entry.seq == 2
     assert [e.check is None for e in log.entries()] == [True, False]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_lines_from_end_gives_every_complete_line_last_first(tmp_path: Path, seed: int) -> None:
+    """Against a plain split of the whole file: lines shorter and longer than the 64 KiB
+    chunk (a write-back's audit line holds megabytes), empty lines skipped, a torn tail
+    (no newline after it) left out."""
+    import random
+
+    from vault.store.jsonl import last_line, lines_from_end
+
+    rng = random.Random(seed)
+    sizes = [0, 1, 57, (1 << 16) - 1, 1 << 16, (1 << 16) + 1, 3 * (1 << 16) + 5, 200_003]
+    lines = [
+        rng.randbytes(rng.choice(sizes)).replace(b"\n", b"x") for _ in range(rng.randint(1, 9))
+    ]
+    torn = rng.randbytes(rng.choice(sizes)).replace(b"\n", b"y") if seed % 2 else b""
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"".join(x + b"\n" for x in lines) + torn)
+    want = [x for x in reversed(lines) if x]
+    assert list(lines_from_end(path)) == want
+    assert last_line(path) == (want[0] if want else None)
+
+
+def test_a_log_line_is_intact_exactly_as_written() -> None:
+    """``line_intact`` (the checksum read from the bytes, no parse) holds for a line as a
+    writer writes it and for no line changed after: one byte anywhere, or the same entry
+    written in another JSON form (``verify_check`` on the parse judges those)."""
+    import json
+
+    from vault.canonical import canonical_bytes, line_intact, with_check
+
+    entry = {"seq": 7, "op": "add", "time": "t", "records": ["a" * 64], "detail": {"n": 1}}
+    line = canonical_bytes(with_check(entry))
+    assert line_intact(line)
+    for i in range(len(line)):
+        changed = line[:i] + bytes([line[i] ^ 1]) + line[i + 1 :]
+        assert not line_intact(changed), i
+    spaced = json.dumps(with_check(entry), sort_keys=True).encode()
+    assert not line_intact(spaced)
+    assert not line_intact(canonical_bytes(entry))  # no checksum

@@ -152,6 +152,18 @@ def with_check(obj: dict[str, Any]) -> dict[str, Any]:
     return {**obj, CHECK: line_check(obj)}
 
 
+_CHECKED_LINE = re.compile(rb'\{"check":"([0-9a-f]{16})",')
+
+
+def line_intact(line: bytes) -> bool:
+    """Whether a log line holds the bytes its writer checksummed — canonical JSON whose
+    first key is ``check`` — from the bytes alone: the sha256 of the line without that
+    field starts with it. (False says nothing: a line edited into another canonical form,
+    or without a checksum, is judged by ``verify_check`` on its parse.)"""
+    m = _CHECKED_LINE.match(line)
+    return m is not None and sha256_hex(b"{" + line[m.end() :])[:16] == m[1].decode()
+
+
 def verify_check(obj: dict[str, Any]) -> None:
     """Raise ``InvalidInputError`` if ``obj`` carries a checksum its content does not match
     (a line written before checksums, without the field, is accepted)."""

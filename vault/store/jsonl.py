@@ -91,23 +91,33 @@ def append_line(path: Path, obj: Any) -> None:
 
 def lines_from_end(path: Path) -> Iterator[bytes]:
     """Complete lines, last first, reading the file backwards in chunks (a torn tail is
-    skipped): the cost is proportional to how many lines the caller consumes."""
+    skipped): the cost is proportional to the bytes of the lines the caller consumes (a
+    line longer than a chunk is gathered piece by piece, never re-split)."""
     end = tail_offset(path)
     if end == 0:
         return
     with open(path, "rb") as f:
         pos = end
-        rest = b""
+        pieces: list[bytes] = []  # the line being gathered, its last piece first
         while pos > 0:
             start = max(0, pos - (1 << 16))
             f.seek(start)
-            chunk = f.read(pos - start) + rest
+            chunk = f.read(pos - start)
             pos = start
             parts = chunk.split(b"\n")
-            rest = parts[0] if pos > 0 else b""
-            for line in reversed(parts[1:] if pos > 0 else parts):
+            if len(parts) == 1:  # no line starts in this chunk
+                pieces.append(chunk)
+                continue
+            line = parts[-1] + b"".join(reversed(pieces))
+            if line:
+                yield line
+            for line in reversed(parts[1:-1]):
                 if line:
                     yield line
+            pieces = [parts[0]]
+        line = b"".join(reversed(pieces))  # the file's first line
+        if line:
+            yield line
 
 
 def last_line(path: Path) -> bytes | None:
