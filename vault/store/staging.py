@@ -59,26 +59,28 @@ def put_durably(objects: ObjectStore, root: Path, items: list[tuple[str, bytes]]
             damaged = [(d, b) for d, b in items if d not in fresh and not objects.sound(d, b)]
             fans = sorted({os.path.dirname(f) for f in staged})
             fs.sync_staged(root_fd, root, staged, [*fans, str(objects.root)])
+            _finish(root, made)
         finally:
             os.close(root_fd)
     except OSError as exc:  # (a write-back error: nothing names them)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # (else the journal stays: the next writer's)
             unlink_durably([Path(objects.file(d)) for d in fresh])
             _finish(root, made)
         raise StorageError.of(exc, root) from None
-    _finish(root, made)
     if damaged:
         objects.put_digested(damaged)
 
 
 def _finish(root: Path, made: bool) -> None:
-    """Remove the journal (durably), and ``remotes/`` when this write made it."""
+    """Remove the journal (durably), and ``remotes/`` when this write made it (and it is
+    still there: a second call after a failed one finishes what is left)."""
     end(root)
-    if made:
+    remotes = journal_path(root).parent
+    if made and remotes.is_dir():
         try:
-            os.rmdir(journal_path(root).parent)
+            os.rmdir(remotes)
         except OSError as exc:
-            raise StorageError.of(exc, journal_path(root).parent) from None
+            raise StorageError.of(exc, remotes) from None
         fsync_dir(root)
 
 
