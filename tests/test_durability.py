@@ -320,3 +320,15 @@ def test_put_durably_leaves_every_object_sound_whatever_was_there(
     staged = {f for kind, f in events if kind == "stage"}
     assert staged == ({str(store.path(d)) for d, _ in items[2:]} if syncfs else set())
     assert [kind for kind, _ in events].count("syncfs") == (1 if syncfs else 0)
+
+
+def test_a_journal_temporary_left_by_a_killed_writer_is_swept(vault: Vault) -> None:
+    """A writer killed while writing the staging journal leaves its temporary in
+    ``remotes/``; the next writer sweeps it there as in every other directory it writes."""
+    remotes = staging.journal_path(vault.root).parent
+    remotes.mkdir()
+    left = remotes / ".staged.k1lled00.tmp"
+    left.write_bytes(b"partial")
+    vault.add([(card("after-a-kill", ["transform:rotate_90"]), "t")])
+    assert not left.exists()
+    assert_sound(vault)

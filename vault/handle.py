@@ -92,7 +92,8 @@ class Handle:
         (``vault.store.staging``). Runs under the lock, before every write."""
         self.refuse_planted_symlinks()
         r = self.root
-        sweep_temporaries(r, *(r / d for d in ("objects", "audit", "index", "refs", "embeddings")))
+        dirs = ("objects", "audit", "index", "refs", "embeddings", "remotes")  # (the journal's)
+        sweep_temporaries(r, *(r / d for d in dirs))
         staging.recover(self.objects, r)
 
     def put_objects(self, items: list[tuple[str, bytes]]) -> None:
