@@ -617,7 +617,8 @@ def notes(r: dict[str, Any]) -> list[str]:
         if None not in both:
             text += (
                 f" {metric.capitalize()}: vault topk {both[0]:.2f} ms with its default scan "
-                f"workers, {both[1]:.2f} ms with 1 (`default_threads` chooses)."
+                f"workers, {both[1]:.2f} ms with 1 (the default: the count "
+                "`threads.Measured` timed faster in the process)."
             )
     faiss = {name: v for (name, metric), v in ms.items() if name.startswith("faiss")}
     if len(faiss) == 2:
