@@ -126,9 +126,27 @@ def _random_grid(rng: Any, most: int) -> list[list[int]]:
     return grid
 
 
+def _boxed_grid(rng: Any) -> list[list[int]]:
+    """A noisy grid of 20 to 30 sides with a hollow square (3 to 5 cells a side, sometimes a
+    dot or another colour's cell inside) in most cells of a 6 x 6 lattice: many components
+    and many boxes that can hold others."""
+    h, w = rng.randint(20, 30), rng.randint(20, 30)
+    grid = [[rng.choice([0, 0, 0, 1, 2]) for _ in range(w)] for _ in range(h)]
+    for top in range(0, h - 5, 6):
+        for left in range(0, w - 5, 6):
+            if rng.random() < 0.2:
+                continue
+            side, colour = rng.randint(3, 5), rng.randint(3, 9)
+            for r in range(top, top + side):
+                for c in range(left, left + side):
+                    edge = r in (top, top + side - 1) or c in (left, left + side - 1)
+                    grid[r][c] = colour if edge else rng.choice([0, 0, 1, colour])
+    return grid
+
+
 @pytest.mark.parametrize("most", [14, 30])
 def test_components_and_enclosure_agree_with_a_plain_flood(most: int) -> None:
-    """Random grids up to 14 x 14 and up to 30 x 30 (many with more components than the
+    """Random grids up to 14 x 14 and up to 30 x 30 (many with more pairs of boxes than the
     pure-Python box comparison takes), many with nested hollow shapes: the repr's components
     (bbox, area, perimeter, centroid), its adjacent_to and its contained_in edges are the
     ones a plain flood fill finds; and so are the objects (as a repr leaves them for the
@@ -136,12 +154,13 @@ def test_components_and_enclosure_agree_with_a_plain_flood(most: int) -> None:
     import random
 
     from vault.grid.objects import blobs, objects
-    from vault.grid.reprs import INSIDE_PYTHON_MAX, grid_to_repr
+    from vault.grid.reprs import INSIDE_PYTHON_PAIRS, grid_to_repr
 
     rng = random.Random(23 + most)
-    nested = many = merged = 0
-    for _ in range(400 if most == 14 else 150):
-        grid = _random_grid(rng, most)
+    nested = many = few = merged = 0
+    for i in range(400 if most == 14 else 150):
+        # a third of the large grids: lattices of hollow squares (many boxes to hold others)
+        grid = _boxed_grid(rng) if most == 30 and i % 3 == 0 else _random_grid(rng, most)
         h, w = len(grid), len(grid[0])
         rep = grid_to_repr(grid)
         comps, contained = _oracle(grid)
@@ -195,11 +214,19 @@ def test_components_and_enclosure_agree_with_a_plain_flood(most: int) -> None:
             assert [sorted(b) for b in blobs(g, bg)] == _floods(grid, bg, eight=True), grid
         merged += sum(1 for b in blobs(g, bg) if len({grid[y][x] for y, x in b}) > 1)
         nested += len(got)
-        many += len(comps) > INSIDE_PYTHON_MAX
+        # boxes of 3 x 3 cells or more: those another box can be strictly inside
+        holders = sum(
+            1
+            for c in comps
+            if c[-1][0] - c[0][0] >= 2 and max(x for _, x in c) - min(x for _, x in c) >= 2
+        )
+        many += len(comps) * holders > INSIDE_PYTHON_PAIRS
+        few += 0 < len(comps) * holders <= INSIDE_PYTHON_PAIRS
     assert nested > 50  # the enclosure check was exercised
     assert merged > 100  # blobs of several components of several colours
+    assert few > 40  # the pure-Python comparison of boxes
     if most == 30:
-        assert many > 50  # and numpy's comparison of many boxes
+        assert many > 30  # and numpy's comparison of many boxes with their holders
 
 
 def test_a_remembered_repr_is_a_copy_equal_to_a_fresh_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,9 @@ def _grid_bytes(g: Grid) -> int:
     return 64 + sum(64 + 8 * len(row) for row in g)
 
 
+_ONE_CELL = frozenset({(0, 0)})  # the shape of an object of one cell
+
+
 @dataclass(frozen=True)
 class GridObject:
     colour: int
@@ -46,6 +49,8 @@ class GridObject:
     @cached_property
     def shape(self) -> frozenset[tuple[int, int]]:
         """The cells relative to the bounding box's corner (position-free)."""
+        if len(self.cells) == 1:  # (most objects of ARC grids: one cell)
+            return _ONE_CELL
         top, left, _, _ = self.bbox
         return frozenset((r - top, c - left) for r, c in self.cells)
 

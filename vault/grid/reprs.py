@@ -191,26 +191,32 @@ def clear_caches() -> None:
 
 def _strictly_inside(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int]]:
     """(a, b) for every box a strictly inside box b (every side strictly within), ordered
-    by a then b."""
-    if len(boxes) <= INSIDE_PYTHON_MAX:
+    by a then b. Only a box of at least 3 x 3 cells has a cell strictly inside it, so only
+    those are compared as b (few: most components are a cell or a line)."""
+    holders = [b for b, (t, lf, bt, rt) in enumerate(boxes) if bt - t >= 2 and rt - lf >= 2]
+    if len(boxes) * len(holders) <= INSIDE_PYTHON_PAIRS:
+        held = [(b, boxes[b]) for b in holders]
         return [
             (a, b)
             for a, (t, lf, bt, rt) in enumerate(boxes)
-            for b, (t2, lf2, bt2, rt2) in enumerate(boxes)
+            for b, (t2, lf2, bt2, rt2) in held
             if t2 < t and lf2 < lf and bt2 > bt and rt2 > rt
         ]
     bx = np.array(boxes, dtype=np.int64)
+    hx = bx[holders]
     t, lf_, bt_, rt_ = bx[:, 0], bx[:, 1], bx[:, 2], bx[:, 3]
     inside = (
-        (t[None, :] < t[:, None])
-        & (lf_[None, :] < lf_[:, None])
-        & (bt_[None, :] > bt_[:, None])
-        & (rt_[None, :] > rt_[:, None])
+        (hx[None, :, 0] < t[:, None])
+        & (hx[None, :, 1] < lf_[:, None])
+        & (hx[None, :, 2] > bt_[:, None])
+        & (hx[None, :, 3] > rt_[:, None])
     )
-    return list(zip(*(x.tolist() for x in np.nonzero(inside)), strict=True))
+    a_, k_ = np.nonzero(inside)  # row-major: by a, then by holder (ascending b)
+    return list(zip(a_.tolist(), np.array(holders, dtype=np.int64)[k_].tolist(), strict=True))
 
 
-INSIDE_PYTHON_MAX = 32  # components; above, numpy compares the boxes (m^2 pairs)
+INSIDE_PYTHON_PAIRS = 1024  # (box, holder) pairs; above, numpy compares them
+_DIGITS = tuple(str(c) for c in range(10))  # a colour as a colour_hist key
 
 
 def _repr(g: Grid) -> dict[str, Any]:
@@ -228,27 +234,46 @@ def _repr(g: Grid) -> dict[str, Any]:
     found: list[tuple[int, frozenset[tuple[int, int]], tuple[int, int, int, int]]] = []
     firsts: list[int] = []
     for k, (colour, cells, same) in enumerate(comps):
-        rows = [i // pw - 1 for i in cells]
-        cols = [i % pw - 1 for i in cells]
-        area = len(cells)
-        box = (rows[0], min(cols), max(rows), max(cols))  # the first cell is on the top row
-        boxes.append(box)
-        firsts.append(cells[0])
-        found.append((colour, frozenset(zip(rows, cols, strict=True)), box))
-        nodes.append(
-            {
-                "id": names[k],
+        name = names[k]
+        first = cells[0]
+        firsts.append(first)
+        if len(cells) == 1:  # a single cell (most components of ARC grids): the same values
+            r, c = divmod(first, pw)
+            r -= 1
+            c -= 1
+            box = (r, c, r, c)
+            boxes.append(box)
+            found.append((colour, frozenset(((r, c),)), box))
+            node = {
+                "id": name,
+                "type": "component",
+                "colour": colour,
+                "bbox": [r, c, r, c],
+                "area": 1,
+                "centroid": [float(r), float(c)],  # (round(r / 1, 3) is float(r))
+                "colour_hist": {_DIGITS[colour]: 1},
+                "perimeter": 4,  # (no side is shared with a cell of its own)
+            }
+        else:
+            rows = [i // pw - 1 for i in cells]
+            cols = [i % pw - 1 for i in cells]
+            area = len(cells)
+            box = (rows[0], min(cols), max(rows), max(cols))  # the first cell: the top row
+            boxes.append(box)
+            found.append((colour, frozenset(zip(rows, cols, strict=True)), box))
+            node = {
+                "id": name,
                 "type": "component",
                 "colour": colour,
                 "bbox": list(box),
                 "area": area,
                 "centroid": [round(sum(rows) / area, 3), round(sum(cols) / area, 3)],
-                "colour_hist": {str(colour): area},
+                "colour_hist": {_DIGITS[colour]: area},
                 # perimeter: 4 sides a cell, less the sides shared with its own cells
                 "perimeter": 4 * area - same,
             }
-        )
-        edges.append({"type": "has_component", "src": "grid", "dst": names[k]})
+        nodes.append(node)
+        edges.append({"type": "has_component", "src": "grid", "dst": name})
     if m:
         _prime_objects(g, bg, found)
     # adjacent_to: each unordered pair of 4-touching components once, src < dst, in order
