@@ -257,3 +257,51 @@ def test_a_remembered_repr_is_a_copy_equal_to_a_fresh_one(monkeypatch: pytest.Mo
     for _ in range(3):
         assert [json.dumps(reprs.grid_to_repr(g)) for g in grids] == fresh
     assert memo.bytes <= 300_000 and 0 < len(memo) < len(grids)
+
+
+def _sha_of_canonical_json(rep: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a repr without provenance, by json itself (FORMAT.md:
+    sorted keys, no whitespace, UTF-8) — not through vault.canonical."""
+    import hashlib
+
+    body = {k: v for k, v in rep.items() if k not in ("provenance", "repr_id")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def test_ids_of_derived_reprs_equal_those_of_their_canonical_json() -> None:
+    """``derived_repr_id`` writes a repr straight from ``grid_to_repr`` without the general
+    encoder: on the corpus's grids and on random grids of every size (1 x 1 to 30 x 30, with
+    and without lattices of hollow squares, uniform ones) its id is the sha256 of the
+    repr's canonical JSON; a task's and a query's pairs and repr carry those ids; and a
+    pair or query built by hand (its dicts could hold anything) takes ``repr_id``."""
+    import random
+
+    from vault.grid.reprs import derived_repr_id, grid_to_repr, repr_id
+    from vault.records.query import Pair, Query, normalize_query, task_query
+
+    rng = random.Random(41)
+    grids = [g for _, task in ac.corpus() for p in task["train"] for g in p.values()]
+    grids += [_random_grid(rng, 30) for _ in range(150)] + [_boxed_grid(rng) for _ in range(20)]
+    grids += [[[5]], [[0] * 30] * 30, [[3, 3], [3, 3]], [[1, 2, 3]]]
+    for grid in grids:
+        rep = grid_to_repr(grid)
+        assert derived_repr_id(rep) == _sha_of_canonical_json(rep) == repr_id(rep), grid
+    for _, task in ac.corpus()[:40]:
+        q = task_query(task)
+        assert [p.ids for p in q.pairs] == [
+            (_sha_of_canonical_json(p.input), _sha_of_canonical_json(p.output)) for p in q.pairs
+        ]
+        assert q.rid == _sha_of_canonical_json(q.repr)  # type: ignore[arg-type]
+    grid = [[0, 1], [2, 0]]
+    asked = normalize_query(
+        {"schema_version": 1, "grid": grid, "pairs": [{"input": grid, "output": grid}]}
+    )
+    assert asked.rid == asked.pairs[0].ids[0] == _sha_of_canonical_json(grid_to_repr(grid))
+    by_hand = grid_to_repr(grid)
+    by_hand["nodes"][1]["centroid"] = [0, 1]  # ints where grid_to_repr writes floats
+    by_hand["note"] = "x"
+    assert Pair(by_hand, by_hand).ids == (_sha_of_canonical_json(by_hand),) * 2
+    assert Query(repr=by_hand).rid == _sha_of_canonical_json(by_hand) != derived_repr_id(by_hand)
+    given = normalize_query({"schema_version": 1, "repr": grid_to_repr(grid)})
+    assert not given.derived and given.rid == _sha_of_canonical_json(grid_to_repr(grid))

@@ -14,7 +14,6 @@ from typing import Any
 
 from vault.errors import MissingExtraError, UsageError
 from vault.grid.pairs import analyze_pair
-from vault.grid.reprs import repr_id
 from vault.input import read_json
 from vault.records.keys import matchable, task_keys
 from vault.records.query import Pair, parse_task
@@ -67,7 +66,7 @@ def _pair_evidence(cid: str, task_id: str, pair: Pair) -> dict[str, Any]:
         "version": "1.0.0",
         "polarity": "positive",
         "task": f"arc:{task_id}",
-        "pair": {"input": repr_id(pair.input), "output": repr_id(pair.output)},
+        "pair": dict(zip(("input", "output"), pair.ids, strict=True)),
     }
 
 

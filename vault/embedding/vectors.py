@@ -121,10 +121,11 @@ def query_vector(
     """A query's vector: its pairs and its repr combined, plus its keys."""
     _same(emb, cache)
     pairs = [
-        embed_pair(emb, p.input, p.output, cache, check=check, facts=f)
+        embed_pair(emb, p.input, p.output, cache, p.ids, check=check, facts=f)
         for p, f in zip(query.pairs, query.facts(), strict=True)
     ]
-    apps = pairs + ([embed_repr(emb, query.repr, cache, check=check)] if query.repr else [])
+    rep = query.repr
+    apps = pairs + ([embed_repr(emb, rep, cache, query.rid, check=check)] if rep else [])
     return emb.combine(apps, pairs, query.all_keys())
 
 

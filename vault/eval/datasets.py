@@ -174,6 +174,7 @@ def _test_pair(task: Any, source: str) -> Pair | None:
     return Pair(
         grid_to_repr(parse_grid(first["input"], source, "test[0].input")),
         grid_to_repr(parse_grid(first["output"], source, "test[0].output")),
+        derived=True,
     )
 
 
@@ -188,12 +189,12 @@ def _own(name: str, protocol: str, tasks: list[TaskItem], source: str, extra: An
         if protocol == "self":
             if len(pairs) < 2:
                 continue
-            query = Query(repr=tests[0] if tests else None, pairs=(pairs[-1],))
+            query = Query(repr=tests[0] if tests else None, pairs=(pairs[-1],), derived=True)
         else:
             pair = _test_pair(task, src)
             if pair is None:
                 continue
-            query = Query(repr=pair.input, pairs=(pair,))
+            query = Query(repr=pair.input, pairs=(pair,), derived=True)
         queries.append(EvalQuery(task_id, query, cid))
     if protocol == "self":
         what = (
@@ -219,7 +220,9 @@ def _repr(grid: Any, source: str, field: str) -> dict[str, Any]:
 
 
 def _pair(p: dict[str, Any], source: str, field: str) -> Pair:
-    return Pair(_repr(p["input"], source, f"{field}.input"), _repr(p["output"], source, field))
+    return Pair(
+        _repr(p["input"], source, f"{field}.input"), _repr(p["output"], source, field), derived=True
+    )
 
 
 def changed(
@@ -262,7 +265,8 @@ def changed(
         last = len(new["train"]) - 1
         pair = _pair(new["train"][-1], src, f"train[{last}]")
         rep = _repr(new["test"][0]["input"], src, "test[0].input") if tests else None
-        queries.append(EvalQuery(task_id, Query(repr=rep, pairs=(pair,)), frozenset({cid})))
+        query = Query(repr=rep, pairs=(pair,), derived=True)
+        queries.append(EvalQuery(task_id, query, frozenset({cid})))
     what = {
         "d4": "a random D4 symmetry of the square applied to input and output alike",
         "colour": "a random colour permutation that keeps the task's background",
@@ -377,6 +381,7 @@ def synthetic(
             query = Query(
                 repr=_repr(new[-1]["input"], src, "fresh.input"),
                 pairs=tuple(_pair(p, src, f"fresh[{i}]") for i, p in enumerate(new[:-1])),
+                derived=True,
             )
             queries.append(EvalQuery(t.task_id, query, frozenset({cid})))
             if protocol == "learning":

@@ -37,7 +37,7 @@ from vault.eval.metrics import (
     reciprocal_rank,
     summarize,
 )
-from vault.grid.reprs import clear_caches, repr_id
+from vault.grid.reprs import clear_caches
 from vault.index.snapshot import Snapshot
 from vault.ops.arc_import import import_tasks
 from vault.ops.write import set_embedder
@@ -151,7 +151,7 @@ def write_evidence(vault: Vault, dataset: Dataset) -> None:
                 "version": "1.0.0",
                 "polarity": "positive",
                 "task": ev.task,
-                "pair": {"input": repr_id(p.input), "output": repr_id(p.output)},
+                "pair": dict(zip(("input", "output"), p.ids, strict=True)),
             }
             records.append((record, ev.task))
             reprs += [p.input, p.output]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vault.canonical import check_bounds, content_id
+from vault.canonical import canonical_bytes, check_bounds, content_id, sha256_hex
 from vault.errors import InvalidInputError
 from vault.grid.grid import (
     Grid,
@@ -330,6 +330,40 @@ def _repr(g: Grid) -> dict[str, Any]:
 def repr_id(rep: dict[str, Any]) -> str:
     """sha256 of the canonical repr without its provenance block (and ``repr_id`` field)."""
     return content_id(strip_provenance(rep))
+
+
+def derived_repr_id(rep: dict[str, Any]) -> str:
+    """``repr_id`` of a repr exactly as ``grid_to_repr`` returned it (no provenance, not
+    changed since): the same canonical bytes written without the general encoder, which
+    sorts every node's and edge's keys (this knows their order, and every value's type).
+    Any other dict needs ``repr_id``; tests/test_analysis_bytes.py checks both agree."""
+    out = ['{"domain":"grid_2d","edges":[']
+    out.append(
+        ",".join(
+            [
+                f'{{"axis":"{e["axis"]}","dst":"{e["dst"]}","src":"{e["src"]}",'
+                '"type":"aligned_with"}'
+                if "axis" in e
+                else f'{{"dst":"{e["dst"]}","src":"{e["src"]}","type":"{e["type"]}"}}'
+                for e in rep["edges"]
+            ]
+        )
+    )
+    out.append('],"globals":')
+    out.append(canonical_bytes(rep["globals"]).decode())
+    out.append(',"grid":')
+    out.append(str(rep["grid"]).replace(" ", ""))  # lists of ints: [[0,1],[2,3]]
+    out.append(',"kind":"repr","nodes":[{"id":"grid","type":"grid"}')
+    for n in rep["nodes"][1:]:
+        b, c = n["bbox"], n["centroid"]
+        out.append(  # (json writes a float as its repr)
+            f',{{"area":{n["area"]},"bbox":[{b[0]},{b[1]},{b[2]},{b[3]}],'
+            f'"centroid":[{c[0]!r},{c[1]!r}],"colour":{n["colour"]},'
+            f'"colour_hist":{{"{n["colour"]}":{n["area"]}}},"id":"{n["id"]}",'
+            f'"perimeter":{n["perimeter"]},"type":"component"}}'
+        )
+    out.append(f'],"schema_version":{REPR_SCHEMA_VERSION}}}')
+    return sha256_hex("".join(out).encode())
 
 
 def strip_provenance(rep: dict[str, Any]) -> dict[str, Any]:

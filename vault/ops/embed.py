@@ -20,9 +20,9 @@ def query_id(query: Query) -> str:
     return content_id(
         {
             "domain": query.domain,
-            "repr": repr_id(query.repr) if query.repr else None,
+            "repr": query.rid,
             "constraints": list(query.constraints),
-            "pairs": [[repr_id(p.input), repr_id(p.output)] for p in query.pairs],
+            "pairs": [list(p.ids) for p in query.pairs],
         }
     )
 

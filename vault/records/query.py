@@ -3,14 +3,20 @@ as queries."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from vault.errors import InvalidInputError
 from vault.grid.grid import Grid, parse_grid
 from vault.grid.pairs import PairFacts, analyze_pair
-from vault.grid.reprs import grid_to_repr, normalize_repr, strip_provenance
+from vault.grid.reprs import (
+    derived_repr_id,
+    grid_to_repr,
+    normalize_repr,
+    repr_id,
+    strip_provenance,
+)
 from vault.limits import MAX_PAIRS, MAX_TESTS
 from vault.records.cards import _kind
 from vault.records.keys import (
@@ -28,6 +34,14 @@ from vault.records.schema import validate
 class Pair:
     input: dict[str, Any]
     output: dict[str, Any]
+    # both reprs made here from grids by ``grid_to_repr`` (their ids by ``derived_repr_id``)
+    derived: bool = field(default=False, compare=False, repr=False)
+
+    @cached_property
+    def ids(self) -> tuple[str, str]:
+        """The repr ids of the input and the output."""
+        ident = derived_repr_id if self.derived else repr_id
+        return ident(self.input), ident(self.output)
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,15 @@ class Query:
     repr: dict[str, Any] | None = None
     constraints: tuple[str, ...] = ()
     pairs: tuple[Pair, ...] = ()
+    # ``repr`` made here from a grid by ``grid_to_repr`` (its id by ``derived_repr_id``)
+    derived: bool = field(default=False, compare=False, repr=False)
+
+    @cached_property
+    def rid(self) -> str | None:
+        """The repr id of ``repr`` (None without one)."""
+        if self.repr is None:
+            return None
+        return derived_repr_id(self.repr) if self.derived else repr_id(self.repr)
 
     def facts(self) -> list[PairFacts]:
         """The facts of each pair (computed once: keys and the vector both need them)."""
@@ -69,7 +92,8 @@ def normalize_query(
     if "repr" in q and "grid" in q:
         raise InvalidInputError("give either repr or grid, not both", source=source)
     rep = None
-    if "grid" in q:
+    derived = "grid" in q
+    if derived:
         rep = grid_to_repr(parse_grid(q["grid"], source, "grid"))
     elif "repr" in q:
         rep = strip_provenance(normalize_repr(q["repr"], source))
@@ -86,6 +110,7 @@ def normalize_query(
         Pair(
             grid_to_repr(parse_grid(p["input"], source, f"pairs[{i}].input")),
             grid_to_repr(parse_grid(p["output"], source, f"pairs[{i}].output")),
+            derived=True,
         )
         for i, p in enumerate(q.get("pairs", ()))
     )
@@ -93,7 +118,13 @@ def normalize_query(
         raise InvalidInputError(
             "a query needs a repr, a grid or demonstration pairs", source=source
         )
-    return Query(domain=q.get("domain", "grid_2d"), repr=rep, constraints=constraints, pairs=pairs)
+    return Query(
+        domain=q.get("domain", "grid_2d"),
+        repr=rep,
+        constraints=constraints,
+        pairs=pairs,
+        derived=derived,
+    )
 
 
 def is_arc_task(obj: Any) -> bool:
@@ -146,6 +177,7 @@ def _task_parts(obj: Any, source: str | None) -> tuple[list[Pair], list[Grid]]:
             Pair(
                 grid_to_repr(parse_grid(p["input"], source, f"train[{i}].input")),
                 grid_to_repr(parse_grid(p["output"], source, f"train[{i}].output")),
+                derived=True,
             )
         )
     tests: list[Grid] = []
@@ -168,7 +200,9 @@ def task_query(obj: Any, test_index: int = 0, source: str | None = None) -> Quer
             f"--test-index {test_index} out of range (task has {len(tests)} test inputs)",
             source=source,
         )
-    return Query(repr=grid_to_repr(tests[test_index]) if tests else None, pairs=tuple(pairs))
+    return Query(
+        repr=grid_to_repr(tests[test_index]) if tests else None, pairs=tuple(pairs), derived=True
+    )
 
 
 QUERY_KINDS = ("repr", "query", "task")
