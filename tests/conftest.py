@@ -97,6 +97,16 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[INTERNAL_ERRORS] = str(log)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """tests/reliability first, whatever order the command line named the tests in: its
+    checks fork this process, and a fork does not survive a runtime some other tests start
+    in it for good (obstore's tokio runtime, once tests/test_remote.py has pushed: the
+    forked child of ``powerloss_check.pull_base`` then waits forever). The default order
+    has them first already."""
+    here = Path(__file__).resolve().parent / "reliability"
+    items.sort(key=lambda item: not Path(str(item.path)).resolve().is_relative_to(here))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _LOG:
         shutil.rmtree(_LOG[0].parent, ignore_errors=True)
