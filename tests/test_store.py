@@ -171,6 +171,7 @@ def test_lines_from_end_gives_every_complete_line_last_first(tmp_path: Path, see
 
     rng = random.Random(seed)
     sizes = [0, 1, 57, (1 << 16) - 1, 1 << 16, (1 << 16) + 1, 3 * (1 << 16) + 5, 200_003]
+    sizes += [(1 << 17) + (1 << 16), 1_000_003]  # the chunks double along a long line
     lines = [
         rng.randbytes(rng.choice(sizes)).replace(b"\n", b"x") for _ in range(rng.randint(1, 9))
     ]
@@ -180,6 +181,56 @@ def test_lines_from_end_gives_every_complete_line_last_first(tmp_path: Path, see
     want = [x for x in reversed(lines) if x]
     assert list(lines_from_end(path)) == want
     assert last_line(path) == (want[0] if want else None)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tail_seq_is_the_last_lines_seq(tmp_path: Path, seed: int) -> None:
+    """``tail_seq`` (the seq read from an intact line's bytes) against ``json.loads`` of the
+    last complete line, over logs whose details hold nested "seq" keys, strings spelling
+    ``,"seq":``, quotes and escapes, and megabyte record lists; times with quotes or
+    backslashes (the parse path); a torn tail; a damaged or re-checksummed last line."""
+    import json
+    import random
+
+    from vault.canonical import line_check
+
+    rng = random.Random(seed)
+    log = AuditLog(tmp_path / "commits.jsonl")
+    assert log.tail_seq() == 0
+    tricky = [',"seq":99,"time":"x"}', '"seq":5', 'a"b\\c', "\u00e9\n", "}"]
+    for _ in range(rng.randint(1, 6)):
+        detail = {"seq": rng.randint(0, 9), "note": rng.choice(tricky), "n": {"seq": 3}}
+        records = [f"{rng.getrandbits(256):064x}" for _ in range(rng.choice([0, 2, 40_000]))]
+        time = rng.choice(["2026-12-07T01:02:03Z", 't"q', "t\\", "", ',"seq":7'])
+        log.append(rng.choice(["add", "status"]), time, records, detail)
+        if rng.random() < 0.5:
+            with open(log.path, "ab") as f:
+                f.write(b'{"check":"0123456789abcdef","seq":77')  # torn: never acknowledged
+        last = log.path.read_bytes().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        if last.startswith(b'{"check":"0123'):
+            last = log.path.read_bytes().split(b"\n")[-2]
+        want = json.loads(last)["seq"]
+        assert log.tail_seq() == want == log.last_seq()
+        if time.startswith("2026"):  # an intact canonical line: read without a parse
+            fast = AuditLog(log.path)
+            fast.last_seq = lambda: pytest.fail("parsed")  # type: ignore[method-assign]
+            assert fast.tail_seq() == want
+        log.append("mode", "t", [], {})  # cuts the torn tail off
+    # a crafted line with a valid checksum whose "time" is an object holding a "seq": the
+    # bytes do not end as a canonical line does, so it is parsed (top-level seq)
+    crafted = {"seq": 40, "op": "add", "records": [], "detail": {}, "time": {"seq": 41}}
+    text = json.dumps({**crafted, "check": line_check(crafted)}, sort_keys=True)
+    with open(log.path, "ab") as f:
+        f.write(text.replace(" ", "").encode() + b"\n")
+    assert log.tail_seq() == 40 == log.last_seq()
+    # a damaged last line: the checksum fails, the parse path reports it
+    log.append("mode", "2026-01-01T00:00:00Z", [], {})
+    data = log.path.read_bytes()
+    at = data.rindex(b'"time":"2026')
+    log.path.write_bytes(data[:at] + b'"time":"2027' + data[at + 12 :])
+    for read in (log.tail_seq, log.last_seq):
+        with pytest.raises(CorruptionError):
+            read()
 
 
 def test_a_log_line_is_intact_exactly_as_written() -> None:

@@ -38,7 +38,7 @@ class Neighbours:
 def neighbours(vault: Handle, concept: str, version: str | None, cfg: Config) -> Neighbours:
     """Neighbours of ``concept`` at ``version`` (default: its newest) in the current snapshot."""
     snap = vault.snapshot()
-    stale = snap.audit_seq != vault.audit.last_seq() and vault.stale()
+    stale = snap.audit_seq != vault.audit.tail_seq() and vault.stale()
     return neighbours_in(snap, concept, version, cfg, stale=stale)
 
 

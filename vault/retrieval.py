@@ -360,7 +360,7 @@ def retrieve(
     else:
         snap, cache = vault.snapshot(), vault.cache
         if stale is None:
-            stale = snap.audit_seq != vault.audit.last_seq() and vault.stale()
+            stale = snap.audit_seq != vault.audit.tail_seq() and vault.stale()
     result = retrieve_in(snap, query, cfg, mode, cache=cache, exclude=exclude, stale=bool(stale))
     return bound(result, snap)
 

@@ -92,22 +92,25 @@ def append_line(path: Path, obj: Any) -> None:
 def lines_from_end(path: Path) -> Iterator[bytes]:
     """Complete lines, last first, reading the file backwards in chunks (a torn tail is
     skipped): the cost is proportional to the bytes of the lines the caller consumes (a
-    line longer than a chunk is gathered piece by piece, never re-split)."""
+    line longer than a chunk is gathered piece by piece, never re-split, in chunks that
+    double while no line starts in them: a 3 MB line takes 6 reads, not 46)."""
     end = tail_offset(path)
     if end == 0:
         return
     with open(path, "rb") as f:
-        pos = end
+        pos, step = end, 1 << 16
         pieces: list[bytes] = []  # the line being gathered, its last piece first
         while pos > 0:
-            start = max(0, pos - (1 << 16))
+            start = max(0, pos - step)
             f.seek(start)
             chunk = f.read(pos - start)
             pos = start
-            parts = chunk.split(b"\n")
-            if len(parts) == 1:  # no line starts in this chunk
+            if b"\n" not in chunk:  # no line starts in this chunk
                 pieces.append(chunk)
+                step = min(2 * step, 1 << 24)
                 continue
+            step = 1 << 16
+            parts = chunk.split(b"\n")
             line = parts[-1] + b"".join(reversed(pieces))
             if line:
                 yield line
