@@ -268,6 +268,67 @@ def test_sparse_key_overlap_equals_a_dense_count(tmp_path: Path) -> None:
         assert ranker.without_keys().tolist() == (ranker.eligible & (dense == 0)).tolist()
 
 
+def test_symbolic_selection_by_overlap_level_equals_a_plain_sort(tmp_path: Path) -> None:
+    """The ranker selects the first m candidates among the active rows holding the highest
+    overlap level that has m of them (else among every candidate): for every m, equal to a
+    plain-Python sort whose overlap is counted from the cards' own key sets, over statuses,
+    failures and excluded concepts — with m straddling every level's population (levels
+    above 1, level 1, and too few active candidates are each taken)."""
+    rng = random.Random(5)
+    vocab = [f"feature:k{j}" for j in range(8)]
+    held: dict[str, set[str]] = {}
+    cards = []
+    for i in range(260):
+        keys = rng.sample(vocab, rng.choice([1, 1, 2, 3, 4, 6]))
+        version = f"1.{i % 2}.0"
+        cards.append((card(f"c{i // 2:03d}", keys, version=version), "x"))
+        held[f"c{i // 2:03d}@{version}"] = set(keys)
+    v = Vault.init(tmp_path / "v")
+    v.add(cards)
+    for i in range(0, 130, 6):
+        v.set_status(f"c{i:03d}", "1.1.0", rng.choice(["deprecated", "suppressed"]))
+    evidence = []
+    for i in range(0, 130, 5):
+        ev = {"schema_version": 1, "concept": f"c{i:03d}", "version": "1.0.0"}
+        if rng.random() < 0.6:
+            ev |= {"polarity": "negative", "tier": "test", "reason": "r"}
+        else:
+            ev |= {"polarity": "positive"}
+        evidence.append((ev, "e"))
+    v.add_evidence(evidence)
+    table = v.snapshot().table
+    refs = [table.ref(r) for r in range(table.n)]
+    status_of = table.col("status").tolist()
+    levels: set[object] = set()
+    for query in (vocab[:3], vocab[2:7], vocab, vocab[5:6]):
+        for exclude in ((), ("c004", "c017")):
+            ranker = _Ranker(table, query, "grid_2d", exclude=exclude)
+            rows = [
+                r
+                for r in range(table.n)
+                if status_of[r] != 2 and refs[r].split("@")[0] not in exclude
+            ]
+            overlap = {r: len(held[refs[r]] & set(query)) for r in rows}
+            cands = [r for r in rows if overlap[r]]
+            ref = sorted(
+                cands,
+                key=lambda r: (
+                    status_of[r],
+                    -overlap[r],
+                    float(ranker.penalty[r]),
+                    int(ranker.tail[r]),
+                ),
+            )
+            active = [overlap[r] for r in cands if status_of[r] == 0]
+            for m in sorted({1, 2, 7, 20, 45, 90, len(active), len(active) + 1, len(cands)}):
+                got = ranker.symbolic(m).tolist()
+                assert got == ref[:m], (query, exclude, m)
+                level = max((x for x in set(active) if sum(a >= x for a in active) >= m), default=0)
+                levels.add(level if level else "every candidate")
+                assert ranker.overlap(np.array(got)).tolist() == [overlap[r] for r in got]
+    assert {1, "every candidate"} <= levels and any(isinstance(x, int) and x > 1 for x in levels)
+
+
 def test_solver_loop_example_runs(example_vault: Vault) -> None:
     env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent)}  # this checkout's library
     out = subprocess.run(

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from vault.handle import Handle
 
 STATUS_NAMES = ("active", "deprecated", "suppressed")
+# ``_Base.overlaps``: a query key held by at least 1/DENSE_SHARE of the rows is counted with
+# a cached byte mask of the rows holding it, at most MASK_BYTES of masks per table
+DENSE_SHARE = 32
+MASK_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,8 @@ class _Base:
         self.penalty = _Penalty(values, self.penalty_rank)
         self.packable = table.n < (1 << 32) and int(self.penalty_rank.max(initial=0)) < (1 << 22)
         self.domains: dict[str, np.ndarray] = {}
+        self.actives: dict[str, np.ndarray] = {}
+        self.masks: dict[str, np.ndarray] = {}  # ``overlaps``: the row masks of frequent keys
         self._packed: np.ndarray | None = None
 
     def packed(self) -> np.ndarray:
@@ -218,6 +224,37 @@ class _Base:
             self.domains[domain] = mask
         return mask
 
+    def active(self, table: Table, domain: str) -> np.ndarray:
+        """The eligible active rows of ``domain`` as 0 / 1 bytes (a multiplier)."""
+        mask = self.actives.get(domain)
+        if mask is None:
+            mask = (self.eligible(table, domain) & (self.status == 0)).view(np.uint8)
+            self.actives[domain] = mask
+        return mask
+
+    def overlaps(self, table: Table, keys: list[str]) -> np.ndarray:
+        """How many of ``keys`` (a key given twice counts twice) each row holds: one count
+        per row, of the smallest unsigned type that holds ``len(keys)``. A key held by at
+        least 1/``DENSE_SHARE`` of the rows is added as a 0 / 1 byte row mask, kept for the
+        next query (at most ``MASK_BYTES`` of them): one pass over n bytes, not a scatter
+        of its posting; a rarer key's rows are incremented."""
+        n = table.n
+        dtype = np.uint8 if len(keys) < 256 else np.uint16 if len(keys) < 65536 else np.uint32
+        counts: np.ndarray = np.zeros(n, dtype=dtype)
+        for key in keys:
+            rows = table.posting(key)
+            if len(rows) * DENSE_SHARE >= n:
+                mask = self.masks.get(key)
+                if mask is None:
+                    mask = np.zeros(n, dtype=np.uint8)
+                    mask[rows] = 1
+                    if n * (len(self.masks) + 1) <= MASK_BYTES:
+                        self.masks[key] = mask
+                counts += mask
+            elif len(rows):
+                counts[rows] += 1  # (a posting's rows are distinct)
+        return counts
+
 
 class _Ranker:
     """Vectorised ranking over one table for one query."""
@@ -234,50 +271,51 @@ class _Ranker:
             for rows in excluded:
                 eligible[rows.start : rows.stop] = False
         self.eligible = eligible
-        parts = [table.posting(k) for k in matchable(keys)]
-        hits = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-        # Sparse: the rows holding a query key (ascending) and how many of its keys each
-        # holds. O(postings read), never O(N): a dense count per row touched every row's
-        # memory on every query (0.75 ms at 10^5, most of a batched query).
-        if len(parts) == 1:  # one key: its posting is ascending and unique already
-            self.hit_rows = parts[0].astype(np.int64)
-            self.hit_counts = np.ones(len(self.hit_rows), dtype=np.int64)
-        else:
-            held, counts = np.unique(hits, return_counts=True)
-            self.hit_rows = held.astype(np.int64)
-            self.hit_counts = counts.astype(np.int64)
-        self.n_keys = len(parts)
-        self._candidates: tuple[np.ndarray, np.ndarray] | None = None
+        self._active = base.active(table, domain)
+        if eligible is not base.eligible(table, domain):  # some rows excluded
+            self._active = self._active & eligible.view(np.uint8)
+        query_keys = matchable(keys)
+        # Dense: how many query keys each row holds, one small count a row (a frequent
+        # key added as a cached byte mask), so the symbolic selection reads counts, never
+        # sorts every posting entry (``overlaps``, ``_top``).
+        self.counts = base.overlaps(table, query_keys)
+        self.n_keys = len(query_keys)
 
     def overlap(self, rows: np.ndarray) -> np.ndarray:
         """How many of the query's matchable keys each of ``rows`` holds (int64)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if len(self.hit_rows) == 0 or len(rows) == 0:
-            return np.zeros(len(rows), dtype=np.int64)
-        at = np.minimum(np.searchsorted(self.hit_rows, rows), len(self.hit_rows) - 1)
-        return np.where(self.hit_rows[at] == rows, self.hit_counts[at], 0)
+        return self.counts[np.asarray(rows, dtype=np.int64)].astype(np.int64)
 
     def without_keys(self) -> np.ndarray:
         """The eligible mask less the rows sharing a key with the query (for a top-up)."""
-        mask = self.eligible.copy()
-        mask[self.hit_rows] = False
+        mask: np.ndarray = self.eligible & (self.counts == 0)
         return mask
-
-    def _candidate_overlap(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._candidates is None:
-            keep = self.eligible[self.hit_rows]
-            self._candidates = (self.hit_rows[keep], self.hit_counts[keep])
-        return self._candidates
 
     def candidates(self) -> np.ndarray:
         """Eligible rows sharing at least one key with the query, ascending."""
-        return self._candidate_overlap()[0]
+        return np.flatnonzero(self.eligible & (self.counts != 0))
+
+    def _top(self, m: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, overlap) holding the first ``m`` candidates in symbolic order (None:
+        every candidate), ascending. Active rows come first and, among them, higher
+        overlap: so when at least ``m`` eligible active rows hold ``level`` or more keys,
+        the first ``m`` are among those rows — the highest such level is found by counting
+        (a pass over the counts per level, from the highest held down); else every
+        candidate."""
+        if m is not None:
+            active = self.counts * self._active
+            for level in range(int(active.max(initial=0)), 0, -1):
+                held = active >= level
+                if np.count_nonzero(held) >= m:
+                    rows = np.flatnonzero(held)
+                    return rows, self.counts[rows].astype(np.int64)
+        rows = self.candidates()
+        return rows, self.counts[rows].astype(np.int64)
 
     def symbolic(self, m: int | None = None) -> np.ndarray:
         """The first ``m`` (default: all) candidate rows in symbolic order (status, overlap
         desc, penalty asc, version desc, id), before per-id dedupe — selected with one
         packed int64 key and argpartition, so the cost is O(candidates), not a full sort."""
-        rows, overlap = self._candidate_overlap()
+        rows, overlap = self._top(m)
         if self.base.packable and self.n_keys <= 255:
             key = self.base.packed()[rows] | ((255 - overlap) << 54)
             if m is not None and m < len(rows):
