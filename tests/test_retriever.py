@@ -246,9 +246,9 @@ def test_packed_symbolic_order_equals_the_reference_with_ties(tmp_path: Path) ->
     assert ranker.symbolic_distinct(40).tolist() == seen[:40]
 
 
-def test_sparse_key_overlap_equals_a_dense_count(tmp_path: Path) -> None:
-    """The ranker counts key overlap over the postings it reads only; for every row (those
-    holding no key too) the count equals a dense count over the whole table."""
+def test_key_overlap_equals_a_count_of_the_postings(tmp_path: Path) -> None:
+    """The ranker's key overlap (byte masks for frequent keys, increments for rare ones):
+    for every row (those holding no key too) a bincount of the concatenated postings."""
     rng = random.Random(11)
     keys = [f"feature:k{j}" for j in range(6)]
     cards = [(card(f"c{i:03d}", rng.sample(keys, rng.randint(1, 4))), "x") for i in range(120)]
@@ -276,10 +276,13 @@ def test_symbolic_selection_by_overlap_level_equals_a_plain_sort(tmp_path: Path)
     above 1, level 1, and too few active candidates are each taken)."""
     rng = random.Random(5)
     vocab = [f"feature:k{j}" for j in range(8)]
+    rare = [f"feature:r{j}" for j in range(3)]  # held by fewer than 1/32 of the rows
     held: dict[str, set[str]] = {}
     cards = []
     for i in range(260):
         keys = rng.sample(vocab, rng.choice([1, 1, 2, 3, 4, 6]))
+        if i % 50 == 7:
+            keys.append(rare[i % 3])
         version = f"1.{i % 2}.0"
         cards.append((card(f"c{i // 2:03d}", keys, version=version), "x"))
         held[f"c{i // 2:03d}@{version}"] = set(keys)
@@ -300,7 +303,7 @@ def test_symbolic_selection_by_overlap_level_equals_a_plain_sort(tmp_path: Path)
     refs = [table.ref(r) for r in range(table.n)]
     status_of = table.col("status").tolist()
     levels: set[object] = set()
-    for query in (vocab[:3], vocab[2:7], vocab, vocab[5:6]):
+    for query in (vocab[:3], vocab[2:7] + rare, vocab, vocab[5:6], rare[:2] + vocab[:1]):
         for exclude in ((), ("c004", "c017")):
             ranker = _Ranker(table, query, "grid_2d", exclude=exclude)
             rows = [
