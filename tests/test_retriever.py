@@ -247,8 +247,9 @@ def test_packed_symbolic_order_equals_the_reference_with_ties(tmp_path: Path) ->
 
 
 def test_key_overlap_equals_a_count_of_the_postings(tmp_path: Path) -> None:
-    """The ranker's key overlap (byte masks for frequent keys, increments for rare ones):
-    for every row (those holding no key too) a bincount of the concatenated postings."""
+    """The ranker's key overlap, counted densely (byte masks for frequent keys, increments
+    for rare ones) or sparsely (no entries here): for every row (those holding no key too)
+    a bincount of the concatenated postings."""
     rng = random.Random(11)
     keys = [f"feature:k{j}" for j in range(6)]
     cards = [(card(f"c{i:03d}", rng.sample(keys, rng.randint(1, 4))), "x") for i in range(120)]
@@ -258,6 +259,7 @@ def test_key_overlap_equals_a_count_of_the_postings(tmp_path: Path) -> None:
     every = np.arange(table.n)
     for query_keys in (keys[:1], keys[2:5], keys, ["feature:absent"], []):
         ranker = _Ranker(table, query_keys, "grid_2d")
+        assert (ranker.counts is None) == (query_keys in (["feature:absent"], []))
         parts = [table.posting(k) for k in query_keys]
         dense = np.bincount(
             np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64), minlength=table.n
@@ -303,9 +305,11 @@ def test_symbolic_selection_by_overlap_level_equals_a_plain_sort(tmp_path: Path)
     refs = [table.ref(r) for r in range(table.n)]
     status_of = table.col("status").tolist()
     levels: set[object] = set()
-    for query in (vocab[:3], vocab[2:7] + rare, vocab, vocab[5:6], rare[:2] + vocab[:1]):
+    sparse: set[bool] = set()  # few posting entries: counted sparsely, else densely
+    for query in (vocab[:3], vocab[2:7] + rare, vocab, vocab[5:6], rare[:2] + vocab[:1], rare):
         for exclude in ((), ("c004", "c017")):
             ranker = _Ranker(table, query, "grid_2d", exclude=exclude)
+            sparse.add(ranker.counts is None)
             rows = [
                 r
                 for r in range(table.n)
@@ -330,6 +334,7 @@ def test_symbolic_selection_by_overlap_level_equals_a_plain_sort(tmp_path: Path)
                 levels.add(level if level else "every candidate")
                 assert ranker.overlap(np.array(got)).tolist() == [overlap[r] for r in got]
     assert {1, "every candidate"} <= levels and any(isinstance(x, int) and x > 1 for x in levels)
+    assert sparse == {True, False}
 
 
 def test_solver_loop_example_runs(example_vault: Vault) -> None:

@@ -48,6 +48,10 @@ STATUS_NAMES = ("active", "deprecated", "suppressed")
 # a cached byte mask of the rows holding it, at most MASK_BYTES of masks per table
 DENSE_SHARE = 32
 MASK_BYTES = 32 << 20
+# ``_Ranker``: a query whose keys' postings hold fewer than n / SPARSE_SHARE entries in all
+# is counted over those entries (sparse), else one count a row (dense)
+SPARSE_SHARE = 8
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,7 @@ class _Base:
             self.actives[domain] = mask
         return mask
 
-    def overlaps(self, table: Table, keys: list[str]) -> np.ndarray:
+    def overlaps(self, table: Table, keys: list[str], parts: list[np.ndarray]) -> np.ndarray:
         """How many of ``keys`` (a key given twice counts twice) each row holds: one count
         per row, of the smallest unsigned type that holds ``len(keys)``. A key held by at
         least 1/``DENSE_SHARE`` of the rows is added as a 0 / 1 byte row mask, kept for the
@@ -241,8 +245,7 @@ class _Base:
         n = table.n
         dtype = np.uint8 if len(keys) < 256 else np.uint16 if len(keys) < 65536 else np.uint32
         counts: np.ndarray = np.zeros(n, dtype=dtype)
-        for key in keys:
-            rows = table.posting(key)
+        for key, rows in zip(keys, parts, strict=True):  # (``parts``: their postings)
             if len(rows) * DENSE_SHARE >= n:
                 mask = self.masks.get(key)
                 if mask is None:
@@ -275,32 +278,59 @@ class _Ranker:
         if eligible is not base.eligible(table, domain):  # some rows excluded
             self._active = self._active & eligible.view(np.uint8)
         query_keys = matchable(keys)
-        # Dense: how many query keys each row holds, one small count a row (a frequent
-        # key added as a cached byte mask), so the symbolic selection reads counts, never
-        # sorts every posting entry (``overlaps``, ``_top``).
-        self.counts = base.overlaps(table, query_keys)
         self.n_keys = len(query_keys)
+        parts = [table.posting(k) for k in query_keys]
+        # How many query keys each row holds. Few posting entries (a query of rare keys, a
+        # large table): counted sparsely, over the entries read. Many (a common key holds
+        # a share of every table): counted densely, one small count a row (a frequent key
+        # added as a cached byte mask, ``overlaps``), and the shortlist is selected by
+        # overlap level (``_top``) instead of sorting every entry.
+        self.counts: np.ndarray | None = None
+        self.hit_rows = self.hit_counts = _NO_ROWS
+        if sum(len(p) for p in parts) * SPARSE_SHARE >= table.n:
+            self.counts = base.overlaps(table, query_keys, parts)
+        elif len(parts) == 1:  # one key: its posting is ascending and unique already
+            self.hit_rows = parts[0].astype(np.int64)
+            self.hit_counts = np.ones(len(self.hit_rows), dtype=np.int64)
+        elif parts:
+            held, counts = np.unique(np.concatenate(parts), return_counts=True)
+            self.hit_rows = held.astype(np.int64)
+            self.hit_counts = counts.astype(np.int64)
 
     def overlap(self, rows: np.ndarray) -> np.ndarray:
         """How many of the query's matchable keys each of ``rows`` holds (int64)."""
-        return self.counts[np.asarray(rows, dtype=np.int64)].astype(np.int64)
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.counts is not None:
+            held: np.ndarray = self.counts[rows].astype(np.int64)
+            return held
+        if len(self.hit_rows) == 0 or len(rows) == 0:
+            return np.zeros(len(rows), dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.hit_rows, rows), len(self.hit_rows) - 1)
+        return np.where(self.hit_rows[at] == rows, self.hit_counts[at], 0)
 
     def without_keys(self) -> np.ndarray:
         """The eligible mask less the rows sharing a key with the query (for a top-up)."""
-        mask: np.ndarray = self.eligible & (self.counts == 0)
+        if self.counts is not None:
+            mask: np.ndarray = self.eligible & (self.counts == 0)
+            return mask
+        mask = self.eligible.copy()
+        mask[self.hit_rows] = False
         return mask
 
     def candidates(self) -> np.ndarray:
         """Eligible rows sharing at least one key with the query, ascending."""
-        return np.flatnonzero(self.eligible & (self.counts != 0))
+        return self._top(None)[0]
 
     def _top(self, m: int | None) -> tuple[np.ndarray, np.ndarray]:
         """(rows, overlap) holding the first ``m`` candidates in symbolic order (None:
-        every candidate), ascending. Active rows come first and, among them, higher
-        overlap: so when at least ``m`` eligible active rows hold ``level`` or more keys,
-        the first ``m`` are among those rows — the highest such level is found by counting
-        (a pass over the counts per level, from the highest held down); else every
-        candidate."""
+        every candidate), ascending. Counted densely: active rows come first and, among
+        them, higher overlap, so when at least ``m`` eligible active rows hold ``level``
+        or more keys, the first ``m`` are among those rows — the highest such level is
+        found by counting (a pass over the counts per level, from the highest held down);
+        else every candidate. Counted sparsely: every candidate."""
+        if self.counts is None:
+            keep = self.eligible[self.hit_rows]
+            return self.hit_rows[keep], self.hit_counts[keep]
         if m is not None:
             active = self.counts * self._active
             for level in range(int(active.max(initial=0)), 0, -1):
@@ -308,7 +338,7 @@ class _Ranker:
                 if np.count_nonzero(held) >= m:
                     rows = np.flatnonzero(held)
                     return rows, self.counts[rows].astype(np.int64)
-        rows = self.candidates()
+        rows = np.flatnonzero(self.eligible & (self.counts != 0))
         return rows, self.counts[rows].astype(np.int64)
 
     def symbolic(self, m: int | None = None) -> np.ndarray:
