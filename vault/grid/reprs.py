@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vault.canonical import canonical_bytes, check_bounds, content_id, sha256_hex
+from vault.canonical import check_bounds, content_id, sha256_hex
 from vault.errors import InvalidInputError
 from vault.grid.grid import (
     Grid,
@@ -332,6 +332,9 @@ def repr_id(rep: dict[str, Any]) -> str:
     return content_id(strip_provenance(rep))
 
 
+_JSON_BOOL = {True: "true", False: "false"}
+
+
 def derived_repr_id(rep: dict[str, Any]) -> str:
     """``repr_id`` of a repr exactly as ``grid_to_repr`` returned it (no provenance, not
     changed since): the same canonical bytes written without the general encoder, which
@@ -349,8 +352,18 @@ def derived_repr_id(rep: dict[str, Any]) -> str:
             ]
         )
     )
-    out.append('],"globals":')
-    out.append(canonical_bytes(rep["globals"]).decode())
+    g = rep["globals"]
+    sym = g["symmetry"]
+    hist = ",".join(f'"{c}":{n}' for c, n in g["colour_hist"].items())  # ("0"-"9": in order)
+    out.append(
+        f'],"globals":{{"background":{g["background"]},"colour_hist":{{{hist}}},'
+        f'"component_count":{g["component_count"]},"height":{g["height"]},'
+        f'"palette":[{",".join(map(str, g["palette"]))}],"palette_size":{g["palette_size"]},'
+        f'"symmetry":{{"anti_diagonal":{_JSON_BOOL[sym["anti_diagonal"]]},'
+        f'"diagonal":{_JSON_BOOL[sym["diagonal"]]},"horizontal":{_JSON_BOOL[sym["horizontal"]]},'
+        f'"rot180":{_JSON_BOOL[sym["rot180"]]},"vertical":{_JSON_BOOL[sym["vertical"]]}}},'
+        f'"width":{g["width"]}}}'
+    )
     out.append(',"grid":')
     out.append(str(rep["grid"]).replace(" ", ""))  # lists of ints: [[0,1],[2,3]]
     out.append(',"kind":"repr","nodes":[{"id":"grid","type":"grid"}')
