@@ -88,6 +88,46 @@ def test_cache_hit_equals_miss_and_checks_key(tmp_path: Path) -> None:
     assert embed_repr(builtin.EMBEDDER, a, fresh) == miss
 
 
+@pytest.mark.parametrize("which", ["builtin", "shipped"])
+def test_a_query_vector_is_its_items_one_by_one(tmp_path: Path, which: str) -> None:
+    """``query_vector`` computes a query's items together: the same vector as combining
+    ``embed_pair`` / ``embed_repr`` of each item one by one, the same cache entries (an item
+    asked twice cached once), cache hits used, and with ``check`` a differing entry found."""
+    from vault.embedding import shipped
+    from vault.embedding.cache import pair_id
+    from vault.embedding.select import fitted_embedder
+    from vault.embedding.vectors import CachedVectorMismatch
+    from vault.records.query import task_query
+
+    emb = builtin.EMBEDDER if which == "builtin" else fitted_embedder(shipped.weights())
+    grids = list(GRIDS.values())
+    pairs = [(grids[i], grids[(i + 1) % len(grids)]) for i in range(len(grids))]
+    pairs.append(pairs[1])  # asked twice
+    task = {
+        "train": [{"input": a, "output": b} for a, b in pairs],
+        "test": [{"input": GRIDS["ring"]}],
+    }
+    q = task_query(task)
+    one_by_one = [embed_pair(emb, p.input, p.output, None) for p in q.pairs]
+    assert q.repr is not None
+    expected = emb.combine(one_by_one + [embed_repr(emb, q.repr, None)], one_by_one, q.all_keys())
+    cache = EmbeddingCache(tmp_path / "cache").bound(emb)
+    assert query_vector(emb, q, cache) == expected
+    ids = [pair_id(*p.ids) for p in q.pairs] + [q.rid]
+    assert [cache.get(i) for i in ids] == one_by_one + [embed_repr(emb, q.repr, None)]
+    assert len(list(cache.entries())) == len(set(ids)) == len(ids) - 1
+    assert query_vector(emb, q, cache, check=True) == expected
+    # an entry that differs from its recomputation: used as it is, found with ``check``
+    wrong = [-x for x in one_by_one[0]]
+    cache.put(ids[0], {"input": q.pairs[0].input["grid"]}, wrong)
+    swapped = emb.combine(
+        [wrong, *one_by_one[1:], cache.get(ids[-1])], [wrong, *one_by_one[1:]], q.all_keys()
+    )
+    assert query_vector(emb, q, cache) == swapped != expected
+    with pytest.raises(CachedVectorMismatch, match="pair"):
+        query_vector(emb, q, cache, check=True)
+
+
 def test_bulk_writes_one_pack_that_full_builds_read(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path / "cache")
     reps = [grid_to_repr(g) for g in GRIDS.values()]

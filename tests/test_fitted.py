@@ -314,13 +314,27 @@ def test_inference_is_exact_integer_arithmetic() -> None:
 
 
 def test_numpy_block_rule_equals_the_python_rule() -> None:
-    """``_block`` (float64 numpy, elementwise) is bit-identical to the built-in's Python
-    rule, clipping, zero blocks and the keys fast path included."""
+    """``quantise`` (float64 numpy, elementwise, many rows at once) is bit-identical to the
+    built-in's Python rule block by block, clipping and zero blocks included, for every
+    raw-feature version, whatever rows it is given with; and the keys fast path too."""
     rng = np.random.default_rng(1)  # test inputs only
-    for spec in (fitted.SHAPE_RAW, fitted.TRANSFORM_RAW, fitted.KEYS_RAW):
+    for version, layout in fitted.LAYOUTS.items():
+        rows = []
         for scale in (0.0, 1e-3, 1.0, 30.0):
-            raw = (rng.standard_normal(len(spec)) * scale).tolist()
-            assert fitted._block(raw, spec) == fitted._block_reference(raw, spec)
+            for _ in range(3):
+                row: list[float] = []
+                for _, spec in layout.blocks:
+                    if rng.random() < 0.25:  # a block not computed: its centres
+                        row += [c for _, c, _ in spec]
+                    else:
+                        centres = np.array([c for _, c, _ in spec])
+                        row += (centres + rng.standard_normal(len(spec)) * scale).tolist()
+                rows.append(row)
+        together = fitted.quantise(rows, version).tolist()
+        for row, got in zip(rows, together, strict=True):
+            assert fitted.quantise([row], version).tolist() == [got]
+            for (_, spec), s in zip(layout.blocks, layout.slices.values(), strict=True):
+                assert got[s] == fitted._block_reference(row[s], spec)
     keys = ["transform:flip_h", "invariant:same_dims", "feature:a", "feature:b", "feature:c"]
     for n in range(len(keys) + 1):
         acc = [0.0] * len(fitted.KEYS_RAW)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 DIM = 64  # the dims of every vector, whichever embedder made it
 Vectors = Sequence[Sequence[int]]  # item vectors (``DIM`` int8 each) to combine
+Item = tuple[dict[str, Any], dict[str, Any], "PairFacts"]  # a pair: input, output, facts
 
 
 class Embedder(Protocol):
@@ -42,6 +43,12 @@ class Embedder(Protocol):
     def pair_vector(
         self, in_rep: dict[str, Any], out_rep: dict[str, Any], facts: PairFacts
     ) -> list[int]: ...
+
+    def item_vectors(
+        self, reprs: Sequence[dict[str, Any]], pairs: Sequence[Item]
+    ) -> list[list[int]]:
+        """``repr_vector`` of each of ``reprs``, then ``pair_vector`` of each of ``pairs``
+        (input, output, facts), computed together where the embedder can (one pass)."""
 
     def combine(self, appearance: Vectors, transform: Vectors, keys: Iterable[str]) -> list[int]:
         """One vector from item vectors: the appearance blocks summed over ``appearance``

@@ -26,11 +26,11 @@ and re-normalized, so aggregation is exact too.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from vault.canonical import canonical_bytes, sha256_hex
-from vault.embedding import DIM, Vectors, features
+from vault.embedding import DIM, Item, Vectors, features
 from vault.embedding.features import COLOUR_MASS, normalize, quantize, requantize, spec
 from vault.grid.pairs import PairFacts
 from vault.records.keys import matchable, pair_keys, repr_keys
@@ -262,6 +262,11 @@ class BuiltinEmbedder:
         self, in_rep: dict[str, Any], out_rep: dict[str, Any], facts: PairFacts
     ) -> list[int]:
         return pair_vector(in_rep, facts)  # (the built-in one reads the facts only)
+
+    def item_vectors(
+        self, reprs: Sequence[dict[str, Any]], pairs: Sequence[Item]
+    ) -> list[list[int]]:
+        return [repr_vector(r) for r in reprs] + [pair_vector(a, f) for a, _, f in pairs]
 
 
 EMBEDDER = BuiltinEmbedder()  # the one instance (``vault.embedding.select.resolve``)

@@ -14,10 +14,10 @@ version, a missing or damaged weights object, weights of another fitted-embedder
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from vault.embedding import Embedder, builtin
+from vault.embedding import Embedder, Item, builtin
 from vault.errors import EmbeddingError, VaultError
 from vault.store.objects import ObjectStore, is_digest
 
@@ -39,6 +39,11 @@ class FittedEmbedder:
         self.repr_vector = weights.embed_repr
         self.pair_vector = weights.embed_pair
         self.combine = weights.combine
+
+    def item_vectors(
+        self, reprs: Sequence[dict[str, Any]], pairs: Sequence[Item]
+    ) -> list[list[int]]:
+        return self.weights.embed_items(reprs, pairs)
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)

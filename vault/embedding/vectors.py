@@ -118,15 +118,40 @@ def _stored_pair(
 def query_vector(
     emb: Embedder, query: Query, cache: EmbeddingCache | None, *, check: bool = False
 ) -> list[int]:
-    """A query's vector: its pairs and its repr combined, plus its keys."""
+    """A query's vector: its pairs and its repr combined, plus its keys. Each item is
+    ``embed_pair`` / ``embed_repr`` of it (the same cache rules, ``check`` included), and
+    the items computed are computed together (``Embedder.item_vectors``: one pass)."""
     _same(emb, cache)
-    pairs = [
-        embed_pair(emb, p.input, p.output, cache, p.ids, check=check, facts=f)
-        for p, f in zip(query.pairs, query.facts(), strict=True)
-    ]
-    rep = query.repr
-    apps = pairs + ([embed_repr(emb, rep, cache, query.rid, check=check)] if rep else [])
-    return emb.combine(apps, pairs, query.all_keys())
+    pairs, facts, rep = query.pairs, query.facts(), query.repr
+    n = len(pairs)
+    ids = [pair_id(*p.ids) for p in pairs] + ([query.rid or ""] if rep is not None else [])
+    hits = [cache.get(i) if cache is not None else None for i in ids]
+    first: dict[str, int] = {}  # item -> where it is computed (an item asked twice: once)
+    for k, (cid, hit) in enumerate(zip(ids, hits, strict=True)):
+        if hit is None or check:
+            first.setdefault(cid, k)
+    todo = sorted(first.values())
+    fresh = emb.item_vectors(
+        [rep] if rep is not None and n in todo else [],
+        [(pairs[k].input, pairs[k].output, facts[k]) for k in todo if k < n],
+    )
+    computed = dict(zip([n] * (n in todo) + [k for k in todo if k < n], fresh, strict=True))
+    vectors: list[list[int]] = []
+    for k, (cid, hit) in enumerate(zip(ids, hits, strict=True)):
+        at = first.get(cid)
+        if at is None and hit is not None:  # (from the cache)
+            vectors.append(hit)
+            continue
+        vector = computed[at]  # type: ignore[index]
+        _checked(hit, vector, f"{'pair' if k < n else 'repr'} {cid[:12]}")
+        if cache is not None and hit is None and at == k:
+            if k < n:
+                source = {"input": pairs[k].input["grid"], "output": pairs[k].output["grid"]}
+                cache.put(cid, source, vector)
+            elif rep is not None and "grid" in rep:
+                cache.put(cid, {"grid": rep["grid"]}, vector)
+        vectors.append(vector)
+    return emb.combine(vectors, vectors[:n], query.all_keys())
 
 
 def concept_inputs(

@@ -69,11 +69,13 @@ The weights object is canonical bytes (``FittedWeights.to_bytes``, layout there)
 fit gives the same bytes, and ``weights_hash`` = sha256 of them is its content address.
 
 API for the integration: ``FittedWeights.from_bytes(data)``; ``w.embed_repr(rep)``,
-``w.embed_pair(in_rep, out_rep, facts=None)``, ``w.combine(item_vectors, pair_vectors,
+``w.embed_pair(in_rep, out_rep, facts=None)``, ``w.embed_items(reprs, pairs)`` (many at
+once: one quantisation pass and one product), ``w.combine(item_vectors, pair_vectors,
 keys)`` (64 int8 each); ``w.identity()`` / ``w.weights_hash``; ``raw_repr`` / ``raw_pair`` /
-``raw_combine`` for the raw space; ``fit(items_by_class, FitSettings(), class_weights=...)``
-with items from ``task_items`` (an ARC task), ``concept_items`` (a concept's evidence) or
-``items_from_tasks`` (a folder of tasks, optional labels).
+``raw_combine`` for the raw space (``repr_row`` / ``pair_row`` and ``quantise``: the raw
+values before quantisation, many rows at once); ``fit(items_by_class, FitSettings(),
+class_weights=...)`` with items from ``task_items`` (an ARC task), ``concept_items`` (a
+concept's evidence) or ``items_from_tasks`` (a folder of tasks, optional labels).
 """
 
 from __future__ import annotations
@@ -125,15 +127,15 @@ from vault.embedding.fitted.raw import (
     VERSIONS,
     Layout,
     OutputBlocks,
-    _block,
     _block_reference,
-    appearance_raw,
+    key_values,
     keys_raw,
+    pair_row,
+    quantise,
     raw_combine,
     raw_pair,
     raw_repr,
-    structure_raw,
-    transform_raw,
+    repr_row,
 )
 from vault.embedding.fitted.weights import (
     FittedWeights,
@@ -177,21 +179,21 @@ __all__ = [
     "VERSION",
     "VERSIONS",
     "_HASHES",
-    "_block",
     "_block_reference",
-    "appearance_raw",
     "block_scatters",
     "concept_items",
     "fit",
     "fit_block",
     "items_from_tasks",
+    "key_values",
     "keys_raw",
     "quantize_block",
     "raw_combine",
     "raw_pair",
+    "pair_row",
+    "quantise",
     "raw_repr",
+    "repr_row",
     "scatter",
-    "structure_raw",
     "task_items",
-    "transform_raw",
 ]

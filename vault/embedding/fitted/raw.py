@@ -210,37 +210,54 @@ DEFAULT_READS = frozenset(n for block in OUTPUT_BLOCKS for n in block[3])
 # ------------------------------------------------------------------ raw features
 
 
-@lru_cache(maxsize=16)  # (keyed by the few feature specs: a few KB in all)
-def _constants(spec: tuple[Feature, ...]) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([c for _, c, _ in spec]), np.array([s for _, _, s in spec])
+@lru_cache(maxsize=4)  # (one per raw-feature version: a few KB in all)
+def _constants(version: str) -> tuple[np.ndarray, np.ndarray, tuple[slice, ...]]:
+    """The centres and scales of every raw feature of ``version`` in layout order, and the
+    slice of each raw block."""
+    layout = LAYOUTS[version]
+    spec = [f for _, block in layout.blocks for f in block]
+    centre = np.array([c for _, c, _ in spec], dtype=np.float64)
+    scale = np.array([s for _, _, s in spec], dtype=np.float64)
+    return centre, scale, tuple(layout.slices.values())
 
 
-def _block(raw: Sequence[float], spec: tuple[Feature, ...]) -> list[int]:
-    """``clip((x - c) / s, -1, 1)`` per feature, then the block quantised to int8 exactly as
-    ``features.quantize`` does: ``round(127·v_i / sqrt(fsum(v²)))``, half to even.
+def _centres(spec: Sequence[Feature]) -> list[float]:
+    """A block's values that normalise to zero (``(c - c) / s`` is 0): a block not computed."""
+    return [c for _, c, _ in spec]
+
+
+def quantise(rows: Sequence[Sequence[float]], version: str = VERSION) -> np.ndarray:
+    """Raw vectors (int64, one row each) of raw values in ``version``'s layout (``raw_row``,
+    ``pair_row``): per feature ``clip((x - c) / s, -1, 1)``, then each raw block quantised
+    to int8 exactly as ``features.quantize`` does, ``round(127·v_i / sqrt(fsum(v²)))``, half
+    to even (an all-zero block stays zero).
 
     Elementwise float64 numpy (subtract, divide, clip, square, multiply, divide, rint) is
     the same correctly rounded IEEE operation per element as Python's, in the same order,
-    and the sum of squares is ``math.fsum`` — so the result is bit-identical to the
-    pure-Python rule (``tests/test_fitted.py`` checks both)."""
-    centre, scale = _constants(spec)
-    v = np.clip((np.array(raw, dtype=np.float64) - centre) / scale, -1.0, 1.0)
-    norm = math.sqrt(math.fsum((v * v).tolist()))
-    if norm == 0.0:
-        return [0] * len(v)
-    return np.rint(127.0 * RAW_WEIGHT * v / norm).astype(np.int64).tolist()  # type: ignore[no-any-return]
+    and each block's sum of squares is ``math.fsum`` — so every row is bit-identical to the
+    pure-Python rule (``_block_reference``; ``tests/test_fitted.py`` checks both), whatever
+    the number of rows: a query's items are quantised in one pass."""
+    centre, scale, slices = _constants(version)
+    v = np.clip((np.array(rows, dtype=np.float64).reshape(-1, len(centre)) - centre) / scale, -1, 1)
+    norms = np.empty_like(v)
+    for i, squares in enumerate((v * v).tolist()):
+        for s in slices:
+            norms[i, s] = math.sqrt(math.fsum(squares[s]))
+    out = np.zeros_like(v)
+    np.divide(127.0 * RAW_WEIGHT * v, norms, out=out, where=norms != 0.0)
+    return np.rint(out).astype(np.int64)  # type: ignore[no-any-return]
 
 
 def _block_reference(raw: Sequence[float], spec: Sequence[Feature]) -> list[int]:
-    """The pure-Python form of ``_block`` (the rule as the built-in embedder writes it)."""
+    """The pure-Python form of one block of ``quantise`` (the rule as the built-in embedder
+    writes it)."""
     return quantize(normalize(raw, spec), RAW_WEIGHT)
 
 
-def keys_raw(keys: Iterable[str]) -> list[int]:
-    """The raw keys block of a key set (its matchable keys, as a fixed-vocabulary one-hot).
-
-    The same rule as ``_block`` (every key feature has centre 0 and scale 1, so a value is
-    its clipped count), computed on the non-zero slots only."""
+def _key_slots(keys: Iterable[str]) -> dict[int, float]:
+    """The non-zero values of the raw keys block of a key set: 1 in the slot of each
+    matchable key of the vocabulary, the signed count of the others clipped to [-1, 1] in
+    the last slot."""
     acc: dict[int, float] = {}
     other = 0.0
     for key in matchable(keys):
@@ -251,6 +268,23 @@ def keys_raw(keys: Iterable[str]) -> list[int]:
             other += other_key_sign(key)
     if other:
         acc[len(KEYS_RAW) - 1] = -1.0 if other < -1.0 else 1.0 if other > 1.0 else other
+    return acc
+
+
+def key_values(keys: Iterable[str]) -> list[float]:
+    """The raw values of the keys block of a key set (a fixed-vocabulary one-hot)."""
+    out = [0.0] * len(KEYS_RAW)
+    for i, v in _key_slots(keys).items():
+        out[i] = v
+    return out
+
+
+def keys_raw(keys: Iterable[str]) -> list[int]:
+    """The raw keys block of a key set (its matchable keys, as a fixed-vocabulary one-hot).
+
+    ``quantise``'s rule computed on the non-zero slots only (every key feature has centre 0
+    and scale 1, so a value is its clipped count)."""
+    acc = _key_slots(keys)
     out = [0] * len(KEYS_RAW)
     if not acc:
         return out
@@ -261,37 +295,39 @@ def keys_raw(keys: Iterable[str]) -> list[int]:
     return out
 
 
-def appearance_raw(rep: dict[str, Any]) -> list[int]:
-    """The raw shape and colour blocks of one grid (55 int8)."""
-    shape = read(features.shape_values(rep), SHAPE_RAW)
-    return _block(shape, SHAPE_RAW) + _block(
-        read(features.colour_values(rep), COLOUR_RAW), COLOUR_RAW
+def _appearance(rep: dict[str, Any]) -> list[float]:
+    """The raw values of the shape and colour blocks of one grid."""
+    return read(features.shape_values(rep), SHAPE_RAW) + read(
+        features.colour_values(rep), COLOUR_RAW
     )
 
 
-def transform_raw(
-    in_rep: dict[str, Any], out_rep: dict[str, Any], facts: PairFacts | None = None
-) -> list[int]:
-    """The raw transformation block of a pair (80 int8)."""
-    f = analyze_pair(in_rep, out_rep) if facts is None else facts
-    return _block(read(features.pair_values(in_rep, out_rep, f), TRANSFORM_RAW), TRANSFORM_RAW)
-
-
-def raw_repr(rep: dict[str, Any], version: str = VERSION) -> list[int]:
-    """A repr's raw vector (``RAW_DIM`` int8 of raw ``version``): appearance, no
+def repr_row(rep: dict[str, Any], version: str = VERSION) -> list[float]:
+    """A repr's raw values (``quantise`` makes its raw vector): appearance, no
     transformation (nor structure groups), its keys."""
-    out = appearance_raw(rep) + [0] * len(TRANSFORM_RAW) + keys_raw(repr_keys(rep))
-    return out + [0] * (LAYOUTS[version].dim - len(out))
+    row = _appearance(rep) + _centres(TRANSFORM_RAW) + key_values(repr_keys(rep))
+    for _, spec in LAYOUTS[version].blocks[len(RAW_BLOCKS_V1) :]:
+        row += _centres(spec)
+    return row
 
 
-def structure_raw(
+def pair_row(
     in_rep: dict[str, Any],
     out_rep: dict[str, Any],
-    f: PairFacts,
+    facts: PairFacts | None = None,
+    version: str = VERSION,
     blocks: Collection[str] | None = None,
-) -> list[int]:
-    """The raw structure groups of a pair (``relations.GROUPS``, each its own block); only
-    those in ``blocks`` (None: all) are computed, the others stay zero."""
+) -> list[float]:
+    """A pair's raw values (``quantise`` makes its raw vector): its input's appearance, the
+    transformation, the pair's keys (and from version 2 the structure groups: those in
+    ``blocks`` — the raw blocks an embedder reads — or all when None; the others zero)."""
+    f = analyze_pair(in_rep, out_rep) if facts is None else facts
+    row = _appearance(in_rep)
+    row += read(features.pair_values(in_rep, out_rep, f), TRANSFORM_RAW)
+    row += key_values(pair_keys(f))
+    groups = LAYOUTS[version].blocks[len(RAW_BLOCKS_V1) :]
+    if not groups:
+        return row
     grids = features.grids_of(in_rep, out_rep)
     wanted = relations.NAMES if blocks is None else tuple(n for n in relations.NAMES if n in blocks)
     values = (
@@ -299,10 +335,15 @@ def structure_raw(
         if grids is not None and wanted
         else relations.empty()
     )
-    out: list[int] = []
-    for name, spec in relations.GROUPS:  # (a group not computed is neutral: a zero block)
-        out += _block(values[name], spec) if name in wanted else [0] * len(spec)
-    return out
+    for name, spec in groups:  # (a group not computed is neutral: a zero block)
+        row += values[name] if name in wanted else _centres(spec)
+    return row
+
+
+def raw_repr(rep: dict[str, Any], version: str = VERSION) -> list[int]:
+    """A repr's raw vector (``RAW_DIM`` int8 of raw ``version``): appearance, no
+    transformation (nor structure groups), its keys."""
+    return quantise([repr_row(rep, version)], version)[0].tolist()  # type: ignore[no-any-return]
 
 
 def raw_pair(
@@ -312,14 +353,9 @@ def raw_pair(
     version: str = VERSION,
     blocks: Collection[str] | None = None,
 ) -> list[int]:
-    """A pair's raw vector (raw ``version``): its input's appearance, the transformation,
-    the pair's keys (and from version 2 the structure groups: those in ``blocks`` — the raw
-    blocks an embedder reads — or all when None; the others zero)."""
-    f = analyze_pair(in_rep, out_rep) if facts is None else facts
-    out = appearance_raw(in_rep) + transform_raw(in_rep, out_rep, f) + keys_raw(pair_keys(f))
-    if LAYOUTS[version].dim > len(out):
-        out += structure_raw(in_rep, out_rep, f, blocks)
-    return out
+    """A pair's raw vector (raw ``version``; ``blocks`` as for ``pair_row``)."""
+    row = pair_row(in_rep, out_rep, facts, version, blocks)
+    return quantise([row], version)[0].tolist()  # type: ignore[no-any-return]
 
 
 def raw_combine(

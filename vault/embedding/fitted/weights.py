@@ -26,8 +26,9 @@ from vault.embedding.fitted.raw import (
     VERSION,
     VERSIONS,
     keys_raw,
-    raw_pair,
-    raw_repr,
+    pair_row,
+    quantise,
+    repr_row,
 )
 from vault.grid.pairs import PairFacts
 
@@ -108,6 +109,7 @@ class FittedWeights:
         self._index = [blk.raw_index(version) for blk in self.blocks]
         self.reads = frozenset(n for blk in self.blocks for n in blk.inputs)
         self._by_name = {blk.name: i for i, blk in enumerate(self.blocks)}
+        self._names = tuple(blk.name for blk in self.blocks)
         # One block-diagonal float64 matrix: every product and partial sum of int8 x int8
         # values is an integer below 2^53 (|W z| <= 162 * 127 * 127), so any summation
         # order gives the exact integer; m and b are then applied in int64.
@@ -235,48 +237,70 @@ class FittedWeights:
         wz = (self._full @ z.astype(np.float64)).astype(np.int64)
         return (wz * self._m + self._b).tolist()  # type: ignore[no-any-return]
 
-    def _blocks_of(self, raw: Sequence[int] | np.ndarray, names: Iterable[str]) -> list[int]:
+    def _blocks_of(self, raw: np.ndarray, names: Iterable[str]) -> list[list[int]]:
+        """Output blocks ``names`` (concatenated) of each row of ``raw`` (int, one raw vector
+        a row; a query's items are mapped in one product)."""
         z = np.asarray(raw, dtype=np.int64)
-        if z.shape != (self.raw_dim,):
-            raise ValueError(f"raw vector must have {self.raw_dim} values, got {z.shape}")
-        acc = (self._full @ z.astype(np.float64)).astype(np.int64) * self._m + self._b
-        nonzero = z != 0
-        out: list[int] = []
+        if z.ndim != 2 or z.shape[1] != self.raw_dim:
+            raise ValueError(f"raw vector must have {self.raw_dim} values, got {z.shape[1:]}")
+        acc = (z.astype(np.float64) @ self._full.T).astype(np.int64) * self._m + self._b
+        parts = []
         for name in names:
             i = self._by_name[name]
             blk = self.blocks[i]
-            if not nonzero[self._index[i]].any():  # an all-zero raw input stays zero (no bias)
-                out += [0] * (blk.stop - blk.start)
-                continue
-            part = acc[blk.start : blk.stop]
-            # the sum of squares as an exact Python integer (|acc| < 2^53, squares are not
-            # exact in int64), then the same float64 operations as ``features.requantize``
-            norm = math.sqrt(sum(v * v for v in part.tolist()))
-            if norm == 0.0:
-                out += [0] * (blk.stop - blk.start)
-                continue
-            y = np.rint(127.0 * blk.weight * part.astype(np.float64) / norm)
-            out += y.astype(np.int64).tolist()
-        return out
+            part = acc[:, blk.start : blk.stop]
+            # an all-zero raw input stays zero (no bias); else the sum of squares as an
+            # exact Python integer (|acc| < 2^53, squares are not exact in int64), then the
+            # same float64 operations as ``features.requantize``
+            live = (z[:, self._index[i]] != 0).any(axis=1).tolist()
+            norms = np.array(
+                [
+                    math.sqrt(sum(v * v for v in row)) if on else 0.0
+                    for row, on in zip(part.tolist(), live, strict=True)
+                ]
+            )[:, None]
+            y = np.zeros(part.shape, dtype=np.float64)
+            np.divide(127.0 * blk.weight * part.astype(np.float64), norms, out=y, where=norms != 0)
+            parts.append(np.rint(y).astype(np.int64))
+        return np.concatenate(parts, axis=1).tolist()  # type: ignore[no-any-return]
 
     def block(self, name: str, raw: Sequence[int] | np.ndarray) -> list[int]:
         """Output block ``name`` of a raw vector (``raw_dim`` int8): exact integers."""
-        return self._blocks_of(raw, (name,))
+        return self._blocks_of(self._one(raw), (name,))[0]
+
+    def _one(self, raw: Sequence[int] | np.ndarray) -> np.ndarray:
+        z = np.asarray(raw, dtype=np.int64)
+        if z.shape != (self.raw_dim,):
+            raise ValueError(f"raw vector must have {self.raw_dim} values, got {z.shape}")
+        return z[None, :]
 
     def embed_raw(self, raw: Sequence[int] | np.ndarray) -> list[int]:
         """The 64-d vector of one raw vector (every block from it)."""
-        return self._blocks_of(raw, (blk.name for blk in self.blocks))
+        return self._blocks_of(self._one(raw), self._names)[0]
+
+    def embed_items(
+        self,
+        reprs: Sequence[dict[str, Any]],
+        pairs: Sequence[tuple[dict[str, Any], dict[str, Any], PairFacts | None]],
+    ) -> list[list[int]]:
+        """The vectors of ``reprs`` then of ``pairs`` (input, output, facts or None), each
+        ``embed_repr`` / ``embed_pair`` of it, quantised and mapped in one pass."""
+        rows = [repr_row(rep, self.version) for rep in reprs]
+        rows += [pair_row(a, b, f, self.version, self.reads) for a, b, f in pairs]
+        if not rows:
+            return []
+        return self._blocks_of(quantise(rows, self.version), self._names)
 
     def embed_repr(self, rep: dict[str, Any]) -> list[int]:
         """A repr on its own: appearance + zero transformation + its feature keys."""
-        return self.embed_raw(raw_repr(rep, self.version))
+        return self.embed_items([rep], [])[0]
 
     def embed_pair(
         self, in_rep: dict[str, Any], out_rep: dict[str, Any], facts: PairFacts | None = None
     ) -> list[int]:
         """A pair on its own: the input's appearance + transformation + the pair's keys
         (``facts``: ``analyze_pair(in_rep, out_rep)`` when the caller has it)."""
-        return self.embed_raw(raw_pair(in_rep, out_rep, facts, self.version, self.reads))
+        return self.embed_items([], [(in_rep, out_rep, facts)])[0]
 
     def embed_keys(self, keys: Iterable[str]) -> list[int]:
         """The keys output block of a key set."""
