@@ -150,7 +150,8 @@ def test_components_and_enclosure_agree_with_a_plain_flood(most: int) -> None:
     pure-Python box comparison takes), many with nested hollow shapes: the repr's components
     (bbox, area, perimeter, centroid), its adjacent_to and its contained_in edges are the
     ones a plain flood fill finds; and so are the objects (as a repr leaves them for the
-    pair and shape features, and as those compute them when it has not) and the blobs."""
+    pair and shape features, and as those compute them when it has not) and the blobs
+    (joined from the repr's components, and flooded when no repr left them)."""
     import random
 
     from vault.grid.objects import blobs, objects
@@ -211,6 +212,9 @@ def test_components_and_enclosure_agree_with_a_plain_flood(most: int) -> None:
                 grid_to_repr(grid)
             assert [sorted(o.cells) for o in objects(g, bg)] == comps
             assert [o.colour for o in objects(g, bg)] == [grid[c[0][0]][c[0][1]] for c in comps]
+            assert [(o.area, list(o.bbox)) for o in objects(g, bg)] == [
+                (n["area"], n["bbox"]) for n in nodes
+            ]
             assert [sorted(b) for b in blobs(g, bg)] == _floods(grid, bg, eight=True), grid
         merged += sum(1 for b in blobs(g, bg) if len({grid[y][x] for y, x in b}) > 1)
         nested += len(got)

@@ -274,8 +274,6 @@ def _repr(g: Grid) -> dict[str, Any]:
             }
         nodes.append(node)
         edges.append({"type": "has_component", "src": "grid", "dst": name})
-    if m:
-        _prime_objects(g, bg, found)
     # adjacent_to: each unordered pair of 4-touching components once, src < dst, in order
     touching: set[tuple[int, int]] = set()
     for k, (_, cells, _) in enumerate(comps):
@@ -284,6 +282,8 @@ def _repr(g: Grid) -> dict[str, Any]:
                 other = lab[j]
                 if other >= 0 and other != k:
                     touching.add((k, other) if k < other else (other, k))
+    if m:
+        _prime_objects(g, bg, found, (lab, pw, touching))
     for a_, b_ in sorted(touching):
         edges.append({"type": "adjacent_to", "src": names[a_], "dst": names[b_]})
     # contained_in: every cell of A is enclosed by B (checked only where B's box holds A's).
