@@ -227,7 +227,7 @@ def _centres(spec: Sequence[Feature]) -> list[float]:
 
 
 def quantise(rows: Sequence[Sequence[float]], version: str = VERSION) -> np.ndarray:
-    """Raw vectors (int64, one row each) of raw values in ``version``'s layout (``raw_row``,
+    """Raw vectors (int64, one row each) of raw values in ``version``'s layout (``repr_row``,
     ``pair_row``): per feature ``clip((x - c) / s, -1, 1)``, then each raw block quantised
     to int8 exactly as ``features.quantize`` does, ``round(127·v_i / sqrt(fsum(v²)))``, half
     to even (an all-zero block stays zero).
