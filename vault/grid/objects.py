@@ -136,7 +136,8 @@ def _remember(key: tuple[str, Grid, int], g: Grid, found: tuple[GridObject, ...]
     _memo.put(key, found, _grid_bytes(g) + 256 * cells + 768 * len(found) + 512)
 
 
-Labels = tuple[list[int], int, set[tuple[int, int]]]  # (labelling, padded width, touching)
+# (labelling of the padded grid, padded width, 4-touching pairs, each component's flat cells)
+Labels = tuple[list[int], int, set[tuple[int, int]], list[list[int]]]
 
 
 def prime_objects(
@@ -148,14 +149,16 @@ def prime_objects(
     """Remember ``objects(g, bg)`` from components a repr found (the same components:
     4-connected, one colour, in reading order of their first cell; each as (colour, cells,
     bounding box)), unless already known. ``labels``: the repr's labelling of the padded
-    grid (each cell's component, < 0 for none), its width and the pairs of components that
-    4-touch (a < b), from which ``blobs`` is derived if it is asked for."""
+    grid (each cell's component, < 0 for none), its width, the pairs of components that
+    4-touch (a < b) and each component's cells as flat indices of the padded grid, from
+    which ``blobs`` is derived if it is asked for."""
     key = ("objects", g, bg)
     if _memo.get(key) is not None:
         return
     _remember(key, g, tuple([GridObject(colour, cells, box) for colour, cells, box in found]))
     if labels is not None:
         size = _grid_bytes(g) + 8 * len(labels[0]) + 120 * len(labels[2]) + 256
+        size += sum(64 + 8 * len(cells) for cells in labels[3])
         _memo.put(("labels", g, bg), labels, size)
 
 
@@ -179,13 +182,29 @@ def blobs(g: Grid, bg: int | None = None) -> tuple[frozenset[tuple[int, int]], .
 
 
 def _joined(
-    objs: tuple[GridObject, ...], lab: list[int], pw: int, touching: set[tuple[int, int]]
+    objs: tuple[GridObject, ...],
+    lab: list[int],
+    pw: int,
+    touching: set[tuple[int, int]],
+    flats: list[list[int]],
 ) -> tuple[frozenset[tuple[int, int]], ...]:
     """The blobs of a grid from its objects: an 8-connected component of non-background
     cells is a union of 4-connected one-colour ones, those that 4-touch (``touching``) or
-    touch at a corner (found here in the labelling ``lab``). Each blob's first cell in
-    reading order is the first cell of its first object, so blobs come in the order of
-    their first objects."""
+    touch at a corner (found here from each object's own cells ``flats`` in the labelling
+    ``lab``). Each blob's first cell in reading order is the first cell of its first object,
+    so blobs come in the order of their first objects."""
+    pairs = set(touching)
+    for k, cells in enumerate(flats):
+        for i in cells:
+            # the corners below (those above: from the object there)
+            other = lab[i + pw - 1]
+            if other >= 0 and other != k:
+                pairs.add((k, other) if k < other else (other, k))
+            other = lab[i + pw + 1]
+            if other >= 0 and other != k:
+                pairs.add((k, other) if k < other else (other, k))
+    if not pairs:  # every object a blob of its own
+        return tuple(o.cells for o in objs)
     parent = list(range(len(objs)))
 
     def root(x: int) -> int:
@@ -193,19 +212,10 @@ def _joined(
             parent[x] = x = parent[parent[x]]
         return x
 
-    def join(a: int, b: int) -> None:
+    for a, b in pairs:
         ra, rb = root(a), root(b)
         if ra != rb:  # the first object of a blob is its root
             parent[max(ra, rb)] = min(ra, rb)
-
-    for a, b in touching:
-        join(a, b)
-    for i, k in enumerate(lab):
-        if k >= 0:
-            for j in (i + pw - 1, i + pw + 1):  # the corners below (those above: from there)
-                other = lab[j]
-                if other >= 0 and other != k:
-                    join(k, other)
     members: dict[int, list[int]] = {}
     for k in range(len(objs)):
         members.setdefault(root(k), []).append(k)  # (roots ascending: in reading order)

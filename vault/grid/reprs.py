@@ -283,7 +283,7 @@ def _repr(g: Grid) -> dict[str, Any]:
                 if other >= 0 and other != k:
                     touching.add((k, other) if k < other else (other, k))
     if m:
-        _prime_objects(g, bg, found, (lab, pw, touching))
+        _prime_objects(g, bg, found, (lab, pw, touching, [cells for _, cells, _ in comps]))
     for a_, b_ in sorted(touching):
         edges.append({"type": "adjacent_to", "src": names[a_], "dst": names[b_]})
     # contained_in: every cell of A is enclosed by B (checked only where B's box holds A's).
