@@ -434,3 +434,39 @@ def test_parallel_prefetch_gives_the_same_generation(
     again = FreshCache()
     computed = prefetch.prefetch(_items(state, inputs), v.objects, again)
     assert computed > 0 and len(again.sources) == computed  # the pool really ran
+
+
+@pytest.mark.parametrize("which", ["builtin", "fitted"])
+def test_prefetch_computes_each_item_as_alone(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:
+    """A worker's ``compute`` embeds its items a batch at a time (``item_vectors``): each
+    vector is ``embed_repr`` / ``embed_pair`` of its item alone, in the order of the items,
+    across batch boundaries, with reprs and pairs mixed in one batch."""
+    from vault.embedding import prefetch, shipped
+    from vault.embedding.select import fitted_embedder
+    from vault.index.build import _items
+    from vault.index.state import State, fold
+
+    emb = builtin.EMBEDDER if which == "builtin" else fitted_embedder(shipped.weights())
+    v = example_vault
+    state = State(v.objects)
+    inputs: dict[str, Any] = {}
+    fold(v.audit.entries(), state, v.records, inputs)
+    pairs = [i for i in _items(state, inputs) if len(i) == 2]
+    assert len(pairs) >= 3
+    # each pair followed by its output's repr: batches of 3 hold both kinds, pairs first
+    # in one and reprs first in the next, and the output keeps this order
+    items = [item for a, b in pairs for item in ((a, b), (b,))]
+    alone = []
+    for item in items:
+        if len(item) == 1:
+            alone.append(embed_repr(emb, v.objects.get_record(item[0]), None))
+        else:
+            a, b = (v.objects.get_record(x) for x in item)
+            alone.append(embed_pair(emb, a, b, None))
+    for batch in (1, 3, len(items) + 1):
+        monkeypatch.setattr(prefetch, "BATCH", batch)
+        got = prefetch.compute(emb, str(v.objects.root), items)
+        assert [c[0] for c in got] == items
+        assert [c[1] for c in got] == alone

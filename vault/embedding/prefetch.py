@@ -17,7 +17,7 @@ from typing import Any
 
 from vault.embedding import Embedder
 from vault.embedding.cache import EmbeddingCache, pair_id
-from vault.embedding.vectors import embed_pair, embed_repr
+from vault.grid.pairs import analyze_pair
 from vault.store.objects import ObjectStore
 from vault.workers import exit_with_parent
 
@@ -33,22 +33,33 @@ def content_id(item: Item) -> str:
     return item[0] if len(item) == 1 else pair_id(item[0], item[1])
 
 
+BATCH = 256  # items embedded together (``Embedder.item_vectors``: one pass a batch)
+
+
 def compute(emb: Embedder, root: str, items: list[Item]) -> list[Computed]:
-    """The vectors of ``items`` (a worker's task; a repr that is not a record is skipped)."""
+    """The vectors of ``items`` (a worker's task; a repr that is not a record is skipped),
+    each what ``embed_repr`` / ``embed_pair`` gives it, computed ``BATCH`` at a time."""
     objects = ObjectStore(Path(root))
-    out = []
-    for item in items:
-        if len(item) == 1:
-            rep = objects.get_record(item[0])
-            if not isinstance(rep, dict):
-                continue
-            vector = embed_repr(emb, rep, None, item[0])
-            source = {"grid": rep["grid"]} if "grid" in rep else {}
-        else:
-            a, b = objects.get_record(item[0]), objects.get_record(item[1])
-            vector = embed_pair(emb, a, b, None, (item[0], item[1]))
-            source = {"input": a["grid"], "output": b["grid"]}
-        out.append((item, vector, source))
+    order = {item: k for k, item in enumerate(items)}
+    out: list[Computed] = []
+    for lo in range(0, len(items), BATCH):
+        reprs: list[tuple[Item, dict[str, Any]]] = []
+        pairs: list[tuple[Item, dict[str, Any], dict[str, Any]]] = []
+        for item in items[lo : lo + BATCH]:
+            if len(item) == 1:
+                rep = objects.get_record(item[0])
+                if isinstance(rep, dict):
+                    reprs.append((item, rep))
+            else:
+                pairs.append((item, objects.get_record(item[0]), objects.get_record(item[1])))
+        vectors = emb.item_vectors(
+            [rep for _, rep in reprs], [(a, b, analyze_pair(a, b)) for _, a, b in pairs]
+        )
+        sources = [{"grid": rep["grid"]} if "grid" in rep else {} for _, rep in reprs]
+        sources += [{"input": a["grid"], "output": b["grid"]} for _, a, b in pairs]
+        done = [item for item, _ in reprs] + [item for item, _, _ in pairs]
+        # in the order of ``items`` (the order they are put into the cache)
+        out += sorted(zip(done, vectors, sources, strict=True), key=lambda c: order[c[0]])
     return out
 
 
