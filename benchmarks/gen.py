@@ -89,14 +89,15 @@ def generate(
     """Chunks of (cards, evidence, reprs) for concepts ``start .. start+n``."""
     rng = random.Random(f"{seed}:pool")
     grids = [pool_grid(rng) for _ in range(min(pool, max(1, n)))]
-    reprs: dict[tuple[int, str], dict[str, Any]] = {}
+    reprs: dict[tuple[int, str], tuple[dict[str, Any], str]] = {}  # -> (repr, its id)
     families = sorted(FAMILIES)
 
-    def rep(i: int, family: str | None) -> dict[str, Any]:
+    def rep(i: int, family: str | None) -> tuple[dict[str, Any], str]:
         key = (i, family or "")
         if key not in reprs:
             g = grids[i] if family is None else FAMILIES[family][0](grids[i])
-            reprs[key] = grid_to_repr(g)
+            r = grid_to_repr(g)
+            reprs[key] = (r, repr_id(r))
         return reprs[key]
 
     chunk = CHUNK
@@ -124,8 +125,7 @@ def generate(
             )
             for _ in range(crng.randint(*EVIDENCE_PAIRS)):
                 j = crng.randrange(len(grids))
-                a, b = rep(j, None), rep(j, family)
-                ia, ib = repr_id(a), repr_id(b)
+                (a, ia), (b, ib) = rep(j, None), rep(j, family)
                 used[ia], used[ib] = a, b
                 evidence.append(
                     (

@@ -123,11 +123,32 @@ def summaries(out: Path | None = None) -> None:
     from vault.embedding.topk import NA
 
     out = out or DIR
-    snap = load(out)
     name = _name(out)
-    for kind in ("parts", "full"):
-        if not (out / "summaries" / f"{name}-{kind}.summary").exists():
+    missing = [
+        kind
+        for kind in ("parts", "full")
+        if not (out / "summaries" / f"{name}-{kind}.summary").exists()
+    ]
+    if missing:
+        snap = load(out)
+        for kind in missing:
             summary.write(out / "summaries", name, summary.build(snap.table.matrix, kind, NA))
+
+
+def ensure(out: Path | None = None) -> None:
+    """The fixture and its summaries, built if missing — in a subprocess, so that the
+    measuring process's peak memory is that of reading them, as a vault's reader does."""
+    import subprocess
+
+    out = out or DIR
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import million; from pathlib import Path\n"
+        f"out = Path({str(out)!r})\n"
+        "if not ((out / 'built').exists() and (out / 'rows.list').exists()):\n"
+        "    million.build(out=out)\n"
+        "million.summaries(out)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def _name(out: Path) -> str:
@@ -183,19 +204,8 @@ def measure(runs: int = 5) -> dict[str, Any]:
     from vault.embedding.vectors import query_vector
     from vault.retrieval import retrieve_in
 
-    if not (DIR / "built").exists() or not (DIR / "rows.list").exists():  # (format 3)
-        import subprocess
-
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                f"import sys; sys.path.insert(0, {str(HERE)!r}); import million; million.build()",
-            ],
-            check=True,
-        )
+    ensure()  # (in a subprocess: built, and summarised as `vault index build` leaves it)
     build_s = float((DIR / "built").read_text())
-    summaries()  # as `vault index build` leaves them (not timed)
     snap = load()
     cfg = Config()
     rng = random.Random(5)
@@ -325,7 +335,7 @@ def first_queries(runs: int = 5) -> dict[str, Any]:
     from vault.embedding import builtin
     from vault.embedding.vectors import query_vector
 
-    summaries()  # as `vault index build` leaves them (not timed)
+    ensure()  # (in a subprocess, as for measure)
     rng = random.Random(11)
     out: dict[str, list[float]] = {"open": [], "first": [], "second": [], "third": []}
     for _ in range(runs):
