@@ -33,6 +33,18 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _forget_pool_in_child() -> None:
+    """In a forked child the pool's threads do not exist: a scan handed to them would wait
+    forever (a solver forking after a threaded query, ``multiprocessing``'s default on
+    Linux). The child makes its own pool on its first threaded scan; the module's locks,
+    which a parent's thread may have held at the fork, are made anew."""
+    global _POOL, _POOL_LOCK, _BLAS_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+    _BLAS_LOCK = threading.Lock()
+    MEASURED._lock = threading.Lock()
+
+
 def _run(fn: Callable[..., None], jobs: list[tuple[object, ...]]) -> None:
     """``fn(*job)`` for each job, on the pool when there are several (numpy releases the
     GIL in conversions, products and comparisons)."""
@@ -170,3 +182,5 @@ def _median(xs: list[float]) -> float:
 
 
 MEASURED = Measured()  # this process's choice for single-query scans
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
