@@ -40,26 +40,28 @@ def compute(emb: Embedder, root: str, items: list[Item]) -> list[Computed]:
     """The vectors of ``items`` (a worker's task; a repr that is not a record is skipped),
     each what ``embed_repr`` / ``embed_pair`` gives it, computed ``BATCH`` at a time."""
     objects = ObjectStore(Path(root))
-    order = {item: k for k, item in enumerate(items)}
     out: list[Computed] = []
     for lo in range(0, len(items), BATCH):
-        reprs: list[tuple[Item, dict[str, Any]]] = []
-        pairs: list[tuple[Item, dict[str, Any], dict[str, Any]]] = []
-        for item in items[lo : lo + BATCH]:
+        # each item with its position, so the batch's results go back in the items' order
+        reprs: list[tuple[int, Item, dict[str, Any]]] = []
+        pairs: list[tuple[int, Item, dict[str, Any], dict[str, Any]]] = []
+        for k, item in enumerate(items[lo : lo + BATCH]):
             if len(item) == 1:
                 rep = objects.get_record(item[0])
                 if isinstance(rep, dict):
-                    reprs.append((item, rep))
+                    reprs.append((k, item, rep))
             else:
-                pairs.append((item, objects.get_record(item[0]), objects.get_record(item[1])))
+                a, b = objects.get_record(item[0]), objects.get_record(item[1])
+                pairs.append((k, item, a, b))
         vectors = emb.item_vectors(
-            [rep for _, rep in reprs], [(a, b, analyze_pair(a, b)) for _, a, b in pairs]
+            [rep for _, _, rep in reprs], [(a, b, analyze_pair(a, b)) for _, _, a, b in pairs]
         )
-        sources = [{"grid": rep["grid"]} if "grid" in rep else {} for _, rep in reprs]
-        sources += [{"input": a["grid"], "output": b["grid"]} for _, a, b in pairs]
-        done = [item for item, _ in reprs] + [item for item, _, _ in pairs]
+        sources = [{"grid": rep["grid"]} if "grid" in rep else {} for _, _, rep in reprs]
+        sources += [{"input": a["grid"], "output": b["grid"]} for _, _, a, b in pairs]
+        done = [(k, item) for k, item, _ in reprs] + [(k, item) for k, item, _, _ in pairs]
         # in the order of ``items`` (the order they are put into the cache)
-        out += sorted(zip(done, vectors, sources, strict=True), key=lambda c: order[c[0]])
+        batch = sorted(zip(done, vectors, sources, strict=True), key=lambda c: c[0][0])
+        out += [(item, vector, source) for (_, item), vector, source in batch]
     return out
 
 
