@@ -11,10 +11,11 @@ depend on budgets (tests/test_cache_memory.py checks byte-identical output with 
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
+
+from vault import forksafe
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -23,13 +24,14 @@ MiB = 1 << 20
 
 
 class BoundedMemo(Generic[K, V]):
-    """A least-recently-used memo holding at most ``max_bytes`` (estimated), thread-safe."""
+    """A least-recently-used memo holding at most ``max_bytes`` (estimated), thread-safe
+    and fork-safe."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock(self, "_lock")  # (a forked child takes it anew)
 
     def get(self, key: K) -> V | None:
         with self._lock:

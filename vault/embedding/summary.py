@@ -59,6 +59,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import threading
 import weakref
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vault import forksafe
 from vault.embedding import DIM
 
 SUMMARY_COLUMNS = 32  # int8 columns per row: projections + one residual column per part
@@ -331,7 +333,8 @@ def _unseal(key: int, _ref: object) -> None:
         _SEALED.pop(key, None)
 
 
-_LOCK = threading.RLock()  # re-entrant: a weakref callback may run under it
+# re-entrant: a weakref callback may run under it; made anew in a forked child
+_LOCK = forksafe.rlock(sys.modules[__name__], "_LOCK")
 _SEALED: dict[int, weakref.ref[np.ndarray]] = {}
 _SEEN: dict[tuple[int, str], tuple[weakref.ref[np.ndarray], Summary | None]] = {}
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
+import sys
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from vault import forksafe
 from vault.canonical import loads, loads_trusted, sha256_hex
 from vault.embedding import Embedder, builtin, select
 from vault.errors import (
@@ -65,7 +66,7 @@ SHARD_ENTRY_BYTES = 1024  # a parsed state entry, estimated
 REPR_ID_BYTES = 128  # a repr id in a parsed repr shard, estimated
 KINDS = ("concepts", "reprs")
 OPEN_RETRIES = 100  # times CURRENT may move under one open before it gives up
-_lock = threading.Lock()
+_lock = forksafe.lock(sys.modules[__name__], "_lock")  # (made anew in a forked child)
 _loaded: OrderedDict[tuple[str, str], Generation] = OrderedDict()
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from vault import forksafe
 from vault.embedding.topk._common import (
     SUPER,
 )
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # the pool is made on the first threaded scan (few queries ne
     from concurrent.futures import ThreadPoolExecutor
 
 _POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+_POOL_LOCK = forksafe.lock(sys.modules[__name__], "_POOL_LOCK")
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -36,13 +37,10 @@ def _pool() -> ThreadPoolExecutor:
 def _forget_pool_in_child() -> None:
     """In a forked child the pool's threads do not exist: a scan handed to them would wait
     forever (a solver forking after a threaded query, ``multiprocessing``'s default on
-    Linux). The child makes its own pool on its first threaded scan; the module's locks,
-    which a parent's thread may have held at the fork, are made anew."""
-    global _POOL, _POOL_LOCK, _BLAS_LOCK
+    Linux). The child makes its own pool on its first threaded scan (the module's locks,
+    which a parent's thread may have held at the fork, are ``forksafe``)."""
+    global _POOL
     _POOL = None
-    _POOL_LOCK = threading.Lock()
-    _BLAS_LOCK = threading.Lock()
-    MEASURED._lock = threading.Lock()
 
 
 def _run(fn: Callable[..., None], jobs: list[tuple[object, ...]]) -> None:
@@ -61,7 +59,7 @@ def _run(fn: Callable[..., None], jobs: list[tuple[object, ...]]) -> None:
 # and run BLAS single-threaded meanwhile. Thread counts never change results.
 _BLAS: tuple[Callable[[], int], Callable[[int], None]] | None = None
 _BLAS_LOOKED = False
-_BLAS_LOCK = threading.Lock()
+_BLAS_LOCK = forksafe.lock(sys.modules[__name__], "_BLAS_LOCK")
 _BLAS_USERS = 0
 _BLAS_SAVED = 0
 
@@ -139,7 +137,7 @@ class Measured:
     PROBE = 16
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock(self, "_lock")
         self.reset()
 
     def reset(self) -> None:
