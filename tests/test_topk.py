@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -476,10 +477,10 @@ def test_a_batch_uses_one_thread_unless_told(monkeypatch: pytest.MonkeyPatch) ->
 def test_a_single_query_runs_on_the_thread_count_measured_faster(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``Measured``: the first large scan on one thread, untimed; then one and two threads
-    in turns until each has two timings; then the one with the lower median time per row,
-    the other re-timed every 16th scan; the environment fixes it; small scans and one core
-    use one thread."""
+    """``Measured``: the first large scan on one thread and the first on two, untimed; one
+    and two threads in turns until each has two timings; then the one with the lower
+    median time per row, the other re-timed every 16th scan; the environment fixes it;
+    small scans and one core use one thread."""
     monkeypatch.delenv(T.THREADS_ENV, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     big = 4 * T.SUPER
@@ -487,17 +488,18 @@ def test_a_single_query_runs_on_the_thread_count_measured_faster(
     assert m.choose(big - 1) == (1, False)
     assert m.choose(big) == (1, False)  # the first large scan: not timed
     cost = {1: 2.0, 2: 1.0}  # seconds per row: two threads faster here
-    for want in (1, 2, 1, 2):
+    for want in ((1, True), (2, False), (2, True), (1, True), (2, True)):
         workers, timed = m.choose(big)
-        assert (workers, timed) == (want, True)
-        m.note(workers, cost[workers] * big, big)
+        assert (workers, timed) == want
+        if timed:
+            m.note(workers, cost[workers] * big, big)
     picks = []
     for _ in range(40):
         workers, timed = m.choose(big)
         assert timed
         picks.append(workers)
         m.note(workers, cost[workers] * big, big)
-    scans = range(6, 46)  # the scan numbers of ``picks``
+    scans = range(7, 47)  # the scan numbers of ``picks``
     assert picks == [1 if n % T.Measured.PROBE == 0 else 2 for n in scans]
     cost = {1: 1.0, 2: 3.0}  # the machine got busy: one thread faster now
     for _ in range(3 * T.Measured.PROBE):
@@ -798,3 +800,23 @@ def test_index_build_writes_the_summaries(
     r = example_vault.retriever()
     for similarity in ("structured", "cosine"):
         assert r.retrieve([[1, 0], [0, 2]], mode="soft", similarity=similarity).results
+
+
+def test_a_two_thread_run_works_on_the_calling_thread_and_waits_for_the_other() -> None:
+    """The first job runs on the calling thread, the other on the pool; when the first
+    fails, the call still returns only after the other finished (no scan outlives it)."""
+    ran: list[tuple[str, bool]] = []
+    caller = threading.current_thread()
+
+    def job(name: str, fail: bool) -> None:
+        if fail:
+            raise ValueError(name)
+        time.sleep(0.2)
+        ran.append((name, threading.current_thread() is caller))
+
+    T.threads._run(job, [("a", False), ("b", False)])
+    assert sorted(ran) == [("a", True), ("b", False)]
+    ran.clear()
+    with pytest.raises(ValueError, match="a"):
+        T.threads._run(job, [("a", True), ("b", False)])
+    assert ran == [("b", False)]

@@ -30,7 +30,8 @@ def _pool() -> ThreadPoolExecutor:
         if _POOL is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vault-topk")
+            # (a scan runs on at most two threads: the caller's and this one)
+            _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-topk")
         return _POOL
 
 
@@ -44,12 +45,21 @@ def _forget_pool_in_child() -> None:
 
 
 def _run(fn: Callable[..., None], jobs: list[tuple[object, ...]]) -> None:
-    """``fn(*job)`` for each job, on the pool when there are several (numpy releases the
-    GIL in conversions, products and comparisons)."""
+    """``fn(*job)`` for each job: the first on the calling thread, the others meanwhile on
+    the pool (numpy releases the GIL in conversions, products and comparisons). The
+    calling thread's memory is warm: a pool thread's first scan faults in its own
+    allocator arena's pages (~2,000 at 10**6 rows, ~10 ms here)."""
     if len(jobs) == 1:
         fn(*jobs[0])
         return
-    for fut in [_pool().submit(fn, *job) for job in jobs]:
+    from concurrent.futures import wait
+
+    futures = [_pool().submit(fn, *job) for job in jobs[1:]]
+    try:
+        fn(*jobs[0])
+    finally:
+        wait(futures)  # (no job outlives the call, even when the first one failed)
+    for fut in futures:
         fut.result()
 
 
@@ -125,9 +135,11 @@ def default_threads(rows: int) -> int:
 
 class Measured:
     """The worker threads of a single query's large scans, chosen by measuring both in this
-    process: the first large scan runs on one thread and is not counted (it reads a summary
-    and faults pages in); then scans alternate one and two threads until each count has
-    ``EXPLORE`` timings; then each runs on the count whose median time per row over its
+    process: the first scan on each count is not counted (the first of all reads a summary;
+    the first on two threads faults the pool thread's allocator arena in: ~10 ms more at
+    10**6 rows, which counted among the first two timings made two threads look slower);
+    scans go one, one, two, two, then alternate until each count has ``EXPLORE`` timings;
+    then each runs on the count whose median time per row over its
     last ``SAMPLES`` scans is lower, except every ``PROBE``-th, which re-measures the other
     (a machine's load changes). ``VAULT_TOPK_THREADS=1`` or ``2`` fixes the count; one core,
     or fewer than ``4 * SUPER`` rows: one thread. Results never depend on it."""
@@ -156,13 +168,12 @@ class Measured:
             return 2, False
         with self._lock:
             self._scans += 1
-            if self._scans == 1:
-                pick, timed = 1, False
-            elif min(len(self._costs[1]), len(self._costs[2])) < self.EXPLORE:
-                pick, timed = (1 if len(self._costs[1]) <= len(self._costs[2]) else 2), True
+            if min(len(self._costs[1]), len(self._costs[2])) < self.EXPLORE:
+                pick = 1 if len(self._costs[1]) <= len(self._costs[2]) else 2
             else:
                 best = 1 if _median(self._costs[1]) <= _median(self._costs[2]) else 2
-                pick, timed = (3 - best if self._scans % self.PROBE == 0 else best), True
+                pick = 3 - best if self._scans % self.PROBE == 0 else best
+            timed = self.picked[pick] > 0  # (a count's first scan: not counted)
             self.picked[pick] += 1
             return pick, timed
 
