@@ -1,9 +1,12 @@
-"""Shared test helpers: the whole-tree snapshot and the "incremental == full build" check."""
+"""Shared test helpers: the whole-tree snapshot, the "incremental == full build" check and a
+forked child's answer."""
 
 from __future__ import annotations
 
 import os
+import signal
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +112,26 @@ def durable_once_before(
         assert set(staged) <= after and str(root / "objects") in after
         assert {str(Path(f).parent) for f in staged} <= after
     return staged
+
+
+def answer_in_child(action: Callable[[], bytes], alarm: int = 30) -> bytes:
+    """What ``action()`` returns in a forked child, read back through a pipe; the test
+    fails unless the child returned (one that would wait for ever is killed by SIGALRM
+    after ``alarm`` seconds). The child never returns into pytest."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            signal.alarm(alarm)
+            os.write(w, action())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    return data

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import threading
 import weakref
 from collections.abc import Callable
@@ -27,6 +26,10 @@ from vault.grid import reprs as RP
 from vault.index import snapshot as SN
 from vault.memo import BoundedMemo
 
+from .helpers import answer_in_child
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+
 ALARM = 20  # seconds a child may take before it counts as hung
 
 
@@ -43,25 +46,11 @@ def in_child_while_held(lock: Any, action: Callable[[], bytes]) -> bytes:
     t = threading.Thread(target=hold)
     t.start()
     assert held.wait(10)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: answer through the pipe, never return into pytest
-        code = 1
-        try:
-            os.close(r)
-            signal.alarm(ALARM)
-            os.write(w, action())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    release.set()
-    t.join()
-    with os.fdopen(r, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
-    return data
+    try:
+        return answer_in_child(action, ALARM)
+    finally:
+        release.set()
+        t.join()
 
 
 def test_a_memo_held_at_the_fork_is_usable_in_the_child() -> None:

@@ -29,6 +29,8 @@ from vault.embedding import similarity as S
 from vault.embedding import summary as SM
 from vault.embedding.topk import NA, topk, topk_batch
 
+from .helpers import answer_in_child
+
 METRICS = ("cosine", "euclidean", "structured")
 LARGE = os.environ.get("VAULT_TOPK_LARGE") == "1"
 
@@ -234,32 +236,18 @@ def test_a_child_forked_after_a_threaded_scan_scans_on_threads(tiny_blocks: None
     """A two-thread scan leaves the pool's threads in this process only: a child forked
     afterwards (``multiprocessing``'s default on Linux) makes its own pool and gets the
     same answer — handed to the parent's threads, its scan would wait forever."""
-    import signal
-
     rng = np.random.default_rng(5)
     m = rng.integers(-128, 128, (1000, 64), dtype=np.int8)
     na, nb = norms(m)
     q = rng.integers(-128, 128, 64, dtype=np.int8)
     want = topk(m, na, nb, q, 10, "cosine", threads=2)
     assert T.threads._POOL is not None  # the scan ran on the pool
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: answer through the pipe, never return into pytest
-        code = 1
-        try:
-            os.close(r)
-            signal.alarm(30)  # a scan waiting for threads that do not exist: killed
-            got = topk(m, na, nb, q, 10, "cosine", threads=2)
-            os.write(w, got[0].tobytes() + got[1].tobytes())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
-    assert data == want[0].tobytes() + want[1].tobytes()
+
+    def child() -> bytes:  # (a scan waiting for threads that do not exist: killed)
+        got = topk(m, na, nb, q, 10, "cosine", threads=2)
+        return got[0].tobytes() + got[1].tobytes()
+
+    assert answer_in_child(child) == want[0].tobytes() + want[1].tobytes()
 
 
 @pytest.mark.skipif(not LARGE, reason="set VAULT_TOPK_LARGE=1")
