@@ -126,6 +126,39 @@ def test_the_scan_locks_held_at_the_fork_are_usable_in_the_child(
     assert data == b"".join(a.tobytes() for a in (*want, *want))
 
 
+def test_a_scan_running_at_the_fork_leaves_blas_as_it_was_in_the_child() -> None:
+    """A scan runs BLAS single-threaded while it lasts; a child forked meanwhile runs no
+    scan, so its BLAS gets the thread count back (and its own scans restore it too)."""
+    blas = TT._openblas()
+    if blas is None:
+        pytest.skip("numpy's BLAS is not scipy-openblas")
+    before = blas[0]()
+    blas[1](2)
+    inside, leave = threading.Event(), threading.Event()
+
+    def scan() -> None:
+        with TT._single_threaded_blas():
+            inside.set()
+            leave.wait(60)
+
+    t = threading.Thread(target=scan)
+    t.start()
+    try:
+        assert inside.wait(10) and blas[0]() == 1
+
+        def child() -> bytes:
+            answer = (TT._BLAS_USERS, blas[0]())
+            with TT._single_threaded_blas():  # a scan of its own
+                pass
+            return repr((*answer, blas[0]())).encode()
+
+        assert answer_in_child(child, ALARM) == b"(0, 2, 2)"
+    finally:
+        leave.set()
+        t.join()
+        blas[1](before)
+
+
 def test_a_holder_is_not_kept_alive_by_its_lock() -> None:
     memo: BoundedMemo[str, int] = BoundedMemo(1 << 10)
     assert memo in forksafe._HOLDERS

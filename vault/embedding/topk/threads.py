@@ -39,9 +39,14 @@ def _forget_pool_in_child() -> None:
     """In a forked child the pool's threads do not exist: a scan handed to them would wait
     forever (a solver forking after a threaded query, ``multiprocessing``'s default on
     Linux). The child makes its own pool on its first threaded scan (the module's locks,
-    which a parent's thread may have held at the fork, are ``forksafe``)."""
-    global _POOL
+    which a parent's thread may have held at the fork, are ``forksafe``). No scan runs in
+    the child: BLAS's thread count, which a parent's scan had set to one, is restored."""
+    global _POOL, _BLAS_USERS
     _POOL = None
+    if _BLAS_USERS:
+        _BLAS_USERS = 0
+        if _BLAS is not None:
+            _BLAS[1](_BLAS_SAVED)
 
 
 def _run(fn: Callable[..., None], jobs: list[tuple[object, ...]]) -> None:
