@@ -104,7 +104,10 @@ def test_the_scan_locks_held_at_the_fork_are_usable_in_the_child(
     monkeypatch: pytest.MonkeyPatch, which: str
 ) -> None:
     """A two-thread scan in the child takes the pool's, BLAS's and the thread choice's
-    locks (small blocks, so that a small matrix is a large one)."""
+    locks (small blocks, so that a small matrix is a large one; two cores and no fixed
+    thread count, so that the default's choice takes its lock)."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.delenv(TT.THREADS_ENV, raising=False)
     for name, value in (("BLOCK", 16), ("SUPER", 48)):
         for module in (T, T._common, T.single, T.batch, TT):
             if hasattr(module, name):
