@@ -761,6 +761,7 @@ def _query(tmp_path: Path, obj: Any) -> str:
         (["retrieve", "--task", "G1"], 1, ["expected an ARC task"]),
         (["retrieve", "--repr", "G1"], 1, ["ragged grid"]),
         (["retrieve", "--task", "T", "--test-index", "5"], 1, ["--test-index 5 out of range"]),
+        (["retrieve", "--task", "T0", "--test-index", "1"], 1, ["--test-index 1 out of range"]),
         (["retrieve", "--repr", "MISSING"], 1, ["no such file"]),
         # a value of the wrong form on the command line is a usage error (2), like any other
         (["status", "c", "1.0.0", "retired"], 2, ["'STATUS'", "'retired'", "'deprecated'"]),
@@ -790,6 +791,9 @@ def test_cli_bad_command_changes_nothing(
                 "t.json",
                 dumps({"train": [{"input": [[1]], "output": [[1]]}], "test": [{"input": [[1]]}]}),
             )
+        ),
+        "T0": str(  # a task without test inputs
+            write(tmp_path, "t0.json", dumps({"train": [{"input": [[1]], "output": [[1]]}]}))
         ),
         "MISSING": str(tmp_path / "missing.json"),
     }

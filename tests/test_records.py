@@ -307,6 +307,30 @@ def test_task_query_from_example_task() -> None:
 
 
 # --------------------------------------------------------------------------- evidence
+@pytest.mark.parametrize("tests", [0, 1, 3])
+def test_task_query_takes_exactly_the_test_indexes_a_task_has(tests: int) -> None:
+    """Test input i of a task with n of them is the repr for 0 <= i < n; a task without
+    test inputs is asked by its pairs with index 0 only — any other index is refused,
+    never silently dropped."""
+    task = {
+        "train": [{"input": [[1, 0]], "output": [[0, 1]]}],
+        "test": [{"input": [[c, c + 1]]} for c in range(tests)],
+    }
+    for index in range(-2, 5):
+        if 0 <= index < tests or (tests == 0 and index == 0):
+            q = task_query(task, index)
+            want = [[index, index + 1]] if tests else None
+            assert (q.repr["grid"] if q.repr else None) == want
+            assert len(q.pairs) == 1
+        else:
+            with pytest.raises(
+                InvalidInputError,
+                match=rf"--test-index {index} out of range "
+                rf"\(task has {tests} test inputs\)",
+            ):
+                task_query(task, index)
+
+
 def test_evidence_normal_form_grid_becomes_repr_id() -> None:
     n = normalize_evidence(ev(grid=GRID), "e.json")
     assert n.record == {

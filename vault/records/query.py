@@ -193,9 +193,10 @@ def _task_parts(obj: Any, source: str | None) -> tuple[list[Pair], list[Grid]]:
 
 def task_query(obj: Any, test_index: int = 0, source: str | None = None) -> Query:
     """An ARC task as a query: all train pairs plus test input ``test_index`` as the repr
-    (every test input is checked; only that one is analysed)."""
+    (every test input is checked; only that one is analysed). A task without test inputs
+    is asked by its pairs alone: only with ``test_index`` 0 (another index names nothing)."""
     pairs, tests = _task_parts(obj, source)
-    if tests and not 0 <= test_index < len(tests):
+    if not 0 <= test_index < max(len(tests), 1):
         raise InvalidInputError(
             f"--test-index {test_index} out of range (task has {len(tests)} test inputs)",
             source=source,
