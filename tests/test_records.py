@@ -306,7 +306,6 @@ def test_task_query_from_example_task() -> None:
     assert "transform:rotate_90" in list(q.all_keys())
 
 
-# --------------------------------------------------------------------------- evidence
 @pytest.mark.parametrize("tests", [0, 1, 3])
 def test_task_query_takes_exactly_the_test_indexes_a_task_has(tests: int) -> None:
     """Test input i of a task with n of them is the repr for 0 <= i < n; a task without
@@ -331,6 +330,7 @@ def test_task_query_takes_exactly_the_test_indexes_a_task_has(tests: int) -> Non
                 task_query(task, index)
 
 
+# --------------------------------------------------------------------------- evidence
 def test_evidence_normal_form_grid_becomes_repr_id() -> None:
     n = normalize_evidence(ev(grid=GRID), "e.json")
     assert n.record == {
