@@ -351,9 +351,19 @@ class SummaryUse:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         self.blocks = self.stayed = self.covered = self.scored = 0
+        self.two_stage = 0  # blocks whose appearance products were gathered (few rows)
         self.on = False
         self._here = threading.local()
         block, merge = T._summary_block, T._merge
+        behaviour_keep = T.single._Bound.behaviour_keep
+
+        def counting_keep(bound: Any, t_b: np.ndarray, floor: float) -> np.ndarray:
+            kept = behaviour_keep(bound, t_b, floor)
+            if self.on and threading.current_thread() is threading.main_thread():
+                self.two_stage += len(kept) <= len(t_b) // T.single.TWO_STAGE_SHARE
+            return kept
+
+        monkeypatch.setattr(T.single._Bound, "behaviour_keep", counting_keep)
 
         def counting_block(scan: Any, *args: Any) -> None:
             lo, hi = args[-3], args[-2]
@@ -383,7 +393,9 @@ def test_summary_scan_matches_brute_force(
 ) -> None:
     """Exact on every kind of data; and on data the summary fits (clustered rows, k <= 10,
     one thread) it prunes: it stays on the summary path in most super-blocks and scores
-    exactly fewer than half of the rows it covers (94% and 23-25% at seeds 100-101)."""
+    exactly fewer than half of the rows it covers (94% and 23-25% at seeds 100-101), and
+    for structured queries it takes the two-stage bound (the appearance products of the
+    few rows the behaviour part leaves)."""
     use = SummaryUse(monkeypatch)
     rng = np.random.default_rng(100 + seed)
     for _name, raw in summary_matrices(rng, 600):
@@ -410,6 +422,39 @@ def test_summary_scan_matches_brute_force(
     assert use.blocks > 100, use.blocks  # the summary path was taken
     assert use.stayed >= 0.8 * use.blocks, (use.stayed, use.blocks)
     assert use.scored <= 0.5 * use.covered, (use.scored, use.covered)
+    assert use.two_stage > 10, use.two_stage
+
+
+def _cos(x: np.ndarray, q: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Each row's cosine with ``q`` over dims [lo, hi), in float64 (0 for a zero part)."""
+    n = np.sqrt((x[:, lo:hi] ** 2).sum(axis=1)) * np.sqrt((q[lo:hi] ** 2).sum())
+    return np.where(n > 0, x[:, lo:hi] @ q[lo:hi] / np.where(n > 0, n, 1), 0.0)
+
+
+def test_the_behaviour_bound_drops_only_rows_below_the_floor() -> None:
+    """``behaviour_keep`` (the first stage of a structured summary scan) may leave out a
+    row only when its structured score is below the floor. Scores here are written from
+    the metric's definition in float64, not with ``similarity``: act and look the cosines
+    of the behaviour and appearance dims (0 for a zero part), score = act + 2 max(0, look
+    - 0.7); floors at the k-th best score for k = 1, 10, 100 and just above and below."""
+    rng = np.random.default_rng(31)
+    for _name, m in summary_matrices(rng, 500):
+        summ = SM.build(m, "parts", NA)
+        x = m.astype(np.float64)
+        for q in queries(rng, m):
+            qf = q.astype(np.float64)
+            if not qf[:NA].any() or not qf[NA:].any():
+                continue  # one part only: no two-stage bound
+
+            score = _cos(x, qf, NA, 64) + 2 * np.maximum(0.0, _cos(x, qf, 0, NA) - 0.7)
+            bound = T.single._Bound(summ, T.single._Query(q, "structured"))
+            assert bound.two_stage
+            t_b = summ.data.astype(np.float32) @ bound.cols[1]
+            ranked = np.sort(score)[::-1]
+            for floor in [ranked[k - 1] + d for k in (1, 10, 100) for d in (-1e-9, 0, 1e-9)]:
+                kept = np.zeros(len(m), dtype=bool)
+                kept[bound.behaviour_keep(t_b, float(floor))] = True
+                assert (score[~kept] < floor).all(), (_name, floor)
 
 
 def test_summary_only_for_immutable_matrices() -> None:

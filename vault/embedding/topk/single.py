@@ -43,6 +43,10 @@ from vault.embedding.topk.threads import (
     _single_threaded_blas,
 )
 
+# A structured scan's second stage gathers the rows its first leaves, while they are at most
+# 1 / TWO_STAGE_SHARE of a block's (a gathered row's products cost ~3.5x those of a row in turn)
+TWO_STAGE_SHARE = 4
+
 
 class _Scan:
     """One worker's pass over some super-blocks of one query: its buffers and best rows."""
@@ -101,10 +105,23 @@ class _Bound:
                 self.consts.append(b)
                 self.norms.append(qn)
             self.cols = np.stack(cols)  # (parts, K): a part's column is a row
+            # both parts: the behaviour product alone bounds a row's score (look <= 1)
+            self.two_stage = len(self.parts) == 2
         else:
             w, b, qn = summ.column(qq.q, None)
             self.cols = w
             self.consts, self.norms = [b], [qn]
+            self.two_stage = False
+
+    def behaviour_keep(self, t_b: np.ndarray, floor: float) -> np.ndarray:
+        """Positions of the rows whose score may reach ``floor`` by the behaviour part's
+        bound alone, the appearance part at its best: score <= act + 2 max(0, look - 0.7)
+        <= (t_b + B_b) / |q_b| + 2 (1 - 0.7), as ``values`` evaluates it (fewer roundings,
+        within the same KEY_ERROR)."""
+        x = t_b + np.float32(self.consts[1])
+        x *= np.float32(1.0 / self.norms[1])
+        x += np.float32(APPEARANCE_BONUS * (1.0 - APPEARANCE_GATE))
+        return np.flatnonzero(x >= _down(floor - KEY_ERROR))
 
     def values(self, t: np.ndarray) -> np.ndarray:
         """Per row, what ``keep`` compares with a floor's threshold (larger = more
@@ -206,18 +223,44 @@ def _summary_block(
     the bound cannot rule out are scored exactly. When the floor is still low the k most
     promising rows are scored first to raise it; when the bound rules out too few rows
     (data the summary does not fit) the block, and the rest of this worker's scan, take
-    the full path instead (rows already scored are not scored twice)."""
+    the full path instead (rows already scored are not scored twice).
+
+    A structured query with both parts, once there is a floor, takes two stages: a row
+    scores at most its behaviour part's bound plus the appearance term at its largest (2 x
+    (1 - 0.7): look <= 1), so the behaviour products come first and only the rows that
+    bound leaves get appearance products (gathered: 1-20% of the rows of the 10**6
+    fixture's blocks; all of them when it leaves more than 1 / ``TWO_STAGE_SHARE``)."""
     k = scan.k
     m = hi - lo
     sbuf, fbuf, t_buf = bufs
     t = t_buf[..., :m]
     by_part = t.ndim == 2
-    _products(summ.data, idx, lo, hi, SUMMARY_BLOCK, sbuf, fbuf, bound.cols, t, by_part)
+    among = None  # the positions ``v`` holds (None: all m)
+    floor = max(scan.floor(), shared[0])
+    if bound.two_stage and floor != -math.inf:
+        # the behaviour products of every row, the appearance's only where they leave a chance
+        _products(summ.data, idx, lo, hi, SUMMARY_BLOCK, sbuf, fbuf, bound.cols[1:], t[1:], True)
+        among = bound.behaviour_keep(t[1], floor)
+        if len(among) > m // TWO_STAGE_SHARE:  # (a gathered row costs more than a row in turn)
+            among = None
+            _products(summ.data, idx, lo, hi, SUMMARY_BLOCK, sbuf, fbuf, bound.cols[:1], t, True)
+            v = bound.values(t)
+        else:
+            at = among + lo if idx is None else idx[lo:hi][among]
+            tc = np.empty((2, len(among)), dtype=np.float32)
+            np.take(t[1], among, out=tc[1])
+            look = bound.cols[:1]  # (the appearance column)
+            _products(summ.data, at, 0, len(at), SUMMARY_BLOCK, sbuf, fbuf, look, tc, True)
+            v = bound.values(tc)
+    else:
+        _products(summ.data, idx, lo, hi, SUMMARY_BLOCK, sbuf, fbuf, bound.cols, t, by_part)
+        v = bound.values(t)
 
     def rows_of(pos: np.ndarray) -> np.ndarray:
+        if among is not None:
+            pos = among[pos]
         return pos + lo if idx is None else idx[lo:hi][pos]
 
-    v = bound.values(t)
     found = bound.keep(v, max(scan.floor(), shared[0]))
     first = None
     if found is None or len(found[0]) > max(4 * k + 64, m // 64):
@@ -361,8 +404,13 @@ def topk(
         summ = None
         if total >= SUMMARY_MIN_ROWS and qq.q2:
             summ = cached(matrix, kind_for(metric), NA, SUMMARY_MIN_ROWS)
-        step = SUPER if summ is None else SUMMARY_SUPER
-        spans = [(lo, min(lo + step, total)) for lo in range(0, total, step)]
+        if summ is None:
+            spans = [(lo, min(lo + SUPER, total)) for lo in range(0, total, SUPER)]
+        else:  # a short first span: its best rows give the floor the rest is pruned with
+            first = min(SUMMARY_SUPER // 8, total)
+            spans = [(0, first)] + [
+                (lo, min(lo + SUMMARY_SUPER, total)) for lo in range(first, total, SUMMARY_SUPER)
+            ]
         wanted, timed = (threads, False) if threads else MEASURED.choose(total)
         workers = max(1, min(wanted, len(spans), 2))
         started = time.perf_counter()
