@@ -6,6 +6,9 @@ is now ``vault set-status``, the old name kept as an alias."""
 from __future__ import annotations
 
 import json
+import os
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,71 @@ def test_the_alias_is_documented_not_listed() -> None:
     assert "Alias of `vault set-status`" in runner.invoke(app, ["status", "--help"]).stdout
     readme = (EXAMPLES.parent / "README.md").read_text()
     assert "`vault status ID VERSION STATUS` is the old name of\n`vault set-status`" in readme
+
+
+# ------------------------------------------------------------------ files written for the user
+TASK = str(EXAMPLES / "tasks" / "rotate.json")
+WRITERS = [  # (the command's arguments before the path, its option)
+    (["export", "-o"], "--output"),
+    (["retrieve", "--task", TASK, "--html"], "--html"),
+    (["show", "rotate-90", "--html"], "--html"),
+]
+
+
+@pytest.mark.parametrize(("args", "option"), WRITERS)
+def test_an_output_in_the_vault_a_folder_or_a_missing_folder_is_refused(
+    example_vault: Vault, tmp_path: Path, args: list[str], option: str
+) -> None:
+    """``export -o`` and ``--html`` never write over the vault's own files (directly or
+    through a link: that broke the vault), a folder, or into a folder that does not exist
+    (none is made); each is a usage error naming the option, and nothing changes."""
+    root = example_vault.root
+    (tmp_path / "link").symlink_to(root / "format.json")
+    (tmp_path / "folder").mkdir()
+    outside = tree(tmp_path / "folder")
+    cases = {
+        str(root / "format.json"): "inside the vault",
+        str(root / "audit" / "commits.jsonl"): "inside the vault",
+        str(root / "new.html"): "inside the vault",
+        str(tmp_path / "link"): "inside the vault",
+        str(tmp_path / "folder"): "is a folder",
+        str(tmp_path / "no" / "such" / "x.out"): "no folder",
+    }
+    for path, why in cases.items():
+        before = tree(root)
+        result = run(root, *args, path, code=2)
+        assert f"{option} {path}: {why}" in result.output, result.output
+        assert tree(root) == before, path
+    assert not (tmp_path / "no").exists()
+    assert tree(tmp_path / "folder") == outside
+
+
+@pytest.mark.parametrize(("args", "option"), WRITERS)
+def test_an_output_through_a_link_or_into_a_fifo_keeps_what_is_there(
+    example_vault: Vault, tmp_path: Path, args: list[str], option: str
+) -> None:
+    """A link stays a link (its target gets the bytes); a FIFO stays a FIFO and its reader
+    gets them (so do /dev/null and /dev/stdout: a device is written into, never replaced)."""
+    root = example_vault.root
+    plain = tmp_path / "plain.out"
+    run(root, *args, str(plain))
+    want = plain.read_bytes()
+    assert want
+    target = tmp_path / "target.out"
+    target.write_text("old")
+    (tmp_path / "link.out").symlink_to(target)
+    run(root, *args, str(tmp_path / "link.out"))
+    assert (tmp_path / "link.out").is_symlink() and target.read_bytes() == want
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    run(root, *args, str(fifo))
+    reader.join(10)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and got == [want]
+    if os.geteuid() == 0:  # (a device node: only root may make one)
+        node = tmp_path / "null"
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        run(root, *args, str(node))
+        assert stat.S_ISCHR(node.lstat().st_mode)

@@ -31,6 +31,7 @@ from vault_cli.core import (
     int_range,
     open_for_write,
     open_vault,
+    output_file,
     vault_path,
 )
 from vault_cli.remote import register as register_remote
@@ -437,7 +438,8 @@ def retrieve(
             "--html",
             metavar="FILE",
             help="Also draw the query's grids and each hit's validated grids (its positive "
-            "evidence) as coloured cells in one self-contained HTML file.",
+            "evidence) as coloured cells in one self-contained HTML file (written atomically, "
+            "not inside the vault; a FIFO or device is written into).",
         ),
     ] = None,
     vault_dir: VaultOpt = None,
@@ -474,6 +476,8 @@ def retrieve(
     if like is not None and (mode is not None or strategy is not None):
         raise UsageError("--like ranks by embedding similarity: --mode and --strategy do not apply")
     vault = open_vault(vault_dir)
+    if html is not None:
+        output_file(html, vault.root, "--html")
     cfg = vault.config().with_overrides(mode=mode, k=k, strategy=strategy, similarity=similarity)
     kind, path = given[0]
     if kind == "batch":
@@ -745,7 +749,8 @@ def show(
             "--html",
             metavar="FILE",
             help="Also draw the concept's validated grids (its positive evidence, and the "
-            "negative) as coloured cells in one self-contained HTML file.",
+            "negative) as coloured cells in one self-contained HTML file (written atomically, "
+            "not inside the vault; a FIFO or device is written into).",
         ),
     ] = None,
     vault_dir: VaultOpt = None,
@@ -753,6 +758,8 @@ def show(
     """Show one concept card. With its status, keys, evidence counts, penalty and utility
     (the evidence model every output shares)."""
     vault = open_vault(vault_dir)
+    if html is not None:
+        output_file(html, vault.root, "--html")
     entry, card = vault.concept_card(concept, version)
     render.show(entry, card, json_out)
     if html is not None:
@@ -839,7 +846,11 @@ def export(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", metavar="FILE", help="Write to FILE (atomically; default: stdout)."
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="Write to FILE (atomically, not inside the vault, in a folder that exists; a "
+            "FIFO or device is written into; default: stdout).",
         ),
     ] = None,
     since: Annotated[
@@ -860,6 +871,8 @@ def export(
     from vault.canonical import dumps_line
 
     vault = open_vault(vault_dir)
+    if output is not None:
+        output_file(output, vault.root, "--output")
     snap = vault.snapshot()
     entries = [e for e in vault.audit.entries() if e.seq <= snap.audit_seq]
     from vault.catalog import export_records

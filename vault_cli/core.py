@@ -133,6 +133,44 @@ def open_for_write(given: Path | None = None) -> Any:
     return Vault.open(vault_path(given), clock=clock())
 
 
+# --------------------------------------------------------------------------- output files
+def output_file(path: Path, root: Path, option: str) -> Path:
+    """Check a file a command is to write for the user (``export -o``, ``--html``) before
+    it does any work: not in the vault's folder (its files are the vault's own: writing
+    one over would break it), not a folder, and in a folder that exists (none is made)."""
+    target = Path(os.path.realpath(path))  # (a link's target: what will be written)
+    home = Path(os.path.realpath(root))
+    if target == home or home in target.parents:
+        raise UsageError(f"{option} {path}: inside the vault ({root}); write it elsewhere")
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file")
+    if not target.parent.is_dir():
+        missing = target.parent if path.is_symlink() else path.parent
+        raise UsageError(f"{option} {path}: no folder {missing}")
+    return path
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """Write ``data`` to the user's ``path`` (checked by ``output_file``): into a device,
+    FIFO or socket there as a shell would (``/dev/null``, ``/dev/stdout``, a pipe a reader
+    waits on); else replacing the file atomically (the target of a link: the link stays),
+    so a reader never sees half of it."""
+    import stat
+
+    from vault.store.fs import atomic_write, naming
+
+    with naming(path):
+        try:  # (through links: /dev/stdout is one, to a pipe's magic name)
+            special = not stat.S_ISREG(os.stat(path).st_mode)
+        except FileNotFoundError:
+            special = False
+        if special:
+            with open(path, "wb") as f:
+                f.write(data)
+            return
+        atomic_write(Path(os.path.realpath(path)), data, durable=False)
+
+
 # --------------------------------------------------------------------------- values
 def int_range(low: int, high: int | None = None) -> Callable[[str | int], int]:
     """A parameter parser: an integer in ``low..high``; the message names the value given

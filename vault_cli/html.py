@@ -10,7 +10,6 @@ image, nothing fetched from the network.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
@@ -67,13 +66,10 @@ def page(title: str, body: Iterable[str]) -> str:
 
 
 def write(path: Path, text: str) -> None:
-    """Write the page (a temporary file renamed over ``path``: never half a page)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write the page (``core.write_output``: never half a page)."""
+    from vault_cli.core import write_output
+
+    write_output(path, text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- what is drawn

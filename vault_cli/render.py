@@ -704,11 +704,11 @@ def export_result(lines: Iterable[bytes], output: Path | None, seq: int, as_json
             n += 1
         out.flush()
     else:
-        from vault.store.fs import atomic_write
+        from vault_cli.core import write_output
 
         data = list(lines)
         n = len(data)
-        atomic_write(output, b"".join(data))
+        write_output(output, b"".join(data))
     summary = {"records": n, "audit_seq": seq, "output": None if output is None else str(output)}
     if as_json and output is not None:
         json_out(summary)
