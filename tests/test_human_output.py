@@ -13,12 +13,14 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from vault.vault import Vault
+from vault_cli import render
 from vault_cli.app import app
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, card
 
 runner = CliRunner()
 TASK = str(EXAMPLES / "tasks" / "rotate.json")
@@ -139,3 +141,20 @@ def test_eval_summary_states_a_tie_and_names_its_columns(tmp_path: Path) -> None
     row = [r for r in result.stdout.splitlines() if r.startswith("| hybrid-weighted |")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[head.index("MRR vs symbolic")] == f"{gain:+.3f}"
+
+
+def test_control_codes_from_a_vault_never_reach_the_terminal(
+    vault: Vault, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A card's template (an import or a pull brings other people's) holding terminal
+    control codes — a colour, an OSC that retitles the terminal, a C1 CSI, DEL — is printed
+    with each control character as U+FFFD on a terminal (rich) or piped, ``NO_COLOR`` or
+    not; a table's TSV cells the same (newline, tab and CR as spaces)."""
+    evil = "(x grid)\x1b[31mRED\x1b]0;pwned\x07\x9b2J\x7f"
+    injected = re.compile("\x1b\\[(31|2J)|\x1b\\]|[\x07\x9b\x7f]")
+    vault.add([(card("esc", ["feature:square"], dsl=evil), "esc")])
+    for env in ({"NO_COLOR": "1"}, {"FORCE_COLOR": "1", "NO_COLOR": None}, {}):
+        text = _run(vault.root, "show", "esc", env=env)
+        assert not injected.search(text) and "\ufffd[31mRED\ufffd]0;pwned" in text, (env, text)
+    render.table(["a", "b"], [["x\x1b[31my", "\x9b2J\tz\r\nw\x7f"]])
+    assert capsys.readouterr().out == "a\tb\nx\ufffd[31my\t\ufffd2J z  w\ufffd\n"

@@ -43,17 +43,34 @@ def _no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
+# C0 and C1 control characters and DEL, but newline and tab (see ``_console_class``)
+_UNPRINTABLE = {c: "\ufffd" for c in (*range(32), *range(127, 160)) if c not in (9, 10)}
+
+
 @functools.cache
 def _console_class() -> type[Console]:
     from rich.console import Console
+    from rich.segment import Segment
 
     class StdoutConsole(Console):
         """rich exits 1 on a closed pipe (``on_broken_pipe``); vault's rule is 141 for every
-        output form, so the error goes to the one place that reports it (``core.report``)."""
+        output form, so the error goes to the one place that reports it (``core.report``).
+
+        Text from a vault (a card's template, an id or note an import or a pull brought)
+        may hold terminal control codes: rich drops a few (BEL, CR) but passes ESC, so a
+        card could recolour the terminal or retitle it. Every control character of the
+        text but newline and tab is drawn as U+FFFD (one cell: tables stay aligned); the
+        codes rich makes for styles and cursor moves are not text and stay."""
 
         def on_broken_pipe(self) -> None:
             self.quiet = True
             raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+        def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+            return super()._render_buffer(
+                seg if seg.control else Segment(seg.text.translate(_UNPRINTABLE), seg.style)
+                for seg in buffer
+            )
 
     return StdoutConsole
 
@@ -117,7 +134,9 @@ def table(
 
 
 def _tsv_cell(text: str) -> str:
-    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    """A value on one TSV line: tab, CR and newline as spaces, other control characters
+    as U+FFFD (as on a terminal: see ``_console_class``)."""
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ").translate(_UNPRINTABLE)
 
 
 def stderr_console() -> Console:
