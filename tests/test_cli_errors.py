@@ -336,3 +336,30 @@ def test_the_rule_is_documented() -> None:
     assert "Exit codes: 0 ok; 1 failure" in text and "2 usage error" in text
     readme = (EXAMPLES.parent / "README.md").read_text()
     assert "Exit codes" in readme and "141" in readme
+
+
+def test_an_option_the_mode_does_not_use_is_refused(stocked: Vault, tmp_path: Path) -> None:
+    """``--mode symbolic`` ranks by keys alone and ``soft`` by similarity alone: a
+    ``--strategy`` or ``--similarity`` they would ignore (it exited 0 with ``"strategy":
+    null``) is a usage error, whether the mode comes from ``--mode`` or config.toml; the
+    modes that use them still take them."""
+    task = str(EXAMPLES / "tasks" / "rotate.json")
+    at = ["--vault", str(stocked.root), "retrieve", "--task", task]
+    before = tree(stocked.root)
+    for extra, needle in (
+        (["--mode", "symbolic", "--strategy", "weighted"], "--strategy and --similarity"),
+        (["--mode", "symbolic", "--similarity", "cosine"], "--strategy and --similarity"),
+        (["--mode", "soft", "--strategy", "tiebreak"], "--strategy does not apply"),
+    ):
+        assert_one_line(invoke([*at, *extra]), 2, needle)
+    assert tree(stocked.root) == before
+    for extra in (
+        ["--mode", "hybrid", "--strategy", "tiebreak", "--similarity", "cosine"],
+        ["--mode", "soft", "--similarity", "euclidean"],
+        ["--mode", "symbolic"],
+    ):
+        assert invoke([*at, *extra, "--json"]).exit_code == 0, extra
+    cfg = stocked.root / "config.toml"
+    cfg.write_text(cfg.read_text().replace('mode = "hybrid"', 'mode = "symbolic"'))
+    assert 'mode = "symbolic"' in cfg.read_text()
+    assert_one_line(invoke([*at, "--similarity", "cosine"]), 2, "mode symbolic")

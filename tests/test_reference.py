@@ -413,6 +413,10 @@ def exercise(v: Vault, world: World, tmp: Path) -> None:
         mode = rng.choice([None, *MODES])
         metric = rng.choice([None, *METRICS])
         strategy = rng.choice([None, *STRATEGIES])
+        if (mode or cfg.mode) == "symbolic":  # (options a mode does not use are refused)
+            metric = strategy = None
+        elif (mode or cfg.mode) == "soft":
+            strategy = None
         args = [f"--{a.kind}", str(path), "--json"]
         for flag, value in (("--mode", mode), ("--similarity", metric), ("--strategy", strategy)):
             if value:

@@ -417,8 +417,13 @@ def retrieve(
             metavar="N",
         ),
     ] = None,
-    strategy: Annotated[Strategy | None, typer.Option(help="For hybrid.")] = None,
-    similarity: Annotated[Metric | None, typer.Option(help="Default: config.")] = None,
+    strategy: Annotated[
+        Strategy | None, typer.Option(help="For hybrid (refused with another mode).")
+    ] = None,
+    similarity: Annotated[
+        Metric | None,
+        typer.Option(help="For hybrid, soft and --like (refused with symbolic). Default: config."),
+    ] = None,
     json_out: JsonOpt = False,
     jsonl: Annotated[
         bool, typer.Option("--jsonl", help="One JSON line per result on stdout.")
@@ -479,6 +484,13 @@ def retrieve(
     if html is not None:
         output_file(html, vault.root, "--html")
     cfg = vault.config().with_overrides(mode=mode, k=k, strategy=strategy, similarity=similarity)
+    if batch is None and like is None:  # (a batch's lines may each name their own mode)
+        if cfg.mode == "symbolic" and (strategy is not None or similarity is not None):
+            raise UsageError(
+                "mode symbolic ranks by keys alone: --strategy and --similarity do not apply"
+            )
+        if cfg.mode == "soft" and strategy is not None:
+            raise UsageError("mode soft ranks by similarity alone: --strategy does not apply")
     kind, path = given[0]
     if kind == "batch":
         from vault.errors import VaultError
