@@ -664,6 +664,24 @@ def test_cli_add_jsonl_duplicate_key_names_line(stocked: Vault, tmp_path: Path) 
     assert snapshot(stocked.root) == before
 
 
+@pytest.mark.parametrize("command", [["add"], ["evidence", "add"], ["import"]])
+@pytest.mark.parametrize("bad", [1, 2])
+def test_cli_lone_surrogate_names_line_and_field(
+    stocked: Vault, tmp_path: Path, command: list[str], bad: int
+) -> None:
+    """A lone surrogate (``"\\ud800"``, no Unicode character) is refused as the file is read,
+    with its line and field — it used to pass the parser and fail at the write, naming
+    nothing (`cannot be written as canonical JSON`)."""
+    lines = [dumps(card(f"a{i}", [])) for i in (1, 2)]
+    params = {"template_dsl": "x", "params": {"x": "\ud800"}}
+    lines[bad - 1] = dumps(card(f"a{bad}", [], template=params))  # (json escapes it)
+    f = write(tmp_path, "cards.jsonl", "\n".join(lines) + "\n")
+    before = snapshot(stocked.root)
+    res = cli(["--vault", str(stocked.root), *command, str(f)])
+    assert_cli_error(res, 1, f"{f}:{bad}: field 'template.params.x'", "lone surrogate")
+    assert snapshot(stocked.root) == before
+
+
 def test_cli_add_json_array_names_element(stocked: Vault, tmp_path: Path) -> None:
     f = write(tmp_path, "cards.json", dumps([card("a1", []), card("a2", [], version="x")]))
     before = snapshot(stocked.root)

@@ -95,6 +95,38 @@ def test_batch_streams_one_result_per_line_in_order(example_vault: Vault, tmp_pa
     assert stdin.exit_code == 0 and json.loads(stdin.stdout)["line"] == 1
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_batch_answers_a_lone_surrogate_line_and_goes_on(
+    example_vault: Vault, tmp_path: Path, workers: str
+) -> None:
+    """A lone surrogate (``"\\ud800"``) in a request, a key or a task is that line's error:
+    it used to reach the writer (`internal error: UnicodeEncodeError`) and end the run."""
+    grid = ROTATE["test"][0]["input"]
+    task = {**ROTATE, "test": [{"input": grid, "note": "\udc00"}]}
+    requests = tmp_path / "req.jsonl"
+    requests.write_text(
+        json.dumps({"repr": grid, "id": "\ud800"})
+        + "\n"
+        + json.dumps({"repr": grid, "\ud800": 1})
+        + "\n"
+        + json.dumps({"task": task})
+        + "\n"
+        + json.dumps({"repr": grid, "id": "after"})
+        + "\n"
+    )
+    args = ["--vault", str(example_vault.root), "retrieve", "--batch", str(requests)]
+    result = runner.invoke(app, [*args, "--workers", workers])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: 3 of 4 request lines failed")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [x["line"] for x in lines] == [1, 2, 3, 4]
+    assert "req.jsonl:1: field 'id'" in lines[0]["error"]
+    assert "field '\\ud800'" in lines[1]["error"]
+    assert "field 'task.test[0].note'" in lines[2]["error"]
+    assert all("lone surrogate" in x["error"] for x in lines[:3])
+    assert lines[3]["id"] == "after" and lines[3]["results"]
+
+
 def test_batch_workers_give_the_same_bytes(example_vault: Vault, tmp_path: Path) -> None:
     """`--workers 2` answers in forked processes: byte-identical output (order, errors,
     ids) and the same cache pack as one process; `--workers` needs `--batch`."""

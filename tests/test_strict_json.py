@@ -56,3 +56,26 @@ def test_a_string_of_digits_does_not_change_the_answer() -> None:
     assert loads('["12345678901234567890", 7]') == ["12345678901234567890", 7]
     with pytest.raises(InvalidInputError, match="too large"):
         loads('["12345678901234567890", 9007199254740992]')
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (r'{"repr": [[1]], "id": "\ud800"}', "field 'id'"),
+        (r'{"repr": [[1]], "\udfff": 1}', "field '\\udfff'"),
+        (r'{"task": {"train": [{"input": [[1]], "note": "a\uDC00"}]}}', "'task.train[0].note'"),
+        (r'["\ud83d"]', "field '[0]'"),
+        (r'"\ude00"', "in.json: invalid JSON"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_with_its_field(text: str, field: str) -> None:
+    """A lone surrogate is no Unicode character: no UTF-8 output could hold it (it used to
+    pass here and crash whatever wrote it: `retrieve --batch`, `add`)."""
+    with pytest.raises(InvalidInputError, match="lone surrogate") as exc:
+        loads(text, source="in.json")
+    assert str(exc.value).startswith("in.json: ") and field in str(exc.value)
+    str(exc.value).encode("utf-8")  # the message itself can be printed
+
+
+def test_a_surrogate_pair_and_an_escaped_backslash_are_not_lone() -> None:
+    assert loads(r'{"\ud83d\ude00": "\\ud800"}') == {"\U0001f600": "\\ud800"}

@@ -2,7 +2,8 @@
 
 Canonical = sorted keys, no insignificant whitespace, UTF-8, no NaN/Infinity.
 Parsing is strict: duplicate keys, NaN/Infinity and integers beyond ±(2**53 - 1)
-(the range every JSON reader agrees on) are refused with the line and column.
+(the range every JSON reader agrees on) are refused with the line and column; a lone
+surrogate (``"\\ud800"``: no Unicode character, so no UTF-8 can hold it) with its field.
 """
 
 from __future__ import annotations
@@ -93,6 +94,36 @@ def _parse_float(text: str) -> float:
     return value
 
 
+# A lone surrogate can only come from a \u escape (UTF-8 text holds none): a document
+# without one of D800-DFFF is not walked.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any) -> tuple[str, str] | None:
+    """(field, the surrogate as an escape) of the first string, key or value, in ``value``
+    that holds a lone surrogate (the parser joins a well-formed pair into one character)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        x, path = stack.pop()
+        if isinstance(x, str):
+            found = _SURROGATE.search(x)
+            if found is not None:
+                field = path.encode("utf-8", "backslashreplace").decode("ascii")
+                return field, f"\\u{ord(found[0]):04x}"
+        elif isinstance(x, dict):
+            for key, v in reversed(x.items()):
+                where = f"{path}.{key}" if path else key
+                stack += [(v, where), (key, where)]
+        elif isinstance(x, list):
+            stack.extend(
+                (v, f"{path}[{i}]")
+                for i, v in reversed(list(enumerate(x)))
+                if isinstance(v, str | dict | list)
+            )
+    return None
+
+
 def loads_trusted(data: bytes) -> Any:
     """Parse bytes this library wrote (objects, logs): plain, fast JSON; integrity is the
     caller's business (addresses are checked by ``verify`` or ``get(check=True)``)."""
@@ -109,7 +140,7 @@ def loads(text: str | bytes, source: str = "<input>") -> Any:
                 f"not UTF-8 ({exc.reason} at byte {exc.start})", source=source
             ) from None
     try:
-        return json.loads(
+        value = json.loads(
             text,
             object_pairs_hook=_pairs_hook,
             parse_constant=_reject_constant,
@@ -124,6 +155,15 @@ def loads(text: str | bytes, source: str = "<input>") -> Any:
         raise InvalidInputError(f"invalid JSON: {exc}", source=source) from None
     except (ValueError, RecursionError) as exc:  # e.g. int digit limit, absurd nesting
         raise InvalidInputError(f"invalid JSON: {exc}", source=source) from None
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        lone = _lone_surrogate(value)
+        if lone is not None:
+            raise InvalidInputError(
+                f"invalid JSON: {lone[1]} is a lone surrogate, not a Unicode character",
+                source=source,
+                field=lone[0] or None,
+            )
+    return value
 
 
 def iter_json_lines(text: str, source: str = "<input>") -> Iterator[tuple[int, Any]]:

@@ -141,7 +141,9 @@ def json_lines(lines: Iterable[str | bytes], source: str) -> Iterator[Located]:
         where = f"{source}:{exc.lineno}"
         cause = exc.__cause__
         if isinstance(cause, _LineError):
-            raise InvalidInputError(cause.error.detail, source=where) from None
+            raise InvalidInputError(
+                cause.error.detail, source=where, field=cause.error.field
+            ) from None
         if isinstance(cause, UnicodeDecodeError):
             raise InvalidInputError(f"not UTF-8 (byte {cause.start})", source=where) from None
         raise InvalidInputError(str(exc).split(" (line ")[0], source=where) from None
@@ -208,9 +210,10 @@ def _requests(lines: Iterable[bytes], source: str, start: int = 0) -> Iterator[t
             where = f"{source}:{lineno}"
             cause = exc.__cause__
             detail = cause.error.detail if isinstance(cause, _LineError) else "not JSON"
+            field = cause.error.field if isinstance(cause, _LineError) else None
             if isinstance(cause, UnicodeDecodeError):
                 detail = f"not UTF-8 (byte {cause.start})"
-            yield lineno, InvalidInputError(detail, source=where)
+            yield lineno, InvalidInputError(detail, source=where, field=field)
             continue
         yield numbered.number, value
 
@@ -236,8 +239,9 @@ def read_records(path: str) -> list[Located]:
             raise
         try:
             loads(lines[0])
-        except InvalidInputError:
-            raise whole from None
+        except InvalidInputError as first:
+            if first.field is None:  # (an error with a field: the line parsed, it is JSON lines)
+                raise whole from None
         return list(json_lines(text.splitlines(), source))
     if isinstance(doc, list) and not _is_grid(doc):
         return [(value, f"{source}[{i}]") for i, value in enumerate(doc)]
