@@ -133,15 +133,49 @@ def test_tasks_with_too_many_pairs_are_refused(vault: Vault, tmp_path: Path) -> 
     assert result.exit_code == 1 and "at most 100" in result.stderr
 
 
-def test_a_batch_line_over_the_limit_is_an_error(example_vault: Vault, monkeypatch: Any) -> None:
+def test_a_batch_line_over_the_limit_is_that_lines_error(
+    example_vault: Vault, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A line over MAX_LINE_BYTES is answered as an error and the batch goes on (it used to
+    end the run, later lines unanswered); its rest is read in bounded pieces and dropped."""
+    import io as stdio
+    import json
+
     from vault import input as io
+    from vault.errors import InvalidInputError
 
     monkeypatch.setattr(io, "MAX_LINE_BYTES", 100)
-    line = '{"repr": [[1]], "id": "' + "x" * 200 + '"}\n'
+    monkeypatch.setattr(io, "_SKIP", 16)
+    good = '{"repr": [[1]], "id": "ok"}\n'
+    text = good + '{"repr": [[1]], "id": "' + "x" * 1000 + '"}\n' + "{broken\n" + good
     result = runner.invoke(
-        app, ["--vault", str(example_vault.root), "retrieve", "--batch", "-"], input=line
+        app, ["--vault", str(example_vault.root), "retrieve", "--batch", "-"], input=text
     )
-    assert result.exit_code == 1 and "longer than" in result.stderr
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: 2 of 4 request lines failed"), result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [x["line"] for x in lines] == [1, 2, 3, 4]
+    assert "<stdin>: line 2 is longer than" in lines[1]["error"] and lines[3]["id"] == "ok"
+    assert "<stdin>:3: malformed JSON" in lines[2]["error"]  # (its own number)
+    # --scheduler's client sends the workers a line too long as None: the same answers
+    path = tmp_path / "req.jsonl"
+    path.write_text(text)
+    raw = list(io.request_lines(str(path)))
+    assert [n for n, _ in raw] == [1, 2, 3, 4] and raw[1][1] is None
+    parsed = list(io.requests_of([line for _, line in raw], str(path), 0))
+    assert [n for n, _ in parsed] == [1, 2, 3, 4] and parsed[3][1]["id"] == "ok"
+    assert isinstance(parsed[1][1], InvalidInputError) and "line 2" in str(parsed[1][1])
+    assert "req.jsonl:3: malformed JSON" in str(parsed[2][1])
+
+    class Reads(stdio.BytesIO):
+        sizes: list[int] = []
+
+        def readline(self, size: int | None = -1) -> bytes:
+            self.sizes.append(-1 if size is None else size)
+            return super().readline(size)
+
+    assert [n for n, _ in io.requests_of(Reads(text.encode()), "f", 0)] == [1, 2, 3, 4]
+    assert Reads.sizes and all(0 < size <= 101 for size in Reads.sizes)
 
 
 def _fail_once(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[int]:

@@ -189,7 +189,7 @@ def _answer_lines(
     generation: str,
     config: dict[str, Any],
     source: str,
-    part: tuple[int, list[bytes]],
+    part: tuple[int, list[bytes | None]],
 ) -> tuple[str, int, int]:
     """In a worker: one partition of raw request lines (the first one's number - 1, the
     lines) parsed, answered and encoded as ``retrieve --batch`` prints them; returns (the
@@ -214,16 +214,16 @@ def _answer_lines(
 
 
 def _raw_partitions(
-    lines: Iterable[tuple[int, bytes]], size: int, most: int
-) -> Iterator[tuple[int, list[bytes]]]:
-    """Partitions of ``size`` lines, or fewer holding ``most`` bytes."""
-    part: list[bytes] = []
+    lines: Iterable[tuple[int, bytes | None]], size: int, most: int
+) -> Iterator[tuple[int, list[bytes | None]]]:
+    """Partitions of ``size`` lines, or fewer holding ``most`` bytes (None: a line too long)."""
+    part: list[bytes | None] = []
     start = held = 0
     for number, line in lines:
         if not part:
             start = number - 1
         part.append(line)
-        held += len(line)
+        held += len(line or b"")
         if len(part) == size or held >= most:
             yield start, part
             part, held = [], 0

@@ -22,6 +22,7 @@ from vault.errors import InvalidInputError
 from vault.limits import MAX_INPUT_BYTES, MAX_LINE_BYTES, read_limited
 
 Located = tuple[Any, str]  # (value, where it came from)
+_SKIP = 1 << 20  # the piece a line too long is skipped in
 
 
 def _open_error(path: str, exc: OSError) -> InvalidInputError:
@@ -84,11 +85,14 @@ class _Numbered:
     """Lines, remembering the number of the last one handed out. From a binary file, lines
     are read with ``vault.limits`` bounds: a line over ``MAX_LINE_BYTES`` or a stream over
     ``limit`` (default ``MAX_INPUT_BYTES``; None for a stream answered line by line, which
-    holds one line at a time) is an error (``/dev/zero`` never exhausts memory)."""
+    holds one line at a time) is an error (``/dev/zero`` never exhausts memory). In a stream
+    answered line by line (``limit`` None) a line too long is an error for that line alone:
+    the rest of it is read in bounded pieces and dropped, and the next line comes next.
+    ``None`` in ``lines`` stands for a line too long (``request_lines`` skipped it)."""
 
     def __init__(
         self,
-        lines: Iterable[str | bytes],
+        lines: Iterable[str | bytes | None],
         source: str = "<input>",
         limit: int | None = MAX_INPUT_BYTES,
     ):
@@ -106,17 +110,18 @@ class _Numbered:
         if self._file is None:
             assert self._lines is not None
             line = next(self._lines)
+            if line is None:
+                raise self._too_long()
         else:
             line = self._file.readline(MAX_LINE_BYTES + 1)
             if not line:
                 raise StopIteration
             self.read += len(line)
             if len(line) > MAX_LINE_BYTES:
-                raise InvalidInputError(
-                    f"line {self.number + 1} is longer than "
-                    f"{MAX_LINE_BYTES // (1024 * 1024)} MiB (vault.limits)",
-                    source=self.source,
-                )
+                if self.limit is None:  # skip the rest in bounded pieces, never held whole
+                    while line and not line.endswith(b"\n"):
+                        line = self._file.readline(_SKIP)
+                raise self._too_long()
             if self.limit is not None and self.read > self.limit:
                 raise InvalidInputError(
                     f"larger than {self.limit // (1024 * 1024)} MiB, the input limit "
@@ -125,6 +130,14 @@ class _Numbered:
                 )
         self.number += 1
         return line
+
+    def _too_long(self) -> InvalidInputError:
+        self.number += 1
+        return InvalidInputError(
+            f"line {self.number} is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB "
+            "(vault.limits)",
+            source=self.source,
+        )
 
 
 def json_lines(lines: Iterable[str | bytes], source: str) -> Iterator[Located]:
@@ -173,28 +186,40 @@ def iter_requests(path: str) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` for each non-blank JSON line of a file or stdin; a line that
     is not JSON yields its ``InvalidInputError`` as the value and the stream goes on (for
     ``retrieve --batch``: one bad request never ends the run). Each line is bounded
-    (``MAX_LINE_BYTES``), the stream is not: it is answered line by line, so a co-process
-    may send requests for as long as it likes."""
+    (``MAX_LINE_BYTES``: a longer one is skipped, its value the error), the stream is not:
+    it is answered line by line, so a co-process may send requests for as long as it
+    likes."""
     with _binary_stream(path) as fp:
         yield from _requests(fp, source_name(path))
 
 
-def request_lines(path: str) -> Iterator[tuple[int, bytes]]:
+def request_lines(path: str) -> Iterator[tuple[int, bytes | None]]:
     """``(line number, bytes)`` of every line of a requests file or stdin, blank ones too,
-    each bounded as ``iter_requests`` bounds it: what ``retrieve --batch --scheduler`` sends
-    to the workers, which parse them with ``requests_of`` (the same values and errors)."""
+    each bounded as ``iter_requests`` bounds it (None for a line too long, skipped): what
+    ``retrieve --batch --scheduler`` sends to the workers, which parse them with
+    ``requests_of`` (the same values and errors)."""
     with _binary_stream(path) as fp:
         numbered = _Numbered(fp, source_name(path), limit=None)
-        for line in numbered:
+        while True:
+            try:
+                line = next(numbered)
+            except StopIteration:
+                return
+            except InvalidInputError:  # too long: ``requests_of`` answers the error
+                line = None
             yield numbered.number, line  # type: ignore[misc]
 
 
-def requests_of(lines: Iterable[bytes], source: str, start: int) -> Iterator[tuple[int, Any]]:
+def requests_of(
+    lines: Iterable[bytes | None], source: str, start: int
+) -> Iterator[tuple[int, Any]]:
     """``iter_requests`` of lines ``start + 1``, ``start + 2``, … of ``source``."""
     return _requests(lines, source, start)
 
 
-def _requests(lines: Iterable[bytes], source: str, start: int = 0) -> Iterator[tuple[int, Any]]:
+def _requests(
+    lines: Iterable[bytes | None], source: str, start: int = 0
+) -> Iterator[tuple[int, Any]]:
     import jsonlines
 
     numbered = _Numbered(lines, source, limit=None)
@@ -205,8 +230,11 @@ def _requests(lines: Iterable[bytes], source: str, start: int = 0) -> Iterator[t
             value = reader.read(allow_none=True, skip_empty=True)
         except EOFError:
             return
+        except InvalidInputError as exc:  # a line too long, skipped (``_Numbered``)
+            yield numbered.number, exc
+            continue
         except jsonlines.InvalidLineError as exc:
-            lineno = start + exc.lineno
+            lineno = numbered.number  # (not exc.lineno: jsonlines did not count a line too long)
             where = f"{source}:{lineno}"
             cause = exc.__cause__
             detail = cause.error.detail if isinstance(cause, _LineError) else "not JSON"
