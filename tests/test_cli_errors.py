@@ -95,11 +95,24 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["retrieve", "--repr", "GRID", "--json", "--jsonl"], 2, ["give one of --json, --jsonl"]),
     (["retrieve"], 2, ["give exactly one of --repr, --query, --task, --like, --batch"]),
     (["retrieve", "--batch", "GRID", "--json"], 2, ["--batch always writes JSON lines"]),
+    *(
+        (["retrieve", "--batch", "GRID", "--scheduler", address], 2, ["'--scheduler'", shown])
+        for address, shown in (
+            ("garbage", "got 'garbage'"),
+            ("tcp://", "[tcp://]HOST:PORT"),
+            ("tcp://127.0.0.1:abc", "got 'tcp://127.0.0.1:abc'"),
+            ("http://x:1", "got 'http://x:1'"),
+            ("", "got ''"),
+        )
+    ),
+    (["embed", "GRID", "--scheduler", "garbage"], 2, ["'--scheduler'", "expected auto or"]),
+    (["embed", "GRID", "--scheduler", ""], 2, ["'--scheduler'", "got ''"]),
     (["eval"], 2, ["give --dataset or --tasks"]),
     (["eval", "--dataset", "arc9"], 2, ["'--dataset'", "'arc9'", "'synthetic'"]),
     (["eval", "--dataset", "synthetic", "--modes", "fast"], 2, ["unknown mode 'fast'"]),
     (["eval", "--tasks", "GRID"], 2, ["--tasks needs --labels"]),
     (["eval", "--dataset", "synthetic", "--tasks-per-family", "1"], 2, ["got 1"]),
+    (["eval", "--dataset", "synthetic", "--scheduler", "h:99999"], 2, ["'--scheduler'"]),
     (["retrieve", "--like", "c", "--repr", "GRID"], 2, ["give exactly one"]),
     (["retrieve", "--like", "c", "--mode", "soft"], 2, ["--like", "--mode"]),
     (["retrieve", "--like", "a/b"], 2, ["'--like'", "expected an id"]),
@@ -219,6 +232,18 @@ def test_the_remote_and_dask_extras_missing_are_failures(
     batch.write_text('{"repr": [[1]]}\n')
     result = invoke([*root, "retrieve", "--batch", str(batch), "--scheduler", "auto"])
     assert_one_line(result, 1, "dask", "pip install")
+
+
+def test_a_malformed_dask_scheduler_address_is_a_usage_error(
+    stocked: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--scheduler auto` takes DASK_SCHEDULER_ADDRESS: a malformed one is told as such (it
+    was `internal error: ValueError`, as a malformed --scheduler was)."""
+    batch = tmp_path / "b.jsonl"
+    batch.write_text('{"repr": [[1]]}\n')
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "garbage")
+    argv = ["--vault", str(stocked.root), "retrieve", "--batch", str(batch), "--scheduler", "auto"]
+    assert_one_line(invoke(argv), 2, "DASK_SCHEDULER_ADDRESS", "HOST:PORT", "got 'garbage'")
 
 
 def test_no_typo_in_option_messages(stocked: Vault) -> None:

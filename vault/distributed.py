@@ -29,32 +29,48 @@ a worker that finds another one refuses.
 from __future__ import annotations
 
 import os
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from vault.config import Config
-from vault.errors import VaultError
+from vault.errors import UsageError, VaultError
 
 PARTITION = 64  # requests per task sent to a worker ...
 PARTITION_BYTES = 4 << 20  # ... or fewer, when their lines hold this many bytes
 AHEAD = 3  # partitions in flight per worker
 _OPEN: dict[tuple[Any, ...], Any] = {}  # in a worker: what it opened, by (what, root, generation)
 KEEP_OPEN = 4  # snapshots a worker keeps open (a long-lived cluster serves many runs)
+ADDRESS_FORM = "a Dask scheduler address [tcp://]HOST:PORT (or tls, ws, wss, ucx)"
+_ADDRESS = re.compile(
+    r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:[^\s:/\[\]]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})"
+    r"|inproc://\S+"  # (a cluster in this process: a library caller's, or a test's)
+)
+
+
+def is_address(text: str) -> bool:
+    """Whether ``text`` is an address a Dask client can connect to (``ADDRESS_FORM``)."""
+    m = _ADDRESS.fullmatch(text)
+    return m is not None and (m[1] is None or 0 < int(m[1]) < 65536)
 
 
 def _client(scheduler: str, workers: int) -> tuple[Any, Any]:
     """(client, the local cluster it started or None). ``auto``: DASK_SCHEDULER_ADDRESS
     (Dask's own variable) when set, else a local cluster of ``workers`` processes."""
+    address = scheduler
+    if scheduler == "auto":
+        address = os.environ.get("DASK_SCHEDULER_ADDRESS", "")
+        if address and not is_address(address):
+            raise UsageError(f"DASK_SCHEDULER_ADDRESS: expected {ADDRESS_FORM}, got {address!r}")
+    elif not is_address(scheduler):
+        raise UsageError(f"--scheduler: expected auto or {ADDRESS_FORM}, got {scheduler!r}")
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise VaultError(  # (a missing extra is a failure, exit 1, as the arc extra's)
             "--scheduler needs the `dask` extra: pip install 'concept-vault[dask]'"
         ) from None
-    address = scheduler
-    if scheduler == "auto":
-        address = os.environ.get("DASK_SCHEDULER_ADDRESS", "")
     if address:
         try:
             return Client(address, timeout=30), None  # type: ignore[no-untyped-call]

@@ -262,9 +262,20 @@ def repr_cmd(
                     out.write(with_id(grid_to_repr(grid, prov)))
 
 
+def _scheduler_address(value: str | None) -> str | None:
+    """``--scheduler``: ``auto`` or a well-formed address (a usage error otherwise)."""
+    if value is not None and value != "auto":
+        from vault.distributed import ADDRESS_FORM, is_address
+
+        if not is_address(value):
+            raise typer.BadParameter(f"expected auto or {ADDRESS_FORM}, got {value!r}")
+    return value
+
+
 def _scheduler_option(what: str) -> Any:
     return typer.Option(
         metavar="ADDRESS|auto",
+        callback=_scheduler_address,
         help=f"{what} in partitions on a Dask cluster (the dask extra) at ADDRESS; auto: "
         "DASK_SCHEDULER_ADDRESS, else a local cluster of --workers processes (default 2). "
         "The same results, byte for byte, in input order.",
@@ -383,6 +394,7 @@ def retrieve(
         str | None,
         typer.Option(
             metavar="ADDRESS|auto",
+            callback=_scheduler_address,
             help="With --batch: answer partitions on a Dask cluster (the dask extra) at "
             "ADDRESS; auto: DASK_SCHEDULER_ADDRESS, else a local cluster of --workers "
             "processes (default 2). The same results, byte for byte, in input order.",
