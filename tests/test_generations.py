@@ -291,12 +291,20 @@ def test_gc_needs_scope_keeps_current_and_supports_dry_run(example_vault: Vault)
     v = example_vault
     with pytest.raises(UsageError, match="scope"):
         gc(v, None)
+    # temporaries an interrupted writer left: in the vault's own folders (writers sweep
+    # them) and below the object fan-out (gc does); a dry run deletes none of them
+    temporaries = [v.root / "objects" / ".tmp-dead", v.root / "index" / ".CURRENT.ab12.tmp"]
+    temporaries += [v.root / ".config.toml.cd34.tmp", v.root / "objects" / "ab" / ".tmp-cafe"]
+    temporaries[-1].parent.mkdir(exist_ok=True)
+    for t in temporaries:
+        t.write_text("half")
     before = tree(v.root)
     dry = gc(v, 1, dry_run=True)
     assert tree(v.root) == before
     assert dry.removed_generations == [1, 2]
     done = gc(v, 1)
     assert done.removed_objects == dry.removed_objects
+    assert not any(t.exists() for t in temporaries)
     assert [g.number for g in v.generations.history()] == [3]
     from vault.ops.verify import verify
 

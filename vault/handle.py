@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -95,6 +95,19 @@ class Handle:
         dirs = ("objects", "audit", "index", "refs", "embeddings", "remotes")  # (the journal's)
         sweep_temporaries(r, *(r / d for d in dirs))
         staging.recover(self.objects, r)
+
+    @contextlib.contextmanager
+    def report_lock(self) -> Iterator[None]:
+        """The write lock for a command that only reports what it would do (``gc
+        --dry-run``, which deletes nothing): the layout is checked, but the temporaries are
+        not swept nor staged objects rechecked (``check_layout``)."""
+        saved = self.lock.on_acquire
+        self.lock.on_acquire = self.refuse_planted_symlinks
+        try:
+            with self.lock:
+                yield
+        finally:
+            self.lock.on_acquire = saved
 
     def put_objects(self, items: list[tuple[str, bytes]]) -> None:
         """Store ``(sha256, bytes)`` pairs durably (under the lock): many new ones staged

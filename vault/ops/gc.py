@@ -149,7 +149,7 @@ def gc(
         raise UsageError("keep must be at least 1")
     if not (isinstance(keep_days, int | float) and 0 <= keep_days <= 36_500):
         raise UsageError(f"keep_days must be a number of days in [0, 36500], got {keep_days!r}")
-    with vault.lock:
+    with vault.report_lock() if dry_run else vault.lock:
         history: list[IndexGeneration] = []
         kept: list[IndexGeneration] = []
         dead: list[str] = []
