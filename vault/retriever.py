@@ -30,7 +30,7 @@ import os
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from vault.config import MODES, Config
@@ -174,12 +174,19 @@ class Retriever:
         self._calls += 1
         cfg = self.config.with_overrides(k=k, strategy=strategy, similarity=similarity)
         q = as_query(query, test_index=test_index, declared=self.declared)
-        self._collect()
-        try:
-            result = retrieve_in(
+        return self._answering(
+            lambda: retrieve_in(
                 self.snapshot, q, cfg, mode, cache=self.vault.cache, exclude=exclude
             )
-            return bound(result, self.snapshot)
+        )
+
+    def _answering(self, ask: Callable[[], RetrievalResult]) -> RetrievalResult:
+        """``ask()`` (which reads ``self.snapshot``), bound to the snapshot it answered
+        from. When ``vault gc`` collected this retriever's generation meanwhile: a warning
+        (GenerationGoneWarning), a refresh, and ``ask()`` again from the current one."""
+        self._collect()
+        try:
+            return bound(ask(), self.snapshot)
         except GenerationGoneError as exc:
             gone = self.generation
             self.refresh()
@@ -187,11 +194,10 @@ class Retriever:
             warnings.warn(
                 f"{exc}: this retriever refreshed to generation {self.generation[:12]}",
                 GenerationGoneWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self._collect()
-        result = retrieve_in(self.snapshot, q, cfg, mode, cache=self.vault.cache, exclude=exclude)
-        return bound(result, self.snapshot)
+        return bound(ask(), self.snapshot)
 
     def like(
         self,
@@ -207,8 +213,7 @@ class Retriever:
         if version is None and "@" in concept:
             concept, version = concept.rsplit("@", 1)
         cfg = self.config.with_overrides(k=k, similarity=similarity)
-        result = neighbours_in(self.snapshot, concept, version, cfg).result
-        return bound(result, self.snapshot)
+        return self._answering(lambda: neighbours_in(self.snapshot, concept, version, cfg).result)
 
     def retrieve_many(self, queries: Iterable[Any], **options: Any) -> list[RetrievalResult]:
         """``retrieve`` for each query, all against the same snapshot."""

@@ -290,6 +290,26 @@ def test_a_retriever_whose_generation_went_refreshes_and_says_so(
     assert got.to_json() == expected["0:symbolic"]
 
 
+def test_like_whose_generation_went_refreshes_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Retriever.like`` the same (it raised GenerationGoneError: a state shard of the
+    collected generation was unreadable): a warning, a refresh, the current generation's
+    answer — the one a fresh retriever gives."""
+    root = _vault(tmp_path / "v")
+    with monkeypatch.context() as m:
+        m.setattr(Generation, "_pin", lambda self, table=True: None)
+        r = Vault.open(root).retriever()
+    old = r.generation
+    _supersede_and_collect(root, "later")
+    assert _gone(root, old)
+    with pytest.warns(GenerationGoneWarning, match="collected by `vault gc`"):
+        got = r.like("rotate-90")
+    assert got.generation == r.generation != old and r.gone == [old]
+    clear_cache()
+    assert got.to_json() == Vault.open(root).retriever().like("rotate-90").to_json()
+
+
 # --------------------------------------------------------------------------- concurrency
 READER_RUNS = runs(6, 100)  # per Retriever process (2 of them)
 BATCH_RUNS = runs(1, 10)  # --batch --workers 2 processes on a slow pipe
