@@ -366,3 +366,46 @@ def test_a_table_of_many_chunks_is_read_when_opened_not_held(
     assert "table" in data.__dict__ and callable(data.table._matrix)  # rows read, matrix not
     assert retrieve(example_vault, q, example_vault.config()).to_json() == want
     clear_cache()
+
+
+class _Killed(BaseException):
+    """A process killed where this is raised (nothing after it runs, no handler sees it)."""
+
+
+def test_a_rollback_stopped_after_current_moved_is_not_repeated_by_its_retry(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollback killed (or interrupted) after ``CURRENT`` moved, while the view was being
+    written, took effect; running ``vault rollback`` again is its retry: it completes the
+    view and reports the rollback done — it does not roll back a second generation (it did:
+    every card left the index). A rollback asked again after one that finished still goes
+    one further back."""
+    from vault.index import build
+
+    v = example_vault
+    v.add([(card("late", ["feature:square"]), "late")])
+    start = v.generations.current()
+    assert start is not None
+    real = build.refresh_view
+    with monkeypatch.context() as m:
+
+        def killed(*args: Any, **kwargs: Any) -> None:
+            if v.generations.current() != start:  # (CURRENT moved: the rollback's view)
+                raise _Killed
+            real(*args, **kwargs)
+
+        m.setattr(build, "refresh_view", killed)
+        with pytest.raises(_Killed):
+            rollback(v)
+    moved = v.generations.current()
+    assert moved is not None and moved.number != start.number
+    retried = rollback(v)
+    assert retried.changed and retried.previous_number == start.number
+    assert v.generations.current() == moved  # not a second rollback
+    assert [e.op for e in v.audit.entries()].count("rollback") == 1
+    assert_sound(v)  # the view is the current generation's again
+    further = rollback(v)  # a rollback asked after one that finished: one more back
+    now = v.generations.current()
+    assert now is not None and now.number != moved.number
+    assert further.previous_number == moved.number
+    assert [e.op for e in v.audit.entries()].count("rollback") == 2

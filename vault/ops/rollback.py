@@ -22,7 +22,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.handle import CHANGE_OPS, Handle
-from vault.index.build import catch_up, point_current
+from vault.index.build import catch_up, point_current, refresh_view
 from vault.index.generations import CurrentRef, IndexGeneration
 from vault.index.snapshot import Snapshot
 from vault.store.audit import STATE_OPS, AuditEntry
@@ -68,6 +68,8 @@ def rollback(vault: Handle, to: str | None = None, *, dry_run: bool = False) -> 
     with vault.lock:
         cur: CurrentRef | None
         seen = vault.current_ref(tolerant=True)  # what the caller saw as current
+        # (asked before the catch-up, which would complete the view it looks at)
+        interrupted = _interrupted_rollback(vault, seen) if to is None else None
         completed: list[AuditEntry] = []
         if to is None:
             cur = catch_up(vault, completed=completed).ref
@@ -77,6 +79,10 @@ def rollback(vault: Handle, to: str | None = None, *, dry_run: bool = False) -> 
             except CorruptionError:
                 cur = None
         earlier = _earlier_rollback(completed, seen, to)
+        if earlier is None and interrupted is not None and cur is not None and cur == seen:
+            earlier, manifest = interrupted  # it moved CURRENT, then was stopped
+            if not dry_run:
+                refresh_view(vault, cur.generation, manifest)  # (done already: no work)
         if earlier is not None and cur is not None:  # a retry of one that took effect
             record = vault.generations.record(cur.number)
             if record is not None:
@@ -155,6 +161,32 @@ def rollback(vault: Handle, to: str | None = None, *, dry_run: bool = False) -> 
         return RollbackResult(
             cur.generation if cur else None, cur.number if cur else None, target, entry.seq
         )
+
+
+def _interrupted_rollback(
+    vault: Handle, cur: CurrentRef | None
+) -> tuple[AuditEntry, dict[str, Any]] | None:
+    """The rollback that made ``cur`` current and was stopped before its view was written
+    (killed, interrupted, the power lost after ``CURRENT`` moved): its audit entry and the
+    generation's manifest. Plain ``vault rollback`` again is then its retry, not a second
+    rollback: CURRENT is the last state change's (its entry a rollback to ``cur``) and the
+    ``embeddings/`` view, written last, is not ``cur``'s. (A rollback that finished wrote the
+    view; one asked again after it goes one generation further back, as asked.)"""
+    if cur is None:
+        return None
+    last = vault.audit.entries_after(cur.audit_seq - 1)
+    if not last or last[0].seq != cur.audit_seq or last[0].op != "rollback":
+        return None
+    detail = last[0].detail if isinstance(last[0].detail, dict) else {}
+    if detail.get("number") != cur.number or detail.get("to") != cur.generation:
+        return None
+    try:
+        manifest = Snapshot.open(vault.objects, cur).manifest
+    except VaultError:
+        return None
+    if vault.view.current(vault.objects, manifest):
+        return None
+    return last[0], manifest
 
 
 def _earlier_rollback(
