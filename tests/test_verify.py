@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,3 +167,30 @@ def test_retrieval_falls_back_when_a_query_item_is_cached_differently(
     fresh = Vault.open(v.root)  # a new process's view (an instance remembers its vectors)
     r = retrieve(fresh, q, fresh.config())
     assert r.mode_used == "symbolic" and "nondeterminism detected" in (r.fallback_reason or "")
+
+
+def test_an_object_deleted_while_verify_reads_is_not_reported(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object `vault gc` deletes after verify listed the objects and before it reads
+    that one (verify ran beside gc) is no longer in the vault: not an unreadable object
+    (verify failed a healthy vault). One the vault still names is reported missing."""
+    from vault.ops import verify as V
+
+    v = example_vault
+    orphan = json.dumps({"garbage": 1}).encode()
+    digest = hashlib.sha256(orphan).hexdigest()
+    v.put_objects([(digest, orphan)])
+    named = v.snapshot().manifest["state"]  # what the current generation names
+    real = V._hashes
+
+    def gc_meanwhile(paths: list[str]) -> list[Any]:
+        for gone in (digest, named):
+            os.unlink(v.objects.path(gone))
+        return real(paths)
+
+    monkeypatch.setattr(V, "_hashes", gc_meanwhile)
+    report = verify(v)
+    problems = {p.kind for p in report.problems if p.severity == "error"}
+    assert "object_unreadable" not in problems, report.problems
+    assert problems and all(named[:12] in str(p) for p in report.problems if p.severity == "error")

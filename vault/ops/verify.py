@@ -25,6 +25,7 @@ Exit 0 when no error is found (warnings do not fail it), 1 otherwise.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import multiprocessing as mp
 import os
@@ -364,6 +365,10 @@ def _objects(ctx: _Context, report: VerifyReport) -> None:
                 "nothing (removed by the next write; a pull fetches it again)",
                 "warning",
             )
+            continue
+        if isinstance(digest, OSError) and digest.errno == errno.ENOENT:
+            ctx.objects.discard(name)  # deleted since it was listed (`vault gc` meanwhile):
+            n -= 1  # not in the vault any more (what still names it reports it missing)
             continue
         if isinstance(digest, OSError):
             report.add("object_unreadable", path, f"cannot read ({digest.strerror})")
