@@ -22,13 +22,14 @@ import pytest
 from typer.testing import CliRunner
 
 from vault.canonical import canonical_bytes, sha256_hex
+from vault.ops.verify import verify
 from vault.records.cards import normalize_card
 from vault.store import staging
 from vault.store.objects import ObjectStore
 from vault.vault import Vault
 from vault_cli.app import app
 
-from .conftest import card
+from .conftest import card, example_cards, example_evidence
 from .helpers import assert_sound, concepts, durable_once_before, record_durability
 
 runner = CliRunner()
@@ -93,6 +94,37 @@ def test_a_repair_is_logged_and_leaves_the_index_a_function_of_the_log(
     assert repairs[0].records == ()
     assert "lost-card@1.0.0" in concepts(vault)
     assert_sound(vault)
+
+
+@pytest.mark.parametrize("damage", ["flipped", "deleted"])
+def test_writing_a_stored_card_or_evidence_again_restores_its_damaged_object(
+    example_vault: Vault, damage: str
+) -> None:
+    """A card or evidence the vault already holds, whose object file was damaged (a byte
+    flipped) or lost after it was stored, given again: the same record, so it is left
+    unchanged — not refused as different content (it was, or "object … is missing") — and
+    its object is rewritten (the damaged one's repair logged); the vault is sound again."""
+    v = example_vault
+    c = example_cards()[0][0]
+    entry = concepts(v)[f"{c['id']}@{c['version']}"]
+    paths = [v.objects.path(entry["card"]), v.objects.path(entry["evidence"][0])]
+    good = [p.read_bytes() for p in paths]
+    for p in paths:
+        p.chmod(0o644)
+        if damage == "deleted":
+            p.unlink()
+        else:
+            p.write_bytes(p.read_bytes()[:3] + b"X" + p.read_bytes()[4:])
+    assert not verify(Vault.open(v.root)).ok
+    added = v.add([(c, "c")])
+    assert added.added == [] and added.unchanged == [f"{c['id']}@{c['version']}"]
+    assert paths[0].read_bytes() == good[0]
+    v.add_evidence(example_evidence())  # (all of it again: one is the damaged one)
+    assert paths[1].read_bytes() == good[1]
+    repairs = [e for e in v.audit.entries() if e.op == "repair"]
+    assert len(repairs) == (2 if damage == "flipped" else 0)
+    assert verify(Vault.open(v.root)).ok
+    assert_sound(v)
 
 
 def test_a_sound_existing_object_is_left_untouched(tmp_path: Path) -> None:

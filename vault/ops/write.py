@@ -84,6 +84,22 @@ class _Batch:
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
         self.parsed: dict[str, Any] = {}
+        self.stored: dict[str, bytes] = {}  # records given again that the vault holds
+
+    def restore(self, vault: Handle) -> None:
+        """Rewrite the records given again whose object file is damaged or gone (a write
+        of the same records brings them back; a damaged one's repair is logged, FORMAT
+        section 3): each stored file is read and compared, only a bad one is written."""
+        bad = []
+        for digest, data in self.stored.items():
+            try:
+                sound = vault.objects.get(digest) == data
+            except (OSError, VaultError):
+                sound = False
+            if not sound:
+                bad.append((digest, data))
+        if bad:
+            vault.put_objects(bad)
 
     def add(self, obj: dict[str, Any]) -> str:
         data = canonical_bytes(obj)
@@ -164,6 +180,9 @@ def write_back(
         )
         st_digests, st_refs, unchanged_st = _plan_status(concept, set(new_refs), norm_status, batch)
         added = new_refs + ev_digests + st_refs
+        if not added:  # (else the reprs the evidence carries are stored, or repaired, below)
+            batch.stored.update((d, batch.blobs[d]) for d in repr_digests)
+        batch.restore(vault)
         if not added:
             return WriteResult(op, [], unchanged + unchanged_ev + unchanged_st)
         info = detail or ({"concepts": new_refs} if new_refs else {})
@@ -368,7 +387,8 @@ def _plan_cards(
             continue
         existing = concept(name)
         if existing is not None:
-            if vault.objects.get(existing["card"]) == data:
+            if sha256_hex(data) == existing["card"]:  # the very card (its file may be damaged)
+                batch.stored[existing["card"]] = data
                 unchanged.append(name)
                 continue
             raise ConflictError(
@@ -457,8 +477,11 @@ def _plan_evidence(
                     repr_digests.append(rid)
                 continue
             _check_known_repr(vault, snap, rid, rid in needs_grid, src)
-        digest = sha256_hex(canonical_bytes(ev.record))
+        data = canonical_bytes(ev.record)
+        digest = sha256_hex(data)
         if (entry is not None and digest in entry["evidence"]) or digest in batch.blobs:
+            if digest not in batch.blobs:
+                batch.stored[digest] = data
             unchanged.append(digest)
             continue
         batch.add(ev.record)
