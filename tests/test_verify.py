@@ -194,3 +194,19 @@ def test_an_object_deleted_while_verify_reads_is_not_reported(
     problems = {p.kind for p in report.problems if p.severity == "error"}
     assert "object_unreadable" not in problems, report.problems
     assert problems and all(named[:12] in str(p) for p in report.problems if p.severity == "error")
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_a_lost_generations_log_is_reported(example_vault: Vault, how: str) -> None:
+    """``index/generations.jsonl`` deleted or emptied: CURRENT names a generation no record
+    holds — an error (verify passed it, and the next write-back restarted the numbering)."""
+    log = example_vault.root / "index" / "generations.jsonl"
+    if how == "deleted":
+        log.unlink()
+    else:
+        log.write_bytes(b"")
+    report = verify(example_vault)
+    assert not report.ok
+    assert any(
+        p.kind == "ref_inconsistent" and "generations.jsonl" in p.detail for p in report.problems
+    )

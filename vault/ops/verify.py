@@ -445,11 +445,13 @@ def _generations(ctx: _Context, report: VerifyReport) -> None:
     report.checked["generations"] = len(ctx.history)
     numbers = {g.number for g in ctx.history}
     listed = [g for g in ctx.history if g.number == cur.number]
-    if ctx.history and not listed:
+    if not listed:  # (every generation CURRENT names was recorded first: an empty or
+        # missing log lost its records)
         report.add(
             "ref_inconsistent",
             gens.current_path,
-            f"generation {cur.number} is not in {gens.log_path.name}",
+            f"generation {cur.number} is not in {gens.log_path.name}"
+            + ("" if gens.log_path.exists() else " (the file is missing)"),
         )
     elif listed and listed[0].generation != cur.generation:
         report.add(
