@@ -23,6 +23,7 @@ from tests.reference.rank import penalty as ref_penalty
 from tests.reference.store import read_vault
 from vault import Vault
 from vault.errors import InvalidInputError, NotFoundError, UsageError
+from vault.grid.reprs import repr_id
 from vault.handle import fixed_clock
 from vault.ops.write import Transaction
 from vault_cli.app import app
@@ -382,6 +383,53 @@ def test_cli_list_export_import(tmp_path: Path, example_vault: Vault) -> None:
     good = out.read_text().splitlines()[0]
     piped = invoke(["import", "-", "--vault", str(other)], stdin=f'{good}\n{{"kind": "card"}}\n')
     assert piped.returncode == 1 and ":2" in piped.stderr and "'kind'" in piped.stderr, piped
+
+
+def _repr_line(grid: list[list[int]]) -> str:
+    from vault.grid.grid import parse_grid
+    from vault.grid.reprs import grid_to_repr, with_id
+
+    return json.dumps(with_id(grid_to_repr(parse_grid(grid, "test"), {"source": "test"})))
+
+
+def test_cli_import_of_reprs_alone_is_never_silent(tmp_path: Path, example_vault: Vault) -> None:
+    """A repr is stored with the evidence citing it (FORMAT.md section 6): a file of reprs
+    nothing cites was imported as ``"added": []`` and no word. Now a repr the vault holds is
+    listed as unchanged, one it lacks is refused naming its line, and one that evidence of
+    the same file cites goes in with it."""
+    root = str(example_vault.root)
+    held = invoke(["export", "--vault", root]).stdout.splitlines()[0]  # a repr, known
+    held_id = repr_id(json.loads(held))
+    fresh = _repr_line([[7, 7], [7, 1]])
+    fresh_id = json.loads(fresh)["repr_id"]
+    (tmp_path / "held.jsonl").write_text(held + "\n")
+    done = invoke(["import", str(tmp_path / "held.jsonl"), "--json", "--vault", root])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["unchanged"] == [held_id]
+    said = invoke(["import", str(tmp_path / "held.jsonl"), "--vault", root])
+    assert said.returncode == 0 and "1 already stored, unchanged" in said.stderr, said
+
+    (tmp_path / "reprs.jsonl").write_text(f"{held}\n{fresh}\n")
+    before = tree(example_vault.root)
+    for extra in (["--json"], []):
+        refused = invoke(["import", str(tmp_path / "reprs.jsonl"), *extra, "--vault", root])
+        assert refused.returncode == 1 and refused.stdout == "", refused
+        assert refused.stderr.startswith(f"error: {tmp_path / 'reprs.jsonl'}:2: repr {fresh_id}")
+        assert "cited by no evidence" in refused.stderr and "Traceback" not in refused.stderr
+    assert tree(example_vault.root) == before
+
+    cites = {
+        "kind": "evidence",
+        "concept": "rotate-90",
+        "version": "1.0.0",
+        "polarity": "positive",
+        "repr_id": fresh_id,
+    }
+    (tmp_path / "cited.jsonl").write_text(f"{fresh}\n{json.dumps(cites)}\n")
+    stored = invoke(["import", str(tmp_path / "cited.jsonl"), "--json", "--vault", root])
+    assert stored.returncode == 0, stored.stderr
+    assert len(json.loads(stored.stdout)["added"]) == 1  # the evidence; its repr with it
+    assert Vault.open(example_vault.root).snapshot().known(fresh_id)
 
 
 # --------------------------------------------------------------------------- retention

@@ -922,7 +922,9 @@ def import_cmd(
 ) -> None:
     """Import an export (or any records). Cards, evidence, status events and reprs written as
     one transaction: all checked first, one audit entry, one generation; records the vault
-    holds already are left as they are."""
+    holds already are left as they are (listed as unchanged). A repr is stored with the
+    evidence of the file that cites it: one that no evidence there cites, and the vault
+    does not hold, is refused (exit 1, naming its line)."""
     from vault.input import read_records
 
     vault = open_for_write(vault_dir)

@@ -299,6 +299,8 @@ def write_result(result: Any, as_json: bool) -> None:
         )
     if result.unchanged:
         note(f"{result.op}: {len(result.unchanged)} already stored, unchanged")
+    if not result.added and not result.unchanged:
+        note(f"{result.op}: nothing to write")
 
 
 def build_result(result: Any, as_json: bool) -> None:

@@ -142,12 +142,19 @@ def write_back(
     detail: dict[str, Any] | None = None,
     reprs: Iterable[dict[str, Any]] = (),
     statuses: Iterable[tuple[Any, str]] = (),
+    repr_sources: dict[str, str] | None = None,
 ) -> WriteResult:
     """Cards, evidence and status events (which may name those cards) as one audit entry and
     one new generation. ``reprs``: reprs made by ``grid_to_repr`` that the evidence cites by
     id. A status event equal to the concept's status that is already among its events is
     left as is (so writing the same records twice changes nothing). The ``[gc]`` retention
-    policy is not applied (``Vault.add`` and the other facade writes apply it after)."""
+    policy is not applied (``Vault.add`` and the other facade writes apply it after).
+
+    ``repr_sources`` (repr id -> source) marks reprs the caller gave as records in their own
+    right (``vault import``): each must be cited by evidence of this write-back (it is
+    stored with it) or be known to the vault already (it is listed as unchanged); any other
+    is refused, naming its source, since a repr is stored only with the evidence citing it
+    (FORMAT.md section 6) and would otherwise be dropped without a word."""
     declared = vault.declared()
     norm_cards = [(normalize_card(obj, src, declared), src) for obj, src in cards]
     norm_ev = [(normalize_evidence(obj, src), src) for obj, src in evidence]
@@ -179,12 +186,13 @@ def write_back(
             vault, snap, concept, set(new_refs), norm_ev, given, batch, repr_digests
         )
         st_digests, st_refs, unchanged_st = _plan_status(concept, set(new_refs), norm_status, batch)
+        unchanged_reprs = _uncited_reprs(snap, repr_sources or {}, given, batch)
         added = new_refs + ev_digests + st_refs
         if not added:  # (else the reprs the evidence carries are stored, or repaired, below)
             batch.stored.update((d, batch.blobs[d]) for d in repr_digests)
         batch.restore(vault)
         if not added:
-            return WriteResult(op, [], unchanged + unchanged_ev + unchanged_st)
+            return WriteResult(op, [], unchanged + unchanged_ev + unchanged_st + unchanged_reprs)
         info = detail or ({"concepts": new_refs} if new_refs else {})
         if ev_digests:
             info = {**info, "evidence": len(ev_digests)}
@@ -200,8 +208,29 @@ def write_back(
             batch,
             info,
             added,
-            unchanged + unchanged_ev + unchanged_st,
+            unchanged + unchanged_ev + unchanged_st + unchanged_reprs,
         )
+
+
+def _uncited_reprs(
+    snap: Snapshot, sources: dict[str, str], given: dict[str, dict[str, Any]], batch: _Batch
+) -> list[str]:
+    """The reprs of ``sources`` no evidence of this write-back carries: those the vault
+    knows already (unchanged; their object restored if damaged); any other is refused."""
+    unchanged = []
+    for rid, src in sources.items():
+        if rid in batch.blobs:  # carried by evidence citing it: stored with it
+            continue
+        if not snap.known(rid):
+            raise InvalidInputError(
+                f"repr {rid} is cited by no evidence given with it, and the vault does not "
+                "hold it: a repr is stored only with evidence that cites it (give that "
+                "evidence in the same file)",
+                source=src,
+            )
+        batch.stored[rid] = canonical_bytes(given[rid])
+        unchanged.append(rid)
+    return unchanged
 
 
 class Transaction:
@@ -219,6 +248,7 @@ class Transaction:
         self.evidence: list[tuple[Any, str]] = []
         self.statuses: list[tuple[dict[str, Any], str]] = []
         self.reprs: list[dict[str, Any]] = []
+        self.repr_sources: dict[str, str] = {}  # repr id -> where it was given
         self.result: WriteResult | None = None
         self.declared = vault.declared()
 
@@ -257,9 +287,14 @@ class Transaction:
         self.statuses.append((normalize_status(event, src), src))
 
     def add_repr(self, rep: Any, source: str | None = None) -> None:
-        """Queue a repr that evidence of this transaction cites by id."""
+        """Queue a repr that evidence of this transaction cites by id (one no evidence here
+        cites, and the vault does not hold, is refused at the commit: it could not be
+        stored; one the vault holds is listed as unchanged)."""
         self._open()
-        self.reprs.append(strip_provenance(normalize_repr(rep, source)))
+        src = source or f"transaction repr {len(self.reprs) + 1}"
+        rep = strip_provenance(normalize_repr(rep, src))
+        self.reprs.append(rep)
+        self.repr_sources.setdefault(repr_id(rep), src)
 
     def commit(self) -> WriteResult:
         """Write everything queued as one write-back (nothing queued: nothing written)."""
@@ -271,6 +306,7 @@ class Transaction:
             op=self.op,
             reprs=self.reprs,
             statuses=self.statuses,
+            repr_sources=self.repr_sources,
         )
         return self.result
 
