@@ -147,6 +147,9 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["clone", "http://example.com/v", "MISSING"], 2, ["cannot clone into", "remote URL"]),
     (["list", "--status", "retired"], 2, ["'--status'", "'retired'"]),
     (["ls", "--key", "transform:rotate90"], 2, ["--key", "did you mean transform:rotate_90"]),
+    (["list", "--key", "bogus"], 2, ["'--key'", "a key 'family:name'", 'got "bogus"']),
+    (["list", "--key", ""], 2, ["'--key'", "a key 'family:name'", 'got ""']),
+    (["list", "--domain", "a b"], 2, ["'--domain'", "a lower-case name", 'got "a b"']),
     (["export", "--since", "-1"], 2, ["'--since'", "expected an integer >= 0, got -1"]),
     # the command ran and failed: 1
     (["init", "FILE"], 1, ["exists and is not a directory"]),

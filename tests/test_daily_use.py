@@ -516,6 +516,36 @@ def test_declared_names_can_be_used_by_cards_and_queries(tmp_path: Path) -> None
         v.add([card("third", ["transform:shift_rows"])])
 
 
+def test_cli_list_checks_key_and_domain_as_cards_do(tmp_path: Path) -> None:
+    """``vault list --key bogus`` / ``--key ''`` / ``--domain 'a b'`` listed "no concepts
+    match" (exit 0), while a well-formed unknown transform was refused: the form of a key and
+    of a domain is now the cards' (concept.schema.json), a usage error naming the option and
+    the form — told before the vault is read —, and a name the vault declares is known."""
+    v = new_vault(tmp_path / "v")
+    configure(v, "transform = []", 'transform = ["shift_rows"]')
+    v.add([card("mine", ["transform:shift_rows"])])
+    root = str(v.root)
+    for option, value, form in (
+        ("--key", "bogus", "a key 'family:name'"),
+        ("--key", "", "a key 'family:name'"),
+        ("--key", "Transform:flip_h", "a key 'family:name'"),
+        ("--domain", "a b", "a lower-case name"),
+        ("--domain", "", "a lower-case name"),
+    ):
+        for where in (root, str(tmp_path / "no-vault-here")):
+            bad = invoke(["list", option, value, "--json", "--vault", where])
+            assert bad.returncode == 2 and bad.stdout == "", (option, value, bad)
+            assert bad.stderr.count("\n") == 1 and f"'{option}'" in bad.stderr, bad.stderr
+            assert form in bad.stderr and json.dumps(value) in bad.stderr, bad.stderr
+    typo = invoke(["list", "--key", "transform:shift_row", "--vault", root])
+    assert typo.returncode == 2 and "did you mean transform:shift_rows" in typo.stderr
+    assert "'--key'" in typo.stderr
+    mine = invoke(["list", "--key", "transform:shift_rows", "--json", "--vault", root])
+    assert mine.returncode == 0 and [c["id"] for c in json.loads(mine.stdout)] == ["mine"]
+    none = invoke(["list", "--key", "feature:square", "--domain", "other", "--vault", root])
+    assert none.returncode == 0 and "no concepts match" in none.stderr  # well formed, unheld
+
+
 def test_cli_typer_app_registers_the_new_commands() -> None:
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
     assert {"list", "ls", "export", "import"} <= names

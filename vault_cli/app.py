@@ -809,10 +809,21 @@ def list_cmd(
     status: Annotated[Status | None, typer.Option(help="Only concepts with this status.")] = None,
     key: Annotated[
         str | None,
-        typer.Option(metavar="KEY", help="Only concepts holding this key (family:name)."),
+        typer.Option(
+            metavar="KEY",
+            help="Only concepts holding this key: family:name, family one of domain, "
+            "transform, invariant, feature, and a lower-case name (a card's key form); a "
+            "transform: or invariant: name must be known or declared in config.toml.",
+            callback=checked("concept", "signature.keys[]"),
+        ),
     ] = None,
     domain: Annotated[
-        str | None, typer.Option(metavar="DOMAIN", help="Only concepts of this domain.")
+        str | None,
+        typer.Option(
+            metavar="DOMAIN",
+            help="Only concepts of this domain (a lower-case name, as a card's domain).",
+            callback=checked("concept", "domain"),
+        ),
     ] = None,
     has_evidence: Annotated[
         bool | None,
@@ -827,7 +838,9 @@ def list_cmd(
     vault_dir: VaultOpt = None,
 ) -> None:
     """List the stored concepts. Id, version, status, evidence (+/-), penalty and keys, in
-    (id, version) order; the newest version of each id unless --all-versions. Also `vault
+    (id, version) order; the newest version of each id unless --all-versions. A --key or
+    --domain of the wrong form, or a --key naming an unknown transform or invariant, is a
+    usage error (exit 2); a well-formed one no concept holds lists nothing. Also `vault
     ls`."""
     from vault.catalog import concepts
     from vault.errors import InvalidInputError, UsageError
@@ -836,11 +849,11 @@ def list_cmd(
     if json_out and jsonl:
         raise UsageError("give one of --json, --jsonl")
     vault = open_vault(vault_dir)
-    snap = vault.snapshot()
-    try:
-        wanted = canonical_key(key, "--key") if key is not None else None
+    try:  # (the form is checked already; the names the vault declares count as known)
+        wanted = canonical_key(key, "--key", declared=vault.declared()) if key else None
     except InvalidInputError as exc:  # an option's value: a usage error (exit 2)
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"invalid value for '--key': {exc.detail}") from None
+    snap = vault.snapshot()
     found = concepts(
         snap,
         all_versions=all_versions,

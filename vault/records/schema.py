@@ -55,9 +55,17 @@ def validate(value: Any, schema_name: str, source: str | None = None) -> None:
 
 
 def validate_field(value: Any, schema_name: str, field: str, source: str | None = None) -> None:
-    """Check one top-level field of schema ``schema_name`` on its own (a concept id or a
-    version given on the command line, before anything is read)."""
-    _check(value, load_schema(schema_name)["properties"][field], field, source)
+    """Check one field of schema ``schema_name`` on its own (a concept id, a version or a key
+    given on the command line, before anything is read). ``field`` is a top-level name or a
+    dotted path into objects, ``[]`` naming an array's items: ``signature.keys[]`` is one
+    key of a card's signature."""
+    node = load_schema(schema_name)
+    for part in field.split("."):
+        name = part.removesuffix("[]")
+        node = node["properties"][name]
+        if part != name:
+            node = node["items"]
+    _check(value, node, field, source)
 
 
 def _describe(value: Any) -> str:
