@@ -151,6 +151,7 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["list", "--key", ""], 2, ["'--key'", "a key 'family:name'", 'got ""']),
     (["list", "--domain", "a b"], 2, ["'--domain'", "a lower-case name", 'got "a b"']),
     (["export", "--since", "-1"], 2, ["'--since'", "expected an integer >= 0, got -1"]),
+    (["export", "--json"], 2, ["--json needs -o FILE", "stdout carries the exported records"]),
     # the command ran and failed: 1
     (["init", "FILE"], 1, ["exists and is not a directory"]),
     (["add", "BADCARD"], 1, ["field 'version'", '"1.0"']),

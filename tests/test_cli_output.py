@@ -34,6 +34,48 @@ def run(root: Path, *args: str, code: int = 0, input: str | None = None) -> Resu
     return result
 
 
+# --------------------------------------------------------------------------- export
+def test_export_stdout_is_records_only_and_json_needs_a_file(
+    example_vault: Vault, tmp_path: Path
+) -> None:
+    """``vault export --json`` without ``-o`` wrote the records on stdout and its "JSON"
+    summary on stderr, though --json promises clean JSON on stdout. The contract now: without
+    -o stdout is the records (JSON lines) and only them, the summary on stderr; --json needs
+    -o FILE (a file other than stdout) and then stdout is one JSON document."""
+    import subprocess
+    import sys
+
+    from .helpers import tree
+
+    def vault(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "vault", *args, "--vault", str(example_vault.root)]
+        return subprocess.run(argv, capture_output="stdout" not in kw, text=True, **kw)
+
+    plain = vault("export")
+    assert plain.returncode == 0, plain.stderr
+    records = [json.loads(line) for line in plain.stdout.splitlines()]
+    assert records and all(r["kind"] in ("concept", "evidence", "status", "repr") for r in records)
+    assert plain.stderr.startswith(f"export: {len(records)} record(s), up to audit seq ")
+
+    before = tree(example_vault.root)
+    refused = vault("export", "--json")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr.count("\n") == 1 and "--json needs -o FILE" in refused.stderr
+    to_stdout = vault("export", "-o", "/dev/stdout", "--json")  # (stdout: a pipe here)
+    assert (to_stdout.returncode, to_stdout.stdout) == (2, ""), to_stdout.stderr
+    out = tmp_path / "all.jsonl"
+    with open(out, "w") as same:  # stdout redirected to the very file -o names
+        assert vault("export", "-o", str(out), "--json", stdout=same).returncode == 2
+    assert tree(example_vault.root) == before
+
+    done = vault("export", "-o", str(out), "--json")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["records"] == len(records) and summary["output"] == str(out)
+    assert isinstance(summary["audit_seq"], int)
+    assert out.read_text() == plain.stdout
+
+
 # --------------------------------------------------------------------------- --jsonl
 @pytest.mark.parametrize("mode", ["symbolic", "hybrid", "soft"])
 def test_retrieve_jsonl_is_one_line_per_hit(example_vault: Vault, mode: str) -> None:

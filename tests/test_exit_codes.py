@@ -73,7 +73,7 @@ INVOCATIONS: list[list[str]] = [
     ["list", "--jsonl"],
     ["ls", "--all-versions"],
     ["export"],
-    ["export", "--json"],
+    ["export", "-o", "{new}", "--json"],  # (--json without -o is a usage error)
     ["import", "{records}", "--json"],
     ["remote", "add", "second", "{remote2}"],
     ["remote", "list"],

@@ -876,7 +876,8 @@ app.command(
 @app.command(
     epilog=example(
         "vault export -o all.jsonl",
-        "vault export --since 42 -o new.jsonl",
+        "vault export --since 42 -o new.jsonl --json",
+        "vault export > all.jsonl",
     )
 )
 def export(
@@ -898,15 +899,30 @@ def export(
             parser=int_range(0),
         ),
     ] = None,
-    json_out: JsonOpt = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="With -o: print the summary as clean JSON on stdout ({records, audit_seq, "
+            "output}). Without -o stdout carries the records, so --json is refused (exit 2).",
+        ),
+    ] = False,
     vault_dir: VaultOpt = None,
 ) -> None:
     """Export concepts, status events and evidence. JSON lines, one stored record per line
     (reprs the evidence cites first, then each concept's card, status events and evidence),
     that `vault import` reads into another vault; exporting that vault gives the same bytes.
-    The audit seq it reached goes to stderr (or --json there) for the next --since."""
+    Without -o stdout holds the records and nothing else, and a one-line summary — the audit
+    seq it reached, for the next --since — goes to stderr; with -o FILE the summary is on
+    stderr, or with --json on stdout as JSON."""
     from vault.canonical import dumps_line
+    from vault.errors import UsageError
 
+    if json_out and (output is None or core.same_file_as_stdout(output)):
+        raise UsageError(
+            "--json needs -o FILE (another file than stdout): without it stdout carries the "
+            "exported records (JSON lines) and the summary goes to stderr"
+        )
     vault = open_vault(vault_dir)
     if output is not None:
         output_file(output, vault.root, "--output")

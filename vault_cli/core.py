@@ -150,6 +150,16 @@ def output_file(path: Path, root: Path, option: str) -> Path:
     return path
 
 
+def same_file_as_stdout(path: Path) -> bool:
+    """Whether ``path`` is the file stdout writes to (``-o /dev/stdout``, the file stdout is
+    redirected to): output meant for it and for stdout would be mixed."""
+    try:
+        there, out = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no such file yet, or no real stdout
+        return False
+    return (there.st_dev, there.st_ino) == (out.st_dev, out.st_ino)
+
+
 def write_output(path: Path, data: bytes) -> None:
     """Write ``data`` to the user's ``path`` (checked by ``output_file``): into a device,
     FIFO or socket there as a shell would (``/dev/null``, ``/dev/stdout``, a pipe a reader

@@ -730,10 +730,7 @@ def export_result(lines: Iterable[bytes], output: Path | None, seq: int, as_json
         data = list(lines)
         n = len(data)
         write_output(output, b"".join(data))
-    summary = {"records": n, "audit_seq": seq, "output": None if output is None else str(output)}
-    if as_json and output is not None:
-        json_out(summary)
-    elif as_json:  # stdout holds the records
-        sys.stderr.write(json.dumps(summary, sort_keys=True) + "\n")
+    if as_json and output is not None:  # (--json without -o is refused: stdout holds records)
+        json_out({"records": n, "audit_seq": seq, "output": str(output)})
     else:
         note(f"export: {n} record(s), up to audit seq {seq} (next: --since {seq})")
