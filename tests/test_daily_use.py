@@ -432,6 +432,35 @@ def test_cli_import_of_reprs_alone_is_never_silent(tmp_path: Path, example_vault
     assert Vault.open(example_vault.root).snapshot().known(fresh_id)
 
 
+def test_cli_import_lists_each_ref_once(tmp_path: Path) -> None:
+    """A card and its status event were listed twice in ``added`` (the card's ref, then the
+    ref the event changes). Each ref once, in order; a stored card given again whose status
+    changes is added, not also unchanged; a card given twice is unchanged once."""
+    v = new_vault(tmp_path / "v")
+    root = str(v.root)
+    first = {**card("a", ["transform:flip_h"]), "kind": "concept"}
+    other = {**card("b", ["transform:flip_v"]), "kind": "concept"}
+    dep = {"kind": "status", "concept": "a", "version": "1.0.0", "status": "deprecated"}
+    lines = [first, dep, other]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    done = invoke(["import", str(tmp_path / "in.jsonl"), "--json", "--vault", root])
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["added"], result["unchanged"]) == (["a@1.0.0", "b@1.0.0"], [])
+    said = invoke(["import", str(tmp_path / "in.jsonl"), "--vault", root])
+    assert "2 new" not in said.stderr and "2 already stored" in said.stderr, said.stderr
+
+    back = {**dep, "status": "active"}
+    again = [first, first, other, other, back]
+    (tmp_path / "again.jsonl").write_text("".join(json.dumps(x) + "\n" for x in again))
+    done = invoke(["import", str(tmp_path / "again.jsonl"), "--json", "--vault", root])
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["added"], result["unchanged"]) == (["a@1.0.0"], ["b@1.0.0"])
+    human = invoke(["import", str(tmp_path / "in.jsonl"), "--vault", root])
+    assert "import: 1 new (a@1.0.0); generation" in human.stderr, human.stderr
+
+
 # --------------------------------------------------------------------------- retention
 def test_a_solver_loop_leaves_a_bounded_number_of_generations(tmp_path: Path) -> None:
     """1,000 attempts written back one by one, with [gc] keep = 8: at most keep + keep // 2

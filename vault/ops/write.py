@@ -61,8 +61,9 @@ class WriteResult:
     """What a write-back did."""
 
     op: str
-    added: list[str] = field(default_factory=list)  # refs or evidence ids newly stored
-    unchanged: list[str] = field(default_factory=list)
+    # refs (new or status changed) and evidence ids newly stored: each once, in input order
+    added: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # given again, held as is (each once)
     audit_seq: int | None = None
     generation: str | None = None
     number: int | None = None
@@ -187,12 +188,19 @@ def write_back(
         )
         st_digests, st_refs, unchanged_st = _plan_status(concept, set(new_refs), norm_status, batch)
         unchanged_reprs = _uncited_reprs(snap, repr_sources or {}, given, batch)
-        added = new_refs + ev_digests + st_refs
+        # each ref or digest once, in order (a new card's status event names its ref again)
+        added = list(dict.fromkeys(new_refs + ev_digests + st_refs))
+        changed = set(added)  # (a stored card given again whose status changes: changed)
+        unchanged = [
+            x
+            for x in dict.fromkeys(unchanged + unchanged_ev + unchanged_st + unchanged_reprs)
+            if x not in changed
+        ]
         if not added:  # (else the reprs the evidence carries are stored, or repaired, below)
             batch.stored.update((d, batch.blobs[d]) for d in repr_digests)
         batch.restore(vault)
         if not added:
-            return WriteResult(op, [], unchanged + unchanged_ev + unchanged_st + unchanged_reprs)
+            return WriteResult(op, [], unchanged)
         info = detail or ({"concepts": new_refs} if new_refs else {})
         if ev_digests:
             info = {**info, "evidence": len(ev_digests)}
@@ -208,7 +216,7 @@ def write_back(
             batch,
             info,
             added,
-            unchanged + unchanged_ev + unchanged_st + unchanged_reprs,
+            unchanged,
         )
 
 
