@@ -314,7 +314,7 @@ BAD_CARDS: list[tuple[str, dict[str, Any], type[VaultError], list[str]]] = [
         "kind-bad",
         card("x", [], kind="evidence"),
         InvalidInputError,
-        ["field 'kind'", "expected kind 'concept'"],
+        ["field 'kind'", "expected a concept card, got an evidence record"],
     ),
     (
         "obligation-unknown",
@@ -775,7 +775,7 @@ def _query(tmp_path: Path, obj: Any) -> str:
             1,
             ["constraints[0]", "unknown constraint 'bogus'", "known: background_preserved"],
         ),
-        (["retrieve", "--query", "G1"], 1, ["expected a query object"]),
+        (["retrieve", "--query", "G1"], 1, ["expected a query, got a grid"]),
         (["retrieve", "--task", "G1"], 1, ["expected an ARC task"]),
         (["retrieve", "--repr", "G1"], 1, ["ragged grid"]),
         (["retrieve", "--task", "T", "--test-index", "5"], 1, ["--test-index 5 out of range"]),

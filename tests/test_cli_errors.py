@@ -68,6 +68,10 @@ def files(tmp_path: Path) -> dict[str, str]:
         "BADTASK": put("t.json", json.dumps({"train": [{"input": [[1]]}]})),
         "MISSING": str(tmp_path / "missing.json"),
         "FILE": put("plain.txt", "x"),
+        # recognisably one kind of record, given where another is read
+        "QUERY": put("q.json", (EXAMPLES / "queries" / "same-dims.json").read_text()),
+        "CARDFILE": put("card.json", json.dumps(card("n", ["feature:square"]))),
+        "EVLINES": put("ev.jsonl", (EXAMPLES / "evidence.jsonl").read_text()),
     }
 
 
@@ -176,6 +180,27 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["remote", "remove", "ghost"], 1, ["no remote named 'ghost'"]),
     (["pull", "ghost"], 1, ["no remote named 'ghost'"]),
     (["import", "NOTJSON"], 1, ["malformed JSON"]),
+    # a file of another kind of record: said as such, not as a field the other kind lacks
+    (["repr", "QUERY"], 1, ["q.json: field 'kind': expected a grid or an ARC task, got a query"]),
+    (["repr", "CARDFILE"], 1, ["card.json: expected a grid or an ARC task, got a concept card"]),
+    (["add", "EVLINES"], 1, ["ev.jsonl:1: expected a concept card, got an evidence record"]),
+    (["add", "QUERY"], 1, ["q.json: field 'kind': expected a concept card, got a query"]),
+    (["add", "GRID"], 1, ["g.json: expected a concept card, got a grid"]),
+    (["evidence", "add", "CARDFILE"], 1, ["expected an evidence record, got a concept card"]),
+    (
+        ["retrieve", "--task", "QUERY"],
+        1,
+        ["q.json: field 'kind': expected an ARC task, got a query"],
+    ),
+    (["retrieve", "--task", "GRID"], 1, ["g.json: expected an ARC task, got a grid"]),
+    (["retrieve", "--query", "CARDFILE"], 1, ["card.json: expected a query, got a concept card"]),
+    (
+        ["retrieve", "--repr", "QUERY"],
+        1,
+        ["q.json: field 'kind': expected a grid or a repr, got a query"],
+    ),
+    (["embed", "CARDFILE"], 1, ["expected a grid, a repr, a query or an ARC task, got a concept"]),
+    (["import", "EVLINES"], 1, ["ev.jsonl:1:", 'looks like an evidence record: add "kind"']),
     (["import", "MISSING"], 1, ["missing.json: no such file"]),
 ]
 

@@ -246,8 +246,10 @@ def repr_cmd(
     from vault.grid.reprs import grid_to_repr, with_id
     from vault.input import read_json
     from vault.records.query import is_arc_task, parse_task
+    from vault.records.schema import expect_kind
 
     value, source = read_json(file)
+    expect_kind(value, ("grid", "task"), source)  # a query, a card...: said as such
     out = render.json_lines()
     if not is_arc_task(value):
         out.write(with_id(grid_to_repr(parse_grid(value, source, "grid"), {"source": source})))

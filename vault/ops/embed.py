@@ -13,6 +13,7 @@ from vault.grid.grid import parse_grid
 from vault.grid.reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance
 from vault.handle import Handle
 from vault.records.query import Query, is_arc_task, normalize_query, task_query
+from vault.records.schema import expect_kind
 
 
 def query_id(query: Query) -> str:
@@ -38,6 +39,7 @@ def parse_records(vault: Handle, records: Iterable[tuple[Any, str]]) -> list[tup
     """Every record validated: ``("repr", repr)`` or ``("query", Query)`` each."""
     parsed: list[tuple[str, Any]] = []
     for value, source in records:
+        expect_kind(value, ("grid", "repr", "query", "task"), source)  # not a card, evidence...
         if isinstance(value, list):
             parsed.append(("repr", grid_to_repr(parse_grid(value, source))))
         elif is_arc_task(value):

@@ -11,6 +11,7 @@ from typing import Any
 from vault.errors import InvalidInputError
 from vault.handle import Handle
 from vault.ops.write import Transaction, WriteResult
+from vault.records.schema import a_kind, record_kind
 
 KINDS = ("concept", "evidence", "status", "repr")
 
@@ -30,9 +31,14 @@ def import_records(vault: Handle, items: Iterable[tuple[Any, str]]) -> WriteResu
         elif kind == "repr":
             t.add_repr(obj, src)
         else:
+            looks = record_kind(obj) if kind is None else None  # no 'kind': what it looks like
+            hint = ""
+            if looks is not None and looks in KINDS:
+                hint = f' (it looks like {a_kind(looks)}: add "kind": "{looks}")'
             raise InvalidInputError(
                 f"expected a record with 'kind' one of {', '.join(KINDS)}, got "
-                + (repr(kind) if isinstance(obj, dict) else type(obj).__name__),
+                + (repr(kind) if isinstance(obj, dict) else type(obj).__name__)
+                + hint,
                 source=src,
                 field="kind" if isinstance(obj, dict) else None,
             )

@@ -27,7 +27,7 @@ from vault.records.keys import (
     stored_obligation_key,
     task_keys,
 )
-from vault.records.schema import validate
+from vault.records.schema import expect_kind, validate
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,7 @@ def parse_task(obj: Any, source: str | None = None) -> tuple[list[Pair], list[di
 
 def _task_parts(obj: Any, source: str | None) -> tuple[list[Pair], list[Grid]]:
     """An ARC task file checked: its train pairs (as reprs) and its test input grids."""
+    expect_kind(obj, ("task",), source)
     if not isinstance(obj, dict) or not isinstance(obj.get("train"), list):
         raise InvalidInputError(
             'expected an ARC task: {"train": [{"input", "output"}...], "test": [{"input"}...]}',
@@ -219,6 +220,7 @@ def query_from(
     """A query from user input of ``kind``: ``repr`` (a repr or a bare grid), ``query`` (a
     query record) or ``task`` (an ARC task; its test input ``test_index`` is the repr)."""
     if kind == "repr":
+        expect_kind(value, ("grid", "repr"), source)
         key = "grid" if isinstance(value, list) else "repr"
         return normalize_query({"schema_version": 1, key: value}, source)
     if kind == "query":

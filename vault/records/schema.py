@@ -68,6 +68,71 @@ def validate_field(value: Any, schema_name: str, field: str, source: str | None 
     _check(value, node, field, source)
 
 
+# What each kind of input is called in messages ("expected a grid, got a query").
+KIND_NAMES = {
+    "concept": "concept card",
+    "evidence": "evidence record",
+    "status": "status event",
+    "repr": "repr",
+    "query": "query",
+    "task": "ARC task",
+    "grid": "grid",
+}
+
+
+def record_kind(value: Any) -> str | None:
+    """What kind of input ``value`` recognisably is — a key of ``KIND_NAMES`` — or None when
+    it is not recognisably any (then the schema of the kind expected says what is wrong).
+    A record's own ``kind`` decides; without one, its shape: an ARC task has ``train``,
+    evidence a ``polarity``, a card a ``template`` or ``signature``, a status event a
+    ``concept`` and a ``status``, a repr ``globals`` or ``nodes``, a query ``constraints``
+    or ``pairs``; a grid is a non-empty list of lists."""
+    if isinstance(value, list):
+        return "grid" if value and all(isinstance(row, list) for row in value) else None
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("kind")
+    if isinstance(kind, str) and kind in SCHEMAS:
+        return kind
+    if "kind" in value:  # a kind of no schema: the expected kind's check names it
+        return None
+    if "train" in value:
+        return "task"
+    if "polarity" in value:
+        return "evidence"
+    if "template" in value or "signature" in value:
+        return "concept"
+    if "status" in value and "concept" in value:
+        return "status"
+    if "globals" in value or "nodes" in value:
+        return "repr"
+    if "constraints" in value or "pairs" in value:
+        return "query"
+    return None
+
+
+def a_kind(kind: str) -> str:
+    """``"an ARC task"``, ``"a grid"``: a kind (``KIND_NAMES``) with its article."""
+    name = KIND_NAMES[kind]
+    return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
+
+
+def expect_kind(value: Any, wanted: tuple[str, ...], source: str | None = None) -> None:
+    """Refuse ``value`` when it is recognisably another kind of input than ``wanted``
+    (``record_kind``): "expected a grid or an ARC task, got a query" rather than an error
+    about a field the other kind never has. Anything else passes (to its schema check)."""
+    got = record_kind(value)
+    if got is not None and got not in wanted:
+        names = [a_kind(k) for k in wanted]
+        expected = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
+        said = isinstance(value, dict) and value.get("kind") == got  # its 'kind' says so
+        raise InvalidInputError(
+            f"expected {expected}, got {a_kind(got)}",
+            source=source,
+            field="kind" if said else None,
+        )
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
