@@ -409,3 +409,120 @@ def test_a_rollback_stopped_after_current_moved_is_not_repeated_by_its_retry(
     assert now is not None and now.number != moved.number
     assert further.previous_number == moved.number
     assert [e.op for e in v.audit.entries()].count("rollback") == 2
+
+
+# ------------------------------------------------ a generations log that lost CURRENT's record
+def _lose_records(v: Vault, how: str) -> None:
+    """Damage ``index/generations.jsonl`` so that it no longer holds the record ``CURRENT``
+    names (generation 3 of the example vault): deleted, emptied, or cut after record 2."""
+    log = v.generations.log_path
+    if how == "deleted":
+        log.unlink()
+    elif how == "emptied":
+        log.write_bytes(b"")
+    else:
+        log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:2]))
+
+
+def _cli(root: Path, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from vault_cli.app import app
+
+    clear_cache()  # (a new process's view)
+    return CliRunner().invoke(app, ["--vault", str(root), *args])
+
+
+LOST = ["deleted", "emptied", "truncated"]
+
+
+@pytest.mark.parametrize("how", LOST)
+def test_writers_refuse_a_generations_log_that_lost_currents_record(
+    example_vault: Vault, tmp_path: Path, how: str
+) -> None:
+    """``generations.jsonl`` lost the record ``CURRENT`` names (deleted, emptied, cut short):
+    every command that appends a generation or moves ``CURRENT`` refuses (exit 1, one error
+    naming the file and the remedy) and writes nothing. They wrote: a write-back restarted
+    the numbering at 1 with parent 3, `index build` and `rollback --to` exited 0 changing
+    nothing, and `gc --keep 1` deleted every object of the vault. Readers stay correct."""
+    card_file = tmp_path / "late.json"
+    card_file.write_text(json.dumps(card("late", ["feature:square"])))
+    q, cfg = task_query(rotate_task()), example_vault.config()
+    answer = [(h.id, h.version, h.score) for h in retrieve(example_vault, q, cfg).results]
+    _lose_records(example_vault, how)
+    root = example_vault.root
+    commands = [
+        ["add", str(card_file)],
+        ["evidence", "add", str(EXAMPLES / "evidence.jsonl")],
+        ["set-status", "rotate-270", "1.0.0", "deprecated"],
+        ["embedder", "use", "builtin"],
+        ["index", "build"],
+        ["gc", "--keep", "1"],
+        ["gc", "--keep", "1", "--dry-run"],
+        ["rollback"],
+        ["rollback", "--to", "1"],
+    ]
+    lost = {"deleted": "is missing", "emptied": "holds no", "truncated": "ends at generation 2"}
+    for args in commands:
+        before = tree(root)
+        result = _cli(root, *args)
+        assert result.exit_code == 1, (args, result.output)
+        error = result.stderr.strip()
+        assert error.startswith(f"error: {root / 'index' / 'generations.jsonl'} {lost[how]}"), (
+            args,
+            error,
+        )
+        assert "names generation 3" in error and "from a backup" in error, error
+        assert "`vault index build`" in error and len(error.splitlines()) == 1, error
+        assert tree(root) == before, args  # nothing written (not even the audit log)
+    clear_cache()
+    fresh = Vault.open(root)
+    r = retrieve(fresh, q, cfg)
+    assert r.mode_used == "hybrid" and [(h.id, h.version, h.score) for h in r.results] == answer
+
+
+@pytest.mark.parametrize("how", LOST)
+def test_the_refusals_remedy_restarts_the_generation_history(
+    example_vault: Vault, tmp_path: Path, how: str
+) -> None:
+    """What the refusal suggests besides a backup — remove ``CURRENT``, `vault index build`
+    — exists and leaves a vault that verifies, whose next write-back numbers on from the log."""
+    _lose_records(example_vault, how)
+    root = example_vault.root
+    card_file = tmp_path / "late.json"
+    card_file.write_text(json.dumps(card("late", ["feature:square"])))
+    refused = _cli(root, "add", str(card_file))
+    assert refused.exit_code == 1
+    current = root / "index" / "CURRENT"
+    assert f"remove {current} and run `vault index build`" in refused.stderr
+    current.unlink()
+    assert _cli(root, "index", "build").exit_code == 0
+    assert _cli(root, "add", str(card_file)).exit_code == 0
+    clear_cache()
+    v = Vault.open(root)
+    numbers = [(g.number, g.parent) for g in v.generations.history()]
+    kept = {"deleted": [], "emptied": [], "truncated": [(1, None), (2, 1)]}[how]
+    n = len(kept)
+    assert numbers == [*kept, (n + 1, None), (n + 2, n + 1)]
+    assert "late@1.0.0" in dict(v.snapshot().state.concepts())
+    assert_sound(v)
+
+
+def test_gc_and_rollback_refuse_a_log_that_lost_a_middle_record(example_vault: Vault) -> None:
+    """``CURRENT`` names a record the log lost while a later one survives (the cheap check
+    at the log's end cannot see it): `vault gc` reads the whole log and refuses to delete
+    anything (it kept only the newest record's closure, deleting the current generation's
+    objects); plain `vault rollback` says the record is missing (not "no earlier one")."""
+    v = example_vault
+    rollback(v)  # CURRENT: record 2; the log: 1 2 3
+    log = v.generations.log_path
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(lines[0] + lines[2])  # record 2 lost
+    before = tree(v.root)
+    for dry_run in (True, False):
+        with pytest.raises(CorruptionError, match=r"generations\.jsonl has no record of gen"):
+            gc(v, 1, dry_run=dry_run)
+        assert tree(v.root) == before
+    with pytest.raises(CorruptionError, match=r"generations\.jsonl has no record of generation 2"):
+        rollback(v)
+    assert tree(v.root) == before

@@ -23,7 +23,7 @@ from vault.remote.config import add_remote  # noqa: E402
 from vault.vault import Vault, fixed_clock  # noqa: E402
 
 from .conftest import card, example_cards, example_evidence  # noqa: E402
-from .helpers import durable_once_before, record_durability  # noqa: E402
+from .helpers import durable_once_before, record_durability, tree  # noqa: E402
 
 CLOCK = fixed_clock(1_700_000_000)
 
@@ -582,3 +582,15 @@ def test_the_staging_journal_excuses_no_object_the_log_names(tmp_path: Path) -> 
     assert any(p.kind == "staging_journal_bad" for p in v.verify().problems)
     with pytest.raises(CorruptionError, match="staging journal"):
         v.add([(card("more", ["transform:flip_h"]), "x")])
+
+
+def test_a_pull_refuses_a_generations_log_that_lost_currents_record(tmp_path: Path) -> None:
+    """``b``'s ``generations.jsonl`` deleted: a pull of newer entries refuses before it
+    fetches, cuts or appends anything (it appended them, then refused or, before writers
+    checked the log at all, indexed them as a new generation numbered 1)."""
+    _, b, _ = _with_new_entries(tmp_path, (tmp_path / "remote").as_uri())
+    b.generations.log_path.unlink()
+    before = tree(b.root)
+    with pytest.raises(CorruptionError, match=r"generations\.jsonl is missing but .*CURRENT"):
+        pull(b)
+    assert tree(b.root) == before

@@ -210,3 +210,57 @@ def test_a_lost_generations_log_is_reported(example_vault: Vault, how: str) -> N
     assert any(
         p.kind == "ref_inconsistent" and "generations.jsonl" in p.detail for p in report.problems
     )
+
+
+def test_a_generation_gc_removes_while_verify_checks_it_is_not_reported(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vault gc` (verify takes no lock) drops generations 1 and 2 — their records, then
+    their objects — after verify read the log and while it checks generation 1's closure:
+    they are no longer in the vault, not damage (verify reported generation_unreadable
+    for them and failed a healthy vault)."""
+    from vault.ops import verify as V
+    from vault.ops.gc import gc
+
+    v = example_vault
+    oldest = v.generations.history()[0]
+    real = V.Generation
+    ran: list[Any] = []
+
+    def gc_meanwhile(objects: Any, generation: str, **kwargs: Any) -> Any:
+        if generation == oldest.generation and not ran:
+            ran.append(gc(v, 1))
+        return real(objects, generation, **kwargs)
+
+    monkeypatch.setattr(V, "Generation", gc_meanwhile)
+    report = verify(v)
+    assert ran and ran[0].removed_generations == [1, 2] and ran[0].removed_objects > 0
+    assert not v.objects.has(oldest.generation)  # (it is gone indeed)
+    assert report.ok, report.problems
+    assert report.checked["generations"] == 3  # (the log verify read listed them)
+
+
+def test_a_listed_generation_missing_mid_check_is_still_reported(
+    example_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A generation's manifest deleted while verify checks it, its record still in the log
+    (not gc's doing): still an error naming it."""
+    from vault.ops import verify as V
+
+    v = example_vault
+    oldest = v.generations.history()[0]
+    real = V.Generation
+
+    def deleted_meanwhile(objects: Any, generation: str, **kwargs: Any) -> Any:
+        if generation == oldest.generation:
+            v.objects.path(generation).unlink(missing_ok=True)
+        return real(objects, generation, **kwargs)
+
+    monkeypatch.setattr(V, "Generation", deleted_meanwhile)
+    report = verify(v)
+    assert not report.ok
+    errors = [p for p in report.problems if p.severity == "error"]
+    assert [(p.kind, p.path) for p in errors] == [
+        ("generation_unreadable", str(v.objects.path(oldest.generation)))
+    ], errors
+    assert errors[0].detail.startswith("generation 1:")

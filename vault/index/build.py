@@ -447,11 +447,14 @@ def catch_up(
     the entries it completed are appended to ``completed`` (a retry recognises its own
     earlier attempt there). Also repairs a view left behind by a crash. An unreadable
     ``CURRENT`` or current generation is an error — unless ``repair`` (``vault index
-    build``): then the index is rebuilt from the audit log."""
+    build``): then the index is rebuilt from the audit log. A ``generations.jsonl`` that
+    lost ``CURRENT``'s record (``Generations.check``) or an audit log that lost
+    acknowledged lines is an error either way: nothing is written."""
     from vault.index.snapshot import Snapshot
 
     cur = vault.current_ref(tolerant=repair)
     if cur is not None:
+        vault.generations.check(cur)  # the log still ends at or after CURRENT's record
         last = vault.audit.last_seq()
         if cur.audit_seq > last:  # the log lost acknowledged lines: never write over them
             raise CorruptionError(

@@ -130,6 +130,34 @@ class Generations:
         line = last_line(self.log_path)
         return None if line is None else _generation(line, str(self.log_path))
 
+    def check(self, cur: CurrentRef) -> None:
+        """Raise ``CorruptionError`` when the log has lost the record ``cur`` (``CURRENT``)
+        names, as far as its last record tells: every record ``CURRENT`` names was appended
+        first, and records are only ever appended or dropped from the old end (``vault gc``
+        keeps the newest), so the last one is ``cur``'s or a later one. A writer must not go
+        on from such a log: it would number its record from the log's end (restarting at 1
+        after a deleted log) with a parent no record has. Reads only the end of the log
+        (writers call it on every write; ``vault verify`` checks the whole log)."""
+        last = self.last()  # (a malformed last record raises, naming the file and line)
+        if last is not None and (
+            last.number > cur.number
+            or (last.number == cur.number and last.generation == cur.generation)
+        ):
+            return
+        if last is None:
+            what = "is missing" if not self.log_path.exists() else "holds no generation record"
+        elif last.number < cur.number:
+            what = f"ends at generation {last.number}"
+        else:
+            what = f"records generation {last.number} as {last.generation[:12]}"
+        raise CorruptionError(
+            f"{self.log_path} {what} but {self.current_path} names generation {cur.number} "
+            f"({cur.generation[:12]}): generation records were lost, so nothing was written. "
+            f"Restore {self.log_path.name} from a backup, or start the generation history "
+            f"afresh (earlier generations can then not be rolled back to): remove "
+            f"{self.current_path} and run `vault index build`"
+        )
+
     def history(self) -> list[IndexGeneration]:
         lines, _ = complete_lines(self.log_path)
         out = [_generation(line, f"{self.log_path}:{i}") for i, line in enumerate(lines, 1)]

@@ -250,6 +250,12 @@ def _plan(
     kept = [g for g in history if g.number not in gone]
     if all(g.number != cur.number for g in kept):
         kept = [g for g in history if g.number == cur.number] + kept
+    if not any(g.number == cur.number and g.generation == cur.generation for g in kept):
+        raise CorruptionError(  # (the log lost CURRENT's record: never delete on a guess)
+            f"{vault.generations.log_path} has no record of generation {cur.number} "
+            f"({cur.generation[:12]}), which {vault.generations.current_path} names; "
+            "nothing was removed — `vault verify` tells more"
+        )
     closures = Closures(vault.objects)
     live: set[str] = set()
     for g in kept:

@@ -69,6 +69,8 @@ def rollback(vault: Handle, to: str | None = None, *, dry_run: bool = False) -> 
         cur: CurrentRef | None
         seen = vault.current_ref(tolerant=True)  # what the caller saw as current
         # (asked before the catch-up, which would complete the view it looks at)
+        if seen is not None:  # a log that lost CURRENT's record refuses even an explicit
+            vault.generations.check(seen)  # target (which tolerates catch-up's errors)
         interrupted = _interrupted_rollback(vault, seen) if to is None else None
         completed: list[AuditEntry] = []
         if to is None:
@@ -96,7 +98,13 @@ def rollback(vault: Handle, to: str | None = None, *, dry_run: bool = False) -> 
         if to is None:
             assert cur is not None
             record = vault.generations.record(cur.number)
-            if record is None or record.parent is None:
+            if record is None:
+                raise CorruptionError(
+                    f"{vault.generations.log_path} has no record of generation {cur.number}, "
+                    f"which {vault.generations.current_path} names; nothing was written "
+                    "(`vault verify` tells more)"
+                )
+            if record.parent is None:
                 raise NotFoundError(
                     f"generation {cur.number} has no earlier generation to roll back to"
                 )

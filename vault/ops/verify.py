@@ -13,7 +13,8 @@ here). Checks, each problem reported with its file and a kind:
 4. the audit log well formed, every record it names present (those of write-backs a
    rollback reverted may have been collected by ``gc``);
 5. ``generations.jsonl`` and ``CURRENT`` well formed and consistent with each other and with
-   the audit log; every kept generation complete;
+   the audit log; every kept generation complete (but one ``vault gc`` dropped meanwhile:
+   verify takes no lock);
 6. the current generation rebuilt from the audit log twice in memory (without and with the
    cache: any difference is ``nondeterminism``) and compared with what is stored, object by
    object (state shards, table, vectors file, its binary form, ann hash);
@@ -500,34 +501,65 @@ def _generations(ctx: _Context, report: VerifyReport) -> None:
                     f"record {g.number}: audit_seq beyond the audit log",
                 )
     for g in ctx.history:
-        _complete(ctx, report, g.generation, f"generation {g.number}")
+        _complete(ctx, report, g.generation, f"generation {g.number}", g)
     if cur.number not in numbers:
         _complete(ctx, report, cur.generation, "current generation")
 
 
-def _complete(ctx: _Context, report: VerifyReport, generation: str, what: str) -> None:
+def _complete(
+    ctx: _Context,
+    report: VerifyReport,
+    generation: str,
+    what: str,
+    record: IndexGeneration | None = None,
+) -> None:
+    """Report ``generation`` (of ``record``, when the log lists it) unless its manifest and
+    every object of its closure are present. A record ``vault gc`` dropped while verify ran
+    is not reported (``_collected``)."""
     objects = ctx.vault.objects
     path = objects.path(generation)
+    problem: tuple[str, str] | None = None
     if generation in ctx.bad_objects or generation not in ctx.objects:
-        report.add("generation_unreadable", path, f"{what}: manifest missing or corrupt")
-        return
+        problem = ("generation_unreadable", f"{what}: manifest missing or corrupt")
+    else:
+        try:
+            data = Generation(objects, generation)
+            m = data.manifest
+            names = [m["state"], m["embedder"], *m["table"].values()]
+            names += [m["weights"]] if "weights" in m else []
+            names += [d for c in data.metas for d in (c.digest, c.matrix)]
+            names += data.state_shards["concepts"] + data.state_shards["reprs"]
+        except VaultError as exc:
+            problem = ("generation_unreadable", f"{what}: {exc}")
+        else:
+            missing = sorted({d for d in names if d not in ctx.objects})
+            if missing:
+                problem = (
+                    "generation_incomplete",
+                    f"{what}: {len(missing)} object(s) missing, e.g. {missing[0]}",
+                )
+    if problem is not None and not (record is not None and _collected(ctx, record)):
+        report.add(problem[0], path, problem[1])
+
+
+def _collected(ctx: _Context, record: IndexGeneration) -> bool:
+    """True when ``vault gc`` dropped ``record`` after verify read the log (verify takes no
+    lock: gc may run beside it): the log, read again, no longer lists it but still holds a
+    newer record (gc keeps the newest, and drops records before it deletes their objects),
+    and neither ``CURRENT`` nor a kept record names its generation. Then its missing
+    objects are not damage. Asked only for a generation found incomplete; one the log
+    still lists is reported."""
+    gens = ctx.vault.generations
     try:
-        data = Generation(objects, generation)
-        m = data.manifest
-        names = [m["state"], m["embedder"], *m["table"].values()]
-        names += [m["weights"]] if "weights" in m else []
-        names += [d for c in data.metas for d in (c.digest, c.matrix)]
-        names += data.state_shards["concepts"] + data.state_shards["reprs"]
-    except VaultError as exc:
-        report.add("generation_unreadable", path, f"{what}: {exc}")
-        return
-    missing = sorted({d for d in names if d not in ctx.objects})
-    if missing:
-        report.add(
-            "generation_incomplete",
-            path,
-            f"{what}: {len(missing)} object(s) missing, e.g. {missing[0]}",
-        )
+        history = gens.history()
+        cur = gens.current()
+    except VaultError:
+        return False
+    if not history or history[-1].number <= record.number:
+        return False
+    if cur is not None and (cur.number == record.number or cur.generation == record.generation):
+        return False
+    return all(g.number != record.number and g.generation != record.generation for g in history)
 
 
 # --------------------------------------------------------------------------- 6. rebuild

@@ -316,6 +316,8 @@ def _reindex(vault: Vault) -> str:
     from vault.index.build import build_all, catch_up
 
     cur = vault.current_ref(tolerant=True)
+    if cur is not None:
+        vault.generations.check(cur)  # (a log that lost CURRENT's record: write nothing)
     pending = vault.audit.entries_after(cur.audit_seq) if cur else vault.audit.entries()
     if cur is None or any(e.op == "rollback" for e in pending):
         return build_all(vault, "catch-up", cur.number if cur else None).generation
@@ -433,6 +435,9 @@ def _catch_up_with(
     new = [e for seg in segments for e in seg]
     if not new:
         return head, tail
+    cur = vault.current_ref(tolerant=True)
+    if cur is not None:  # before anything is fetched, cut or appended
+        vault.generations.check(cur)
     if tail and not discard:
         if tail[0].seq == 1:
             raise UsageError(
