@@ -594,3 +594,54 @@ def test_a_pull_refuses_a_generations_log_that_lost_currents_record(tmp_path: Pa
     with pytest.raises(CorruptionError, match=r"generations\.jsonl is missing but .*CURRENT"):
         pull(b)
     assert tree(b.root) == before
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_a_pull_after_a_local_gc_left_no_generation_to_go_back_to(
+    tmp_path: Path, monkeypatch: Any, crash: bool
+) -> None:
+    """``b`` wrote locally and ``vault gc --keep 1`` dropped every generation at or before
+    the shared point; then the remote moved on. The pull goes back to that point with no
+    generation to point ``CURRENT`` at: the index is built afresh from the log (it kept
+    ``CURRENT`` on b's own newer generation while emptying the log — an index verify
+    rejects, later refused by every writer). ``crash``: the first pull dies just after
+    ``CURRENT`` went; the next one completes it."""
+    from vault.index.generations import Generations
+    from vault.ops.gc import gc
+
+    url = (tmp_path / "remote").as_uri()
+    a = pushed(tmp_path, url)
+    b = cloned(tmp_path, url)
+    b.add([(card("local", ["feature:square"]), "b")])
+    gc(b, 1)
+    assert all(g.audit_seq > _read_shared(b) for g in b.generations.history())
+    a.add([(card("remote", ["feature:square"]), "a")])
+    push(a)
+    if crash:
+        with monkeypatch.context() as m:
+
+            def killed(self: Any, records: Any) -> None:
+                raise OSError("killed")
+
+            m.setattr(Generations, "rewrite", killed)
+            with pytest.raises(OSError, match="killed"):
+                pull(b)
+        assert b.current_ref() is None  # no index until the pull is run again
+    r = pull(b)
+    assert (r.pulled, r.replayed) == (1, 2)  # b's add and its gc (audited) re-applied once
+    assert [e.op for e in b.audit.entries()[3:]] == ["add", "add", "gc"]
+    snap = b.snapshot()
+    assert snap.concept("local@1.0.0") and snap.concept("remote@1.0.0")
+    assert generation(b) == full_build_generation(b)
+    history = b.generations.history()
+    assert history[-1].generation == generation(b)
+    assert b.verify().ok
+    b.add([(card("later", ["feature:square"]), "b")])  # writers go on from it
+    assert generation(b) == full_build_generation(b) and b.verify().ok
+
+
+def _read_shared(v: Vault) -> int:
+    """The audit seq ``v`` last shared with its remote (what it was cloned at)."""
+    from vault.remote.sync import _read_head
+
+    return _read_head(v, "origin")

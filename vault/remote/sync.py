@@ -38,7 +38,7 @@ from vault.remote.config import add_text, resolve, without_remotes
 from vault.remote.store import RemoteStore
 from vault.store import staging
 from vault.store.audit import STATE_OPS, AuditEntry
-from vault.store.fs import atomic_write, fsync_dir, make_dir, sync_staged
+from vault.store.fs import atomic_write, fsync_dir, make_dir, sync_staged, unlink_durably
 
 if TYPE_CHECKING:
     from vault.vault import Vault
@@ -278,7 +278,8 @@ def _append(vault: Vault, entries: list[AuditEntry]) -> None:
 def _reset(vault: Vault, name: str, head: int, tail: list[AuditEntry]) -> None:
     """Put the local vault back at ``head`` (under the lock): the tail is saved aside
     first (``remotes/NAME/rebase.jsonl``), then ``CURRENT`` moves to a generation of at
-    most ``head``, the newer generation records are dropped, and the log is cut."""
+    most ``head`` (or is removed when ``vault gc`` left none), the newer generation records
+    are dropped, and the log is cut."""
     from vault.index.build import point_current
     from vault.index.generations import CurrentRef
     from vault.index.snapshot import Snapshot
@@ -295,6 +296,11 @@ def _reset(vault: Vault, name: str, head: int, tail: list[AuditEntry]) -> None:
     if rec is not None and cur is not None and cur.audit_seq > head:
         ref = CurrentRef(rec.generation, rec.number, rec.audit_seq, rec.reverted)
         point_current(vault, ref, Snapshot.open(vault.objects, ref).manifest)
+    elif cur is not None and cur.audit_seq > head:
+        # ``vault gc`` dropped every generation at or before ``head``: none to go back to.
+        # CURRENT goes (first, durably: it must never name a generation of the cut log);
+        # ``_reindex`` then builds one from the whole log, a new history.
+        unlink_durably([vault.generations.current_path])
     vault.generations.rewrite([g for g in history if g.audit_seq <= head])
     path = vault.audit.path
     with open(path, "rb") as f:
@@ -490,7 +496,8 @@ def _replay_all(vault: Vault, tail: list[AuditEntry], result: SyncResult) -> Non
 def _resume_rebase(vault: Vault, name: str, result: SyncResult) -> None:
     """A sync killed while re-applying its tail left it in ``remotes/NAME/rebase.jsonl``:
     re-apply what is not there yet (identical records are no-ops; a fork is re-applied
-    only when no local entry followed the cut)."""
+    only when no local entry followed the cut). Killed before the log was cut, the tail is
+    still the log's own: nothing to re-apply (the sync does it again, with the cut)."""
     path = _saved(vault, name)
     try:
         data = path.read_bytes()
@@ -500,6 +507,9 @@ def _resume_rebase(vault: Vault, name: str, result: SyncResult) -> None:
     after = vault.audit.entries_after(head)
     lines = data.split(b"\n")[:-1]
     tail = [p.parse_entry(line, str(path)) for line in lines]
+    if tail and after[: len(tail)] == tail:  # never cut (a gc would run twice)
+        path.unlink()
+        return
     _replay_all(vault, [e for e in tail if e.op != "fork" or not after], result)
     path.unlink()
 
