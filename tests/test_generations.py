@@ -526,3 +526,26 @@ def test_gc_and_rollback_refuse_a_log_that_lost_a_middle_record(example_vault: V
     with pytest.raises(CorruptionError, match=r"generations\.jsonl has no record of generation 2"):
         rollback(v)
     assert tree(v.root) == before
+
+
+def test_writers_refuse_a_damaged_last_generation_record_with_the_remedy(
+    example_vault: Vault, tmp_path: Path
+) -> None:
+    """The log's last record damaged in place (not torn: its checksum fails): writers refuse
+    as for a lost record — the file, what is wrong, nothing written, and the remedy."""
+    card_file = tmp_path / "late.json"
+    card_file.write_text(json.dumps(card("late", ["feature:square"])))
+    root = example_vault.root
+    log = example_vault.generations.log_path
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[-1] = lines[-1].replace(b'"number":3', b'"number":4')
+    log.write_bytes(b"".join(lines))
+    for args in (["add", str(card_file)], ["index", "build"], ["gc", "--keep", "1"]):
+        before = tree(root)
+        result = _cli(root, *args)
+        assert result.exit_code == 1, (args, result.output)
+        error = result.stderr.strip()
+        assert error.startswith(f"error: {log}") and "malformed generation record" in error
+        assert "nothing was written" in error and "from a backup" in error, error
+        assert f"remove {root / 'index' / 'CURRENT'} and run `vault index build`" in error
+        assert len(error.splitlines()) == 1 and tree(root) == before, args

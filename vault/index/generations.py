@@ -138,7 +138,15 @@ class Generations:
         on from such a log: it would number its record from the log's end (restarting at 1
         after a deleted log) with a parent no record has. Reads only the end of the log
         (writers call it on every write; ``vault verify`` checks the whole log)."""
-        last = self.last()  # (a malformed last record raises, naming the file and line)
+        remedy = (
+            f"Restore {self.log_path.name} from a backup, or start the generation history "
+            f"afresh (earlier generations can then not be rolled back to): remove "
+            f"{self.current_path} and run `vault index build`"
+        )
+        try:
+            last = self.last()
+        except CorruptionError as exc:  # a damaged last record: the same refusal
+            raise CorruptionError(f"{exc}: nothing was written. {remedy}") from None
         if last is not None and (
             last.number > cur.number
             or (last.number == cur.number and last.generation == cur.generation)
@@ -153,9 +161,7 @@ class Generations:
         raise CorruptionError(
             f"{self.log_path} {what} but {self.current_path} names generation {cur.number} "
             f"({cur.generation[:12]}): generation records were lost, so nothing was written. "
-            f"Restore {self.log_path.name} from a backup, or start the generation history "
-            f"afresh (earlier generations can then not be rolled back to): remove "
-            f"{self.current_path} and run `vault index build`"
+            + remedy
         )
 
     def history(self) -> list[IndexGeneration]:
