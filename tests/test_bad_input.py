@@ -30,6 +30,7 @@ from vault.vault import Vault, fixed_clock
 from vault_cli.app import app
 
 from .conftest import card
+from .test_strict_json import LOCATED, as_document, located, message
 
 runner = CliRunner()
 
@@ -680,6 +681,93 @@ def test_cli_lone_surrogate_names_line_and_field(
     res = cli(["--vault", str(stocked.root), *command, str(f)])
     assert_cli_error(res, 1, f"{f}:{bad}: field 'template.params.x'", "lone surrogate")
     assert snapshot(stocked.root) == before
+
+
+@pytest.mark.parametrize("form", ["document", "json-lines"])
+@pytest.mark.parametrize(("name", "case", "what", "field"), LOCATED, ids=[c[0] for c in LOCATED])
+def test_cli_strict_refusal_names_line_and_column(
+    stocked: Vault, tmp_path: Path, form: str, name: str, case: str, what: str, field: str | None
+) -> None:
+    """`vault add` of a file with a duplicate key, NaN/Infinity, an out-of-range number,
+    nesting deeper than the limit or a lone surrogate: one error line naming the file, the
+    line and the column of the token, and what was expected."""
+    if form == "document":  # a multi-line document: the line within it
+        text, line, column = located(as_document(case))
+        f, source = write(tmp_path, "card.json", text), str(tmp_path / "card.json")
+    else:  # line 3 of JSON lines: the file's line, the column within it
+        text, _, column = located(case)
+        line, column = 3, column + 1
+        f = write(tmp_path, "cards.jsonl", f"{dumps(card('a1', []))}\n\n {text}\n")
+        source = f"{f}:3"
+    before = snapshot(stocked.root)
+    err = assert_cli_error(cli(["--vault", str(stocked.root), "add", str(f)]), 1)
+    assert err == f"error: {message(source, what, field, line, column)}\n"
+    assert snapshot(stocked.root) == before
+
+
+def test_cli_retrieve_task_with_nan_names_line_and_column(stocked: Vault, tmp_path: Path) -> None:
+    task = '{"train": [{"input": [[1]], "output": [[2]]}],\n "test": [{"input": [[1, NaN]]}]}'
+    f = write(tmp_path, "task.json", task)
+    res = cli(["--vault", str(stocked.root), "retrieve", "--task", str(f)])
+    assert assert_cli_error(res, 1) == (
+        f"error: {f}: invalid JSON: NaN is not allowed, expected a finite number "
+        "(line 2, column 26)\n"
+    )
+
+
+def test_cli_retrieve_batch_names_each_bad_line_and_column(
+    example_vault: Vault, tmp_path: Path
+) -> None:
+    """`retrieve --batch`: the line holding 1e400 is answered with an error naming its own
+    line (3) and column; the other lines are answered."""
+    good = '{"repr": [[0, 1], [1, 0]], "id": "ok"}'
+    lines = [good, good, '{"repr": [[0, 1e400]], "id": "over"}', good, '{"id": 1, "id": 2}']
+    f = write(tmp_path, "requests.jsonl", "\n".join(lines) + "\n")
+    res = cli(["--vault", str(example_vault.root), "retrieve", "--batch", str(f)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.stderr.startswith("error: 2 of 5 request lines failed"), res.stderr
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [x["line"] for x in out] == [1, 2, 3, 4, 5] and out[3]["id"] == "ok"
+    assert out[2]["error"] == (
+        f"{f}:3: invalid JSON: number 1e400 is out of range, expected a finite number "
+        "(line 3, column 15)"
+    )
+    assert out[4]["error"] == (
+        f"{f}:5: invalid JSON: duplicate key 'id', expected each key once in an object "
+        "(line 5, column 11)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "expected"),
+    [
+        (
+            "audit/commits.jsonl",
+            lambda line: line.replace(b'"seq":', b'"op":"x","seq":', 1),
+            "duplicate key 'op', expected each key once in an object (line 2, column {col})",
+        ),
+        (
+            "index/generations.jsonl",
+            lambda line: line.replace(b'"number":', b'"number":NaN,"x":', 1),
+            "NaN is not allowed, expected a finite number (line 2, column {col})",
+        ),
+    ],
+)
+def test_cli_verify_names_line_and_column_in_a_vault_file(
+    stocked: Vault, file: str, edit: Callable[[bytes], bytes], expected: str
+) -> None:
+    """A vault file edited to hold a duplicate key or NaN: `vault verify` names the file's
+    line and the token's column."""
+    stocked.add([(card("c2", ["feature:square"]), "more.json")])
+    path = stocked.root / file
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = edit(lines[1])
+    path.write_bytes(b"\n".join(lines))
+    marker = b'"op":"x"' if file.startswith("audit") else b"NaN"
+    col = lines[1].index(marker) + 1
+    res = cli(["--vault", str(stocked.root), "verify"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"{path}:2: invalid JSON: {expected.format(col=col)}" in res.output
 
 
 def test_cli_add_json_array_names_element(stocked: Vault, tmp_path: Path) -> None:

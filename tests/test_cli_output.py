@@ -237,7 +237,10 @@ def test_jsonl_input_errors_name_the_line(vault: Vault, tmp_path: Path) -> None:
     good = json.dumps(card("ok", []))
     f.write_text(good + "\n\n" + json.dumps(card("ok2", [])) + "\n" + '{"id": 1, "id": 2}\n')
     err = run(vault.root, "add", str(f), code=1).stderr
-    assert err == f"error: {f}:4: invalid JSON: duplicate key 'id'\n"
+    assert err == (
+        f"error: {f}:4: invalid JSON: duplicate key 'id', expected each key once in an object "
+        "(line 4, column 11)\n"
+    )
     f.write_text(good + "\n" + json.dumps(card("bad", [], version="1")) + "\n")
     err = run(vault.root, "add", str(f), code=1).stderr
     assert err.startswith(f"error: {f}:2: field 'version'")
@@ -258,7 +261,9 @@ def test_iter_json_lines_streams_with_line_numbers(tmp_path: Path) -> None:
     assert next(stream) == (None, f"{f}:5")
     with pytest.raises(InvalidInputError) as err:
         next(stream)
-    assert str(err.value) == f"{f}:6: invalid JSON: NaN is not allowed"
+    assert str(err.value) == (
+        f"{f}:6: invalid JSON: NaN is not allowed, expected a finite number (line 6, column 7)"
+    )
     f.write_bytes(b'{"a": 1}\n{"a": "\xff"}\n')
     with pytest.raises(InvalidInputError, match=r":2: not UTF-8"):
         list(cli_io.iter_json_lines(str(f)))

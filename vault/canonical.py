@@ -1,9 +1,12 @@
 """Canonical JSON: the one byte form every record, index and hash is taken over.
 
 Canonical = sorted keys, no insignificant whitespace, UTF-8, no NaN/Infinity.
-Parsing is strict: duplicate keys, NaN/Infinity and integers beyond ±(2**53 - 1)
-(the range every JSON reader agrees on) are refused with the line and column; a lone
-surrogate (``"\\ud800"``: no Unicode character, so no UTF-8 can hold it) with its field.
+Parsing is strict: duplicate keys, NaN/Infinity, integers beyond ±(2**53 - 1) (the range
+every JSON reader agrees on), floats that overflow and nesting deeper than ``MAX_DEPTH``
+are refused with the line and column of the token; a lone surrogate (``"\\ud800"``: no
+Unicode character, so no UTF-8 can hold it) also with its field. The C parser does the
+work; only when it (or a check after it) refuses is the text scanned again, by a small
+tokenizer, to locate the refused token.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from vault.errors import InvalidInputError
 
 MAX_SAFE_INT = 2**53 - 1
+MAX_DEPTH = 512  # nesting: arrays and objects inside one another (Python's parser: ~1,000)
 
 
 def canonical_bytes(obj: Any) -> bytes:
@@ -124,14 +128,151 @@ def _lone_surrogate(value: Any) -> tuple[str, str] | None:
     return None
 
 
+# ------------------------------------------------------------------ nesting and locations
+# Nesting, after a parse: a text of at most MAX_DEPTH openers cannot be deeper; a longer
+# one is measured on its brackets alone, with C string operations (its escaped backslashes
+# and quotes cut out, then every byte but brackets and quotes, then the strings).
+_MARKS = bytes.maketrans(b"{}", b"[]")
+_NOT_MARKS = bytes(b for b in range(256) if b not in b'[]{}"')
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the (well-formed) JSON ``text`` nests deeper than ``MAX_DEPTH``."""
+    if len(text) <= 2 * MAX_DEPTH:
+        return False
+    openers = text.count("[")
+    if openers <= MAX_DEPTH and openers + text.count("{") <= MAX_DEPTH:
+        return False
+    if "\\\\" in text or '\\"' in text:  # an escaped quote delimits nothing
+        text = text.replace("\\\\", "").replace('\\"', "")  # (escaped backslashes first)
+    marks = text.encode("utf-8", "surrogatepass").translate(_MARKS, _NOT_MARKS)  # [ ] "
+    brackets = marks.replace(b'""', b"")  # the strings, if none holds a bracket
+    if b'"' in brackets:  # one does: cut each string out
+        brackets = b"".join(marks.split(b'"')[::2])
+    for _ in range(MAX_DEPTH):  # each pass removes the innermost containers
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
+
+
+# The locator: only on the error path, a small tokenizer finds the first refused token.
+_WS = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_SHORT = r"-?[0-9]{1,15}(?:\.[0-9]+)?"  # a number no bound can refuse
+_SHORT_ARRAY = re.compile(rf"\[[ \t\n\r]*(?:{_SHORT}[ \t\n\r]*,[ \t\n\r]*)*{_SHORT}[ \t\n\r]*\]")
+_CONSTANTS = ("NaN", "Infinity", "-Infinity")
+# json's own string scanner (C): the decoded string, and the offset after its closing quote
+_scanstring: Callable[[str, int], tuple[str, int]]
+_scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
+_FINITE = "expected a finite number"
+
+
+def _refused(text: str, end: int | None = None) -> tuple[int, str] | None:
+    """(offset, what is wrong and what was expected) of the first token of ``text`` that
+    strict parsing refuses — nesting deeper than ``MAX_DEPTH``, a duplicate key, NaN or
+    Infinity, an integer beyond ±(2**53 - 1), a float that overflows, a lone surrogate —
+    or None if there is none before offset ``end`` or where the text stops being JSON."""
+    stack: list[set[str] | None] = []  # each open container: an object's keys, or None
+    key_next = False
+    pos, end = 0, len(text) if end is None else end
+    while True:
+        pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+        if pos >= end:
+            return None
+        c = text[pos]
+        if c in "[{":
+            if len(stack) >= MAX_DEPTH:
+                return pos, f"nested deeper than {MAX_DEPTH} levels, expected at most {MAX_DEPTH}"
+            short = _SHORT_ARRAY.match(text, pos) if c == "[" else None
+            if short is not None:  # a grid row: one token
+                pos = short.end()
+                continue
+            stack.append(set() if c == "{" else None)
+            key_next = c == "{"
+            pos += 1
+        elif c in "]}":
+            if not stack:
+                return None
+            stack.pop()
+            key_next = False
+            pos += 1
+        elif c == ",":
+            key_next = bool(stack) and stack[-1] is not None
+            pos += 1
+        elif c == ":":
+            pos += 1
+        elif c == '"':
+            try:
+                value, after = _scanstring(text, pos + 1)
+            except ValueError:
+                return None
+            keys = stack[-1] if key_next and stack else None
+            if keys is not None:
+                if value in keys:
+                    return pos, f"duplicate key '{value}', expected each key once in an object"
+                keys.add(value)
+                key_next = False
+            lone = _SURROGATE.search(value)
+            if lone is not None:
+                return pos, (
+                    f"\\u{ord(lone[0]):04x} is a lone surrogate, not a Unicode character, "
+                    "expected a pair (\\ud800-\\udbff, then \\udc00-\\udfff)"
+                )
+            pos = after
+        elif text.startswith(_CONSTANTS, pos):
+            name = next(n for n in _CONSTANTS if text.startswith(n, pos))
+            return pos, f"{name} is not allowed, {_FINITE}"
+        elif (number := _NUMBER.match(text, pos)) is not None:
+            token = number[0]
+            if number[1] is None and number[2] is None:
+                digits = len(token) - token.startswith("-")
+                if digits > 16 or (digits == 16 and abs(int(token)) > MAX_SAFE_INT):
+                    return pos, (
+                        f"integer {token[:30]}{'...' if len(token) > 30 else ''} is too "
+                        f"large, expected at most ±{MAX_SAFE_INT}"
+                    )
+            elif not math.isfinite(float(token)):
+                return pos, f"number {token[:30]} is out of range, {_FINITE}"
+            pos = number.end()
+        elif text.startswith(("true", "null"), pos):
+            pos += 4
+        elif text.startswith("false", pos):
+            pos += 5
+        else:
+            return None
+
+
+def _at(text: str, pos: int, line: int, column: int) -> str:
+    """``(line L, column C)`` of offset ``pos`` in ``text``, whose first character is at
+    ``line``, ``column`` of its file (1-based; a column counts characters)."""
+    newlines = text.count("\n", 0, pos)
+    col = column + pos if newlines == 0 else pos - text.rfind("\n", 0, pos)
+    return f"(line {line + newlines}, column {col})"
+
+
+def _refusal(
+    text: str, source: str, line: int, column: int, fallback: str, field: str | None = None
+) -> InvalidInputError:
+    found = _refused(text)
+    if found is None:  # (not expected: each refusal of the parser is one of _refused's)
+        return InvalidInputError(f"invalid JSON: {fallback}", source=source, field=field)
+    pos, what = found
+    return InvalidInputError(
+        f"invalid JSON: {what} {_at(text, pos, line, column)}", source=source, field=field
+    )
+
+
 def loads_trusted(data: bytes) -> Any:
     """Parse bytes this library wrote (objects, logs): plain, fast JSON; integrity is the
     caller's business (addresses are checked by ``verify`` or ``get(check=True)``)."""
     return json.loads(data)
 
 
-def loads(text: str | bytes, source: str = "<input>") -> Any:
-    """Parse one JSON document strictly; errors name ``source``, line and column."""
+def loads(text: str | bytes, source: str = "<input>", *, line: int = 1, column: int = 1) -> Any:
+    """Parse one JSON document strictly; errors name ``source``, the line and the column
+    (of the file: ``text`` starts at ``line``, ``column`` of it, as a JSON line does) and
+    what was expected. Errors are located by a second scan, only when there is one."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -147,20 +288,25 @@ def loads(text: str | bytes, source: str = "<input>") -> Any:
             parse_int=_parse_int if _LONG_DIGITS.search(text) else None,
             parse_float=_parse_float,
         )
-    except json.JSONDecodeError as exc:
+    except json.JSONDecodeError as exc:  # (a refusal before it comes first, as in reading)
+        if _refused(text, exc.pos) is not None:
+            raise _refusal(text, source, line, column, exc.msg) from None
         raise InvalidInputError(
-            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", source=source
+            f"malformed JSON: {exc.msg} {_at(text, exc.pos, line, column)}", source=source
         ) from None
-    except _Strict as exc:
-        raise InvalidInputError(f"invalid JSON: {exc}", source=source) from None
-    except (ValueError, RecursionError) as exc:  # e.g. int digit limit, absurd nesting
-        raise InvalidInputError(f"invalid JSON: {exc}", source=source) from None
+    except (ValueError, RecursionError) as exc:  # a hook, the int digit limit, nesting
+        raise _refusal(text, source, line, column, str(exc)) from None
+    if _too_deep(text):
+        raise _refusal(text, source, line, column, f"nested deeper than {MAX_DEPTH} levels")
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         lone = _lone_surrogate(value)
         if lone is not None:
-            raise InvalidInputError(
-                f"invalid JSON: {lone[1]} is a lone surrogate, not a Unicode character",
-                source=source,
+            raise _refusal(
+                text,
+                source,
+                line,
+                column,
+                f"{lone[1]} is a lone surrogate, not a Unicode character",
                 field=lone[0] or None,
             )
     return value
@@ -170,7 +316,7 @@ def iter_json_lines(text: str, source: str = "<input>") -> Iterator[tuple[int, A
     """Yield ``(line_number, value)`` for each non-blank line of a JSON-lines text."""
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            yield number, loads(line, source=f"{source}:{number}")
+            yield number, loads(line, source=f"{source}:{number}", line=number)
 
 
 def dumps_line(obj: Any) -> bytes:

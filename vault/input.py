@@ -13,8 +13,9 @@ streams (``vault retrieve --batch -``: one result per line as each line arrives)
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from vault.canonical import loads
@@ -74,11 +75,27 @@ class _LineError(ValueError):
         self.error = error
 
 
-def _strict(line: str | bytes) -> Any:
-    try:
-        return loads(line)
-    except InvalidInputError as exc:
-        raise _LineError(exc) from None
+def _strict(numbered: _Numbered) -> Callable[[str | bytes], Any]:
+    """vault's strict parser for the lines of ``numbered``, an error located in its file:
+    the line's number, and a column that counts a mark ``jsonlines`` dropped (a BOM or an
+    RFC 7464 record separator starting the line)."""
+
+    def parse(line: str | bytes) -> Any:
+        try:
+            return loads(line, line=numbered.number)
+        except InvalidInputError as exc:
+            error = exc
+        raw = numbered.line
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        if raw[:1] in ("\ufeff", "\x1e") and raw[1:] == line:
+            try:
+                loads(line, line=numbered.number, column=2)
+            except InvalidInputError as shifted:
+                error = shifted
+        raise _LineError(error) from None
+
+    return parse
 
 
 class _Numbered:
@@ -102,6 +119,7 @@ class _Numbered:
         self.limit = limit
         self.number = 0
         self.read = 0
+        self.line: str | bytes = ""  # the last line handed out, as read
 
     def __iter__(self) -> _Numbered:
         return self
@@ -129,6 +147,7 @@ class _Numbered:
                     source=self.source,
                 )
         self.number += 1
+        self.line = line
         return line
 
     def _too_long(self) -> InvalidInputError:
@@ -146,7 +165,7 @@ def json_lines(lines: Iterable[str | bytes], source: str) -> Iterator[Located]:
     import jsonlines  # (imported on use: most commands never read JSON lines)
 
     numbered = _Numbered(lines, source, MAX_INPUT_BYTES)
-    reader = jsonlines.Reader(numbered, loads=_strict)
+    reader = jsonlines.Reader(numbered, loads=_strict(numbered))
     try:
         for value in reader.iter(allow_none=True, skip_empty=True):
             yield value, f"{source}:{numbered.number}"
@@ -224,7 +243,7 @@ def _requests(
 
     numbered = _Numbered(lines, source, limit=None)
     numbered.number = start
-    reader = jsonlines.Reader(numbered, loads=_strict)
+    reader = jsonlines.Reader(numbered, loads=_strict(numbered))
     while True:
         try:
             value = reader.read(allow_none=True, skip_empty=True)
@@ -265,11 +284,10 @@ def read_records(path: str) -> list[Located]:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         if len(lines) < 2:
             raise
-        try:
-            loads(lines[0])
-        except InvalidInputError as first:
-            if first.field is None:  # (an error with a field: the line parsed, it is JSON lines)
-                raise whole from None
+        try:  # JSON lines if the first line is a JSON value by itself (strict or not)
+            json.loads(lines[0])
+        except (ValueError, RecursionError):
+            raise whole from None
         return list(json_lines(text.splitlines(), source))
     if isinstance(doc, list) and not _is_grid(doc):
         return [(value, f"{source}[{i}]") for i, value in enumerate(doc)]

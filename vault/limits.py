@@ -3,9 +3,11 @@ time: a file larger than ``MAX_INPUT_BYTES`` (or a stream that never ends, like
 ``/dev/zero``) is refused after reading at most that much — except a ``retrieve --batch``
 stream, answered line by line, whose lines are each at most ``MAX_LINE_BYTES``; grids are
 at most 30 x 30 (``vault.grid.grid.MAX_SIDE``, as ARC); a task has at most ``MAX_PAIRS``
-train pairs and ``MAX_TESTS`` test inputs; a JSON document nests at most as deep as
-Python's parser allows (about 1,000 levels) and integers have at most 4,300 digits (both
-refused cleanly). Input must be UTF-8; the first byte that is not is named in the error."""
+train pairs and ``MAX_TESTS`` test inputs; a JSON document nests at most
+``vault.canonical.MAX_DEPTH`` (512) levels deep — below the ~1,000 of Python's parser, so a
+deeper one is always refused the same way, with its line and column — and an integer
+beyond ±(2**53 - 1) is refused whatever its length. Input must be UTF-8; the first byte
+that is not is named in the error."""
 
 from __future__ import annotations
 

@@ -166,7 +166,7 @@ class Generations:
 
     def history(self) -> list[IndexGeneration]:
         lines, _ = complete_lines(self.log_path)
-        out = [_generation(line, f"{self.log_path}:{i}") for i, line in enumerate(lines, 1)]
+        out = [_generation(line, f"{self.log_path}:{i}", i) for i, line in enumerate(lines, 1)]
         for a, b in zip(out, out[1:], strict=False):
             if b.number <= a.number:
                 raise CorruptionError(f"{self.log_path}: generation numbers out of order")
@@ -213,9 +213,9 @@ class Generations:
         raise NotFoundError(f"unknown generation {spec!r}; `vault rollback --list` shows them")
 
 
-def _generation(line: bytes, source: str) -> IndexGeneration:
+def _generation(line: bytes, source: str, number: int = 1) -> IndexGeneration:
     try:
-        o = loads(line, source=source)
+        o = loads(line, source=source, line=number)
         if not isinstance(o, dict):
             raise TypeError("not an object")
         verify_check(o)

@@ -186,7 +186,9 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
     ctx.fresh = FreshCache(_current_embedder(ctx.vault))
     caches = _kept_caches(ctx.vault, ctx.fresh.embedder)
     listing = ctx.vault.cache
-    raw: list[tuple[str, bytes | None, Path]] = [(str(p), None, p) for p in listing.entries()]
+    raw: list[tuple[str, bytes | None, Path, int]] = [
+        (str(p), None, p, 1) for p in listing.entries()
+    ]
     for path in listing.packs():
         try:
             data = path.read_bytes()
@@ -203,13 +205,13 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
         if not any(c.owns(path) for c in caches):
             report.add("cache_stale", path, "pack of another embedder (unused)", "warning")
             continue
-        raw += [(f"{path}:{n}", line, path) for n, line in enumerate(data.splitlines(), 1)]
+        raw += [(f"{path}:{n}", line, path, n) for n, line in enumerate(data.splitlines(), 1)]
     if sample is not None and sample < len(raw):
         raw = sorted(random.Random(0).sample(raw, sample))
-    for where, packed, path in raw:
+    for where, packed, path, number in raw:
         try:
             data = path.read_bytes() if packed is None else packed
-            entry = loads(data, source=where)
+            entry = loads(data, source=where, line=number)
             key = entry["key"]
             if key.count(":") != 2:
                 raise InvalidInputError("key is not content:version:weights_hash")
@@ -398,7 +400,7 @@ def _audit(ctx: _Context, report: VerifyReport) -> None:
     ok = True
     for number, line in enumerate(lines, start=1):
         try:
-            obj = loads(line, source=f"{path}:{number}")
+            obj = loads(line, source=f"{path}:{number}", line=number)
             if obj.get("seq") != number:
                 raise InvalidInputError(f"expected seq {number}")
             if dumps_line(obj) != line + b"\n":

@@ -67,10 +67,11 @@ def segment_bytes(entries: list[AuditEntry]) -> bytes:
     return b"".join(line_bytes(e) for e in entries)
 
 
-def parse_entry(line: bytes, where: str) -> AuditEntry:
-    """One remote audit line, checked: canonical, checksummed, known op, well-formed."""
+def parse_entry(line: bytes, where: str, number: int = 1) -> AuditEntry:
+    """One remote audit line (line ``number`` of its segment), checked: canonical,
+    checksummed, known op, well-formed."""
     try:
-        obj = loads(line, source=where)
+        obj = loads(line, source=where, line=number)
     except InvalidInputError as exc:
         raise RemoteCorruptionError(f"{where}: {exc}") from None
     if not isinstance(obj, dict) or set(obj) != {"check", "detail", "op", "records", "seq", "time"}:
@@ -106,7 +107,7 @@ def parse_segment(data: bytes, key: str, expect_first: int) -> list[AuditEntry]:
         raise RemoteCorruptionError(f"remote {key}: truncated (no final newline)")
     out = []
     for i, line in enumerate(data[:-1].split(b"\n")):
-        entry = parse_entry(line, f"remote {key}:{i + 1}")
+        entry = parse_entry(line, f"remote {key}:{i + 1}", i + 1)
         if entry.seq != first + i:
             raise RemoteCorruptionError(
                 f"remote {key}:{i + 1}: seq gap (expected {first + i}, found {entry.seq})"

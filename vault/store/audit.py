@@ -60,7 +60,7 @@ class AuditLog:
         out = []
         for number, line in enumerate(lines, start=1):
             try:
-                out.append(_entry(loads(line, source=f"{self.path}:{number}"), line))
+                out.append(_entry(loads(line, source=f"{self.path}:{number}", line=number), line))
             except (InvalidInputError, KeyError, TypeError) as exc:
                 raise CorruptionError(
                     f"{self.path}:{number}: malformed audit line ({exc})"
