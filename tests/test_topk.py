@@ -327,6 +327,44 @@ def test_summary_bounds_every_row() -> None:
                 check_bounds(summ, m, q)
 
 
+def test_a_parts_columns_are_its_projections_and_residual_and_bound_every_row() -> None:
+    """``Summary.part_columns(i)``: part i's projection columns then its residual column, one
+    read-only contiguous row each; the first stage's product over them alone (converted and
+    summed column by column, as ``single._column_products`` does) still bounds every row's
+    part cosine: the same nonzero terms as the whole row's product, in another order."""
+    from vault.embedding.topk import single
+
+    rng = np.random.default_rng(23)
+    for _name, m in summary_matrices(rng, 400):
+        summ = SM.build(m, "parts", NA)
+        k = summ.data.shape[1]
+        start = 0
+        for i, part in enumerate(summ.parts):
+            size = part.basis.shape[0]
+            pos, cols = summ.part_columns(i)
+            assert pos.tolist() == [*range(start, start + size), k - len(summ.parts) + i]
+            assert cols.flags.c_contiguous and not cols.flags.writeable
+            assert np.array_equal(cols, summ.data[:, pos].T)
+            assert summ.part_columns(i)[1] is cols  # copied once
+            start += size
+            x = m.astype(np.float64)[:, part.lo : part.hi]
+            nrm = np.sqrt((x * x).sum(axis=1))
+            for q in queries(rng, m):
+                w, b, _ = summ.column(q, i)
+                t = np.zeros(len(m), dtype=np.float32)
+                buf = np.empty((len(pos), 7), dtype=np.float32)  # (blocks of 7: several)
+                old_block = single.COLUMN_BLOCK
+                single.COLUMN_BLOCK = 7
+                try:
+                    single._column_products(cols, 0, len(m), buf, w[pos].copy(), t)
+                finally:
+                    single.COLUMN_BLOCK = old_block
+                assert np.array_equal(w[np.setdiff1d(np.arange(k), pos)], np.zeros(k - len(pos)))
+                dots = x @ q[part.lo : part.hi].astype(np.float64)
+                uq = np.where(nrm > 0, dots / np.maximum(nrm, 1), 0.0)
+                assert (t.astype(np.float64) + b >= uq).all()
+
+
 def check_bounds(summ: SM.Summary, m: np.ndarray, q: np.ndarray) -> None:
     """u . q <= t + B for every row of ``m`` and every part ``summ`` bounds."""
     x = m.astype(np.float64)
@@ -635,6 +673,8 @@ def test_a_summary_read_ahead_serves_the_first_scan(summaries: None, tmp_path: A
         got = SM.cached(m, kind, NA, 1)
         assert got is not None and got.data.tobytes() == want.data.tobytes()
         assert not got.data.flags.writeable and path not in SM._AHEAD
+        # the first stage's columns were copied by the read-ahead thread, not by the scan
+        assert (1 in got._split) == (kind == "parts")
         for q in qs[:4]:
             for metric in METRICS:
                 if SM.kind_for(metric) == kind:
