@@ -189,6 +189,63 @@ def test_a_writer_that_loses_the_race_reapplies_on_top(tmp_path: Path, remote_ur
         assert v.verify().ok
 
 
+def test_the_cli_handle_reapplies_local_writes_on_a_push_race_and_a_pull(tmp_path: Path) -> None:
+    """The CLI passes push and pull the bottom ``Handle`` (``vault_cli.core.open_vault``),
+    not the ``Vault`` facade: a loser's push and a pull with unpushed local entries re-apply
+    them through the operations (an add, a status event) — they failed with an internal
+    AttributeError and left the local writes only in ``rebase.jsonl``."""
+    from vault.handle import Handle
+
+    url = (tmp_path / "remote").as_uri()
+    a = pushed(tmp_path, url)
+    b = cloned(tmp_path, url)
+    c = cloned(tmp_path, url, "c")
+    a.add([(card("from-a", ["transform:rotate_90"]), "a")])
+    push(a)
+    b.add([(card("from-b", ["transform:flip_h"]), "b")])
+    b.set_status("flip-horizontal", "1.0.0", "deprecated", "superseded")
+    r = push(Handle.open(b.root, clock=CLOCK))  # b's next seq is taken: pull, re-apply, push
+    assert (r.pulled, r.replayed, r.pushed) == (1, 2, 2)
+    c.add([(card("from-c", ["transform:flip_v"]), "c")])
+    r = pull(Handle.open(c.root, clock=CLOCK))  # c's unpushed add re-applied on top
+    assert (r.pulled, r.replayed) == (3, 1)
+    pull(a)
+    assert log_bytes(a) == log_bytes(b)
+    for v in (a, b, c):
+        v = Vault.open(v.root, clock=CLOCK)
+        snap = v.snapshot()
+        assert snap.concept("from-a@1.0.0") and snap.concept("from-b@1.0.0")
+        assert snap.concept("flip-horizontal@1.0.0")["status"] == "deprecated"
+        assert not (v.root / "remotes" / "origin" / "rebase.jsonl").exists()
+        assert v.verify().ok
+    assert Vault.open(c.root, clock=CLOCK).snapshot().concept("from-c@1.0.0")
+
+
+def test_vault_push_through_the_cli_after_losing_the_race(tmp_path: Path) -> None:
+    """``vault push`` of a clone whose next log segment another writer took (the red team's
+    report): exit 0, the card acknowledged by ``vault add`` is kept and pushed."""
+    from typer.testing import CliRunner
+
+    from vault_cli.app import app
+
+    url = (tmp_path / "remote").as_uri()
+    a = pushed(tmp_path, url)
+    b = cloned(tmp_path, url)
+    a.add([(card("from-a", ["transform:rotate_90"]), "a")])
+    push(a)
+    (tmp_path / "b.json").write_text(json.dumps(card("from-b", ["transform:flip_h"])))
+    runner = CliRunner()
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    for args in (["add", str(tmp_path / "b.json")], ["push", "--json"]):
+        got = runner.invoke(app, ["--vault", str(b.root), *args], env=env)
+        assert got.exit_code == 0 and "internal error" not in got.output, got.output
+    assert json.loads(got.stdout)["replayed"] == 1
+    got = runner.invoke(app, ["--vault", str(b.root), "show", "from-b", "--json"], env=env)
+    assert got.exit_code == 0, got.output
+    pull(a)
+    assert a.snapshot().concept("from-b@1.0.0")
+
+
 def test_two_writers_forking_one_concept_keep_both_forks(tmp_path: Path) -> None:
     remote_url = (tmp_path / "remote").as_uri()
     a = origin(tmp_path, remote_url)

@@ -41,7 +41,7 @@ from vault.store.audit import STATE_OPS, AuditEntry
 from vault.store.fs import atomic_write, fsync_dir, make_dir, sync_staged, unlink_durably
 
 if TYPE_CHECKING:
-    from vault.vault import Vault
+    from vault.handle import Handle
 
 ATTEMPTS = 200  # commit attempts before giving up (each loser re-applies and retries)
 BACKOFF = 0.01  # seconds: the first retry's mean wait; doubled each time, capped at CAP
@@ -210,7 +210,7 @@ def _remote_dir(root: Path, name: str) -> Path:
     return root / "remotes" / name
 
 
-def _read_head(vault: Vault, name: str) -> int:
+def _read_head(vault: Handle, name: str) -> int:
     """The seq up to which the local log is known to equal the remote's (0: unknown);
     checked against the local line it names."""
     path = _remote_dir(vault.root, name) / "head"
@@ -229,7 +229,7 @@ def _read_head(vault: Vault, name: str) -> int:
     return seq
 
 
-def _write_head(vault: Vault, name: str, entry: AuditEntry | None) -> None:
+def _write_head(vault: Handle, name: str, entry: AuditEntry | None) -> None:
     d = _remote_dir(vault.root, name)
     make_dir(d)
     body = {"check": entry.check, "seq": entry.seq} if entry else {"check": None, "seq": 0}
@@ -250,7 +250,7 @@ def _shared(segments: list[list[AuditEntry]], tail: list[AuditEntry]) -> int:
     return n
 
 
-def _append(vault: Vault, entries: list[AuditEntry]) -> None:
+def _append(vault: Handle, entries: list[AuditEntry]) -> None:
     """Append entries taken from the remote to the local log (one write, one fsync)."""
     from vault.store.jsonl import tail_offset
 
@@ -275,7 +275,7 @@ def _append(vault: Vault, entries: list[AuditEntry]) -> None:
         os.close(fd)
 
 
-def _reset(vault: Vault, name: str, head: int, tail: list[AuditEntry]) -> None:
+def _reset(vault: Handle, name: str, head: int, tail: list[AuditEntry]) -> None:
     """Put the local vault back at ``head`` (under the lock): the tail is saved aside
     first (``remotes/NAME/rebase.jsonl``), then ``CURRENT`` moves to a generation of at
     most ``head`` (or is removed when ``vault gc`` left none), the newer generation records
@@ -316,7 +316,7 @@ def _reset(vault: Vault, name: str, head: int, tail: list[AuditEntry]) -> None:
         os.close(fd)
 
 
-def _reindex(vault: Vault) -> str:
+def _reindex(vault: Handle) -> str:
     """Bring the index up to the log (under the lock): incrementally, or from the whole
     log when a rollback is pending (its record numbers are another replica's)."""
     from vault.index.build import build_all, catch_up
@@ -330,9 +330,12 @@ def _reindex(vault: Vault) -> str:
     return catch_up(vault, repair=True).generation
 
 
-def _replay(vault: Vault, e: AuditEntry) -> None:
-    """Re-apply one local entry on top of the current state, through the public
-    operations (a no-op when its effect is already there)."""
+def _replay(vault: Handle, e: AuditEntry) -> None:
+    """Re-apply one local entry on top of the current state, through the operations
+    (``vault.ops.write``: a no-op when its effect is already there). ``vault`` may be a
+    plain ``Handle`` (the CLI's) as well as a ``Vault``: only what both have is used."""
+    from vault.ops import write
+
     if e.op in ("add", "fork", "evidence", "import", "transaction"):
         skip = int(e.detail.get("reprs", 0))
         records = [vault.records(d) for d in e.records]
@@ -345,16 +348,15 @@ def _replay(vault: Vault, e: AuditEntry) -> None:
         if e.op == "import":
             drop = ("evidence", "reprs", "status")
             detail = {k: v for k, v in e.detail.items() if k not in drop}
-        vault.write_back(
-            cards, ev, fork=e.op == "fork", op=e.op, detail=detail, reprs=reprs, statuses=st
+        write.write_back(
+            vault, cards, ev, fork=e.op == "fork", op=e.op, detail=detail, reprs=reprs, statuses=st
         )
     elif e.op == "status":
         event = vault.records(e.records[0])
-        vault.set_status(event["concept"], event["version"], event["status"], event.get("reason"))
+        concept, version, status = event["concept"], event["version"], event["status"]
+        write.set_status(vault, concept, version, status, event.get("reason"))
     elif e.op == "embedder":
-        from vault.ops.write import set_embedder
-
-        set_embedder(vault, str(e.detail["embedder"]))
+        write.set_embedder(vault, str(e.detail["embedder"]))
     else:  # housekeeping lines: kept in the history as they were
         with vault.lock:
             vault.audit.append(e.op, e.time, list(e.records), e.detail)
@@ -373,7 +375,7 @@ def _objects_of(entries: list[AuditEntry], reverted: frozenset[int]) -> tuple[li
 
 
 def _sync(
-    vault: Vault,
+    vault: Handle,
     name: str | None,
     *,
     push: bool,
@@ -421,7 +423,7 @@ def _sync(
 
 
 def _catch_up_with(
-    vault: Vault, name: str, remote: Remote, result: SyncResult, *, discard: bool
+    vault: Handle, name: str, remote: Remote, result: SyncResult, *, discard: bool
 ) -> tuple[int, list[AuditEntry]]:
     """Bring the local vault up to the remote's log (under the lock): fetch the newer
     entries and their records (all checked first), put the local vault back at the shared
@@ -478,11 +480,11 @@ def _catch_up_with(
     return head, vault.audit.entries_after(head)
 
 
-def _saved(vault: Vault, name: str) -> Path:
+def _saved(vault: Handle, name: str) -> Path:
     return _remote_dir(vault.root, name) / "rebase.jsonl"
 
 
-def _replay_all(vault: Vault, tail: list[AuditEntry], result: SyncResult) -> None:
+def _replay_all(vault: Handle, tail: list[AuditEntry], result: SyncResult) -> None:
     for e in tail:
         try:
             _replay(vault, e)
@@ -493,7 +495,7 @@ def _replay_all(vault: Vault, tail: list[AuditEntry], result: SyncResult) -> Non
             result.conflicts += 1
 
 
-def _resume_rebase(vault: Vault, name: str, result: SyncResult) -> None:
+def _resume_rebase(vault: Handle, name: str, result: SyncResult) -> None:
     """A sync killed while re-applying its tail left it in ``remotes/NAME/rebase.jsonl``:
     re-apply what is not there yet (identical records are no-ops; a fork is re-applied
     only when no local entry followed the cut). Killed before the log was cut, the tail is
@@ -514,7 +516,9 @@ def _resume_rebase(vault: Vault, name: str, result: SyncResult) -> None:
     path.unlink()
 
 
-def _send_objects(vault: Vault, remote: Remote, tail: list[AuditEntry], result: SyncResult) -> None:
+def _send_objects(
+    vault: Handle, remote: Remote, tail: list[AuditEntry], result: SyncResult
+) -> None:
     """Upload the records the tail names that the remote has no pack for."""
     from vault.index.state import reverted_in_effect
 
@@ -549,7 +553,7 @@ def _spent(result: SyncResult, part: str, since: float) -> None:
 
 
 def _fetch_staged(
-    vault: Vault,
+    vault: Handle,
     remote: Remote,
     digests: list[str],
     optional: set[str],
@@ -594,14 +598,14 @@ def _fetch_staged(
 
 
 def push(
-    vault: Vault, name: str | None = None, *, attempts: int = ATTEMPTS, sleep: Sleep = time.sleep
+    vault: Handle, name: str | None = None, *, attempts: int = ATTEMPTS, sleep: Sleep = time.sleep
 ) -> SyncResult:
     """Commit the local entries the remote lacks (re-applying them on top of newer remote
     entries when another writer got there first)."""
     return _sync(vault, name, push=True, attempts=attempts, sleep=sleep)
 
 
-def pull(vault: Vault, name: str | None = None, *, discard_unpushed: bool = False) -> SyncResult:
+def pull(vault: Handle, name: str | None = None, *, discard_unpushed: bool = False) -> SyncResult:
     """Take the remote's newer entries and the records they name; unpushed local entries
     are re-applied on top (or dropped with ``discard_unpushed``)."""
     return _sync(vault, name, push=False, discard=discard_unpushed)
