@@ -992,9 +992,10 @@ def rollback(
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
 ) -> None:
-    """Undo index generations, or flip the kill switch. Plain `rollback` makes the previous
-    generation current again (O(1), audited); --to picks any kept one, later ones included
-    (undo of an undo); --mode sets the retrieval default. A rollback shows what it will do
+    """Undo index generations, or flip the kill switch. Plain `rollback` makes the current
+    generation's parent current again — the one that was current when it was made (O(1),
+    audited); --to picks any kept one, later ones included (undo of an undo); --mode sets
+    the retrieval default. A rollback shows what it will do
     and asks first when run on a terminal (never in scripts; --yes skips it)."""
     from vault.errors import UsageError
     from vault.ops.rollback import list_generations
