@@ -238,8 +238,9 @@ def _generation(line: bytes, source: str, number: int = 1) -> IndexGeneration:
         if not isinstance(gen.counts, dict) or not isinstance(gen.embedder, dict):
             raise TypeError("malformed counts or embedder")
     except (InvalidInputError, KeyError, TypeError) as exc:
-        raise CorruptionError(f"{source}: malformed generation record ({exc})") from None
+        what = exc.unlocated() if isinstance(exc, InvalidInputError) else str(exc)
+        raise CorruptionError(f"malformed generation record ({what})", source=source) from None
     canonical = with_check(gen.to_json()) if CHECK in o else gen.to_json()
     if line + b"\n" != dumps_line(canonical):
-        raise CorruptionError(f"{source}: generation record is not canonical")
+        raise CorruptionError("generation record is not canonical", source=source)
     return gen

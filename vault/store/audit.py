@@ -63,11 +63,11 @@ class AuditLog:
                 out.append(_entry(loads(line, source=f"{self.path}:{number}", line=number), line))
             except (InvalidInputError, KeyError, TypeError) as exc:
                 raise CorruptionError(
-                    f"{self.path}:{number}: malformed audit line ({exc})"
+                    f"malformed audit line ({_unlocated(exc)})", source=f"{self.path}:{number}"
                 ) from None
             if out[-1].seq != number:
                 raise CorruptionError(
-                    f"{self.path}:{number}: expected seq {number}, found {out[-1].seq}"
+                    f"expected seq {number}, found {out[-1].seq}", source=f"{self.path}:{number}"
                 )
         return out
 
@@ -129,6 +129,11 @@ class AuditLog:
 
     def __iter__(self) -> Iterator[AuditEntry]:
         return iter(self.entries())
+
+
+def _unlocated(exc: Exception) -> str:
+    """What ``exc`` says is wrong, without the place (the caller's message names it)."""
+    return exc.unlocated() if isinstance(exc, InvalidInputError) else str(exc)
 
 
 def _entry(obj: Any, line: bytes | None = None) -> AuditEntry:
