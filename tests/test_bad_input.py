@@ -377,9 +377,26 @@ def test_library_bad_card_changes_nothing(
 @pytest.mark.parametrize("obj", [5, "card", None, [card("x", [])], True])
 def test_library_card_not_an_object(stocked: Vault, obj: Any) -> None:
     before = snapshot(stocked.root)
-    with pytest.raises(InvalidInputError, match=r"^f\.json: expected a concept object, got "):
+    with pytest.raises(InvalidInputError, match=r"^f\.json: expected a concept card, got "):
         stocked.add([(obj, "f.json")])
     assert snapshot(stocked.root) == before
+
+
+@pytest.mark.parametrize(
+    ("normalize", "said"),
+    [
+        ("normalize_card", "expected a concept card, got list"),
+        ("normalize_evidence", "expected an evidence record, got list"),
+        ("normalize_status", "expected a status event, got list"),
+    ],
+)
+def test_a_record_not_an_object_is_named_as_its_kind(normalize: str, said: str) -> None:
+    """Each record kind's refusal of a non-object names the kind as schema.a_kind does."""
+    from vault.records import cards
+
+    with pytest.raises(InvalidInputError) as error:
+        getattr(cards, normalize)([1], "r.json")
+    assert str(error.value) == f"r.json: {said}"
 
 
 def test_id_of_128_characters_is_fine(stocked: Vault) -> None:
@@ -609,7 +626,7 @@ CLI_ADD_CASES: list[tuple[str, str, list[str]]] = [
         dumps(card("c", ["feature:single_object"])),
         ["c@1.0.0", "already stored with different content"],
     ),
-    ("not-object", "42", ["expected a concept object, got int"]),
+    ("not-object", "42", ["expected a concept card, got int"]),
     ("empty", "", ["empty input"]),
     ("blank", "  \n\n", ["empty input"]),
     ("not-utf8", b'{"id": "\xff"}'.decode("latin-1"), []),  # written as bytes below
@@ -767,7 +784,12 @@ def test_cli_verify_names_line_and_column_in_a_vault_file(
     col = lines[1].index(marker) + 1
     res = cli(["--vault", str(stocked.root), "verify"])
     assert res.exit_code == 1 and "Traceback" not in res.output
-    assert f"{path}:2: invalid JSON: {expected.format(col=col)}" in res.output
+    said = f"invalid JSON: {expected.format(col=col)}"
+    if file.startswith("audit"):
+        line = f"error: audit_malformed: {path}:2: {said}"
+    else:
+        line = f"error: generations_corrupt: {path}:2: malformed generation record ({said})"
+    assert line in res.stderr.splitlines(), res.stderr  # (the place named once)
 
 
 def test_cli_add_json_array_names_element(stocked: Vault, tmp_path: Path) -> None:
@@ -834,7 +856,7 @@ def _evl(**extra: Any) -> str:
         (_evl(tier="test", reason="wrong", polarity="meh"), ["field 'polarity'"]),
         (_evl(tier="test", reason="wrong", colour=1), ["field 'colour'", "unknown field"]),
         (_evl(tier="test", reason="wrong")[:-1] + ', "tier": "train"}', ["duplicate key 'tier'"]),
-        ("[1, 2]", ["expected an evidence object"]),
+        ("[1, 2]", ["ev.json[0]: expected an evidence record, got int"]),
     ],
 )
 def test_cli_bad_evidence_changes_nothing(

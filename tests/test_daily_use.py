@@ -575,6 +575,38 @@ def test_cli_list_checks_key_and_domain_as_cards_do(tmp_path: Path) -> None:
     assert none.returncode == 0 and "no concepts match" in none.stderr  # well formed, unheld
 
 
+def test_library_concepts_checks_a_key_as_the_cli_does(tmp_path: Path) -> None:
+    """``Vault.concepts(key=...)`` (and ``catalog.concepts``) listed nothing for a key of
+    the wrong form or an unknown transform, where ``vault list --key`` refuses: the same
+    check (``catalog.key_filter``), a ``UsageError`` before anything is listed; a name
+    config.toml declares is known, an alias is mapped, a well-formed unheld key lists
+    nothing."""
+    from vault.catalog import concepts, key_filter
+
+    v = new_vault(tmp_path / "v")
+    configure(v, "transform = []", 'transform = ["shift_rows"]')
+    v.add([card("mine", ["transform:shift_rows", "invariant:same_dims"])])
+    form = "expected a key 'family:name' with family domain, transform, invariant or feature"
+    for bad, said in (
+        ("bogus", f'{form} and a lower-case name, got "bogus"'),
+        ("", f'{form} and a lower-case name, got ""'),
+        ("Transform:flip_h", f'{form} and a lower-case name, got "Transform:flip_h"'),
+        ("transform:shift_row", "unknown key 'transform:shift_row'; did you mean "),
+    ):
+        with pytest.raises(UsageError) as error:
+            v.concepts(key=bad)  # (raised on the call, not on the first item)
+        assert str(error.value).startswith(f"invalid value for key: {said}"), error.value
+        with pytest.raises(UsageError):
+            concepts(v.snapshot(), key=bad, declared=v.declared())
+        with pytest.raises(InvalidInputError):
+            key_filter(bad, v.declared())
+    assert [c.id for c in v.concepts(key="transform:shift_rows")] == ["mine"]
+    assert [c.id for c in v.concepts(key="invariant:shape_preserved")] == ["mine"]  # alias
+    assert list(v.concepts(key="feature:square")) == []
+    with pytest.raises(UsageError, match="unknown key 'transform:shift_rows'"):
+        concepts(v.snapshot(), key="transform:shift_rows")  # not declared to this call
+
+
 def test_cli_typer_app_registers_the_new_commands() -> None:
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
     assert {"list", "ls", "export", "import"} <= names

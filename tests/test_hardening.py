@@ -212,6 +212,42 @@ def test_a_failure_after_the_acknowledgement_says_the_write_took_effect(
     assert full_build_id(vault) == vault.current_ref().generation
 
 
+def test_a_write_that_took_effect_counts_the_records_it_stored(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note of a write acknowledged before its publishing failed counted ``added``
+    (concept refs and evidence ids: 1 for this evidence) as records; it counts the records
+    the audit entry names (the evidence and the two reprs of its pair: 3), and says none
+    for an embedder switch, which stores no record."""
+    from vault.errors import CommittedError
+    from vault.ops import write as writeback
+
+    vault.add([(card("c1", ["invariant:same_dims"]), "op")])
+    evidence = {
+        "schema_version": 1,
+        "concept": "c1",
+        "version": "1.0.0",
+        "polarity": "positive",
+        "pair": {"input": [[1, 2]], "output": [[2, 1]]},
+    }
+    _fail_once(monkeypatch, writeback, "publish")
+    with pytest.raises(CommittedError) as info:
+        vault.add_evidence([evidence])
+    seq = info.value.audit_seq
+    assert seq is not None and len(vault.audit.entries()[-1].records) == 3
+    assert str(info.value) == (
+        f"evidence took effect (audit seq {seq}: 3 record(s) stored and acknowledged) but "
+        "its index generation could not be published ([Errno 28] No space left on device); "
+        "the next vault command completes it — do not redo the write"
+    )
+    _fail_once(monkeypatch, writeback, "publish")
+    with pytest.raises(CommittedError) as info:
+        writeback.set_embedder(vault, "builtin")
+    seq = info.value.audit_seq
+    assert vault.audit.entries()[-1].records == ()
+    assert str(info.value).startswith(f"embedder took effect (audit seq {seq}) but its "), info
+
+
 def test_a_retried_fork_is_not_forked_twice(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
     from vault.errors import CommittedError
     from vault.ops import write as writeback

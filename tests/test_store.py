@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import re
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,53 @@ def test_entries_after_reads_the_tail(tmp_path: Path) -> None:
     assert [e.to_json() for e in log.entries_after(0)] == [e.to_json() for e in log.entries()]
 
 
+def _damage_line(path: Path, number: int) -> None:
+    """Line ``number`` made malformed JSON (its first byte: `{` to `x`)."""
+    lines = path.read_bytes().split(b"\n")
+    lines[number - 1] = b"x" + lines[number - 1][1:]
+    path.write_bytes(b"\n".join(lines))
+
+
+def test_reads_from_the_audit_logs_end_name_the_damaged_lines_number(tmp_path: Path) -> None:
+    """``last_seq`` and ``entries_after`` read the log from its end: a damaged line is
+    still named by its line of the file (7, 5), in the place and in the JSON error."""
+    log = AuditLog(tmp_path / "commits.jsonl")
+    for i in range(7):
+        log.append("add", "2026-01-01T00:00:00Z", [], {"pad": "x" * (i * 30_000)})
+    _damage_line(log.path, 7)
+    with pytest.raises(CorruptionError) as last:
+        log.last_seq()
+    assert str(last.value) == (
+        f"{log.path}:7: malformed last audit line (malformed JSON: Expecting value "
+        "(line 7, column 1))"
+    )
+    with pytest.raises(CorruptionError) as after:
+        log.entries_after(2)
+    assert str(after.value) == str(last.value).replace("last audit line", "audit line")
+    log.path.write_bytes(log.path.read_bytes().replace(b"\nx", b"\n{"))  # line 7 repaired
+    _flip_time(log.path, 5)
+    assert [e.seq for e in log.entries_after(6)] == [7]
+    with pytest.raises(CorruptionError, match=rf"^{re.escape(str(log.path))}:5: malformed "):
+        log.entries_after(4)
+
+
+def test_the_generation_logs_last_record_damaged_is_named_by_its_line(vault: Vault) -> None:
+    """``Generations.last`` reads the log's end: a damaged last record is named by its line
+    of the file, in the place and in the JSON error."""
+    for name in ("x", "y", "z"):
+        vault.add([(card(name, ["feature:square"]), name)])
+    log = vault.generations.log_path
+    n = len(log.read_bytes().splitlines())
+    assert n >= 4
+    _damage_line(log, n)
+    with pytest.raises(CorruptionError) as error:
+        vault.generations.last()
+    assert str(error.value) == (
+        f"{log}:{n}: malformed generation record (malformed JSON: Expecting value "
+        f"(line {n}, column 1))"
+    )
+
+
 def _flip_time(path: Path, line: int) -> None:
     """Change one digit of a line's time: the line still parses as the same shape."""
     lines = path.read_bytes().split(b"\n")
@@ -167,7 +215,7 @@ def test_lines_from_end_gives_every_complete_line_last_first(tmp_path: Path, see
     (no newline after it) left out."""
     import random
 
-    from vault.store.jsonl import last_line, lines_from_end
+    from vault.store.jsonl import last_line, line_number, lines_from_end, lines_from_end_at
 
     rng = random.Random(seed)
     sizes = [0, 1, 57, (1 << 16) - 1, 1 << 16, (1 << 16) + 1, 3 * (1 << 16) + 5, 200_003]
@@ -181,6 +229,11 @@ def test_lines_from_end_gives_every_complete_line_last_first(tmp_path: Path, see
     want = [x for x in reversed(lines) if x]
     assert list(lines_from_end(path)) == want
     assert last_line(path) == (want[0] if want else None)
+    starts = [sum(len(x) + 1 for x in lines[:i]) for i in range(len(lines))]
+    at = [(start, x) for start, x in reversed(list(zip(starts, lines, strict=True))) if x]
+    assert list(lines_from_end_at(path)) == at  # each line's byte offset
+    numbers = [i for i, x in reversed(list(enumerate(lines, start=1))) if x]
+    assert [line_number(path, start) for start, _ in at] == numbers
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -264,3 +264,72 @@ def test_a_listed_generation_missing_mid_check_is_still_reported(
         ("generation_unreadable", str(v.objects.path(oldest.generation)))
     ], errors
     assert errors[0].detail.startswith("generation 1:")
+
+
+def test_a_malformed_log_line_is_located_once(example_vault: Vault) -> None:
+    """A malformed audit line and generation record: `vault verify` names the file and line
+    once (the problem's path), not again inside its detail — in the text and in --json."""
+    from typer.testing import CliRunner
+
+    from vault.index.snapshot import clear_cache
+    from vault_cli.app import app
+
+    v = example_vault
+    audit, log = v.audit.path, v.generations.log_path
+    audit.write_bytes(b"{" + audit.read_bytes())  # line 1: `{{"detail":...`
+    lines = log.read_bytes().splitlines(keepends=True)
+    assert len(lines) >= 2
+    lines[1] = b"x" + lines[1][1:]
+    log.write_bytes(b"".join(lines))
+    clear_cache()
+    result = CliRunner().invoke(app, ["--vault", str(v.root), "verify"])
+    assert result.exit_code == 1, result.output
+    said = result.stderr.splitlines()
+    assert (
+        f"error: audit_malformed: {audit}:1: malformed JSON: Expecting property name enclosed "
+        "in double quotes (line 1, column 2)"
+    ) in said, said
+    assert (
+        f"error: generations_corrupt: {log}:2: malformed generation record "
+        "(malformed JSON: Expecting value (line 2, column 1))"
+    ) in said, said
+    result = CliRunner().invoke(app, ["--vault", str(v.root), "verify", "--json"])
+    problems = json.loads(result.stdout)["problems"]
+    assert {
+        "kind": "audit_malformed",
+        "path": f"{audit}:1",
+        "detail": "malformed JSON: Expecting property name enclosed in double quotes "
+        "(line 1, column 2)",
+        "severity": "error",
+    } in problems, problems
+    assert {
+        "kind": "generations_corrupt",
+        "path": f"{log}:2",
+        "detail": "malformed generation record (malformed JSON: Expecting value "
+        "(line 2, column 1))",
+        "severity": "error",
+    } in problems, problems
+
+
+def test_reading_a_malformed_log_line_names_its_place_once(example_vault: Vault) -> None:
+    """The library's whole-log reads (``AuditLog.entries``, ``Generations.history``) name the
+    file and line once, then what is wrong."""
+    from vault.errors import CorruptionError
+
+    v = example_vault
+    audit, log = v.audit.path, v.generations.log_path
+    audit.write_bytes(b"{" + audit.read_bytes())
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[1] = b"x" + lines[1][1:]
+    log.write_bytes(b"".join(lines))
+    with pytest.raises(CorruptionError) as audit_error:
+        v.audit.entries()
+    assert str(audit_error.value) == (
+        f"{audit}:1: malformed audit line (malformed JSON: Expecting property name enclosed "
+        "in double quotes (line 1, column 2))"
+    )
+    with pytest.raises(CorruptionError) as log_error:
+        v.generations.history()
+    assert str(log_error.value) == (
+        f"{log}:2: malformed generation record (malformed JSON: Expecting value (line 2, column 1))"
+    )

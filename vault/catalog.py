@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from vault.errors import UsageError
+from vault.errors import InvalidInputError, UsageError
 from vault.index.snapshot import Snapshot
 from vault.index.state import cited_reprs
 from vault.records.cards import STATUSES
+from vault.records.keys import NONE_DECLARED, Declared, canonical_key
+from vault.records.schema import validate_field
 from vault.retrieval import evidence_of
 from vault.store.audit import STATE_OPS, AuditEntry
 
@@ -105,12 +107,41 @@ def concepts(
     key: str | None = None,
     domain: str | None = None,
     has_evidence: bool | None = None,
+    declared: Declared = NONE_DECLARED,
 ) -> Iterator[Concept]:
     """The concept versions of ``snap`` in (id, version) order: the newest version of each id
     unless ``all_versions``; filtered by ``status``, a ``key`` the concept holds, ``domain``
-    and whether it has evidence (``has_evidence``)."""
+    and whether it has evidence (``has_evidence``). A ``key`` is checked as a card's is
+    (``key_filter``; ``declared``: the names config.toml adds): ``UsageError`` when it is not
+    one, before anything is listed."""
     if status is not None and status not in STATUSES:
         raise UsageError(f"invalid status {status!r} (expected {' | '.join(STATUSES)})")
+    if key is not None:
+        try:
+            key = key_filter(key, declared)
+        except InvalidInputError as exc:
+            raise UsageError(f"invalid value for key: {exc.detail}") from None
+    return _concepts(snap, records, all_versions, status, key, domain, has_evidence)
+
+
+def key_filter(key: str, declared: Declared = NONE_DECLARED) -> str:
+    """``key`` as a filter of concepts: checked as a card's key is — its form (the card
+    schema's ``signature.keys[]``: ``family:name``), then a ``transform:`` or ``invariant:``
+    name known or ``declared`` — and canonical (aliases mapped). ``InvalidInputError`` says
+    what is wrong (``vault list --key`` makes it a usage error naming the option)."""
+    validate_field(key, "concept", "signature.keys[]")
+    return canonical_key(key, declared=declared)
+
+
+def _concepts(
+    snap: Snapshot,
+    records: Records | None,
+    all_versions: bool,
+    status: str | None,
+    key: str | None,
+    domain: str | None,
+    has_evidence: bool | None,
+) -> Iterator[Concept]:
     names = list(snap.refs())  # the table's order: id, then semantic version (FORMAT §7.5)
     if not all_versions:
         newest: dict[str, str] = {}

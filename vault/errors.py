@@ -61,6 +61,10 @@ class InvalidInputError(InputError):
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
+    def unlocated(self) -> str:
+        """The message without its source (for a caller that names the place itself)."""
+        return f"field '{self.field}': {self.detail}" if self.field else self.detail
+
     def at(self, source: str) -> InvalidInputError:
         """The same error, located in ``source`` (a file name, 'file:line', ...)."""
         where = f"{source}: {self.source}" if self.source else source
@@ -84,7 +88,13 @@ class NotFoundError(InputError):
 
 
 class CorruptionError(VaultStateError):
-    pass
+    """``source``: the file (or 'file:line') found damaged, when the error names one;
+    ``detail``: what is wrong there (the message without the source)."""
+
+    def __init__(self, message: str, *, source: str | None = None):
+        self.source = source
+        self.detail = message
+        super().__init__(f"{source}: {message}" if source else message)
 
 
 class ConfigError(VaultStateError):

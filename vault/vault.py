@@ -31,6 +31,7 @@ from vault.index.build import BuildResult, Progress
 from vault.like import Neighbours, neighbours
 from vault.ops import arc_import, create, embed, embedder, gc, rollback, transfer, verify, write
 from vault.ops.build import build_index
+from vault.records.keys import NONE_DECLARED
 from vault.retrieval import RetrievalResult, retrieve
 from vault.retriever import Retriever, as_query
 
@@ -217,7 +218,9 @@ class Vault(Handle):
         version of each id unless ``all_versions``; filtered by ``status``, a ``key`` they
         hold, ``domain`` and whether they have evidence. Each is a ``Concept`` (fields:
         id, version, status, domain, keys, positive, negative, penalty, utility; ``card``
-        and ``template`` read on use)."""
+        and ``template`` read on use). A ``key`` not of a card's key form, or naming a
+        transform or invariant neither known nor declared in config.toml, is a
+        ``UsageError``."""
         snap = self.snapshot()
         return catalog.concepts(
             snap,
@@ -227,6 +230,7 @@ class Vault(Handle):
             key=key,
             domain=domain,
             has_evidence=has_evidence,
+            declared=self.declared() if key is not None else NONE_DECLARED,
         )
 
     def concept(self, concept: str, version: str | None = None) -> catalog.Concept:

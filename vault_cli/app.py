@@ -844,15 +844,15 @@ def list_cmd(
     --domain of the wrong form, or a --key naming an unknown transform or invariant, is a
     usage error (exit 2); a well-formed one no concept holds lists nothing. Also `vault
     ls`."""
-    from vault.catalog import concepts
+    from vault.catalog import concepts, key_filter
     from vault.errors import InvalidInputError, UsageError
-    from vault.records.keys import canonical_key
 
     if json_out and jsonl:
         raise UsageError("give one of --json, --jsonl")
     vault = open_vault(vault_dir)
-    try:  # (the form is checked already; the names the vault declares count as known)
-        wanted = canonical_key(key, "--key", declared=vault.declared()) if key else None
+    declared = vault.declared()  # (the names the vault declares count as known)
+    try:  # the library's check (the form was told already, before the vault was read)
+        wanted = key_filter(key, declared) if key is not None else None
     except InvalidInputError as exc:  # an option's value: a usage error (exit 2)
         raise UsageError(f"invalid value for '--key': {exc.detail}") from None
     snap = vault.snapshot()
@@ -863,6 +863,7 @@ def list_cmd(
         key=wanted,
         domain=domain,
         has_evidence=has_evidence,
+        declared=declared,
     )
     render.concept_list(found, json_out, jsonl)
 

@@ -18,7 +18,7 @@ from typing import Any
 from vault.canonical import CHECK, dumps_line, loads, verify_check, with_check
 from vault.errors import CorruptionError, InvalidInputError, NotFoundError
 from vault.store.fs import atomic_write, fsync_file
-from vault.store.jsonl import append_line, complete_lines, last_line
+from vault.store.jsonl import append_line, complete_lines, last_line_at, line_number
 from vault.store.objects import is_digest
 
 
@@ -127,8 +127,15 @@ class Generations:
 
     def last(self) -> IndexGeneration | None:
         """The newest record, reading only the end of the log."""
-        line = last_line(self.log_path)
-        return None if line is None else _generation(line, str(self.log_path))
+        found = last_line_at(self.log_path)
+        if found is None:
+            return None
+        at, line = found
+        try:
+            return _generation(line, str(self.log_path))
+        except CorruptionError:  # located in the file only now (``line_number`` reads the
+            number = line_number(self.log_path, at)  # log up to it: never on the healthy path)
+        return _generation(line, f"{self.log_path}:{number}", number)
 
     def check(self, cur: CurrentRef) -> None:
         """Raise ``CorruptionError`` when the log has lost the record ``cur`` (``CURRENT``)
@@ -238,8 +245,9 @@ def _generation(line: bytes, source: str, number: int = 1) -> IndexGeneration:
         if not isinstance(gen.counts, dict) or not isinstance(gen.embedder, dict):
             raise TypeError("malformed counts or embedder")
     except (InvalidInputError, KeyError, TypeError) as exc:
-        raise CorruptionError(f"{source}: malformed generation record ({exc})") from None
+        what = exc.unlocated() if isinstance(exc, InvalidInputError) else str(exc)
+        raise CorruptionError(f"malformed generation record ({what})", source=source) from None
     canonical = with_check(gen.to_json()) if CHECK in o else gen.to_json()
     if line + b"\n" != dumps_line(canonical):
-        raise CorruptionError(f"{source}: generation record is not canonical")
+        raise CorruptionError("generation record is not canonical", source=source)
     return gen

@@ -44,7 +44,7 @@ from vault.config import load as load_config
 from vault.embedding import Embedder, builtin
 from vault.embedding.cache import EmbeddingCache, FreshCache, pack_name_ok
 from vault.embedding.vectors import source_vector
-from vault.errors import EmbeddingError, InvalidInputError, VaultError
+from vault.errors import CorruptionError, EmbeddingError, InvalidInputError, VaultError
 from vault.handle import CHANGE_OPS, FORMAT_FILE, Handle, format_bytes
 from vault.index.build import plan_full
 from vault.index.generations import CurrentRef, IndexGeneration
@@ -409,13 +409,17 @@ def _audit(ctx: _Context, report: VerifyReport) -> None:
                 raise InvalidInputError("unexpected fields")
             verify_check(obj)
         except (InvalidInputError, KeyError, TypeError, AttributeError) as exc:
-            report.add("audit_malformed", f"{path}:{number}", str(exc))
+            what = exc.unlocated() if isinstance(exc, InvalidInputError) else str(exc)
+            report.add("audit_malformed", f"{path}:{number}", what)
             ok = False
     report.checked["audit_entries"] = len(lines)
     if not ok:
         return
     try:
         ctx.entries = ctx.vault.audit.entries()
+    except CorruptionError as exc:  # (the message names the file and line: not twice)
+        report.add("audit_malformed", exc.source or path, exc.detail)
+        return
     except VaultError as exc:
         report.add("audit_malformed", path, str(exc))
         return
@@ -434,6 +438,8 @@ def _generations(ctx: _Context, report: VerifyReport) -> None:
     gens = vault.generations
     try:
         ctx.history = gens.history()
+    except CorruptionError as exc:  # (the message names the file and line: not twice)
+        report.add("generations_corrupt", exc.source or gens.log_path, exc.detail)
     except VaultError as exc:
         report.add("generations_corrupt", gens.log_path, str(exc))
     try:

@@ -393,13 +393,16 @@ def _commit(
     try:
         build = publish(vault, plan, op, snap.number)
     except (OSError, VaultError) as exc:
+        # the records the audit entry names (reprs, cards, evidence, status events), not
+        # ``added`` (concept refs and evidence ids); an embedder switch stores none
+        stored = f": {len(digests)} record(s) stored and acknowledged" if digests else ""
         raise CommittedError.after(
             op,
             entry.seq,
             "its index generation could not be published",
             exc,
             "the next vault command completes it — do not redo the write",
-            note=f": {len(added)} record(s) stored and acknowledged",
+            note=stored,
         ) from None
     return WriteResult(op, added, unchanged, entry.seq, build.generation, build.number)
 

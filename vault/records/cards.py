@@ -21,7 +21,7 @@ from vault.records.keys import (
     canonical_name,
     obligation_key,
 )
-from vault.records.schema import expect_kind, validate
+from vault.records.schema import a_kind, expect_kind, validate
 from vault.store.objects import is_digest
 
 SCHEMA_VERSION = 1
@@ -45,11 +45,7 @@ def ref(concept: str, version: str) -> str:
 def _kind(obj: Any, kind: str, source: str | None) -> dict[str, Any]:
     expect_kind(obj, (kind,), source)  # another kind of record: said as such
     if not isinstance(obj, dict):
-        raise InvalidInputError(
-            f"expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} object, "
-            f"got {type(obj).__name__}",
-            source=source,
-        )
+        raise InvalidInputError(f"expected {a_kind(kind)}, got {type(obj).__name__}", source=source)
     out = dict(obj)
     if out.setdefault("kind", kind) != kind:
         raise InvalidInputError(

@@ -17,7 +17,14 @@ from typing import Any
 from vault.canonical import CHECK, line_intact, loads, verify_check, with_check
 from vault.errors import CorruptionError, InvalidInputError
 from vault.store.fs import fsync_file
-from vault.store.jsonl import append_line, complete_lines, last_line, lines_from_end
+from vault.store.jsonl import (
+    append_line,
+    complete_lines,
+    last_line,
+    last_line_at,
+    line_number,
+    lines_from_end_at,
+)
 
 # the end of a canonical audit line: its top-level seq and time (a string without quotes or
 # escapes), then the object's close
@@ -63,22 +70,19 @@ class AuditLog:
                 out.append(_entry(loads(line, source=f"{self.path}:{number}", line=number), line))
             except (InvalidInputError, KeyError, TypeError) as exc:
                 raise CorruptionError(
-                    f"{self.path}:{number}: malformed audit line ({exc})"
+                    f"malformed audit line ({_unlocated(exc)})", source=f"{self.path}:{number}"
                 ) from None
             if out[-1].seq != number:
                 raise CorruptionError(
-                    f"{self.path}:{number}: expected seq {number}, found {out[-1].seq}"
+                    f"expected seq {number}, found {out[-1].seq}", source=f"{self.path}:{number}"
                 )
         return out
 
     def entries_after(self, seq: int) -> list[AuditEntry]:
         """The entries with a larger ``seq``, in order, reading only the end of the log."""
         out = []
-        for line in lines_from_end(self.path):
-            try:
-                entry = _entry(loads(line, source=str(self.path)), line)
-            except (InvalidInputError, KeyError, TypeError) as exc:
-                raise CorruptionError(f"{self.path}: malformed audit line ({exc})") from None
+        for at, line in lines_from_end_at(self.path):
+            entry = self._entry_at(at, line, "audit line")
             if entry.seq <= seq:
                 break
             out.append(entry)
@@ -86,13 +90,23 @@ class AuditLog:
         return out
 
     def last_seq(self) -> int:
-        line = last_line(self.path)
-        if line is None:
-            return 0
+        found = last_line_at(self.path)
+        return 0 if found is None else self._entry_at(*found, "last audit line").seq
+
+    def _entry_at(self, at: int, line: bytes, what: str) -> AuditEntry:
+        """The entry of ``line``, read from the log's end at byte ``at``. A malformed one
+        is refused naming its line of the file, counted only then (``line_number`` reads
+        the log up to it: the healthy path never reads the log whole)."""
         try:
-            return _entry(loads(line, source=str(self.path)), line).seq
+            return _entry(loads(line), line)
+        except (InvalidInputError, KeyError, TypeError):
+            pass
+        number = line_number(self.path, at)
+        where = f"{self.path}:{number}"
+        try:  # (parsed again, to locate the error in the file)
+            return _entry(loads(line, source=where, line=number), line)
         except (InvalidInputError, KeyError, TypeError) as exc:
-            raise CorruptionError(f"{self.path}: malformed last audit line ({exc})") from None
+            raise CorruptionError(f"malformed {what} ({_unlocated(exc)})", source=where) from None
 
     def tail_seq(self) -> int:
         """``last_seq`` for a reader asking whether the index is current: the last line's
@@ -129,6 +143,11 @@ class AuditLog:
 
     def __iter__(self) -> Iterator[AuditEntry]:
         return iter(self.entries())
+
+
+def _unlocated(exc: Exception) -> str:
+    """What ``exc`` says is wrong, without the place (the caller's message names it)."""
+    return exc.unlocated() if isinstance(exc, InvalidInputError) else str(exc)
 
 
 def _entry(obj: Any, line: bytes | None = None) -> AuditEntry:

@@ -94,6 +94,13 @@ def lines_from_end(path: Path) -> Iterator[bytes]:
     skipped): the cost is proportional to the bytes of the lines the caller consumes (a
     line longer than a chunk is gathered piece by piece, never re-split, in chunks that
     double while no line starts in them: a 3 MB line takes 6 reads, not 46)."""
+    for _, line in lines_from_end_at(path):
+        yield line
+
+
+def lines_from_end_at(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``lines_from_end`` with each line's byte offset in the file (``line_number`` turns
+    one into its line's number)."""
     end = tail_offset(path)
     if end == 0:
         return
@@ -111,18 +118,42 @@ def lines_from_end(path: Path) -> Iterator[bytes]:
                 continue
             step = 1 << 16
             parts = chunk.split(b"\n")
+            at = start + len(chunk) - len(parts[-1])  # where the last part starts
             line = parts[-1] + b"".join(reversed(pieces))
             if line:
-                yield line
+                yield at, line
             for line in reversed(parts[1:-1]):
+                at -= len(line) + 1
                 if line:
-                    yield line
+                    yield at, line
             pieces = [parts[0]]
         line = b"".join(reversed(pieces))  # the file's first line
         if line:
-            yield line
+            yield 0, line
 
 
 def last_line(path: Path) -> bytes | None:
     """The last complete line, reading only the end of the file."""
     return next(lines_from_end(path), None)
+
+
+def last_line_at(path: Path) -> tuple[int, bytes] | None:
+    """``last_line`` with its byte offset in the file."""
+    return next(lines_from_end_at(path), None)
+
+
+def line_number(path: Path, offset: int) -> int:
+    """The number (1-based) of the line starting at byte ``offset`` of ``path``: the
+    newlines before it are counted, reading the file up to there in bounded chunks. For an
+    error message only (a reader of the log's end refusing a damaged line): the healthy
+    path never reads the log whole."""
+    count = 0
+    with open(path, "rb") as f:
+        left = offset
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            left -= len(chunk)
+    return count + 1
