@@ -316,3 +316,34 @@ def test_what_a_vault_may_hold_in_the_root_and_index_is_not_reported(
     report = verify(v)
     assert report.ok, report.to_json()
     assert not [p for p in report.problems if p.kind.endswith("_unexpected")]
+
+
+def test_a_lock_that_is_a_directory_is_an_error(example_vault: Vault) -> None:
+    """``lock`` replaced by a directory passed verify, though every write then fails
+    (``error: …/lock: Is a directory``): it is an error now (``lock_unusable``) whose
+    message says what to do; once it is moved away a write recreates the file and verify
+    passes. A missing lock is no problem (the next writer creates it), nor a FIFO (writers
+    open and lock it as they do the file)."""
+    from .conftest import card
+
+    v = example_vault
+    lock = v.root / "lock"
+    lock.unlink()
+    assert verify(v).ok and not verify(v).problems
+    lock.mkdir()
+    with pytest.raises(OSError):  # (what the problem costs: no write can run)
+        v.add([(card("blocked", ["transform:flip_h"]), "t")])
+    report = verify(v)
+    assert not report.ok
+    assert [(p.kind, p.path, p.severity) for p in report.problems] == [
+        ("lock_unusable", str(lock), "error")
+    ]
+    assert "every write fails until it is moved away" in report.problems[0].detail
+    lock.rmdir()
+    v.add([(card("unblocked", ["transform:flip_h"]), "t")])
+    assert lock.is_file()
+    assert verify(v).ok and not verify(v).problems
+    lock.unlink()
+    os.mkfifo(lock)
+    v.add([(card("through-a-fifo", ["transform:flip_h"]), "t")])
+    assert verify(v).ok and not verify(v).problems

@@ -9,7 +9,7 @@ here). Checks, each problem reported with its file and a kind:
    again) — first, before anything else reads the cache;
 2. ``format.json``, ``config.toml`` and ``refs/mode.json`` parse and hold valid values; the
    root and ``index/`` hold nothing FORMAT.md §1 does not list (names starting with ``.``
-   are a writer's temporaries: ignored);
+   are a writer's temporaries: ignored); ``lock`` is not a directory;
 3. every object rehashed against its address (a damaged one that an interrupted pull,
    clone or write staged and nothing names, ``vault.store.staging``, is a warning);
 4. the audit log well formed, every record it names present (those of write-backs a
@@ -34,6 +34,7 @@ import multiprocessing as mp
 import os
 import random
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,6 +292,7 @@ def _settings(vault: Handle, report: VerifyReport) -> None:
         )
     _unexpected(vault.root, ROOT_ENTRIES.__contains__, "root_unexpected", report)
     _unexpected(vault.generations.root, INDEX_ENTRY.fullmatch, "index_unexpected", report)
+    _lock(vault.lock.path, report)
     fmt = vault.root / FORMAT_FILE
     try:
         if fmt.read_bytes() != format_bytes():
@@ -320,6 +322,23 @@ def _unexpected(
     for name in names:
         if not name.startswith(".") and not expected(name):
             report.add(kind, directory / name, UNEXPECTED)
+
+
+def _lock(path: Path, report: VerifyReport) -> None:
+    """A directory where the lock file belongs makes every write fail (``open`` gives
+    ``EISDIR``). Absent is fine (the next writer creates it); a link is reported as
+    ``symlink_planted``."""
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return  # (absent; an unreadable root fails the other checks)
+    if is_dir:
+        report.add(
+            "lock_unusable",
+            path,
+            "is a directory, not the empty file writers lock: every write fails until it "
+            "is moved away (nothing in it is vault data; the next write creates the file)",
+        )
 
 
 # --------------------------------------------------------------------------- 3. objects
