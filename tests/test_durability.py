@@ -364,3 +364,162 @@ def test_a_journal_temporary_left_by_a_killed_writer_is_swept(vault: Vault) -> N
     vault.add([(card("after-a-kill", ["transform:rotate_90"]), "t")])
     assert not left.exists()
     assert_sound(vault)
+
+
+# --------------------------------------------------------------------------- interrupts
+def _without_fan_outs(t: dict[str, Any]) -> dict[str, Any]:
+    """A tree without the empty fan-out directories of ``objects/`` (an interrupted write
+    may leave one it made: nothing names it, verify and readers ignore it)."""
+    fans = {k for k, v in t.items() if v[0] == "dir" and k.startswith("objects/")}
+    full = {k.rsplit("/", 1)[0] for k in t if k.count("/") == 2 and k.startswith("objects/")}
+    return {k: v for k, v in t.items() if k not in fans - full}
+
+
+def _object_writes(objects: Path, at: int, then: Any) -> Any:
+    """``os.write`` calling ``then()`` before the ``at``-th write to an object file (a
+    staged object: created exclusively under its name, empty until this write)."""
+    real, seen = os.write, [0]
+
+    def write(fd: int, data: Any) -> int:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if target.startswith(f"{objects}/") and not Path(target).name.startswith("."):
+            seen[0] += 1
+            if seen[0] == at:
+                then()
+        return real(fd, data)
+
+    return write
+
+
+def _check_clean(v: Vault, before: dict[str, Any], digests: list[str]) -> None:
+    """What an interrupted large add must leave: the vault's files as they were (no
+    journal, no ``remotes/``, no staged object, no empty object file), verify clean."""
+    from .helpers import tree
+
+    assert not staging.journal_path(v.root).exists()
+    assert not any(v.objects.path(d).exists() for d in digests)
+    assert not [p for p in v.objects.root.rglob("*") if p.is_file() and p.stat().st_size == 0]
+    assert _without_fan_outs(tree(v.root)) == before
+    report = verify(v)
+    assert report.ok and not report.problems, report.to_json()
+    assert_sound(v)
+
+
+@pytest.mark.parametrize("where", ["first object", "40th object", "last object", "syncfs"])
+def test_an_interrupt_while_staging_removes_what_it_staged(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Ctrl-C in the middle of a large ``vault add`` (a ``KeyboardInterrupt`` between the
+    exclusive creation of a staged object file and its first byte, or in the one
+    ``syncfs``) is cleaned up as an error is (FORMAT §3): it left the staging journal,
+    every object staged so far and one empty file under a content address, which verify
+    reported (``object_staged_damaged``). Now the vault's files are as they were, verify
+    reports nothing, and the retry adds every card."""
+    from vault.store import fs
+
+    from .helpers import tree
+
+    vault.add(example_cards())
+    cards = [card(f"many-{i:03d}", ["transform:rotate_90"]) for i in range(120)]
+    digests = [sha256_hex(canonical_bytes(normalize_card(c, "t"))) for c in cards]
+    before = tree(vault.root)
+
+    def interrupt(*_: Any) -> int:
+        raise KeyboardInterrupt
+
+    syncfs = fs._syncfs() or (lambda fd: 0)  # (staged as on Linux >= 5.8 wherever it runs)
+    with monkeypatch.context() as m:
+        m.setattr(fs, "_syncfs", lambda: interrupt if where == "syncfs" else syncfs)
+        at = {"first object": 1, "40th object": 40, "last object": 120}.get(where, 0)
+        m.setattr(os, "write", _object_writes(vault.objects.root, at, interrupt))
+        with pytest.raises(KeyboardInterrupt):
+            vault.add([(c, "t") for c in cards])
+    _check_clean(vault, before, digests)
+    assert len(vault.add([(c, "t") for c in cards]).added) == 120
+    assert_sound(vault)
+
+
+def test_a_sigint_during_a_large_add_leaves_the_vault_as_it_was(
+    vault: Vault, tmp_path: Path
+) -> None:
+    """The red-team case end to end: ``vault add`` of many cards in a process that receives
+    a real SIGINT while it stages them (sent by the process itself before its 50th object
+    file's first byte, so that it lands there every time): exit 130 ``error:
+    interrupted``, and nothing it staged is left (journal, objects, an empty object)."""
+    import subprocess
+    import sys
+
+    from .helpers import tree
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc (Linux)")
+    vault.add(example_cards())
+    cards = [card(f"many-{i:03d}", ["transform:rotate_90"]) for i in range(200)]
+    digests = [sha256_hex(canonical_bytes(normalize_card(c, "many.jsonl"))) for c in cards]
+    src = tmp_path / "many.jsonl"
+    src.write_text("".join(json.dumps(c) + "\n" for c in cards))
+    before = tree(vault.root)
+    child = f"""
+import os, signal, sys
+objects, real, seen = {str(vault.objects.root)!r} + "/", os.write, [0]
+def write(fd, data):
+    target = os.readlink(f"/proc/self/fd/{{fd}}")
+    if target.startswith(objects) and not os.path.basename(target).startswith("."):
+        seen[0] += 1
+        if seen[0] == 50:
+            os.kill(os.getpid(), signal.SIGINT)
+    return real(fd, data)
+os.write = write
+from vault.store import fs
+fs._syncfs = lambda real=fs._syncfs(): real or (lambda fd: 0)
+sys.argv = ["vault", "--vault", {str(vault.root)!r}, "add", {str(src)!r}]
+from vault_cli.app import main
+main()
+"""
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert (proc.returncode, proc.stderr) == (130, "error: interrupted\n")
+    _check_clean(vault, before, digests)
+
+
+def test_a_writer_removes_an_empty_object_an_interrupted_staging_left(vault: Vault) -> None:
+    """After a kill -9 (no cleanup) the journal stays with what it lists — here one staged
+    object left empty (created, killed before its first byte): verify warns, the next
+    writer's recheck removes it and the journal, and verify is clean again."""
+    vault.add(example_cards())
+    data = b'{"staged": "never written"}'
+    digest = sha256_hex(data)
+    staging.begin(vault.root, [digest])
+    empty = vault.objects.path(digest)
+    empty.parent.mkdir(exist_ok=True)
+    empty.touch(0o444)
+    assert [p.kind for p in verify(vault).problems] == ["object_staged_damaged"]
+    vault.add([(card("after-the-kill", ["transform:flip_h"]), "t")])
+    assert not empty.exists() and not staging.journal_path(vault.root).exists()
+    assert_sound(vault)
+    assert not verify(vault).problems
+
+
+def test_an_interrupted_stage_leaves_no_torn_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ObjectStore.stage`` (a pull's or a large write's objects) interrupted before or
+    in the middle of an object's bytes removes that file: never a torn or empty object
+    under a content address (it left one, empty, for the next writer's recheck)."""
+    store = ObjectStore(tmp_path / "objects")
+    blobs = [f'{{"object": {i}}}'.encode() for i in range(10)]
+    items = [(sha256_hex(b), b) for b in blobs]
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "write", _object_writes(store.root, 4, interrupt))
+    with pytest.raises(KeyboardInterrupt):
+        store.stage(items)
+    monkeypatch.undo()
+    left = sorted(p for p in store.root.rglob("*") if p.is_file())
+    assert left == sorted(store.path(d) for d, _ in items[:3])
+    assert all(store.get(d, check=True) == b for d, b in items[:3])

@@ -51,6 +51,7 @@ def _pattern(name: str) -> re.Pattern[str]:
             text = text.replace("<version>", r"[0-9]+\.[0-9]+\.[0-9]+")
             text = text.replace("NAME", r"[A-Za-z0-9_-]+").replace(r"\*", r"[^/]+")
             text = text.replace("<digest>", "[0-9a-f]{64}").replace("<kind>", r"\w+")
+            text = text.replace("<N>", "[0-9]+")
             out.append(text)
     return re.compile("/".join(out))
 
@@ -72,6 +73,7 @@ def _ops_table() -> dict[str, set[str]]:
 # a lost race is re-applied, the staging journal only while a pull or clone stages objects
 # (tests/test_remote.py); summaries only for tables of >= 131,072 rows (tests/test_topk.py).
 SOMETIMES = {
+    "index/format<N>.*",
     "remotes/NAME/rebase.jsonl",
     "remotes/staged",
     "embeddings/cache/summaries/<digest>-<kind>.summary",
@@ -121,6 +123,22 @@ def test_the_layout_block_names_every_file_and_each_name_exists(busy: Vault) -> 
     assert unnamed == []
     absent = [n for n, p in patterns.items() if not any(p.fullmatch(f) for f in files)]
     assert set(absent) == SOMETIMES
+
+
+def test_verify_expects_what_the_layout_block_names(busy: Vault) -> None:
+    """What ``vault verify`` lets the root and ``index/`` hold is the layout block's: its
+    top-level names, and the shapes of its ``index/`` names; a vault every operation wrote
+    to has no entry it reports as unexpected."""
+    from vault.ops.verify import INDEX_ENTRY, ROOT_ENTRIES, verify
+
+    names = _layout()
+    assert {n.split("/")[0] for n in names} == ROOT_ENTRIES
+    index = [n.split("/", 1)[1] for n in names if n.startswith("index/")]
+    for example in (n.replace("<N>", "2").replace("*", "CURRENT") for n in index):
+        assert INDEX_ENTRY.fullmatch(example), example
+    assert not INDEX_ENTRY.fullmatch("format2.junk")
+    unexpected = [p for p in verify(busy).problems if p.kind.endswith("_unexpected")]
+    assert unexpected == []
 
 
 def test_the_audit_op_table_is_the_code_s(busy: Vault) -> None:

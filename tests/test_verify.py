@@ -333,3 +333,86 @@ def test_reading_a_malformed_log_line_names_its_place_once(example_vault: Vault)
     assert str(log_error.value) == (
         f"{log}:2: malformed generation record (malformed JSON: Expecting value (line 2, column 1))"
     )
+
+
+@pytest.mark.parametrize(
+    ("where", "kind"),
+    [
+        ("index/junk", "index_unexpected"),
+        ("index/CURRENT.bak", "index_unexpected"),
+        ("index/format2.junk", "index_unexpected"),
+        ("index/subdir/", "index_unexpected"),
+        ("junk", "root_unexpected"),
+        ("notes/", "root_unexpected"),
+    ],
+)
+def test_a_stray_entry_in_the_root_or_index_is_an_error(
+    example_vault: Vault, where: str, kind: str
+) -> None:
+    """``echo x > v/index/junk`` passed verify, while ``objects/junk`` was an error
+    (``object_unexpected``): an entry FORMAT §1 does not list, in the root or ``index/``,
+    is now one too, named."""
+    path = example_vault.root / where.rstrip("/")
+    if where.endswith("/"):
+        path.mkdir()
+    else:
+        path.write_text("x\n")
+    report = verify(example_vault)
+    assert not report.ok
+    assert [(p.kind, p.path, p.severity) for p in report.problems] == [(kind, str(path), "error")]
+    assert "move it out" in report.problems[0].detail
+
+
+def test_what_a_vault_may_hold_in_the_root_and_index_is_not_reported(
+    example_vault: Vault,
+) -> None:
+    """The lock, a writer's temporaries (swept by the next writer), an interrupted clone's
+    ``.clone-partial`` marker, ``remotes/``, ``refs/mode.json`` and the format-N files
+    ``vault upgrade`` moved aside are part of a vault: verify reports none of them."""
+    v = example_vault
+    v.set_mode("symbolic")
+    (v.root / "remotes" / "origin").mkdir(parents=True)
+    (v.root / "remotes" / "origin" / "head").write_text("{}\n")
+    (v.root / ".clone-partial").touch()
+    (v.root / ".config.toml.k1lled00.tmp").write_text("partial")
+    (v.root / "index" / ".CURRENT.k1lled00.tmp").write_text("partial")
+    for name in ("CURRENT", "generations.jsonl"):
+        for n in (1, 2):
+            (v.root / "index" / f"format{n}.{name}").write_bytes(
+                (v.root / "index" / name).read_bytes()
+            )
+    assert (v.root / "lock").is_file()
+    report = verify(v)
+    assert report.ok, report.to_json()
+    assert not [p for p in report.problems if p.kind.endswith("_unexpected")]
+
+
+def test_a_lock_that_is_a_directory_is_an_error(example_vault: Vault) -> None:
+    """``lock`` replaced by a directory passed verify, though every write then fails
+    (``error: …/lock: Is a directory``): it is an error now (``lock_unusable``) whose
+    message says what to do; once it is moved away a write recreates the file and verify
+    passes. A missing lock is no problem (the next writer creates it), nor a FIFO (writers
+    open and lock it as they do the file)."""
+    from .conftest import card
+
+    v = example_vault
+    lock = v.root / "lock"
+    lock.unlink()
+    assert verify(v).ok and not verify(v).problems
+    lock.mkdir()
+    with pytest.raises(OSError):  # (what the problem costs: no write can run)
+        v.add([(card("blocked", ["transform:flip_h"]), "t")])
+    report = verify(v)
+    assert not report.ok
+    assert [(p.kind, p.path, p.severity) for p in report.problems] == [
+        ("lock_unusable", str(lock), "error")
+    ]
+    assert "every write fails until it is moved away" in report.problems[0].detail
+    lock.rmdir()
+    v.add([(card("unblocked", ["transform:flip_h"]), "t")])
+    assert lock.is_file()
+    assert verify(v).ok and not verify(v).problems
+    lock.unlink()
+    os.mkfifo(lock)
+    v.add([(card("through-a-fifo", ["transform:flip_h"]), "t")])
+    assert verify(v).ok and not verify(v).problems

@@ -7,7 +7,9 @@ here). Checks, each problem reported with its file and a kind:
 1. cache entries (all, or a sample) recomputed from their source, each with its own
    embedder (the current generation's, or a kept generation's: a rollback may use them
    again) — first, before anything else reads the cache;
-2. ``format.json``, ``config.toml`` and ``refs/mode.json`` parse and hold valid values;
+2. ``format.json``, ``config.toml`` and ``refs/mode.json`` parse and hold valid values; the
+   root and ``index/`` hold nothing FORMAT.md §1 does not list (names starting with ``.``
+   are a writer's temporaries: ignored); ``lock`` is not a directory;
 3. every object rehashed against its address (a damaged one that an interrupted pull,
    clone or write staged and nothing names, ``vault.store.staging``, is a warning);
 4. the audit log well formed, every record it names present (those of write-backs a
@@ -31,6 +33,8 @@ import hashlib
 import multiprocessing as mp
 import os
 import random
+import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,6 +262,27 @@ def _check_cache(ctx: _Context, report: VerifyReport) -> None:
 
 
 # --------------------------------------------------------------------------- 2. settings
+# What a vault's root and ``index/`` may hold (FORMAT.md §1; ``index/format<N>.*``: the log
+# and ``CURRENT`` ``vault upgrade`` moved aside, §3). Names starting with ``.`` are a
+# writer's temporaries or markers (``.clone-partial``): a writer sweeps them, readers ignore
+# them.
+ROOT_ENTRIES = frozenset(
+    (
+        FORMAT_FILE,
+        "config.toml",
+        "lock",
+        "objects",
+        "audit",
+        "index",
+        "refs",
+        "remotes",
+        "embeddings",
+    )
+)
+INDEX_ENTRY = re.compile(r"(?:format[0-9]+\.)?(?:CURRENT|generations\.jsonl)")
+UNEXPECTED = "not part of a vault (FORMAT.md §1): vault never reads it; move it out"
+
+
 def _settings(vault: Handle, report: VerifyReport) -> None:
     for link in vault.planted_symlinks():
         report.add(
@@ -265,6 +290,9 @@ def _settings(vault: Handle, report: VerifyReport) -> None:
             link,
             "is a symbolic link; vault never reads or writes through one (remove it)",
         )
+    _unexpected(vault.root, ROOT_ENTRIES.__contains__, "root_unexpected", report)
+    _unexpected(vault.generations.root, INDEX_ENTRY.fullmatch, "index_unexpected", report)
+    _lock(vault.lock.path, report)
     fmt = vault.root / FORMAT_FILE
     try:
         if fmt.read_bytes() != format_bytes():
@@ -279,6 +307,38 @@ def _settings(vault: Handle, report: VerifyReport) -> None:
         vault.mode_override()
     except VaultError as exc:
         report.add("mode_invalid", vault.mode_path, str(exc))
+
+
+def _unexpected(
+    directory: Path, expected: Callable[[str], object], kind: str, report: VerifyReport
+) -> None:
+    """Report each entry directly in ``directory`` that is not ``expected`` by name (an
+    error, as ``object_unexpected`` is in ``objects/``)."""
+    try:
+        with os.scandir(directory) as it:
+            names = sorted(e.name for e in it)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # (a missing index/ is reported by the generation checks)
+    for name in names:
+        if not name.startswith(".") and not expected(name):
+            report.add(kind, directory / name, UNEXPECTED)
+
+
+def _lock(path: Path, report: VerifyReport) -> None:
+    """A directory where the lock file belongs makes every write fail (``open`` gives
+    ``EISDIR``). Absent is fine (the next writer creates it); a link is reported as
+    ``symlink_planted``."""
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return  # (absent; an unreadable root fails the other checks)
+    if is_dir:
+        report.add(
+            "lock_unusable",
+            path,
+            "is a directory, not the empty file writers lock: every write fails until it "
+            "is moved away (nothing in it is vault data; the next write creates the file)",
+        )
 
 
 # --------------------------------------------------------------------------- 3. objects

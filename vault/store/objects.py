@@ -157,7 +157,8 @@ class ObjectStore:
     def stage(self, items: list[tuple[str, bytes]]) -> list[str]:
         """Write ``(sha256, bytes)`` pairs that are not here yet under their names, read-only,
         **without** fsync (a clone's objects: ``vault.store.fs.sync_staged`` makes them
-        durable at once before the clone becomes a vault). Returns the files written. A name
+        durable at once before the clone becomes a vault). Returns the files written; one
+        whose writing fails or is interrupted (Ctrl-C) is removed, never left torn. A name
         already taken goes through ``put_digested`` (compared, made durable or repaired).
         Nothing may name a staged object durably before it is made durable."""
         if self.readonly:
@@ -196,6 +197,10 @@ class ObjectStore:
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view) :]
+                except BaseException:  # (a full disk, Ctrl-C): no torn file under its name
+                    with contextlib.suppress(OSError):
+                        os.unlink(final)
+                    raise
                 finally:
                     os.close(fd)
             written.append(final)

@@ -39,7 +39,8 @@ def put_durably(objects: ObjectStore, root: Path, items: list[tuple[str, bytes]]
     durable, each written under its name without a fsync, then — those already there
     compared with their bytes — all made durable by one ``syncfs``, and the journal removed.
     A power cut meanwhile leaves them listed, and the next writer rechecks them
-    (``recover``). An error removes what was staged (nothing names it) and the journal (if
+    (``recover``). An error, or an interrupt (``KeyboardInterrupt``: Ctrl-C), removes what
+    was staged (nothing names it; an object file it was writing too) and the journal (if
     that fails too, the journal stays for the next writer). One already there that differs
     is repaired by ``put_digested``."""
     items = list(dict(items).items())
@@ -62,11 +63,13 @@ def put_durably(objects: ObjectStore, root: Path, items: list[tuple[str, bytes]]
             _finish(root, made)
         finally:
             os.close(root_fd)
-    except OSError as exc:  # (a write-back error: nothing names them)
+    except BaseException as exc:  # an error or an interrupt (Ctrl-C): nothing names them
         with contextlib.suppress(OSError):  # (else the journal stays: the next writer's)
             unlink_durably([Path(objects.file(d)) for d in fresh])
             _finish(root, made)
-        raise StorageError.of(exc, root) from None
+        if isinstance(exc, OSError):
+            raise StorageError.of(exc, root) from None
+        raise
     if damaged:
         objects.put_digested(damaged)
 
