@@ -1173,7 +1173,8 @@ def eval_cmd(
             "written back, then further new instances asked with and without it. "
             "Self-retrieval: self: concept = a task's train pairs but the last, query = the "
             "held-out pair (default for arc1, arc2); whole: concept = all train pairs, "
-            "nothing left out, query = the first test pair.",
+            "nothing left out, query = the first test pair (a task without its output is a "
+            "concept only). Tasks giving no query at all are refused (exit 1).",
         ),
     ] = None,
     tasks: Annotated[

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.config import Config
+from vault.errors import InvalidInputError
 from vault.eval.datasets import Dataset, EvalQuery
 from vault.eval.metrics import (
     BootstrapResult,
@@ -237,6 +238,10 @@ def run(
     for m in modes:
         if m not in MODES:
             raise ValueError(f"unknown mode {m!r} (known: {', '.join(MODES)})")
+    if not any(q.relevant for q in dataset.queries):  # (the data sets refuse it already)
+        raise InvalidInputError(
+            "no query with a relevant concept: nothing to measure", source=dataset.name
+        )
     start = time.perf_counter()
     base = cfg or Config()
     rounds = 2 if dataset.evidence else 1
