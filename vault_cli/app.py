@@ -1195,7 +1195,8 @@ def eval_cmd(
         typer.Option(
             "--out",
             metavar="DIR",
-            help="Write REPORT.md, results.json and recall_at_k.png (plot extra) here.",
+            help="Write REPORT.md, results.json and recall_at_k.png (plot extra) here "
+            "(made if missing; not inside a vault).",
         ),
     ] = None,
     modes: Annotated[
@@ -1293,6 +1294,8 @@ def eval_cmd(
     unknown = [m for m in chosen if m not in study.MODES]
     if unknown:
         raise UsageError(f"unknown mode {unknown[0]!r} (known: {', '.join(study.MODES)})")
+    if out is not None:
+        core.output_folder(out, vault_path(vault_dir), "--out")
     cfg = load_config(config_file) if config_file is not None else Config()
     weights = _eval_weights(embedder, vault_dir)
     with render.phases(enabled=not json_out) as ph:
