@@ -66,6 +66,7 @@ def files(tmp_path: Path) -> dict[str, str]:
         "BADLINES": put("bad.jsonl", '[[1]]\n[[2]]\n{"grid": [[1]], "x": NaN}\n'),
         "NOTJSON": put("not.json", "{"),
         "BADTASK": put("t.json", json.dumps({"train": [{"input": [[1]]}]})),
+        "ONEPAIR": put("one.json", json.dumps({"train": [{"input": [[1]], "output": [[2]]}]})),
         "MISSING": str(tmp_path / "missing.json"),
         "FILE": put("plain.txt", "x"),
         # recognisably one kind of record, given where another is read
@@ -176,6 +177,11 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["rollback", "--to", "99"], 1, ["unknown generation 99"]),
     (["arc", "import", "BADTASK"], 1, ["t.json"]),
     (["arc", "import", "MISSING"], 1, ["missing.json"]),
+    (
+        ["arc", "import", "ONEPAIR", "--holdout-last"],
+        1,
+        ["one.json: field 'train': one train pair", "--holdout-last"],
+    ),
     (["embedder", "use", "fitted"], 1, ["no fitted embedder yet"]),
     (["embedder", "use", "abcdef"], 1, ["weights 'abcdef': no fit recorded"]),
     (["embedder", "fit", "--tasks", "MISSING"], 1, ["not a directory"]),

@@ -192,6 +192,26 @@ def test_tasks_that_give_no_query_are_refused_by_name(
     assert lacks in result.stderr and "internal error" not in result.stderr
 
 
+def test_a_one_pair_task_is_a_whole_concept_under_a_holdout_protocol(tmp_path: Path) -> None:
+    """``vault arc import --holdout-last`` refuses a task of one train pair; the study keeps
+    such a task whole, a concept no query is about."""
+    (tmp_path / "one.json").write_text(
+        json.dumps({"train": [{"input": [[1]], "output": [[2]]}], "test": [{"input": [[1]]}]})
+    )
+    (tmp_path / "two.json").write_text(
+        json.dumps(
+            {
+                "train": [{"input": [[1, 0]], "output": [[0, 1]]}] * 2,
+                "test": [{"input": [[3, 0]]}],
+            }
+        )
+    )
+    ds = datasets.from_folder(tmp_path, protocol="self")
+    assert ds.holdout_last and [q.qid for q in ds.queries] == ["two"]
+    result = study.run(ds, modes=("symbolic",))
+    assert result.summaries["symbolic"].n_queries == 1
+
+
 def test_the_study_refuses_a_data_set_without_a_query(tmp_path: Path) -> None:
     import dataclasses
 

