@@ -609,6 +609,26 @@ def test_retrieve_example_query_and_task(example_vault: Vault) -> None:
         assert out["results"][0]["id"] == "rotate-90"
 
 
+def test_list_with_several_keys_lists_the_concepts_holding_every_one(
+    example_vault: Vault,
+) -> None:
+    """A repeated --key is an AND (it kept only the last one): each key alone, then both."""
+    root = example_vault.root
+    palette, r90 = "invariant:palette_preserved", "transform:rotate_90"
+
+    def ids(*keys: str) -> list[str]:
+        args = [a for k in keys for a in ("--key", k)]
+        return [c["id"] for c in run_json(root, "list", *args)]
+
+    with_palette, with_r90 = ids(palette), ids(r90)
+    assert len(with_palette) > 1 and with_r90 == ["rotate-90"]
+    assert ids(palette, r90) == ids(r90, palette) == ["rotate-90"]
+    assert ids("transform:rotate_270") == ["rotate-270"] and ids(r90, "transform:rotate_270") == []
+    assert [c.id for c in example_vault.concepts(key=[palette, r90])] == ["rotate-90"]
+    bad = run(root, "list", "--key", r90, "--key", "transform:rotate90", code=2)
+    assert "did you mean transform:rotate_90" in bad.stderr
+
+
 def test_retrieve_human_table(ranked: tuple[Path, str]) -> None:
     root, grid = ranked
     result = run(root, "retrieve", "--mode", "symbolic", "--repr", grid)

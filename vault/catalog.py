@@ -16,7 +16,7 @@ result gives the same bytes. ``since`` keeps only the records of audit entries a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,15 +102,16 @@ def concepts(
     *,
     all_versions: bool = False,
     status: str | None = None,
-    key: str | None = None,
+    key: str | Sequence[str] | None = None,
     domain: str | None = None,
     has_evidence: bool | None = None,
 ) -> Iterator[Concept]:
     """The concept versions of ``snap`` in (id, version) order: the newest version of each id
-    unless ``all_versions``; filtered by ``status``, a ``key`` the concept holds, ``domain``
-    and whether it has evidence (``has_evidence``)."""
+    unless ``all_versions``; filtered by ``status``, a ``key`` the concept holds (several:
+    it holds every one), ``domain`` and whether it has evidence (``has_evidence``)."""
     if status is not None and status not in STATUSES:
         raise UsageError(f"invalid status {status!r} (expected {' | '.join(STATUSES)})")
+    wanted = (key,) if isinstance(key, str) else tuple(key or ())
     names = list(snap.refs())  # the table's order: id, then semantic version (FORMAT §7.5)
     if not all_versions:
         newest: dict[str, str] = {}
@@ -123,7 +124,7 @@ def concepts(
             continue
         if status is not None and entry["status"] != status:
             continue
-        if key is not None and key not in entry["keys"]:
+        if any(k not in entry["keys"] for k in wanted):
             continue
         if domain is not None and entry["domain"] != domain:
             continue

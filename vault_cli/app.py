@@ -796,6 +796,14 @@ def show(
 
 
 # --------------------------------------------------------------------------- list / export / import
+def _checked_keys(values: list[str] | None) -> list[str] | None:
+    """``--key`` (repeatable): each of a card's key form (a usage error otherwise)."""
+    check = checked("concept", "signature.keys[]")
+    for value in values or ():
+        check(value)
+    return values
+
+
 @app.command(
     "list",
     epilog=example(
@@ -809,14 +817,16 @@ def list_cmd(
         bool, typer.Option("--all-versions", help="Every version (default: the newest of each id).")
     ] = False,
     status: Annotated[Status | None, typer.Option(help="Only concepts with this status.")] = None,
-    key: Annotated[
-        str | None,
+    keys: Annotated[
+        list[str] | None,
         typer.Option(
+            "--key",
             metavar="KEY",
             help="Only concepts holding this key: family:name, family one of domain, "
             "transform, invariant, feature, and a lower-case name (a card's key form); a "
-            "transform: or invariant: name must be known or declared in config.toml.",
-            callback=checked("concept", "signature.keys[]"),
+            "transform: or invariant: name must be known or declared in config.toml. "
+            "Repeat it for concepts holding every key given.",
+            callback=_checked_keys,
         ),
     ] = None,
     domain: Annotated[
@@ -843,7 +853,7 @@ def list_cmd(
     (id, version) order; the newest version of each id unless --all-versions. A --key or
     --domain of the wrong form, or a --key naming an unknown transform or invariant, is a
     usage error (exit 2); a well-formed one no concept holds lists nothing. Also `vault
-    ls`."""
+    ls`. Several --key list the concepts holding all of them."""
     from vault.catalog import concepts
     from vault.errors import InvalidInputError, UsageError
     from vault.records.keys import canonical_key
@@ -852,7 +862,7 @@ def list_cmd(
         raise UsageError("give one of --json, --jsonl")
     vault = open_vault(vault_dir)
     try:  # (the form is checked already; the names the vault declares count as known)
-        wanted = canonical_key(key, "--key", declared=vault.declared()) if key else None
+        wanted = [canonical_key(k, "--key", declared=vault.declared()) for k in keys or ()]
     except InvalidInputError as exc:  # an option's value: a usage error (exit 2)
         raise UsageError(f"invalid value for '--key': {exc.detail}") from None
     snap = vault.snapshot()
