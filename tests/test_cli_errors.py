@@ -150,7 +150,6 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["remote", "add", "origin", "http://example.com/v"], 2, ["remote URL", "s3://"]),
     (["remote", "add", "bad/name", "file:///tmp/r"], 2, ["remote name 'bad/name'"]),
     (["remote", "list", "extra"], 2, ["unexpected extra argument"]),
-    (["push", "--json"], 2, ["this vault has no remote", "vault remote add"]),
     (["clone", "http://example.com/v", "MISSING"], 2, ["cannot clone into", "remote URL"]),
     (["list", "--status", "retired"], 2, ["'--status'", "'retired'"]),
     (["ls", "--key", "transform:rotate90"], 2, ["--key", "did you mean transform:rotate_90"]),
@@ -187,6 +186,9 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["embedder", "fit", "--tasks", "MISSING"], 1, ["not a directory"]),
     (["remote", "remove", "ghost"], 1, ["no remote named 'ghost'"]),
     (["pull", "ghost"], 1, ["no remote named 'ghost'"]),
+    # no remote to mean: found by reading the vault's config.toml, so 1 (was 2)
+    (["push", "--json"], 1, ["this vault has no remote", "vault remote add"]),
+    (["pull", "--json"], 1, ["this vault has no remote", "vault remote add"]),
     (["import", "NOTJSON"], 1, ["malformed JSON"]),
     # a file of another kind of record: said as such, not as a field the other kind lacks
     (["repr", "QUERY"], 1, ["q.json: field 'kind': expected a grid or an ARC task, got a query"]),
