@@ -122,6 +122,8 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["retrieve", "--like", "c", "--mode", "soft"], 2, ["--like", "--mode"]),
     (["retrieve", "--like", "a/b"], 2, ["'--like'", "expected an id"]),
     (["retrieve", "--like", "c@1.0"], 2, ["'--like'", "semantic version"]),
+    (["retrieve", "--like", "c@"], 2, ["'--like'", "semantic version", 'got ""']),
+    (["retrieve", "--like", "c@@1.0.0"], 2, ["'--like'", "semantic version"]),
     (["index", "build", "--bogus"], 2, ["no such option: --bogus"]),
     (["index", "status", "extra"], 2, ["unexpected extra argument"]),
     (["index", "bogus"], 2, ["no such command 'bogus'"]),

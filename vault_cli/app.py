@@ -347,9 +347,9 @@ def embed(
 def _concept_ref(value: str | None) -> str | None:
     """``--like ID[@VERSION]``: both parts well formed (a usage error otherwise)."""
     if value is not None:
-        concept, _, version = value.partition("@")
+        concept, at, version = value.partition("@")
         checked("concept", "id")(concept)
-        if version:
+        if at:  # (an empty version after '@' too: a semantic version is expected)
             checked("concept", "version")(version)
     return value
 
