@@ -461,7 +461,8 @@ def read_folder(folder: str | Path) -> list[TaskItem]:
     """The ARC-format task files (``*.json``) of ``folder``, by name."""
     root = Path(folder)
     if not root.is_dir():
-        raise InvalidInputError("not a directory", source=str(root))
+        why = "not a directory" if root.exists() else "no such directory"
+        raise InvalidInputError(why, source=str(root))
     files = sorted(str(p) for p in root.glob("*.json"))
     if not files:
         raise InvalidInputError("no *.json task files", source=str(root))
