@@ -1228,7 +1228,8 @@ def eval_cmd(
         str | None,
         typer.Option(
             metavar="M,M,...",
-            help="Subset of none, symbolic, hybrid-tiebreak, hybrid-weighted, soft.",
+            help="Subset of none, symbolic, hybrid-tiebreak, hybrid-weighted, soft, each at "
+            "most once (default: all).",
         ),
     ] = None,
     seed: Annotated[
@@ -1315,10 +1316,16 @@ def eval_cmd(
             "--tasks needs --labels for the cross protocol (the default) and takes none "
             "with --protocol self|whole"
         )
-    chosen = tuple(m.strip() for m in modes.split(",")) if modes else tuple(study.MODES)
+    chosen = tuple(m.strip() for m in modes.split(",")) if modes is not None else tuple(study.MODES)
+    known = ", ".join(study.MODES)
+    if "" in chosen:
+        raise UsageError(f"--modes {modes!r}: an empty mode (give one or more of {known})")
     unknown = [m for m in chosen if m not in study.MODES]
     if unknown:
-        raise UsageError(f"unknown mode {unknown[0]!r} (known: {', '.join(study.MODES)})")
+        raise UsageError(f"unknown mode {unknown[0]!r} (known: {known})")
+    twice = next((m for i, m in enumerate(chosen) if m in chosen[:i]), None)
+    if twice is not None:
+        raise UsageError(f"--modes {modes!r}: mode {twice!r} given twice")
     if out is not None:
         core.output_folder(out, vault_path(vault_dir), "--out")
     cfg = load_config(config_file) if config_file is not None else Config()
