@@ -687,6 +687,18 @@ def test_embed_stdin_and_task(vault: Vault) -> None:
     assert [o["kind"] for o in outs] == ["query", "repr"]
 
 
+def test_an_empty_list_is_no_records_to_add_or_import(vault: Vault, tmp_path: Path) -> None:
+    """``[]`` is a list of no records for add and import (nothing written, exit 0); embed
+    refuses it as an empty grid (tests/test_cli_errors.py)."""
+    before = snapshot(vault.root)
+    empty = write(tmp_path / "empty.json", [])
+    assert "nothing to write" in run(vault.root, "add", empty).stderr
+    assert "nothing to write" in run(vault.root, "import", "-", input="[]").stderr
+    assert snapshot(vault.root) == before
+    bad = run(vault.root, "embed", "-", input="[]", code=1)
+    assert bad.stdout == "" and "expected a non-empty list of rows" in bad.stderr
+
+
 def test_embed_single_grid_file(vault: Vault) -> None:
     result = runner.invoke(
         app, ["--vault", str(vault.root), "embed", str(EXAMPLES / "grids" / "ring.json")]

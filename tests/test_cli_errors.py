@@ -67,6 +67,7 @@ def files(tmp_path: Path) -> dict[str, str]:
         "NOTJSON": put("not.json", "{"),
         "BADTASK": put("t.json", json.dumps({"train": [{"input": [[1]]}]})),
         "ONEPAIR": put("one.json", json.dumps({"train": [{"input": [[1]], "output": [[2]]}]})),
+        "EMPTYLIST": put("empty.json", "[]"),
         "MISSING": str(tmp_path / "missing.json"),
         "FILE": put("plain.txt", "x"),
         # recognisably one kind of record, given where another is read
@@ -173,6 +174,9 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["set-status", "ghost", "1.0.0", "deprecated"], 1, ["unknown concept version ghost@1.0.0"]),
     (["repr", "MISSING"], 1, ["no such file"]),
     (["embed", "BADLINES"], 1, ["bad.jsonl:3:", "NaN is not allowed"]),
+    # a top-level [] is an empty grid to embed, as to repr (add and import: no records)
+    (["embed", "EMPTYLIST"], 1, ["empty.json: field 'grid': expected a non-empty list of rows"]),
+    (["repr", "EMPTYLIST"], 1, ["empty.json: field 'grid': expected a non-empty list of rows"]),
     (["retrieve", "--like", "ghost"], 1, ["unknown concept 'ghost'"]),
     (["retrieve", "--like", "c@9.0.0"], 1, ["unknown concept version c@9.0.0"]),
     (["retrieve", "--repr", "MISSING"], 1, ["no such file"]),

@@ -302,7 +302,9 @@ def embed(
     file: Annotated[
         str,
         typer.Argument(
-            metavar="FILE", help="JSON lines of reprs, grids, queries or tasks; - for stdin."
+            metavar="FILE",
+            help="JSON lines of reprs, grids, queries or tasks (or a JSON list of them; [] is "
+            "an empty grid, refused); - for stdin.",
         ),
     ],
     scheduler: Annotated[
@@ -324,7 +326,7 @@ def embed(
         raise UsageError("--workers applies to --scheduler (a local Dask cluster)")
     vault = open_vault(vault_dir)
     out = render.json_lines()
-    parsed = parse_records(vault, read_records(file))
+    parsed = parse_records(vault, read_records(file, empty_list=False))  # ([]: an empty grid)
     snap = vault.snapshot()
     if scheduler is not None:  # partitions on a Dask cluster (vault/distributed.py)
         from vault.distributed import embed as on_cluster
