@@ -226,6 +226,26 @@ def test_add_human_output_goes_to_stderr(vault: Vault, tmp_path: Path) -> None:
     assert "x@1.0.0" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("newest", "advice"),
+    [("7.999999999.3", "; add it as 8.0.0 instead"), ("999999999.999999999.999999999", "")],
+)
+def test_a_fork_past_the_largest_minor_version_says_so(
+    vault: Vault, tmp_path: Path, newest: str, advice: str
+) -> None:
+    """--fork when the newest minor version is 999999999: the error names the concept and
+    its newest version, not a version the user never wrote ("999999999.1000000000.0")."""
+    run(vault.root, "add", write(tmp_path / "c.json", card("c", [SQ], version=newest)))
+    before = snapshot(vault.root)
+    changed = write(tmp_path / "fork.json", card("c", [SO], version=newest))
+    err = run(vault.root, "add", "--fork", changed, code=1).stderr
+    assert err == (
+        f"error: {changed}: cannot fork 'c': the next minor version after its newest, "
+        f"{newest}, would exceed 999999999 (the largest a version part may be){advice}\n"
+    )
+    assert "1000000000" not in err and snapshot(vault.root) == before
+
+
 def test_objects_are_content_addressed(vault: Vault) -> None:
     result = run(vault.root, "add", str(EXAMPLES / "cards.jsonl"))
     run(vault.root, "evidence", "add", str(EXAMPLES / "evidence.jsonl"))

@@ -160,7 +160,7 @@ def add(
         typer.Option(
             "--fork",
             help="Store each card as the next minor version (a card the newest version "
-            "already holds is left as is).",
+            "already holds is left as is; past minor 999999999 it is refused).",
         ),
     ] = False,
     json_out: JsonOpt = False,
