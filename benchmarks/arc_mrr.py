@@ -34,7 +34,7 @@ def main() -> None:
     shutil.rmtree(root, ignore_errors=True)
     vault = Vault.init(root)
     t0 = time.perf_counter()
-    import_tasks(vault, tasks, holdout_last=True)
+    import_tasks(vault, tasks, holdout_last=True, keep_single=True)  # (as the eval study)
     print(f"imported {len(tasks)} tasks in {time.perf_counter() - t0:.1f} s")
     queries = []
     for task_id, task, source in tasks:

@@ -86,7 +86,7 @@ def run_queries(
         vault = Vault.init(Path(tmp) / "v", clock=fixed_clock(0), embedder="builtin")
         if weights is not None:
             set_embedder(vault, vault.objects.put(weights.to_bytes()))
-        import_tasks(vault, ds.tasks, holdout_last=ds.holdout_last)
+        import_tasks(vault, ds.tasks, holdout_last=ds.holdout_last, keep_single=True)
         snap = vault.snapshot()
         if snap.drift:
             raise RuntimeError("embedder drift inside the study")

@@ -226,6 +226,26 @@ def test_add_human_output_goes_to_stderr(vault: Vault, tmp_path: Path) -> None:
     assert "x@1.0.0" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("newest", "advice"),
+    [("7.999999999.3", "; add it as 8.0.0 instead"), ("999999999.999999999.999999999", "")],
+)
+def test_a_fork_past_the_largest_minor_version_says_so(
+    vault: Vault, tmp_path: Path, newest: str, advice: str
+) -> None:
+    """--fork when the newest minor version is 999999999: the error names the concept and
+    its newest version, not a version the user never wrote ("999999999.1000000000.0")."""
+    run(vault.root, "add", write(tmp_path / "c.json", card("c", [SQ], version=newest)))
+    before = snapshot(vault.root)
+    changed = write(tmp_path / "fork.json", card("c", [SO], version=newest))
+    err = run(vault.root, "add", "--fork", changed, code=1).stderr
+    assert err == (
+        f"error: {changed}: cannot fork 'c': the next minor version after its newest, "
+        f"{newest}, would exceed 999999999 (the largest a version part may be){advice}\n"
+    )
+    assert "1000000000" not in err and snapshot(vault.root) == before
+
+
 def test_objects_are_content_addressed(vault: Vault) -> None:
     result = run(vault.root, "add", str(EXAMPLES / "cards.jsonl"))
     run(vault.root, "evidence", "add", str(EXAMPLES / "evidence.jsonl"))
@@ -609,6 +629,26 @@ def test_retrieve_example_query_and_task(example_vault: Vault) -> None:
         assert out["results"][0]["id"] == "rotate-90"
 
 
+def test_list_with_several_keys_lists_the_concepts_holding_every_one(
+    example_vault: Vault,
+) -> None:
+    """A repeated --key is an AND (it kept only the last one): each key alone, then both."""
+    root = example_vault.root
+    palette, r90 = "invariant:palette_preserved", "transform:rotate_90"
+
+    def ids(*keys: str) -> list[str]:
+        args = [a for k in keys for a in ("--key", k)]
+        return [c["id"] for c in run_json(root, "list", *args)]
+
+    with_palette, with_r90 = ids(palette), ids(r90)
+    assert len(with_palette) > 1 and with_r90 == ["rotate-90"]
+    assert ids(palette, r90) == ids(r90, palette) == ["rotate-90"]
+    assert ids("transform:rotate_270") == ["rotate-270"] and ids(r90, "transform:rotate_270") == []
+    assert [c.id for c in example_vault.concepts(key=[palette, r90])] == ["rotate-90"]
+    bad = run(root, "list", "--key", r90, "--key", "transform:rotate90", code=2)
+    assert "did you mean transform:rotate_90" in bad.stderr
+
+
 def test_retrieve_human_table(ranked: tuple[Path, str]) -> None:
     root, grid = ranked
     result = run(root, "retrieve", "--mode", "symbolic", "--repr", grid)
@@ -665,6 +705,18 @@ def test_embed_stdin_and_task(vault: Vault) -> None:
     result = run(vault.root, "embed", "-", input=json.dumps(task) + "\n" + json.dumps(DOT) + "\n")
     outs = [json.loads(line) for line in result.stdout.splitlines()]
     assert [o["kind"] for o in outs] == ["query", "repr"]
+
+
+def test_an_empty_list_is_no_records_to_add_or_import(vault: Vault, tmp_path: Path) -> None:
+    """``[]`` is a list of no records for add and import (nothing written, exit 0); embed
+    refuses it as an empty grid (tests/test_cli_errors.py)."""
+    before = snapshot(vault.root)
+    empty = write(tmp_path / "empty.json", [])
+    assert "nothing to write" in run(vault.root, "add", empty).stderr
+    assert "nothing to write" in run(vault.root, "import", "-", input="[]").stderr
+    assert snapshot(vault.root) == before
+    bad = run(vault.root, "embed", "-", input="[]", code=1)
+    assert bad.stdout == "" and "expected a non-empty list of rows" in bad.stderr
 
 
 def test_embed_single_grid_file(vault: Vault) -> None:

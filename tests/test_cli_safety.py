@@ -201,6 +201,35 @@ def test_an_output_in_the_vault_a_folder_or_a_missing_folder_is_refused(
     assert tree(tmp_path / "folder") == outside
 
 
+def test_an_eval_out_folder_in_a_vault_or_a_file_is_refused(vault: Vault, tmp_path: Path) -> None:
+    """``eval --out DIR`` writes three files into DIR: never into a vault's folder (the
+    --vault one, any other vault, or a vault's root itself: ``vault verify`` then finds
+    unexpected objects) nor over a file; a usage error (exit 2) naming the option, told
+    before any work, and nothing changes."""
+    root = vault.root
+    other = Vault.init(tmp_path / "other").root
+    (tmp_path / "link").symlink_to(root / "objects")
+    (tmp_path / "file").write_text("x")
+    cases = {
+        str(root): "inside the vault",
+        str(root / "objects"): "inside the vault",
+        str(root / "new" / "deeper"): "inside the vault",
+        str(tmp_path / "link"): "inside the vault",
+        str(other): "inside the vault",
+        str(other / "audit"): "inside the vault",
+        str(tmp_path / "file"): "is a file; give a folder",
+    }
+    args = ["eval", "--dataset", "synthetic", "--families", "flip_h", "--out"]
+    for path, why in cases.items():
+        before, others = tree(root), tree(other)
+        result = run(root, *args, path, code=2)
+        assert f"--out {path}: {why}" in result.stderr, result.output
+        assert tree(root) == before and tree(other) == others, path
+    assert run(root, "verify").exit_code == 0
+    run(root, *args, str(tmp_path / "report"), "--tasks-per-family", "2", "--json")
+    assert (tmp_path / "report" / "results.json").is_file()
+
+
 @pytest.mark.parametrize(("args", "option"), WRITERS)
 def test_an_output_through_a_link_or_into_a_fifo_keeps_what_is_there(
     example_vault: Vault, tmp_path: Path, args: list[str], option: str

@@ -165,6 +165,73 @@ def test_whole_protocol_skips_tasks_without_a_test_output(tmp_path: Path) -> Non
     assert all(s.mrr == 1.0 for s in result.summaries.values())
 
 
+@pytest.mark.parametrize(
+    ("protocol", "lacks"),
+    [
+        ("whole", "no task's first test pair has an output"),
+        ("self", "no task has two or more train pairs"),
+        ("d4", "no task has two or more train pairs"),
+    ],
+)
+def test_tasks_that_give_no_query_are_refused_by_name(
+    tmp_path: Path, protocol: str, lacks: str
+) -> None:
+    """A folder whose tasks give the protocol nothing to ask (the whole protocol on tasks
+    whose test pairs have no output, as examples/tasks) is a bad input (exit 1) naming the
+    folder and what the tasks lack, not an internal error from the metrics."""
+    (tmp_path / "a.json").write_text(
+        json.dumps({"train": [{"input": [[1]], "output": [[2]]}], "test": [{"input": [[1]]}]})
+    )
+    with pytest.raises(InvalidInputError, match=lacks) as caught:
+        datasets.from_folder(tmp_path, protocol=protocol)
+    assert str(caught.value).startswith(f"{tmp_path}: 1 tasks: no query to ask")
+    result = CliRunner().invoke(
+        app, ["eval", "--tasks", str(tmp_path), "--protocol", protocol, "--json"]
+    )
+    assert result.exit_code == 1 and result.stdout == "", result.output
+    assert lacks in result.stderr and "internal error" not in result.stderr
+
+
+def test_a_one_pair_task_is_a_whole_concept_under_a_holdout_protocol(tmp_path: Path) -> None:
+    """``vault arc import --holdout-last`` refuses a task of one train pair; the study keeps
+    such a task whole, a concept no query is about."""
+    (tmp_path / "one.json").write_text(
+        json.dumps({"train": [{"input": [[1]], "output": [[2]]}], "test": [{"input": [[1]]}]})
+    )
+    (tmp_path / "two.json").write_text(
+        json.dumps(
+            {
+                "train": [{"input": [[1, 0]], "output": [[0, 1]]}] * 2,
+                "test": [{"input": [[3, 0]]}],
+            }
+        )
+    )
+    ds = datasets.from_folder(tmp_path, protocol="self")
+    assert ds.holdout_last and [q.qid for q in ds.queries] == ["two"]
+    result = study.run(ds, modes=("symbolic",))
+    assert result.summaries["symbolic"].n_queries == 1
+
+
+def test_the_study_refuses_a_data_set_without_a_query(tmp_path: Path) -> None:
+    import dataclasses
+
+    ds = dataclasses.replace(
+        datasets.synthetic(tasks_per_family=2, families=["flip_h"]), queries=[]
+    )
+    with pytest.raises(InvalidInputError, match="no query with a relevant concept"):
+        study.run(ds, modes=("symbolic",))
+
+
+def test_the_example_tasks_under_the_whole_protocol_are_refused(tmp_path: Path) -> None:
+    examples = Path(__file__).parent.parent / "examples" / "tasks"
+    result = CliRunner().invoke(
+        app, ["eval", "--tasks", str(examples), "--protocol", "whole", "--json"]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: {examples}: 3 tasks: no query to ask: ")
+    assert "internal error" not in result.stderr
+
+
 def test_protocols_that_do_not_fit_are_usage_errors(tmp_path: Path) -> None:
     tasks, labels = _folder(tmp_path)
     with pytest.raises(UsageError, match="needs families"):

@@ -435,7 +435,13 @@ def test_the_remote_commands(tmp_path: Path) -> None:
     nothing = run("clone", (tmp_path / "nowhere").as_uri(), str(tmp_path / "c"))
     assert nothing.exit_code == 1 and not (tmp_path / "nowhere").exists()
     assert run("--vault", a, "remote", "remove", "origin").exit_code == 0
-    assert run("--vault", a, "push").exit_code == 2  # no remote any more
+    assert run("--vault", a, "push").exit_code == 1  # no remote any more (read: not usage)
+    for name in ("origin", "other"):
+        assert run("--vault", a, "remote", "add", name, url).exit_code == 0
+    assert run("--vault", a, "remote", "remove", "origin").exit_code == 0
+    assert run("--vault", a, "remote", "add", "second", url).exit_code == 0
+    several = run("--vault", a, "pull")
+    assert several.exit_code == 1 and "several remotes (other, second): name one" in several.stderr
 
 
 def test_a_resumed_clone_checks_what_it_staged_before(tmp_path: Path, monkeypatch: Any) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vault.errors import MissingExtraError, UsageError
+from vault.errors import InvalidInputError, MissingExtraError, UsageError
 from vault.grid.pairs import analyze_pair
 from vault.input import read_json
 from vault.records.keys import matchable, task_keys
@@ -32,10 +32,24 @@ def concept_id(task_id: str) -> str:
 
 
 def task_records(
-    task_id: str, task: Any, source: str, *, holdout_last: bool = False
+    task_id: str,
+    task: Any,
+    source: str,
+    *,
+    holdout_last: bool = False,
+    keep_single: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(card, evidence, reprs) for one task; ``holdout_last`` leaves the last train pair out."""
+    """(card, evidence, reprs) for one task; ``holdout_last`` leaves the last train pair out.
+    A task of one train pair has none to leave: refused (``InvalidInputError`` naming
+    ``source``), unless ``keep_single`` (the eval study: such a task is a concept whole,
+    a distractor no query is about)."""
     pairs, _ = parse_task(task, source)
+    if holdout_last and len(pairs) < 2 and not keep_single:
+        raise InvalidInputError(
+            "one train pair: holding the last one out (--holdout-last) would leave none",
+            source=source,
+            field="train",
+        )
     if holdout_last and len(pairs) > 1:
         pairs = pairs[:-1]
     facts = [analyze_pair(p.input, p.output) for p in pairs]

@@ -16,7 +16,7 @@ result gives the same bytes. ``since`` keeps only the records of audit entries a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,24 +104,25 @@ def concepts(
     *,
     all_versions: bool = False,
     status: str | None = None,
-    key: str | None = None,
+    key: str | Sequence[str] | None = None,
     domain: str | None = None,
     has_evidence: bool | None = None,
     declared: Declared = NONE_DECLARED,
 ) -> Iterator[Concept]:
     """The concept versions of ``snap`` in (id, version) order: the newest version of each id
-    unless ``all_versions``; filtered by ``status``, a ``key`` the concept holds, ``domain``
-    and whether it has evidence (``has_evidence``). A ``key`` is checked as a card's is
-    (``key_filter``; ``declared``: the names config.toml adds): ``UsageError`` when it is not
-    one, before anything is listed."""
+    unless ``all_versions``; filtered by ``status``, a ``key`` the concept holds (several:
+    it holds every one), ``domain`` and whether it has evidence (``has_evidence``). Each
+    key is checked as a card's is (``key_filter``; ``declared``: the names config.toml
+    adds): ``UsageError`` when one is not, before anything is listed."""
     if status is not None and status not in STATUSES:
         raise UsageError(f"invalid status {status!r} (expected {' | '.join(STATUSES)})")
-    if key is not None:
+    wanted = []
+    for one in (key,) if isinstance(key, str) else tuple(key or ()):
         try:
-            key = key_filter(key, declared)
+            wanted.append(key_filter(one, declared))
         except InvalidInputError as exc:
             raise UsageError(f"invalid value for key: {exc.detail}") from None
-    return _concepts(snap, records, all_versions, status, key, domain, has_evidence)
+    return _concepts(snap, records, all_versions, status, tuple(wanted), domain, has_evidence)
 
 
 def key_filter(key: str, declared: Declared = NONE_DECLARED) -> str:
@@ -138,7 +139,7 @@ def _concepts(
     records: Records | None,
     all_versions: bool,
     status: str | None,
-    key: str | None,
+    wanted: tuple[str, ...],
     domain: str | None,
     has_evidence: bool | None,
 ) -> Iterator[Concept]:
@@ -154,7 +155,7 @@ def _concepts(
             continue
         if status is not None and entry["status"] != status:
             continue
-        if key is not None and key not in entry["keys"]:
+        if any(k not in entry["keys"] for k in wanted):
             continue
         if domain is not None and entry["domain"] != domain:
             continue

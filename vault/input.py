@@ -272,9 +272,11 @@ def _is_grid(doc: list[Any]) -> bool:
     )
 
 
-def read_records(path: str) -> list[Located]:
+def read_records(path: str, *, empty_list: bool = True) -> list[Located]:
     """Records from one JSON document (an object, or a list of objects) or from JSON lines,
-    all read (and parsed) before the caller writes anything."""
+    all read (and parsed) before the caller writes anything. A top-level ``[]`` is no
+    records (``add``, ``import``: nothing to write), or with ``empty_list=False`` (``embed``,
+    which reads grids too) an empty grid, refused as ``vault repr`` refuses it."""
     text, source = read_text(path)
     if not text.strip():
         raise InvalidInputError("empty input, expected JSON", source=source)
@@ -289,6 +291,8 @@ def read_records(path: str) -> list[Located]:
         except (ValueError, RecursionError):
             raise whole from None
         return list(json_lines(text.splitlines(), source))
+    if doc == [] and not empty_list:
+        raise InvalidInputError("expected a non-empty list of rows", source=source, field="grid")
     if isinstance(doc, list) and not _is_grid(doc):
         return [(value, f"{source}[{i}]") for i, value in enumerate(doc)]
     return [(doc, source)]

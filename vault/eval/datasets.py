@@ -42,6 +42,10 @@ and self-retrieval, labelled as such:
   the hybrid shortlist; its query is the first test pair (input and output, in no concept)
   with the test input as the repr; relevant = the task's own concept. Tasks whose first
   test has no output are concepts, not queries.
+
+Tasks that give a protocol no query at all (``whole``: no first test pair with an output;
+``self`` and the changes: no task with two train pairs; ``cross``: no group of two) are
+refused as a bad input (``InvalidInputError``, naming the source and what they lack).
 """
 
 from __future__ import annotations
@@ -178,6 +182,14 @@ def _test_pair(task: Any, source: str) -> Pair | None:
     )
 
 
+def _asked(queries: list[EvalQuery], source: str, why: str) -> list[EvalQuery]:
+    """``queries``, or an InvalidInputError when there are none: the tasks give the protocol
+    nothing to ask (``why`` says what each task lacks), and no figure could be computed."""
+    if not queries:
+        raise InvalidInputError(f"no query to ask: {why}", source=source)
+    return queries
+
+
 def _own(name: str, protocol: str, tasks: list[TaskItem], source: str, extra: Any) -> Dataset:
     """A self-retrieval data set (protocol ``self`` or ``whole``) over ``tasks``: relevant =
     the query's own concept, nothing excluded."""
@@ -196,6 +208,14 @@ def _own(name: str, protocol: str, tasks: list[TaskItem], source: str, extra: An
                 continue
             query = Query(repr=pair.input, pairs=(pair,), derived=True)
         queries.append(EvalQuery(task_id, query, cid))
+    _asked(
+        queries,
+        source,
+        "no task has two or more train pairs (protocol self asks the last one, held out)"
+        if protocol == "self"
+        else "no task's first test pair has an output (protocol whole asks the first test "
+        "pair, input and output)",
+    )
     if protocol == "self":
         what = (
             "concept = a task's train pairs but the last; query = the held-out pair and the "
@@ -267,6 +287,12 @@ def changed(
         rep = _repr(new["test"][0]["input"], src, "test[0].input") if tests else None
         query = Query(repr=rep, pairs=(pair,), derived=True)
         queries.append(EvalQuery(task_id, query, frozenset({cid})))
+    _asked(
+        queries,
+        source,
+        f"no task has two or more train pairs (protocol {protocol} asks the last one, "
+        "held out and changed)",
+    )
     what = {
         "d4": "a random D4 symmetry of the square applied to input and output alike",
         "colour": "a random colour permutation that keeps the task's background",
@@ -306,6 +332,12 @@ def _cross(
             continue
         own = frozenset({concept_id(task_id)})
         queries.append(EvalQuery(task_id, task_query(task, 0, source), others, own))
+    _asked(
+        queries,
+        description.partition(";")[0],
+        "no group has two or more tasks (protocol cross asks each task for the other tasks "
+        "of its group)",
+    )
     return Dataset(
         name,
         "cross",
@@ -429,7 +461,8 @@ def read_folder(folder: str | Path) -> list[TaskItem]:
     """The ARC-format task files (``*.json``) of ``folder``, by name."""
     root = Path(folder)
     if not root.is_dir():
-        raise InvalidInputError("not a directory", source=str(root))
+        why = "not a directory" if root.exists() else "no such directory"
+        raise InvalidInputError(why, source=str(root))
     files = sorted(str(p) for p in root.glob("*.json"))
     if not files:
         raise InvalidInputError("no *.json task files", source=str(root))

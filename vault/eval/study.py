@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.config import Config
+from vault.errors import InvalidInputError
 from vault.eval.datasets import Dataset, EvalQuery
 from vault.eval.metrics import (
     BootstrapResult,
@@ -178,7 +179,8 @@ def _throwaway(
         elif weights not in (None, "builtin"):
             raise ValueError(f"embedder must be weights bytes, 'builtin' or None: {weights!r}")
         t0 = time.perf_counter()
-        import_tasks(vault, dataset.tasks, holdout_last=dataset.holdout_last)
+        # (a task of one train pair is no query's: a whole concept, a distractor)
+        import_tasks(vault, dataset.tasks, holdout_last=dataset.holdout_last, keep_single=True)
         import_seconds = time.perf_counter() - t0
         before = vault.snapshot()
         after = None
@@ -237,6 +239,10 @@ def run(
     for m in modes:
         if m not in MODES:
             raise ValueError(f"unknown mode {m!r} (known: {', '.join(MODES)})")
+    if not any(q.relevant for q in dataset.queries):  # (the data sets refuse it already)
+        raise InvalidInputError(
+            "no query with a relevant concept: nothing to measure", source=dataset.name
+        )
     start = time.perf_counter()
     base = cfg or Config()
     rounds = 2 if dataset.evidence else 1

@@ -26,6 +26,7 @@ from vault.canonical import canonical_bytes, sha256_hex
 from vault.errors import (
     CommittedError,
     ConflictError,
+    InputError,
     InvalidInputError,
     NotFoundError,
     UsageError,
@@ -36,6 +37,7 @@ from vault.index.build import catch_up, plan_incremental, publish
 from vault.index.snapshot import Snapshot
 from vault.index.state import Records, cited_reprs
 from vault.records.cards import (
+    VERSION_PART_MAX,
     NormalizedEvidence,
     normalize_card,
     normalize_evidence,
@@ -484,6 +486,13 @@ def _forked(
     if not versions:
         raise NotFoundError(f"{src}: cannot fork {card['id']!r}: no stored version (use add)")
     top = max(versions)
+    if top[1] >= VERSION_PART_MAX:  # (said as such, not as a version the user never wrote)
+        instead = f"; add it as {top[0] + 1}.0.0 instead" if top[0] < VERSION_PART_MAX else ""
+        raise InputError(
+            f"{src}: cannot fork {card['id']!r}: the next minor version after its newest, "
+            f"{version_text(top)}, would exceed {VERSION_PART_MAX} (the largest a version "
+            f"part may be){instead}"
+        )
     forked = dict(card)
     forked["version"] = version_text((top[0], top[1] + 1, 0))
     forked["provenance"] = {

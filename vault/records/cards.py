@@ -26,6 +26,7 @@ from vault.store.objects import is_digest
 
 SCHEMA_VERSION = 1
 STATUSES = ("active", "deprecated", "suppressed")
+VERSION_PART_MAX = 999_999_999  # each of MAJOR.MINOR.PATCH: at most 9 digits (the schemas)
 
 
 def parse_version(text: str) -> tuple[int, int, int]:

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from vault.errors import ConfigError, NotFoundError, UsageError
+from vault.errors import ConfigError, InputError, NotFoundError, UsageError
 from vault.remote.store import check_url
 from vault.store.fs import atomic_write
 
@@ -96,7 +96,9 @@ def remove_remote(config_path: Path, name: str) -> None:
 
 
 def resolve(config_path: Path, name: str | None) -> tuple[str, str]:
-    """(name, url) of the remote meant: ``name``, else the only one or ``origin``."""
+    """(name, url) of the remote meant: ``name``, else the only one or ``origin``. None to
+    mean, or several and none named, is found by reading the vault's config.toml: an
+    ``InputError`` (exit 1), not a usage error (exit 2: told from the command line alone)."""
     known = remotes(config_path)
     if name is None:
         if DEFAULT in known:
@@ -104,9 +106,9 @@ def resolve(config_path: Path, name: str | None) -> tuple[str, str]:
         elif len(known) == 1:
             name = next(iter(known))
         elif not known:
-            raise UsageError("this vault has no remote: `vault remote add NAME URL`")
+            raise NotFoundError("this vault has no remote: `vault remote add NAME URL`")
         else:
-            raise UsageError(f"several remotes ({', '.join(sorted(known))}): name one")
+            raise InputError(f"several remotes ({', '.join(sorted(known))}): name one")
     if name not in known:
         raise NotFoundError(f"no remote named {name!r} (known: {', '.join(sorted(known))})")
     return name, known[name]
