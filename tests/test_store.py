@@ -190,6 +190,32 @@ def test_a_changed_audit_line_is_caught_by_its_checksum(vault: Vault) -> None:
     )
 
 
+def test_a_write_after_a_damaged_earlier_audit_line_is_kept(vault: Vault) -> None:
+    """FORMAT §6: writers read the log's end only, so they append after a line damaged
+    earlier; readers of the whole log and verify name that line; restoring its bytes makes
+    the log whole again with the later write in place."""
+    vault.add([(card("x", ["feature:square"]), "x")])
+    vault.add([(card("y", ["feature:square"]), "y")])
+    path = vault.audit.path
+    kept = path.read_bytes()
+    _flip_time(path, 2)
+    vault.add([(card("z", ["feature:square"]), "z")])  # acknowledged
+    with pytest.raises(CorruptionError, match=r"commits.jsonl:2: .*checksum mismatch"):
+        AuditLog(path).entries()
+    report = verify(Vault.open(vault.root))
+    assert [p.path.rsplit("/", 1)[-1] for p in report.problems if p.kind == "audit_malformed"] == [
+        "commits.jsonl:2"
+    ]
+    # the damaged line restored: every entry reads, z's write among them, verify clean
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = kept.split(b"\n")[1]
+    path.write_bytes(b"\n".join(lines))
+    reopened = Vault.open(vault.root)
+    assert [e.seq for e in reopened.audit.entries()] == list(range(1, len(lines)))
+    assert {"x", "y", "z"} <= {c.split("@")[0] for c in concepts(reopened)}
+    assert verify(reopened).ok
+
+
 def test_a_changed_generation_record_is_caught_by_its_checksum(vault: Vault) -> None:
     vault.add([(card("x", ["feature:square"]), "x")])
     _flip_time(vault.generations.log_path, 2)
