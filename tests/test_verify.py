@@ -392,7 +392,13 @@ def test_a_lock_that_is_a_directory_is_an_error(example_vault: Vault) -> None:
     (``error: …/lock: Is a directory``): it is an error now (``lock_unusable``) whose
     message says what to do; once it is moved away a write recreates the file and verify
     passes. A missing lock is no problem (the next writer creates it), nor a FIFO (writers
-    open and lock it as they do the file)."""
+    open and lock it as they do the file). The writer that cannot run says so in verify's
+    words, with the remedy (it said only ``…/lock: Is a directory``), exit 1."""
+    from typer.testing import CliRunner
+
+    from vault.errors import CorruptionError
+    from vault_cli.app import app
+
     from .conftest import card
 
     v = example_vault
@@ -400,14 +406,21 @@ def test_a_lock_that_is_a_directory_is_an_error(example_vault: Vault) -> None:
     lock.unlink()
     assert verify(v).ok and not verify(v).problems
     lock.mkdir()
-    with pytest.raises(OSError):  # (what the problem costs: no write can run)
+    said = (
+        "is a directory, not the empty file writers lock: every write fails until it is moved "
+        "away or removed (nothing in it is vault data; the next write creates the file)"
+    )
+    with pytest.raises(CorruptionError) as blocked:  # (what it costs: no write can run)
         v.add([(card("blocked", ["transform:flip_h"]), "t")])
+    assert str(blocked.value) == f"{lock}: {said}; nothing was written"
+    result = CliRunner().invoke(app, ["--vault", str(v.root), "gc", "--keep", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr == f"error: {lock}: {said}; nothing was written\n"
     report = verify(v)
     assert not report.ok
-    assert [(p.kind, p.path, p.severity) for p in report.problems] == [
-        ("lock_unusable", str(lock), "error")
+    assert [(p.kind, p.path, p.severity, p.detail) for p in report.problems] == [
+        ("lock_unusable", str(lock), "error", said)
     ]
-    assert "every write fails until it is moved away" in report.problems[0].detail
     lock.rmdir()
     v.add([(card("unblocked", ["transform:flip_h"]), "t")])
     assert lock.is_file()

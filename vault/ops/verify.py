@@ -57,6 +57,7 @@ from vault.index.state import State, reverted_in_effect
 from vault.index.view import EMBEDDER_FILE, HASH_FILE, VECTORS_FILE
 from vault.store import staging
 from vault.store.audit import AuditEntry
+from vault.store.fs import LOCK_IS_DIRECTORY
 from vault.store.objects import read_file
 from vault.workers import exit_with_parent
 
@@ -333,12 +334,7 @@ def _lock(path: Path, report: VerifyReport) -> None:
     except OSError:
         return  # (absent; an unreadable root fails the other checks)
     if is_dir:
-        report.add(
-            "lock_unusable",
-            path,
-            "is a directory, not the empty file writers lock: every write fails until it "
-            "is moved away (nothing in it is vault data; the next write creates the file)",
-        )
+        report.add("lock_unusable", path, LOCK_IS_DIRECTORY)
 
 
 # --------------------------------------------------------------------------- 3. objects
