@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from vault.errors import ConfigError, ConflictError, InputError, NotFoundError, UsageError
+from vault.handle import REMOTE_NAME
 from vault.remote.store import check_url
 from vault.store.fs import atomic_write
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = REMOTE_NAME  # (the form ``vault verify`` expects of ``remotes/NAME``)
 DEFAULT = "origin"
 
 
@@ -43,7 +43,7 @@ def remotes(config_path: Path) -> dict[str, str]:
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise UsageError(f"remote name {name!r}: letters, digits, '.', '_', '-' (at most 64)")
     return name
 
