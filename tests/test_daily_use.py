@@ -607,6 +607,33 @@ def test_library_concepts_checks_a_key_as_the_cli_does(tmp_path: Path) -> None:
         concepts(v.snapshot(), key="transform:shift_rows")  # not declared to this call
 
 
+def test_library_concepts_checks_a_domain_as_the_cli_does(tmp_path: Path) -> None:
+    """``Vault.concepts(domain=...)`` (and ``catalog.concepts``) listed nothing for a domain
+    of the wrong form, where ``vault list --domain`` refuses: the same check
+    (``catalog.domain_filter``, which the CLI's option uses too), a ``UsageError`` on the
+    call, before anything is listed; a well-formed domain no concept holds lists nothing."""
+    from vault.catalog import concepts, domain_filter
+
+    v = new_vault(tmp_path / "v")
+    v.add([card("mine", ["transform:flip_h"])])
+    held = v.concepts()
+    domain = next(iter(held)).domain
+    for bad in ("Bad Domain", "a b", "", "Grid"):
+        said = f"expected a lower-case name (a-z, 0-9, '_'), got \"{bad}\""
+        with pytest.raises(UsageError) as error:
+            v.concepts(domain=bad)  # (raised on the call, not on the first item)
+        assert str(error.value) == f"invalid value for domain: {said}", error.value
+        with pytest.raises(UsageError):
+            concepts(v.snapshot(), domain=bad)
+        with pytest.raises(InvalidInputError) as detail:
+            domain_filter(bad)
+        assert detail.value.detail == said
+        cli = invoke(["list", "--domain", bad, "--vault", str(v.root)])
+        assert cli.returncode == 2 and said in cli.stderr and "'--domain'" in cli.stderr
+    assert [c.id for c in v.concepts(domain=domain)] == ["mine"]
+    assert list(v.concepts(domain="other")) == []
+
+
 def test_cli_typer_app_registers_the_new_commands() -> None:
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
     assert {"list", "ls", "export", "import"} <= names

@@ -398,8 +398,11 @@ def test_remote_urls_and_names_are_checked(tmp_path: Path) -> None:
         add_remote(v.config_path, "bad name", "file:///tmp/x")
     add_remote(v.config_path, "origin", (tmp_path / "r").as_uri())
     assert v.config().mode == "hybrid"  # config.toml still loads with the remote table
-    with pytest.raises(UsageError, match="exists"):
-        add_remote(v.config_path, "origin", (tmp_path / "r").as_uri())
+    with pytest.raises(ConflictError, match="exists already") as taken:
+        add_remote(v.config_path, "origin", (tmp_path / "r2").as_uri())
+    assert not isinstance(taken.value, UsageError)  # found by reading config.toml: exit 1
+    with pytest.raises(UsageError):  # a bad URL is told first, whatever the name
+        add_remote(v.config_path, "origin", "http://example.com/x")
 
 
 def test_the_remote_commands(tmp_path: Path) -> None:
@@ -431,7 +434,7 @@ def test_the_remote_commands(tmp_path: Path) -> None:
     pulled = run("--vault", b, "pull")
     assert pulled.exit_code == 0 and "pulled 0 audit entries" in pulled.stderr
     again = run("clone", url, b)
-    assert again.exit_code == 2 and "already" in again.stderr
+    assert again.exit_code == 1 and "already" in again.stderr
     nothing = run("clone", (tmp_path / "nowhere").as_uri(), str(tmp_path / "c"))
     assert nothing.exit_code == 1 and not (tmp_path / "nowhere").exists()
     assert run("--vault", a, "remote", "remove", "origin").exit_code == 0
@@ -442,6 +445,58 @@ def test_the_remote_commands(tmp_path: Path) -> None:
     assert run("--vault", a, "remote", "add", "second", url).exit_code == 0
     several = run("--vault", a, "pull")
     assert several.exit_code == 1 and "several remotes (other, second): name one" in several.stderr
+
+
+def test_a_taken_remote_name_or_a_used_clone_directory_is_exit_1(tmp_path: Path) -> None:
+    """Both are found by reading the disk, not on the command line: exit 1 (README "Errors
+    and exit codes"), one line naming the remedy. An empty directory is cloned into, as git
+    does; a bad URL is still a usage error (exit 2), told first."""
+    from typer.testing import CliRunner
+
+    from vault_cli.app import app
+
+    runner = CliRunner()
+    url = (tmp_path / "remote").as_uri()
+    a = str(tmp_path / "a")
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(app, list(args), env={"VAULT_DIR": None, "SOURCE_DATE_EPOCH": "0"})
+        assert "Traceback" not in result.output
+        return result
+
+    assert run("init", a).exit_code == 0
+    assert run("--vault", a, "remote", "add", "origin", url).exit_code == 0
+    taken = run("--vault", a, "remote", "add", "origin", (tmp_path / "other").as_uri())
+    assert taken.exit_code == 1 and taken.stderr == (
+        f"error: remote 'origin' exists already ({url}): `vault remote remove origin` first "
+        "to point it elsewhere, or choose another name\n"
+    )
+    bad = run("--vault", a, "remote", "add", "origin", "http://example.com/v")
+    assert bad.exit_code == 2
+    assert run("--vault", a, "push").exit_code == 0
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    used = run("clone", url, str(full))
+    assert used.exit_code == 1 and used.stderr == (
+        f"error: cannot clone into {full}: it exists and is not empty; "
+        "choose a new or empty directory\n"
+    )
+    assert sorted(p.name for p in full.iterdir()) == ["notes.txt"]
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    not_dir = run("clone", url, str(a_file))
+    assert not_dir.exit_code == 1 and "it exists and is not a directory" in not_dir.stderr
+    assert run("clone", "http://example.com/v", str(full)).exit_code == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run("clone", url, str(empty)).exit_code == 0
+    assert Vault.open(empty).verify().ok
+    vault_again = run("clone", url, str(empty))
+    assert vault_again.exit_code == 1 and vault_again.stderr == (
+        f"error: cannot clone into {empty}: it is a vault already (`vault pull` there takes "
+        "the remote's entries); choose a new or empty directory\n"
+    )
 
 
 def test_a_resumed_clone_checks_what_it_staged_before(tmp_path: Path, monkeypatch: Any) -> None:

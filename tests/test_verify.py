@@ -344,6 +344,16 @@ def test_reading_a_malformed_log_line_names_its_place_once(example_vault: Vault)
         ("index/subdir/", "index_unexpected"),
         ("junk", "root_unexpected"),
         ("notes/", "root_unexpected"),
+        ("audit/commits.jsonl.bak", "audit_unexpected"),
+        ("audit/old/", "audit_unexpected"),
+        ("refs/HEAD", "refs_unexpected"),
+        ("embeddings/ann.index", "embeddings_unexpected"),
+        ("embeddings/vectors/", "embeddings_unexpected"),
+        ("remotes/notes.txt", "remotes_unexpected"),
+        ("remotes/bad name/", "remotes_unexpected"),
+        ("remotes/origin/junk", "remotes_unexpected"),
+        ("remotes/origin/packs/abc.pack", "remotes_unexpected"),
+        ("remotes/origin/packs/sub/", "remotes_unexpected"),
     ],
 )
 def test_a_stray_entry_in_the_root_or_index_is_an_error(
@@ -351,8 +361,14 @@ def test_a_stray_entry_in_the_root_or_index_is_an_error(
 ) -> None:
     """``echo x > v/index/junk`` passed verify, while ``objects/junk`` was an error
     (``object_unexpected``): an entry FORMAT §1 does not list, in the root or ``index/``,
-    is now one too, named."""
+    is now one too, named — and so in ``audit/``, ``refs/``, ``embeddings/`` and
+    ``remotes/`` (there: beside the journal and the remote directories, and in each of
+    those beside ``head``, ``rebase.jsonl`` and ``packs/*.idx``), which passed before."""
     path = example_vault.root / where.rstrip("/")
+    if where.startswith("remotes/origin/"):
+        (example_vault.root / "remotes" / "origin" / "packs").mkdir(parents=True)
+    elif where.startswith("remotes/"):
+        (example_vault.root / "remotes").mkdir()
     if where.endswith("/"):
         path.mkdir()
     else:
@@ -368,11 +384,26 @@ def test_what_a_vault_may_hold_in_the_root_and_index_is_not_reported(
 ) -> None:
     """The lock, a writer's temporaries (swept by the next writer), an interrupted clone's
     ``.clone-partial`` marker, ``remotes/``, ``refs/mode.json`` and the format-N files
-    ``vault upgrade`` moved aside are part of a vault: verify reports none of them."""
+    ``vault upgrade`` moved aside are part of a vault: verify reports none of them — nor
+    what FORMAT §1 lists in ``audit/``, ``refs/``, ``embeddings/`` and ``remotes/`` (the
+    staging journal, a remote's ``head``, ``rebase.jsonl`` and pack indexes, the directory
+    of a remote ``vault remote remove`` forgot) and the temporaries a crash leaves there
+    (§12)."""
     v = example_vault
     v.set_mode("symbolic")
-    (v.root / "remotes" / "origin").mkdir(parents=True)
-    (v.root / "remotes" / "origin" / "head").write_text("{}\n")
+    for name in ("origin", "forgotten"):
+        (v.root / "remotes" / name / "packs").mkdir(parents=True)
+        (v.root / "remotes" / name / "head").write_text("{}\n")
+    (v.root / "remotes" / "origin" / "rebase.jsonl").write_text("")
+    (v.root / "remotes" / "origin" / "packs" / f"{'ab' * 32}.idx").write_text("{}\n")
+    (v.root / "remotes" / "origin" / "packs" / f".{'ab' * 32}.idx.k1lled00.tmp").touch()
+    (v.root / "remotes" / "origin" / ".head.k1lled00.tmp").write_text("partial")
+    (v.root / "remotes" / "staged").write_text("")  # (a journal listing nothing)
+    (v.root / "remotes" / ".staged.k1lled00.tmp").write_text("partial")
+    (v.root / "audit" / ".commits.jsonl.k1lled00.tmp").write_text("partial")
+    (v.root / "refs" / ".mode.json.k1lled00.tmp").write_text("partial")
+    (v.root / "embeddings" / ".embedder.json.link").write_text("partial")
+    (v.root / "embeddings" / ".concept_vectors.jsonl.k1lled00.tmp").write_text("partial")
     (v.root / ".clone-partial").touch()
     (v.root / ".config.toml.k1lled00.tmp").write_text("partial")
     (v.root / "index" / ".CURRENT.k1lled00.tmp").write_text("partial")
@@ -392,7 +423,13 @@ def test_a_lock_that_is_a_directory_is_an_error(example_vault: Vault) -> None:
     (``error: …/lock: Is a directory``): it is an error now (``lock_unusable``) whose
     message says what to do; once it is moved away a write recreates the file and verify
     passes. A missing lock is no problem (the next writer creates it), nor a FIFO (writers
-    open and lock it as they do the file)."""
+    open and lock it as they do the file). The writer that cannot run says so in verify's
+    words, with the remedy (it said only ``…/lock: Is a directory``), exit 1."""
+    from typer.testing import CliRunner
+
+    from vault.errors import CorruptionError
+    from vault_cli.app import app
+
     from .conftest import card
 
     v = example_vault
@@ -400,14 +437,21 @@ def test_a_lock_that_is_a_directory_is_an_error(example_vault: Vault) -> None:
     lock.unlink()
     assert verify(v).ok and not verify(v).problems
     lock.mkdir()
-    with pytest.raises(OSError):  # (what the problem costs: no write can run)
+    said = (
+        "is a directory, not the empty file writers lock: every write fails until it is moved "
+        "away or removed (nothing in it is vault data; the next write creates the file)"
+    )
+    with pytest.raises(CorruptionError) as blocked:  # (what it costs: no write can run)
         v.add([(card("blocked", ["transform:flip_h"]), "t")])
+    assert str(blocked.value) == f"{lock}: {said}; nothing was written"
+    result = CliRunner().invoke(app, ["--vault", str(v.root), "gc", "--keep", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr == f"error: {lock}: {said}; nothing was written\n"
     report = verify(v)
     assert not report.ok
-    assert [(p.kind, p.path, p.severity) for p in report.problems] == [
-        ("lock_unusable", str(lock), "error")
+    assert [(p.kind, p.path, p.severity, p.detail) for p in report.problems] == [
+        ("lock_unusable", str(lock), "error", said)
     ]
-    assert "every write fails until it is moved away" in report.problems[0].detail
     lock.rmdir()
     v.add([(card("unblocked", ["transform:flip_h"]), "t")])
     assert lock.is_file()

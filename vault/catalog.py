@@ -113,9 +113,15 @@ def concepts(
     unless ``all_versions``; filtered by ``status``, a ``key`` the concept holds (several:
     it holds every one), ``domain`` and whether it has evidence (``has_evidence``). Each
     key is checked as a card's is (``key_filter``; ``declared``: the names config.toml
-    adds): ``UsageError`` when one is not, before anything is listed."""
+    adds), and the domain as a card's domain is (``domain_filter``): ``UsageError`` when
+    one is not, before anything is listed."""
     if status is not None and status not in STATUSES:
         raise UsageError(f"invalid status {status!r} (expected {' | '.join(STATUSES)})")
+    if domain is not None:
+        try:
+            domain = domain_filter(domain)
+        except InvalidInputError as exc:
+            raise UsageError(f"invalid value for domain: {exc.detail}") from None
     wanted = []
     for one in (key,) if isinstance(key, str) else tuple(key or ()):
         try:
@@ -132,6 +138,14 @@ def key_filter(key: str, declared: Declared = NONE_DECLARED) -> str:
     what is wrong (``vault list --key`` makes it a usage error naming the option)."""
     validate_field(key, "concept", "signature.keys[]")
     return canonical_key(key, declared=declared)
+
+
+def domain_filter(domain: str) -> str:
+    """``domain`` as a filter of concepts: checked as a card's domain is (the card schema's
+    ``domain``: a lower-case name). ``InvalidInputError`` says what is wrong (``vault list
+    --domain`` makes it a usage error naming the option, before the vault is read)."""
+    validate_field(domain, "concept", "domain")
+    return domain
 
 
 def _concepts(

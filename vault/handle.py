@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
@@ -62,6 +63,15 @@ def fixed_clock(epoch: int) -> Clock:
 def is_stale(entries: Iterable[AuditEntry]) -> bool:
     """True when one of ``entries`` changes what the index must hold."""
     return any(e.op in CHANGE_OPS for e in entries)
+
+
+# ``remotes/`` (FORMAT.md §1, §14): the staging journal ``staged`` and one directory per
+# remote name, holding ``head``, ``packs/<sha256>.idx`` and, while a sync re-applies its
+# tail, ``rebase.jsonl`` (``vault.remote`` writes them; ``vault verify`` checks the layout).
+REMOTES_DIR = "remotes"
+REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+REMOTE_FILES = frozenset(("head", "packs", "rebase.jsonl"))
+REMOTE_PACK_INDEX = re.compile(r"[0-9a-f]{64}\.idx")
 
 
 class Handle:

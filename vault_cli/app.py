@@ -806,6 +806,20 @@ def _checked_keys(values: list[str] | None) -> list[str] | None:
     return values
 
 
+def _checked_domain(value: str | None) -> str | None:
+    """``--domain``: of a card's domain form (``catalog.domain_filter``, the library's own
+    check), a usage error otherwise, told before the vault is read."""
+    if value is None:
+        return None
+    from vault.catalog import domain_filter
+    from vault.errors import InvalidInputError
+
+    try:
+        return domain_filter(value)
+    except InvalidInputError as exc:
+        raise typer.BadParameter(exc.detail) from None
+
+
 @app.command(
     "list",
     epilog=example(
@@ -836,7 +850,7 @@ def list_cmd(
         typer.Option(
             metavar="DOMAIN",
             help="Only concepts of this domain (a lower-case name, as a card's domain).",
-            callback=checked("concept", "domain"),
+            callback=_checked_domain,
         ),
     ] = None,
     has_evidence: Annotated[

@@ -60,9 +60,11 @@ def register(app: typer.Typer, make_group: Callable[[str, str], typer.Typer]) ->
         vault_dir: VaultOpt = None,
     ) -> None:
         """Name a remote. Only the URL is stored (in config.toml); credentials come from the
-        object store's usual environment (AWS_*, GOOGLE_*, AZURE_*)."""
-        from vault.remote.config import add_remote
+        object store's usual environment (AWS_*, GOOGLE_*, AZURE_*). A NAME the vault has
+        already is an error (exit 1): `vault remote remove NAME` first."""
+        from vault.remote.config import add_remote, check
 
+        check(name, url)  # (a usage error, told before the vault is read)
         vault = open_vault(vault_dir)
         with vault.lock:
             add_remote(vault.config_path, name, url)
@@ -134,7 +136,9 @@ def register(app: typer.Typer, make_group: Callable[[str, str], typer.Typer]) ->
         vault_dir: VaultOpt = None,
     ) -> None:
         """A new vault in DIR from the remote at URL (named origin): its log, the records
-        it names, the index built from the log. Run again to resume an interrupted clone."""
+        it names, the index built from the log. DIR must be new or an empty directory (as
+        for git clone; anything else is an error, exit 1). Run again to resume an
+        interrupted clone."""
         from vault.remote.sync import clone as run
 
         _result("pulled", run(url, directory or vault_path(vault_dir), clock=clock()), json_out)

@@ -8,8 +8,9 @@ here). Checks, each problem reported with its file and a kind:
    embedder (the current generation's, or a kept generation's: a rollback may use them
    again) — first, before anything else reads the cache;
 2. ``format.json``, ``config.toml`` and ``refs/mode.json`` parse and hold valid values; the
-   root and ``index/`` hold nothing FORMAT.md §1 does not list (names starting with ``.``
-   are a writer's temporaries: ignored); ``lock`` is not a directory;
+   root, ``index/``, ``audit/``, ``refs/``, ``embeddings/`` and ``remotes/`` hold nothing
+   FORMAT.md §1 does not list (names starting with ``.`` are a writer's temporaries:
+   ignored); ``lock`` is not a directory;
 3. every object rehashed against its address (a damaged one that an interrupted pull,
    clone or write staged and nothing names, ``vault.store.staging``, is a warning);
 4. the audit log well formed, every record it names present (those of write-backs a
@@ -49,7 +50,16 @@ from vault.embedding import Embedder, builtin
 from vault.embedding.cache import EmbeddingCache, FreshCache, pack_name_ok
 from vault.embedding.vectors import source_vector
 from vault.errors import CorruptionError, EmbeddingError, InvalidInputError, VaultError
-from vault.handle import CHANGE_OPS, FORMAT_FILE, Handle, format_bytes
+from vault.handle import (
+    CHANGE_OPS,
+    FORMAT_FILE,
+    REMOTE_FILES,
+    REMOTE_NAME,
+    REMOTE_PACK_INDEX,
+    REMOTES_DIR,
+    Handle,
+    format_bytes,
+)
 from vault.index.build import plan_full
 from vault.index.generations import CurrentRef, IndexGeneration
 from vault.index.snapshot import Generation, generation_embedders
@@ -57,6 +67,7 @@ from vault.index.state import State, reverted_in_effect
 from vault.index.view import EMBEDDER_FILE, HASH_FILE, VECTORS_FILE
 from vault.store import staging
 from vault.store.audit import AuditEntry
+from vault.store.fs import LOCK_IS_DIRECTORY
 from vault.store.objects import read_file
 from vault.workers import exit_with_parent
 
@@ -280,6 +291,13 @@ ROOT_ENTRIES = frozenset(
     )
 )
 INDEX_ENTRY = re.compile(r"(?:format[0-9]+\.)?(?:CURRENT|generations\.jsonl)")
+# ... and ``audit/``, ``refs/``, ``embeddings/`` (the view's three files and ``cache/``,
+# whose content the cache checks read) and ``remotes/`` (``vault.handle``: the staging
+# journal, a directory per remote name, each with its ``head``, ``packs/*.idx`` and
+# ``rebase.jsonl``; a remote ``vault remote remove`` forgot keeps its directory).
+AUDIT_ENTRIES = frozenset(("commits.jsonl",))
+REFS_ENTRIES = frozenset(("mode.json",))
+EMBEDDINGS_ENTRIES = frozenset((EMBEDDER_FILE, VECTORS_FILE, HASH_FILE, "cache"))
 UNEXPECTED = "not part of a vault (FORMAT.md §1): vault never reads it; move it out"
 
 
@@ -292,6 +310,12 @@ def _settings(vault: Handle, report: VerifyReport) -> None:
         )
     _unexpected(vault.root, ROOT_ENTRIES.__contains__, "root_unexpected", report)
     _unexpected(vault.generations.root, INDEX_ENTRY.fullmatch, "index_unexpected", report)
+    _unexpected(vault.audit.path.parent, AUDIT_ENTRIES.__contains__, "audit_unexpected", report)
+    _unexpected(vault.mode_path.parent, REFS_ENTRIES.__contains__, "refs_unexpected", report)
+    _unexpected(
+        vault.embeddings_dir, EMBEDDINGS_ENTRIES.__contains__, "embeddings_unexpected", report
+    )
+    _remotes(vault.root / REMOTES_DIR, report)
     _lock(vault.lock.path, report)
     fmt = vault.root / FORMAT_FILE
     try:
@@ -324,6 +348,35 @@ def _unexpected(
             report.add(kind, directory / name, UNEXPECTED)
 
 
+def _remotes(root: Path, report: VerifyReport) -> None:
+    """``remotes/`` holds the staging journal and a directory per remote name (not a link:
+    sync writes there); each of those its ``head``, ``rebase.jsonl`` and ``packs/`` of pack
+    indexes (FORMAT.md §1, §14). Anything else is ``remotes_unexpected``."""
+    journal = staging.journal_path(root.parent)
+
+    def is_dir(path: Path) -> bool:
+        return path.is_dir() and not path.is_symlink()
+
+    def entry(name: str) -> bool:
+        return root / name == journal or (
+            REMOTE_NAME.fullmatch(name) is not None and is_dir(root / name)
+        )
+
+    _unexpected(root, entry, "remotes_unexpected", report)
+    try:
+        with os.scandir(root) as it:
+            names = sorted(e.name for e in it)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        remote = root / name
+        if remote != journal and REMOTE_NAME.fullmatch(name) and is_dir(remote):
+            _unexpected(remote, REMOTE_FILES.__contains__, "remotes_unexpected", report)
+            if is_dir(remote / "packs"):
+                packs = remote / "packs"
+                _unexpected(packs, REMOTE_PACK_INDEX.fullmatch, "remotes_unexpected", report)
+
+
 def _lock(path: Path, report: VerifyReport) -> None:
     """A directory where the lock file belongs makes every write fail (``open`` gives
     ``EISDIR``). Absent is fine (the next writer creates it); a link is reported as
@@ -333,12 +386,7 @@ def _lock(path: Path, report: VerifyReport) -> None:
     except OSError:
         return  # (absent; an unreadable root fails the other checks)
     if is_dir:
-        report.add(
-            "lock_unusable",
-            path,
-            "is a directory, not the empty file writers lock: every write fails until it "
-            "is moved away (nothing in it is vault data; the next write creates the file)",
-        )
+        report.add("lock_unusable", path, LOCK_IS_DIRECTORY)
 
 
 # --------------------------------------------------------------------------- 3. objects

@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from vault.errors import ConfigError, InputError, NotFoundError, UsageError
+from vault.errors import ConfigError, ConflictError, InputError, NotFoundError, UsageError
+from vault.handle import REMOTE_NAME
 from vault.remote.store import check_url
 from vault.store.fs import atomic_write
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = REMOTE_NAME  # (the form ``vault verify`` expects of ``remotes/NAME``)
 DEFAULT = "origin"
 
 
@@ -43,19 +43,25 @@ def remotes(config_path: Path) -> dict[str, str]:
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise UsageError(f"remote name {name!r}: letters, digits, '.', '_', '-' (at most 64)")
     return name
 
 
-def add_text(text: str, name: str, url: str) -> str:
-    """``config.toml`` text with ``[remote.NAME]`` appended."""
+def check(name: str, url: str) -> None:
+    """The form of a remote's name and URL (a ``UsageError``: told from the command line
+    alone, before the vault is read)."""
     check_name(name)
     check_url(url)
     if any(ord(c) < 32 or c in '"\\' for c in url):
         raise UsageError(
             f"remote URL {url!r}: control characters, quotes and backslashes are not allowed"
         )
+
+
+def add_text(text: str, name: str, url: str) -> str:
+    """``config.toml`` text with ``[remote.NAME]`` appended."""
+    check(name, url)
     sep = "" if not text or text.endswith("\n") else "\n"
     return f'{text}{sep}\n[remote.{name}]\nurl = "{url}"\n'
 
@@ -74,9 +80,16 @@ def without_remotes(text: str) -> str:
 
 
 def add_remote(config_path: Path, name: str, url: str) -> None:
-    """Add ``[remote.NAME]`` (call under the vault's write lock)."""
-    if name in remotes(config_path):
-        raise UsageError(f"remote {name!r} exists already (`vault remote remove {name}` first)")
+    """Add ``[remote.NAME]`` (call under the vault's write lock). A name the vault has
+    already is found by reading its config.toml: a ``ConflictError`` (exit 1), not a usage
+    error (the form of the name and URL is checked first: that one is)."""
+    check(name, url)
+    known = remotes(config_path)
+    if name in known:
+        raise ConflictError(
+            f"remote {name!r} exists already ({known[name]}): `vault remote remove {name}` "
+            "first to point it elsewhere, or choose another name"
+        )
     try:
         text = config_path.read_text("utf-8")
     except FileNotFoundError:

@@ -34,7 +34,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.remote import protocol as p
-from vault.remote.config import add_text, resolve, without_remotes
+from vault.remote.config import add_text, check, resolve, without_remotes
 from vault.remote.store import RemoteStore
 from vault.store import staging
 from vault.store.audit import STATE_OPS, AuditEntry
@@ -616,11 +616,13 @@ MARKER = ".clone-partial"
 
 def clone(url: str, root: Path | str, *, clock: Any = None, name: str = "origin") -> SyncResult:
     """A new vault at ``root`` from the remote at ``url``: its log, the records the log
-    names (checked on arrival), the index built from the log; ``format.json`` last. An
-    interrupted clone resumes where it stopped (objects already fetched stay; those the
-    staging journal lists are checked again). The records are staged as a pull's are
-    (``_fetch_staged``: no fsync each, all made durable by one ``syncfs``) before the log
-    that names them is written: until ``format.json`` is there, it is not a vault."""
+    names (checked on arrival), the index built from the log; ``format.json`` last.
+    ``root`` must be new or an empty directory (as for ``git clone``; anything else is a
+    ``NotAVaultError``, exit 1). An interrupted clone resumes where it stopped (objects
+    already fetched stay; those the staging journal lists are checked again). The records
+    are staged as a pull's are (``_fetch_staged``: no fsync each, all made durable by one
+    ``syncfs``) before the log that names them is written: until ``format.json`` is there,
+    it is not a vault."""
     from vault.config import default_text
     from vault.config import load as load_config
     from vault.index.build import build_all
@@ -628,11 +630,27 @@ def clone(url: str, root: Path | str, *, clock: Any = None, name: str = "origin"
     from vault.vault import FORMAT_FILE, Vault, format_bytes
 
     root = Path(root)
+    try:  # (the form first: a usage error, before the disk is read)
+        check(name, url)
+    except UsageError as exc:
+        raise UsageError(f"cannot clone into {root}: {exc}") from None
+    # (found by reading the disk: exit 1, not a usage error. An empty directory is fine,
+    # as for git clone; one holding the marker is an interrupted clone, resumed.)
     if (root / FORMAT_FILE).exists():
-        raise UsageError(f"{root} is a vault already (use `vault pull` there)")
+        raise NotAVaultError(
+            f"cannot clone into {root}: it is a vault already (`vault pull` there takes "
+            "the remote's entries); choose a new or empty directory"
+        )
+    if root.exists() and not root.is_dir():
+        raise NotAVaultError(
+            f"cannot clone into {root}: it exists and is not a directory; "
+            "choose a new or empty directory"
+        )
     partial = (root / MARKER).exists()
-    if root.exists() and (not root.is_dir() or (any(root.iterdir()) and not partial)):
-        raise UsageError(f"{root} exists and is not empty; choose another directory")
+    if root.exists() and any(root.iterdir()) and not partial:
+        raise NotAVaultError(
+            f"cannot clone into {root}: it exists and is not empty; choose a new or empty directory"
+        )
     try:
         store = RemoteStore(url)
         remote = Remote(store, root / "remotes" / name / "packs")

@@ -214,6 +214,14 @@ def _holder(fd: int) -> str:
     return ""
 
 
+# What a directory in place of the lock file means, and what to do: said alike by a writer
+# (which cannot run) and by ``vault verify`` (``lock_unusable``, FORMAT.md §12).
+LOCK_IS_DIRECTORY = (
+    "is a directory, not the empty file writers lock: every write fails until it is moved "
+    "away or removed (nothing in it is vault data; the next write creates the file)"
+)
+
+
 class WriteLock:
     """An exclusive advisory lock (flock) serializing writers across processes."""
 
@@ -234,6 +242,10 @@ class WriteLock:
                 if exc.errno == errno.ELOOP:
                     raise CorruptionError(
                         f"{self.path} is a symbolic link; vault does not write through links"
+                    ) from None
+                if exc.errno == errno.EISDIR:
+                    raise CorruptionError(
+                        f"{LOCK_IS_DIRECTORY}; nothing was written", source=str(self.path)
                     ) from None
                 raise
             deadline = time.monotonic() + self.timeout
