@@ -763,3 +763,38 @@ def _read_shared(v: Vault) -> int:
     from vault.remote.sync import _read_head
 
     return _read_head(v, "origin")
+
+
+def test_a_remote_cannot_take_the_staging_journals_place(tmp_path: Path) -> None:
+    """``remotes/staged`` is the staging journal (FORMAT §14): a remote named ``staged``
+    would sync into it. Refused when added (a usage error) and when config.toml names it or
+    a name outside the form by hand (a path like ``../x`` would lead a sync out of
+    ``remotes/``): a config error naming the table, nothing written."""
+    from typer.testing import CliRunner
+
+    from vault_cli.app import app
+
+    runner = CliRunner()
+    url = (tmp_path / "remote").as_uri()
+    a = tmp_path / "a"
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(app, list(args), env={"VAULT_DIR": None, "SOURCE_DATE_EPOCH": "0"})
+        assert "Traceback" not in result.output
+        return result
+
+    assert run("init", str(a)).exit_code == 0
+    staged = run("--vault", str(a), "remote", "add", "staged", url)
+    assert staged.exit_code == 2
+    assert "remote name 'staged' is reserved (remotes/staged is the staging journal)" in (
+        staged.stderr
+    )
+    config = a / "config.toml"
+    before = config.read_text()
+    for name in ("staged", "../x"):
+        config.write_text(before + f'\n[remote."{name}"]\nurl = "{url}"\n')
+        pushed = run("--vault", str(a), "push")
+        assert pushed.exit_code == 1, pushed.stderr
+        assert f"[remote.{name}]: remote name {name!r}" in pushed.stderr
+    assert not (a / "x").exists() and not (tmp_path / "x").exists()
+    assert not (tmp_path / "remote").exists()

@@ -11,6 +11,7 @@ from vault.errors import ConfigError, ConflictError, InputError, NotFoundError, 
 from vault.handle import REMOTE_NAME
 from vault.remote.store import check_url
 from vault.store.fs import atomic_write
+from vault.store.staging import JOURNAL
 
 NAME = REMOTE_NAME  # (the form ``vault verify`` expects of ``remotes/NAME``)
 DEFAULT = "origin"
@@ -32,6 +33,8 @@ def remotes(config_path: Path) -> dict[str, str]:
     if not isinstance(table, dict):
         raise ConfigError(f"{config_path}: 'remote' must be a table of [remote.NAME] tables")
     for name, value in table.items():
+        if _bad_name(name):
+            raise ConfigError(f"{config_path}: [remote.{name}]: {_bad_name(name)}")
         if (
             not isinstance(value, dict)
             or set(value) != {"url"}
@@ -42,9 +45,20 @@ def remotes(config_path: Path) -> dict[str, str]:
     return out
 
 
-def check_name(name: str) -> str:
+def _bad_name(name: str) -> str:
+    """What is wrong with a remote's name ("" if nothing): its form, or ``staged`` — the
+    staging journal's place, ``remotes/staged`` (``vault.store.staging``), is not free to
+    be a remote's directory."""
     if not NAME.fullmatch(name):
-        raise UsageError(f"remote name {name!r}: letters, digits, '.', '_', '-' (at most 64)")
+        return f"remote name {name!r}: letters, digits, '.', '_', '-' (at most 64)"
+    if name == JOURNAL[-1]:
+        return f"remote name {name!r} is reserved (remotes/{name} is the staging journal)"
+    return ""
+
+
+def check_name(name: str) -> str:
+    if _bad_name(name):
+        raise UsageError(_bad_name(name))
     return name
 
 
