@@ -308,3 +308,40 @@ def test_temporaries_of_a_killed_writer_are_swept(vault: Vault) -> None:
     from vault.ops.verify import verify
 
     assert verify(vault).ok
+
+
+def _damage(path: Path, old: bytes, new: bytes) -> None:
+    """One object's bytes changed in place (its name, the address, left as it was)."""
+    data = path.read_bytes()
+    assert old in data
+    path.chmod(0o644)
+    path.write_bytes(data.replace(old, new, 1))
+
+
+def test_a_damaged_card_or_repr_is_never_shown_as_the_stored_one(
+    example_vault: Vault, tmp_path: Path
+) -> None:
+    """README: readers load objects checked against their hashes. `vault show` printed a
+    card whose bytes no longer match its address (a changed template) with exit 0, and
+    `--html` drew a damaged repr's grid; both now stop with the object named."""
+    v = example_vault
+    entry, card_ = v.concept_card("rotate-90")
+    assert "rotate_90" in card_["template"]["template_dsl"]
+    _damage(v.objects.path(entry["card"]), b"rotate_90", b"rotate_91")
+    with pytest.raises(CorruptionError, match="does not match its address"):
+        Vault.open(v.root).concept_card("rotate-90")
+    for args in (["show", "rotate-90"], ["show", "rotate-90", "--json"]):
+        shown = runner.invoke(app, ["--vault", str(v.root), *args])
+        assert shown.exit_code == 1, shown.output
+        assert "does not match its address" in shown.stderr and "rotate_91" not in shown.stdout
+    # a repr a positive evidence record cites, damaged: --html stops instead of drawing it
+    other = "flip-horizontal"
+    cited = [v.records(d) for d in v.snapshot().entry(other, None)[1]["evidence"]]
+    rid = next(r["pair"]["input"] for r in cited if "pair" in r)
+    _damage(v.objects.path(rid), b'"grid":[[', b'"grid":[[ ')
+    drawn = runner.invoke(
+        app, ["--vault", str(v.root), "show", other, "--html", str(tmp_path / "o.html")]
+    )
+    assert drawn.exit_code == 1, drawn.output
+    assert "does not match its address" in drawn.stderr
+    assert not (tmp_path / "o.html").exists()

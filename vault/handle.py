@@ -261,10 +261,11 @@ class Handle:
     def concept_card(
         self, concept: str, version: str | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(state entry, card) of ``concept`` at ``version`` (default: the newest)."""
+        """(state entry, card) of ``concept`` at ``version`` (default: the newest); the
+        card's bytes checked against its address (a damaged one: ``CorruptionError``)."""
         snap = self.snapshot()
         _, entry = snap.entry(concept, version)
-        return entry, self.objects.get_json(entry["card"])
+        return entry, self.objects.get_json(entry["card"], check=True)
 
     # ----------------------------------------------------------------- housekeeping
     def set_mode(self, mode: str | None) -> None:

@@ -1383,7 +1383,7 @@ def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | str |
     from vault.ops.embedder import choice_of
 
     vault = open_vault(vault_dir)
-    data: bytes = vault.objects.get(choice_of(vault, embedder))
+    data: bytes = vault.objects.get(choice_of(vault, embedder), check=True)
     return data
 
 

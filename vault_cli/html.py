@@ -76,8 +76,12 @@ def write(path: Path, text: str) -> None:
 def _grid_of(vault: Any, repr_id: str | None) -> list[list[int]] | None:
     if not repr_id:
         return None
+    from vault.errors import CorruptionError
+
     try:
-        rep = vault.objects.get_json(repr_id)
+        rep = vault.objects.get_json(repr_id, check=True)
+    except CorruptionError:
+        raise  # (a damaged repr is an error, never drawn as if it were the stored one)
     except Exception:  # noqa: BLE001 - a repr that cannot be read is left out of a picture
         return None
     grid = rep.get("grid") if isinstance(rep, dict) else None

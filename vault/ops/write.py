@@ -470,7 +470,7 @@ def _newest_if_same(
         entry = concept(name)
         if entry is None:
             return None
-        data = vault.objects.get(entry["card"])
+        data = vault.objects.get(entry["card"], check=True)
     return name if _fork_shape(json.loads(data)) == _fork_shape(card) else None
 
 
