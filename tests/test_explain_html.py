@@ -71,9 +71,9 @@ def test_explain_says_why_each_hit_ranks_where_it_does(example_vault: Vault, mod
         if mode == "symbolic" and h["key_overlap"] != nxt["key_overlap"]:
             assert why["decided_by"] == f"key overlap {h['key_overlap']} vs {nxt['key_overlap']}"
         elif mode == "soft" and h["similarity"] != nxt["similarity"]:
-            assert why["decided_by"].startswith("similarity ")
+            _shown_apart(why["decided_by"], "similarity", h["similarity"], nxt["similarity"])
         elif mode == "hybrid" and h["score"] != nxt["score"]:
-            assert why["decided_by"].startswith(f"score {h['score']:.3f} vs {nxt['score']:.3f}")
+            _shown_apart(why["decided_by"], "score", h["score"], nxt["score"])
     # the same in --jsonl, and in words after the table
     lines = _cli(root, "retrieve", "--task", str(TASK), "--mode", mode, "--explain", "--jsonl")
     assert [json.loads(x)["explain"] for x in lines.stdout.splitlines()] == [
@@ -83,6 +83,29 @@ def test_explain_says_why_each_hit_ranks_where_it_does(example_vault: Vault, mod
     for h in hits:
         (line,) = [x for x in table.splitlines() if x.startswith(f"#{h['rank']} {h['id']}@")]
         assert f"shares {h['key_overlap']} key" in line and "ahead of the next by" in line
+
+
+def _shown_apart(decided: str, name: str, mine: float, theirs: float) -> None:
+    """``decided`` says "NAME X vs Y…": X and Y read differently and are the two values
+    rounded to the decimals shown."""
+    words = decided.split(" ")
+    assert words[0] == name and words[2] == "vs", decided
+    x, y = words[1], words[3]
+    assert x != y, decided
+    places = len(x.split(".")[1])
+    assert places >= 3 and places == len(y.split(".")[1])
+    assert (x, y) == (f"{mine:.{places}f}", f"{theirs:.{places}f}")
+
+
+def test_a_decision_between_close_values_shows_digits_that_differ() -> None:
+    """Two values equal to 3 decimals are written with the digits that tell them apart
+    (red team 41: "similarity 0.122 vs 0.122" for 0.12221 and 0.12164)."""
+    from vault.explain import _apart
+
+    assert _apart(0.12221, 0.12164) == ("0.1222", "0.1216")
+    assert _apart(1.0, 0.5) == ("1.000", "0.500")
+    assert _apart(0.1 + 0.2, 0.3) == ("0.30000000000000004", "0.29999999999999999")
+    assert _apart(3, 2) == ("3", "2")
 
 
 def test_explain_of_like_and_its_limits(example_vault: Vault) -> None:

@@ -145,15 +145,25 @@ def _decided(
             other = _terms(nxt, cfg, n_keys)
             gaps = {t: terms[t] - other[t] for t in terms}
             top = max(gaps, key=lambda t: gaps[t])
-            return f"score {h.score:.3f} vs {nxt.score:.3f} (most from {top}: {gaps[top]:+.3f})"
+            mine_s, theirs_s = _apart(h.score, nxt.score)
+            return f"score {mine_s} vs {theirs_s} (most from {top}: {gaps[top]:+.3f})"
         if name == "status":
             return f"status: {h.status} before {nxt.status}"
         shown = {"penalty": (h.penalty, nxt.penalty)}.get(name, (a, b))
-        return f"{name} {_fmt(shown[0])} vs {_fmt(shown[1])}"
+        return f"{name} {' vs '.join(_apart(*shown))}"
     if h.version != nxt.version:
         return f"version {h.version} vs {nxt.version} (newer first)"
     return f"id {h.id} before {nxt.id} (the final tie)"
 
 
-def _fmt(x: Any) -> str:
-    return f"{x:.3f}" if isinstance(x, float) else str(x)
+def _apart(a: Any, b: Any) -> tuple[str, str]:
+    """Two values that differ, written so that they read differently: floats with 3
+    decimals, or as many more as it takes (0.12221 vs 0.12164: "0.1222 vs 0.1216", not
+    "0.122 vs 0.122"); anything else as it is."""
+    if not (isinstance(a, float) and isinstance(b, float)):
+        return str(a), str(b)
+    for digits in range(3, 18):
+        x, y = f"{a:.{digits}f}", f"{b:.{digits}f}"
+        if x != y:
+            return x, y
+    return repr(a), repr(b)
