@@ -100,6 +100,40 @@ def test_tables_fit_an_80_column_terminal(example_vault: Vault) -> None:
     assert "crop-largest-object" in table  # ids are never cut
 
 
+@pytest.mark.parametrize("columns", ["10", "40", "64", "72", "100"])
+def test_a_narrow_terminal_never_folds_nor_drops_a_value(
+    example_vault: Vault, columns: str
+) -> None:
+    """Red team 41: at COLUMNS=50 a score 1.087 was drawn as "1.0" over "87" (it reads as
+    1.0), at 30 rich dropped whole columns, at 10 every row was blank. An id, a version,
+    an evidence count and every number is drawn whole, or — when the terminal is narrower
+    than those — the table is written in its plain form (every value, tab-separated)."""
+    root = example_vault.root
+    env = {"FORCE_COLOR": "1", "COLUMNS": columns, "NO_COLOR": None}
+    for args, whole in (
+        (["retrieve", "--task", TASK], range(9)),
+        (["list"], (0, 1, 3, 4)),
+    ):
+        plain = _run(root, *args).splitlines()
+        text = ANSI.sub("", _run(root, *args, env=env))
+        drawn = [line.split() for line in text.splitlines()]
+        rows = [line.split("\t") for line in plain if "\t" in line][1:]  # (no title, header)
+        assert rows
+        for row in rows:
+            cells = [row[i] for i in whole]
+            # the row's whole values, in order, on one line of the output
+            assert any(
+                _in_order([c for cell in cells for c in cell.split()], words) for words in drawn
+            ), (args, columns, row, text)
+        if "\t" not in text:
+            assert max(len(line.rstrip()) for line in text.splitlines()) <= int(columns)
+
+
+def _in_order(wanted: list[str], words: list[str]) -> bool:
+    it = iter(words)
+    return all(any(w == x for x in it) for w in wanted)
+
+
 def test_eval_summary_states_a_tie_and_names_its_columns(tmp_path: Path) -> None:
     """Both modes have precision@5 0.200 on this data: the summary said "`hybrid-weighted`
     ranks best by precision@5 (0.200 vs 0.200 ...)", beside a "vs symbolic" column holding

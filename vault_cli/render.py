@@ -96,25 +96,28 @@ def table(
     whole (a tab or newline inside one becomes a space) and a title as a ``# `` line before
     them — for ``cut``, ``sort``, ``column -t`` (``--json`` keeps full precision). A column
     given as ``(name, "right")`` is right-aligned on a terminal; the columns named in
-    ``whole`` are never cut there (values fold in the others, never an ellipsis)."""
+    ``whole`` and the right-aligned ones (numbers) are never cut there (values fold in the
+    others, never an ellipsis)."""
     names = [c if isinstance(c, str) else c[0] for c in columns]
     out = stdout_console()
     if not out.is_terminal:
-        lines = [f"# {title}"] if title else []
-        lines.append("\t".join(names))
-        lines += ["\t".join(_tsv_cell(cell) for cell in row) for row in rows]
-        sys.stdout.write("\n".join(lines) + "\n")
+        _tsv(names, rows, title)
         return
     from rich import box
+    from rich.cells import cell_len
     from rich.table import Table
 
     rows = [list(row) for row in rows]
     # no side borders and one space between columns: 80 columns go further
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    need = 0  # the narrowest the table can be: every whole value, the others' names
     for i, c in enumerate(columns):
         name, justify = (c, "left") if isinstance(c, str) else c
-        if name in whole:  # never cut nor folded (an id): the other columns give way
-            widest = max((len(row[i]) for row in rows), default=len(name))
+        if name in whole or justify == "right":
+            # never cut nor folded (an id; a number: "1.0" over "87" would read as 1.0): the
+            # other columns give way
+            widest = max([cell_len(name), *(cell_len(row[i]) for row in rows)])
+            need += widest
             t.add_column(
                 name,
                 justify=justify,  # type: ignore[arg-type]
@@ -128,9 +131,21 @@ def table(
                 overflow="fold",
                 min_width=len(name),
             )
+            need += cell_len(name)
     for row in rows:
         t.add_row(*row)
+    if need + 2 * len(names) > out.width:  # (one space of padding each side of a column)
+        # narrower than the whole values: rich would drop columns — the plain form instead
+        _tsv(names, rows, title)
+        return
     out.print(t, markup=False)
+
+
+def _tsv(names: Sequence[str], rows: Iterable[Sequence[str]], title: str | None) -> None:
+    lines = [f"# {title}"] if title else []
+    lines.append("\t".join(names))
+    lines += ["\t".join(_tsv_cell(cell) for cell in row) for row in rows]
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def _tsv_cell(text: str) -> str:
@@ -434,7 +449,7 @@ def retrieval(
             for h in result.results
         ],
         title=title + (f" ({result.strategy})" if result.strategy else ""),
-        whole=("id",),
+        whole=("id", "version"),
     )
     if not result.results:
         note("no concept matches")
@@ -712,7 +727,11 @@ def concept_list(found: Iterable[Any], as_json: bool, as_jsonl: bool) -> None:
     if not rows:
         note("no concepts match")
         return
-    table(["id", "version", "status", "evidence", ("penalty", "right"), "keys"], rows, whole=["id"])
+    table(
+        ["id", "version", "status", "evidence", ("penalty", "right"), "keys"],
+        rows,
+        whole=["id", "version", "evidence"],
+    )
 
 
 def export_result(lines: Iterable[bytes], output: Path | None, seq: int, as_json: bool) -> None:
