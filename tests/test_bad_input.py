@@ -755,6 +755,38 @@ def test_cli_retrieve_batch_names_each_bad_line_and_column(
     )
 
 
+@pytest.mark.parametrize("option", ["--task", "--query"])
+def test_cli_input_cut_short_names_its_last_line(
+    stocked: Vault, tmp_path: Path, option: str
+) -> None:
+    """A file cut short (`{` and a newline) is "unexpected end of input" just after its last
+    character (line 1, column 2) — it used to be Python's "Expecting property name" at
+    "line 2 column 1", a line the file does not have."""
+    f = write(tmp_path, "q.json", "{\n")
+    res = cli(["--vault", str(stocked.root), "retrieve", option, str(f)])
+    assert assert_cli_error(res, 1) == (
+        f"error: {f}: malformed JSON: unexpected end of input (line 1, column 2), "
+        "expecting property name enclosed in double quotes\n"
+    )
+
+
+def test_cli_retrieve_batch_names_a_line_cut_short_by_its_own_number(
+    example_vault: Vault, tmp_path: Path
+) -> None:
+    """`retrieve --batch`: a line cut short (`{"repr": [[1,2],`) is named by its own line
+    (2) and the column after its last character — not the next line (3, column 1)."""
+    good = '{"repr": [[0, 1], [1, 0]], "id": "ok"}'
+    f = write(tmp_path, "requests.jsonl", "\n".join([good, '{"repr": [[1,2],', good]) + "\n")
+    res = cli(["--vault", str(example_vault.root), "retrieve", "--batch", str(f)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.stderr.startswith("error: 1 of 3 request lines failed"), res.stderr
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [x["line"] for x in out] == [1, 2, 3]
+    assert out[1]["error"] == (
+        f"{f}:2: malformed JSON: unexpected end of line (line 2, column 17), expecting value"
+    )
+
+
 @pytest.mark.parametrize(
     ("file", "edit", "expected"),
     [
