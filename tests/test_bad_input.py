@@ -143,9 +143,9 @@ BAD_GRIDS: list[tuple[str, Any, str]] = [
     ("colour-neg", [[-1, 0]], "cell [0][0] = -1"),
     ("colour-float", [[1.5]], "cell [0][0] = 1.5"),
     ("colour-int-float", [[1.0]], "cell [0][0] = 1.0"),
-    ("colour-bool", [[True]], "cell [0][0] = True"),
-    ("colour-str", [["1"]], "cell [0][0] = '1'"),
-    ("colour-null", [[None]], "cell [0][0] = None"),
+    ("colour-bool", [[True]], "cell [0][0] = true"),
+    ("colour-str", [["1"]], 'cell [0][0] = "1"'),
+    ("colour-null", [[None]], "cell [0][0] = null"),
     ("row-not-list", [1, 2], "row 0"),
     ("not-list", {"grid": [[1]]}, "expected a non-empty list of rows"),
     ("string", "[[1]]", "expected a non-empty list of rows"),
@@ -385,9 +385,9 @@ def test_library_card_not_an_object(stocked: Vault, obj: Any) -> None:
 @pytest.mark.parametrize(
     ("normalize", "said"),
     [
-        ("normalize_card", "expected a concept card, got list"),
-        ("normalize_evidence", "expected an evidence record, got list"),
-        ("normalize_status", "expected a status event, got list"),
+        ("normalize_card", "expected a concept card, got an array"),
+        ("normalize_evidence", "expected an evidence record, got an array"),
+        ("normalize_status", "expected a status event, got an array"),
     ],
 )
 def test_a_record_not_an_object_is_named_as_its_kind(normalize: str, said: str) -> None:
@@ -626,7 +626,7 @@ CLI_ADD_CASES: list[tuple[str, str, list[str]]] = [
         dumps(card("c", ["feature:single_object"])),
         ["c@1.0.0", "already stored with different content"],
     ),
-    ("not-object", "42", ["expected a concept card, got int"]),
+    ("not-object", "42", ["expected a concept card, got 42"]),
     ("empty", "", ["empty input"]),
     ("blank", "  \n\n", ["empty input"]),
     ("not-utf8", b'{"id": "\xff"}'.decode("latin-1"), []),  # written as bytes below
@@ -753,6 +753,46 @@ def test_cli_retrieve_batch_names_each_bad_line_and_column(
         f"{f}:5: invalid JSON: duplicate key 'id', expected each key once in an object "
         "(line 5, column 11)"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "text", "said"),
+    [
+        (["add"], "null", "expected a concept card, got null"),
+        (["add"], '"card"', 'expected a concept card, got "card"'),
+        (["add"], '{"kind": false}', "field 'kind': expected kind \"concept\", got false"),
+        (["evidence", "add"], "null", "expected an evidence record, got null"),
+        (["repr"], "[[true]]", "field 'grid': cell [0][0] = true: expected an integer colour 0-9"),
+        (
+            ["repr"],
+            "[[1, null]]",
+            "field 'grid': cell [0][1] = null: expected an integer colour 0-9",
+        ),
+        (["retrieve", "--query"], "true", "expected a query, got true"),
+        (
+            ["import"],
+            '{"kind": null}',
+            "field 'kind': expected a record with 'kind' one of concept, evidence, status, "
+            "repr, got null",
+        ),
+        (
+            ["import"],
+            '{"a": 1}',
+            "field 'kind': expected a record with 'kind' one of concept, evidence, status, "
+            "repr, got no 'kind'",
+        ),
+    ],
+)
+def test_cli_names_json_values_in_jsons_words(
+    stocked: Vault, tmp_path: Path, argv: list[str], text: str, said: str
+) -> None:
+    """A value is named as JSON writes it (null, true, "card"), never as Python does
+    (NoneType, True, str, 'card') — the words of the file the user wrote."""
+    f = write(tmp_path, "in.json", text + "\n")
+    before = snapshot(stocked.root)
+    res = cli(["--vault", str(stocked.root), *argv, str(f)])
+    assert assert_cli_error(res, 1) == f"error: {f}: {said}\n"
+    assert snapshot(stocked.root) == before
 
 
 @pytest.mark.parametrize("option", ["--task", "--query"])
@@ -888,7 +928,7 @@ def _evl(**extra: Any) -> str:
         (_evl(tier="test", reason="wrong", polarity="meh"), ["field 'polarity'"]),
         (_evl(tier="test", reason="wrong", colour=1), ["field 'colour'", "unknown field"]),
         (_evl(tier="test", reason="wrong")[:-1] + ', "tier": "train"}', ["duplicate key 'tier'"]),
-        ("[1, 2]", ["ev.json[0]: expected an evidence record, got int"]),
+        ("[1, 2]", ["ev.json[0]: expected an evidence record, got 1"]),
     ],
 )
 def test_cli_bad_evidence_changes_nothing(

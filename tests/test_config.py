@@ -70,3 +70,15 @@ def test_flags_override_file_and_bad_flags_are_usage_errors(vault: Vault) -> Non
 
 def test_integers_are_accepted_for_weights() -> None:
     assert check(Config(alpha=1, beta=0)) == Config(alpha=1, beta=0)
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [("beta = true", "got true"), ('mode = "fuzzy"', 'got "fuzzy"'), ("k = [1]", "got an array")],
+)
+def test_a_bad_value_is_named_in_tomls_words(vault: Vault, line: str, said: str) -> None:
+    """`true`, `"fuzzy"` as the file writes them — not Python's `True`, `'fuzzy'`."""
+    vault.config_path.write_text(f"[retrieval]\n{line}\n")
+    with pytest.raises(ConfigError) as error:
+        vault.config()
+    assert str(error.value).endswith(f", {said}"), error.value

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from vault.errors import ConfigError, UsageError
+from vault.errors import ConfigError, UsageError, json_value
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -96,7 +96,9 @@ class Config:
 
 
 def _fail(key: str, expected: str, value: Any, where: str) -> ConfigError:
-    return ConfigError(f"{where}: invalid value for '{key}': expected {expected}, got {value!r}")
+    return ConfigError(
+        f"{where}: invalid value for '{key}': expected {expected}, got {json_value(value)}"
+    )
 
 
 def check(cfg: Config, where: str = "config") -> Config:

@@ -27,6 +27,9 @@ prints ``error: <message>`` on stderr and exits with ``exit_code``::
 
 from __future__ import annotations
 
+import json
+import math
+
 
 class VaultError(Exception):
     """Root of every error the library raises on purpose."""
@@ -157,3 +160,26 @@ class StorageError(VaultError, OSError):
             return exc
         name = exc.filename if exc.filename is not None else path
         return cls(exc.errno, exc.strerror or str(exc), None if name is None else str(name))
+
+
+def json_value(value: object) -> str:
+    """A value read from JSON (or TOML), as messages name it — in JSON's words, never
+    Python's (``None``, ``True``, ``NoneType``, ``str``): ``null``, ``true``/``false``, a
+    number as JSON writes it, a string in double quotes (cut after 40 characters), ``an
+    array``, ``an object``. A Python value of no JSON type (a library caller's) is named by
+    its type, said so."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return f"a Python {type(value).__name__} (not a JSON value)"

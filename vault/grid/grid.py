@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from vault.errors import InvalidInputError
+from vault.errors import InvalidInputError, json_value
 
 MAX_SIDE = 30
 Grid = tuple[tuple[int, ...], ...]
@@ -37,7 +37,7 @@ def parse_grid(value: Any, source: str | None = None, field: str = "grid") -> Gr
             raise bad(f"ragged grid: row {r} has {len(row)} cells, row 0 has {width}")
         for c, cell in enumerate(row):
             if isinstance(cell, bool) or not isinstance(cell, int) or not 0 <= cell <= 9:
-                raise bad(f"cell [{r}][{c}] = {cell!r}: expected an integer colour 0-9")
+                raise bad(f"cell [{r}][{c}] = {json_value(cell)}: expected an integer colour 0-9")
         rows.append(tuple(row))
     return tuple(rows)
 
