@@ -133,7 +133,8 @@ TOO_WIDE = [[0] * 31]
 TOO_BIG = [[0] * 31 for _ in range(31)]
 
 BAD_GRIDS: list[tuple[str, Any, str]] = [
-    ("ragged", [[1, 2], [3]], "ragged grid: row 1 has 1 cells, row 0 has 2"),
+    ("ragged", [[1, 2], [3]], "ragged grid: row 1 has 1 cell, row 0 has 2"),
+    ("ragged-wider", [[1], [2, 3]], "ragged grid: row 1 has 2 cells, row 0 has 1"),
     ("empty", [], "expected a non-empty list of rows"),
     ("empty-row", [[]], "row 0: expected a non-empty list of colours"),
     ("too-tall", TOO_TALL, "31 rows; at most 30"),

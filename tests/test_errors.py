@@ -123,3 +123,14 @@ def test_json_value_names_a_value_in_jsons_words(value: object, said: str) -> No
     """The one helper every message naming a JSON value uses: never Python's words (None,
     True, NoneType, str, '1')."""
     assert errors.json_value(value) == said
+
+
+@pytest.mark.parametrize(
+    ("n", "said"), [(0, "0 tasks"), (1, "1 task"), (2, "2 tasks"), (1_000, "1000 tasks")]
+)
+def test_counted_says_one_in_the_singular(n: int, said: str) -> None:
+    """The one helper for a count and its noun ("1 tasks" was a defect)."""
+    assert errors.counted(n, "task") == said
+    assert errors.counted(n, "entry", "entries") == said.replace("tasks", "entries").replace(
+        "task", "entry"
+    )

@@ -183,3 +183,10 @@ def json_value(value: object) -> str:
     if isinstance(value, list | tuple):
         return "an array"
     return f"a Python {type(value).__name__} (not a JSON value)"
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and its noun, singular for one: ``1 task``, ``0 tasks``, ``2 tasks``;
+    ``plural`` for a noun not made plural by an s (``counted(n, "entry", "entries")``).
+    Every message that counts something says it with this."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
