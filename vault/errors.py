@@ -23,6 +23,11 @@ prints ``error: <message>`` on stderr and exits with ``exit_code``::
                                     (also an ``OSError``: errno, strerror and filename kept)
 
 ``tests/test_errors.py`` walks this tree against the classes below.
+
+The words of messages, one helper each, used wherever a message says them: ``json_value``
+names a value read from JSON (or TOML) as JSON writes it (null, true, "x", an array — never
+Python's None, True, NoneType, str); ``counted`` says a count with its noun ("1 task",
+"2 tasks").
 """
 
 from __future__ import annotations
