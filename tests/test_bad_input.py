@@ -133,7 +133,8 @@ TOO_WIDE = [[0] * 31]
 TOO_BIG = [[0] * 31 for _ in range(31)]
 
 BAD_GRIDS: list[tuple[str, Any, str]] = [
-    ("ragged", [[1, 2], [3]], "ragged grid: row 1 has 1 cells, row 0 has 2"),
+    ("ragged", [[1, 2], [3]], "ragged grid: row 1 has 1 cell, row 0 has 2"),
+    ("ragged-wider", [[1], [2, 3]], "ragged grid: row 1 has 2 cells, row 0 has 1"),
     ("empty", [], "expected a non-empty list of rows"),
     ("empty-row", [[]], "row 0: expected a non-empty list of colours"),
     ("too-tall", TOO_TALL, "31 rows; at most 30"),
@@ -143,9 +144,9 @@ BAD_GRIDS: list[tuple[str, Any, str]] = [
     ("colour-neg", [[-1, 0]], "cell [0][0] = -1"),
     ("colour-float", [[1.5]], "cell [0][0] = 1.5"),
     ("colour-int-float", [[1.0]], "cell [0][0] = 1.0"),
-    ("colour-bool", [[True]], "cell [0][0] = True"),
-    ("colour-str", [["1"]], "cell [0][0] = '1'"),
-    ("colour-null", [[None]], "cell [0][0] = None"),
+    ("colour-bool", [[True]], "cell [0][0] = true"),
+    ("colour-str", [["1"]], 'cell [0][0] = "1"'),
+    ("colour-null", [[None]], "cell [0][0] = null"),
     ("row-not-list", [1, 2], "row 0"),
     ("not-list", {"grid": [[1]]}, "expected a non-empty list of rows"),
     ("string", "[[1]]", "expected a non-empty list of rows"),
@@ -385,9 +386,9 @@ def test_library_card_not_an_object(stocked: Vault, obj: Any) -> None:
 @pytest.mark.parametrize(
     ("normalize", "said"),
     [
-        ("normalize_card", "expected a concept card, got list"),
-        ("normalize_evidence", "expected an evidence record, got list"),
-        ("normalize_status", "expected a status event, got list"),
+        ("normalize_card", "expected a concept card, got an array"),
+        ("normalize_evidence", "expected an evidence record, got an array"),
+        ("normalize_status", "expected a status event, got an array"),
     ],
 )
 def test_a_record_not_an_object_is_named_as_its_kind(normalize: str, said: str) -> None:
@@ -626,7 +627,7 @@ CLI_ADD_CASES: list[tuple[str, str, list[str]]] = [
         dumps(card("c", ["feature:single_object"])),
         ["c@1.0.0", "already stored with different content"],
     ),
-    ("not-object", "42", ["expected a concept card, got int"]),
+    ("not-object", "42", ["expected a concept card, got 42"]),
     ("empty", "", ["empty input"]),
     ("blank", "  \n\n", ["empty input"]),
     ("not-utf8", b'{"id": "\xff"}'.decode("latin-1"), []),  # written as bytes below
@@ -756,6 +757,78 @@ def test_cli_retrieve_batch_names_each_bad_line_and_column(
 
 
 @pytest.mark.parametrize(
+    ("argv", "text", "said"),
+    [
+        (["add"], "null", "expected a concept card, got null"),
+        (["add"], '"card"', 'expected a concept card, got "card"'),
+        (["add"], '{"kind": false}', "field 'kind': expected kind \"concept\", got false"),
+        (["evidence", "add"], "null", "expected an evidence record, got null"),
+        (["repr"], "[[true]]", "field 'grid': cell [0][0] = true: expected an integer colour 0-9"),
+        (
+            ["repr"],
+            "[[1, null]]",
+            "field 'grid': cell [0][1] = null: expected an integer colour 0-9",
+        ),
+        (["retrieve", "--query"], "true", "expected a query, got true"),
+        (
+            ["import"],
+            '{"kind": null}',
+            "field 'kind': expected a record with 'kind' one of concept, evidence, status, "
+            "repr, got null",
+        ),
+        (
+            ["import"],
+            '{"a": 1}',
+            "field 'kind': expected a record with 'kind' one of concept, evidence, status, "
+            "repr, got no 'kind'",
+        ),
+    ],
+)
+def test_cli_names_json_values_in_jsons_words(
+    stocked: Vault, tmp_path: Path, argv: list[str], text: str, said: str
+) -> None:
+    """A value is named as JSON writes it (null, true, "card"), never as Python does
+    (NoneType, True, str, 'card') — the words of the file the user wrote."""
+    f = write(tmp_path, "in.json", text + "\n")
+    before = snapshot(stocked.root)
+    res = cli(["--vault", str(stocked.root), *argv, str(f)])
+    assert assert_cli_error(res, 1) == f"error: {f}: {said}\n"
+    assert snapshot(stocked.root) == before
+
+
+@pytest.mark.parametrize("option", ["--task", "--query"])
+def test_cli_input_cut_short_names_its_last_line(
+    stocked: Vault, tmp_path: Path, option: str
+) -> None:
+    """A file cut short (`{` and a newline) is "unexpected end of input" just after its last
+    character (line 1, column 2) — it used to be Python's "Expecting property name" at
+    "line 2 column 1", a line the file does not have."""
+    f = write(tmp_path, "q.json", "{\n")
+    res = cli(["--vault", str(stocked.root), "retrieve", option, str(f)])
+    assert assert_cli_error(res, 1) == (
+        f"error: {f}: malformed JSON: unexpected end of input (line 1, column 2), "
+        "expecting property name enclosed in double quotes\n"
+    )
+
+
+def test_cli_retrieve_batch_names_a_line_cut_short_by_its_own_number(
+    example_vault: Vault, tmp_path: Path
+) -> None:
+    """`retrieve --batch`: a line cut short (`{"repr": [[1,2],`) is named by its own line
+    (2) and the column after its last character — not the next line (3, column 1)."""
+    good = '{"repr": [[0, 1], [1, 0]], "id": "ok"}'
+    f = write(tmp_path, "requests.jsonl", "\n".join([good, '{"repr": [[1,2],', good]) + "\n")
+    res = cli(["--vault", str(example_vault.root), "retrieve", "--batch", str(f)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.stderr.startswith("error: 1 of 3 request lines failed"), res.stderr
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [x["line"] for x in out] == [1, 2, 3]
+    assert out[1]["error"] == (
+        f"{f}:2: malformed JSON: unexpected end of line (line 2, column 17), expecting value"
+    )
+
+
+@pytest.mark.parametrize(
     ("file", "edit", "expected"),
     [
         (
@@ -856,7 +929,7 @@ def _evl(**extra: Any) -> str:
         (_evl(tier="test", reason="wrong", polarity="meh"), ["field 'polarity'"]),
         (_evl(tier="test", reason="wrong", colour=1), ["field 'colour'", "unknown field"]),
         (_evl(tier="test", reason="wrong")[:-1] + ', "tier": "train"}', ["duplicate key 'tier'"]),
-        ("[1, 2]", ["ev.json[0]: expected an evidence record, got int"]),
+        ("[1, 2]", ["ev.json[0]: expected an evidence record, got 1"]),
     ],
 )
 def test_cli_bad_evidence_changes_nothing(

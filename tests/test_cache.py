@@ -188,6 +188,6 @@ def test_gc_cache_says_what_it_removed(example_vault: Vault) -> None:
     entry = query_entry(example_vault)
     entry.write_bytes(b"")
     out = cli(example_vault.root, "gc", "--cache", "--dry-run")
-    assert out.stderr.strip() == "would remove 1 cache file(s)" and entry.exists()
+    assert out.stderr.strip() == "would remove 1 cache file" and entry.exists()
     out = cli(example_vault.root, "gc", "--cache")
-    assert out.stderr.strip() == "removed 1 cache file(s)" and not entry.exists()
+    assert out.stderr.strip() == "removed 1 cache file" and not entry.exists()

@@ -55,7 +55,7 @@ def test_export_stdout_is_records_only_and_json_needs_a_file(
     assert plain.returncode == 0, plain.stderr
     records = [json.loads(line) for line in plain.stdout.splitlines()]
     assert records and all(r["kind"] in ("concept", "evidence", "status", "repr") for r in records)
-    assert plain.stderr.startswith(f"export: {len(records)} record(s), up to audit seq ")
+    assert plain.stderr.startswith(f"export: {len(records)} records, up to audit seq ")
 
     before = tree(example_vault.root)
     refused = vault("export", "--json")

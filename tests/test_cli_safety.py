@@ -94,7 +94,7 @@ def test_rollback_with_nothing_to_do_does_not_ask(vault: Vault, terminal: None) 
 def test_gc_shows_what_it_will_delete_and_asks(history: Vault, terminal: None) -> None:
     before = tree(history.root)
     result = run(history.root, "gc", "--keep", "1", input="n\n", code=1)
-    assert "gc would remove 2 generation(s)" in result.stderr and "Delete? [y/N]" in result.stderr
+    assert "gc would remove 2 generations" in result.stderr and "Delete? [y/N]" in result.stderr
     assert tree(history.root) == before
     out = json.loads(run(history.root, "gc", "--keep", "1", "--json", input="y\n").stdout)
     assert out["removed_generations"] == [1, 2] and out["dry_run"] is False
@@ -114,7 +114,7 @@ def test_gc_dry_run_and_yes_never_ask(history: Vault, terminal: None) -> None:
 
 def test_gc_never_asks_when_not_a_terminal(history: Vault) -> None:
     result = run(history.root, "gc", "--keep", "1")
-    assert "Delete?" not in result.stderr and result.stderr.startswith("removed 2 generation(s)")
+    assert "Delete?" not in result.stderr and result.stderr.startswith("removed 2 generations")
 
 
 @pytest.mark.parametrize("command", ["gc", "rollback"])

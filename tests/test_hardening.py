@@ -236,7 +236,7 @@ def test_a_write_that_took_effect_counts_the_records_it_stored(
     seq = info.value.audit_seq
     assert seq is not None and len(vault.audit.entries()[-1].records) == 3
     assert str(info.value) == (
-        f"evidence took effect (audit seq {seq}: 3 record(s) stored and acknowledged) but "
+        f"evidence took effect (audit seq {seq}: 3 records stored and acknowledged) but "
         "its index generation could not be published ([Errno 28] No space left on device); "
         "the next vault command completes it — do not redo the write"
     )

@@ -325,7 +325,7 @@ def test_task_query_takes_exactly_the_test_indexes_a_task_has(tests: int) -> Non
             with pytest.raises(
                 InvalidInputError,
                 match=rf"--test-index {index} out of range "
-                rf"\(task has {tests} test inputs\)",
+                rf"\(task has {'1 test input' if tests == 1 else f'{tests} test inputs'}\)$",
             ):
                 task_query(task, index)
 

@@ -225,6 +225,36 @@ def test_a_syntax_error_in_a_json_line_names_the_file_line() -> None:
     assert str(exc.value) == "f.jsonl:5: malformed JSON: Expecting value (line 5, column 11)"
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        (
+            "{\n",
+            None,
+            "unexpected end of input (line 1, column 2), expecting property name "
+            "enclosed in double quotes",
+        ),
+        (
+            '{"a": [1,\n\n  2,\n\n',
+            None,
+            "unexpected end of input (line 3, column 5), expecting value",
+        ),
+        ("[1", None, "unexpected end of input (line 1, column 3), expecting ',' delimiter"),
+        ("\n \n", None, "empty input, expected a JSON value"),
+        ('{"grid": [[1,2],\n', 7, "unexpected end of line (line 7, column 17), expecting value"),
+    ],
+)
+def test_a_text_cut_short_is_named_at_its_last_character(
+    text: str, line: int | None, expected: str
+) -> None:
+    """Python's parser stops at the very end (after the trailing newline: the next line, a
+    line the file does not have); the error names the end and the place after the last
+    character instead."""
+    with pytest.raises(InvalidInputError) as exc:
+        loads(text, source="f", line=line)
+    assert str(exc.value) == f"f: malformed JSON: {expected}"
+
+
 def test_nesting_is_bounded_at_max_depth_whatever_the_parser_allows() -> None:
     """MAX_DEPTH levels parse; one more is refused, cleanly, whether Python's parser would
     have taken it (600) or given up (3,000, 100,000: never a RecursionError)."""

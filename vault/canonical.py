@@ -269,10 +269,29 @@ def loads_trusted(data: bytes) -> Any:
     return json.loads(data)
 
 
-def loads(text: str | bytes, source: str = "<input>", *, line: int = 1, column: int = 1) -> Any:
+def _malformed(exc: json.JSONDecodeError, text: str, line: int, column: int, unit: str) -> str:
+    """What is wrong with ``text`` where Python's parser stopped: a text cut short (the
+    parser wants more where only whitespace is left) is named so, at the place just after
+    its last character — not at the end of its trailing newline, the next line."""
+    if exc.msg.startswith("Expecting") and not text[exc.pos :].strip(" \t\n\r"):
+        end = len(text.rstrip(" \t\n\r"))
+        if end == 0:
+            return f"empty {unit}, expected a JSON value"
+        expecting = exc.msg[0].lower() + exc.msg[1:]
+        return f"unexpected end of {unit} {_at(text, end, line, column)}, {expecting}"
+    return f"{exc.msg} {_at(text, exc.pos, line, column)}"
+
+
+def loads(
+    text: str | bytes, source: str = "<input>", *, line: int | None = None, column: int = 1
+) -> Any:
     """Parse one JSON document strictly; errors name ``source``, the line and the column
     (of the file: ``text`` starts at ``line``, ``column`` of it, as a JSON line does) and
-    what was expected. Errors are located by a second scan, only when there is one."""
+    what was expected. Errors are located by a second scan, only when there is one. A
+    ``line`` given says ``text`` is a JSON line: one cut short is "unexpected end of line"
+    (of a whole document, "of input")."""
+    unit = "input" if line is None else "line"
+    line = 1 if line is None else line
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -292,7 +311,7 @@ def loads(text: str | bytes, source: str = "<input>", *, line: int = 1, column: 
         if _refused(text, exc.pos) is not None:
             raise _refusal(text, source, line, column, exc.msg) from None
         raise InvalidInputError(
-            f"malformed JSON: {exc.msg} {_at(text, exc.pos, line, column)}", source=source
+            f"malformed JSON: {_malformed(exc, text, line, column, unit)}", source=source
         ) from None
     except (ValueError, RecursionError) as exc:  # a hook, the int digit limit, nesting
         raise _refusal(text, source, line, column, str(exc)) from None

@@ -3,8 +3,8 @@
 ``config.toml`` in the vault root is written by ``vault init`` with every default spelled
 out: ``[retrieval]`` (``Config``), ``[embedder]`` (``EmbedderConfig``: when `vault
 embedder status` suggests a re-fit) and ``[gc]`` (``Retention``: what write-backs keep);
-unknown keys and invalid values are refused with the key's name.
-"""
+unknown keys and invalid values are refused with the key's name, and its line of the file
+when a scan of the text finds it unambiguously (``key_line``: tomllib gives no positions)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from vault.errors import ConfigError, UsageError
+from vault.errors import ConfigError, UsageError, json_value
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -95,11 +95,85 @@ class Config:
         return asdict(self)
 
 
-def _fail(key: str, expected: str, value: Any, where: str) -> ConfigError:
-    return ConfigError(f"{where}: invalid value for '{key}': expected {expected}, got {value!r}")
+def _fail(
+    key: str, expected: str, value: Any, where: str | Path, table: str = "retrieval"
+) -> ConfigError:
+    """``<where>: invalid value for '<key>': expected ..., got ...``; ``where`` a file is
+    named with the key's line (``config.toml:12``) when it is found (``key_line``)."""
+    return ConfigError(
+        f"{_place(where, table, key, value)}: invalid value for '{key}': expected {expected}, "
+        f"got {json_value(value)}"
+    )
 
 
-def check(cfg: Config, where: str = "config") -> Config:
+def _place(where: str | Path, table: str, key: str, value: Any) -> str:
+    """``where``, and when it is a file and ``key`` (its last part: ``gc.keep`` is ``keep``)
+    of ``[table]`` is found in it holding ``value``, ``:LINE``."""
+    if not isinstance(where, Path):
+        return where
+    try:
+        text = where.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return str(where)
+    line = key_line(text, table, key.rpartition(".")[2], value)
+    return str(where) if line is None else f"{where}:{line}"
+
+
+def _unknown(path: Path, table: str, key: str, value: Any, names: set[str]) -> ConfigError:
+    return ConfigError(
+        f"{_place(path, table, key, value)}: unknown key '{table}.{key}' "
+        f"(known: {', '.join(sorted(names))})"
+    )
+
+
+_HEADER = re.compile(
+    r"[ \t]*\[[ \t]*([A-Za-z0-9_-]+(?:[ \t]*\.[ \t]*[A-Za-z0-9_-]+)*)[ \t]*\]"
+    r"[ \t]*(?:#.*)?"
+)
+
+
+def key_line(text: str, table: str, key: str, value: Any) -> int | None:
+    """The line (from 1) of ``key = value`` in ``[table]`` of the TOML ``text`` — also the
+    top-level dotted form ``table.key = value`` — found by a scan of the text (``tomllib``
+    gives no positions for values). Exact or nothing: None unless exactly one line names
+    the key there and what it sets, parsed on its own (with the lines after it a
+    multi-line array needs), is ``value``. A text with a multi-line string (which could
+    hold anything that looks like a key) is not scanned."""
+    if '"""' in text or "'''" in text:
+        return None
+    bare = rf"(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')"
+    in_table = re.compile(rf"[ \t]*{bare}[ \t]*=")
+    dotted = re.compile(rf"[ \t]*{re.escape(table)}[ \t]*\.[ \t]*{bare}[ \t]*=")
+    lines = text.splitlines()
+    current: str | None = ""  # the table of the lines so far ("": the top level)
+    found: list[tuple[int, bool]] = []  # (index, dotted form)
+    for i, line in enumerate(lines):
+        header = _HEADER.fullmatch(line)
+        if header is not None:
+            current = re.sub(r"[ \t]", "", header[1])
+        elif line.lstrip().startswith("["):  # an array of tables, a quoted name: unknown
+            current = None
+        elif current == table and in_table.match(line):
+            found.append((i, False))
+        elif current == "" and dotted.match(line):
+            found.append((i, True))
+    if len(found) != 1:
+        return None
+    start, is_dotted = found[0]
+    for end in range(start + 1, len(lines) + 1):
+        try:
+            parsed: Any = tomllib.loads("\n".join(lines[start:end]))
+        except tomllib.TOMLDecodeError:
+            continue
+        got = parsed.get(table, {}) if is_dotted else parsed
+        if not isinstance(got, dict) or key not in got:
+            return None
+        same = got[key] == value and isinstance(got[key], bool) == isinstance(value, bool)
+        return start + 1 if same else None
+    return None
+
+
+def check(cfg: Config, where: str | Path = "config") -> Config:
     """Raise ``ConfigError`` naming the key if any value is out of range."""
     if cfg.mode not in MODES:
         raise _fail("mode", " | ".join(MODES), cfg.mode, where)
@@ -168,7 +242,8 @@ def _declared(data: dict[str, Any], path: Path) -> dict[str, frozenset[str]]:
     for family, names in table.items():
         if family not in DECLARABLE:
             raise ConfigError(
-                f"{path}: unknown key 'keys.{family}' (a vault declares names of the closed "
+                f"{_place(path, 'keys', family, names)}: unknown key 'keys.{family}' "
+                "(a vault declares names of the closed "
                 f"families: {', '.join(DECLARABLE)}; domain: and feature: names are open)"
             )
         if not isinstance(names, list) or not all(
@@ -178,7 +253,8 @@ def _declared(data: dict[str, Any], path: Path) -> dict[str, frozenset[str]]:
                 f"keys.{family}",
                 "a list of lower-case names (a-z, 0-9, '_', at most 64, starting with a letter)",
                 names,
-                str(path),
+                path,
+                "keys",
             )
         out[family] = frozenset(names)
     return out
@@ -196,10 +272,10 @@ def _retention(data: dict[str, Any], path: Path) -> Retention:
     names = {f.name for f in fields(Retention)}
     for key in table:
         if key not in names:
-            raise ConfigError(f"{path}: unknown key 'gc.{key}' (known: {', '.join(sorted(names))})")
+            raise _unknown(path, "gc", key, table[key], names)
     keep = table.get("keep", 0)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= 1_000_000:
-        raise _fail("gc.keep", "an integer 0..1000000 (0: never)", keep, str(path))
+        raise _fail("gc.keep", "an integer 0..1000000 (0: never)", keep, path, "gc")
     days = table.get("keep_days", 0.0)
     if (
         isinstance(days, bool)
@@ -207,7 +283,7 @@ def _retention(data: dict[str, Any], path: Path) -> Retention:
         or not math.isfinite(days)
         or not 0.0 <= days <= 36_500
     ):
-        raise _fail("gc.keep_days", "a number of days in [0, 36500]", days, str(path))
+        raise _fail("gc.keep_days", "a number of days in [0, 36500]", days, path, "gc")
     return Retention(keep, float(days))
 
 
@@ -223,9 +299,7 @@ def _embedder_config(data: dict[str, Any], path: Path) -> EmbedderConfig:
     names = {f.name for f in fields(EmbedderConfig)}
     for key in table:
         if key not in names:
-            raise ConfigError(
-                f"{path}: unknown key 'embedder.{key}' (known: {', '.join(sorted(names))})"
-            )
+            raise _unknown(path, "embedder", key, table[key], names)
     threshold = table.get("drift_threshold", DEFAULT_DRIFT_THRESHOLD)
     if (
         isinstance(threshold, bool)
@@ -233,10 +307,10 @@ def _embedder_config(data: dict[str, Any], path: Path) -> EmbedderConfig:
         or not math.isfinite(threshold)
         or not 0.0 < threshold <= 1.0
     ):
-        raise _fail("drift_threshold", "a number in (0, 1]", threshold, str(path))
+        raise _fail("drift_threshold", "a number in (0, 1]", threshold, path, "embedder")
     interval = table.get("refresh_interval", DEFAULT_REFRESH_INTERVAL)
     if isinstance(interval, bool) or not isinstance(interval, int) or not interval >= 1:
-        raise _fail("refresh_interval", "an integer >= 1", interval, str(path))
+        raise _fail("refresh_interval", "an integer >= 1", interval, path, "embedder")
     return EmbedderConfig(float(threshold), interval)
 
 
@@ -254,14 +328,15 @@ def load(path: Path) -> Config:
         table.pop(key, None)  # written by older versions; accepted, no effect
     for key in table:
         if key not in names:
-            raise ConfigError(
-                f"{path}: unknown key 'retrieval.{key}' (known: {', '.join(sorted(names))})"
-            )
-    values = dict(table)
-    for key in ("alpha", "beta", "gamma", "delta"):
-        if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
-            values[key] = float(values[key])
-    return check(replace(Config(), **values), str(path))
+            raise _unknown(path, "retrieval", key, table[key], names)
+    cfg = check(replace(Config(), **table), path)  # (a value refused as the file has it)
+    return replace(
+        cfg,
+        alpha=float(cfg.alpha),
+        beta=float(cfg.beta),
+        gamma=float(cfg.gamma),
+        delta=float(cfg.delta),
+    )
 
 
 def default_text() -> str:

@@ -23,9 +23,17 @@ prints ``error: <message>`` on stderr and exits with ``exit_code``::
                                     (also an ``OSError``: errno, strerror and filename kept)
 
 ``tests/test_errors.py`` walks this tree against the classes below.
+
+The words of messages, one helper each, used wherever a message says them: ``json_value``
+names a value read from JSON (or TOML) as JSON writes it (null, true, "x", an array — never
+Python's None, True, NoneType, str); ``counted`` says a count with its noun ("1 task",
+"2 tasks").
 """
 
 from __future__ import annotations
+
+import json
+import math
 
 
 class VaultError(Exception):
@@ -157,3 +165,33 @@ class StorageError(VaultError, OSError):
             return exc
         name = exc.filename if exc.filename is not None else path
         return cls(exc.errno, exc.strerror or str(exc), None if name is None else str(name))
+
+
+def json_value(value: object) -> str:
+    """A value read from JSON (or TOML), as messages name it — in JSON's words, never
+    Python's (``None``, ``True``, ``NoneType``, ``str``): ``null``, ``true``/``false``, a
+    number as JSON writes it, a string in double quotes (cut after 40 characters), ``an
+    array``, ``an object``. A Python value of no JSON type (a library caller's) is named by
+    its type, said so."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return f"a Python {type(value).__name__} (not a JSON value)"
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and its noun, singular for one: ``1 task``, ``0 tasks``, ``2 tasks``;
+    ``plural`` for a noun not made plural by an s (``counted(n, "entry", "entries")``).
+    Every message that counts something says it with this."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -25,6 +25,7 @@ from vault.errors import (
     InvalidInputError,
     NotAVaultError,
     UsageError,
+    json_value,
 )
 from vault.index.generations import CurrentRef, Generations, IndexGeneration
 from vault.index.snapshot import Snapshot, open_current
@@ -304,9 +305,11 @@ def read_format(fmt: Path) -> int:
     except (InvalidInputError, KeyError, TypeError, OSError) as exc:
         raise NotAVaultError(f"{fmt} is unreadable ({exc})") from None
     if name != FORMAT_NAME:
-        raise NotAVaultError(f"{fmt} names format {name!r}, not {FORMAT_NAME!r}: not a vault")
+        raise NotAVaultError(
+            f"{fmt} names format {json_value(name)}, not {json_value(FORMAT_NAME)}: not a vault"
+        )
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise NotAVaultError(f"{fmt}: invalid format version {version!r}")
+        raise NotAVaultError(f"{fmt}: invalid format version {json_value(version)}")
     return version
 
 

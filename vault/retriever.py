@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from vault.config import MODES, Config
-from vault.errors import GenerationGoneError, InvalidInputError, UsageError, VaultError
+from vault.errors import GenerationGoneError, InvalidInputError, UsageError, VaultError, json_value
 from vault.index.snapshot import Snapshot
 from vault.like import neighbours_in
 from vault.records.keys import NONE_DECLARED, Declared
@@ -71,7 +71,7 @@ def as_query(
             return query_from("repr", value, source)
         return query_from("query", value, source, declared=declared)
     raise InvalidInputError(
-        f"expected a task, a repr, a query or a grid, got {type(value).__name__}", source=source
+        f"expected a task, a repr, a query or a grid, got {json_value(value)}", source=source
     )
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from vault.errors import counted
 from vault_cli import core, render
 from vault_cli.core import (
     EXIT_CODES_HELP,
@@ -516,7 +517,7 @@ def retrieve(
         writer = render.json_lines()
         n = failed = 0
         with Retriever(vault, config=cfg) as r, render.phases() as ph:
-            counted = ph.count("retrieving")
+            tally = ph.count("retrieving")
             if scheduler is not None:  # partitions on a Dask cluster (vault/distributed.py)
                 from vault.distributed import batch_lines
 
@@ -532,15 +533,15 @@ def retrieve(
                     sys.stdout.write(text)
                     sys.stdout.flush()
                     n, failed = n + lines, failed + bad
-                    counted(n)
+                    tally(n)
             else:
                 for n, out in enumerate(r.batch(iter_requests(path), workers=workers), start=1):
                     writer.write(out)
                     failed += "error" in out
-                    counted(n)
+                    tally(n)
         if failed:  # every line was answered; the exit code still says not all succeeded
             raise VaultError(
-                f"{failed} of {n} request line{'s' if n != 1 else ''} failed (their results "
+                f"{failed} of {counted(n, 'request line')} failed (their results "
                 'are {"line", "error"} lines)'
             )
         return
@@ -699,7 +700,7 @@ def embedder_fit(
             sources.append(f"tasks:{tasks.name}" + (f" labels:{labels.name}" if labels else ""))
         if from_vault:
             sources.append("vault")
-        ph.step(f"fitting on {len(items)} task(s){' and the vault' if from_vault else ''}")
+        ph.step(f"fitting on {counted(len(items), 'task')}{' and the vault' if from_vault else ''}")
         result = fit_embedder(
             vault, items, groups, from_vault=from_vault, sources=sources, use=use, prior=prior
         )
@@ -1360,7 +1361,9 @@ def eval_cmd(
             tasks_per_family=per_family,
             families=families,
         )
-        tick = ph.start(f"{len(ds.queries)} queries x {len(chosen)} modes")
+        tick = ph.start(
+            f"{counted(len(ds.queries), 'query', 'queries')} x {counted(len(chosen), 'mode')}"
+        )
         result = study.run(
             ds,
             cfg,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vault.errors import counted
 from vault_cli import render
 from vault_cli.core import VaultOpt, clock, example, open_vault, vault_path
 
@@ -22,15 +23,15 @@ NameArg = Annotated[
 
 def _summary(verb: str, r: Any) -> str:
     moved = (
-        f"{r.objects_sent} object(s), {r.bytes_sent:,} bytes sent"
+        f"{counted(r.objects_sent, 'object')}, {r.bytes_sent:,} bytes sent"
         if verb == "pushed"
-        else f"{r.objects_received} object(s), {r.bytes_received:,} bytes received"
+        else f"{counted(r.objects_received, 'object')}, {r.bytes_received:,} bytes received"
     )
     extra = f"; {r.replayed} re-applied on newer entries" if r.replayed else ""
-    extra += f"; {r.retries} lost race(s)" if r.retries else ""
+    extra += f"; {counted(r.retries, 'lost race')}" if r.retries else ""
     count = r.pushed if verb == "pushed" else r.pulled
     return (
-        f"{verb} {count} audit entr{'y' if count == 1 else 'ies'} ({moved}){extra}; "
+        f"{verb} {counted(count, 'audit entry', 'audit entries')} ({moved}){extra}; "
         f"{r.remote} at seq {r.head}"
     )
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vault.errors import counted
 from vault_cli import core
 
 if TYPE_CHECKING:
@@ -232,11 +233,11 @@ class Phases:
         task = bar.add_task(label, total=None)
         self._task, self._total = task, None
 
-        def counted(done: int) -> None:
+        def tally(done: int) -> None:
             self._total = done
             bar.update(task, completed=done, total=None)
 
-        return counted
+        return tally
 
     def chain(self, label: str, *, then: str) -> Tick:
         """A counted phase followed by one of unknown length: when the count is complete the
@@ -323,8 +324,8 @@ def build_result(result: Any, as_json: bool) -> None:
         json_out(result.to_json())
     else:
         note(
-            f"generation {result.number} ({result.generation[:12]}): {result.concepts} concepts"
-            f"{'' if result.changed else ', unchanged'}"
+            f"generation {result.number} ({result.generation[:12]}): "
+            f"{counted(result.concepts, 'concept')}{'' if result.changed else ', unchanged'}"
         )
 
 
@@ -462,10 +463,7 @@ def retrieval(
 def explain_line(why: dict[str, Any]) -> str:
     """An explanation (``vault.explain``) in one line for people."""
     keys = why["shared_keys"]
-    parts = [
-        f"shares {len(keys)} key{'s' if len(keys) != 1 else ''}"
-        + (f" ({', '.join(keys)})" if keys else "")
-    ]
+    parts = [f"shares {counted(len(keys), 'key')}" + (f" ({', '.join(keys)})" if keys else "")]
     if why["similarity"] is not None:
         sim = f"similarity {number(why['similarity'])}"
         blocks = why["block_similarity"]
@@ -626,7 +624,7 @@ def _embedder_label(ident: dict[str, Any]) -> str:
 
 def generation_line(g: Any) -> str:
     return f"generation {g.number} ({g.generation[:12]}, {g.time}, {g.op}, " + (
-        f"{g.counts.get('concepts', 0)} concepts)"
+        f"{counted(g.counts.get('concepts', 0), 'concept')})"
     )
 
 
@@ -659,11 +657,12 @@ def verify_report(report: Any, as_json: bool) -> None:
 def gc_summary(result: Any) -> str:
     verb = "would remove" if result.dry_run else "removed"
     if not result.kept_generations:  # (gc --cache alone: generations untouched)
-        return f"{verb} {result.removed_cache_entries} cache file(s)"
+        return f"{verb} {counted(result.removed_cache_entries, 'cache file')}"
     return (
-        f"{verb} {len(result.removed_generations)} generation(s), {result.removed_objects} "
-        f"object(s) ({result.removed_bytes} bytes), {result.removed_cache_entries} cache "
-        f"entries, {result.removed_temporaries} temporaries; "
+        f"{verb} {counted(len(result.removed_generations), 'generation')}, "
+        f"{counted(result.removed_objects, 'object')} ({counted(result.removed_bytes, 'byte')}), "
+        f"{counted(result.removed_cache_entries, 'cache entry', 'cache entries')}, "
+        f"{counted(result.removed_temporaries, 'temporary', 'temporaries')}; "
         f"kept generations {result.kept_generations}"
     )
 
@@ -752,4 +751,4 @@ def export_result(lines: Iterable[bytes], output: Path | None, seq: int, as_json
     if as_json and output is not None:  # (--json without -o is refused: stdout holds records)
         json_out({"records": n, "audit_seq": seq, "output": str(output)})
     else:
-        note(f"export: {n} record(s), up to audit seq {seq} (next: --since {seq})")
+        note(f"export: {counted(n, 'record')}, up to audit seq {seq} (next: --since {seq})")

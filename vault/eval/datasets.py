@@ -59,7 +59,7 @@ from typing import Any
 
 from vault.arc import DATASETS as ARC_DATASETS
 from vault.arc import TaskItem, concept_id, load_dataset, read_task_files
-from vault.errors import InvalidInputError, UsageError
+from vault.errors import InvalidInputError, UsageError, counted
 from vault.grid.grid import parse_grid
 from vault.grid.reprs import grid_to_repr
 from vault.input import iter_json_lines
@@ -394,9 +394,10 @@ def synthetic(
     extra: dict[str, Any] = {"seed": seed, "tasks_per_family": tasks_per_family, "pairs": pairs}
     if chosen is not None:
         extra["families"] = list(chosen)
+    families = counted(n_families, "transformation family", "transformation families")
     source = (
-        f"synthetic: {len(tasks)} tasks of {n_families} transformation families (seed {seed}, "
-        f"{pairs} train pairs)"
+        f"synthetic: {counted(len(tasks), 'task')} of {families} (seed {seed}, "
+        f"{counted(pairs, 'train pair')})"
     )
     if protocol in ("self", "whole"):
         return _own("synthetic", protocol, tasks, source, extra)
@@ -510,15 +511,16 @@ def from_folder(
     root = Path(folder)
     tasks = read_folder(root)
     if protocol in ("d4", "colour", "learning"):
-        return changed(root.name, protocol, tasks, f"{root}: {len(tasks)} tasks", seed)
+        return changed(root.name, protocol, tasks, f"{root}: {counted(len(tasks), 'task')}", seed)
     if labels is None:
-        return _own(root.name, protocol, tasks, f"{root}: {len(tasks)} tasks", None)
+        return _own(root.name, protocol, tasks, f"{root}: {counted(len(tasks), 'task')}", None)
     groups = read_labels(labels, tasks, root)
     return _cross(
         root.name,
         tasks,
         groups,
-        f"{root}: {len(tasks)} tasks, {len(set(groups.values()))} groups from {labels}; query = "
+        f"{root}: {counted(len(tasks), 'task')}, {counted(len(set(groups.values())), 'group')} "
+        f"from {labels}; query = "
         "a task's train pairs and test input, its own concept left out; relevant = the other "
         "tasks of its group",
         None,

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vault.errors import counted
 from vault.eval.study import BOOTSTRAP_CONFIDENCE, StudyResult
 from vault.store.fs import atomic_write
 
@@ -192,7 +193,7 @@ def markdown(result: StudyResult, command: str | None = None) -> str:
     if result.learning:
         lines += [
             "The same queries asked of the vault without the written-back evidence "
-            f"({d.get('evidence', 0)} records):",
+            f"({counted(d.get('evidence', 0), 'record')}):",
             "",
             learning_table(result),
             "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from vault.errors import InvalidInputError
+from vault.errors import InvalidInputError, counted, json_value
 
 MAX_SIDE = 30
 Grid = tuple[tuple[int, ...], ...]
@@ -34,10 +34,10 @@ def parse_grid(value: Any, source: str | None = None, field: str = "grid") -> Gr
             if width > MAX_SIDE:
                 raise bad(f"grid has {width} columns; at most {MAX_SIDE} allowed")
         elif len(row) != width:
-            raise bad(f"ragged grid: row {r} has {len(row)} cells, row 0 has {width}")
+            raise bad(f"ragged grid: row {r} has {counted(len(row), 'cell')}, row 0 has {width}")
         for c, cell in enumerate(row):
             if isinstance(cell, bool) or not isinstance(cell, int) or not 0 <= cell <= 9:
-                raise bad(f"cell [{r}][{c}] = {cell!r}: expected an integer colour 0-9")
+                raise bad(f"cell [{r}][{c}] = {json_value(cell)}: expected an integer colour 0-9")
         rows.append(tuple(row))
     return tuple(rows)
 

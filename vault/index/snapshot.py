@@ -43,6 +43,7 @@ from vault.errors import (
     GenerationGoneError,
     NotFoundError,
     VaultError,
+    json_value,
 )
 from vault.index.generations import CurrentRef, Generations
 from vault.index.state import State
@@ -84,7 +85,7 @@ def read_manifest(objects: ObjectStore, generation: str) -> dict[str, Any]:
         raise CorruptionError(f"object {generation} is not a generation manifest")
     if manifest.get("schema_version") != MANIFEST_SCHEMA_VERSION:
         raise CorruptionError(
-            f"{where}: manifest schema {manifest.get('schema_version')!r} is not "
+            f"{where}: manifest schema {json_value(manifest.get('schema_version'))} is not "
             f"{MANIFEST_SCHEMA_VERSION} (made by another version of vault: `vault index build`)"
         )
     table = manifest.get("table")

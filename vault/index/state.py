@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from vault.canonical import canonical_bytes
 from vault.embedding.builtin import BUILTIN
-from vault.errors import CorruptionError, VaultError
+from vault.errors import CorruptionError, VaultError, json_value
 from vault.records.cards import ref
 from vault.records.keys import concept_keys
 from vault.store.audit import STATE_OPS, AuditEntry
@@ -249,7 +249,7 @@ def apply(
             elif kind == "status":
                 _fold_status(state, digest, obj, touched, entry.seq)
             elif kind != "repr":  # reprs become known when evidence cites them
-                raise CorruptionError(f"record {digest} has unknown kind {kind!r}")
+                raise CorruptionError(f"record {digest} has unknown kind {json_value(kind)}")
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise CorruptionError(
                 f"audit entry {entry.seq}: record {digest} is malformed ({type(exc).__name__}: "

@@ -31,7 +31,14 @@ from vault.embedding import fitted
 from vault.embedding.builtin import BUILTIN
 from vault.embedding.select import SHIPPED, load_weights, manifest_choice
 from vault.embedding.vectors import concept_inputs
-from vault.errors import EmbeddingError, InvalidInputError, NotFoundError, UsageError, VaultError
+from vault.errors import (
+    EmbeddingError,
+    InvalidInputError,
+    NotFoundError,
+    UsageError,
+    VaultError,
+    counted,
+)
 from vault.ops.write import WriteResult, set_embedder
 from vault.store.objects import is_digest
 
@@ -188,7 +195,7 @@ def choice_of(vault: Handle, which: str) -> str:
     else:
         matches = sorted({d for d in _fitted_digests(vault) if d.startswith(which)})
         if len(matches) != 1:
-            what = "no fit" if not matches else f"{len(matches)} fits"
+            what = "no fit" if not matches else counted(len(matches), "fit")
             raise NotFoundError(f"weights {which!r}: {what} recorded with that prefix")
         digest = matches[0]
     try:

@@ -44,6 +44,7 @@ from vault.errors import (
     InvalidInputError,
     UsageError,
     VaultError,
+    json_value,
 )
 from vault.handle import Handle
 from vault.index.build import catch_up
@@ -214,7 +215,7 @@ def _seconds(stamp: str) -> float:
         when = _dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
     except (TypeError, ValueError):
         raise CorruptionError(
-            f"generation record time {stamp!r} is not YYYY-MM-DDTHH:MM:SSZ"
+            f"generation record time {json_value(stamp)} is not YYYY-MM-DDTHH:MM:SSZ"
         ) from None
     return when.replace(tzinfo=_dt.UTC).timestamp()
 

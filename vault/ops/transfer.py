@@ -8,12 +8,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from vault.errors import InvalidInputError
+from vault.errors import InvalidInputError, json_value
 from vault.handle import Handle
 from vault.ops.write import Transaction, WriteResult
 from vault.records.schema import a_kind, record_kind
 
 KINDS = ("concept", "evidence", "status", "repr")
+
+
+def _got(obj: Any) -> str:
+    """What an import record without a known kind holds, in JSON's words."""
+    if not isinstance(obj, dict):
+        return json_value(obj)
+    return json_value(obj["kind"]) if "kind" in obj else "no 'kind'"
 
 
 def import_records(vault: Handle, items: Iterable[tuple[Any, str]]) -> WriteResult:
@@ -36,9 +43,7 @@ def import_records(vault: Handle, items: Iterable[tuple[Any, str]]) -> WriteResu
             if looks is not None and looks in KINDS:
                 hint = f' (it looks like {a_kind(looks)}: add "kind": "{looks}")'
             raise InvalidInputError(
-                f"expected a record with 'kind' one of {', '.join(KINDS)}, got "
-                + (repr(kind) if isinstance(obj, dict) else type(obj).__name__)
-                + hint,
+                f"expected a record with 'kind' one of {', '.join(KINDS)}, got " + _got(obj) + hint,
                 source=src,
                 field="kind" if isinstance(obj, dict) else None,
             )

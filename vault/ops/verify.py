@@ -49,7 +49,7 @@ from vault.config import load as load_config
 from vault.embedding import Embedder, builtin
 from vault.embedding.cache import EmbeddingCache, FreshCache, pack_name_ok
 from vault.embedding.vectors import source_vector
-from vault.errors import CorruptionError, EmbeddingError, InvalidInputError, VaultError
+from vault.errors import CorruptionError, EmbeddingError, InvalidInputError, VaultError, counted
 from vault.handle import (
     CHANGE_OPS,
     FORMAT_FILE,
@@ -605,7 +605,7 @@ def _generations(ctx: _Context, report: VerifyReport) -> None:
             report.add(
                 "index_stale",
                 gens.current_path,
-                f"{len(waiting)} acknowledged operation(s) not indexed yet (a crash); "
+                f"{counted(len(waiting), 'acknowledged operation')} not indexed yet (a crash); "
                 "the next write or `vault index build` completes them",
                 "warning",
             )
@@ -652,7 +652,7 @@ def _complete(
             if missing:
                 problem = (
                     "generation_incomplete",
-                    f"{what}: {len(missing)} object(s) missing, e.g. {missing[0]}",
+                    f"{what}: {counted(len(missing), 'object')} missing, e.g. {missing[0]}",
                 )
     if problem is not None and not (record is not None and _collected(ctx, record)):
         report.add(problem[0], path, problem[1])
@@ -728,7 +728,8 @@ def _rebuild(ctx: _Context, report: VerifyReport) -> None:
         report.add(
             "state_mismatch",
             path,
-            f"{len(bad)} state shard(s) differ from a fresh fold of the audit log",
+            f"{counted(len(bad), 'state shard')} {'differs' if len(bad) == 1 else 'differ'} from a "
+            "fresh fold of the audit log",
         )
     if man_a["table"]["rows"] != m["table"]["rows"]:
         report.add(
@@ -752,7 +753,8 @@ def _rebuild(ctx: _Context, report: VerifyReport) -> None:
         report.add(
             "vector_mismatch",
             where_s,
-            f"{count} concept vector(s) differ from re-embedding with the current embedder",
+            f"{counted(count, 'concept vector')} {'differs' if count == 1 else 'differ'} from "
+            "re-embedding with the current embedder",
         )
     for name in ("embedder", "ann_hash", "counts"):
         if man_a[name] != m[name]:

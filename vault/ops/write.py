@@ -31,6 +31,7 @@ from vault.errors import (
     NotFoundError,
     UsageError,
     VaultError,
+    counted,
 )
 from vault.grid.reprs import normalize_repr, repr_id, strip_provenance
 from vault.index.build import catch_up, plan_incremental, publish
@@ -397,7 +398,7 @@ def _commit(
     except (OSError, VaultError) as exc:
         # the records the audit entry names (reprs, cards, evidence, status events), not
         # ``added`` (concept refs and evidence ids); an embedder switch stores none
-        stored = f": {len(digests)} record(s) stored and acknowledged" if digests else ""
+        stored = f": {counted(len(digests), 'record')} stored and acknowledged" if digests else ""
         raise CommittedError.after(
             op,
             entry.seq,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vault.canonical import check_bounds
-from vault.errors import InvalidInputError
+from vault.errors import InvalidInputError, json_value
 from vault.grid.grid import parse_grid
 from vault.grid.reprs import grid_to_repr, normalize_repr, repr_id, strip_provenance
 from vault.records.keys import (
@@ -46,11 +46,13 @@ def ref(concept: str, version: str) -> str:
 def _kind(obj: Any, kind: str, source: str | None) -> dict[str, Any]:
     expect_kind(obj, (kind,), source)  # another kind of record: said as such
     if not isinstance(obj, dict):
-        raise InvalidInputError(f"expected {a_kind(kind)}, got {type(obj).__name__}", source=source)
+        raise InvalidInputError(f"expected {a_kind(kind)}, got {json_value(obj)}", source=source)
     out = dict(obj)
     if out.setdefault("kind", kind) != kind:
         raise InvalidInputError(
-            f"expected kind {kind!r}, got {out['kind']!r}", source=source, field="kind"
+            f"expected kind {json_value(kind)}, got {json_value(out['kind'])}",
+            source=source,
+            field="kind",
         )
     return out
 

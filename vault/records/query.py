@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from vault.errors import InvalidInputError
+from vault.errors import InvalidInputError, counted
 from vault.grid.grid import Grid, parse_grid
 from vault.grid.pairs import PairFacts, analyze_pair
 from vault.grid.reprs import (
@@ -199,7 +199,8 @@ def task_query(obj: Any, test_index: int = 0, source: str | None = None) -> Quer
     pairs, tests = _task_parts(obj, source)
     if not 0 <= test_index < max(len(tests), 1):
         raise InvalidInputError(
-            f"--test-index {test_index} out of range (task has {len(tests)} test inputs)",
+            f"--test-index {test_index} out of range "
+            f"(task has {counted(len(tests), 'test input')})",
             source=source,
         )
     return Query(

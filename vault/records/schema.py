@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from vault.errors import InvalidInputError
+from vault.errors import InvalidInputError, json_value
 
 SCHEMAS = ("concept", "evidence", "status", "repr", "query")
 
@@ -133,24 +133,9 @@ def expect_kind(value: Any, wanted: tuple[str, ...], source: str | None = None) 
         )
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return json.dumps(shown)
-    return repr(value)
-
-
 def _fail(path: str, expected: str, value: Any, source: str | None) -> None:
     raise InvalidInputError(
-        f"expected {expected}, got {_describe(value)}", source=source, field=path or "(top level)"
+        f"expected {expected}, got {json_value(value)}", source=source, field=path or "(top level)"
     )
 
 

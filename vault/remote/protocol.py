@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vault.canonical import CHECK, dumps_line, loads, sha256_hex, verify_check
-from vault.errors import CorruptionError, InvalidInputError
+from vault.errors import CorruptionError, InvalidInputError, json_value
 from vault.store.audit import AuditEntry
 from vault.store.objects import is_digest
 
@@ -82,9 +82,9 @@ def parse_entry(line: bytes, where: str, number: int = 1) -> AuditEntry:
         raise RemoteCorruptionError(f"{where}: bad checksum (the line was changed)") from None
     seq, op, records = obj["seq"], obj["op"], obj["records"]
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise RemoteCorruptionError(f"{where}: bad seq {seq!r}")
+        raise RemoteCorruptionError(f"{where}: bad seq {json_value(seq)}")
     if op not in KNOWN_OPS:
-        raise RemoteCorruptionError(f"{where}: unknown op {op!r}")
+        raise RemoteCorruptionError(f"{where}: unknown op {json_value(op)}")
     if not isinstance(records, list) or not all(
         isinstance(r, str) and is_digest(r) for r in records
     ):

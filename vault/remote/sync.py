@@ -32,6 +32,7 @@ from vault.errors import (
     StorageError,
     UsageError,
     VaultError,
+    counted,
 )
 from vault.remote import protocol as p
 from vault.remote.config import add_text, check, resolve, without_remotes
@@ -415,8 +416,11 @@ def _sync(
         result.generation = cur.generation if cur else None
     if result.conflicts:
         raise ConflictError(
-            f"{result.conflicts} local write-back(s) conflict with the remote's newer entries "
-            f"(the same concept version with other content) and were dropped; the rest is "
+            f"{counted(result.conflicts, 'local write-back')} "
+            + ("conflicts" if result.conflicts == 1 else "conflict")
+            + " with the remote's newer entries (the same concept version with other content) "
+            + ("and was" if result.conflicts == 1 else "and were")
+            + " dropped; the rest is "
             f"at {url} (seq {result.head})"
         )
     return result
@@ -455,8 +459,9 @@ def _catch_up_with(
         bad = [e for e in tail if e.op not in REPLAYABLE]
         if bad:
             raise ConflictError(
-                f"the remote has {len(new)} newer entries and local seq {bad[0].seq} "
-                f"({bad[0].op}) is not re-applied on top of them (a rollback is a decision "
+                f"the remote has {counted(len(new), 'newer entry', 'newer entries')} and local "
+                f"seq {bad[0].seq} ({bad[0].op}) is not re-applied on top of "
+                f"{'it' if len(new) == 1 else 'them'} (a rollback is a decision "
                 "about the state its author saw): `vault pull --discard-unpushed` takes the "
                 "remote's history, then roll back again if still wanted. Nothing was changed."
             )
