@@ -1153,8 +1153,10 @@ def gc(
     checks every cache entry as verify does and drops those that fail (after a power cut:
     empty entries, torn packs). Readers that have a generation open keep reading it: what
     they read is held open from the moment they open it, and its disk space comes back when
-    the last of them refreshes or exits. Shows what it will delete and asks first when run
-    on a terminal (never in scripts; --yes skips it)."""
+    the last of them refreshes or exits. It deletes only the files it owns (objects,
+    temporaries, cache files): anything else there — a stray directory, a file not named as
+    an object — is left in place, one warning line each (--json: "left"). Shows what it will
+    delete and asks first when run on a terminal (never in scripts; --yes skips it)."""
     from vault.errors import UsageError
     from vault.ops.embedder import fit_roots
     from vault.ops.gc import SCOPE

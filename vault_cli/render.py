@@ -641,6 +641,9 @@ def verify_report(report: Any, as_json: bool) -> None:
     note(("ok: " if report.ok else "FAILED: ") + checked)
 
 
+GC_LEFT_SHOWN = 10  # entries gc left in place named one a line (then a count)
+
+
 def gc_summary(result: Any) -> str:
     verb = "would remove" if result.dry_run else "removed"
     if not result.kept_generations:  # (gc --cache alone: generations untouched)
@@ -658,6 +661,12 @@ def gc_result(result: Any, as_json: bool) -> None:
         json_out(result.to_json())
     else:
         note(gc_summary(result))
+    for path in result.left[:GC_LEFT_SHOWN]:
+        note(f"warning: {path}: not a file gc owns (object, temporary, cache file): left in place")
+    if len(result.left) > GC_LEFT_SHOWN:
+        note(f"warning: … and {len(result.left) - GC_LEFT_SHOWN} more left in place")
+    if result.left:
+        note("warning: `vault verify` names what does not belong in the vault; move it out")
 
 
 def upgrade_result(root: Path, old: int, new: int, as_json: bool) -> None:
