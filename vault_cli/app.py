@@ -213,8 +213,9 @@ def set_status(
     vault_dir: VaultOpt = None,
 ) -> None:
     """Change a concept version's status. STATUS is active, deprecated or suppressed; the
-    change is an appended event (the card is unchanged). Also available under its old name,
-    `vault status`."""
+    change is an appended event (the card is unchanged), reported as a status change (--json:
+    "status" lists ID@VERSION, "added" stays empty; the same status again: "unchanged").
+    Also available under its old name, `vault status`."""
     vault = open_for_write(vault_dir)
     render.write_result(vault.set_status(concept, version, new_status, reason), json_out)
 
@@ -969,7 +970,13 @@ def import_cmd(
     one transaction: all checked first, one audit entry, one generation; records the vault
     holds already are left as they are (listed as unchanged). A repr is stored with the
     evidence of the file that cites it: one that no evidence there cites, and the vault
-    does not hold, is refused (exit 1, naming its line)."""
+    does not hold, is refused (exit 1, naming its line). Says what it wrote on stderr — N
+    new (concept versions and evidence), N status changes (the concept versions given new
+    status events), N already stored — or with --json on stdout {op, added, status,
+    unchanged, audit_seq, generation, number}: added the new concept versions (id@version)
+    and evidence ids, status the id@version of each concept version given new status
+    events, unchanged what was given again and is held as is (a stored card whose status
+    changes is in both unchanged and status), each once, in input order."""
     from vault.input import read_records
 
     vault = open_for_write(vault_dir)

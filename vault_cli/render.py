@@ -291,15 +291,21 @@ def write_result(result: Any, as_json: bool) -> None:
     if as_json:
         json_out(result.to_json())
         return
-    if result.added:
-        shown = ", ".join(a if "@" in a else a[:12] for a in result.added[:5])
-        note(
-            f"{result.op}: {len(result.added)} new ({shown}"
-            f"{', ...' if len(result.added) > 5 else ''}); generation {result.generation[:12]}"
+    status = getattr(result, "status", [])
+    said = [
+        f"{len(items)} {what} ({', '.join(a if '@' in a else a[:12] for a in items[:5])}"
+        f"{', ...' if len(items) > 5 else ''})"
+        for items, what in (
+            (result.added, "new"),
+            (status, "status change" if len(status) == 1 else "status changes"),
         )
+        if items
+    ]
+    if said:
+        note(f"{result.op}: {', '.join(said)}; generation {result.generation[:12]}")
     if result.unchanged:
         note(f"{result.op}: {len(result.unchanged)} already stored, unchanged")
-    if not result.added and not result.unchanged:
+    if not said and not result.unchanged:
         note(f"{result.op}: nothing to write")
 
 
