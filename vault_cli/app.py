@@ -716,7 +716,8 @@ def embedder_use(
         typer.Argument(
             metavar="shipped|builtin|fitted|DIGEST",
             help="shipped (the package's fitted default, every new vault's), builtin (the "
-            "hand-set map), fitted (the latest fit), or a weights digest (or a unique prefix).",
+            "hand-set map), fitted (the latest fit), or a weights digest (or a unique prefix): "
+            "a fit's, or the shipped weights' (as `vault index status` shows it).",
             callback=_digest_or_name,
         ),
     ],
@@ -1287,7 +1288,7 @@ def eval_cmd(
             metavar="shipped|builtin|fitted|DIGEST",
             help="Embed with the shipped embedder (default: what a new vault uses), the "
             "built-in hand-set map, the vault's latest fit or a fitted weights digest of the "
-            "vault (--vault).",
+            "vault (--vault; the shipped weights' digest names the shipped embedder).",
             callback=lambda v: None if v is None else _digest_or_name(v),
         ),
     ] = None,
@@ -1375,9 +1376,11 @@ def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | str |
     ``"builtin"``, or the bytes of a weights object of the vault."""
     if embedder is None or embedder in ("builtin", "shipped"):
         return None if embedder == "shipped" else embedder
-    from vault.ops.embedder import choice_of
+    from vault.ops.embedder import choice_of, named
 
     vault = open_vault(vault_dir)
+    if named(vault, embedder) == "shipped":  # (its digest: nothing to read or store)
+        return None
     data: bytes = vault.objects.get(choice_of(vault, embedder))
     return data
 
