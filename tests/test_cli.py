@@ -313,7 +313,7 @@ def test_evidence_add_and_counts(vault: Vault, tmp_path: Path) -> None:
 def test_status_command_changes_status(vault: Vault, tmp_path: Path) -> None:
     run(vault.root, "add", write(tmp_path / "c.json", card("x", [SQ])))
     out = run_json(vault.root, "status", "x", "1.0.0", "deprecated", "--reason", "superseded")
-    assert out["op"] == "status" and out["added"] == ["x@1.0.0"]
+    assert out["op"] == "status" and (out["added"], out["status"]) == ([], ["x@1.0.0"])
     assert run_json(vault.root, "show", "x")["status"] == "deprecated"
     entries = run_json(vault.root, "log")
     last = entries[-1]
@@ -330,7 +330,8 @@ def test_status_command_changes_status(vault: Vault, tmp_path: Path) -> None:
     }
     # same status again: nothing new
     before = snapshot(vault.root)
-    assert run_json(vault.root, "status", "x", "1.0.0", "deprecated")["added"] == []
+    same = run_json(vault.root, "status", "x", "1.0.0", "deprecated")
+    assert (same["added"], same["status"], same["unchanged"]) == ([], [], ["x@1.0.0"])
     assert snapshot(vault.root) == before
     # and back
     run(vault.root, "status", "x", "1.0.0", "active")

@@ -146,7 +146,7 @@ def test_set_status_and_its_alias_do_the_same(vault: Vault, tmp_path: Path) -> N
     a = json.loads(run(vault.root, "set-status", "x", "1.0.0", "deprecated", "--json").stdout)
     b = json.loads(run(vault.root, "status", "y", "1.0.0", "deprecated", "--json").stdout)
     assert a["op"] == b["op"] == "status"
-    assert a["added"] == ["x@1.0.0"] and b["added"] == ["y@1.0.0"]
+    assert a["status"] == ["x@1.0.0"] and b["status"] == ["y@1.0.0"]
     events = [e for e in Vault.open(vault.root).audit.entries() if e.op == "status"]
     assert [e.detail for e in events] == [
         {"concept": "x@1.0.0", "status": "deprecated"},

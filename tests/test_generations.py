@@ -313,6 +313,38 @@ def test_gc_needs_scope_keeps_current_and_supports_dry_run(example_vault: Vault)
         rollback(v)
 
 
+def test_gc_leaves_entries_it_does_not_own_in_place(example_vault: Vault) -> None:
+    """A directory under the object fan-out (or named as a temporary, or where a cache entry
+    or pack belongs), or a file not named as an object: gc neither deletes nor fails on it —
+    it names each in its result and a warning line; the retention policy of write-backs
+    runs on (red team: a stray directory failed every gc, then every write-back, exit 1)."""
+    v = example_vault
+    cache = v.root / "embeddings" / "cache"
+    dirs = [v.root / "objects" / "zz" / "sub", v.root / "objects" / "ab" / ".tmp-dir"]
+    dirs += [cache / "ab" / "cd.json", cache / "packs" / "x.jsonl"]
+    for d in dirs:
+        d.mkdir(parents=True)
+    odd = v.root / "objects" / "ab" / "not-an-object"
+    odd.write_text("mine")
+    strays = sorted(str(p) for p in [*dirs, odd])
+    assert gc(v, 1).left == strays
+    assert all(d.is_dir() for d in dirs) and odd.read_text() == "mine"
+    assert gc(v, 1, cache=True).left == strays  # (run again: the same, never an error)
+    r = _cli(v.root, "gc", "--keep", "1", "--yes")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert f"warning: {dirs[0]}: not a file gc owns (object, temporary, cache file): " in r.output
+    assert sum("left in place" in line for line in lines) == len(strays)
+    assert "Traceback" not in r.output
+    text = (v.root / "config.toml").read_text()
+    (v.root / "config.toml").write_text(text.replace("keep = 50", "keep = 2", 1))
+    for status in ("deprecated", "active", "deprecated", "active"):
+        v.set_status("rotate-90", "1.0.0", status)  # the policy runs: no CommittedError
+    gcs = [e for e in v.audit.entries() if e.op == "gc"]
+    assert gcs[-1].detail.get("policy") == "config"
+    assert all(d.is_dir() for d in dirs) and odd.read_text() == "mine"
+
+
 def test_index_status_reports_counts_and_staleness(example_vault: Vault) -> None:
     s = index_status(example_vault).to_json()
     assert s["counts"]["concepts"] == 17 and s["stale"] is False and s["drift"] is False

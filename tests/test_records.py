@@ -439,7 +439,7 @@ def test_status_event_and_set_status(vault: Vault) -> None:
     }
     vault.add([(card("c", []), "f")])
     r = vault.set_status("c", "1.0.0", "deprecated")
-    assert r.added == ["c@1.0.0"]
+    assert (r.added, r.status) == ([], ["c@1.0.0"])  # a status change, not a new record
     assert entry_of(vault, "c")["status"] == "deprecated"
     # the card itself is unchanged: status lives in events
     assert vault.objects.get_json(entry_of(vault, "c")["card"])["status"] == "active"

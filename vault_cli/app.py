@@ -214,8 +214,9 @@ def set_status(
     vault_dir: VaultOpt = None,
 ) -> None:
     """Change a concept version's status. STATUS is active, deprecated or suppressed; the
-    change is an appended event (the card is unchanged). Also available under its old name,
-    `vault status`."""
+    change is an appended event (the card is unchanged), reported as a status change (--json:
+    "status" lists ID@VERSION, "added" stays empty; the same status again: "unchanged").
+    Also available under its old name, `vault status`."""
     vault = open_for_write(vault_dir)
     render.write_result(vault.set_status(concept, version, new_status, reason), json_out)
 
@@ -716,7 +717,8 @@ def embedder_use(
         typer.Argument(
             metavar="shipped|builtin|fitted|DIGEST",
             help="shipped (the package's fitted default, every new vault's), builtin (the "
-            "hand-set map), fitted (the latest fit), or a weights digest (or a unique prefix).",
+            "hand-set map), fitted (the latest fit), or a weights digest (or a unique prefix): "
+            "a fit's, or the shipped weights' (as `vault index status` shows it).",
             callback=_digest_or_name,
         ),
     ],
@@ -984,7 +986,13 @@ def import_cmd(
     one transaction: all checked first, one audit entry, one generation; records the vault
     holds already are left as they are (listed as unchanged). A repr is stored with the
     evidence of the file that cites it: one that no evidence there cites, and the vault
-    does not hold, is refused (exit 1, naming its line)."""
+    does not hold, is refused (exit 1, naming its line). Says what it wrote on stderr — N
+    new (concept versions and evidence), N status changes (the concept versions given new
+    status events), N already stored — or with --json on stdout {op, added, status,
+    unchanged, audit_seq, generation, number}: added the new concept versions (id@version)
+    and evidence ids, status the id@version of each concept version given new status
+    events, unchanged what was given again and is held as is (a stored card whose status
+    changes is in both unchanged and status), each once, in input order."""
     from vault.input import read_records
 
     vault = open_for_write(vault_dir)
@@ -1168,8 +1176,10 @@ def gc(
     checks every cache entry as verify does and drops those that fail (after a power cut:
     empty entries, torn packs). Readers that have a generation open keep reading it: what
     they read is held open from the moment they open it, and its disk space comes back when
-    the last of them refreshes or exits. Shows what it will delete and asks first when run
-    on a terminal (never in scripts; --yes skips it)."""
+    the last of them refreshes or exits. It deletes only the files it owns (objects,
+    temporaries, cache files): anything else there — a stray directory, a file not named as
+    an object — is left in place, one warning line each (--json: "left"). Shows what it will
+    delete and asks first when run on a terminal (never in scripts; --yes skips it)."""
     from vault.errors import UsageError
     from vault.ops.embedder import fit_roots
     from vault.ops.gc import SCOPE
@@ -1293,7 +1303,7 @@ def eval_cmd(
             metavar="shipped|builtin|fitted|DIGEST",
             help="Embed with the shipped embedder (default: what a new vault uses), the "
             "built-in hand-set map, the vault's latest fit or a fitted weights digest of the "
-            "vault (--vault).",
+            "vault (--vault; the shipped weights' digest names the shipped embedder).",
             callback=lambda v: None if v is None else _digest_or_name(v),
         ),
     ] = None,
@@ -1383,9 +1393,11 @@ def _eval_weights(embedder: str | None, vault_dir: Path | None) -> bytes | str |
     ``"builtin"``, or the bytes of a weights object of the vault."""
     if embedder is None or embedder in ("builtin", "shipped"):
         return None if embedder == "shipped" else embedder
-    from vault.ops.embedder import choice_of
+    from vault.ops.embedder import choice_of, named
 
     vault = open_vault(vault_dir)
+    if named(vault, embedder) == "shipped":  # (its digest: nothing to read or store)
+        return None
     data: bytes = vault.objects.get(choice_of(vault, embedder), check=True)
     return data
 

@@ -307,15 +307,21 @@ def write_result(result: Any, as_json: bool) -> None:
     if as_json:
         json_out(result.to_json())
         return
-    if result.added:
-        shown = ", ".join(a if "@" in a else a[:12] for a in result.added[:5])
-        note(
-            f"{result.op}: {len(result.added)} new ({shown}"
-            f"{', ...' if len(result.added) > 5 else ''}); generation {result.generation[:12]}"
+    status = getattr(result, "status", [])
+    said = [
+        f"{len(items)} {what} ({', '.join(a if '@' in a else a[:12] for a in items[:5])}"
+        f"{', ...' if len(items) > 5 else ''})"
+        for items, what in (
+            (result.added, "new"),
+            (status, "status change" if len(status) == 1 else "status changes"),
         )
+        if items
+    ]
+    if said:
+        note(f"{result.op}: {', '.join(said)}; generation {result.generation[:12]}")
     if result.unchanged:
         note(f"{result.op}: {len(result.unchanged)} already stored, unchanged")
-    if not result.added and not result.unchanged:
+    if not said and not result.unchanged:
         note(f"{result.op}: nothing to write")
 
 
@@ -654,6 +660,9 @@ def verify_report(report: Any, as_json: bool) -> None:
     note(("ok: " if report.ok else "FAILED: ") + checked)
 
 
+GC_LEFT_SHOWN = 10  # entries gc left in place named one a line (then a count)
+
+
 def gc_summary(result: Any) -> str:
     verb = "would remove" if result.dry_run else "removed"
     if not result.kept_generations:  # (gc --cache alone: generations untouched)
@@ -672,6 +681,12 @@ def gc_result(result: Any, as_json: bool) -> None:
         json_out(result.to_json())
     else:
         note(gc_summary(result))
+    for path in result.left[:GC_LEFT_SHOWN]:
+        note(f"warning: {path}: not a file gc owns (object, temporary, cache file): left in place")
+    if len(result.left) > GC_LEFT_SHOWN:
+        note(f"warning: … and {len(result.left) - GC_LEFT_SHOWN} more left in place")
+    if result.left:
+        note("warning: `vault verify` names what does not belong in the vault; move it out")
 
 
 def upgrade_result(root: Path, old: int, new: int, as_json: bool) -> None:

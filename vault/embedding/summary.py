@@ -618,6 +618,9 @@ def _write(path: Path, s: Summary) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(to_bytes(s))
         os.replace(tmp, path)
-        files = sorted(path.parent.glob("*.summary"), key=lambda p: p.stat().st_mtime)
+        files = sorted(  # (a directory so named is not ours: left in place)
+            (p for p in path.parent.glob("*.summary") if p.is_file() and not p.is_symlink()),
+            key=lambda p: p.stat().st_mtime,
+        )
         for old in files[:-KEEP_FILES]:
             old.unlink()

@@ -177,8 +177,10 @@ def fit_roots(vault: Handle) -> list[str]:
 
 def choice_of(vault: Handle, which: str) -> str:
     """The choice ``which`` names: ``builtin``, ``shipped`` (the package's default weights,
-    stored into the vault here), ``fitted`` (the latest fit), a weights digest or a unique
-    prefix of a recorded fit's — checked to load."""
+    stored into the vault here) — also named by their digest or a unique prefix of it, as
+    ``vault index status`` shows it —, ``fitted`` (the latest fit), a weights digest or a
+    unique prefix of a recorded fit's — checked to load."""
+    which = named(vault, which)
     if which == BUILTIN:
         return BUILTIN
     if which == SHIPPED:
@@ -186,23 +188,36 @@ def choice_of(vault: Handle, which: str) -> str:
 
         with vault.lock:
             return vault.objects.put(shipped.weights_bytes())
+    try:
+        load_weights(vault.objects, which)
+    except EmbeddingError as exc:
+        raise NotFoundError(f"cannot use {exc} (run `vault embedder fit` again)") from None
+    return which
+
+
+def named(vault: Handle, which: str) -> str:
+    """What ``which`` names, writing nothing: ``builtin``, ``shipped`` (the word, or the
+    shipped weights' digest or a prefix of it no recorded fit shares) or a weights digest
+    (``fitted``: the latest fit's; a prefix: the one recorded fit's it starts)."""
+    from vault.embedding import shipped
+
+    if which in (BUILTIN, SHIPPED):
+        return which
     if which == "fitted":
         digest = latest_fit(vault)
         if digest is None:
             raise NotFoundError("no fitted embedder yet: run `vault embedder fit` first")
-    elif is_digest(which):
-        digest = which
-    else:
-        matches = sorted({d for d in _fitted_digests(vault) if d.startswith(which)})
-        if len(matches) != 1:
-            what = "no fit" if not matches else counted(len(matches), "fit")
-            raise NotFoundError(f"weights {which!r}: {what} recorded with that prefix")
-        digest = matches[0]
-    try:
-        load_weights(vault.objects, digest)
-    except EmbeddingError as exc:
-        raise NotFoundError(f"cannot use {exc} (run `vault embedder fit` again)") from None
-    return digest
+        return digest
+    if is_digest(which):
+        return SHIPPED if which == shipped.digest() else which
+    known = {*_fitted_digests(vault), shipped.digest()}
+    matches = sorted(d for d in known if d.startswith(which))
+    if len(matches) != 1:
+        what = "no fit" if not matches else counted(len(matches), "fit")
+        if shipped.digest() in matches:
+            what = f"{len(matches)} weights (the shipped ones and fits)"
+        raise NotFoundError(f"weights {which!r}: {what} recorded with that prefix")
+    return SHIPPED if matches[0] == shipped.digest() else matches[0]
 
 
 def use_embedder(vault: Handle, which: str) -> WriteResult:

@@ -12,7 +12,10 @@ index blobs, records of write-backs a rollback reverted, leftovers of write-back
 before their audit line — are deleted, as are cache entries of embedders no kept generation
 uses and the
 temporaries interrupted writes left below ``objects/`` and ``embeddings/cache/``, and
-packs whose bytes do not match their name (torn by a power cut).
+packs whose bytes do not match their name (torn by a power cut). Only what gc owns is
+deleted — object files, temporaries, cache files (FORMAT §13): a stray entry (a directory
+under the fan-out or where a cache file belongs, a file not named as an object) is left in
+place and named in the result (``GcResult.left``), never an error.
 
 ``--cache`` checks the cache as ``vault verify`` does — every entry and pack line read and
 recomputed from its own source with its own embedder — and drops each file that fails (an
@@ -31,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +54,7 @@ from vault.index.build import catch_up
 from vault.index.generations import IndexGeneration
 from vault.index.snapshot import Generation, generation_embedders
 from vault.store.fs import fsync_dir, is_temporary
-from vault.store.objects import ObjectStore
+from vault.store.objects import ObjectStore, is_digest
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class GcResult:
     removed_bytes: int
     removed_cache_entries: int
     removed_temporaries: int = 0
+    left: list[str] = field(default_factory=list)  # entries gc does not own, left in place
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +77,7 @@ class GcResult:
             "removed_bytes": self.removed_bytes,
             "removed_cache_entries": self.removed_cache_entries,
             "removed_temporaries": self.removed_temporaries,
+            "left": self.left,
         }
 
 
@@ -163,7 +168,8 @@ def gc(
         checked, bad_cache = _bad_cache(vault) if cache else (0, [])
         dropped = sorted(set(stale_cache) | set(bad_cache))
         removed = [g.number for g in history if g.number not in kept_numbers]
-        temporaries = _temporaries(vault) if keep is not None else []
+        temporaries, left = _temporaries(vault) if keep is not None else ([], [])
+        left += _cache_strays(vault)
         if not dry_run:
             # acknowledged first (what it removes is decided), then the records: a failure or
             # crash after that leaves unreachable objects, never a record naming a deleted one
@@ -199,6 +205,7 @@ def gc(
             size,
             len(dropped),
             len(temporaries),
+            sorted(str(p) for p in set(left)),
         )
 
 
@@ -274,14 +281,14 @@ def _plan(
     embedders = generation_embedders(vault.objects, [g.generation for g in kept])
     caches = [vault.cache.bound(e) for e in embedders]
     stale_cache = []
-    for path in vault.cache.entries():
+    for path in _files(vault.cache.entries()):
         try:
             key = loads(path.read_bytes())["key"]
             if not any(c.owns_key(key) for c in caches):
                 stale_cache.append(path)
         except (InvalidInputError, KeyError, TypeError, OSError):
             stale_cache.append(path)
-    packs = vault.cache.packs()
+    packs = _files(vault.cache.packs())
     torn = [p for p in packs if read_pack(p) is None]
     stale_cache += [p for p in packs if p in torn or not any(c.owns(p) for c in caches)]
     ours = {c: [p for p in packs if c.owns(p) and p not in torn] for c in caches}
@@ -294,7 +301,7 @@ def _bad_cache(vault: Handle) -> tuple[int, list[Path]]:
     from vault.ops.verify import check_cache
 
     checked, problems = check_cache(vault)
-    files = {str(p): p for p in [*vault.cache.entries(), *vault.cache.packs()]}
+    files = {str(p): p for p in _files([*vault.cache.entries(), *vault.cache.packs()])}
     bad: set[Path] = set()
     for problem in problems:
         if problem.kind not in CACHE_KINDS:
@@ -338,17 +345,50 @@ def _remove(
             fsync_dir(parent)
 
 
-def _temporaries(vault: Handle) -> list[Path]:
-    """Temporaries below the object fan-out and the cache, which writers do not sweep
-    (the cache's may be a reader's; writers sweep the other directories themselves)."""
+def _temporaries(vault: Handle) -> tuple[list[Path], list[Path]]:
+    """(the temporaries below the object fan-out and the cache, which writers do not sweep
+    (the cache's may be a reader's; writers sweep the other directories themselves); the
+    entries of ``objects/`` gc does not own — neither an object nor a temporary file, what
+    ``vault verify`` reports as ``object_unexpected`` — and the directories named as
+    temporaries: left in place, never deleted, named in gc's result)."""
     out: list[Path] = []
+    left: list[Path] = []
     for parent in (vault.objects.root, vault.cache.root):
         if not parent.is_dir():
             continue
+        objects = parent == vault.objects.root
         for sub in sorted(parent.iterdir()):
-            if sub.is_dir() and not sub.is_symlink():
-                out += sorted(p for p in sub.iterdir() if is_temporary(p.name))
-    return out
+            if not (sub.is_dir() and not sub.is_symlink()):
+                if objects and not sub.name.startswith("."):
+                    left.append(sub)
+                continue
+            for p in sorted(sub.iterdir()):
+                if p.name.startswith("."):
+                    if not is_temporary(p.name):
+                        continue
+                    (left if _is_dir(p) else out).append(p)
+                elif objects and not (
+                    len(sub.name) == 2
+                    and is_digest(sub.name + p.name)
+                    and p.is_file()
+                    and not p.is_symlink()
+                ):
+                    left.append(p)
+    return out, left
+
+
+def _is_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _files(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` without the directories among them (not gc's to delete)."""
+    return [p for p in paths if not _is_dir(p)]
+
+
+def _cache_strays(vault: Handle) -> list[Path]:
+    """Directories where a cache entry or pack is expected: left in place."""
+    return [p for p in [*vault.cache.entries(), *vault.cache.packs()] if _is_dir(p)]
 
 
 def _merge_packs(cache: EmbeddingCache, packs: list[Path]) -> None:

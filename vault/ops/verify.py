@@ -208,7 +208,7 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
         try:
             data = path.read_bytes()
         except OSError as exc:
-            report.add("cache_pack_bad", path, f"cannot read ({exc.strerror}); {CACHE_FIX}")
+            report.add("cache_pack_bad", path, _unreadable(exc))
             continue
         if not pack_name_ok(path, data):
             report.add(
@@ -242,8 +242,15 @@ def _read_cache(ctx: _Context, report: VerifyReport, sample: int | None) -> None
         except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
             report.add("cache_entry_bad", where, f"{exc}; {CACHE_FIX}")
         except OSError as exc:
-            report.add("cache_entry_bad", where, f"cannot read ({exc.strerror}); {CACHE_FIX}")
+            report.add("cache_entry_bad", where, _unreadable(exc))
     report.checked["cache_entries"] = len(raw)
+
+
+def _unreadable(exc: OSError) -> str:
+    """Why a cache file cannot be read, and the fix."""
+    if exc.errno == errno.EISDIR:  # (not vault's: `vault gc` leaves it in place)
+        return "a directory where a cache file belongs, not vault's: move it out"
+    return f"cannot read ({exc.strerror}); {CACHE_FIX}"
 
 
 def _check_cache(ctx: _Context, report: VerifyReport) -> None:

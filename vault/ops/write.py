@@ -64,18 +64,21 @@ class WriteResult:
     """What a write-back did."""
 
     op: str
-    # refs (new or status changed) and evidence ids newly stored: each once, in input order
+    # refs of new concept versions and ids of new evidence: each once, in input order
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)  # given again, held as is (each once)
     audit_seq: int | None = None
     generation: str | None = None
     number: int | None = None
+    # refs of the concept versions new status events were stored for: each once, in order
+    status: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "op": self.op,
             "added": self.added,
             "unchanged": self.unchanged,
+            "status": self.status,
             "audit_seq": self.audit_seq,
             "generation": self.generation,
             "number": self.number,
@@ -191,18 +194,20 @@ def write_back(
         )
         st_digests, st_refs, unchanged_st = _plan_status(concept, set(new_refs), norm_status, batch)
         unchanged_reprs = _uncited_reprs(snap, repr_sources or {}, given, batch)
-        # each ref or digest once, in order (a new card's status event names its ref again)
-        added = list(dict.fromkeys(new_refs + ev_digests + st_refs))
-        changed = set(added)  # (a stored card given again whose status changes: changed)
+        # each ref or digest once, in order; status events apart (a stored card given again
+        # whose status changes is unchanged, and its ref is in ``status``)
+        added = list(dict.fromkeys(new_refs + ev_digests))
+        status = list(dict.fromkeys(st_refs))
+        new = set(added)
         unchanged = [
             x
             for x in dict.fromkeys(unchanged + unchanged_ev + unchanged_st + unchanged_reprs)
-            if x not in changed
+            if x not in new
         ]
-        if not added:  # (else the reprs the evidence carries are stored, or repaired, below)
+        if not added and not status:  # (else the reprs the evidence carries are stored below)
             batch.stored.update((d, batch.blobs[d]) for d in repr_digests)
         batch.restore(vault)
-        if not added:
+        if not added and not status:
             return WriteResult(op, [], unchanged)
         info = detail or ({"concepts": new_refs} if new_refs else {})
         if ev_digests:
@@ -220,6 +225,7 @@ def write_back(
             info,
             added,
             unchanged,
+            status,
         )
 
 
@@ -361,7 +367,15 @@ def set_status(
         batch = _Batch()
         digest = batch.add(event)
         return _commit(
-            vault, snap, "status", [digest], batch, {"concept": name, "status": status}, [name], []
+            vault,
+            snap,
+            "status",
+            [digest],
+            batch,
+            {"concept": name, "status": status},
+            [],
+            [],
+            [name],
         )
 
 
@@ -385,6 +399,7 @@ def _commit(
     detail: dict[str, Any],
     added: list[str],
     unchanged: list[str],
+    status: list[str] | None = None,
 ) -> WriteResult:
     """Store, plan (everything computed before the acknowledgement), acknowledge, publish."""
     vault.put_objects([(d, batch.blobs[d]) for d in digests])
@@ -407,7 +422,9 @@ def _commit(
             "the next vault command completes it — do not redo the write",
             note=stored,
         ) from None
-    return WriteResult(op, added, unchanged, entry.seq, build.generation, build.number)
+    return WriteResult(
+        op, added, unchanged, entry.seq, build.generation, build.number, status or []
+    )
 
 
 def _plan_cards(

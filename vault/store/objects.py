@@ -340,11 +340,15 @@ class ObjectStore:
         return value
 
     def __iter__(self) -> Iterator[str]:
-        """Every object address, sorted."""
+        """Every object address, sorted: the regular files named as objects (FORMAT §3) —
+        never a stray entry (a directory, a symlink, another name: ``vault verify``'s
+        ``object_unexpected``), which vault does not own."""
         if not self.root.is_dir():
             return
         for fan in sorted(self.root.iterdir()):
-            if len(fan.name) == 2 and fan.is_dir():
-                for f in sorted(fan.iterdir()):
-                    if not f.name.startswith("."):
-                        yield fan.name + f.name
+            if len(fan.name) == 2 and fan.is_dir() and not fan.is_symlink():
+                with os.scandir(fan) as it:
+                    names = sorted(
+                        fan.name + f.name for f in it if f.is_file(follow_symlinks=False)
+                    )
+                yield from (name for name in names if is_digest(name))
