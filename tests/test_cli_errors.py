@@ -363,6 +363,42 @@ def test_a_closed_pipe_in_process(stocked: Vault, monkeypatch: pytest.MonkeyPatc
     assert result.stderr == ""
 
 
+# --------------------------------------------------------------------------- closed streams
+def closed(redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI run by bash with a standard stream closed (``<&-``, ``>&-``, ``2>&-``):
+    Python then has ``sys.stdin`` / ``stdout`` / ``stderr`` None (a DEVNULL is not closed)."""
+    return subprocess.run(
+        ["bash", "-c", f'"$@" {redirect}', "bash", sys.executable, "-m", "vault_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+READS_STDIN = [
+    ["add", "-"],
+    ["evidence", "add", "-"],
+    ["import", "-"],
+    ["repr", "-"],
+    ["embed", "-"],
+    ["retrieve", "--task", "-"],
+    ["retrieve", "--repr", "-"],
+    ["retrieve", "--query", "-"],
+    ["retrieve", "--batch", "-"],
+    ["retrieve", "--batch", "-", "--workers", "2"],
+]
+
+
+@pytest.mark.parametrize("args", READS_STDIN, ids=" ".join)
+def test_a_closed_stdin_is_an_input_error(stocked: Vault, args: list[str]) -> None:
+    """`vault add - <&-` said `error: internal error: AttributeError: 'NoneType' object has
+    no attribute 'buffer'`: a closed stdin is an input error, as an empty one is."""
+    proc = closed("<&-", "--vault", str(stocked.root), *args)
+    assert (proc.returncode, proc.stderr) == (1, "error: <stdin>: stdin is closed, expected JSON\n")
+    assert proc.stdout == ""
+
+
 # --------------------------------------------------------------------------- the unexpected
 @pytest.mark.internal_error  # provoked on purpose: the crash check of conftest.py is off
 def test_an_unexpected_error_is_one_line_not_a_traceback(
