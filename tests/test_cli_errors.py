@@ -399,6 +399,47 @@ def test_a_closed_stdin_is_an_input_error(stocked: Vault, args: list[str]) -> No
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list"],
+        ["list", "--json"],
+        ["log"],
+        ["export"],
+        ["--version"],
+        ["--help"],
+        ["retrieve", "--task", str(EXAMPLES / "tasks" / "rotate.json")],
+        ["retrieve", "--batch", "BATCH", "--workers", "2"],
+    ],
+    ids=" ".join,
+)
+def test_a_closed_stdout_fails_a_command_with_output(
+    stocked: Vault, tmp_path: Path, args: list[str]
+) -> None:
+    """`vault list >&-` exited 1 with `internal error: ... no attribute 'write'` and a
+    traceback: output that cannot be written is one line and exit 1 (as `ls >&-` fails)."""
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(
+        json.dumps({"task": json.loads((EXAMPLES / "tasks" / "rotate.json").read_text())})
+    )
+    args = [str(batch) if a == "BATCH" else a for a in args]
+    proc = closed(">&-", "--vault", str(stocked.root), *args)
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        "error: stdout is closed: the output could not be written\n",
+    )
+
+
+def test_a_closed_stdout_is_no_failure_for_a_command_without_output(stocked: Vault) -> None:
+    """A command that writes nothing to stdout (its summary is on stderr) still succeeds."""
+    card_file = str(EXAMPLES / "rotate-90.card.json")
+    for args in (["verify"], ["add", card_file]):
+        proc = closed(">&-", "--vault", str(stocked.root), *args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert stocked.concept("rotate-90").id == "rotate-90"
+
+
 # --------------------------------------------------------------------------- the unexpected
 @pytest.mark.internal_error  # provoked on purpose: the crash check of conftest.py is off
 def test_an_unexpected_error_is_one_line_not_a_traceback(

@@ -8,7 +8,8 @@ The exit-code rule (also in ``vault --help`` and the README):
 * **0** ok.
 * **1** the command ran and failed, or found what it checks for: a bad input file, an
   unknown concept or generation, a vault it cannot use, a missing optional extra, the write
-  lock held too long, ``verify`` found an error, ``index status`` is not current, a
+  lock held too long, output that cannot be written (stdout closed before the run),
+  ``verify`` found an error, ``index status`` is not current, a
   ``retrieve --batch`` line failed (every line still answered), a prompt answered no.
 * **2** usage: the command line itself is wrong — an unknown command or option, a missing or
   extra argument, a value of the wrong form or out of range (a choice, a count, an id, a
@@ -27,11 +28,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, BinaryIO, NoReturn, cast
 
 import typer
 
@@ -48,9 +51,10 @@ MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second a timestamp
 
 EXIT_CODES_HELP = """\b
 Exit codes: 0 ok; 1 failure (bad input, unknown concept, vault problem, missing
-extra; verify found a problem; index status not current; a failed --batch line;
-prompt declined); 2 usage error (bad option or argument value, conflicting
-options); 130 interrupted; 141 output pipe closed (quiet).
+extra, stdout closed before the run; verify found a problem; index status not
+current; a failed --batch line; prompt declined); 2 usage error (bad option or
+argument value, conflicting options); 130 interrupted; 141 output pipe closed
+(quiet).
 Without --vault or VAULT_DIR the vault is the one containing the current
 directory (searched upwards, as git does), else ./vault."""
 
@@ -281,6 +285,65 @@ def error_line(message: str) -> None:
         pass
 
 
+class StdoutClosed(OSError):
+    """A write to stdout when it was closed before the run (``vault list >&-``)."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EBADF, "stdout is closed: the output could not be written")
+
+
+class _ClosedBinaryStdout(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if len(data):
+            raise StdoutClosed
+        return 0
+
+
+class _ClosedStdout(io.TextIOBase):
+    """``sys.stdout`` for a run whose stdout was closed (Python sets it to None): a write of
+    anything fails with ``StdoutClosed`` (reported as one line, exit 1: the output is lost,
+    as ``ls >&-`` fails); a command that writes nothing to stdout succeeds."""
+
+    encoding = "utf-8"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = cast(BinaryIO, _ClosedBinaryStdout())  # (``export`` writes bytes)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if text:
+            raise StdoutClosed
+        return 0
+
+
+def mend_standard_streams() -> None:
+    """A run started with stdin, stdout or stderr closed (``<&-``, ``>&-``, ``2>&-``): the
+    closed descriptor is held open on /dev/null (so no file the vault opens gets the number
+    0, 1 or 2, where a stray write meant for the stream would land); a closed stdin stays
+    None (``vault.input`` refuses ``-`` then), and a closed stdout fails a command that
+    writes to it (``StdoutClosed``)."""
+    for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                held = os.open(os.devnull, flags)
+                if held != fd:
+                    os.dup2(held, fd)
+                    os.close(held)
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
+
+
 def _quiet_stdout() -> None:
     """After a closed pipe: point stdout at /dev/null so the interpreter's final flush of
     what is still buffered cannot fail ("Exception ignored ... BrokenPipeError")."""
@@ -320,7 +383,9 @@ def report(exc: BaseException) -> int:
 
 def _on_stdout(exc: OSError) -> OSError:
     """An error writing the output, named as such when it names no file."""
-    return exc if exc.filename else OSError(exc.errno, exc.strerror, "stdout")
+    if exc.filename or isinstance(exc, StdoutClosed):
+        return exc
+    return OSError(exc.errno, exc.strerror, "stdout")
 
 
 def finish(code: int) -> NoReturn:
@@ -381,6 +446,7 @@ class VaultGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         Invocation.vault = None  # nothing carries over from an earlier run in this process
+        mend_standard_streams()
         try:
             rv = super().main(
                 args,
