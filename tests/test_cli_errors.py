@@ -440,6 +440,31 @@ def test_a_closed_stdout_is_no_failure_for_a_command_without_output(stocked: Vau
     assert stocked.concept("rotate-90").id == "rotate-90"
 
 
+def test_a_closed_stderr_drops_messages_and_keeps_the_exit_code(
+    stocked: Vault, tmp_path: Path
+) -> None:
+    """`vault add CARD 2>&-` exited 1 though the card was added, and `vault verify 2>&-` 1
+    on a healthy vault (a message written to a None sys.stderr): the messages are dropped,
+    the exit code is the command's own."""
+    at = ["--vault", str(stocked.root)]
+    card_file = str(EXAMPLES / "rotate-90.card.json")
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(f'{{"task": {(EXAMPLES / "tasks" / "rotate.json").read_text()}}}\n' * 2)
+    for args, code in (
+        (["add", card_file], 0),
+        (["verify"], 0),
+        (["retrieve", "--batch", str(batch), "--workers", "2"], 0),
+        (["add", str(tmp_path / "missing.json")], 1),
+        (["list", "--no-such-option"], 2),
+    ):
+        proc = closed("2>&-", *at, *args)
+        assert (proc.returncode, proc.stderr) == (code, ""), (args, proc.stderr)
+    assert stocked.concept("rotate-90").id == "rotate-90"
+    assert len(closed("2>&-", *at, "retrieve", "--batch", str(batch)).stdout.splitlines()) == 2
+    both = closed(">&- 2>&-", *at, "list")
+    assert (both.returncode, both.stderr) == (1, "")
+
+
 # --------------------------------------------------------------------------- the unexpected
 @pytest.mark.internal_error  # provoked on purpose: the crash check of conftest.py is off
 def test_an_unexpected_error_is_one_line_not_a_traceback(

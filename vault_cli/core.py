@@ -329,8 +329,9 @@ def mend_standard_streams() -> None:
     """A run started with stdin, stdout or stderr closed (``<&-``, ``>&-``, ``2>&-``): the
     closed descriptor is held open on /dev/null (so no file the vault opens gets the number
     0, 1 or 2, where a stray write meant for the stream would land); a closed stdin stays
-    None (``vault.input`` refuses ``-`` then), and a closed stdout fails a command that
-    writes to it (``StdoutClosed``)."""
+    None (``vault.input`` refuses ``-`` then), a closed stdout fails a command that writes
+    to it (``StdoutClosed``), a closed stderr drops every message (the exit code is still
+    the command's own)."""
     for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
         try:
             os.fstat(fd)
@@ -342,6 +343,8 @@ def mend_standard_streams() -> None:
                     os.close(held)
     if sys.stdout is None:
         sys.stdout = _ClosedStdout()
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the run
 
 
 def _quiet_stdout() -> None:
