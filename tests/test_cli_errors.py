@@ -324,6 +324,27 @@ def test_usage_error_on_a_terminal_shows_the_usage_line(
     )
 
 
+def test_two_different_vaults_are_conflicting_options(stocked: Vault, tmp_path: Path) -> None:
+    """`vault --vault A add FILE --vault B` silently used B: --vault before and after the
+    command (or its group) naming two directories is a usage error, told before either is
+    read; the same directory twice (however spelt) is fine."""
+    a, b = str(stocked.root), str(tmp_path / "other")
+    card_file = str(EXAMPLES / "rotate-90.card.json")
+    before = tree(stocked.root)
+    line = f"error: --vault given twice with different directories ({a} and {b}); give one\n"
+    for args in (
+        ["--vault", a, "add", card_file, "--vault", b],
+        ["--vault", a, "list", f"--vault={b}"],
+        ["--vault", a, "index", "--vault", b, "status"],
+        ["index", "--vault", a, "status", "--vault", b],
+    ):
+        result = invoke(args)
+        assert (result.exit_code, result.stderr) == (2, line), args
+    assert tree(stocked.root) == before and not Path(b).exists()
+    same = invoke(["--vault", a, "list", "--vault", f"{a}/./", "--json"])
+    assert same.exit_code == 0, same.stderr
+
+
 # --------------------------------------------------------------------------- closed pipes
 def _big_task(tmp_path: Path) -> Path:
     """~200 kB of output: more than a pipe holds, so the writer is still writing when the

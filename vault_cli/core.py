@@ -66,27 +66,44 @@ def example(*lines: str) -> str:
 
 
 # --------------------------------------------------------------------------- the vault
-VaultOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--vault",
-        metavar="PATH",
-        help="Vault directory (also before the command; env VAULT_DIR; default: the vault "
-        "containing the current directory, else ./vault).",
-        show_default=False,
-    ),
-]
-
-
 class Invocation:
     """Per-run settings from the root options (set by the root callback on every run)."""
 
     vault: Path | None = None
 
 
+def _one_vault(value: Path | None) -> Path | None:
+    """``--vault`` given before the command (or its group) and again after it must name the
+    same directory (compared resolved: ``v`` and ``./v/`` are one): two different ones are
+    conflicting options, a usage error, not the last one silently."""
+    before = Invocation.vault
+    if (
+        value is not None
+        and before is not None
+        and os.path.realpath(value) != os.path.realpath(before)
+    ):
+        raise UsageError(
+            f"--vault given twice with different directories ({before} and {value}); give one"
+        )
+    return value
+
+
+VaultOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--vault",
+        metavar="PATH",
+        help="Vault directory (also before the command, the same one if both; env VAULT_DIR; "
+        "default: the vault containing the current directory, else ./vault).",
+        show_default=False,
+        callback=_one_vault,
+    ),
+]
+
+
 def vault_path(given: Path | None = None) -> Path:
-    """``--vault`` after the command > ``--vault`` before it > ``VAULT_DIR`` > the vault
-    containing the current directory > ``./vault``."""
+    """``--vault`` (after the command or before it: the same one, see ``_one_vault``) >
+    ``VAULT_DIR`` > the vault containing the current directory > ``./vault``."""
     if given is not None:
         return given
     if Invocation.vault is not None:
