@@ -176,15 +176,32 @@ def output_folder(path: Path, root: Path, option: str) -> Path:
     any work: not the folder of the vault ``root`` (``--vault``, or the vault the command
     would use) nor of any other vault (a vault's files are its own: one more breaks
     ``vault verify``), the vault's root itself included; not a file."""
-    from vault.handle import find_vault
-
     target = Path(os.path.realpath(path))  # (a link's target: where the files will go)
     home = Path(os.path.realpath(root))
-    inside = root if target == home or home in target.parents else find_vault(target)
+    inside = root if target == home or home in target.parents else vault_holding(target)
     if inside is not None:
         raise UsageError(f"{option} {path}: inside the vault ({inside}); write it elsewhere")
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path}: is a file; give a folder")
+    return path
+
+
+def vault_holding(path: Path) -> Path | None:
+    """The vault whose folder ``path`` (a link's target) is or is in, or None."""
+    from vault.handle import find_vault
+
+    return find_vault(Path(os.path.realpath(path)))
+
+
+def new_vault_folder(path: Path) -> Path:
+    """Check where ``vault init`` is to make a vault: not inside another vault's folder
+    (``nv/inner``, ``nv/objects/zz``: a stray there fails that vault's ``verify`` and
+    ``gc``). A vault already at ``path`` is fine (``init`` leaves it as it is)."""
+    inside = vault_holding(path)
+    if inside is not None and inside != Path(os.path.realpath(path)):
+        from vault.errors import VaultStateError
+
+        raise VaultStateError(f"{path}: inside the vault ({inside}); create it elsewhere")
     return path
 
 
