@@ -15,8 +15,9 @@ The exit-code rule (also in ``vault --help`` and the README):
   extra argument, a value of the wrong form or out of range (a choice, a count, an id, a
   version), conflicting options, a bad ``SOURCE_DATE_EPOCH``. Told from the command line
   alone, before any input file or the vault is read.
-* **130** interrupted; **141** stdout closed early (``vault … | head``), whatever the output
-  form (rich tables too: rich's own handler would exit 1): quietly, as git.
+* **130** interrupted; **141** stdout closed early, before the output was all written
+  (``vault export | head -1`` with more output than the pipe's buffer holds), whatever the
+  output form (rich tables too: rich's own handler would exit 1): quietly, as git.
 
 Errors are one line on stderr, ``error: <message>``; never a traceback (an unexpected one is
 reported as ``error: internal error: …``; ``VAULT_TRACEBACK=1`` shows it, and
