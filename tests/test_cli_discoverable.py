@@ -194,11 +194,15 @@ def test_minimal_args_cover_every_command(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", IDS)
-def test_vault_option_after_the_command_wins(tmp_path: Path, name: str) -> None:
-    """`vault --vault A cmd --vault B` uses B (and VAULT_DIR loses to both)."""
+def test_vault_option_after_the_command(tmp_path: Path, name: str) -> None:
+    """`vault cmd --vault B` uses B (VAULT_DIR loses to it); `vault --vault A cmd --vault B`
+    (it silently used B) is conflicting options: a usage error, nothing made."""
     argv = minimal_args(tmp_path)[name]
     a, b, env = tmp_path / "A", tmp_path / "B", tmp_path / "ENV"
-    result = invoke(["--vault", str(a), *argv, "--vault", str(b)], env={"VAULT_DIR": str(env)})
+    both = invoke(["--vault", str(a), *argv, "--vault", str(b)], env={"VAULT_DIR": str(env)})
+    assert both.exit_code == 2 and "--vault given twice" in both.stderr, both.output
+    assert not a.exists() and not b.exists()
+    result = invoke([*argv, "--vault", str(b)], env={"VAULT_DIR": str(env)})
     if name in ("repr", "eval"):  # need no vault; the option is accepted all the same
         assert result.exit_code == 0, result.output
     elif name == "init":
@@ -221,8 +225,11 @@ def test_index_status_with_vault_after_the_command(vault: Vault) -> None:
 def test_vault_option_between_a_group_and_its_command(tmp_path: Path, group: str) -> None:
     args = next(a for n, a in sorted(minimal_args(tmp_path).items()) if n.startswith(group + " "))
     b = tmp_path / "B"
-    result = invoke(["--vault", str(tmp_path / "A"), group, "--vault", str(b), *args[1:]])
+    result = invoke([group, "--vault", str(b), *args[1:]])
     assert result.exit_code == 1 and str(b) in result.stderr, result.output
+    # a different --vault before the group too: conflicting options, not the last one
+    result = invoke(["--vault", str(tmp_path / "A"), group, "--vault", str(b), *args[1:]])
+    assert result.exit_code == 2 and "--vault given twice" in result.stderr, result.output
     assert group in invoke([group, "--help"]).stdout
 
 

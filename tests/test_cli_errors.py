@@ -324,6 +324,27 @@ def test_usage_error_on_a_terminal_shows_the_usage_line(
     )
 
 
+def test_two_different_vaults_are_conflicting_options(stocked: Vault, tmp_path: Path) -> None:
+    """`vault --vault A add FILE --vault B` silently used B: --vault before and after the
+    command (or its group) naming two directories is a usage error, told before either is
+    read; the same directory twice (however spelt) is fine."""
+    a, b = str(stocked.root), str(tmp_path / "other")
+    card_file = str(EXAMPLES / "rotate-90.card.json")
+    before = tree(stocked.root)
+    line = f"error: --vault given twice with different directories ({a} and {b}); give one\n"
+    for args in (
+        ["--vault", a, "add", card_file, "--vault", b],
+        ["--vault", a, "list", f"--vault={b}"],
+        ["--vault", a, "index", "--vault", b, "status"],
+        ["index", "--vault", a, "status", "--vault", b],
+    ):
+        result = invoke(args)
+        assert (result.exit_code, result.stderr) == (2, line), args
+    assert tree(stocked.root) == before and not Path(b).exists()
+    same = invoke(["--vault", a, "list", "--vault", f"{a}/./", "--json"])
+    assert same.exit_code == 0, same.stderr
+
+
 # --------------------------------------------------------------------------- closed pipes
 def _big_task(tmp_path: Path) -> Path:
     """~200 kB of output: more than a pipe holds, so the writer is still writing when the
@@ -361,6 +382,108 @@ def test_a_closed_pipe_in_process(stocked: Vault, monkeypatch: pytest.MonkeyPatc
     result = invoke(["log", "--json", "--vault", str(stocked.root)])
     assert result.exit_code == 141
     assert result.stderr == ""
+
+
+# --------------------------------------------------------------------------- closed streams
+def closed(redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI run by bash with a standard stream closed (``<&-``, ``>&-``, ``2>&-``):
+    Python then has ``sys.stdin`` / ``stdout`` / ``stderr`` None (a DEVNULL is not closed)."""
+    return subprocess.run(
+        ["bash", "-c", f'"$@" {redirect}', "bash", sys.executable, "-m", "vault_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+READS_STDIN = [
+    ["add", "-"],
+    ["evidence", "add", "-"],
+    ["import", "-"],
+    ["repr", "-"],
+    ["embed", "-"],
+    ["retrieve", "--task", "-"],
+    ["retrieve", "--repr", "-"],
+    ["retrieve", "--query", "-"],
+    ["retrieve", "--batch", "-"],
+    ["retrieve", "--batch", "-", "--workers", "2"],
+]
+
+
+@pytest.mark.parametrize("args", READS_STDIN, ids=" ".join)
+def test_a_closed_stdin_is_an_input_error(stocked: Vault, args: list[str]) -> None:
+    """`vault add - <&-` said `error: internal error: AttributeError: 'NoneType' object has
+    no attribute 'buffer'`: a closed stdin is an input error, as an empty one is."""
+    proc = closed("<&-", "--vault", str(stocked.root), *args)
+    assert (proc.returncode, proc.stderr) == (1, "error: <stdin>: stdin is closed, expected JSON\n")
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list"],
+        ["list", "--json"],
+        ["log"],
+        ["export"],
+        ["--version"],
+        ["--help"],
+        ["retrieve", "--task", str(EXAMPLES / "tasks" / "rotate.json")],
+        ["retrieve", "--batch", "BATCH", "--workers", "2"],
+    ],
+    ids=" ".join,
+)
+def test_a_closed_stdout_fails_a_command_with_output(
+    stocked: Vault, tmp_path: Path, args: list[str]
+) -> None:
+    """`vault list >&-` exited 1 with `internal error: ... no attribute 'write'` and a
+    traceback: output that cannot be written is one line and exit 1 (as `ls >&-` fails)."""
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(
+        json.dumps({"task": json.loads((EXAMPLES / "tasks" / "rotate.json").read_text())})
+    )
+    args = [str(batch) if a == "BATCH" else a for a in args]
+    proc = closed(">&-", "--vault", str(stocked.root), *args)
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        "error: stdout is closed: the output could not be written\n",
+    )
+
+
+def test_a_closed_stdout_is_no_failure_for_a_command_without_output(stocked: Vault) -> None:
+    """A command that writes nothing to stdout (its summary is on stderr) still succeeds."""
+    card_file = str(EXAMPLES / "rotate-90.card.json")
+    for args in (["verify"], ["add", card_file]):
+        proc = closed(">&-", "--vault", str(stocked.root), *args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert stocked.concept("rotate-90").id == "rotate-90"
+
+
+def test_a_closed_stderr_drops_messages_and_keeps_the_exit_code(
+    stocked: Vault, tmp_path: Path
+) -> None:
+    """`vault add CARD 2>&-` exited 1 though the card was added, and `vault verify 2>&-` 1
+    on a healthy vault (a message written to a None sys.stderr): the messages are dropped,
+    the exit code is the command's own."""
+    at = ["--vault", str(stocked.root)]
+    card_file = str(EXAMPLES / "rotate-90.card.json")
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(f'{{"task": {(EXAMPLES / "tasks" / "rotate.json").read_text()}}}\n' * 2)
+    for args, code in (
+        (["add", card_file], 0),
+        (["verify"], 0),
+        (["retrieve", "--batch", str(batch), "--workers", "2"], 0),
+        (["add", str(tmp_path / "missing.json")], 1),
+        (["list", "--no-such-option"], 2),
+    ):
+        proc = closed("2>&-", *at, *args)
+        assert (proc.returncode, proc.stderr) == (code, ""), (args, proc.stderr)
+    assert stocked.concept("rotate-90").id == "rotate-90"
+    assert len(closed("2>&-", *at, "retrieve", "--batch", str(batch)).stdout.splitlines()) == 2
+    both = closed(">&- 2>&-", *at, "list")
+    assert (both.returncode, both.stderr) == (1, "")
 
 
 # --------------------------------------------------------------------------- the unexpected
@@ -412,6 +535,10 @@ def test_the_rule_is_documented() -> None:
     assert "Exit codes: 0 ok; 1 failure" in text and "2 usage error" in text
     readme = (EXAMPLES.parent / "README.md").read_text()
     assert "Exit codes" in readme and "141" in readme
+    # the 141 example must close early in practice: `vault log | head -1` exited 0 (a small
+    # log fits the pipe's buffer whole); the row says when it happens
+    row = next(line for line in readme.splitlines() if line.startswith("| 141 |"))
+    assert "vault log \\| head" not in row and "larger than the pipe's buffer" in row
 
 
 def test_an_option_the_mode_does_not_use_is_refused(stocked: Vault, tmp_path: Path) -> None:

@@ -230,6 +230,34 @@ def test_an_eval_out_folder_in_a_vault_or_a_file_is_refused(vault: Vault, tmp_pa
     assert (tmp_path / "report" / "results.json").is_file()
 
 
+def test_init_inside_a_vault_is_refused(vault: Vault, tmp_path: Path) -> None:
+    """`vault init nv/inner` (or `nv/objects/zz`) was accepted, and then `vault verify nv`
+    failed (root_unexpected) and gc broke on the stray: a new vault inside a vault's folder
+    (named as PATH or --vault, through a link too) is refused, exit 1 naming the enclosing
+    vault, nothing made; an existing vault is still fine."""
+    root = vault.root
+    home = os.path.realpath(root)
+    (tmp_path / "link").symlink_to(root / "objects")
+    for path in (
+        root / "inner",
+        root / "objects" / "zz",
+        root / "a" / "b",
+        tmp_path / "link" / "q",
+    ):
+        before = tree(root)
+        for argv in (["init", str(path)], ["--vault", str(path), "init"]):
+            result = runner.invoke(app, argv, env={"VAULT_DIR": None})
+            assert (result.exit_code, result.stderr) == (
+                1,
+                f"error: {path}: inside the vault ({home}); create it elsewhere\n",
+            ), argv
+        assert tree(root) == before
+    assert run(root, "verify").exit_code == 0
+    run(root, "init")  # the vault itself: left as it is
+    run(root, "init", str(tmp_path / "beside"))
+    assert (tmp_path / "beside" / "format.json").is_file()
+
+
 @pytest.mark.parametrize(("args", "option"), WRITERS)
 def test_an_output_through_a_link_or_into_a_fifo_keeps_what_is_there(
     example_vault: Vault, tmp_path: Path, args: list[str], option: str

@@ -16,7 +16,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from vault.canonical import loads
 from vault.errors import InvalidInputError
@@ -38,11 +38,20 @@ def source_name(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
 
+def _stdin() -> BinaryIO:
+    """stdin's bytes; a closed stdin (``<&-``: Python's ``sys.stdin`` is None) is an input
+    error, as an empty one is."""
+    stdin = sys.stdin
+    if stdin is None:
+        raise InvalidInputError("stdin is closed, expected JSON", source="<stdin>")
+    return stdin.buffer
+
+
 def read_bytes(path: str) -> bytes:
     """The bytes of a file, or of stdin for ``-`` — at most ``vault.limits.MAX_INPUT_BYTES``
     (``/dev/zero`` or a huge sparse file is refused after that much, never read whole)."""
     if path == "-":
-        return read_limited(sys.stdin.buffer, "<stdin>")
+        return read_limited(_stdin(), "<stdin>")
     try:
         with open(path, "rb") as f:
             return read_limited(f, path)
@@ -185,7 +194,7 @@ def json_lines(lines: Iterable[str | bytes], source: str) -> Iterator[Located]:
 def _binary_stream(path: str) -> Iterator[IO[bytes]]:
     """The bytes of a file, or stdin for ``-`` (left open), closed on any exit."""
     if path == "-":
-        yield sys.stdin.buffer
+        yield _stdin()
         return
     try:
         fp: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed below, also on early exit

@@ -143,10 +143,12 @@ def init(
 ) -> None:
     """Create an empty vault. It gets a config.toml with every default, the shipped fitted
     embedder (chosen by an audited write; `vault embedder use builtin` for the hand-set map)
-    and an empty index generation; an existing vault is left as it is."""
+    and an empty index generation; an existing vault is left as it is. A folder inside
+    another vault is refused."""
     from vault.ops.create import init as run
 
-    vault, created = run(path or vault_path(vault_dir), clock=clock())
+    root = core.new_vault_folder(path or vault_path(vault_dir))
+    vault, created = run(root, clock=clock())
     render.init_result(vault.root, created, json_out)
 
 

@@ -8,14 +8,16 @@ The exit-code rule (also in ``vault --help`` and the README):
 * **0** ok.
 * **1** the command ran and failed, or found what it checks for: a bad input file, an
   unknown concept or generation, a vault it cannot use, a missing optional extra, the write
-  lock held too long, ``verify`` found an error, ``index status`` is not current, a
+  lock held too long, output that cannot be written (stdout closed before the run),
+  ``verify`` found an error, ``index status`` is not current, a
   ``retrieve --batch`` line failed (every line still answered), a prompt answered no.
 * **2** usage: the command line itself is wrong — an unknown command or option, a missing or
   extra argument, a value of the wrong form or out of range (a choice, a count, an id, a
   version), conflicting options, a bad ``SOURCE_DATE_EPOCH``. Told from the command line
   alone, before any input file or the vault is read.
-* **130** interrupted; **141** stdout closed early (``vault … | head``), whatever the output
-  form (rich tables too: rich's own handler would exit 1): quietly, as git.
+* **130** interrupted; **141** stdout closed early, before the output was all written
+  (``vault export | head -1`` with more output than the pipe's buffer holds), whatever the
+  output form (rich tables too: rich's own handler would exit 1): quietly, as git.
 
 Errors are one line on stderr, ``error: <message>``; never a traceback (an unexpected one is
 reported as ``error: internal error: …``; ``VAULT_TRACEBACK=1`` shows it, and
@@ -27,11 +29,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, BinaryIO, NoReturn, cast
 
 import typer
 
@@ -48,9 +52,10 @@ MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second a timestamp
 
 EXIT_CODES_HELP = """\b
 Exit codes: 0 ok; 1 failure (bad input, unknown concept, vault problem, missing
-extra; verify found a problem; index status not current; a failed --batch line;
-prompt declined); 2 usage error (bad option or argument value, conflicting
-options); 130 interrupted; 141 output pipe closed (quiet).
+extra, stdout closed before the run; verify found a problem; index status not
+current; a failed --batch line; prompt declined); 2 usage error (bad option or
+argument value, conflicting options); 130 interrupted; 141 output pipe closed
+(quiet).
 Without --vault or VAULT_DIR the vault is the one containing the current
 directory (searched upwards, as git does), else ./vault."""
 
@@ -62,27 +67,44 @@ def example(*lines: str) -> str:
 
 
 # --------------------------------------------------------------------------- the vault
-VaultOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--vault",
-        metavar="PATH",
-        help="Vault directory (also before the command; env VAULT_DIR; default: the vault "
-        "containing the current directory, else ./vault).",
-        show_default=False,
-    ),
-]
-
-
 class Invocation:
     """Per-run settings from the root options (set by the root callback on every run)."""
 
     vault: Path | None = None
 
 
+def _one_vault(value: Path | None) -> Path | None:
+    """``--vault`` given before the command (or its group) and again after it must name the
+    same directory (compared resolved: ``v`` and ``./v/`` are one): two different ones are
+    conflicting options, a usage error, not the last one silently."""
+    before = Invocation.vault
+    if (
+        value is not None
+        and before is not None
+        and os.path.realpath(value) != os.path.realpath(before)
+    ):
+        raise UsageError(
+            f"--vault given twice with different directories ({before} and {value}); give one"
+        )
+    return value
+
+
+VaultOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--vault",
+        metavar="PATH",
+        help="Vault directory (also before the command, the same one if both; env VAULT_DIR; "
+        "default: the vault containing the current directory, else ./vault).",
+        show_default=False,
+        callback=_one_vault,
+    ),
+]
+
+
 def vault_path(given: Path | None = None) -> Path:
-    """``--vault`` after the command > ``--vault`` before it > ``VAULT_DIR`` > the vault
-    containing the current directory > ``./vault``."""
+    """``--vault`` (after the command or before it: the same one, see ``_one_vault``) >
+    ``VAULT_DIR`` > the vault containing the current directory > ``./vault``."""
     if given is not None:
         return given
     if Invocation.vault is not None:
@@ -155,15 +177,32 @@ def output_folder(path: Path, root: Path, option: str) -> Path:
     any work: not the folder of the vault ``root`` (``--vault``, or the vault the command
     would use) nor of any other vault (a vault's files are its own: one more breaks
     ``vault verify``), the vault's root itself included; not a file."""
-    from vault.handle import find_vault
-
     target = Path(os.path.realpath(path))  # (a link's target: where the files will go)
     home = Path(os.path.realpath(root))
-    inside = root if target == home or home in target.parents else find_vault(target)
+    inside = root if target == home or home in target.parents else vault_holding(target)
     if inside is not None:
         raise UsageError(f"{option} {path}: inside the vault ({inside}); write it elsewhere")
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path}: is a file; give a folder")
+    return path
+
+
+def vault_holding(path: Path) -> Path | None:
+    """The vault whose folder ``path`` (a link's target) is or is in, or None."""
+    from vault.handle import find_vault
+
+    return find_vault(Path(os.path.realpath(path)))
+
+
+def new_vault_folder(path: Path) -> Path:
+    """Check where ``vault init`` is to make a vault: not inside another vault's folder
+    (``nv/inner``, ``nv/objects/zz``: a stray there fails that vault's ``verify`` and
+    ``gc``). A vault already at ``path`` is fine (``init`` leaves it as it is)."""
+    inside = vault_holding(path)
+    if inside is not None and inside != Path(os.path.realpath(path)):
+        from vault.errors import VaultStateError
+
+        raise VaultStateError(f"{path}: inside the vault ({inside}); create it elsewhere")
     return path
 
 
@@ -281,6 +320,68 @@ def error_line(message: str) -> None:
         pass
 
 
+class StdoutClosed(OSError):
+    """A write to stdout when it was closed before the run (``vault list >&-``)."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EBADF, "stdout is closed: the output could not be written")
+
+
+class _ClosedBinaryStdout(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if len(data):
+            raise StdoutClosed
+        return 0
+
+
+class _ClosedStdout(io.TextIOBase):
+    """``sys.stdout`` for a run whose stdout was closed (Python sets it to None): a write of
+    anything fails with ``StdoutClosed`` (reported as one line, exit 1: the output is lost,
+    as ``ls >&-`` fails); a command that writes nothing to stdout succeeds."""
+
+    encoding = "utf-8"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = cast(BinaryIO, _ClosedBinaryStdout())  # (``export`` writes bytes)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if text:
+            raise StdoutClosed
+        return 0
+
+
+def mend_standard_streams() -> None:
+    """A run started with stdin, stdout or stderr closed (``<&-``, ``>&-``, ``2>&-``): the
+    closed descriptor is held open on /dev/null (so no file the vault opens gets the number
+    0, 1 or 2, where a stray write meant for the stream would land); a closed stdin stays
+    None (``vault.input`` refuses ``-`` then), a closed stdout fails a command that writes
+    to it (``StdoutClosed``), a closed stderr drops every message (the exit code is still
+    the command's own)."""
+    for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                held = os.open(os.devnull, flags)
+                if held != fd:
+                    os.dup2(held, fd)
+                    os.close(held)
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the run
+
+
 def _quiet_stdout() -> None:
     """After a closed pipe: point stdout at /dev/null so the interpreter's final flush of
     what is still buffered cannot fail ("Exception ignored ... BrokenPipeError")."""
@@ -320,7 +421,9 @@ def report(exc: BaseException) -> int:
 
 def _on_stdout(exc: OSError) -> OSError:
     """An error writing the output, named as such when it names no file."""
-    return exc if exc.filename else OSError(exc.errno, exc.strerror, "stdout")
+    if exc.filename or isinstance(exc, StdoutClosed):
+        return exc
+    return OSError(exc.errno, exc.strerror, "stdout")
 
 
 def finish(code: int) -> NoReturn:
@@ -381,6 +484,7 @@ class VaultGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         Invocation.vault = None  # nothing carries over from an earlier run in this process
+        mend_standard_streams()
         try:
             rv = super().main(
                 args,
